@@ -1,0 +1,162 @@
+"""Sessions per second and CPU per session: smtpload against Postfix's smtp-source.
+
+Both clients run, one after the other, against the same Postfix ``smtp-sink`` on loopback, doing
+the same work: one connection per message, EHLO, MAIL, RCPT, DATA, a 1 KiB message, QUIT.
+CPU time is the client process's user+system time (``getrusage(RUSAGE_CHILDREN)``), so it
+includes smtpload's interpreter start-up (about 0.13 s); the summary's own rate, which
+excludes start-up, is printed beside it. Results are ratios measured in the same run on the
+same machine, never absolute promises.
+
+Usage (needs Postfix's smtp-sink and smtp-source; .ci/postfix-setup installs them):
+
+    python benchmarks/bench_sessions.py [--sessions 20000] [--concurrency 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCENARIO = HERE / "one-message.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    client: str
+    sessions: int
+    wall_s: float
+    cpu_s: float
+    own_rate_per_s: float | None = None  # as the client itself reports it
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.sessions / self.wall_s
+
+    @property
+    def cpu_us_per_session(self) -> float:
+        return self.cpu_s / self.sessions * 1e6
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_banner(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(512).startswith(b"220"):
+                    sock.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def smtp_sink(port: int) -> Iterator[None]:
+    command = ["smtp-sink", "-m", "2000", f"127.0.0.1:{port}", "1024"]
+    if os.geteuid() == 0:
+        command[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_banner(port)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _measure(command: list[str]) -> tuple[float, float]:
+    """Run ``command`` to completion; return (wall seconds, CPU seconds) of it alone."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def run_smtp_source(port: int, sessions: int, concurrency: int) -> Measurement:
+    command = [
+        "smtp-source", "-s", str(concurrency), "-m", str(sessions), "-l", "1024",
+        "-f", "sender@example.test", "-t", "recipient@example.test", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    wall, cpu = _measure(command)
+    return Measurement("smtp-source", sessions, wall, cpu)
+
+
+def run_smtpload(port: int, sessions: int, concurrency: int) -> Measurement:
+    with tempfile.TemporaryDirectory() as scratch:
+        summary_path = Path(scratch) / "summary.json"
+        command = [
+            sys.executable, "-m", "smtpload", "run", str(SCENARIO),
+            "--target", f"127.0.0.1:{port}",
+            "--sessions", str(sessions), "--concurrency", str(concurrency),
+            "--results", scratch, "--json", str(summary_path), "--quiet",
+        ]  # fmt: skip
+        wall, cpu = _measure(command)
+        summary = json.loads(summary_path.read_text())
+    if summary["sessions"]["passed"] != sessions:
+        raise SystemExit(f"smtpload: not every session passed: {summary['sessions']}")
+    return Measurement("smtpload", sessions, wall, cpu, summary["throughput"]["sessions_per_s"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds; the best is kept"
+    )
+    args = parser.parse_args()
+    for tool in ("smtp-sink", "smtp-source"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: install Postfix (sudo .ci/postfix-setup)")
+    port = _free_port()
+    best: dict[str, Measurement] = {}
+    with smtp_sink(port):
+        for _ in range(args.rounds):
+            for run in (run_smtp_source, run_smtpload):
+                result = run(port, args.sessions, args.concurrency)
+                kept = best.get(result.client)
+                if kept is None or result.rate_per_s > kept.rate_per_s:
+                    best[result.client] = result
+    anchor = best["smtp-source"]
+    print(
+        f"{args.sessions} sessions, concurrency {args.concurrency}, best of {args.rounds}, "
+        "against Postfix smtp-sink on loopback"
+    )
+    print(f"{'client':<12} {'sessions/s':>11} {'CPU µs/session':>15} {'rate vs smtp-source':>20}")
+    for result in (anchor, best["smtpload"]):
+        print(
+            f"{result.client:<12} {result.rate_per_s:>11.0f} {result.cpu_us_per_session:>15.0f} "
+            f"{result.rate_per_s / anchor.rate_per_s:>19.2f}x"
+        )
+    own = best["smtpload"].own_rate_per_s
+    if own is not None:
+        print(f"smtpload's own summary, start-up excluded: {own:.0f} sessions/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""``python -m smtpload``: the same as the ``smtpload`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

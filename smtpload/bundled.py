@@ -1,0 +1,43 @@
+"""Finding scenarios by name: a path, or one of the examples installed with the package.
+
+The examples live in the repository's top-level ``scenarios/`` folder. A wheel installs them as
+``smtpload/scenarios/`` (pyproject's force-include); an editable install leaves them where they
+are, one folder above the package. Both places are looked at, in that order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["bundled_scenario_dir", "bundled_scenario_names", "find_scenario"]
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def bundled_scenario_dir() -> Path | None:
+    """The folder of the bundled example scenarios, or None when it is missing."""
+    for candidate in (_PACKAGE / "scenarios", _PACKAGE.parent / "scenarios"):
+        if candidate.is_dir() and any(candidate.glob("*.yaml")):
+            return candidate
+    return None
+
+
+def bundled_scenario_names() -> list[str]:
+    directory = bundled_scenario_dir()
+    return sorted(p.stem for p in directory.glob("*.yaml")) if directory else []
+
+
+def find_scenario(name: str) -> Path | None:
+    """``name`` as a file path if it is one, else the bundled scenario of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.parent != Path(".") or not name:
+        return None
+    directory = bundled_scenario_dir()
+    if directory is None:
+        return None
+    for candidate in (directory / name, directory / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None

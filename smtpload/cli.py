@@ -1,0 +1,327 @@
+"""The command line: ``smtpload run``, ``validate`` and ``sink``.
+
+This module reads arguments, loads and compiles scenarios, starts the run, and turns every
+local error into a one-line message and exit status 2. Exit statuses: 0 every session passed,
+1 a session failed, 2 usage or scenario error, 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from . import __version__
+from .bundled import bundled_scenario_names, find_scenario
+from .compiler import CompiledScenario, compile_scenario
+from .errors import LocalError, ScenarioError, UsageError
+from .model import Target, parse_target
+from .net.client import ResolvedTarget, resolve_target
+from .net.runner import RunSettings, run_sessions
+from .net.sink import serve_sink
+from .outcome import Outcome
+from .report import build_summary, format_progress, format_report, write_results
+from .scenario import load_scenario
+from .stats import RunStats
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_RUN_EXAMPLES = """\
+examples:
+  smtpload run quickstart                      # the bundled quickstart, against the built-in sink
+  smtpload run scenarios/seed-telnet.yaml --target 127.0.0.1:25
+  smtpload run quickstart --target mx.test:25 --sessions 10000 --concurrency 100 --quiet \\
+      --json summary.json
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
+    return value
+
+
+def _target(text: str) -> Target:
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smtpload",
+        description="SMTP dialogues as YAML scenarios: replayed, validated, and run as load.",
+    )
+    parser.add_argument("--version", action="version", version=f"smtpload {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a scenario as many concurrent sessions",
+        description="Run a scenario: --sessions N in total, at most --concurrency C at a time. "
+        "With no --target and none in the scenario, the built-in sink is started on a free "
+        "loopback port and used.",
+        epilog=_RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("scenario", help="a scenario file, or the name of a bundled one")
+    run.add_argument(
+        "--target",
+        type=_target,
+        help="HOST:PORT of the server (default: the scenario's target, else the built-in sink)",
+    )
+    run.add_argument("--sessions", type=_positive_int, default=1, help="sessions in total")
+    run.add_argument(
+        "--concurrency", type=_positive_int, default=1, help="sessions at the same time"
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="step timeout unless a step sets its own (default: the scenario's, else 30)",
+    )
+    run.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable the scenario declares (repeatable)",
+    )
+    run.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where results/<run-id>/ is written (default: ./results)",
+    )
+    run.add_argument("--json", type=Path, metavar="PATH", help="also write summary.json here")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress and no report; only errors (see the exit status)",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        help="check scenario files without running them",
+        description="Check scenario files. Every problem is printed as FILE:LINE:COL: message; "
+        "the exit status is 2 when there is any.",
+        epilog="example:\n  smtpload validate scenarios/*.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+
+    sink = commands.add_parser(
+        "sink",
+        help="run the built-in SMTP sink (accepts and discards everything)",
+        description="Run the built-in sink: an SMTP server that accepts every message and "
+        "discards it, until Ctrl-C.",
+        epilog="example:\n  smtpload sink --listen 127.0.0.1:2525",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sink.add_argument(
+        "--listen",
+        type=_target,
+        default=Target("127.0.0.1", 2525),
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:2525)",
+    )
+    return parser
+
+
+def _parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
+        values[name] = value
+    return values
+
+
+def _scenario_path(name: str) -> Path:
+    path = find_scenario(name)
+    if path is None:
+        raise UsageError(
+            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
+            + ", ".join(bundled_scenario_names())
+        )
+    return path
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class _Progress:
+    """A live status line on a terminal; an occasional plain line elsewhere."""
+
+    def __init__(self, stats: RunStats, total: int, tty: bool) -> None:
+        self.stats = stats
+        self.total = total
+        self.tty = tty
+        self.shown = False
+
+    def __call__(self, elapsed_s: float) -> None:
+        line = format_progress(self.stats, self.total, elapsed_s)
+        if self.tty:
+            sys.stderr.write("\r\x1b[K" + line)
+            self.shown = True
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+async def _run(
+    compiled: CompiledScenario,
+    target: Target | None,
+    settings: RunSettings,
+    stats: RunStats,
+    progress: _Progress | None,
+) -> tuple[str, float, bool]:
+    """Run against ``target``, or a sink of our own when it is None.
+
+    Returns:
+        the target as shown in reports, the run's duration, and whether it was interrupted.
+    """
+    async with trio.open_nursery() as nursery:
+        if target is None:
+            address = await nursery.start(serve_sink, "127.0.0.1", 0)
+            target = Target(address.host, address.port)
+        try:
+            resolved: ResolvedTarget = await resolve_target(target.host, target.port)
+        except OSError as error:
+            # Nothing can connect: every session fails to, and the run still reports that.
+            detail = f"cannot resolve {target.host}: {error}"
+            for _ in range(settings.sessions):
+                stats.session_started()
+                stats.record_step("connect", None, failed=True)
+                stats.record_session(Outcome.CONNECT_ERROR, None, None)
+            print(f"smtpload: {detail}", file=sys.stderr)
+            nursery.cancel_scope.cancel()
+            return str(target), 0.0, False
+        timing = await run_sessions(compiled, resolved, settings, stats, progress)
+        nursery.cancel_scope.cancel()
+    return resolved.display, timing.duration_s, timing.interrupted
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    path = _scenario_path(args.scenario)
+    scenario = load_scenario(path)
+    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=_parse_vars(args.var))
+    target: Target | None = args.target or scenario.target
+    run_id = _new_run_id()
+    stats = RunStats(["connect", *compiled.step_names])
+    tty = sys.stderr.isatty()
+    progress = None if args.quiet else _Progress(stats, args.sessions, tty)
+    settings = RunSettings(
+        sessions=args.sessions,
+        concurrency=args.concurrency,
+        run_id=run_id,
+        progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
+    )
+    shown_target, duration_s, interrupted = trio.run(
+        _run, compiled, target, settings, stats, progress
+    )
+    if progress is not None:
+        progress.clear()
+    # A Ctrl-C now must not cost the results of the run: finish writing them first.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        summary = build_summary(
+            scenario=compiled.name,
+            target=shown_target,
+            run_id=run_id,
+            duration_s=duration_s,
+            stats=stats,
+            interrupted=interrupted,
+        )
+        directory = args.results / run_id
+        write_results(directory, summary, stats)
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not args.quiet:
+        print(format_report(summary, stats))
+        print(f"results: {directory}/")
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if stats.failed else EXIT_OK
+
+
+def _command_validate(args: argparse.Namespace) -> int:
+    problems = []
+    for name in args.scenarios:
+        try:
+            scenario = load_scenario(_scenario_path(name))
+        except ScenarioError as error:
+            problems.extend(error.problems)
+        else:
+            print(f"{scenario.path}: ok ({len(scenario.steps)} steps)")
+    if problems:
+        raise ScenarioError(problems)
+    return EXIT_OK
+
+
+def _command_sink(args: argparse.Namespace) -> int:
+    from .net.sink import run_sink_forever
+
+    try:
+        run_sink_forever(args.listen.host, args.listen.port)
+    except OSError as error:
+        raise UsageError(
+            f"cannot listen on {args.listen}: {error.strerror or error}; "
+            "choose another address with --listen HOST:PORT"
+        ) from None
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    commands = {"run": _command_run, "validate": _command_validate, "sink": _command_sink}
+    try:
+        return commands[args.command](args)
+    except LocalError as error:
+        print(error if isinstance(error, ScenarioError) else f"smtpload: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""From a validated scenario to what sessions run: done once per run, never per session.
+
+Compiling parses every template, compiles every regex and pre-encodes every command whose text
+does not depend on a variable, so that a session's hot path is "send these bytes, check this
+reply". Only templates that use variables are rendered per session.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import UsageError
+from .expectations import CompiledExpectation, compile_expectation
+from .model import Scenario, Step, StepKind
+from .template import Template, parse_template
+from .wire import encode_message
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "CompiledScenario",
+    "CompiledStep",
+    "compile_scenario",
+    "generated_message",
+]
+
+#: The step timeout when neither the step, --timeout nor the scenario gives one.
+DEFAULT_TIMEOUT_S = 30.0
+
+# Generated body lines: 76 characters and CRLF, well inside RFC 5322 §2.1.1's 78.
+_FILLER_LINE = b"x" * 76 + b"\r\n"
+
+# A message for `data: {size: N}` with no text of its own (RFC 5322 §3.6 minimum: Date, From).
+_GENERATED_HEADERS = (
+    "From: smtpload <smtpload@example.test>\n"
+    "To: <sink@example.test>\n"
+    "Subject: smtpload test message {uid}\n"
+    "Message-ID: <{uid}@smtpload.example.test>\n"
+    "Date: {date}\n"
+    "\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledStep:
+    """A step ready to run.
+
+    Attributes:
+        index: position in the scenario's steps (-1 for smtpload's own polite QUIT).
+        name: the histogram label.
+        payload: the bytes to send when they never change; None when the step sends nothing
+            or its text must be rendered per session.
+        template: the step's text when it uses variables.
+        data_size: DATA steps: pad the message to this many bytes.
+        expectation: None accepts any reply.
+        capture: named groups become variables for later steps.
+        timeout_s: how long to wait for this step's reply (or close), in seconds.
+    """
+
+    index: int
+    kind: StepKind
+    name: str
+    payload: bytes | None
+    template: Template | None
+    data_size: int | None
+    expectation: CompiledExpectation | None
+    capture: re.Pattern[str] | None
+    timeout_s: float
+
+    @property
+    def sends(self) -> bool:
+        return self.kind is StepKind.SEND or self.kind is StepKind.DATA
+
+    def render(self, variables: Mapping[str, str]) -> bytes:
+        """The bytes this step sends in a session with these variables."""
+        if self.payload is not None:
+            return self.payload
+        if self.template is None:
+            return b""
+        text = self.template.render(variables).encode("utf-8")
+        if self.kind is StepKind.SEND:
+            return text + b"\r\n"
+        return encode_message(_pad(text, self.data_size))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledScenario:
+    """A whole scenario ready to run.
+
+    Attributes:
+        variables: declared variables' templates, in order, after --var overrides.
+        uses_variables: False when no step needs per-session values (the fast path).
+        uses_date: whether any template uses the ``date`` built-in (costly to format).
+        timeout_s: the default timeout (--timeout, the scenario's, or 30 s); it bounds connect.
+    """
+
+    name: str
+    path: str
+    steps: tuple[CompiledStep, ...]
+    variables: tuple[tuple[str, Template], ...]
+    uses_variables: bool
+    uses_date: bool
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(step.name for step in self.steps)
+
+    def session_variables(self, session: int, run_id: str) -> dict[str, str]:
+        """The variables of one session: built-ins, then declared variables in order."""
+        values = {"session": str(session), "uid": f"{run_id}.{session}", "run_id": run_id}
+        if self.uses_date:
+            values["date"] = email.utils.formatdate(localtime=True)
+        for name, template in self.variables:
+            values[name] = template.render(values)
+        return values
+
+
+def _pad(message: bytes, size: int | None) -> bytes:
+    """Append generated body lines until the CRLF form of the message is ``size`` bytes."""
+    if size is None:
+        return message
+    crlf = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if crlf and not crlf.endswith(b"\r\n"):
+        crlf += b"\r\n"
+    missing = size - len(crlf)
+    full_lines, rest = divmod(missing, len(_FILLER_LINE)) if missing > 0 else (0, 0)
+    tail = b""
+    if rest >= 3:
+        tail = b"x" * (rest - 2) + b"\r\n"
+    elif rest and full_lines:
+        # 1 or 2 bytes left: lengthen the last full line instead of sending an empty line.
+        full_lines -= 1
+        tail = b"x" * (len(_FILLER_LINE) + rest - 2) + b"\r\n"
+    return crlf + _FILLER_LINE * full_lines + tail
+
+
+def _timeout(step: Step | None, cli_timeout_s: float | None, scenario: Scenario) -> float:
+    # A step's own timeout wins, then --timeout, then the scenario's default, then 30 s.
+    own = step.timeout_s if step is not None else None
+    for candidate in (own, cli_timeout_s, scenario.timeout_s):
+        if candidate is not None:
+            return candidate
+    return DEFAULT_TIMEOUT_S
+
+
+def generated_message(step: Step) -> str:
+    """The message text of a DATA step: its own, or generated headers when only a size is set."""
+    return step.text if step.text is not None else _GENERATED_HEADERS
+
+
+def compile_scenario(
+    scenario: Scenario,
+    *,
+    timeout_s: float | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> CompiledScenario:
+    """Compile a validated scenario.
+
+    Args:
+        timeout_s: the --timeout value, if given.
+        overrides: --var values; each must name a declared variable. They are taken literally.
+
+    Raises:
+        UsageError: an override names a variable the scenario does not declare.
+    """
+    overrides = dict(overrides or {})
+    declared = [name for name, _ in scenario.variables]
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise UsageError(
+            f"--var {unknown[0]}: the scenario declares no variable {unknown[0]!r}"
+            + (f" (it declares: {', '.join(declared)})" if declared else "")
+            + "; declare it under 'variables:' to set it from the command line"
+        )
+    variables = tuple(
+        (name, Template((overrides[name],)) if name in overrides else parse_template(text))
+        for name, text in scenario.variables
+    )
+    steps: list[CompiledStep] = []
+    uses_variables = False
+    uses_date = any("date" in t.names for _, t in variables)
+    for index, step in enumerate(scenario.steps):
+        template = None
+        payload = None
+        if step.kind is StepKind.SEND:
+            template = parse_template(step.text or "")
+        elif step.kind is StepKind.DATA:
+            template = parse_template(generated_message(step))
+        if template is not None:
+            uses_date = uses_date or "date" in template.names
+            if template.is_constant:
+                constant = template.parts[0].encode("utf-8")
+                if step.kind is StepKind.SEND:
+                    payload = constant + b"\r\n"
+                else:
+                    payload = encode_message(_pad(constant, step.data_size))
+                template = None
+            else:
+                uses_variables = True
+        capture = re.compile(step.capture) if step.capture is not None else None
+        uses_variables = uses_variables or capture is not None
+        steps.append(
+            CompiledStep(
+                index=index,
+                kind=step.kind,
+                name=step.name,
+                payload=payload,
+                template=template,
+                data_size=step.data_size,
+                expectation=compile_expectation(step.expect) if step.expect else None,
+                capture=capture,
+                timeout_s=_timeout(step, timeout_s, scenario),
+            )
+        )
+    return CompiledScenario(
+        name=scenario.name,
+        path=scenario.path,
+        steps=tuple(steps),
+        variables=variables,
+        uses_variables=uses_variables,
+        uses_date=uses_date,
+        timeout_s=_timeout(None, timeout_s, scenario),
+    )

@@ -1,0 +1,218 @@
+"""One SMTP session as a state machine, with no I/O: steps out, events in.
+
+The I/O layer (``net/client.py``) asks ``next_step()`` what to do, sends ``payload(step)``,
+waits for the reply (or, for a ``close`` step, the end of the connection) within
+``step.timeout_s``, and reports what happened with one of the ``on_*`` methods. The engine judges
+each reply against the step's expectation, keeps the transcript, applies captures, and decides
+the session's one outcome. It never reads a clock and never raises for anything a server does.
+
+After an unexpected reply the engine asks for one more exchange, a polite ``QUIT`` (RFC 5321
+§4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
+server now reads message text, and ``221``/``421`` mean it is closing the connection.
+"""
+
+from __future__ import annotations
+
+from .compiler import CompiledScenario, CompiledStep
+from .model import StepKind
+from .outcome import Outcome, SessionFailure, TranscriptLine
+from .wire import Reply
+
+__all__ = ["POLITE_QUIT_TIMEOUT_S", "SessionEngine"]
+
+#: How long smtpload waits for the reply to its own QUIT after a failure.
+POLITE_QUIT_TIMEOUT_S = 5.0
+
+# Reply codes after which a QUIT would be wrong: 354 starts message text (RFC 5321 §4.1.1.4);
+# 221 and 421 announce that the server closes the channel (§3.8, §4.2.2).
+_NO_QUIT_AFTER = frozenset({354, 221, 421})
+
+
+def _polite_quit(timeout_s: float) -> CompiledStep:
+    return CompiledStep(
+        index=-1,
+        kind=StepKind.SEND,
+        name="quit (after failure)",
+        payload=b"QUIT\r\n",
+        template=None,
+        data_size=None,
+        expectation=None,
+        capture=None,
+        timeout_s=timeout_s,
+    )
+
+
+class SessionEngine:
+    """The state of one session.
+
+    Attributes:
+        outcome: PASSED until something fails; final once ``next_step()`` returns None.
+        messages_accepted: DATA steps that got a 2xx reply.
+    """
+
+    __slots__ = (
+        "_failed_step",
+        "_failure_got",
+        "_index",
+        "_quit_step",
+        "_scenario",
+        "_transcript",
+        "_variables",
+        "messages_accepted",
+        "outcome",
+        "session",
+    )
+
+    def __init__(
+        self,
+        scenario: CompiledScenario,
+        session: int,
+        variables: dict[str, str] | None = None,
+    ) -> None:
+        self._scenario = scenario
+        self.session = session
+        self._variables = variables if variables is not None else {}
+        self._index = 0
+        self._quit_step: CompiledStep | None = None
+        self._transcript: list[tuple[str, object]] = []
+        self._failed_step: CompiledStep | None = None
+        self._failure_got = ""
+        self.outcome = Outcome.PASSED
+        self.messages_accepted = 0
+
+    # -- what to do next -------------------------------------------------------------------
+
+    def next_step(self) -> CompiledStep | None:
+        """The step to run now, or None when the session is over."""
+        if self._quit_step is not None:
+            step, self._quit_step = self._quit_step, None
+            return step
+        if self.outcome is not Outcome.PASSED:
+            return None
+        steps = self._scenario.steps
+        return steps[self._index] if self._index < len(steps) else None
+
+    def payload(self, step: CompiledStep) -> bytes:
+        """The bytes to send for ``step`` (empty for greeting and close steps)."""
+        data = step.payload if step.payload is not None else step.render(self._variables)
+        if data:
+            self._transcript.append(("C", (step, data)))
+        return data
+
+    # -- what happened ---------------------------------------------------------------------
+
+    def on_connected(self, peer: str) -> None:
+        self._transcript.append(("*", f"connected to {peer}"))
+
+    def on_reply(self, step: CompiledStep, reply: Reply) -> bool:
+        """A complete reply arrived for ``step``. Returns whether the step passed."""
+        self._transcript.append(("S", reply))
+        if step.index < 0:  # our own QUIT after a failure: any reply ends the session
+            return True
+        if step.kind is StepKind.CLOSE:
+            self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(reply)}")
+            return False
+        expectation = step.expectation
+        if expectation is not None:
+            why = expectation.mismatch(reply)
+            if why is not None:
+                self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(reply)} ({why})")
+                if reply.code not in _NO_QUIT_AFTER:
+                    self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
+                return False
+        if step.kind is StepKind.DATA and 200 <= reply.code < 300:
+            self.messages_accepted += 1
+        if step.capture is not None:
+            match = step.capture.search(reply.text)
+            if match is not None:
+                for name, value in match.groupdict().items():
+                    if value is not None:
+                        self._variables[name] = value
+        self._index += 1
+        return True
+
+    def on_closed(self, step: CompiledStep) -> bool:
+        """The server closed the connection while ``step`` waited. Returns whether it passed."""
+        self._transcript.append(("*", "connection closed by the server"))
+        if step.index < 0:
+            return True
+        if step.kind is StepKind.CLOSE:
+            self._index += 1
+            return True
+        self._fail(step, Outcome.CONNECTION_CLOSED, "the server closed the connection")
+        return False
+
+    def on_timeout(self, step: CompiledStep) -> None:
+        self._transcript.append(("*", f"no reply within {step.timeout_s:g} s"))
+        if step.index >= 0:
+            self._fail(step, Outcome.TIMEOUT, f"nothing within {step.timeout_s:g} s")
+
+    def on_connection_error(self, step: CompiledStep, detail: str) -> None:
+        """Sending or receiving failed (a reset, a broken pipe)."""
+        self._transcript.append(("*", detail))
+        if step.index >= 0:
+            self._fail(step, Outcome.CONNECTION_CLOSED, detail)
+
+    def on_protocol_error(self, step: CompiledStep, detail: str) -> None:
+        self._transcript.append(("*", f"protocol error: {detail}"))
+        if step.index >= 0:
+            self._fail(step, Outcome.PROTOCOL_ERROR, detail)
+
+    def on_connect_error(self, detail: str) -> None:
+        self._transcript.append(("*", f"connect failed: {detail}"))
+        self.outcome = Outcome.CONNECT_ERROR
+        self._failure_got = detail
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def failure(self) -> SessionFailure | None:
+        """What a report shows of this session, or None when it passed."""
+        if self.outcome is Outcome.PASSED:
+            return None
+        step = self._failed_step
+        expected = ""
+        if step is not None:
+            if step.kind is StepKind.CLOSE:
+                expected = "the server to close the connection"
+            elif step.expectation is not None:
+                expected = step.expectation.description
+            else:
+                expected = "any reply"
+        return SessionFailure(
+            session=self.session,
+            outcome=self.outcome,
+            step=step.name if step is not None else "connect",
+            expected=expected,
+            got=self._failure_got,
+            transcript=tuple(self._transcript_lines()),
+        )
+
+    def _fail(self, step: CompiledStep, outcome: Outcome, got: str) -> None:
+        self.outcome = outcome
+        self._failed_step = step
+        self._failure_got = got
+
+    def _transcript_lines(self) -> list[TranscriptLine]:
+        lines: list[TranscriptLine] = []
+        for direction, item in self._transcript:
+            if isinstance(item, Reply):
+                lines.extend(
+                    TranscriptLine("S", line)
+                    for line in item.raw.decode("utf-8", "replace").splitlines()
+                )
+            elif isinstance(item, tuple):
+                step, data = item
+                if step.kind is StepKind.DATA:
+                    text = f"<message: {len(data)} bytes, dot-stuffed, ending in CRLF.CRLF>"
+                else:
+                    text = data.decode("utf-8", "replace").removesuffix("\r\n")
+                lines.append(TranscriptLine(direction, text))
+            else:
+                lines.append(TranscriptLine(direction, str(item)))
+        return lines
+
+
+def _first_line(reply: Reply) -> str:
+    first = reply.lines[0] if reply.lines else ""
+    more = f" (+{len(reply.lines) - 1} lines)" if len(reply.lines) > 1 else ""
+    return f"{reply.code} {first}".rstrip() + more

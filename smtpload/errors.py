@@ -1,0 +1,62 @@
+"""The exceptions smtpload raises, and whose fault each one is.
+
+    SmtploadError
+     ├── LocalError                the user asked for something wrong: shown, exit 2
+     │    ├── ScenarioError        a scenario file is invalid (holds every problem found)
+     │    └── UsageError           a command-line argument is invalid
+     └── RemoteProtocolError       the server sent bytes that are not SMTP; the session that
+                                   got them ends as ``protocol_error``, the run goes on
+
+Local errors are for the person at the keyboard and never carry a traceback to the terminal.
+A remote error never escapes a session: the I/O layer turns it into a counted outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "LocalError",
+    "Problem",
+    "RemoteProtocolError",
+    "ScenarioError",
+    "SmtploadError",
+    "UsageError",
+]
+
+
+class SmtploadError(Exception):
+    """Base class of every error smtpload raises on purpose."""
+
+
+class LocalError(SmtploadError):
+    """The user's input (scenario or command line) is wrong; exit status 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem in a scenario file, at a 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class ScenarioError(LocalError):
+    """A scenario is invalid. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(LocalError):
+    """A command-line argument is invalid."""
+
+
+class RemoteProtocolError(SmtploadError):
+    """The server sent something that is not an SMTP reply (RFC 5321 §4.2)."""

@@ -1,0 +1,140 @@
+"""The validated scenario: what a YAML file means, as frozen dataclasses.
+
+``scenario.py`` builds these from YAML (and owns every error message about the file);
+``compiler.py`` turns them into what the engine runs. Nothing here parses or does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "BUILTIN_VARIABLES",
+    "Expectation",
+    "Scenario",
+    "Step",
+    "StepKind",
+    "Target",
+    "parse_target",
+]
+
+#: Variables every template may use without declaring them.
+#: session: the session number, 1..N; uid: unique per session and run; run_id: the run's id;
+#: date: an RFC 5322 date-time for Date: headers.
+BUILTIN_VARIABLES = ("session", "uid", "run_id", "date")
+
+
+class StepKind(enum.Enum):
+    GREETING = "greeting"  # wait for the banner, send nothing
+    SEND = "send"  # one command line; CRLF is added
+    DATA = "data"  # the message after a 354; dot-stuffed and terminated by "."
+    CLOSE = "close"  # expect the server to close the connection
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_target(text: str, default_port: int = 25) -> Target:
+    """Parse ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6 address.
+
+    Raises:
+        ValueError: with a message fit to show the user.
+    """
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
+            raise ValueError(f"bad target {text!r}: write an IPv6 address as [::1]:2525")
+        host, port_text = text[1:end], text[end + 2 :]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host or any(ch.isspace() for ch in host):
+        raise ValueError(
+            f"bad target {text!r}: it needs a host name or address (without spaces);"
+            " write HOST:PORT, e.g. 127.0.0.1:2525"
+        )
+    if not port_text:
+        return Target(host, default_port)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"bad target {text!r}: the port must be a number from 1 to 65535")
+    return Target(host, int(port_text))
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a reply must look like. Every given part must hold.
+
+    Attributes:
+        codes: acceptable reply codes, with classes such as ``2xx`` expanded; None accepts any.
+        codes_text: the codes as the user wrote them, for messages (``"250"``, ``"2xx, 251"``).
+        enhanced: an RFC 3463 enhanced status code (``"5.1.1"``; an ``x`` part matches any).
+        pattern: a regular expression searched in the reply text (all lines joined by ``\\n``).
+        capabilities: EHLO keywords (optionally with parameters, ``"AUTH PLAIN"``) that
+            must be advertised.
+        absent_capabilities: EHLO keywords that must not be advertised.
+    """
+
+    codes: frozenset[int] | None = None
+    codes_text: str = ""
+    enhanced: str | None = None
+    pattern: str | None = None
+    capabilities: tuple[str, ...] = ()
+    absent_capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a session.
+
+    Attributes:
+        kind: what the step does.
+        name: unique within the scenario; labels the step's histogram.
+        text: SEND: the command line template (no CRLF). DATA: the message template, or None
+            when the message is generated from ``data_size`` alone.
+        data_size: DATA only: pad the message with generated body lines to this many bytes.
+        expect: what the reply must look like; None accepts any reply (but still waits for it).
+            GREETING defaults to 220 and DATA to 250 when the file gives none.
+        capture: a regex whose named groups become variables for later steps.
+        timeout_s: this step's own timeout, or None for the run's default.
+        line, column: where the step starts in the file (1-based).
+    """
+
+    kind: StepKind
+    name: str
+    text: str | None = None
+    data_size: int | None = None
+    expect: Expectation | None = None
+    capture: str | None = None
+    timeout_s: float | None = None
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A whole validated scenario file.
+
+    Attributes:
+        path: the file it came from (or ``<string>``).
+        name: the ``name`` key, or the file's stem.
+        variables: declared variables in file order, each a template that may use built-ins
+            and variables declared before it.
+        timeout_s: the scenario's default step timeout, or None.
+    """
+
+    path: str
+    name: str
+    description: str
+    target: Target | None
+    timeout_s: float | None
+    variables: tuple[tuple[str, str], ...]
+    steps: tuple[Step, ...]

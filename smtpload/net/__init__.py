@@ -1,0 +1,1 @@
+"""The only trio/socket code: client sessions, the runner, and the sink server."""

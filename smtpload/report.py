@@ -1,0 +1,361 @@
+"""What people and CI read after a run: summary.json, .hgrm files, failures.log, terminal text.
+
+This module turns a finished :class:`~smtpload.stats.RunStats` into output. It never imports
+trio and never records anything; the only files it touches are the ones :func:`write_results`
+is asked to write.
+
+summary.json (a public contract)
+--------------------------------
+CI scripts read ``summary.json``, so its keys are a contract: renaming or removing one is a
+breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
+
+    {
+      "scenario": str,                  # the scenario's name
+      "target": "host:port",
+      "run_id": str,
+      "interrupted": bool,              # true when Ctrl-C / SIGTERM cut the run short
+      "duration_s": float,              # wall time of the run, 3 decimals
+      "sessions": {
+        "started": int, "passed": int, "failed": int,
+        "failures": {                   # every category, in this order, 0 when none
+          "unexpected_reply": int, "timeout": int, "connect_error": int,
+          "connection_closed": int, "protocol_error": int, "interrupted": int
+        }
+      },
+      "throughput": {
+        "sessions_per_s": float,        # finished sessions / duration_s (0.0 for duration 0)
+        "messages_per_s": float,        # accepted messages / duration_s
+        "messages": int                 # data steps that got a 2xx
+      },
+      "session_latency_ms": LATENCY or null,
+      "steps": [                        # "connect" first, then the scenario's steps in order
+        {"name": str, "count": int, "failed": int, "latency_ms": LATENCY or null,
+         "dropped_samples": int}        # latencies above 1 h, counted as 1 h
+      ],
+      "smtpload_version": str
+    }
+
+where ``LATENCY`` is ``{"p50", "p90", "p99", "p99_9", "max", "mean"}`` in milliseconds (floats,
+3 decimals), and ``null`` means no latency was recorded. ``passed + failed`` equals the
+sessions that finished, which is ``started`` unless a session was cut off before it could be
+counted. :data:`SUMMARY_KEYS` lists the top-level keys.
+
+Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
+or broken server cannot drive the terminal of the person reading the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from smtpload import __version__
+from smtpload.outcome import FAILURE_CATEGORIES, SessionFailure
+from smtpload.stats import LatencyHistogram, RunStats
+
+__all__ = [
+    "SUMMARY_KEYS",
+    "build_summary",
+    "format_progress",
+    "format_report",
+    "safe_file_name",
+    "write_results",
+]
+
+#: The top-level keys of summary.json, in order (see the module docstring for the whole shape).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "scenario",
+    "target",
+    "run_id",
+    "interrupted",
+    "duration_s",
+    "sessions",
+    "throughput",
+    "session_latency_ms",
+    "steps",
+    "smtpload_version",
+)
+
+SUMMARY_FILE = "summary.json"
+SESSION_HGRM_FILE = "session.hgrm"
+FAILURES_FILE = "failures.log"
+
+_UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9_-]")
+# C0 controls and DEL, shown as \xNN; everything else (including non-ASCII text) as it is.
+_ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+
+
+# -- summary.json ----------------------------------------------------------------------------
+
+
+def build_summary(
+    *,
+    scenario: str,
+    target: str,
+    run_id: str,
+    duration_s: float,
+    stats: RunStats,
+    interrupted: bool,
+) -> dict[str, Any]:
+    """Build the summary.json contents (see the module docstring for the exact shape).
+
+    Args:
+        scenario: the scenario's name.
+        target: the server as ``host:port``.
+        run_id: the run's identifier (also the name of its results folder).
+        duration_s: the run's wall time in seconds.
+        stats: the run's counts, finished (nothing records into it any more).
+        interrupted: whether Ctrl-C or SIGTERM cut the run short.
+    """
+    finished = stats.finished
+    return {
+        "scenario": scenario,
+        "target": target,
+        "run_id": run_id,
+        "interrupted": interrupted,
+        "duration_s": round(duration_s, 3),
+        "sessions": {
+            "started": stats.started,
+            "passed": stats.passed,
+            "failed": stats.failed,
+            "failures": {o.value: stats.outcomes[o] for o in FAILURE_CATEGORIES},
+        },
+        "throughput": {
+            "sessions_per_s": _rate_per_s(finished, duration_s),
+            "messages_per_s": _rate_per_s(stats.messages, duration_s),
+            "messages": stats.messages,
+        },
+        "session_latency_ms": stats.session_latency.summary_ms(),
+        "steps": [
+            {
+                "name": step.name,
+                "count": step.attempts,
+                "failed": step.failed,
+                "latency_ms": step.latency.summary_ms(),
+                "dropped_samples": step.latency.dropped,
+            }
+            for step in stats.steps.values()
+        ],
+        "smtpload_version": __version__,
+    }
+
+
+def _rate_per_s(count: int, duration_s: float) -> float:
+    if duration_s <= 0:
+        return 0.0
+    return round(count / duration_s, 3)
+
+
+# -- the results folder ----------------------------------------------------------------------
+
+
+def safe_file_name(name: str) -> str:
+    """A step name as a file-name part: lower case, anything but ``[a-z0-9_-]`` as ``_``.
+
+    >>> safe_file_name("RCPT#2")
+    'rcpt_2'
+    """
+    return _UNSAFE_FILE_CHARS.sub("_", name.lower())
+
+
+def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> list[Path]:
+    """Write a run's result files into ``directory`` (created with its parents if needed).
+
+    Files written:
+
+    - ``summary.json``: ``summary`` as indented JSON, replaced atomically, so a reader (or a
+      run interrupted while writing) never sees half a file;
+    - ``step-NN-<name>.hgrm`` for every step with latency samples, ``NN`` being the step's
+      position (``00`` is ``connect``) and ``<name>`` its :func:`safe_file_name`;
+    - ``session.hgrm`` when session latencies were recorded;
+    - ``failures.log``, always: the kept failures with their transcripts.
+
+    Files of an earlier run in the same folder are not removed.
+
+    Returns:
+        The paths written, in the order above.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [_write_summary(directory / SUMMARY_FILE, summary)]
+    for index, step in enumerate(stats.steps.values()):
+        if step.latency.count:
+            path = directory / f"step-{index:02d}-{safe_file_name(step.name)}.hgrm"
+            written.append(_write_hgrm(path, step.latency))
+    if stats.session_latency.count:
+        written.append(_write_hgrm(directory / SESSION_HGRM_FILE, stats.session_latency))
+    failures_path = directory / FAILURES_FILE
+    failures_path.write_text(_format_failures_log(stats), encoding="utf-8")
+    written.append(failures_path)
+    return written
+
+
+def _write_summary(path: Path, summary: dict[str, Any]) -> Path:
+    # allow_nan=False: NaN/Infinity are not JSON, and CI parsers would choke on them.
+    text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_hgrm(path: Path, histogram: LatencyHistogram) -> Path:
+    with path.open("wb") as stream:
+        histogram.write_hgrm(stream)
+    return path
+
+
+def _format_failures_log(stats: RunStats) -> str:
+    blocks = ["\n".join(_format_failure(failure)) for failure in stats.failures]
+    if stats.failures_not_kept:
+        blocks.append(f"({stats.failures_not_kept} more failed sessions not kept)")
+    if not blocks:
+        if stats.failed:
+            # The runner counted failures without handing over their details.
+            return f"{stats.failed} failed sessions, no details kept\n"
+        return "no failed sessions\n"
+    return "\n\n".join(blocks) + "\n"
+
+
+def _format_failure(failure: SessionFailure) -> list[str]:
+    lines = [
+        f"session {failure.session}: {failure.outcome.value} at step '{_printable(failure.step)}'",
+        f"expected: {_printable(failure.expected) or '-'}",
+        f"got: {_printable(failure.got) or '-'}",
+    ]
+    lines.extend(f"  {line.direction}: {_printable(line.text)}" for line in failure.transcript)
+    return lines
+
+
+def _printable(text: str) -> str:
+    return text.translate(_ESCAPE_CONTROLS)
+
+
+# -- terminal text ---------------------------------------------------------------------------
+
+_LATENCY_COLUMNS = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"))
+_REPORT_WIDTH = 100
+_LATENCY_WIDTH = 10
+_COUNT_WIDTH = 9
+_FAILED_WIDTH = 8
+
+
+def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: int = 3) -> str:
+    """The end-of-run text for the terminal (plain text, no colour, ~95 columns).
+
+    Numbers come from ``summary`` (so the terminal and summary.json never disagree); the
+    transcripts of up to ``max_transcripts`` failed sessions come from ``stats``.
+
+    Example::
+
+        quickstart against 127.0.0.1:2525, 10.002 s; latencies in ms
+        step       count  failed       p50       p90       p99     p99.9       max
+        connect     1000       1     0.101     0.180     0.412     0.977     1.203
+        ...
+        session     1000       3     2.410     3.101     5.007     9.113    12.001
+        sessions: 1000 started, 997 passed, 3 failed
+        failures: timeout 2, connect_error 1
+        throughput: 99.9 sessions/s, 99.6 messages/s
+    """
+    header = f"{summary['scenario']} against {summary['target']}, {summary['duration_s']:.3f} s"
+    if summary["interrupted"]:
+        header += " (interrupted)"
+    header += "; latencies in ms"
+    sessions = summary["sessions"]
+    rows: list[tuple[str, int, int, dict[str, float] | None]] = [
+        (step["name"], step["count"], step["failed"], step["latency_ms"])
+        for step in summary["steps"]
+    ]
+    finished = sessions["passed"] + sessions["failed"]
+    rows.append(("session", finished, sessions["failed"], summary["session_latency_ms"]))
+    name_width = max(len("step"), *(len(_printable(name)) for name, *_ in rows))
+
+    lines = [header, _table_row(name_width, "step", "count", "failed", *_latency_titles())]
+    for name, count, failed, latency in rows:
+        lines.append(
+            _table_row(name_width, _printable(name), str(count), str(failed), *_latency(latency))
+        )
+
+    lines.append(
+        f"sessions: {sessions['started']} started, {sessions['passed']} passed, "
+        f"{sessions['failed']} failed"
+    )
+    failure_counts = [f"{name} {n}" for name, n in sessions["failures"].items() if n]
+    if failure_counts:
+        lines.extend(_wrap_items("failures: ", failure_counts))
+    throughput = summary["throughput"]
+    lines.append(
+        f"throughput: {throughput['sessions_per_s']:.1f} sessions/s, "
+        f"{throughput['messages_per_s']:.1f} messages/s"
+    )
+    dropped = sum(step["dropped_samples"] for step in summary["steps"])
+    dropped += stats.session_latency.dropped
+    if dropped:
+        lines.append(f"note: {dropped} latencies above 1 hour were counted as 1 hour")
+
+    shown = stats.failures[: max(max_transcripts, 0)]
+    if shown:
+        not_shown = len(stats.failures) - len(shown) + stats.failures_not_kept
+        title = "failed sessions"
+        if not_shown:
+            title += f" (first {len(shown)}; {not_shown} more not shown)"
+        lines.extend(["", f"{title}:"])
+        for failure in shown:
+            lines.extend(["", *_format_failure(failure)])
+    return "\n".join(lines) + "\n"
+
+
+def _wrap_items(prefix: str, items: list[str]) -> list[str]:
+    """``prefix`` and ``items`` joined by commas, wrapped between items within 100 columns."""
+    lines, line = [], prefix + items[0]
+    for item in items[1:]:
+        if len(line) + len(", ") + len(item) > _REPORT_WIDTH:
+            lines.append(line + ",")
+            line = " " * len(prefix) + item
+        else:
+            line += ", " + item
+    return [*lines, line]
+
+
+def _latency_titles() -> list[str]:
+    return [title for _, title in _LATENCY_COLUMNS] + ["max"]
+
+
+def _latency(latency: dict[str, float] | None) -> list[str]:
+    keys = [key for key, _ in _LATENCY_COLUMNS] + ["max"]
+    if latency is None:
+        return ["-"] * len(keys)
+    return [f"{latency[key]:.3f}" for key in keys]
+
+
+def _table_row(name_width: int, name: str, count: str, failed: str, *latencies: str) -> str:
+    cells = [name.ljust(name_width), count.rjust(_COUNT_WIDTH), failed.rjust(_FAILED_WIDTH)]
+    cells.extend(value.rjust(_LATENCY_WIDTH) for value in latencies)
+    return "".join(cells).rstrip()
+
+
+def format_progress(stats: RunStats, total: int, elapsed_s: float) -> str:
+    """One short status line for a live display.
+
+    Args:
+        stats: the run's counts so far.
+        total: the number of sessions the run will make, or 0 when it is not known (a run
+            bounded by time).
+        elapsed_s: seconds since the run started.
+
+    Example: ``"250/1000 sessions, 3 failed, 124.9 sessions/s"``.
+    """
+    done = stats.finished
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    progress = f"{done}/{total}" if total > 0 else str(done)
+    return f"{progress} sessions, {stats.failed} failed, {rate:.1f} sessions/s"

@@ -1,0 +1,795 @@
+"""Reading a scenario file: YAML text in, a validated ``model.Scenario`` out.
+
+This module owns every message about a scenario file, each as ``FILE:LINE:COL: message``, and
+reports all of a file's problems at once (``ScenarioError``). It walks the node tree that
+``yaml.compose`` builds rather than the constructed dict, because only the nodes know where a
+value stands, which keys are given twice (YAML silently keeps the last), and how a plain
+scalar was written: YAML 1.1 reads ``no`` as false, ``017`` as 15 and ``12:30`` as 750, so a
+value is taken as text only when its raw text means what YAML made of it.
+
+The grammar of ``expect`` values lives in ``expectation_syntax.py``. This module does no I/O
+beyond reading the file, compiles nothing for the engine, and never imports trio.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from smtpload.errors import Problem, ScenarioError
+from smtpload.expectation_syntax import parse_expectation
+from smtpload.model import (
+    BUILTIN_VARIABLES,
+    Expectation,
+    Scenario,
+    Step,
+    StepKind,
+    Target,
+    parse_target,
+)
+from smtpload.template import Template, TemplateSyntaxError, parse_template
+
+__all__ = ["load_scenario", "parse_scenario"]
+
+_TOP_KEYS = ("name", "description", "target", "timeout", "variables", "steps")
+_ACTIONS = ("greeting", "send", "data", "close")
+_STEP_OPTIONS = ("name", "expect", "capture", "timeout")
+_DATA_KEYS = ("message", "size")
+_TARGET_KEYS = ("host", "port")
+_RESERVED_STEP_NAME = "connect"  # the TCP connect is always timed as a step of this name
+_DEFAULT_PORT = 25  # the well-known SMTP port (IANA "smtp")
+# RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
+_GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
+_DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
+
+_TAG = "tag:yaml.org,2002:"
+# Tags whose raw text is exactly what the user means when text is wanted: YAML may make a date
+# of 2024-01-01, but taking the raw text back loses nothing.
+_TEXT_TAGS = frozenset(_TAG + t for t in ("str", "timestamp", "merge", "value"))
+# Numbers written in plain decimal mean the same as text and as numbers. Anything else YAML 1.1
+# calls a number (017 octal, 0x1F, 12:30 base 60, 1_000, .inf) is a trap.
+_READ_AS_OTHER = frozenset(_TAG + t for t in ("bool", "null", "int", "float"))
+_DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what template.py accepts in {name}
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate a scenario file.
+
+    Raises:
+        ScenarioError: the file cannot be read, is not UTF-8, or is not a valid scenario.
+    """
+    name = os.fspath(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"cannot read the scenario file ({reason}); check the path and permissions"
+        raise ScenarioError([Problem(name, 1, 1, message)]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        message = (
+            f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        )
+        raise ScenarioError([Problem(name, 1, 1, message)]) from None
+    return parse_scenario(text, name)
+
+
+def parse_scenario(text: str, path: str = "<string>") -> Scenario:
+    """Validate scenario YAML.
+
+    Args:
+        text: the YAML document.
+        path: the file it came from, used in messages and as ``Scenario.path``; the scenario's
+            default name is its stem.
+
+    Raises:
+        ScenarioError: with every problem found in the text.
+    """
+    validator = _Validator(text, path)
+    try:
+        scenario = validator.scenario()
+    except Exception as exc:  # a bug here must still reach the user as a located message
+        message = f"internal error while validating ({type(exc).__name__}: {exc}); please report it"
+        validator.problems.append(Problem(path, 1, 1, message))
+        scenario = None
+    if validator.problems or scenario is None:
+        raise ScenarioError(validator.problems)
+    return scenario
+
+
+@dataclass
+class _Draft:
+    """One step as read, kept even when parts of it are invalid for the checks across steps."""
+
+    number: int  # 1-based, for messages
+    node: MappingNode
+    kind: StepKind | None = None
+    name: str | None = None
+    name_node: Node | None = None
+    text: str | None = None
+    data_size: int | None = None
+    expect: Expectation | None = None
+    greeting_expects: bool = False  # `greeting:` held an expectation, so `expect:` may not
+    capture: str | None = None
+    capture_node: Node | None = None
+    groups: tuple[str, ...] = ()
+    timeout_s: float | None = None
+    templates: list[tuple[Node, Template]] = field(default_factory=list)
+
+
+class _Validator:
+    def __init__(self, text: str, path: str) -> None:
+        self.source = text
+        self.path = path
+        self.problems: list[Problem] = []
+        self._lines: list[str] | None = None
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def add(self, line: int, column: int, message: str) -> None:
+        """Report a problem at a 0-based position."""
+        self.problems.append(Problem(self.path, line + 1, column + 1, message))
+
+    def problem(self, node: Node, message: str) -> None:
+        self.add(node.start_mark.line, node.start_mark.column, message)
+
+    def problem_at(self, node: Node, offset: int, message: str) -> None:
+        self.add(*self._locate(node, offset), message)
+
+    def _locate(self, node: Node, offset: int) -> tuple[int, int]:
+        """The 0-based position of character ``offset`` of a scalar's value in the source.
+
+        Exact where the value is the source text itself (a one-line plain or quoted scalar
+        without escapes, or a line of a ``|`` block); otherwise the scalar's start.
+        """
+        start = node.start_mark
+        value = node.value
+        style = getattr(node, "style", None)
+        if isinstance(value, str) and style in (None, "'", '"') and "\n" not in value:
+            written = self.source[start.index : node.end_mark.index]
+            if style:
+                written = written[1:-1]
+            if written == value:
+                return start.line, start.column + (1 if style else 0) + offset
+        elif isinstance(value, str) and style == "|":
+            line_start = value.rfind("\n", 0, offset) + 1
+            line_end = value.find("\n", offset)
+            line_text = value[line_start : len(value) if line_end < 0 else line_end]
+            line = start.line + 1 + value.count("\n", 0, offset)
+            if self._lines is None:
+                self._lines = _LINE_BREAK.split(self.source)
+            if line_text and line < len(self._lines) and self._lines[line].endswith(line_text):
+                return line, len(self._lines[line]) - len(line_text) + offset - line_start
+        return start.line, start.column
+
+    # -- reading nodes ---------------------------------------------------------------------
+
+    def mapping(
+        self, node: MappingNode, where: str, valid: tuple[str, ...] | None
+    ) -> dict[str, tuple[ScalarNode, Node]]:
+        """The mapping's keys in file order, reporting non-text, duplicate and unknown keys.
+
+        Args:
+            valid: the keys allowed here; None allows any.
+        """
+        seen: dict[str, ScalarNode] = {}
+        known: dict[str, tuple[ScalarNode, Node]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                self.problem(
+                    key_node, f"a key {where} must be a plain word, not a {_kind(key_node)}"
+                )
+                continue
+            key = key_node.value
+            if key in seen:
+                self.problem(
+                    key_node,
+                    f"duplicate key {key!r} {where} (first given on line"
+                    f" {seen[key].start_mark.line + 1}); YAML would silently keep only the"
+                    " last one, so remove one",
+                )
+                continue
+            seen[key] = key_node
+            if valid is not None and key not in valid:
+                self.problem(key_node, f"unknown key {key!r} {where}{_suggest(key, valid)}")
+                continue
+            known[key] = (key_node, value_node)
+        return known
+
+    def text(self, node: Node, what: str) -> str | None:
+        """A scalar as text: its raw text, if YAML 1.1 did not read it as something else."""
+        if not isinstance(node, ScalarNode):
+            self.problem(node, f"{what} must be text, not a {_kind(node)}")
+            return None
+        if node.tag in _TEXT_TAGS:
+            return str(node.value)
+        if node.tag == _TAG + "null" and node.value == "":
+            self.problem(node, f"{what} has no value")
+            return None
+        if node.tag not in _READ_AS_OTHER:  # a tag such as !cmd or !!binary
+            self.problem(node, f"{what}: the YAML tag {node.tag!r} is not supported; remove it")
+            return None
+        reading = _yaml_reading(node)
+        if reading is None:
+            return str(node.value)
+        self.problem(
+            node, f'value {node.value!r} is read by YAML as {reading}; quote it: "{node.value}"'
+        )
+        return None
+
+    def number(self, node: Node, what: str, *, whole: bool = False) -> float | None:
+        """A number written in decimal (an int when ``whole``); None (reported) otherwise."""
+        kind = "a whole number" if whole else "a number"
+        if not isinstance(node, ScalarNode):
+            self.problem(node, f"{what} must be {kind}, not a {_kind(node)}")
+            return None
+        raw = node.value
+        digits = raw.replace("_", "")  # 10_000 is what it looks like, unlike 017 or 1:30
+        if node.tag == _TAG + "int" and _DECIMAL_INT.fullmatch(digits):
+            return int(digits)
+        if node.tag == _TAG + "float" and _DECIMAL_FLOAT.fullmatch(digits):
+            if not whole:
+                return float(digits)
+            self.problem(node, f"{what} must be {kind}, not {raw}")
+            return None
+        if node.tag == _TAG + "null" and raw == "":
+            self.problem(node, f"{what} has no value; give {kind}")
+            return None
+        reading = _yaml_reading(node) if node.tag in (_TAG + "int", _TAG + "float") else None
+        if reading is not None:
+            self.problem(
+                node,
+                f"{what}: {raw!r} is read by YAML as {reading}; write {kind} in plain decimal",
+            )
+        elif node.tag == _TAG + "bool":
+            self.problem(node, f"{what} must be {kind}; YAML reads {raw!r} as a boolean")
+        else:
+            self.problem(node, f"{what} must be {kind}, not the text {raw!r}")
+        return None
+
+    def positive_seconds(self, node: Node, what: str) -> float | None:
+        seconds = self.number(node, what)
+        if seconds is not None and seconds <= 0:
+            self.problem(node, f"{what} must be a number of seconds greater than 0")
+            return None
+        return None if seconds is None else float(seconds)
+
+    def template(self, node: Node, text: str) -> Template | None:
+        try:
+            return parse_template(text)
+        except TemplateSyntaxError as exc:
+            self.problem_at(node, exc.offset, exc.message)
+            return None
+
+    # -- the document ----------------------------------------------------------------------
+
+    def scenario(self) -> Scenario | None:
+        root = self._compose()
+        if root is None:
+            return None
+        if isinstance(root, ScalarNode) and root.tag == _TAG + "null":
+            self.add(0, 0, "the file is empty; a scenario needs at least a list of `steps:`")
+            return None
+        if not isinstance(root, MappingNode):
+            self.problem(
+                root,
+                f"a scenario must be a mapping of keys ({', '.join(_TOP_KEYS)}),"
+                f" not a {_kind(root)}",
+            )
+            return None
+        keys = self.mapping(root, "at the top level", _TOP_KEYS)
+
+        name = "scenario" if self.path == "<string>" else Path(self.path).stem
+        if "name" in keys:
+            name = self._name(keys["name"][1], "name") or name
+        description = ""
+        if "description" in keys:
+            description = self.text(keys["description"][1], "description") or ""
+        target = self._target(keys["target"][1]) if "target" in keys else None
+        timeout_s = None
+        if "timeout" in keys:
+            timeout_s = self.positive_seconds(keys["timeout"][1], "timeout")
+        variables = self._variables(keys["variables"][1]) if "variables" in keys else []
+        if "steps" not in keys:
+            self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
+            return None
+        drafts = self._steps(keys["steps"][1])
+        self._check_variables_used(variables, drafts)
+        self._check_data_follows_354(drafts)
+        names = self._step_names(drafts)
+        if self.problems:
+            return None
+        steps = tuple(
+            Step(
+                kind=d.kind,
+                name=names[d.number],
+                text=d.text,
+                data_size=d.data_size,
+                expect=d.expect,
+                capture=d.capture,
+                timeout_s=d.timeout_s,
+                line=d.node.start_mark.line + 1,
+                column=d.node.start_mark.column + 1,
+            )
+            for d in drafts
+            if d.kind is not None
+        )
+        return Scenario(
+            path=self.path,
+            name=name,
+            description=description,
+            target=target,
+            timeout_s=timeout_s,
+            variables=tuple((v.name, v.text) for v in variables),
+            steps=steps,
+        )
+
+    def _compose(self) -> Node | None:
+        """The single document's root node; YAML errors become problems at their mark."""
+        root: Node | None = None
+        loader = None
+        try:
+            loader = yaml.SafeLoader(self.source)
+            if not loader.check_node():
+                self.add(0, 0, "the file is empty; a scenario needs at least a list of `steps:`")
+                return None
+            root = loader.get_node()
+            if loader.check_node():
+                mark = loader.peek_event().start_mark  # type: ignore[no-untyped-call]
+                message = "a second YAML document starts here; a scenario file holds one"
+                self.add(mark.line, mark.column, message + " (remove the `---`, or split the file)")
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            message = f"YAML syntax error: {exc.problem}"
+            if exc.context:
+                message += f" ({exc.context})"
+            if "'\\t'" in message:
+                message += "; indent with spaces, not tabs"
+            self.add(mark.line if mark else 0, mark.column if mark else 0, message)
+        except yaml.reader.ReaderError as exc:
+            where = min(int(exc.position), len(self.source))
+            line_start = self.source.rfind("\n", 0, where) + 1
+            message = f"character U+{int(exc.character):04X} is not allowed in YAML; remove it"
+            self.add(self.source.count("\n", 0, where), where - line_start, message)
+        except yaml.YAMLError as exc:
+            self.add(0, 0, f"YAML error: {exc}")
+        except RecursionError:
+            self.add(0, 0, "the YAML is nested too deeply to be a scenario")
+        finally:
+            if loader is not None:
+                loader.dispose()
+        return root
+
+    def _name(self, node: Node, what: str) -> str | None:
+        name = self.text(node, what)
+        if name is not None and not name.strip():
+            self.problem(node, f"{what} must not be empty")
+            return None
+        return name
+
+    def _target(self, node: Node) -> Target | None:
+        if isinstance(node, MappingNode):
+            keys = self.mapping(node, "in target", _TARGET_KEYS)
+            if "host" not in keys:
+                self.problem(node, "target needs a `host:` (and optionally `port:`, default 25)")
+                return None
+            host = self._host(keys["host"][1])
+            port: float | None = _DEFAULT_PORT
+            if "port" in keys:
+                port = self._port(keys["port"][1])
+            if host is None or port is None:
+                return None
+            return Target(host, int(port))
+        if isinstance(node, SequenceNode):
+            self.problem(node, 'target must be "host:port"; quote IPv6 forms: "[::1]:2525"')
+            return None
+        written = self.text(node, "target")
+        if written is None:
+            return None
+        try:
+            return parse_target(written)
+        except ValueError as error:
+            self.problem(node, str(error))
+            return None
+
+    def _host(self, node: Node) -> str | None:
+        host = self.text(node, "target: host")
+        if host is not None and host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if host is not None and (not host or any(ch.isspace() for ch in host)):
+            self.problem(node, "target: host must be a host name or address without spaces")
+            return None
+        return host
+
+    def _port(self, node: Node) -> float | None:
+        port = self.number(node, "target: port", whole=True)
+        if port is not None and not 1 <= port <= 65535:
+            self.problem(node, f"target: port {port} must be from 1 to 65535")
+            return None
+        return port
+
+    def _variables(self, node: Node) -> list[_Variable]:
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value == "":
+            return []
+        if not isinstance(node, MappingNode):
+            self.problem(node, f"variables must be a mapping of name: value, not a {_kind(node)}")
+            return []
+        variables: list[_Variable] = []
+        for name, (key_node, value_node) in self.mapping(node, "in variables", None).items():
+            ok = True
+            if not _IDENTIFIER.fullmatch(name):
+                self.problem(
+                    key_node,
+                    f"variable name {name!r} must be a word of letters, digits and _"
+                    " (not starting with a digit) so that {name} can use it",
+                )
+                ok = False
+            elif name in BUILTIN_VARIABLES:
+                self.problem(key_node, f"{{{name}}} is a built-in variable; choose another name")
+                ok = False
+            text = self.text(value_node, f"variable {name!r}")
+            template = None if text is None else self.template(value_node, text)
+            if ok and text is not None:
+                variables.append(_Variable(name, text, value_node, template))
+        return variables
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _steps(self, node: Node) -> list[_Draft]:
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value == "":
+            self.problem(node, "steps is empty; a scenario needs at least one step")
+            return []
+        if not isinstance(node, SequenceNode):
+            self.problem(
+                node, f"steps must be a list (lines starting with `- `), not a {_kind(node)}"
+            )
+            return []
+        if not node.value:
+            self.problem(node, "steps is empty; a scenario needs at least one step")
+        drafts = []
+        for number, step_node in enumerate(node.value, start=1):
+            draft = self._step(step_node, number)
+            if draft is not None:
+                drafts.append(draft)
+        return drafts
+
+    def _step(self, node: Node, number: int) -> _Draft | None:
+        if not isinstance(node, MappingNode):
+            example = "send: QUIT"
+            if isinstance(node, ScalarNode) and node.tag in _TEXT_TAGS and node.value:
+                example = f"send: {node.value}"
+            self.problem(
+                node,
+                f"step {number} must be a mapping with one action (greeting, send, data or"
+                f" close), such as `- {example}`",
+            )
+            return None
+        draft = _Draft(number, node)
+        keys = self.mapping(node, f"in step {number}", _ACTIONS + _STEP_OPTIONS)
+        actions = [key for key in keys if key in _ACTIONS]
+        # An unknown key was most likely meant as the action, and was reported with a hint.
+        if not actions and len(keys) == len(node.value):
+            self.problem(node, f"step {number} has no action; give one of {', '.join(_ACTIONS)}")
+        for extra in actions[1:]:
+            self.problem(
+                keys[extra][0],
+                f"step {number} has two actions, {actions[0]!r} and {extra!r};"
+                " give each its own step",
+            )
+        if len(actions) == 1:
+            draft.kind = StepKind(actions[0])
+            self._action(draft, keys[actions[0]][1])
+        if "name" in keys:
+            draft.name_node = keys["name"][1]
+            draft.name = self._name(draft.name_node, "name")
+            if draft.name is not None and draft.name.lower() == _RESERVED_STEP_NAME:
+                self.problem(
+                    draft.name_node,
+                    f"step name {draft.name!r} is reserved for the TCP connect; choose another",
+                )
+                draft.name = None
+        if "expect" in keys:
+            self._expect(draft, *keys["expect"])
+        if "capture" in keys:
+            self._capture(draft, *keys["capture"])
+        if "timeout" in keys:
+            draft.timeout_s = self.positive_seconds(keys["timeout"][1], "timeout")
+        return draft
+
+    def _action(self, draft: _Draft, node: Node) -> None:
+        if draft.kind is StepKind.GREETING:
+            if isinstance(node, ScalarNode) and node.tag == _TAG + "bool":
+                if not _is_true(node):
+                    self.problem(node, "greeting takes `true` or an expectation such as 220")
+                draft.expect = _GREETING_DEFAULT
+            else:
+                draft.expect = parse_expectation(node, self, "greeting")
+                draft.greeting_expects = True
+        elif draft.kind is StepKind.SEND:
+            draft.text = self._send(draft, node)
+        elif draft.kind is StepKind.DATA:
+            self._data(draft, node)
+            draft.expect = _DATA_DEFAULT
+        elif draft.kind is StepKind.CLOSE and not _is_true(node):
+            message = "close takes only `true` (the server must close the connection)"
+            self.problem(node, message + "; remove the step if it should not")
+
+    def _send(self, draft: _Draft, node: Node) -> str | None:
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value == "":
+            self.problem(node, 'send has no value; to send an empty line, write send: ""')
+            return None
+        text = self.text(node, "send")
+        if text is None:
+            return None
+        # RFC 5321 §2.3.8: CR and LF only ever appear together, ending a command line.
+        if "\r" in text or "\n" in text:
+            hint = " (a `|` block adds a final line break; use `|-`)" if text[-1:] == "\n" else ""
+            self.problem(
+                node,
+                "send is one command line, without line breaks; use a separate step per"
+                f" command, and `data:` for the message{hint}",
+            )
+            return None
+        return text if self._add_template(node, text, draft.templates) else None
+
+    def _data(self, draft: _Draft, node: Node) -> None:
+        if isinstance(node, MappingNode):
+            keys = self.mapping(node, "in data", _DATA_KEYS)
+            if not node.value:
+                self.problem(node, "data needs `message:`, `size:`, or both")
+            if "message" in keys:
+                draft.text = self._message(draft, keys["message"][1])
+            if "size" in keys:
+                size = self.number(keys["size"][1], "data: size", whole=True)
+                if size is not None and size < 0:
+                    self.problem(keys["size"][1], "data: size must be 0 or more bytes")
+                elif size is not None:
+                    draft.data_size = int(size)
+        else:
+            draft.text = self._message(draft, node)
+
+    def _message(self, draft: _Draft, node: Node) -> str | None:
+        if isinstance(node, SequenceNode):
+            self.problem(node, "data must be the message text, or {message: TEXT, size: BYTES}")
+            return None
+        text = self.text(node, "data")
+        if text is None or not self._add_template(node, text, draft.templates):
+            return None
+        return text
+
+    def _add_template(self, node: Node, text: str, into: list[tuple[Node, Template]]) -> bool:
+        template = self.template(node, text)
+        if template is not None:
+            into.append((node, template))
+        return template is not None
+
+    def _expect(self, draft: _Draft, key: Node, node: Node) -> None:
+        if draft.kind is StepKind.CLOSE:
+            self.problem(key, "a close step takes no `expect`: it waits for the connection to end")
+        elif draft.greeting_expects:
+            self.problem(
+                key,
+                "give the expectation once: `greeting: 220`, or `greeting: true` with `expect:`",
+            )
+        elif draft.kind is not None:
+            draft.expect = parse_expectation(node, self, "expect")
+
+    def _capture(self, draft: _Draft, key: Node, node: Node) -> None:
+        if draft.kind is StepKind.CLOSE:
+            self.problem(key, "a close step takes no `capture`: there is no reply to search")
+            return
+        pattern = self.text(node, "capture")
+        if pattern is None:
+            return
+        try:
+            groups = tuple(re.compile(pattern).groupindex)
+        except re.error as exc:
+            self.problem_at(node, exc.pos or 0, f"capture: invalid regular expression: {exc.msg}")
+            return
+        if not groups:
+            self.problem(
+                node,
+                "capture needs a named group, such as (?P<queue_id>\\w+); each group's name"
+                " becomes a variable for later steps",
+            )
+            return
+        for group in groups:
+            if group in BUILTIN_VARIABLES:
+                self.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
+                return
+        draft.capture, draft.capture_node, draft.groups = pattern, node, groups
+
+    # -- checks across steps ---------------------------------------------------------------
+
+    def _check_variables_used(self, variables: list[_Variable], drafts: list[_Draft]) -> None:
+        """Every {name} must exist by the time it is rendered."""
+        declared = {v.name: v for v in variables}
+        available = set(BUILTIN_VARIABLES)
+        for variable in variables:
+            for name, offset in _uses(variable.template):
+                if name == variable.name:
+                    message = f"variable {{{name}}} cannot use itself"
+                elif name in declared and name not in available:
+                    message = (
+                        f"variable {{{name}}} is declared below this one; a variable may use"
+                        " only built-ins and variables declared above it"
+                    )
+                elif name not in available:
+                    message = _unknown_variable(name, available)
+                else:
+                    continue
+                self.problem_at(variable.node, offset, message)
+            available.add(variable.name)
+
+        captured_by: dict[str, _Draft] = {}
+        for draft in drafts:
+            for group in draft.groups:
+                if group in declared and draft.capture_node is not None:
+                    self.problem(
+                        draft.capture_node,
+                        f"capture group {group!r} would hide the variable {{{group}}} declared"
+                        f" on line {declared[group].node.start_mark.line + 1}; rename the group",
+                    )
+                captured_by.setdefault(group, draft)
+        for draft in drafts:
+            for node, template in draft.templates:
+                for name, offset in _uses(template):
+                    if name in available:
+                        continue
+                    capturer = captured_by.get(name)
+                    if capturer is None:
+                        message = _unknown_variable(name, available)
+                    else:
+                        by = "this step" if capturer is draft else f"step {capturer.number}"
+                        message = (
+                            f"{{{name}}} is captured by {by}; a captured variable is available"
+                            " only to the steps after the one that captures it"
+                        )
+                    self.problem_at(node, offset, message)
+            available.update(draft.groups)
+
+    def _check_data_follows_354(self, drafts: list[_Draft]) -> None:
+        # RFC 5321 §4.1.1.4: the message may be sent only after DATA got the 354 go-ahead.
+        by_number = {draft.number: draft for draft in drafts}
+        for draft in drafts:
+            if draft.kind is not StepKind.DATA:
+                continue
+            before = by_number.get(draft.number - 1)
+            if draft.number == 1:
+                why = "it is the first step"
+            elif before is None or before.kind is None:
+                continue  # the step before is invalid and was reported
+            elif before.kind is not StepKind.SEND:
+                why = f"step {before.number} is a {before.kind.value} step"
+            elif before.expect and before.expect.codes and 354 not in before.expect.codes:
+                why = f"step {before.number} expects {before.expect.codes_text}"
+            else:
+                continue
+            self.problem(
+                draft.node, f"a data step must follow `send: DATA` with `expect: 354` ({why})"
+            )
+
+    def _step_names(self, drafts: list[_Draft]) -> dict[int, str]:
+        """Each step's name by step number: the explicit one, else derived and numbered."""
+        names: dict[int, str] = {}
+        explicit: dict[str, _Draft] = {}
+        for draft in drafts:
+            if draft.name is None or draft.name_node is None:
+                continue
+            first = explicit.setdefault(draft.name, draft)
+            if first is not draft:
+                self.problem(
+                    draft.name_node,
+                    f"step name {draft.name!r} is already used by step {first.number};"
+                    " step names must be unique",
+                )
+            names[draft.number] = draft.name
+        taken = set(explicit) | {_RESERVED_STEP_NAME}
+        repeats: dict[str, int] = {}
+        for draft in drafts:
+            if draft.number in names or draft.kind is None:
+                continue
+            base = _derived_name(draft.kind, draft.text)
+            count = repeats.get(base, 0) + 1
+            name = base if count == 1 else f"{base}#{count}"
+            while name in taken:
+                count += 1
+                name = f"{base}#{count}"
+            repeats[base] = count
+            taken.add(name)
+            names[draft.number] = name
+        return names
+
+
+@dataclass(frozen=True, slots=True)
+class _Variable:
+    name: str
+    text: str
+    node: Node
+    template: Template | None
+
+
+_DERIVED_NAMES = {StepKind.GREETING: "greeting", StepKind.DATA: "message", StepKind.CLOSE: "close"}
+_CONSTRUCTOR = SafeConstructor()
+# How YAML 1.1 reads an int that is not plain decimal, by what its digits start with.
+_INT_PREFIXES = (("0x", " (hexadecimal)"), ("0b", " (binary)"), ("0", " (octal)"))
+
+
+def _yaml_reading(node: ScalarNode) -> str | None:
+    """What YAML 1.1 made of a plain scalar, when that differs from its text; else None."""
+    raw = node.value
+    if node.tag == _TAG + "bool":
+        value = SafeConstructor.bool_values.get(raw.lower())
+        return "a boolean" if value is None else f"a boolean ({str(value).lower()})"
+    if node.tag == _TAG + "null":
+        return "null (no value)"
+    if node.tag == _TAG + "int" and not _DECIMAL_INT.fullmatch(raw):
+        digits = raw.lstrip("+-")
+        base = next((b for p, b in _INT_PREFIXES if digits.startswith(p)), "")
+        base = " (base 60)" if ":" in raw else base
+        try:
+            return f"the number {_CONSTRUCTOR.construct_yaml_int(node)}{base}"
+        except ValueError:
+            return "a number"
+    if node.tag == _TAG + "float" and not _DECIMAL_FLOAT.fullmatch(raw):
+        try:
+            return f"the number {_CONSTRUCTOR.construct_yaml_float(node)}"
+        except ValueError:
+            return "a number"
+    return None
+
+
+def _is_true(node: Node) -> bool:
+    return (
+        isinstance(node, ScalarNode)
+        and node.tag == _TAG + "bool"
+        and SafeConstructor.bool_values.get(node.value.lower()) is True
+    )
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "mapping"
+    if isinstance(node, SequenceNode):
+        return "list"
+    return "single value"
+
+
+def _suggest(key: str, valid: tuple[str, ...]) -> str:
+    close = [key.lower()] if key.lower() in valid else difflib.get_close_matches(key, valid, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (valid keys here: {', '.join(valid)})"
+
+
+def _unknown_variable(name: str, available: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(available), n=1)
+    hint = f", or did you mean {{{close[0]}}}?" if close else ""
+    return f"unknown variable {{{name}}} (declare it under variables:{hint})"
+
+
+def _uses(template: Template | None) -> list[tuple[str, int]]:
+    """The variables a template uses, each with the offset of its ``{``."""
+    return [] if template is None else list(zip(template.names, template.name_offsets, strict=True))
+
+
+def _derived_name(kind: StepKind, text: str | None) -> str:
+    """A step's default name: the command verb for a send (``MAIL FROM:<a>`` -> ``mail``)."""
+    if kind is StepKind.SEND:
+        words = (text or "").split()
+        verb = words[0].partition(":")[0].lower() if words else ""
+        return verb if verb and "{" not in verb else "send"
+    return _DERIVED_NAMES[kind]

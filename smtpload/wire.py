@@ -1,0 +1,204 @@
+"""SMTP on the wire, client side, with no I/O: reply parsing and what we put on the wire.
+
+This module owns the byte-level rules of RFC 5321 that smtpload relies on:
+
+* Replies (§4.2): ``NNN SP text CRLF`` ends a reply, ``NNN-text CRLF`` continues it, and every
+  line of one reply carries the same code. ``NNN CRLF`` (no text) is a complete reply too.
+* The message in DATA (§4.5.2): a line that begins with ``.`` gets one more ``.``, lines end in
+  CRLF, and ``CRLF . CRLF`` ends the message.
+
+The parser is written for the load generator's hot path: the common case, one whole single-line
+reply in one read, costs one ``find`` and one slice. It is deliberately tolerant where servers
+are sloppy (bare LF line endings, bytes that are not UTF-8) and strict where a reply could not be
+trusted (a line without a code, a code that changes inside a multiline reply, a line longer than
+``MAX_LINE_BYTES``): those raise RemoteProtocolError, never hang and never crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import RemoteProtocolError
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "Reply",
+    "ReplyParser",
+    "encode_message",
+]
+
+#: RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer ones
+#: (long EHLO lists, verbose rejections). 64 KiB is generous for any honest server and still
+#: bounds the memory one bad server can make us hold per session.
+MAX_LINE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One complete SMTP reply.
+
+    Attributes:
+        code: the three-digit reply code.
+        lines: the text of each line after ``NNN-``/``NNN ``, decoded as UTF-8 with
+            U+FFFD for invalid bytes (the raw bytes are in ``raw``).
+        raw: the reply's bytes exactly as received, line endings included.
+    """
+
+    code: int
+    lines: tuple[str, ...]
+    raw: bytes
+
+    @property
+    def text(self) -> str:
+        """All lines' text joined by ``\\n``: what expectations' patterns search."""
+        return "\n".join(self.lines)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.code} {line}".rstrip() for line in self.lines)
+
+
+def _decode(line: bytes) -> str:
+    return line.decode("utf-8", "replace")
+
+
+def _code_of(line: bytes) -> int:
+    """The reply code at the start of ``line``, or -1 when it has none.
+
+    RFC 5321 §4.2: a reply line is three digits, then SP, "-" or the line's end.
+    """
+    if len(line) < 3:
+        return -1
+    d0, d1, d2 = line[0], line[1], line[2]
+    if not (48 <= d0 <= 57 and 48 <= d1 <= 57 and 48 <= d2 <= 57):
+        return -1
+    if len(line) > 3 and line[3] not in b" -":
+        return -1
+    return (d0 - 48) * 100 + (d1 - 48) * 10 + (d2 - 48)
+
+
+class ReplyParser:
+    """Turns bytes from the server into complete replies.
+
+    Feed it whatever ``recv`` returned; it returns the replies completed by those bytes (none,
+    one, or several when the server answered pipelined commands in one segment) and keeps the
+    rest for the next call. Once it has raised RemoteProtocolError it should not be fed again.
+    """
+
+    __slots__ = ("_buffer", "_code", "_lines", "_raw")
+
+    def __init__(self) -> None:
+        self._buffer = b""  # received bytes not parsed yet (at most a partial line)
+        # The multiline reply in progress: its code (-1 when none), its lines so far, and the
+        # raw bytes of those lines.
+        self._code = -1
+        self._lines: list[str] = []
+        self._raw = b""
+
+    @property
+    def has_partial_reply(self) -> bool:
+        """True when bytes of an unfinished reply are buffered."""
+        return bool(self._buffer) or self._code != -1
+
+    def take_unread(self) -> bytes:
+        """Remove and return buffered bytes that are not part of a complete reply yet.
+
+        RFC 3207 §5 (STARTTLS): bytes received after the 220 must be discarded, not read as
+        part of the encrypted session; callers check this is empty before switching.
+        """
+        unread = self._raw + self._buffer
+        self._buffer = self._raw = b""
+        self._code = -1
+        self._lines = []
+        return unread
+
+    def feed(self, data: bytes) -> list[Reply]:
+        """Add received bytes; return every reply they complete, in order.
+
+        Raises:
+            RemoteProtocolError: a line has no reply code, a multiline reply changes its code,
+                or a line is longer than MAX_LINE_BYTES.
+        """
+        buffer = self._buffer + data if self._buffer else data
+        # Fast path: one whole single-line reply and nothing pending.
+        if (
+            self._code == -1
+            and buffer.endswith(b"\n")
+            and buffer.find(b"\n") == len(buffer) - 1
+            and len(buffer) <= MAX_LINE_BYTES
+        ):
+            line = buffer[:-2] if buffer.endswith(b"\r\n") else buffer[:-1]
+            code = _code_of(line)
+            if code >= 0 and (len(line) == 3 or line[3] == 32):  # 32: SP, a reply's last line
+                self._buffer = b""
+                return [Reply(code, (_decode(line[4:]),), buffer)]
+        return self._feed_slow(buffer)
+
+    def _feed_slow(self, buffer: bytes) -> list[Reply]:
+        replies: list[Reply] = []
+        position = 0
+        reply_start = 0  # where the reply in progress starts in `buffer`
+        code = self._code
+        lines = self._lines
+        while True:
+            newline = buffer.find(b"\n", position)
+            if newline < 0:
+                if len(buffer) - position > MAX_LINE_BYTES:
+                    raise RemoteProtocolError(
+                        f"reply line longer than {MAX_LINE_BYTES} bytes without a line end"
+                    )
+                break
+            # Bare LF is tolerated as a line end: sloppy servers and test scripts send it.
+            end = newline - 1 if newline > position and buffer[newline - 1] == 13 else newline
+            if end - position > MAX_LINE_BYTES:
+                raise RemoteProtocolError(f"reply line longer than {MAX_LINE_BYTES} bytes")
+            line = buffer[position:end]
+            line_code = _code_of(line)
+            if line_code < 0:
+                raise RemoteProtocolError(f"not an SMTP reply line: {_preview(line)}")
+            if code == -1:
+                code = line_code
+                reply_start = position
+            elif line_code != code:
+                # RFC 5321 §4.2.1: every line of a multiline reply carries the same code.
+                raise RemoteProtocolError(
+                    f"reply code changed from {code} to {line_code} inside a multiline reply"
+                )
+            lines.append(_decode(line[4:]))
+            position = newline + 1
+            if len(line) == 3 or line[3] == 32:
+                raw = buffer[reply_start:position]
+                if self._raw:
+                    raw = self._raw + raw
+                    self._raw = b""
+                replies.append(Reply(code, tuple(lines), raw))
+                code = -1
+                lines = []
+        if code != -1:
+            self._raw += buffer[reply_start:position]
+        self._buffer = buffer[position:]
+        self._code = code
+        self._lines = lines
+        return replies
+
+
+def _preview(line: bytes, limit: int = 60) -> str:
+    text = repr(line[:limit])[2:-1]
+    return text + ("..." if len(line) > limit else "")
+
+
+def encode_message(message: bytes) -> bytes:
+    """Make a message ready to follow a 354: CRLF line ends, dot-stuffing, and ``.`` CRLF.
+
+    RFC 5321 §4.5.2: "Before sending a line of mail text, the SMTP client checks the first
+    character of the line. If it is a period, one additional period is inserted at the
+    beginning of the line." Bare CR or LF become CRLF (§2.3.8 forbids them alone).
+    """
+    normalized = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if normalized and not normalized.endswith(b"\n"):
+        normalized += b"\n"
+    if normalized.startswith(b"."):
+        normalized = b"." + normalized
+    normalized = normalized.replace(b"\n.", b"\n..")
+    # The final "\n.." that replace() may have produced from a trailing "\n." is correct
+    # stuffing of a last line ".", so nothing to undo here.
+    return normalized.replace(b"\n", b"\r\n") + b".\r\n"

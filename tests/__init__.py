@@ -1,0 +1,1 @@
+"""smtpload's test suite; a package so that tests can import ``tests.peers``."""

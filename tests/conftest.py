@@ -1,0 +1,147 @@
+"""Shared fixtures: the real SMTP servers that tests talk to.
+
+``aiosmtpd_server``
+    A fresh in-process aiosmtpd server per test, on a free loopback port, whose handler records
+    every message (``tests.peers.RecordingHandler``). Always available.
+``postfix_server``
+    The Postfix test server that ``.ci/postfix-setup`` configures (default ``127.0.0.1:10025``,
+    override with ``SMTPLOAD_POSTFIX=HOST:PORT``). Without it a test is skipped on a developer's
+    machine, but fails under CI (``CI`` set), where its absence means the setup is broken.
+    Tests that use it get the ``postfix`` marker automatically, so ``-m "not postfix"`` skips them.
+
+Both are plain synchronous fixtures, usable from trio tests: aiosmtpd runs its own asyncio loop
+in a thread, and Postfix is another process. Each is an external server as far as trio is
+concerned, so never pair them with trio's ``autojump_clock``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.peers import RecordingHandler, RecordingPeer, SmtpPeer
+
+LOOPBACK = "127.0.0.1"
+POSTFIX_ENV = "SMTPLOAD_POSTFIX"
+POSTFIX_DEFAULT = "127.0.0.1:10025"
+PROBE_TIMEOUT_S = 5.0
+_CONTROLLER_START_ATTEMPTS = 3
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postfix_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postfix)
+
+
+# --- aiosmtpd ---------------------------------------------------------------------------------
+
+
+def _free_port(host: str) -> int:
+    """A port that was free a moment ago.
+
+    aiosmtpd 1.4.6 cannot take port=0 (its start() connects to the configured port to check
+    the server is up: aio-libs/aiosmtpd#388), so ask the kernel for one and give it back. Another
+    process may take it in between; the caller retries.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _discard(controller: Controller) -> None:
+    """Release what a controller whose start() failed still holds."""
+    controller.stop(no_assert=True)
+    # A bind failure ends the server thread before the loop ever runs, so nobody closed it.
+    if not controller.loop.is_closed():
+        controller.loop.close()
+
+
+def _start_controller(handler: RecordingHandler) -> Controller:
+    errors: list[Exception] = []
+    for _ in range(_CONTROLLER_START_ATTEMPTS):
+        controller = Controller(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK))
+        try:
+            controller.start()
+        except (OSError, RuntimeError) as exc:  # bind race (OSError), or the server never answered
+            errors.append(exc)
+            _discard(controller)
+        else:
+            return controller
+    raise RuntimeError(
+        f"aiosmtpd did not start on {LOOPBACK} in {_CONTROLLER_START_ATTEMPTS} attempts: {errors!r}"
+    )
+
+
+@pytest.fixture
+def aiosmtpd_server() -> Iterator[RecordingPeer]:
+    """An in-process SMTP server that records each message and refuses ``@reject.test``."""
+    handler = RecordingHandler()
+    controller = _start_controller(handler)
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+# --- Postfix ----------------------------------------------------------------------------------
+
+
+def _parse_host_port(value: str) -> SmtpPeer:
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:10025
+    if not sep or not host or not port.isdigit():
+        pytest.fail(
+            f"{POSTFIX_ENV} must look like HOST:PORT (e.g. {POSTFIX_DEFAULT}), not {value!r}"
+        )
+    return SmtpPeer(host=host, port=int(port))
+
+
+def _read_reply(sock: socket.socket) -> str:
+    """Read one whole SMTP reply, however many lines and reads it takes."""
+    data = b""
+    while len(data) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        complete_lines = data.split(b"\r\n")[:-1]
+        # RFC 5321 §4.2.1: "NNN-" continues a multiline reply; "NNN " or a bare "NNN" ends it.
+        if complete_lines and complete_lines[-1][3:4] in (b" ", b""):
+            break
+    return data.decode("utf-8", "replace")
+
+
+def _postfix_problem(peer: SmtpPeer) -> str | None:
+    """Why ``peer`` is not a usable Postfix, or None when its banner says it is one."""
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=PROBE_TIMEOUT_S) as sock:
+            banner = _read_reply(sock)
+            # Say goodbye, so Postfix logs a clean QUIT instead of a lost connection.
+            sock.sendall(b"QUIT\r\n")
+            _read_reply(sock)
+    except OSError as exc:
+        return f"nothing usable at {peer.host}:{peer.port} ({exc})"
+    if not (banner.startswith("220") and "Postfix" in banner):
+        return f"{peer.host}:{peer.port} is not Postfix: its banner is {banner.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postfix_server() -> SmtpPeer:
+    """The Postfix test server (accepts and discards everything but ``@reject.test``)."""
+    peer = _parse_host_port(os.environ.get(POSTFIX_ENV, POSTFIX_DEFAULT))
+    problem = _postfix_problem(peer)
+    if problem is None:
+        return peer
+    if os.environ.get("CI"):
+        pytest.fail(
+            f"Postfix test server not running under CI: {problem}. "
+            ".ci/run should have started it with .ci/postfix-setup: see that step's output."
+        )
+    pytest.skip("Postfix test server not running; start it with: sudo .ci/postfix-setup")

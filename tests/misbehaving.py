@@ -1,0 +1,90 @@
+"""SMTP servers that misbehave on purpose, over real loopback sockets.
+
+Each behaviour is an async connection handler for ``trio.serve_tcp``: the tests start one in
+their nursery and point smtpload's runner at it. They are servers in every sense but manners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+
+import trio
+
+__all__ = ["BEHAVIOURS", "Handler"]
+
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+
+HUGE_LINE_BYTES = 1024 * 1024
+
+
+async def _read_line(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def garbage_banner(stream: trio.SocketStream) -> None:
+    """Answers like an HTTP server, not an SMTP one."""
+    await stream.send_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    await stream.aclose()
+
+
+async def reset_after_greeting(stream: trio.SocketStream) -> None:
+    """Greets, then resets the connection (RST, not FIN) when the client speaks."""
+    await stream.send_all(b"220 reset.test ESMTP\r\n")
+    await _read_line(stream)
+    # SO_LINGER with a zero timeout makes close() send RST.
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()
+
+
+async def stall_after_greeting(stream: trio.SocketStream) -> None:
+    """Greets, then never answers again."""
+    await stream.send_all(b"220 stall.test ESMTP\r\n")
+    await trio.sleep_forever()
+
+
+async def huge_line(stream: trio.SocketStream) -> None:
+    """A 1 MiB banner line."""
+    # The client gives up on it half way, as it should, and so breaks the pipe.
+    with contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(b"220 " + b"x" * HUGE_LINE_BYTES + b"\r\n")
+
+
+async def close_mid_reply(stream: trio.SocketStream) -> None:
+    """Greets, then closes in the middle of the multiline EHLO reply."""
+    await stream.send_all(b"220 close.test ESMTP\r\n")
+    await _read_line(stream)
+    await stream.send_all(b"250-close.test\r\n250-PIPELINING\r\n250-SIZ")
+    await stream.aclose()
+
+
+async def code_change(stream: trio.SocketStream) -> None:
+    """A multiline reply whose code changes halfway."""
+    await stream.send_all(b"220 code.test ESMTP\r\n")
+    await _read_line(stream)
+    await stream.send_all(b"250-code.test\r\n251 SIZE 1000\r\n")
+    await trio.sleep_forever()
+
+
+async def closes_without_greeting(stream: trio.SocketStream) -> None:
+    """Accepts the connection and closes it at once."""
+    await stream.aclose()
+
+
+BEHAVIOURS: dict[str, Handler] = {
+    "garbage": garbage_banner,
+    "reset": reset_after_greeting,
+    "stall": stall_after_greeting,
+    "huge-line": huge_line,
+    "close-mid-reply": close_mid_reply,
+    "code-change": code_change,
+    "no-greeting": closes_without_greeting,
+}

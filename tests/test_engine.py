@@ -1,0 +1,317 @@
+"""The session engine and the compiler: pure tests, no sockets, no trio.
+
+Each test plays the I/O layer by hand: it asks the engine for steps, checks the bytes it would
+send, and hands it replies.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from smtpload.compiler import DEFAULT_TIMEOUT_S, compile_scenario
+from smtpload.engine import SessionEngine
+from smtpload.errors import UsageError
+from smtpload.expectations import compile_expectation
+from smtpload.model import Expectation, Scenario, Step, StepKind
+from smtpload.outcome import Outcome
+from smtpload.wire import Reply, ReplyParser
+
+
+def reply(data: bytes) -> Reply:
+    (parsed,) = ReplyParser().feed(data)
+    return parsed
+
+
+def codes(*values: int) -> Expectation:
+    return Expectation(codes=frozenset(values), codes_text=", ".join(map(str, values)))
+
+
+def scenario(
+    *steps: Step, variables: tuple[tuple[str, str], ...] = (), timeout_s: float | None = None
+) -> Scenario:
+    return Scenario(
+        path="test.yaml",
+        name="test",
+        description="",
+        target=None,
+        timeout_s=timeout_s,
+        variables=variables,
+        steps=steps,
+    )
+
+
+GREETING = Step(StepKind.GREETING, "greeting", expect=codes(220))
+HELO = Step(StepKind.SEND, "helo", text="HELO client.test", expect=codes(250))
+DATA_CMD = Step(StepKind.SEND, "data", text="DATA", expect=codes(354))
+QUIT = Step(StepKind.SEND, "quit", text="QUIT", expect=codes(221))
+CLOSE = Step(StepKind.CLOSE, "close")
+
+
+def test_a_passing_dialogue() -> None:
+    message = Step(StepKind.DATA, "message", text="Subject: hi\n\n.dot\n", expect=codes(250))
+    compiled = compile_scenario(scenario(GREETING, HELO, DATA_CMD, message, QUIT, CLOSE))
+    engine = SessionEngine(compiled, 1)
+    sent = []
+    answers = [b"220 hi\r\n", b"250 ok\r\n", b"354 go\r\n", b"250 queued\r\n", b"221 bye\r\n"]
+    while (step := engine.next_step()) is not None:
+        sent.append(engine.payload(step))
+        if step.kind is StepKind.CLOSE:
+            assert engine.on_closed(step)
+        else:
+            assert engine.on_reply(step, reply(answers.pop(0)))
+    assert sent == [
+        b"",
+        b"HELO client.test\r\n",
+        b"DATA\r\n",
+        b"Subject: hi\r\n\r\n..dot\r\n.\r\n",
+        b"QUIT\r\n",
+        b"",
+    ]
+    assert engine.outcome is Outcome.PASSED
+    assert engine.messages_accepted == 1
+    assert engine.failure() is None
+
+
+def test_unexpected_reply_fails_and_asks_for_a_polite_quit() -> None:
+    compiled = compile_scenario(scenario(GREETING, HELO, QUIT))
+    engine = SessionEngine(compiled, 7)
+    step = engine.next_step()
+    assert step is not None
+    assert engine.on_reply(step, reply(b"220 hi\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    engine.payload(step)
+    assert not engine.on_reply(step, reply(b"550 5.7.1 go away\r\n"))
+    quit_step = engine.next_step()
+    assert quit_step is not None
+    assert quit_step.index == -1
+    assert engine.payload(quit_step) == b"QUIT\r\n"
+    assert engine.on_reply(quit_step, reply(b"221 bye\r\n"))
+    assert engine.next_step() is None
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.session, failure.outcome, failure.step) == (7, Outcome.UNEXPECTED_REPLY, "helo")
+    assert failure.expected == "250"
+    assert failure.got.startswith("550 5.7.1 go away (reply code 550 is not 250)")
+    assert [str(line) for line in failure.transcript] == [
+        "S: 220 hi",
+        "C: HELO client.test",
+        "S: 550 5.7.1 go away",
+        "C: QUIT",
+        "S: 221 bye",
+    ]
+
+
+@pytest.mark.parametrize("code", [354, 221, 421], ids=["data-mode", "closing", "service-closing"])
+def test_no_quit_after_replies_that_forbid_it(code: int) -> None:
+    compiled = compile_scenario(scenario(HELO, QUIT))
+    engine = SessionEngine(compiled, 1)
+    step = engine.next_step()
+    assert step is not None
+    assert not engine.on_reply(step, reply(f"{code} x\r\n".encode()))
+    assert engine.next_step() is None
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
+
+
+def test_step_without_expectation_accepts_any_reply() -> None:
+    anything = Step(StepKind.SEND, "noop", text="NOOP")
+    engine = SessionEngine(compile_scenario(scenario(anything)), 1)
+    step = engine.next_step()
+    assert step is not None
+    assert engine.on_reply(step, reply(b"502 not implemented\r\n"))
+    assert engine.next_step() is None
+    assert engine.outcome is Outcome.PASSED
+
+
+def test_close_step_fails_when_the_server_replies_instead() -> None:
+    engine = SessionEngine(compile_scenario(scenario(CLOSE)), 1)
+    step = engine.next_step()
+    assert step is not None
+    assert not engine.on_reply(step, reply(b"250 still here\r\n"))
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.outcome is Outcome.UNEXPECTED_REPLY
+    assert failure.expected == "the server to close the connection"
+
+
+@pytest.mark.parametrize(
+    ("event", "outcome"),
+    [
+        ("timeout", Outcome.TIMEOUT),
+        ("closed", Outcome.CONNECTION_CLOSED),
+        ("reset", Outcome.CONNECTION_CLOSED),
+        ("garbage", Outcome.PROTOCOL_ERROR),
+    ],
+)
+def test_io_events_end_the_session_with_their_category(event: str, outcome: Outcome) -> None:
+    engine = SessionEngine(compile_scenario(scenario(GREETING, HELO)), 3)
+    step = engine.next_step()
+    assert step is not None
+    if event == "timeout":
+        engine.on_timeout(step)
+    elif event == "closed":
+        assert not engine.on_closed(step)
+    elif event == "reset":
+        engine.on_connection_error(step, "Connection reset by peer")
+    else:
+        engine.on_protocol_error(step, "not an SMTP reply line: hello")
+    assert engine.next_step() is None
+    assert engine.outcome is outcome
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.step == "greeting"
+
+
+def test_connect_error() -> None:
+    engine = SessionEngine(compile_scenario(scenario(GREETING)), 1)
+    engine.on_connect_error("Connection refused (ECONNREFUSED)")
+    assert engine.next_step() is None
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.outcome, failure.step, failure.got) == (
+        Outcome.CONNECT_ERROR,
+        "connect",
+        "Connection refused (ECONNREFUSED)",
+    )
+
+
+def test_variables_and_captures_are_rendered_per_session() -> None:
+    compiled = compile_scenario(
+        scenario(
+            Step(StepKind.SEND, "mail", text="MAIL FROM:<{from}>", capture=r"id=(?P<qid>\w+)"),
+            Step(StepKind.SEND, "noop", text="NOOP {qid} {session} {uid}"),
+            variables=(("from", "user{session}@example.test"),),
+        )
+    )
+    assert compiled.uses_variables
+    engine = SessionEngine(compiled, 42, compiled.session_variables(42, "run1"))
+    step = engine.next_step()
+    assert step is not None
+    assert engine.payload(step) == b"MAIL FROM:<user42@example.test>\r\n"
+    assert engine.on_reply(step, reply(b"250 ok id=ABC123\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    assert engine.payload(step) == b"NOOP ABC123 42 run1.42\r\n"
+
+
+def test_constant_steps_are_pre_encoded() -> None:
+    compiled = compile_scenario(scenario(HELO, QUIT))
+    assert not compiled.uses_variables
+    assert [s.payload for s in compiled.steps] == [b"HELO client.test\r\n", b"QUIT\r\n"]
+
+
+def test_var_override_must_name_a_declared_variable() -> None:
+    with pytest.raises(UsageError, match="declares no variable 'to'"):
+        compile_scenario(scenario(HELO, variables=(("from", "a"),)), overrides={"to": "x"})
+
+
+def test_var_override_replaces_the_declared_value() -> None:
+    compiled = compile_scenario(
+        scenario(
+            Step(StepKind.SEND, "mail", text="MAIL FROM:<{from}>"), variables=(("from", "a@x"),)
+        ),
+        overrides={"from": "b@y"},
+    )
+    engine = SessionEngine(compiled, 1, compiled.session_variables(1, "r"))
+    step = engine.next_step()
+    assert step is not None
+    assert engine.payload(step) == b"MAIL FROM:<b@y>\r\n"
+
+
+@pytest.mark.parametrize(
+    ("step_timeout", "cli", "scenario_default", "expected"),
+    [
+        (1.0, 2.0, 3.0, 1.0),
+        (None, 2.0, 3.0, 2.0),
+        (None, None, 3.0, 3.0),
+        (None, None, None, DEFAULT_TIMEOUT_S),
+    ],
+    ids=["step-wins", "cli-next", "scenario-next", "default"],
+)
+def test_timeout_precedence(
+    step_timeout: float | None, cli: float | None, scenario_default: float | None, expected: float
+) -> None:
+    step = Step(StepKind.SEND, "noop", text="NOOP", timeout_s=step_timeout)
+    compiled = compile_scenario(scenario(step, timeout_s=scenario_default), timeout_s=cli)
+    assert compiled.steps[0].timeout_s == expected
+
+
+@pytest.mark.parametrize("size", [0, 50, 100, 157, 158, 159, 1000, 10_000])
+def test_generated_message_has_the_requested_size(size: int) -> None:
+    step = Step(StepKind.DATA, "message", text="Subject: s\n\nbody\n", data_size=size)
+    (compiled,) = compile_scenario(scenario(step)).steps
+    assert compiled.payload is not None
+    assert compiled.payload.endswith(b"\r\n.\r\n")
+    message = compiled.payload[: -len(b".\r\n")]
+    assert len(message) == max(size, len(b"Subject: s\r\n\r\nbody\r\n"))
+    assert all(len(line) <= 78 for line in message.split(b"\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("expectation", "data", "why"),
+    [
+        (Expectation(codes=frozenset(range(200, 300)), codes_text="2xx"), b"250 ok\r\n", None),
+        (
+            Expectation(codes=frozenset(range(200, 300)), codes_text="2xx"),
+            b"450 later\r\n",
+            "reply code 450 is not 2xx",
+        ),
+        (Expectation(enhanced="5.1.1"), b"550 5.1.1 unknown\r\n", None),
+        (
+            Expectation(enhanced="5.1.1"),
+            b"550 5.1.10 unknown\r\n",
+            "enhanced status code 5.1.10 is not 5.1.1",
+        ),
+        (Expectation(enhanced="5.x.x"), b"554 5.7.1 no\r\n", None),
+        (Expectation(enhanced="5.1.1"), b"550 unknown\r\n", "no enhanced status code"),
+        (Expectation(pattern=r"queued as \w+"), b"250 2.0.0 Ok: queued as ABC\r\n", None),
+        (Expectation(pattern=r"queued as \w+"), b"250 ok\r\n", "does not match"),
+        (
+            Expectation(capabilities=("PIPELINING", "AUTH PLAIN")),
+            b"250-mx\r\n250-pipelining\r\n250 AUTH LOGIN PLAIN\r\n",
+            None,
+        ),
+        (
+            Expectation(capabilities=("AUTH CRAM-MD5",)),
+            b"250-mx\r\n250 AUTH LOGIN PLAIN\r\n",
+            "AUTH does not list CRAM-MD5",
+        ),
+        (
+            Expectation(capabilities=("SIZE",)),
+            b"250-mx\r\n250 8BITMIME\r\n",
+            "capability SIZE is not advertised",
+        ),
+        (
+            Expectation(absent_capabilities=("STARTTLS",)),
+            b"250-mx\r\n250 STARTTLS\r\n",
+            "STARTTLS is advertised",
+        ),
+        (
+            Expectation(capabilities=("MX",)),
+            b"250-mx\r\n250 SIZE\r\n",
+            "capability MX is not advertised",
+        ),
+    ],
+    ids=[
+        "class-ok",
+        "class-mismatch",
+        "enhanced-ok",
+        "enhanced-mismatch",
+        "enhanced-wildcard",
+        "enhanced-missing",
+        "pattern-ok",
+        "pattern-mismatch",
+        "capabilities-case-insensitive",
+        "capability-param-missing",
+        "capability-missing",
+        "capability-must-be-absent",
+        "greeting-line-is-not-a-capability",
+    ],
+)
+def test_expectations(expectation: Expectation, data: bytes, why: str | None) -> None:
+    result = compile_expectation(expectation).mismatch(reply(data))
+    if why is None:
+        assert result is None
+    else:
+        assert result is not None
+        assert why in result

@@ -1,0 +1,323 @@
+"""``smtpload run`` end to end, over real loopback sockets, against three real servers:
+the built-in sink, aiosmtpd in-process, and Postfix (started by .ci/postfix-setup).
+
+These tests call the command line's ``main()`` in-process (each starts its own trio run), so
+they are plain synchronous tests; the ones about exit statuses and tracebacks run the real
+``python -m smtpload`` process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smtpload.cli import main
+from tests.peers import RecordingPeer, SmtpPeer
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def run(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run ``smtpload run ARGS``; return the exit status and the summary it wrote."""
+    summary_path = tmp_path / "summary.json"
+    status = main(
+        [
+            "run",
+            *args,
+            "--results",
+            str(tmp_path / "results"),
+            "--json",
+            str(summary_path),
+            "--quiet",
+        ]
+    )
+    summary = json.loads(summary_path.read_text())
+    return status, summary
+
+
+def step_names(summary: dict[str, Any]) -> list[str]:
+    return [step["name"] for step in summary["steps"]]
+
+
+def assert_all_passed(summary: dict[str, Any], sessions: int) -> None:
+    assert summary["sessions"]["started"] == sessions
+    assert summary["sessions"]["passed"] == sessions
+    assert summary["sessions"]["failed"] == 0
+    assert all(count == 0 for count in summary["sessions"]["failures"].values())
+    for step in summary["steps"]:
+        assert step["failed"] == 0, step
+        assert step["count"] == sessions, step
+        assert step["latency_ms"] is not None, step
+
+
+# --- the built-in sink ------------------------------------------------------------------------
+
+
+def test_quickstart_runs_against_the_built_in_sink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["run", "quickstart", "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert status == 0
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["scenario"] == "quickstart"
+    assert summary["target"].startswith("127.0.0.1:")
+    assert_all_passed(summary, 1)
+    assert step_names(summary) == [
+        "connect",
+        "greeting",
+        "ehlo",
+        "mail",
+        "rcpt",
+        "data",
+        "message",
+        "quit",
+        "close",
+    ]
+    assert summary["throughput"]["messages"] == 1
+    # The terminal report: a row per step with its percentiles, and the outcome.
+    for name in step_names(summary):
+        assert name in out
+    assert "p99.9" in out
+    hgrm = sorted(p.name for p in run_dir.glob("*.hgrm"))
+    assert "session.hgrm" in hgrm
+    assert len(hgrm) == len(summary["steps"]) + 1
+    assert (run_dir / "failures.log").read_text().strip() == "no failed sessions"
+
+
+def test_many_concurrent_sessions_all_pass_against_the_sink(tmp_path: Path) -> None:
+    status, summary = run(
+        tmp_path, str(SCENARIOS / "quickstart.yaml"), "--sessions", "300", "--concurrency", "30"
+    )
+    assert status == 0
+    assert_all_passed(summary, 300)
+    assert summary["throughput"]["messages"] == 300
+    assert summary["throughput"]["sessions_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "scenario", ["seed-telnet", "seed-sendmail", "esmtp-capabilities", "multi-recipient"]
+)
+def test_bundled_scenarios_pass_against_the_sink(tmp_path: Path, scenario: str) -> None:
+    status, summary = run(tmp_path, scenario, "--sessions", "5", "--concurrency", "5")
+    assert status == 0, summary
+    assert_all_passed(summary, 5)
+
+
+def test_rejected_recipient_fails_against_the_accept_all_sink(tmp_path: Path) -> None:
+    status, summary = run(tmp_path, "rejected-recipient")
+    assert status == 1
+    assert summary["sessions"]["failures"]["unexpected_reply"] == 1
+    failed = {s["name"]: s["failed"] for s in summary["steps"]}
+    assert failed["rcpt-unknown"] == 1
+    (run_dir,) = (tmp_path / "results").iterdir()
+    log = (run_dir / "failures.log").read_text()
+    assert "session 1: unexpected_reply at step 'rcpt-unknown'" in log
+    assert "550" in log
+    assert "250" in log
+
+
+# --- aiosmtpd in-process ----------------------------------------------------------------------
+
+
+def test_seed_telnet_against_aiosmtpd_delivers_the_message(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, summary = run(tmp_path, "seed-telnet", "--target", target)
+    assert status == 0, summary
+    assert_all_passed(summary, 1)
+    (message,) = aiosmtpd_server.handler.messages
+    assert message.mail_from == "hoge00@exsample.jp"
+    assert message.rcpt_tos == ("hoge01@exsample.jp",)
+    assert message.content == (
+        b"subject: test\r\nfrom: hoge00@exsample.jp\r\nto: hoge01@exsample.jp\r\n"
+        b"\r\nmeil send test\r\n"
+    )
+
+
+def test_seed_sendmail_typo_is_answered_500_by_aiosmtpd(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, summary = run(tmp_path, "seed-sendmail", "--target", target)
+    assert status == 0, summary
+    assert step_names(summary)[:3] == ["connect", "greeting", "heloo"]
+    (message,) = aiosmtpd_server.handler.messages
+    assert message.rcpt_tos == ("hoge01@gmail.com",)
+
+
+@pytest.mark.parametrize(
+    "scenario", ["quickstart", "esmtp-capabilities", "multi-recipient", "rejected-recipient"]
+)
+def test_bundled_scenarios_pass_against_aiosmtpd(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer, scenario: str
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, summary = run(
+        tmp_path, scenario, "--target", target, "--sessions", "4", "--concurrency", "2"
+    )
+    assert status == 0, summary
+    assert_all_passed(summary, 4)
+
+
+def test_variables_are_rendered_per_session_and_var_overrides(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, _ = run(
+        tmp_path,
+        "quickstart",
+        "--target",
+        target,
+        "--sessions",
+        "3",
+        "--var",
+        "to=someone@example.org",
+    )
+    assert status == 0
+    messages = aiosmtpd_server.handler.messages
+    assert [m.rcpt_tos for m in messages] == [("someone@example.org",)] * 3
+    subjects = sorted(
+        line
+        for m in messages
+        for line in m.content.decode().splitlines()
+        if line.startswith("Subject:")
+    )
+    assert len(set(subjects)) == 3  # {uid} differs per session
+
+
+def test_multi_recipient_message_reaches_all_three(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, summary = run(tmp_path, "multi-recipient", "--target", target)
+    assert status == 0
+    assert step_names(summary)[4:7] == ["rcpt", "rcpt#2", "rcpt#3"]
+    (message,) = aiosmtpd_server.handler.messages
+    assert message.rcpt_tos == ("alice@example.test", "bob@example.test", "carol@example.test")
+
+
+def test_wrong_expectation_fails_with_unexpected_reply_and_exit_1(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, summary = run(
+        tmp_path, str(DATA / "wrong-expectation.yaml"), "--target", target, "--sessions", "3"
+    )
+    assert status == 1
+    assert summary["sessions"]["started"] == 3
+    assert summary["sessions"]["failed"] == 3
+    assert summary["sessions"]["failures"]["unexpected_reply"] == 3
+    by_name = {s["name"]: s for s in summary["steps"]}
+    assert by_name["ehlo"]["failed"] == 3
+    assert by_name["quit"]["count"] == 0  # the scenario's QUIT never ran; smtpload's polite one did
+    (run_dir,) = (tmp_path / "results").iterdir()
+    log = (run_dir / "failures.log").read_text()
+    assert "expected: 5xx" in log
+    assert "C: QUIT" in log  # the polite QUIT after the failure
+
+
+# --- Postfix ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "seed-telnet",
+        "seed-sendmail",
+        "quickstart",
+        "esmtp-capabilities",
+        "multi-recipient",
+        "rejected-recipient",
+    ],
+)
+def test_bundled_scenarios_pass_against_postfix(
+    tmp_path: Path, postfix_server: SmtpPeer, scenario: str
+) -> None:
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    status, summary = run(
+        tmp_path, scenario, "--target", target, "--sessions", "3", "--concurrency", "3"
+    )
+    assert status == 0, summary
+    assert_all_passed(summary, 3)
+
+
+def test_wrong_expectation_fails_against_postfix(tmp_path: Path, postfix_server: SmtpPeer) -> None:
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    status, summary = run(tmp_path, str(DATA / "wrong-expectation.yaml"), "--target", target)
+    assert status == 1
+    assert summary["sessions"]["failures"]["unexpected_reply"] == 1
+
+
+# --- the real process: exit statuses and error output -----------------------------------------
+
+
+def smtpload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smtpload", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_invalid_scenario_exits_2_with_every_position_and_no_traceback(tmp_path: Path) -> None:
+    result = smtpload("run", str(DATA / "three-errors.yaml"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    path = str(DATA / "three-errors.yaml")
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        f"{path}:4:5",
+        f"{path}:6:22",
+        f"{path}:9:13",
+    ]
+    assert "did you mean 'send'" in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_validate_accepts_every_bundled_scenario(tmp_path: Path) -> None:
+    result = smtpload("validate", *sorted(str(p) for p in SCENARIOS.glob("*.yaml")), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok (") == len(list(SCENARIOS.glob("*.yaml")))
+
+
+def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - send: HELO x\n    expect: 2xy\n")
+    result = smtpload("validate", str(DATA / "three-errors.yaml"), str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{bad}:3:13:" in result.stderr
+    assert result.stderr.count("three-errors.yaml:") == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-scenario"], "no scenario file 'no-such-scenario'"),
+        (["run", "quickstart", "--sessions", "0"], "must be at least 1"),
+        (
+            ["run", "quickstart", "--target", "localhost:99999"],
+            "port must be a number from 1 to 65535",
+        ),
+        (["run", "quickstart", "--var", "nope=1"], "declares no variable 'nope'"),
+        (["run", "quickstart", "--var", "novalue"], "write NAME=VALUE"),
+    ],
+    ids=["unknown-scenario", "zero-sessions", "bad-port", "undeclared-var", "malformed-var"],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = smtpload(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
