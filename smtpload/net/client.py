@@ -132,36 +132,45 @@ async def _receive_reply(
 async def _converse(
     sock: trio.socket.SocketType, engine: SessionEngine, stats: RunStats, mark: float
 ) -> None:
-    """Run the engine's steps over a connected socket, recording each step."""
+    """Run the engine's steps over a connected socket, recording each step.
+
+    One cancel scope serves the whole dialogue: its deadline is moved to each step's timeout
+    as the step starts, so sending and receiving are both bounded (a server that stops reading
+    cannot block a large DATA forever), and no scope is built per step on this hot path.
+    """
     parser = ReplyParser()
     backlog: deque[Reply] = deque()
     now = trio.current_time
-    while (step := engine.next_step()) is not None:
-        try:
-            data = engine.payload(step)
-            if data:
-                await _send_all(sock, data)
-                mark = now()
-            with trio.fail_after(step.timeout_s):
+    step = None
+    with trio.CancelScope() as deadline:
+        while (step := engine.next_step()) is not None:
+            deadline.deadline = now() + step.timeout_s
+            try:
+                data = engine.payload(step)
+                if data:
+                    await _send_all(sock, data)
+                    mark = now()
                 reply = await _receive_reply(sock, parser, backlog)
-        except trio.TooSlowError:
-            engine.on_timeout(step)
-        except RemoteProtocolError as error:
-            engine.on_protocol_error(step, str(error))
-        except OSError as error:
-            engine.on_connection_error(step, _describe_os_error(error))
-        else:
-            latency_us: int | None = int((now() - mark) * 1e6)
-            if reply is not None:
-                passed = engine.on_reply(step, reply)
+            except RemoteProtocolError as error:
+                engine.on_protocol_error(step, str(error))
+            except OSError as error:
+                engine.on_connection_error(step, _describe_os_error(error))
             else:
-                passed = engine.on_closed(step)
-                if not passed:
-                    latency_us = None  # an early close is no reply to time
+                latency_us: int | None = int((now() - mark) * 1e6)
+                if reply is not None:
+                    passed = engine.on_reply(step, reply)
+                else:
+                    passed = engine.on_closed(step)
+                    if not passed:
+                        latency_us = None  # an early close is no reply to time
+                if step.index >= 0:
+                    stats.record_step(step.name, latency_us, failed=not passed)
+                continue
+            # Each exception above ends the session (the engine now has a failed outcome, so
+            # next_step() returns None): the step failed without a complete reply.
             if step.index >= 0:
-                stats.record_step(step.name, latency_us, failed=not passed)
-            continue
-        # Every exception above ends the session (the engine now has a failed outcome, so
-        # next_step() returns None): the step failed without a complete reply.
+                stats.record_step(step.name, None, failed=True)
+    if deadline.cancelled_caught and step is not None:
+        engine.on_timeout(step)
         if step.index >= 0:
             stats.record_step(step.name, None, failed=True)
