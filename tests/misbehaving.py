@@ -74,6 +74,23 @@ async def code_change(stream: trio.SocketStream) -> None:
     await trio.sleep_forever()
 
 
+async def stops_reading_after_354(stream: trio.SocketStream) -> None:
+    """Answers every command until DATA, says 354, then never reads again."""
+    await stream.send_all(b"220 deaf.test ESMTP\r\n")
+    buffer = b""
+    while True:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            return
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip().upper() == b"DATA":
+                await stream.send_all(b"354 go ahead\r\n")
+                await trio.sleep_forever()
+            await stream.send_all(b"250 ok\r\n")
+
+
 async def closes_without_greeting(stream: trio.SocketStream) -> None:
     """Accepts the connection and closes it at once."""
     await stream.aclose()
@@ -87,4 +104,5 @@ BEHAVIOURS: dict[str, Handler] = {
     "close-mid-reply": close_mid_reply,
     "code-change": code_change,
     "no-greeting": closes_without_greeting,
+    "stops-reading": stops_reading_after_354,
 }

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from smtpload.compiler import CompiledScenario, compile_scenario
+from smtpload.model import Expectation, Scenario, Step, StepKind
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.sink import serve_sink
@@ -44,7 +45,9 @@ async def run(
     settings = RunSettings(
         sessions=sessions, concurrency=concurrency, run_id="test", handle_signals=False
     )
-    await run_sessions(scenario, target, settings, stats)
+    # A bound far above any step timeout here: a regression that hangs fails instead.
+    with trio.fail_after(60):
+        await run_sessions(scenario, target, settings, stats)
     return stats
 
 
@@ -78,6 +81,34 @@ async def test_misbehaving_server_is_counted_under_its_category(
     assert failure.outcome is outcome
     assert failure.step == step
     assert got in failure.got or any(got in line.text for line in failure.transcript)
+
+
+async def test_a_server_that_stops_reading_times_out_the_send(nursery: trio.Nursery) -> None:
+    # 64 MiB cannot fit in loopback socket buffers, so the send itself must hit the timeout.
+    message = Step(StepKind.DATA, "message", text="Subject: big\n\n", data_size=64 * 1024 * 1024)
+    scenario = compile_scenario(
+        Scenario(
+            path="big.yaml",
+            name="big",
+            description="",
+            target=None,
+            timeout_s=0.5,
+            variables=(),
+            steps=(
+                Step(StepKind.GREETING, "greeting"),
+                Step(
+                    StepKind.SEND, "data", text="DATA", expect=Expectation(frozenset({354}), "354")
+                ),
+                message,
+            ),
+        )
+    )
+    port = await start_server(nursery, "stops-reading")
+    stats = await run(port, scenario, sessions=1, concurrency=1)
+    assert_accounted(stats, 1)
+    assert stats.outcomes[Outcome.TIMEOUT] == 1
+    assert stats.steps["message"].failed == 1
+    assert stats.failures[0].step == "message"
 
 
 async def test_connect_error_when_nothing_listens() -> None:
