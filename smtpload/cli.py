@@ -21,12 +21,13 @@ import trio
 from . import __version__
 from .bundled import bundled_scenario_names, find_scenario
 from .compiler import CompiledScenario, compile_scenario
+from .engine import CONNECT_EXPECTATION
 from .errors import LocalError, ScenarioError, UsageError
 from .model import Target, parse_target
 from .net.client import ResolvedTarget, resolve_target
 from .net.runner import RunSettings, run_sessions
 from .net.sink import serve_sink
-from .outcome import Outcome
+from .outcome import Outcome, SessionFailure
 from .report import build_summary, format_progress, format_report, write_results
 from .scenario import load_scenario
 from .stats import RunStats
@@ -221,14 +222,20 @@ async def _run(
             address = await nursery.start(serve_sink, "127.0.0.1", 0)
             target = Target(address.host, address.port)
         try:
-            resolved: ResolvedTarget = await resolve_target(target.host, target.port)
-        except OSError as error:
+            # Resolved once for the whole run; bounded like any other wait.
+            with trio.fail_after(compiled.timeout_s):
+                resolved: ResolvedTarget = await resolve_target(target.host, target.port)
+        except (OSError, trio.TooSlowError) as error:
             # Nothing can connect: every session fails to, and the run still reports that.
-            detail = f"cannot resolve {target.host}: {error}"
-            for _ in range(settings.sessions):
+            reason = str(error) or f"no answer within {compiled.timeout_s:g} s"
+            detail = f"cannot resolve {target.host}: {reason}"
+            for session in range(1, settings.sessions + 1):
                 stats.session_started()
                 stats.record_step("connect", None, failed=True)
-                stats.record_session(Outcome.CONNECT_ERROR, None, None)
+                failure = SessionFailure(
+                    session, Outcome.CONNECT_ERROR, "connect", CONNECT_EXPECTATION, detail, ()
+                )
+                stats.record_session(Outcome.CONNECT_ERROR, None, failure)
             print(f"smtpload: {detail}", file=sys.stderr)
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False

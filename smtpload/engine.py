@@ -18,7 +18,10 @@ from .model import StepKind
 from .outcome import Outcome, SessionFailure, TranscriptLine
 from .wire import Reply
 
-__all__ = ["POLITE_QUIT_TIMEOUT_S", "SessionEngine"]
+__all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "SessionEngine"]
+
+#: What the ``connect`` step expects, in reports.
+CONNECT_EXPECTATION = "a TCP connection"
 
 #: How long smtpload waits for the reply to its own QUIT after a failure.
 POLITE_QUIT_TIMEOUT_S = 5.0
@@ -170,7 +173,7 @@ class SessionEngine:
         if self.outcome is Outcome.PASSED:
             return None
         step = self._failed_step
-        expected = ""
+        expected = CONNECT_EXPECTATION
         if step is not None:
             if step.kind is StepKind.CLOSE:
                 expected = "the server to close the connection"

@@ -258,6 +258,18 @@ def test_wrong_expectation_fails_against_postfix(tmp_path: Path, postfix_server:
     assert summary["sessions"]["failures"]["unexpected_reply"] == 1
 
 
+def test_unresolvable_target_counts_every_session_as_connect_error(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 2606 §2).
+    status, summary = run(tmp_path, "quickstart", "--target", "host.invalid:25", "--sessions", "3")
+    assert status == 1
+    assert summary["sessions"]["started"] == 3
+    assert summary["sessions"]["failures"]["connect_error"] == 3
+    (run_dir,) = (tmp_path / "results").iterdir()
+    log = (run_dir / "failures.log").read_text()
+    assert "session 3: connect_error at step 'connect'" in log
+    assert "cannot resolve host.invalid" in log
+
+
 # --- the real process: exit statuses and error output -----------------------------------------
 
 
