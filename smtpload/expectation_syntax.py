@@ -2,30 +2,24 @@
 
 ``scenario.py`` walks the file and hands every ``expect`` (and ``greeting``) value here; this
 module turns it into a ``model.Expectation`` or reports what is wrong through the caller's
-``NodeReader``. It knows the short forms (``250``, ``2xx``, ``[250, 251]``, ``"5.1.1"``) and the
-long form (``code``, ``enhanced``, ``text``, ``capabilities``, ``absent_capabilities``), and
-nothing about steps, files or YAML parsing.
+``yaml_nodes.NodeReader``. It knows the short forms (``250``, ``2xx``, ``[250, 251]``,
+``"5.1.1"``) and the long form (``code``, ``enhanced``, ``text``, ``capabilities``,
+``absent_capabilities``), and nothing about steps, files or YAML parsing.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from typing import Protocol
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.model import Expectation
+from smtpload.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
 
-__all__ = ["EXPECT_KEYS", "NodeReader", "parse_expectation"]
+__all__ = ["EXPECT_KEYS", "parse_expectation"]
 
 EXPECT_KEYS = ("code", "enhanced", "text", "capabilities", "absent_capabilities")
-
-_INT = "tag:yaml.org,2002:int"
-_STR = "tag:yaml.org,2002:str"
-_FLOAT = "tag:yaml.org,2002:float"
-_BOOL = "tag:yaml.org,2002:bool"
-_NULL = "tag:yaml.org,2002:null"
 
 # RFC 5321 §4.2: a reply code is three digits, the first 2..5; 1yz is reserved for positive
 # preliminary replies, which we accept so a scenario can pin a server that (wrongly) sends one.
@@ -35,24 +29,6 @@ _CLASS = re.compile(r"[1-5][0-9xX]{2}")
 # RFC 3463 §2: status-code = class "." subject "." detail; class is 2, 4 or 5; subject and
 # detail are 1*3digit (0..999). An x (our extension) matches any subject or detail.
 _ENHANCED = re.compile(r"([245])\.([0-9]{1,3}|[xX])\.([0-9]{1,3}|[xX])")
-
-
-class NodeReader(Protocol):
-    """What this module needs from the validator walking the file."""
-
-    def problem(self, node: Node, message: str) -> None:
-        """Report a problem at the start of ``node``."""
-
-    def problem_at(self, node: Node, offset: int, message: str) -> None:
-        """Report a problem at character ``offset`` of a scalar's value (or at its start)."""
-
-    def text(self, node: Node, what: str) -> str | None:
-        """Read a scalar as text, rejecting YAML 1.1 traps; None (reported) if it is not."""
-
-    def mapping(
-        self, node: MappingNode, where: str, valid: tuple[str, ...]
-    ) -> dict[str, tuple[ScalarNode, Node]]:
-        """The known keys of a mapping (key node, value node), reporting bad and duplicate keys."""
 
 
 def parse_expectation(node: Node, reader: NodeReader, what: str) -> Expectation | None:
@@ -69,13 +45,13 @@ def parse_expectation(node: Node, reader: NodeReader, what: str) -> Expectation 
     if isinstance(node, MappingNode):
         return _long_form(node, reader, what)
     if isinstance(node, ScalarNode):
-        if node.tag == _NULL and node.value in ("", "~", "null", "Null", "NULL"):
+        if node.tag == NULL_TAG and node.value in ("", "~", "null", "Null", "NULL"):
             reader.problem(
                 node,
                 f"{what} has no value; give a code such as 250, or remove it to accept any reply",
             )
             return None
-        if (node.tag == _STR and "." in node.value) or node.tag == _FLOAT:
+        if (node.tag == STR_TAG and "." in node.value) or node.tag == FLOAT_TAG:
             enhanced = _enhanced(node, reader, what)
             return None if enhanced is None else Expectation(enhanced=enhanced)
     codes = _codes(node, reader, what)
@@ -150,18 +126,18 @@ def _one_code(node: Node, reader: NodeReader, what: str) -> frozenset[int] | Non
         reader.problem(node, f"{what}: give codes such as 250 or classes such as 2xx, not a list")
         return None
     raw = node.value
-    if node.tag == _BOOL:
+    if node.tag == BOOL_TAG:
         reader.problem(node, f"{what}: {raw!r} is read by YAML as a boolean, not a reply code")
         return None
     # An int such as 017 (YAML 1.1 octal, 15) or 4:10 (base 60, 250) fails the pattern: a
     # code must be written as the three digits the server sends.
-    if node.tag == _INT and _CODE.fullmatch(raw):
+    if node.tag == INT_TAG and _CODE.fullmatch(raw):
         return frozenset({int(raw)})
-    if node.tag == _STR and _CLASS.fullmatch(raw):
+    if node.tag == STR_TAG and _CLASS.fullmatch(raw):
         digits = [range(10) if ch in "xX" else (int(ch),) for ch in raw]
         return frozenset(a * 100 + b * 10 + c for a, b, c in itertools.product(*digits))
     trap = ""
-    if node.tag == _INT and (raw.lstrip("+-").startswith("0") or ":" in raw):
+    if node.tag == INT_TAG and (raw.lstrip("+-").startswith("0") or ":" in raw):
         trap = " (YAML 1.1 reads a leading 0 as octal and 4:10 as base 60)"
     reader.problem(
         node,

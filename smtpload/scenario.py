@@ -1,14 +1,12 @@
 """Reading a scenario file: YAML text in, a validated ``model.Scenario`` out.
 
-This module owns every message about a scenario file, each as ``FILE:LINE:COL: message``, and
-reports all of a file's problems at once (``ScenarioError``). It walks the node tree that
-``yaml.compose`` builds rather than the constructed dict, because only the nodes know where a
-value stands, which keys are given twice (YAML silently keeps the last), and how a plain
-scalar was written: YAML 1.1 reads ``no`` as false, ``017`` as 15 and ``12:30`` as 750, so a
-value is taken as text only when its raw text means what YAML made of it.
-
-The grammar of ``expect`` values lives in ``expectation_syntax.py``. This module does no I/O
-beyond reading the file, compiles nothing for the engine, and never imports trio.
+This module owns the scenario grammar (the top-level keys, the target, variables, steps and
+their options, captures, step names, and the checks across steps) and every message about what a
+scenario file means, each as ``FILE:LINE:COL: message``; it reports all of a file's problems at
+once (``ScenarioError``). Reading the YAML nodes themselves (positions, duplicate and unknown
+keys, YAML 1.1's coercion traps) is ``yaml_nodes.py``'s; the grammar of ``expect`` values is
+``expectation_syntax.py``'s. This module does no I/O beyond reading the file, compiles nothing
+for the engine, and never imports trio.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.errors import Problem, ScenarioError
@@ -36,6 +32,15 @@ from smtpload.model import (
     parse_target,
 )
 from smtpload.template import Template, TemplateSyntaxError, parse_template
+from smtpload.yaml_nodes import (
+    BOOL_TAG,
+    NULL_TAG,
+    TEXT_TAGS,
+    NodeReader,
+    is_blank,
+    is_true,
+    kind_of,
+)
 
 __all__ = ["load_scenario", "parse_scenario"]
 
@@ -50,17 +55,7 @@ _DEFAULT_PORT = 25  # the well-known SMTP port (IANA "smtp")
 _GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
 _DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
 
-_TAG = "tag:yaml.org,2002:"
-# Tags whose raw text is exactly what the user means when text is wanted: YAML may make a date
-# of 2024-01-01, but taking the raw text back loses nothing.
-_TEXT_TAGS = frozenset(_TAG + t for t in ("str", "timestamp", "merge", "value"))
-# Numbers written in plain decimal mean the same as text and as numbers. Anything else YAML 1.1
-# calls a number (017 octal, 0x1F, 12:30 base 60, 1_000, .inf) is a trap.
-_READ_AS_OTHER = frozenset(_TAG + t for t in ("bool", "null", "int", "float"))
-_DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
-_DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what template.py accepts in {name}
-_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
@@ -130,135 +125,10 @@ class _Draft:
     templates: list[tuple[Node, Template]] = field(default_factory=list)
 
 
-class _Validator:
-    def __init__(self, text: str, path: str) -> None:
-        self.source = text
-        self.path = path
-        self.problems: list[Problem] = []
-        self._lines: list[str] | None = None
+class _Validator(NodeReader):
+    """The scenario grammar, read from the document's nodes; each problem lands in ``problems``."""
 
-    # -- reporting -------------------------------------------------------------------------
-
-    def add(self, line: int, column: int, message: str) -> None:
-        """Report a problem at a 0-based position."""
-        self.problems.append(Problem(self.path, line + 1, column + 1, message))
-
-    def problem(self, node: Node, message: str) -> None:
-        self.add(node.start_mark.line, node.start_mark.column, message)
-
-    def problem_at(self, node: Node, offset: int, message: str) -> None:
-        self.add(*self._locate(node, offset), message)
-
-    def _locate(self, node: Node, offset: int) -> tuple[int, int]:
-        """The 0-based position of character ``offset`` of a scalar's value in the source.
-
-        Exact where the value is the source text itself (a one-line plain or quoted scalar
-        without escapes, or a line of a ``|`` block); otherwise the scalar's start.
-        """
-        start = node.start_mark
-        value = node.value
-        style = getattr(node, "style", None)
-        if isinstance(value, str) and style in (None, "'", '"') and "\n" not in value:
-            written = self.source[start.index : node.end_mark.index]
-            if style:
-                written = written[1:-1]
-            if written == value:
-                return start.line, start.column + (1 if style else 0) + offset
-        elif isinstance(value, str) and style == "|":
-            line_start = value.rfind("\n", 0, offset) + 1
-            line_end = value.find("\n", offset)
-            line_text = value[line_start : len(value) if line_end < 0 else line_end]
-            line = start.line + 1 + value.count("\n", 0, offset)
-            if self._lines is None:
-                self._lines = _LINE_BREAK.split(self.source)
-            if line_text and line < len(self._lines) and self._lines[line].endswith(line_text):
-                return line, len(self._lines[line]) - len(line_text) + offset - line_start
-        return start.line, start.column
-
-    # -- reading nodes ---------------------------------------------------------------------
-
-    def mapping(
-        self, node: MappingNode, where: str, valid: tuple[str, ...] | None
-    ) -> dict[str, tuple[ScalarNode, Node]]:
-        """The mapping's keys in file order, reporting non-text, duplicate and unknown keys.
-
-        Args:
-            valid: the keys allowed here; None allows any.
-        """
-        seen: dict[str, ScalarNode] = {}
-        known: dict[str, tuple[ScalarNode, Node]] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                self.problem(
-                    key_node, f"a key {where} must be a plain word, not a {_kind(key_node)}"
-                )
-                continue
-            key = key_node.value
-            if key in seen:
-                self.problem(
-                    key_node,
-                    f"duplicate key {key!r} {where} (first given on line"
-                    f" {seen[key].start_mark.line + 1}); YAML would silently keep only the"
-                    " last one, so remove one",
-                )
-                continue
-            seen[key] = key_node
-            if valid is not None and key not in valid:
-                self.problem(key_node, f"unknown key {key!r} {where}{_suggest(key, valid)}")
-                continue
-            known[key] = (key_node, value_node)
-        return known
-
-    def text(self, node: Node, what: str) -> str | None:
-        """A scalar as text: its raw text, if YAML 1.1 did not read it as something else."""
-        if not isinstance(node, ScalarNode):
-            self.problem(node, f"{what} must be text, not a {_kind(node)}")
-            return None
-        if node.tag in _TEXT_TAGS:
-            return str(node.value)
-        if node.tag == _TAG + "null" and node.value == "":
-            self.problem(node, f"{what} has no value")
-            return None
-        if node.tag not in _READ_AS_OTHER:  # a tag such as !cmd or !!binary
-            self.problem(node, f"{what}: the YAML tag {node.tag!r} is not supported; remove it")
-            return None
-        reading = _yaml_reading(node)
-        if reading is None:
-            return str(node.value)
-        self.problem(
-            node, f'value {node.value!r} is read by YAML as {reading}; quote it: "{node.value}"'
-        )
-        return None
-
-    def number(self, node: Node, what: str, *, whole: bool = False) -> float | None:
-        """A number written in decimal (an int when ``whole``); None (reported) otherwise."""
-        kind = "a whole number" if whole else "a number"
-        if not isinstance(node, ScalarNode):
-            self.problem(node, f"{what} must be {kind}, not a {_kind(node)}")
-            return None
-        raw = node.value
-        digits = raw.replace("_", "")  # 10_000 is what it looks like, unlike 017 or 1:30
-        if node.tag == _TAG + "int" and _DECIMAL_INT.fullmatch(digits):
-            return int(digits)
-        if node.tag == _TAG + "float" and _DECIMAL_FLOAT.fullmatch(digits):
-            if not whole:
-                return float(digits)
-            self.problem(node, f"{what} must be {kind}, not {raw}")
-            return None
-        if node.tag == _TAG + "null" and raw == "":
-            self.problem(node, f"{what} has no value; give {kind}")
-            return None
-        reading = _yaml_reading(node) if node.tag in (_TAG + "int", _TAG + "float") else None
-        if reading is not None:
-            self.problem(
-                node,
-                f"{what}: {raw!r} is read by YAML as {reading}; write {kind} in plain decimal",
-            )
-        elif node.tag == _TAG + "bool":
-            self.problem(node, f"{what} must be {kind}; YAML reads {raw!r} as a boolean")
-        else:
-            self.problem(node, f"{what} must be {kind}, not the text {raw!r}")
-        return None
+    # -- values ----------------------------------------------------------------------------
 
     def positive_seconds(self, node: Node, what: str) -> float | None:
         seconds = self.number(node, what)
@@ -277,17 +147,17 @@ class _Validator:
     # -- the document ----------------------------------------------------------------------
 
     def scenario(self) -> Scenario | None:
-        root = self._compose()
+        root = self.compose("scenario")
         if root is None:
             return None
-        if isinstance(root, ScalarNode) and root.tag == _TAG + "null":
+        if isinstance(root, ScalarNode) and root.tag == NULL_TAG:
             self.add(0, 0, "the file is empty; a scenario needs at least a list of `steps:`")
             return None
         if not isinstance(root, MappingNode):
             self.problem(
                 root,
                 f"a scenario must be a mapping of keys ({', '.join(_TOP_KEYS)}),"
-                f" not a {_kind(root)}",
+                f" not a {kind_of(root)}",
             )
             return None
         keys = self.mapping(root, "at the top level", _TOP_KEYS)
@@ -336,42 +206,6 @@ class _Validator:
             variables=tuple((v.name, v.text) for v in variables),
             steps=steps,
         )
-
-    def _compose(self) -> Node | None:
-        """The single document's root node; YAML errors become problems at their mark."""
-        root: Node | None = None
-        loader = None
-        try:
-            loader = yaml.SafeLoader(self.source)
-            if not loader.check_node():
-                self.add(0, 0, "the file is empty; a scenario needs at least a list of `steps:`")
-                return None
-            root = loader.get_node()
-            if loader.check_node():
-                mark = loader.peek_event().start_mark  # type: ignore[no-untyped-call]
-                message = "a second YAML document starts here; a scenario file holds one"
-                self.add(mark.line, mark.column, message + " (remove the `---`, or split the file)")
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            message = f"YAML syntax error: {exc.problem}"
-            if exc.context:
-                message += f" ({exc.context})"
-            if "'\\t'" in message:
-                message += "; indent with spaces, not tabs"
-            self.add(mark.line if mark else 0, mark.column if mark else 0, message)
-        except yaml.reader.ReaderError as exc:
-            where = min(int(exc.position), len(self.source))
-            line_start = self.source.rfind("\n", 0, where) + 1
-            message = f"character U+{int(exc.character):04X} is not allowed in YAML; remove it"
-            self.add(self.source.count("\n", 0, where), where - line_start, message)
-        except yaml.YAMLError as exc:
-            self.add(0, 0, f"YAML error: {exc}")
-        except RecursionError:
-            self.add(0, 0, "the YAML is nested too deeply to be a scenario")
-        finally:
-            if loader is not None:
-                loader.dispose()
-        return root
 
     def _name(self, node: Node, what: str) -> str | None:
         name = self.text(node, what)
@@ -422,10 +256,10 @@ class _Validator:
         return port
 
     def _variables(self, node: Node) -> list[_Variable]:
-        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value == "":
+        if is_blank(node):
             return []
         if not isinstance(node, MappingNode):
-            self.problem(node, f"variables must be a mapping of name: value, not a {_kind(node)}")
+            self.problem(node, f"variables must be a mapping of name: value, not a {kind_of(node)}")
             return []
         variables: list[_Variable] = []
         for name, (key_node, value_node) in self.mapping(node, "in variables", None).items():
@@ -449,12 +283,12 @@ class _Validator:
     # -- steps -----------------------------------------------------------------------------
 
     def _steps(self, node: Node) -> list[_Draft]:
-        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value == "":
+        if is_blank(node):
             self.problem(node, "steps is empty; a scenario needs at least one step")
             return []
         if not isinstance(node, SequenceNode):
             self.problem(
-                node, f"steps must be a list (lines starting with `- `), not a {_kind(node)}"
+                node, f"steps must be a list (lines starting with `- `), not a {kind_of(node)}"
             )
             return []
         if not node.value:
@@ -469,7 +303,7 @@ class _Validator:
     def _step(self, node: Node, number: int) -> _Draft | None:
         if not isinstance(node, MappingNode):
             example = "send: QUIT"
-            if isinstance(node, ScalarNode) and node.tag in _TEXT_TAGS and node.value:
+            if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and node.value:
                 example = f"send: {node.value}"
             self.problem(
                 node,
@@ -511,8 +345,8 @@ class _Validator:
 
     def _action(self, draft: _Draft, node: Node) -> None:
         if draft.kind is StepKind.GREETING:
-            if isinstance(node, ScalarNode) and node.tag == _TAG + "bool":
-                if not _is_true(node):
+            if isinstance(node, ScalarNode) and node.tag == BOOL_TAG:
+                if not is_true(node):
                     self.problem(node, "greeting takes `true` or an expectation such as 220")
                 draft.expect = _GREETING_DEFAULT
             else:
@@ -523,12 +357,12 @@ class _Validator:
         elif draft.kind is StepKind.DATA:
             self._data(draft, node)
             draft.expect = _DATA_DEFAULT
-        elif draft.kind is StepKind.CLOSE and not _is_true(node):
+        elif draft.kind is StepKind.CLOSE and not is_true(node):
             message = "close takes only `true` (the server must close the connection)"
             self.problem(node, message + "; remove the step if it should not")
 
     def _send(self, draft: _Draft, node: Node) -> str | None:
-        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value == "":
+        if is_blank(node):
             self.problem(node, 'send has no value; to send an empty line, write send: ""')
             return None
         text = self.text(node, "send")
@@ -723,56 +557,6 @@ class _Variable:
 
 
 _DERIVED_NAMES = {StepKind.GREETING: "greeting", StepKind.DATA: "message", StepKind.CLOSE: "close"}
-_CONSTRUCTOR = SafeConstructor()
-# How YAML 1.1 reads an int that is not plain decimal, by what its digits start with.
-_INT_PREFIXES = (("0x", " (hexadecimal)"), ("0b", " (binary)"), ("0", " (octal)"))
-
-
-def _yaml_reading(node: ScalarNode) -> str | None:
-    """What YAML 1.1 made of a plain scalar, when that differs from its text; else None."""
-    raw = node.value
-    if node.tag == _TAG + "bool":
-        value = SafeConstructor.bool_values.get(raw.lower())
-        return "a boolean" if value is None else f"a boolean ({str(value).lower()})"
-    if node.tag == _TAG + "null":
-        return "null (no value)"
-    if node.tag == _TAG + "int" and not _DECIMAL_INT.fullmatch(raw):
-        digits = raw.lstrip("+-")
-        base = next((b for p, b in _INT_PREFIXES if digits.startswith(p)), "")
-        base = " (base 60)" if ":" in raw else base
-        try:
-            return f"the number {_CONSTRUCTOR.construct_yaml_int(node)}{base}"
-        except ValueError:
-            return "a number"
-    if node.tag == _TAG + "float" and not _DECIMAL_FLOAT.fullmatch(raw):
-        try:
-            return f"the number {_CONSTRUCTOR.construct_yaml_float(node)}"
-        except ValueError:
-            return "a number"
-    return None
-
-
-def _is_true(node: Node) -> bool:
-    return (
-        isinstance(node, ScalarNode)
-        and node.tag == _TAG + "bool"
-        and SafeConstructor.bool_values.get(node.value.lower()) is True
-    )
-
-
-def _kind(node: Node) -> str:
-    if isinstance(node, MappingNode):
-        return "mapping"
-    if isinstance(node, SequenceNode):
-        return "list"
-    return "single value"
-
-
-def _suggest(key: str, valid: tuple[str, ...]) -> str:
-    close = [key.lower()] if key.lower() in valid else difflib.get_close_matches(key, valid, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (valid keys here: {', '.join(valid)})"
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
