@@ -177,6 +177,25 @@ def _scenario_path(name: str) -> Path:
     return path
 
 
+def _results_directory(directory: Path, json_path: Path | None) -> Path:
+    """Create the run's results folder now, so that a bad path fails before the run, not after."""
+    try:
+        directory.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(
+            f"cannot create the results folder {directory}: {error.strerror or error};"
+            " choose another place with --results DIR"
+        ) from None
+    if json_path is not None:
+        if json_path.is_dir():
+            raise UsageError(f"--json {json_path}: is a folder; give a file name such as out.json")
+        try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--json {json_path}: {error.strerror or error}") from None
+    return directory
+
+
 def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
@@ -250,6 +269,7 @@ def _command_run(args: argparse.Namespace) -> int:
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=_parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     run_id = _new_run_id()
+    directory = _results_directory(args.results / run_id, args.json)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
     progress = None if args.quiet else _Progress(stats, args.sessions, tty)
@@ -275,11 +295,12 @@ def _command_run(args: argparse.Namespace) -> int:
             stats=stats,
             interrupted=interrupted,
         )
-        directory = args.results / run_id
         write_results(directory, summary, stats)
         if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        print(f"smtpload: cannot write the results: {error}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         signal.signal(signal.SIGINT, previous)
     if not args.quiet:
@@ -298,7 +319,8 @@ def _command_validate(args: argparse.Namespace) -> int:
         except ScenarioError as error:
             problems.extend(error.problems)
         else:
-            print(f"{scenario.path}: ok ({len(scenario.steps)} steps)")
+            count = len(scenario.steps)
+            print(f"{scenario.path}: ok ({count} step{'' if count == 1 else 's'})")
     if problems:
         raise ScenarioError(problems)
     return EXIT_OK

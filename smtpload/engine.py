@@ -54,6 +54,8 @@ class SessionEngine:
     """
 
     __slots__ = (
+        "_connected",
+        "_current",
         "_failed_step",
         "_failure_got",
         "_index",
@@ -77,6 +79,8 @@ class SessionEngine:
         self._variables = variables if variables is not None else {}
         self._index = 0
         self._quit_step: CompiledStep | None = None
+        self._connected = False
+        self._current: CompiledStep | None = None
         self._transcript: list[tuple[str, object]] = []
         self._failed_step: CompiledStep | None = None
         self._failure_got = ""
@@ -89,11 +93,24 @@ class SessionEngine:
         """The step to run now, or None when the session is over."""
         if self._quit_step is not None:
             step, self._quit_step = self._quit_step, None
-            return step
-        if self.outcome is not Outcome.PASSED:
-            return None
-        steps = self._scenario.steps
-        return steps[self._index] if self._index < len(steps) else None
+        elif self.outcome is not Outcome.PASSED or self._index >= len(self._scenario.steps):
+            step = None
+        else:
+            step = self._scenario.steps[self._index]
+        self._current = step
+        return step
+
+    @property
+    def step_in_progress(self) -> str | None:
+        """The scenario step under way (``connect`` before the connection), if any.
+
+        The I/O layer records a step when its reply (or close) arrives; a session cut off by
+        Ctrl-C has this one step started but not recorded.
+        """
+        if not self._connected:
+            return "connect" if self.outcome is Outcome.PASSED else None
+        step = self._current
+        return step.name if step is not None and step.index >= 0 else None
 
     def payload(self, step: CompiledStep) -> bytes:
         """The bytes to send for ``step`` (empty for greeting and close steps)."""
@@ -105,6 +122,7 @@ class SessionEngine:
     # -- what happened ---------------------------------------------------------------------
 
     def on_connected(self, peer: str) -> None:
+        self._connected = True
         self._transcript.append(("*", f"connected to {peer}"))
 
     def on_reply(self, step: CompiledStep, reply: Reply) -> bool:
@@ -119,18 +137,19 @@ class SessionEngine:
         if expectation is not None:
             why = expectation.mismatch(reply)
             if why is not None:
-                self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(reply)} ({why})")
-                if reply.code not in _NO_QUIT_AFTER:
-                    self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
+                self._unexpected(step, reply, why)
                 return False
+        if step.capture is not None:
+            # Later steps send what the capture finds, so a reply it cannot find it in fails
+            # here, where the reason is visible, not later as a mysterious command.
+            match = step.capture.search(reply.text)
+            if match is None:
+                self._unexpected(step, reply, f"capture /{step.capture.pattern}/ found nothing")
+                return False
+            for name, value in match.groupdict().items():
+                self._variables[name] = value if value is not None else ""
         if step.kind is StepKind.DATA and 200 <= reply.code < 300:
             self.messages_accepted += 1
-        if step.capture is not None:
-            match = step.capture.search(reply.text)
-            if match is not None:
-                for name, value in match.groupdict().items():
-                    if value is not None:
-                        self._variables[name] = value
         self._index += 1
         return True
 
@@ -161,6 +180,15 @@ class SessionEngine:
         if step.index >= 0:
             self._fail(step, Outcome.PROTOCOL_ERROR, detail)
 
+    def on_interrupted(self) -> None:
+        """Ctrl-C or SIGTERM cut the session off. A session that had already failed keeps
+        its outcome: it was ending anyway (its polite QUIT was cut short)."""
+        self._transcript.append(("*", "interrupted by Ctrl-C or SIGTERM"))
+        if self.outcome is Outcome.PASSED:
+            self.outcome = Outcome.INTERRUPTED
+            self._failed_step = self._current if self._connected else None
+            self._failure_got = "the run was interrupted"
+
     def on_connect_error(self, detail: str) -> None:
         self._transcript.append(("*", f"connect failed: {detail}"))
         self.outcome = Outcome.CONNECT_ERROR
@@ -189,6 +217,11 @@ class SessionEngine:
             got=self._failure_got,
             transcript=tuple(self._transcript_lines()),
         )
+
+    def _unexpected(self, step: CompiledStep, reply: Reply, why: str) -> None:
+        self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(reply)} ({why})")
+        if reply.code not in _NO_QUIT_AFTER:
+            self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
 
     def _fail(self, step: CompiledStep, outcome: Outcome, got: str) -> None:
         self.outcome = outcome

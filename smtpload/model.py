@@ -43,7 +43,10 @@ class Target:
 
 
 def parse_target(text: str, default_port: int = 25) -> Target:
-    """Parse ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6 address.
+    """Parse ``host``, ``host:port``, ``[v6-address]:port`` or ``[v6-address]``.
+
+    A bare IPv6 address is refused: ``::1:2626`` could be the address ``::1:2626`` or
+    ``::1`` port 2626, and guessing wrong would send traffic to another host.
 
     Raises:
         ValueError: with a message fit to show the user.
@@ -57,6 +60,10 @@ def parse_target(text: str, default_port: int = 25) -> Target:
         host, port_text = text[1:end], text[end + 2 :]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError(
+            f"bad target {text!r}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
+        )
     if not host or any(ch.isspace() for ch in host):
         raise ValueError(
             f"bad target {text!r}: it needs a host name or address (without spaces);"

@@ -179,6 +179,7 @@ class _Validator(NodeReader):
         drafts = self._steps(keys["steps"][1])
         self._check_variables_used(variables, drafts)
         self._check_data_follows_354(drafts)
+        self._check_nothing_after_close(drafts)
         names = self._step_names(drafts)
         if self.problems:
             return None
@@ -508,13 +509,28 @@ class _Validator(NodeReader):
                 continue  # the step before is invalid and was reported
             elif before.kind is not StepKind.SEND:
                 why = f"step {before.number} is a {before.kind.value} step"
-            elif before.expect and before.expect.codes and 354 not in before.expect.codes:
+            elif before.expect is None or before.expect.codes is None:
+                # Without a code to check, a refused DATA (503, 554) would let the message
+                # be read as commands.
+                why = f"step {before.number} does not expect a reply code"
+            elif 354 not in before.expect.codes:
                 why = f"step {before.number} expects {before.expect.codes_text}"
             else:
                 continue
             self.problem(
                 draft.node, f"a data step must follow `send: DATA` with `expect: 354` ({why})"
             )
+
+    def _check_nothing_after_close(self, drafts: list[_Draft]) -> None:
+        closes = [draft.number for draft in drafts if draft.kind is StepKind.CLOSE]
+        for draft in drafts:
+            if closes and draft.number > closes[0]:
+                self.problem(
+                    draft.node,
+                    f"nothing can follow the close step (step {closes[0]}): the connection is"
+                    " gone by then; remove this step or move the close step last",
+                )
+                return
 
     def _step_names(self, drafts: list[_Draft]) -> dict[int, str]:
         """Each step's name by step number: the explicit one, else derived and numbered."""

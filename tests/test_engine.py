@@ -162,6 +162,46 @@ def test_io_events_end_the_session_with_their_category(event: str, outcome: Outc
     assert failure.step == "greeting"
 
 
+def test_interrupted_session_names_the_step_it_was_cut_off_in() -> None:
+    engine = SessionEngine(compile_scenario(scenario(GREETING, HELO)), 4)
+    assert engine.step_in_progress == "connect"
+    engine.on_connected("127.0.0.1:25")
+    step = engine.next_step()
+    assert step is not None
+    assert engine.on_reply(step, reply(b"220 hi\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    engine.payload(step)
+    assert engine.step_in_progress == "helo"
+    engine.on_interrupted()
+    assert engine.outcome is Outcome.INTERRUPTED
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.step, failure.expected) == ("helo", "250")
+    assert str(failure.transcript[-1]) == "*: interrupted by Ctrl-C or SIGTERM"
+
+
+def test_interrupting_an_already_failed_session_keeps_its_outcome() -> None:
+    engine = SessionEngine(compile_scenario(scenario(HELO)), 1)
+    engine.on_connected("127.0.0.1:25")
+    step = engine.next_step()
+    assert step is not None
+    assert not engine.on_reply(step, reply(b"554 no\r\n"))
+    quit_step = engine.next_step()  # the polite QUIT, then Ctrl-C
+    assert quit_step is not None
+    assert engine.step_in_progress is None  # smtpload's own QUIT is not a scenario step
+    engine.on_interrupted()
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
+
+
+def test_interrupted_before_connecting_is_at_connect() -> None:
+    engine = SessionEngine(compile_scenario(scenario(GREETING)), 1)
+    engine.on_interrupted()
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.outcome, failure.step) == (Outcome.INTERRUPTED, "connect")
+
+
 def test_connect_error() -> None:
     engine = SessionEngine(compile_scenario(scenario(GREETING)), 1)
     engine.on_connect_error("Connection refused (ECONNREFUSED)")
@@ -192,6 +232,42 @@ def test_variables_and_captures_are_rendered_per_session() -> None:
     step = engine.next_step()
     assert step is not None
     assert engine.payload(step) == b"NOOP ABC123 42 run1.42\r\n"
+
+
+def test_a_capture_that_finds_nothing_fails_its_step() -> None:
+    compiled = compile_scenario(
+        scenario(
+            Step(StepKind.SEND, "mail", text="MAIL FROM:<a@x>", capture=r"id=(?P<qid>\w+)"),
+            Step(StepKind.SEND, "noop", text="NOOP {qid}"),
+        )
+    )
+    engine = SessionEngine(compiled, 1, compiled.session_variables(1, "r"))
+    step = engine.next_step()
+    assert step is not None
+    assert not engine.on_reply(step, reply(b"250 ok\r\n"))
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.outcome, failure.step) == (Outcome.UNEXPECTED_REPLY, "mail")
+    assert failure.got == r"250 ok (capture /id=(?P<qid>\w+)/ found nothing)"
+    quit_step = engine.next_step()
+    assert quit_step is not None
+    assert engine.payload(quit_step) == b"QUIT\r\n"  # never the unrenderable NOOP
+
+
+def test_an_optional_capture_group_that_did_not_take_part_is_empty() -> None:
+    compiled = compile_scenario(
+        scenario(
+            Step(StepKind.SEND, "mail", text="MAIL FROM:<a@x>", capture=r"ok(?P<extra> \w+)?"),
+            Step(StepKind.SEND, "noop", text="NOOP [{extra}]"),
+        )
+    )
+    engine = SessionEngine(compiled, 1, compiled.session_variables(1, "r"))
+    step = engine.next_step()
+    assert step is not None
+    assert engine.on_reply(step, reply(b"250 ok\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    assert engine.payload(step) == b"NOOP []\r\n"
 
 
 def test_constant_steps_are_pre_encoded() -> None:

@@ -62,7 +62,13 @@ def test_signal_stops_the_run_and_writes_results(tmp_path: Path, signum: signal.
     steps = {step["name"]: step for step in summary["steps"]}
     assert steps["greeting"]["count"] == CONCURRENCY
     assert steps["greeting"]["failed"] == 0
+    # The step each session was cut off in counts as started and failed, so the table adds up.
+    assert steps["ehlo"]["count"] == CONCURRENCY
+    assert steps["ehlo"]["failed"] == CONCURRENCY
+    assert steps["mail"]["count"] == 0
     (run_dir,) = (tmp_path / "results").iterdir()
     assert json.loads((run_dir / "summary.json").read_text()) == summary
-    assert (run_dir / "failures.log").exists()
+    log = (run_dir / "failures.log").read_text()
+    assert log.count("interrupted at step 'ehlo'") == CONCURRENCY
+    assert "C: EHLO smtpload.example.test" in log
     assert "greeting" in stdout  # the report was printed too

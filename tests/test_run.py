@@ -195,6 +195,36 @@ def test_variables_are_rendered_per_session_and_var_overrides(
     assert len(set(subjects)) == 3  # {uid} differs per session
 
 
+def test_captured_value_is_sent_by_a_later_step(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    status, _ = run(tmp_path, str(DATA / "capture.yaml"), "--target", target, "--sessions", "2")
+    assert status == 0
+    messages = aiosmtpd_server.handler.messages
+    assert len(messages) == 2
+    # The first line of aiosmtpd's EHLO reply is its host name; the capture sent it back.
+    server = messages[0].mail_from.removeprefix("capture-test@")
+    assert server
+    assert "{" not in server
+    assert f"Subject: the server calls itself {server}" in messages[0].content.decode()
+
+
+def test_capture_that_finds_nothing_fails_the_session_not_the_run(tmp_path: Path) -> None:
+    scenario = tmp_path / "nothing.yaml"
+    scenario.write_text(
+        "steps:\n"
+        "  - greeting: 220\n"
+        "  - send: EHLO x\n"
+        "    capture: 'queued as (?P<qid>\\w+)'\n"
+        "  - send: 'NOOP {qid}'\n"
+    )
+    status, summary = run(tmp_path, str(scenario), "--sessions", "5", "--concurrency", "5")
+    assert status == 1
+    assert summary["sessions"]["failures"]["unexpected_reply"] == 5
+    assert {s["name"]: s["failed"] for s in summary["steps"]}["ehlo"] == 5
+
+
 def test_multi_recipient_message_reaches_all_three(
     tmp_path: Path, aiosmtpd_server: RecordingPeer
 ) -> None:
@@ -325,10 +355,23 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
         ),
         (["run", "quickstart", "--var", "nope=1"], "declares no variable 'nope'"),
         (["run", "quickstart", "--var", "novalue"], "write NAME=VALUE"),
+        (["run", "quickstart", "--target", "::1:2626"], "write an IPv6 address in brackets"),
+        (["run", "quickstart", "--results", "a-file"], "cannot create the results folder"),
+        (["run", "quickstart", "--json", "."], "--json .: is a folder"),
     ],
-    ids=["unknown-scenario", "zero-sessions", "bad-port", "undeclared-var", "malformed-var"],
+    ids=[
+        "unknown-scenario",
+        "zero-sessions",
+        "bad-port",
+        "undeclared-var",
+        "malformed-var",
+        "bare-ipv6",
+        "results-is-a-file",
+        "json-is-a-folder",
+    ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
     result = smtpload(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr

@@ -134,7 +134,6 @@ def test_scenario_name(path: str, head: str, name: str) -> None:
         ("mx.example.test", Target("mx.example.test", 25)),
         ("127.0.0.1:25", Target("127.0.0.1", 25)),
         ('"[::1]:2525"', Target("::1", 2525)),
-        ("'::1'", Target("::1", 25)),
         ('"[2001:db8::1]"', Target("2001:db8::1", 25)),
         ("{host: mx.test, port: 587}", Target("mx.test", 587)),
         ("{host: mx.test}", Target("mx.test", 25)),
@@ -145,7 +144,6 @@ def test_scenario_name(path: str, head: str, name: str) -> None:
         "host-only",
         "ipv4",
         "ipv6-port",
-        "bare-ipv6",
         "ipv6-only",
         "map",
         "map-no-port",
@@ -232,9 +230,9 @@ def at(line: int, step: Step) -> Step:
             id="empty-send-sends-crlf",
         ),
         pytest.param(
-            ["send: DATA", "data: {size: 10_000}"],
+            ["{send: DATA, expect: 354}", "data: {size: 10_000}"],
             [
-                at(2, Step(StepKind.SEND, "data", text="DATA")),
+                at(2, Step(StepKind.SEND, "data", text="DATA", expect=GO_AHEAD_354)),
                 at(3, Step(StepKind.DATA, "message", data_size=10000, expect=OK_250)),
             ],
             id="size-with-digit-separators",
@@ -261,9 +259,9 @@ def at(line: int, step: Step) -> Step:
             id="data-size-only",
         ),
         pytest.param(
-            ["send: DATA", "data: {message: 'Subject: x', size: 0}"],
+            ["{send: DATA, expect: 354}", "data: {message: 'Subject: x', size: 0}"],
             [
-                at(2, Step(StepKind.SEND, "data", text="DATA")),
+                at(2, Step(StepKind.SEND, "data", text="DATA", expect=GO_AHEAD_354)),
                 at(
                     3, Step(StepKind.DATA, "message", text="Subject: x", data_size=0, expect=OK_250)
                 ),
@@ -338,13 +336,12 @@ def test_derived_step_names(sends: list[str], names: list[str]) -> None:
 @pytest.mark.parametrize(
     "expect",
     [
-        "",
         "\n    expect: 354",
         "\n    expect: 3xx",
         "\n    expect: [250, 354]",
-        "\n    expect: {text: go}",
+        "\n    expect: {code: 354, text: go}",
     ],
-    ids=["no-expect", "354", "3xx", "list-with-354", "no-codes"],
+    ids=["354", "3xx", "list-with-354", "long-form"],
 )
 def test_data_may_follow_a_send_whose_expectation_accepts_354(expect: str) -> None:
     scenario = parse(steps_of("send: DATA" + expect, "data: hi"))
@@ -353,7 +350,14 @@ def test_data_may_follow_a_send_whose_expectation_accepts_354(expect: str) -> No
 
 def test_names_of_other_step_kinds() -> None:
     scenario = parse(
-        steps_of("greeting: true", "send: DATA", "data: x", "send: DATA", "data: y", "close: true")
+        steps_of(
+            "greeting: true",
+            "{send: DATA, expect: 354}",
+            "data: x",
+            "{send: DATA, expect: 354}",
+            "data: y",
+            "close: true",
+        )
     )
     assert [step.name for step in scenario.steps] == [
         "greeting",
@@ -575,6 +579,11 @@ def test_top_level_problems(text: str, expected: list[str]) -> None:
             "1:9: bad target 'mx.test:smtp': the port must be a number from 1 to 65535",
         ),
         case(
+            "bare-ipv6",
+            steps_of("send: NOOP", head="target: '::1:2626'\n"),
+            "1:9: bad target '::1:2626': write an IPv6 address in brackets, as [::1]:2525 or [::1]",
+        ),
+        case(
             "unclosed-bracket",
             steps_of("send: NOOP", head="target: '[::1:25'\n"),
             "1:9: bad target '[::1:25': write an IPv6 address as [::1]:2525",
@@ -657,8 +666,9 @@ def test_target_problems(text: str, expected: list[str]) -> None:
         ),
         case(
             "unknown-in-data-block-at-its-line",
-            "steps:\n  - send: DATA\n  - data: |\n      Subject: hi\n      To: {to}\n",
-            "5:11: unknown variable {to} (declare it under variables:)",
+            "steps:\n  - send: DATA\n    expect: 354\n"
+            "  - data: |\n      Subject: hi\n      To: {to}\n",
+            "6:11: unknown variable {to} (declare it under variables:)",
         ),
         case(
             "captured-by-a-later-step",
@@ -798,6 +808,22 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
             f"3:5: {AFTER_DATA} (step 1 is a greeting step)",
         ),
         case(
+            "data-after-send-without-expect",
+            steps_of("send: DATA", "data: hi"),
+            f"3:5: {AFTER_DATA} (step 1 does not expect a reply code)",
+        ),
+        case(
+            "data-after-send-expecting-text-only",
+            steps_of("{send: DATA, expect: {text: go}}", "data: hi"),
+            f"3:5: {AFTER_DATA} (step 1 does not expect a reply code)",
+        ),
+        case(
+            "step-after-close",
+            steps_of("send: QUIT", "close: true", "send: NOOP", "send: NOOP"),
+            "4:5: nothing can follow the close step (step 2): the connection is gone by then;"
+            " remove this step or move the close step last",
+        ),
+        case(
             "data-after-send-expecting-250",
             steps_of("send: DATA", "{send: DATA, expect: [250, 251]}", "data: hi"),
             f"4:5: {AFTER_DATA} (step 2 expects 250, 251)",
@@ -805,13 +831,13 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "data-mapping-problems",
             steps_of(
-                "send: DATA",
+                "{send: DATA, expect: 354}",
                 "data: {}",
-                "send: DATA",
+                "{send: DATA, expect: 354}",
                 "data: {mesage: x, size: -1}",
-                "send: DATA",
+                "{send: DATA, expect: 354}",
                 "data: {size: 1.5}",
-                "send: DATA",
+                "{send: DATA, expect: 354}",
                 "data: [x]",
             ),
             "3:11: data needs `message:`, `size:`, or both",

@@ -55,20 +55,32 @@ def _describe_os_error(error: OSError) -> str:
     return f"{text} ({name})" if name else text
 
 
+def new_session(scenario: CompiledScenario, session: int, run_id: str) -> SessionEngine:
+    """The engine of session number ``session``, with its variables."""
+    variables = scenario.session_variables(session, run_id) if scenario.uses_variables else None
+    return SessionEngine(scenario, session, variables)
+
+
+def record_interrupted(engine: SessionEngine, stats: RunStats) -> None:
+    """Record a session that Ctrl-C or SIGTERM cut off: its step in progress, and its end."""
+    step = engine.step_in_progress
+    if step is not None:
+        stats.record_step(step, None, failed=True)
+    engine.on_interrupted()
+    stats.record_session(engine.outcome, None, engine.failure())
+
+
 async def run_session(
     scenario: CompiledScenario,
     target: ResolvedTarget,
-    session: int,
-    run_id: str,
+    engine: SessionEngine,
     stats: RunStats,
-) -> SessionEngine:
-    """Run one whole session and record it in ``stats``; returns the finished engine.
+) -> None:
+    """Run one whole session and record it in ``stats``.
 
-    Never raises for anything the server or the network does; trio.Cancelled (Ctrl-C) passes
-    through, and the caller counts the session as interrupted.
+    Never raises for anything the server or the network does. trio.Cancelled (Ctrl-C) passes
+    through; the caller then records the session with ``record_interrupted``.
     """
-    variables = scenario.session_variables(session, run_id) if scenario.uses_variables else None
-    engine = SessionEngine(scenario, session, variables)
     now = trio.current_time
     started = now()
     sock = trio.socket.socket(target.family, stdlib_socket.SOCK_STREAM)
@@ -85,18 +97,14 @@ async def run_session(
         if engine.outcome is not Outcome.PASSED:
             stats.record_step("connect", None, failed=True)
             stats.record_session(engine.outcome, None, engine.failure())
-            return engine
+            return
         mark = now()
         stats.record_step("connect", int((mark - started) * 1e6), failed=False)
         engine.on_connected(target.display)
         await _converse(sock, engine, stats, mark)
-        if engine.messages_accepted:
-            for _ in range(engine.messages_accepted):
-                stats.message_accepted()
         outcome = engine.outcome
         latency_us = int((now() - started) * 1e6) if outcome is Outcome.PASSED else None
         stats.record_session(outcome, latency_us, engine.failure())
-        return engine
     finally:
         sock.close()
 
@@ -142,6 +150,7 @@ async def _converse(
     backlog: deque[Reply] = deque()
     now = trio.current_time
     step = None
+    messages = 0
     with trio.CancelScope() as deadline:
         while (step := engine.next_step()) is not None:
             deadline.deadline = now() + step.timeout_s
@@ -159,6 +168,10 @@ async def _converse(
                 latency_us: int | None = int((now() - mark) * 1e6)
                 if reply is not None:
                     passed = engine.on_reply(step, reply)
+                    if engine.messages_accepted > messages:
+                        # Counted as it happens, so that an interrupted session's count too.
+                        messages += 1
+                        stats.message_accepted()
                 else:
                     passed = engine.on_closed(step)
                     if not passed:

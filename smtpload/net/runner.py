@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import trio
 
 from ..compiler import CompiledScenario
-from ..outcome import Outcome
 from ..stats import RunStats
-from .client import ResolvedTarget, run_session
+from .client import ResolvedTarget, new_session, record_interrupted, run_session
 
 __all__ = ["RunSettings", "RunTiming", "run_sessions"]
 
@@ -76,16 +75,15 @@ class _Run:
             session = self.next_session
             self.next_session += 1
             self.stats.session_started()
+            engine = new_session(self.scenario, session, settings.run_id)
             with trio.CancelScope() as scope:
                 self.running.add(scope)
                 try:
-                    await run_session(
-                        self.scenario, self.target, session, settings.run_id, self.stats
-                    )
+                    await run_session(self.scenario, self.target, engine, self.stats)
                 finally:
                     self.running.discard(scope)
             if scope.cancelled_caught:
-                self.stats.record_session(Outcome.INTERRUPTED, None, None)
+                record_interrupted(engine, self.stats)
 
     def cancel_running(self) -> None:
         for scope in list(self.running):
