@@ -71,6 +71,7 @@ _HELO_SYNTAX = b"501 5.5.4 Syntax: HELO hostname\r\n"
 _MAIL_SYNTAX = b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
 _RCPT_SYNTAX = b"501 5.5.4 Syntax: RCPT TO:<address>\r\n"
 _BAD_RECIPIENT = b"501 5.1.3 Bad recipient address syntax\r\n"
+_BAD_SENDER = b"501 5.1.7 Bad sender address syntax\r\n"
 _DATA_SYNTAX = b"501 5.5.4 Syntax: DATA\r\n"
 _RSET_SYNTAX = b"501 5.5.4 Syntax: RSET\r\n"
 _VRFY_SYNTAX = b"501 5.5.4 Syntax: VRFY address\r\n"
@@ -272,7 +273,10 @@ class SinkConnection:
         path = _split_path(argument, b"FROM:")
         if path is None:
             return _MAIL_SYNTAX
-        _address, parameters = path  # "<>" (the null reverse-path) is valid: §4.5.5
+        # An empty address ("<>", the null reverse-path of a bounce) is valid: §4.5.5.
+        address, parameters = path
+        if address is None:
+            return _BAD_SENDER
         for parameter in parameters.split():
             if parameter[:5].upper() == b"SIZE=":
                 # RFC 1870 §6: refuse at MAIL a message declared larger than the limit.
@@ -290,15 +294,15 @@ class SinkConnection:
         path = _split_path(argument, b"TO:")
         if path is None:
             return _RCPT_SYNTAX
-        if not path[0]:  # RFC 5321 §4.1.1.3: a forward-path is never empty
+        address, _parameters = path
+        if not address:  # RFC 5321 §4.1.1.3: a forward-path is never empty
             return _BAD_RECIPIENT
         self._recipients += 1
         return _RCPT_OK
 
     def smtp_DATA(self, argument: bytes) -> bytes:
-        # RFC 5321 §4.1.1.4: with no MAIL or no RCPT the server may answer 503.
-        if not self._in_mail:
-            return _NEED_MAIL
+        # RFC 5321 §4.1.1.4: with no MAIL or no RCPT the server may answer 503. Postfix says
+        # "need RCPT" in both cases, and so does the sink.
         if not self._recipients:
             return _NEED_RCPT
         if argument:
@@ -407,8 +411,11 @@ def _end_of_data_line(data: bytes, line_start: int) -> int:
     return after + 2 if data[after + 1] == _LF else _NOT_END
 
 
-def _split_path(argument: bytes, keyword: bytes) -> tuple[bytes, bytes] | None:
-    """Split ``FROM:<path> PARAMS`` into (address, parameters); None when malformed.
+def _split_path(argument: bytes, keyword: bytes) -> tuple[bytes | None, bytes] | None:
+    """Split ``FROM:<path> PARAMS`` into (address, parameters).
+
+    Returns None when the keyword or the address is missing, and a None address when the
+    address is malformed (an unclosed ``<``): Postfix answers those two cases differently.
 
     Angle brackets are optional and a space after the colon is allowed, as Postfix allows;
     RFC 5321 §2.4: the keyword is case-insensitive.
@@ -419,7 +426,7 @@ def _split_path(argument: bytes, keyword: bytes) -> tuple[bytes, bytes] | None:
     if rest.startswith(b"<"):
         close = rest.find(b">")
         if close < 0:
-            return None
+            return None, b""
         return rest[1:close], rest[close + 1 :].strip()
     address, _, parameters = rest.partition(b" ")
     if not address:

@@ -152,9 +152,9 @@ DIALOGUES: list[object] = [
         [
             (b"MAIL FROM:<a@client.test>\r\n", NEED_HELO),
             (b"RCPT TO:<b@sink.test>\r\n", NEED_MAIL),
-            (b"DATA\r\n", NEED_MAIL),
+            (b"DATA\r\n", NEED_RCPT),  # Postfix says "need RCPT" with no MAIL too
             (b"EHLO client.test\r\n", EHLO_REPLY),
-            (b"DATA\r\n", NEED_MAIL),
+            (b"DATA\r\n", NEED_RCPT),
             (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
             (b"MAIL FROM:<a@client.test>\r\n", NESTED_MAIL),
             (b"DATA\r\n", NEED_RCPT),
@@ -172,7 +172,7 @@ DIALOGUES: list[object] = [
             (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
             (b"RCPT TO:<b@sink.test>\r\n", RCPT_OK),
             (b"EHLO client.test\r\n", EHLO_REPLY),  # RFC 5321 §4.1.4: acts as RSET
-            (b"DATA\r\n", NEED_MAIL),
+            (b"RCPT TO:<b@sink.test>\r\n", NEED_MAIL),
             (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
             (b"RSET\r\n", OK),
             (b"RCPT TO:<b@sink.test>\r\n", NEED_MAIL),
@@ -185,7 +185,7 @@ DIALOGUES: list[object] = [
             (b"EHLO client.test\r\n", EHLO_REPLY),
             (b"MAIL\r\n", b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
             (b"MAIL TO:<a@client.test>\r\n", b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
-            (b"MAIL FROM:<a@client.test\r\n", b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
+            (b"MAIL FROM:<a@client.test\r\n", b"501 5.1.7 Bad sender address syntax\r\n"),
             (b"MAIL FROM:\r\n", b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
             (b"MAIL FROM:<a@x> SIZE=big\r\n", b"501 5.5.4 Bad message size syntax\r\n"),
             (
@@ -195,6 +195,8 @@ DIALOGUES: list[object] = [
             (b"MAIL FROM:<a@x> SIZE=%d\r\n" % MAX_MESSAGE_BYTES, MAIL_OK),
             (b"RCPT FROM:<b@sink.test>\r\n", b"501 5.5.4 Syntax: RCPT TO:<address>\r\n"),
             (b"RCPT TO:<>\r\n", b"501 5.1.3 Bad recipient address syntax\r\n"),
+            (b"RCPT TO:<b@sink.test\r\n", b"501 5.1.3 Bad recipient address syntax\r\n"),
+            (b"RCPT TO:\r\n", b"501 5.5.4 Syntax: RCPT TO:<address>\r\n"),
             (b"RCPT TO:<b@sink.test>\r\n", RCPT_OK),  # errors left the transaction as it was
         ],
         id="mail_and_rcpt_syntax_errors",
