@@ -23,6 +23,7 @@ import trio
 from ..compiler import CompiledScenario
 from ..engine import SessionEngine
 from ..errors import RemoteProtocolError
+from ..model import Target
 from ..outcome import Outcome
 from ..stats import RunStats
 from ..wire import Reply, ReplyParser
@@ -45,8 +46,7 @@ async def resolve_target(host: str, port: int) -> ResolvedTarget:
     """Resolve ``host`` once; raises OSError when it cannot be resolved."""
     infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
     family, _type, _proto, _canonname, address = infos[0]
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return ResolvedTarget(int(family), tuple(address), shown)
+    return ResolvedTarget(int(family), tuple(address), str(Target(host, port)))
 
 
 def _describe_os_error(error: OSError) -> str:

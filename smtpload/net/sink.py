@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..model import Target
 from ..sink_protocol import DEFAULT_HOSTNAME, SinkConnection
 
 __all__ = [
@@ -40,16 +41,8 @@ _FAREWELL_TIMEOUT_S = 1.0
 _CONNECTION_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
-@dataclass(frozen=True, slots=True)
-class SinkAddress:
-    """Where a running sink listens (the address actually bound, so never port 0)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+#: Where a running sink listens: the address actually bound, so never port 0.
+SinkAddress = Target
 
 
 @dataclass(slots=True)
