@@ -9,16 +9,25 @@ the session's one outcome. It never reads a clock and never raises for anything 
 After an unexpected reply the engine asks for one more exchange, a polite ``QUIT`` (RFC 5321
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
 server now reads message text, and ``221``/``421`` mean it is closing the connection.
+
+In *observe* mode (``smtpload record`` and ``compare``) an unexpected reply does not end the
+session: every step's reply is kept in ``observations`` and the dialogue goes on as far as the
+server lets it, so one changed reply shows as one difference, not a cascade. Two replies still
+stop it, because going on would send the wrong thing: a ``354`` the step did not expect (the
+server now reads message text), and a refused DATA (the message would be read as commands, so
+the ``data`` step after it is skipped instead).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .compiler import CompiledScenario, CompiledStep
 from .model import StepKind
 from .outcome import Outcome, SessionFailure, TranscriptLine
 from .wire import Reply
 
-__all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "SessionEngine"]
+__all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 
 #: What the ``connect`` step expects, in reports.
 CONNECT_EXPECTATION = "a TCP connection"
@@ -29,6 +38,24 @@ POLITE_QUIT_TIMEOUT_S = 5.0
 # Reply codes after which a QUIT would be wrong: 354 starts message text (RFC 5321 §4.1.1.4);
 # 221 and 421 announce that the server closes the channel (§3.8, §4.2.2).
 _NO_QUIT_AFTER = frozenset({354, 221, 421})
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one step of an observed session saw.
+
+    Attributes:
+        step: the scenario step.
+        event: ``reply``, ``closed`` (the server closed the connection), ``timeout``,
+            ``connection_error``, ``protocol_error``, or ``skipped`` (not sent, see above).
+        reply: the reply, for ``reply`` events.
+        mismatch: why the step's expectation did not hold, or None when it did.
+    """
+
+    step: CompiledStep
+    event: str
+    reply: Reply | None = None
+    mismatch: str | None = None
 
 
 def _polite_quit(timeout_s: float) -> CompiledStep:
@@ -59,11 +86,14 @@ class SessionEngine:
         "_failed_step",
         "_failure_got",
         "_index",
+        "_observe",
         "_quit_step",
         "_scenario",
+        "_skip_data",
         "_transcript",
         "_variables",
         "messages_accepted",
+        "observations",
         "outcome",
         "session",
     )
@@ -73,8 +103,13 @@ class SessionEngine:
         scenario: CompiledScenario,
         session: int,
         variables: dict[str, str] | None = None,
+        *,
+        observe: bool = False,
     ) -> None:
         self._scenario = scenario
+        self._observe = observe
+        self._skip_data = False
+        self.observations: list[Observation] = []
         self.session = session
         self._variables = variables if variables is not None else {}
         self._index = 0
@@ -91,12 +126,21 @@ class SessionEngine:
 
     def next_step(self) -> CompiledStep | None:
         """The step to run now, or None when the session is over."""
+        steps = self._scenario.steps
         if self._quit_step is not None:
             step, self._quit_step = self._quit_step, None
-        elif self.outcome is not Outcome.PASSED or self._index >= len(self._scenario.steps):
+        elif self.outcome is not Outcome.PASSED or self._index >= len(steps):
             step = None
         else:
-            step = self._scenario.steps[self._index]
+            step = steps[self._index]
+            if self._skip_data and step.kind is StepKind.DATA:
+                self.observations.append(Observation(step, "skipped", None, "not sent: no 354"))
+                self._index += 1
+                step = steps[self._index] if self._index < len(steps) else None
+            self._skip_data = False
+        if step is None and self._failed_step is not None and self.outcome is Outcome.PASSED:
+            # Observe mode: the session went on past its differences; it still failed.
+            self.outcome = Outcome.UNEXPECTED_REPLY
         self._current = step
         return step
 
@@ -131,12 +175,15 @@ class SessionEngine:
         if step.index < 0:  # our own QUIT after a failure: any reply ends the session
             return True
         if step.kind is StepKind.CLOSE:
+            self._observe_event(step, "reply", reply, "the server did not close the connection")
             self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(reply)}")
             return False
         expectation = step.expectation
         if expectation is not None:
             why = expectation.mismatch(reply)
             if why is not None:
+                if self._observe:
+                    return self._observe_mismatch(step, reply, why)
                 self._unexpected(step, reply, why)
                 return False
         if step.capture is not None:
@@ -144,12 +191,18 @@ class SessionEngine:
             # here, where the reason is visible, not later as a mysterious command.
             match = step.capture.search(reply.text)
             if match is None:
-                self._unexpected(step, reply, f"capture /{step.capture.pattern}/ found nothing")
+                why = f"capture /{step.capture.pattern}/ found nothing"
+                if self._observe:
+                    for name in step.capture.groupindex:
+                        self._variables[name] = ""
+                    return self._observe_mismatch(step, reply, why)
+                self._unexpected(step, reply, why)
                 return False
             for name, value in match.groupdict().items():
                 self._variables[name] = value if value is not None else ""
         if step.kind is StepKind.DATA and 200 <= reply.code < 300:
             self.messages_accepted += 1
+        self._observe_event(step, "reply", reply, None)
         self._index += 1
         return True
 
@@ -159,24 +212,29 @@ class SessionEngine:
         if step.index < 0:
             return True
         if step.kind is StepKind.CLOSE:
+            self._observe_event(step, "closed", None, None)
             self._index += 1
             return True
+        self._observe_event(step, "closed", None, "the server closed the connection")
         self._fail(step, Outcome.CONNECTION_CLOSED, "the server closed the connection")
         return False
 
     def on_timeout(self, step: CompiledStep) -> None:
         self._transcript.append(("*", f"no reply within {step.timeout_s:g} s"))
+        self._observe_event(step, "timeout", None, f"no reply within {step.timeout_s:g} s")
         if step.index >= 0:
             self._fail(step, Outcome.TIMEOUT, f"nothing within {step.timeout_s:g} s")
 
     def on_connection_error(self, step: CompiledStep, detail: str) -> None:
         """Sending or receiving failed (a reset, a broken pipe)."""
         self._transcript.append(("*", detail))
+        self._observe_event(step, "connection_error", None, detail)
         if step.index >= 0:
             self._fail(step, Outcome.CONNECTION_CLOSED, detail)
 
     def on_protocol_error(self, step: CompiledStep, detail: str) -> None:
         self._transcript.append(("*", f"protocol error: {detail}"))
+        self._observe_event(step, "protocol_error", None, detail)
         if step.index >= 0:
             self._fail(step, Outcome.PROTOCOL_ERROR, detail)
 
@@ -217,6 +275,26 @@ class SessionEngine:
             got=self._failure_got,
             transcript=tuple(self._transcript_lines()),
         )
+
+    def _observe_event(
+        self, step: CompiledStep, event: str, reply: Reply | None, mismatch: str | None
+    ) -> None:
+        if self._observe and step.index >= 0:
+            self.observations.append(Observation(step, event, reply, mismatch))
+
+    def _observe_mismatch(self, step: CompiledStep, reply: Reply, why: str) -> bool:
+        """Observe mode: note the difference and go on where the dialogue allows it."""
+        self._observe_event(step, "reply", reply, why)
+        if self._failed_step is None:
+            self._failed_step = step
+            self._failure_got = f"{_first_line(reply)} ({why})"
+        if reply.code == 354:
+            # The server now reads message text: any command would become part of a message.
+            self.outcome = Outcome.UNEXPECTED_REPLY
+        elif step.expectation is not None and 354 in (step.expectation.codes or ()):
+            self._skip_data = True
+        self._index += 1
+        return False
 
     def _unexpected(self, step: CompiledStep, reply: Reply, why: str) -> None:
         self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(reply)} ({why})")

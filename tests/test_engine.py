@@ -391,3 +391,73 @@ def test_expectations(expectation: Expectation, data: bytes, why: str | None) ->
     else:
         assert result is not None
         assert why in result
+
+
+# --- observe mode (record and compare) ---------------------------------------------------------
+
+
+def observe(
+    steps: tuple[Step, ...], replies: list[bytes | None]
+) -> tuple[SessionEngine, list[bytes]]:
+    """Run an observing engine; None in ``replies`` means the server closed the connection."""
+    engine = SessionEngine(compile_scenario(scenario(*steps)), 1, observe=True)
+    engine.on_connected("127.0.0.1:25")
+    sent = []
+    while (step := engine.next_step()) is not None:
+        sent.append(engine.payload(step))
+        answer = replies.pop(0)
+        if answer is None:
+            engine.on_closed(step)
+        else:
+            engine.on_reply(step, reply(answer))
+    return engine, sent
+
+
+def test_observe_mode_goes_on_after_a_difference() -> None:
+    mail = Step(StepKind.SEND, "mail", text="MAIL FROM:<a@x>", expect=codes(250))
+    engine, sent = observe(
+        (GREETING, HELO, mail, QUIT), [b"220 hi\r\n", b"550 no\r\n", b"250 ok\r\n", b"221 bye\r\n"]
+    )
+    assert sent == [b"", b"HELO client.test\r\n", b"MAIL FROM:<a@x>\r\n", b"QUIT\r\n"]
+    assert [
+        (o.step.name, o.event, o.reply.code if o.reply else None, o.mismatch)
+        for o in engine.observations
+    ] == [
+        ("greeting", "reply", 220, None),
+        ("helo", "reply", 550, "reply code 550 is not 250"),
+        ("mail", "reply", 250, None),
+        ("quit", "reply", 221, None),
+    ]
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.step == "helo"
+
+
+def test_observe_mode_skips_the_message_when_data_is_refused() -> None:
+    message = Step(StepKind.DATA, "message", text="hi\n", expect=codes(250))
+    engine, sent = observe(
+        (DATA_CMD, message, QUIT), [b"554 no valid recipients\r\n", b"221 bye\r\n"]
+    )
+    assert sent == [b"DATA\r\n", b"QUIT\r\n"]
+    assert [(o.step.name, o.event) for o in engine.observations] == [
+        ("data", "reply"),
+        ("message", "skipped"),
+        ("quit", "reply"),
+    ]
+
+
+def test_observe_mode_stops_at_an_unexpected_354() -> None:
+    refuse = Step(StepKind.SEND, "data", text="DATA", expect=codes(554))
+    engine, sent = observe((refuse, QUIT), [b"354 go ahead\r\n"])
+    assert sent == [b"DATA\r\n"]
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
+
+
+def test_observe_mode_passes_when_every_reply_matches() -> None:
+    engine, _ = observe(
+        (GREETING, HELO, QUIT, CLOSE), [b"220 hi\r\n", b"250 ok\r\n", b"221 bye\r\n", None]
+    )
+    assert engine.outcome is Outcome.PASSED
+    assert [o.event for o in engine.observations] == ["reply", "reply", "reply", "closed"]
+    assert all(o.mismatch is None for o in engine.observations)

@@ -55,10 +55,12 @@ def _describe_os_error(error: OSError) -> str:
     return f"{text} ({name})" if name else text
 
 
-def new_session(scenario: CompiledScenario, session: int, run_id: str) -> SessionEngine:
+def new_session(
+    scenario: CompiledScenario, session: int, run_id: str, *, observe: bool = False
+) -> SessionEngine:
     """The engine of session number ``session``, with its variables."""
     variables = scenario.session_variables(session, run_id) if scenario.uses_variables else None
-    return SessionEngine(scenario, session, variables)
+    return SessionEngine(scenario, session, variables, observe=observe)
 
 
 def record_interrupted(engine: SessionEngine, stats: RunStats) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from ..compiler import CompiledScenario
+from ..engine import SessionEngine
 from ..stats import RunStats
 from .client import ResolvedTarget, new_session, record_interrupted, run_session
 
@@ -35,6 +36,8 @@ class RunSettings:
         grace_s: after the first Ctrl-C, how long running sessions may still take.
         progress_interval_s: how often ``on_progress`` is called; None for never.
         handle_signals: install SIGINT/SIGTERM handling (only possible in the main thread).
+        observe: run sessions in observe mode (see engine.py): they go on after a difference,
+            and each finished session's engine is handed to ``on_session_end``.
     """
 
     sessions: int
@@ -43,6 +46,7 @@ class RunSettings:
     grace_s: float = 2.0
     progress_interval_s: float | None = None
     handle_signals: bool = True
+    observe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,10 @@ class _Run:
         target: ResolvedTarget,
         settings: RunSettings,
         stats: RunStats,
+        on_session_end: Callable[[SessionEngine], None] | None,
     ) -> None:
         self.scenario = scenario
+        self.on_session_end = on_session_end
         self.target = target
         self.settings = settings
         self.stats = stats
@@ -75,7 +81,7 @@ class _Run:
             session = self.next_session
             self.next_session += 1
             self.stats.session_started()
-            engine = new_session(self.scenario, session, settings.run_id)
+            engine = new_session(self.scenario, session, settings.run_id, observe=settings.observe)
             with trio.CancelScope() as scope:
                 self.running.add(scope)
                 try:
@@ -84,6 +90,8 @@ class _Run:
                     self.running.discard(scope)
             if scope.cancelled_caught:
                 record_interrupted(engine, self.stats)
+            elif self.on_session_end is not None:
+                self.on_session_end(engine)
 
     def cancel_running(self) -> None:
         for scope in list(self.running):
@@ -125,9 +133,10 @@ async def run_sessions(
     settings: RunSettings,
     stats: RunStats,
     on_progress: Callable[[float], None] | None = None,
+    on_session_end: Callable[[SessionEngine], None] | None = None,
 ) -> RunTiming:
     """Run ``settings.sessions`` sessions of ``scenario`` against ``target``, into ``stats``."""
-    run = _Run(scenario, target, settings, stats)
+    run = _Run(scenario, target, settings, stats, on_session_end)
     start = trio.current_time()
     async with trio.open_nursery() as services:
         if settings.handle_signals:
