@@ -1,0 +1,68 @@
+"""Volatile reply text: what changes between runs is generalised, what does not is kept."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from smtpload.volatile import normalize, pattern_for
+
+CASES = [
+    (
+        "2.0.0 Ok: queued as A1A73160038",
+        "2.0.0 Ok: queued as <id>",
+        "2.0.0 Ok: queued as 4F2B1160041",
+    ),
+    ("ok 1280190256 qp 85712", "ok <n> qp <n>", "ok 1795800000 qp 1"),
+    (
+        "localhost.localdomain ESMTP Sendmail 8.13.8/8.13.8; Tue, 27 Jul 2010 00:02:15 +0900",
+        "localhost.localdomain ESMTP Sendmail 8.13.8/8.13.8; <date>",
+        "localhost.localdomain ESMTP Sendmail 8.13.8/8.13.8; Sat, 28 Nov 2026 01:02:03 +0000",
+    ),
+    (
+        "2.0.0 o6QF2FNx009985 Message accepted for delivery",
+        "2.0.0 <id> Message accepted for delivery",
+        "2.0.0 q7RG3GOy010096 Message accepted for delivery",
+    ),
+    (
+        "localhost.localdomain Hello testserver [127.0.0.1], pleased to meet you",
+        "localhost.localdomain Hello testserver [<ip>], pleased to meet you",
+        "localhost.localdomain Hello testserver [127.0.0.2], pleased to meet you",
+    ),
+    ("OK id=1qXyZa-0001Ab-Cd", "OK id=<id>", "OK id=1rAbCd-0002Xy-Zz"),
+    ("done at 12:30:01", "done at <time>", "done at 23:59:59"),
+]
+
+
+@pytest.mark.parametrize(("text", "normalized", "other_run"), CASES)
+def test_volatile_parts_are_generalised(text: str, normalized: str, other_run: str) -> None:
+    assert normalize(text) == normalized
+    assert normalize(other_run) == normalized
+    assert re.fullmatch(pattern_for(text), text)
+    assert re.fullmatch(pattern_for(text), other_run)
+
+
+@pytest.mark.parametrize(
+    ("text", "changed"),
+    [
+        (
+            '5.5.1 Command unrecognized: "HELOO localhost"',
+            '5.5.2 Command unrecognized: "HELOO localhost"',
+        ),
+        ("postfix.test ESMTP Postfix (Debian/GNU)", "postfix.test ESMTP Postfix (Ubuntu)"),
+        ("ESMTP Sendmail 8.13.8/8.13.8", "ESMTP Sendmail 8.14.4/8.14.4"),
+        ("2.1.5 Ok", "2.1.5 Recipient ok"),
+    ],
+    ids=["enhanced-code", "words", "version", "text"],
+)
+def test_what_belongs_to_the_configuration_is_kept(text: str, changed: str) -> None:
+    assert normalize(text) == text
+    assert normalize(changed) != normalize(text)
+    assert re.fullmatch(pattern_for(text), changed) is None
+
+
+def test_pattern_escapes_regex_characters() -> None:
+    text = "Error: (x+y)? [*] queued as A1A73160038"
+    assert re.fullmatch(pattern_for(text), text)
+    assert re.fullmatch(pattern_for(text), "Error: xy [*] queued as A1A73160038") is None
