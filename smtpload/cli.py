@@ -19,25 +19,26 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from .bundled import bundled_scenario_names, find_scenario
-from .compiler import CompiledScenario, compile_scenario
-from .engine import CONNECT_EXPECTATION
+from .cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    parse_vars,
+    positive_float,
+    positive_int,
+    scenario_path,
+    target_argument,
+)
+from .compiler import compile_scenario
 from .errors import LocalError, ScenarioError, UsageError
-from .model import Target, parse_target
-from .net.client import ResolvedTarget, resolve_target
-from .net.runner import RunSettings, run_sessions
-from .net.sink import serve_sink
-from .outcome import Outcome, SessionFailure
+from .model import Target
+from .net.runner import RunSettings, run_scenario
 from .report import build_summary, format_progress, format_report, write_results
 from .scenario import load_scenario
 from .stats import RunStats
 
 __all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 _RUN_EXAMPLES = """\
 examples:
@@ -46,33 +47,6 @@ examples:
   smtpload run quickstart --target mx.test:25 --sessions 10000 --concurrency 100 --quiet \\
       --json summary.json
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
-    return value
-
-
-def _target(text: str) -> Target:
-    try:
-        return parse_target(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -95,16 +69,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="a scenario file, or the name of a bundled one")
     run.add_argument(
         "--target",
-        type=_target,
+        type=target_argument,
         help="HOST:PORT of the server (default: the scenario's target, else the built-in sink)",
     )
-    run.add_argument("--sessions", type=_positive_int, default=1, help="sessions in total")
+    run.add_argument("--sessions", type=positive_int, default=1, help="sessions in total")
     run.add_argument(
-        "--concurrency", type=_positive_int, default=1, help="sessions at the same time"
+        "--concurrency", type=positive_int, default=1, help="sessions at the same time"
     )
     run.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="step timeout unless a step sets its own (default: the scenario's, else 30)",
     )
@@ -149,32 +123,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sink.add_argument(
         "--listen",
-        type=_target,
+        type=target_argument,
         default=Target("127.0.0.1", 2525),
         metavar="HOST:PORT",
         help="address to listen on (default 127.0.0.1:2525)",
     )
     return parser
-
-
-def _parse_vars(pairs: Sequence[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
-        values[name] = value
-    return values
-
-
-def _scenario_path(name: str) -> Path:
-    path = find_scenario(name)
-    if path is None:
-        raise UsageError(
-            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
-            + ", ".join(bundled_scenario_names())
-        )
-    return path
 
 
 def _results_directory(directory: Path, json_path: Path | None) -> Path:
@@ -224,49 +178,10 @@ class _Progress:
             sys.stderr.flush()
 
 
-async def _run(
-    compiled: CompiledScenario,
-    target: Target | None,
-    settings: RunSettings,
-    stats: RunStats,
-    progress: _Progress | None,
-) -> tuple[str, float, bool]:
-    """Run against ``target``, or a sink of our own when it is None.
-
-    Returns:
-        the target as shown in reports, the run's duration, and whether it was interrupted.
-    """
-    async with trio.open_nursery() as nursery:
-        if target is None:
-            address = await nursery.start(serve_sink, "127.0.0.1", 0)
-            target = Target(address.host, address.port)
-        try:
-            # Resolved once for the whole run; bounded like any other wait.
-            with trio.fail_after(compiled.timeout_s):
-                resolved: ResolvedTarget = await resolve_target(target.host, target.port)
-        except (OSError, trio.TooSlowError) as error:
-            # Nothing can connect: every session fails to, and the run still reports that.
-            reason = str(error) or f"no answer within {compiled.timeout_s:g} s"
-            detail = f"cannot resolve {target.host}: {reason}"
-            for session in range(1, settings.sessions + 1):
-                stats.session_started()
-                stats.record_step("connect", None, failed=True)
-                failure = SessionFailure(
-                    session, Outcome.CONNECT_ERROR, "connect", CONNECT_EXPECTATION, detail, ()
-                )
-                stats.record_session(Outcome.CONNECT_ERROR, None, failure)
-            print(f"smtpload: {detail}", file=sys.stderr)
-            nursery.cancel_scope.cancel()
-            return str(target), 0.0, False
-        timing = await run_sessions(compiled, resolved, settings, stats, progress)
-        nursery.cancel_scope.cancel()
-    return resolved.display, timing.duration_s, timing.interrupted
-
-
 def _command_run(args: argparse.Namespace) -> int:
-    path = _scenario_path(args.scenario)
+    path = scenario_path(args.scenario)
     scenario = load_scenario(path)
-    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=_parse_vars(args.var))
+    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     run_id = _new_run_id()
     directory = _results_directory(args.results / run_id, args.json)
@@ -280,7 +195,7 @@ def _command_run(args: argparse.Namespace) -> int:
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
     )
     shown_target, duration_s, interrupted = trio.run(
-        _run, compiled, target, settings, stats, progress
+        run_scenario, compiled, target, settings, stats, progress
     )
     if progress is not None:
         progress.clear()
@@ -315,7 +230,7 @@ def _command_validate(args: argparse.Namespace) -> int:
     problems = []
     for name in args.scenarios:
         try:
-            scenario = load_scenario(_scenario_path(name))
+            scenario = load_scenario(scenario_path(name))
         except ScenarioError as error:
             problems.extend(error.problems)
         else:

@@ -20,6 +20,7 @@ the ``data`` step after it is skipped instead).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .compiler import CompiledScenario, CompiledStep
@@ -50,12 +51,14 @@ class Observation:
             ``connection_error``, ``protocol_error``, or ``skipped`` (not sent, see above).
         reply: the reply, for ``reply`` events.
         mismatch: why the step's expectation did not hold, or None when it did.
+        sent: the bytes the step sent (empty for greeting and close steps).
     """
 
     step: CompiledStep
     event: str
     reply: Reply | None = None
     mismatch: str | None = None
+    sent: bytes = b""
 
 
 def _polite_quit(timeout_s: float) -> CompiledStep:
@@ -86,12 +89,14 @@ class SessionEngine:
         "_failed_step",
         "_failure_got",
         "_index",
+        "_last_sent",
         "_observe",
         "_quit_step",
         "_scenario",
         "_skip_data",
         "_transcript",
         "_variables",
+        "_watcher",
         "messages_accepted",
         "observations",
         "outcome",
@@ -105,9 +110,12 @@ class SessionEngine:
         variables: dict[str, str] | None = None,
         *,
         observe: bool = False,
+        watcher: Callable[[Observation], None] | None = None,
     ) -> None:
         self._scenario = scenario
         self._observe = observe
+        self._watcher = watcher
+        self._last_sent = b""
         self._skip_data = False
         self.observations: list[Observation] = []
         self.session = session
@@ -134,7 +142,8 @@ class SessionEngine:
         else:
             step = steps[self._index]
             if self._skip_data and step.kind is StepKind.DATA:
-                self.observations.append(Observation(step, "skipped", None, "not sent: no 354"))
+                self._last_sent = b""
+                self._observe_event(step, "skipped", None, "not sent: no 354")
                 self._index += 1
                 step = steps[self._index] if self._index < len(steps) else None
             self._skip_data = False
@@ -159,6 +168,7 @@ class SessionEngine:
     def payload(self, step: CompiledStep) -> bytes:
         """The bytes to send for ``step`` (empty for greeting and close steps)."""
         data = step.payload if step.payload is not None else step.render(self._variables)
+        self._last_sent = data
         if data:
             self._transcript.append(("C", (step, data)))
         return data
@@ -279,8 +289,13 @@ class SessionEngine:
     def _observe_event(
         self, step: CompiledStep, event: str, reply: Reply | None, mismatch: str | None
     ) -> None:
-        if self._observe and step.index >= 0:
-            self.observations.append(Observation(step, event, reply, mismatch))
+        if step.index < 0 or not (self._observe or self._watcher is not None):
+            return
+        observation = Observation(step, event, reply, mismatch, self._last_sent)
+        if self._observe:
+            self.observations.append(observation)
+        if self._watcher is not None:
+            self._watcher(observation)
 
     def _observe_mismatch(self, step: CompiledStep, reply: Reply, why: str) -> bool:
         """Observe mode: note the difference and go on where the dialogue allows it."""
@@ -297,6 +312,7 @@ class SessionEngine:
         return False
 
     def _unexpected(self, step: CompiledStep, reply: Reply, why: str) -> None:
+        self._observe_event(step, "reply", reply, why)
         self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(reply)} ({why})")
         if reply.code not in _NO_QUIT_AFTER:
             self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))

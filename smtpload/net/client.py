@@ -16,12 +16,13 @@ from __future__ import annotations
 import errno
 import socket as stdlib_socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
 from ..compiler import CompiledScenario
-from ..engine import SessionEngine
+from ..engine import Observation, SessionEngine
 from ..errors import RemoteProtocolError
 from ..model import Target
 from ..outcome import Outcome
@@ -56,11 +57,16 @@ def _describe_os_error(error: OSError) -> str:
 
 
 def new_session(
-    scenario: CompiledScenario, session: int, run_id: str, *, observe: bool = False
+    scenario: CompiledScenario,
+    session: int,
+    run_id: str,
+    *,
+    observe: bool = False,
+    watcher: Callable[[Observation], None] | None = None,
 ) -> SessionEngine:
     """The engine of session number ``session``, with its variables."""
     variables = scenario.session_variables(session, run_id) if scenario.uses_variables else None
-    return SessionEngine(scenario, session, variables, observe=observe)
+    return SessionEngine(scenario, session, variables, observe=observe, watcher=watcher)
 
 
 def record_interrupted(engine: SessionEngine, stats: RunStats) -> None:

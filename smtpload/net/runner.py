@@ -12,17 +12,27 @@ returns normally, so every result file is still written.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
 from ..compiler import CompiledScenario
-from ..engine import SessionEngine
+from ..engine import CONNECT_EXPECTATION, Observation, SessionEngine
+from ..model import Target
+from ..outcome import Outcome, SessionFailure
 from ..stats import RunStats
-from .client import ResolvedTarget, new_session, record_interrupted, run_session
+from .client import (
+    ResolvedTarget,
+    new_session,
+    record_interrupted,
+    resolve_target,
+    run_session,
+)
+from .sink import serve_sink
 
-__all__ = ["RunSettings", "RunTiming", "run_sessions"]
+__all__ = ["RunSettings", "RunTiming", "run_scenario", "run_sessions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +73,10 @@ class _Run:
         settings: RunSettings,
         stats: RunStats,
         on_session_end: Callable[[SessionEngine], None] | None,
+        on_step: Callable[[Observation], None] | None,
     ) -> None:
         self.scenario = scenario
+        self.on_step = on_step
         self.on_session_end = on_session_end
         self.target = target
         self.settings = settings
@@ -81,7 +93,13 @@ class _Run:
             session = self.next_session
             self.next_session += 1
             self.stats.session_started()
-            engine = new_session(self.scenario, session, settings.run_id, observe=settings.observe)
+            engine = new_session(
+                self.scenario,
+                session,
+                settings.run_id,
+                observe=settings.observe,
+                watcher=self.on_step,
+            )
             with trio.CancelScope() as scope:
                 self.running.add(scope)
                 try:
@@ -134,9 +152,16 @@ async def run_sessions(
     stats: RunStats,
     on_progress: Callable[[float], None] | None = None,
     on_session_end: Callable[[SessionEngine], None] | None = None,
+    on_step: Callable[[Observation], None] | None = None,
 ) -> RunTiming:
-    """Run ``settings.sessions`` sessions of ``scenario`` against ``target``, into ``stats``."""
-    run = _Run(scenario, target, settings, stats, on_session_end)
+    """Run ``settings.sessions`` sessions of ``scenario`` against ``target``, into ``stats``.
+
+    Args:
+        on_progress: called every ``settings.progress_interval_s`` with the seconds elapsed.
+        on_session_end: called with each session's engine when it ends (not when interrupted).
+        on_step: called with each step's observation as it completes (``smtpload replay``).
+    """
+    run = _Run(scenario, target, settings, stats, on_session_end, on_step)
     start = trio.current_time()
     async with trio.open_nursery() as services:
         if settings.handle_signals:
@@ -150,3 +175,47 @@ async def run_sessions(
         duration_s = trio.current_time() - start
         services.cancel_scope.cancel()
     return RunTiming(duration_s=duration_s, interrupted=run.interrupted)
+
+
+async def run_scenario(
+    scenario: CompiledScenario,
+    target: Target | None,
+    settings: RunSettings,
+    stats: RunStats,
+    on_progress: Callable[[float], None] | None = None,
+    on_session_end: Callable[[SessionEngine], None] | None = None,
+    on_step: Callable[[Observation], None] | None = None,
+) -> tuple[str, float, bool]:
+    """A whole run: resolve ``target`` once (or start the built-in sink when it is None), then
+    ``run_sessions``. The callbacks are ``run_sessions``'s.
+
+    Returns:
+        the target as shown in reports, the run's duration, and whether it was interrupted.
+    """
+    async with trio.open_nursery() as nursery:
+        if target is None:
+            address = await nursery.start(serve_sink, "127.0.0.1", 0)
+            target = Target(address.host, address.port)
+        try:
+            # Resolved once for the whole run; bounded like any other wait.
+            with trio.fail_after(scenario.timeout_s):
+                resolved = await resolve_target(target.host, target.port)
+        except (OSError, trio.TooSlowError) as error:
+            # Nothing can connect: every session fails to, and the run still reports that.
+            reason = str(error) or f"no answer within {scenario.timeout_s:g} s"
+            detail = f"cannot resolve {target.host}: {reason}"
+            for session in range(1, settings.sessions + 1):
+                stats.session_started()
+                stats.record_step("connect", None, failed=True)
+                failure = SessionFailure(
+                    session, Outcome.CONNECT_ERROR, "connect", CONNECT_EXPECTATION, detail, ()
+                )
+                stats.record_session(Outcome.CONNECT_ERROR, None, failure)
+            print(f"smtpload: {detail}", file=sys.stderr)
+            nursery.cancel_scope.cancel()
+            return str(target), 0.0, False
+        timing = await run_sessions(
+            scenario, resolved, settings, stats, on_progress, on_session_end, on_step
+        )
+        nursery.cancel_scope.cancel()
+    return resolved.display, timing.duration_s, timing.interrupted

@@ -1,0 +1,79 @@
+"""What the command line's commands share: exit statuses and argument types.
+
+Argument types raise ``argparse.ArgumentTypeError`` (argparse turns it into a usage message and
+exit status 2); the other helpers raise ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .bundled import bundled_scenario_names, find_scenario
+from .errors import UsageError
+from .model import Target, parse_target
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "parse_vars",
+    "positive_float",
+    "positive_int",
+    "scenario_path",
+    "target_argument",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
+    return value
+
+
+def target_argument(text: str) -> Target:
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
+        values[name] = value
+    return values
+
+
+def scenario_path(name: str) -> Path:
+    path = find_scenario(name)
+    if path is None:
+        raise UsageError(
+            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
+            + ", ".join(bundled_scenario_names())
+        )
+    return path
