@@ -1,4 +1,5 @@
-"""The command line: ``smtpload run``, ``validate`` and ``sink``.
+"""The command line: ``smtpload run``, ``validate`` and ``sink``; ``import`` and ``replay`` are in
+``cli_transcripts.py``, ``record`` and ``compare`` in ``cli_regression.py``.
 
 This module reads arguments, loads and compiles scenarios, starts the run, and turns every
 local error into a one-line message and exit status 2. Exit statuses: 0 every session passed,
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import trio
 
-from . import __version__
+from . import __version__, cli_regression, cli_transcripts
 from .cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    listen_argument,
     parse_vars,
     positive_float,
     positive_int,
@@ -113,6 +115,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("scenarios", nargs="+", metavar="SCENARIO")
 
+    cli_transcripts.add_parsers(commands)
+    cli_regression.add_parsers(commands)
+
     sink = commands.add_parser(
         "sink",
         help="run the built-in SMTP sink (accepts and discards everything)",
@@ -123,10 +128,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sink.add_argument(
         "--listen",
-        type=target_argument,
+        type=listen_argument,
         default=Target("127.0.0.1", 2525),
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:2525)",
+        help="address to listen on (default 127.0.0.1:2525; port 0 picks a free one)",
     )
     return parser
 
@@ -257,7 +262,15 @@ def _command_sink(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    commands = {"run": _command_run, "validate": _command_validate, "sink": _command_sink}
+    commands = {
+        "run": _command_run,
+        "validate": _command_validate,
+        "sink": _command_sink,
+        "import": cli_transcripts.command_import,
+        "replay": cli_transcripts.command_replay,
+        "record": cli_regression.command_record,
+        "compare": cli_regression.command_compare,
+    }
     try:
         return commands[args.command](args)
     except LocalError as error:

@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "listen_argument",
     "parse_vars",
     "positive_float",
     "positive_int",
@@ -57,6 +58,14 @@ def target_argument(text: str) -> Target:
         return parse_target(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def listen_argument(text: str) -> Target:
+    """A HOST:PORT to listen on; port 0 picks a free port."""
+    try:
+        return parse_target(text, allow_port_zero=True)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("bad target", "bad address")) from None
 
 
 def parse_vars(pairs: Sequence[str]) -> dict[str, str]:

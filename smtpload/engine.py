@@ -303,10 +303,13 @@ class SessionEngine:
         if self._failed_step is None:
             self._failed_step = step
             self._failure_got = f"{_first_line(reply)} ({why})"
-        if reply.code == 354:
+        codes = step.expectation.codes if step.expectation is not None else None
+        expects_354 = codes is None or 354 in codes
+        if reply.code == 354 and not expects_354:
             # The server now reads message text: any command would become part of a message.
             self.outcome = Outcome.UNEXPECTED_REPLY
-        elif step.expectation is not None and 354 in (step.expectation.codes or ()):
+        elif reply.code != 354 and codes is not None and 354 in codes:
+            # DATA was refused: the message would be read as commands, so it is not sent.
             self._skip_data = True
         self._index += 1
         return False

@@ -42,7 +42,7 @@ class Target:
         return f"{host}:{self.port}"
 
 
-def parse_target(text: str, default_port: int = 25) -> Target:
+def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = False) -> Target:
     """Parse ``host``, ``host:port``, ``[v6-address]:port`` or ``[v6-address]``.
 
     A bare IPv6 address is refused: ``::1:2626`` could be the address ``::1:2626`` or
@@ -71,8 +71,9 @@ def parse_target(text: str, default_port: int = 25) -> Target:
         )
     if not port_text:
         return Target(host, default_port)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"bad target {text!r}: the port must be a number from 1 to 65535")
+    lowest = 0 if allow_port_zero else 1  # 0: a listener's "any free port"
+    if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
+        raise ValueError(f"bad target {text!r}: the port must be a number from {lowest} to 65535")
     return Target(host, int(port_text))
 
 

@@ -44,7 +44,11 @@ _VOLATILE: tuple[tuple[str, re.Pattern[str], str], ...] = (
     # or a long run of digits, at least 6 characters: queue ids, session ids, message ids.
     (
         "<id>",
-        re.compile(r"(?<![\w.-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]{5,}(?![\w.-])"),
+        re.compile(
+            r"(?<![\w.-])"
+            r"(?:(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]{5,}|\d{6,})"
+            r"(?![\w.-])"
+        ),
         r"[\w-]+",
     ),
     ("<n>", re.compile(r"(?<![\w.-])\d+(?![\w.-])"), r"\d+"),

@@ -8,8 +8,12 @@
     override with ``SMTPLOAD_POSTFIX=HOST:PORT``). Without it a test is skipped on a developer's
     machine, but fails under CI (``CI`` set), where its absence means the setup is broken.
     Tests that use it get the ``postfix`` marker automatically, so ``-m "not postfix"`` skips them.
+``postfix_upgraded_server``
+    The same Postfix's second smtpd, "after an upgrade" (default ``127.0.0.1:10026``, override
+    with ``SMTPLOAD_POSTFIX_B``): another banner, ``changed@example.test`` refused, no DSN.
+    Skipped or failed like ``postfix_server``; use it together with that one (for the marker).
 
-Both are plain synchronous fixtures, usable from trio tests: aiosmtpd runs its own asyncio loop
+All are plain synchronous fixtures, usable from trio tests: aiosmtpd runs its own asyncio loop
 in a thread, and Postfix is another process. Each is an external server as far as trio is
 concerned, so never pair them with trio's ``autojump_clock``.
 """
@@ -145,3 +149,22 @@ def postfix_server() -> SmtpPeer:
             ".ci/run should have started it with .ci/postfix-setup: see that step's output."
         )
     pytest.skip("Postfix test server not running; start it with: sudo .ci/postfix-setup")
+
+
+POSTFIX_UPGRADED_ENV = "SMTPLOAD_POSTFIX_B"
+POSTFIX_UPGRADED_DEFAULT = "127.0.0.1:10026"
+
+
+@pytest.fixture(scope="session")
+def postfix_upgraded_server() -> SmtpPeer:
+    """The Postfix test server's "upgraded" smtpd (see ``.ci/postfix-setup``)."""
+    peer = _parse_host_port(os.environ.get(POSTFIX_UPGRADED_ENV, POSTFIX_UPGRADED_DEFAULT))
+    problem = _postfix_problem(peer)
+    if problem is None:
+        return peer
+    if os.environ.get("CI"):
+        pytest.fail(
+            f"Postfix's upgraded test smtpd not running under CI: {problem}. "
+            ".ci/run should have started it with .ci/postfix-setup: see that step's output."
+        )
+    pytest.skip("Postfix's upgraded test smtpd not running; start it with: sudo .ci/postfix-setup")

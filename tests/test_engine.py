@@ -454,6 +454,21 @@ def test_observe_mode_stops_at_an_unexpected_354() -> None:
     assert engine.outcome is Outcome.UNEXPECTED_REPLY
 
 
+def test_observe_mode_sends_the_message_when_only_the_354_text_differs() -> None:
+    data = Step(
+        StepKind.SEND,
+        "data",
+        text="DATA",
+        expect=Expectation(codes=frozenset({354}), pattern="^Enter mail"),
+    )
+    message = Step(StepKind.DATA, "message", text="hi\n", expect=codes(250))
+    engine, sent = observe(
+        (data, message), [b"354 End data with <CR><LF>.<CR><LF>\r\n", b"250 ok\r\n"]
+    )
+    assert sent == [b"DATA\r\n", b"hi\r\n.\r\n"]
+    assert [o.mismatch is None for o in engine.observations] == [False, True]
+
+
 def test_observe_mode_passes_when_every_reply_matches() -> None:
     engine, _ = observe(
         (GREETING, HELO, QUIT, CLOSE), [b"220 hi\r\n", b"250 ok\r\n", b"221 bye\r\n", None]

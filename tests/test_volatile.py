@@ -14,7 +14,13 @@ CASES = [
         "2.0.0 Ok: queued as <id>",
         "2.0.0 Ok: queued as 4F2B1160041",
     ),
-    ("ok 1280190256 qp 85712", "ok <n> qp <n>", "ok 1795800000 qp 1"),
+    ("ok 1280190256 qp 85712", "ok <id> qp <n>", "ok 1795800000 qp 1"),
+    # Postfix's hex queue ids are now and then all digits: still an id, not a number.
+    (
+        "2.0.0 Ok: queued as 04012345678",
+        "2.0.0 Ok: queued as <id>",
+        "2.0.0 Ok: queued as 4F2B11600",
+    ),
     (
         "localhost.localdomain ESMTP Sendmail 8.13.8/8.13.8; Tue, 27 Jul 2010 00:02:15 +0900",
         "localhost.localdomain ESMTP Sendmail 8.13.8/8.13.8; <date>",

@@ -1,0 +1,426 @@
+"""What a run observed, step by step: the behaviour that ``record`` stores and ``compare`` reads.
+
+This module owns the *baseline*: building a :class:`Behaviour` from observe-mode sessions
+(:class:`BehaviourRecorder`), and its JSON file. It does no network I/O and never imports trio;
+the only I/O is reading and writing the baseline file (:func:`load_baseline`,
+:func:`save_baseline`). Judging two behaviours is ``regression.py``'s job.
+
+The baseline file (``smtpload-baseline/1``)
+-------------------------------------------
+A baseline is meant to be committed next to the scenario, so its format is a public contract.
+It is UTF-8 JSON, written with sorted keys and two-space indentation so that a changed behaviour
+shows as a readable diff::
+
+    {
+      "format": "smtpload-baseline/1",      # required; any other value is refused
+      "scenario": "upgrade",                # the scenario's name
+      "target": "127.0.0.1:10025",          # the server it was recorded against
+      "sessions": 10,                       # sessions run
+      "smtpload_version": "0.1.0",
+      "steps": [                            # every scenario step, in scenario order
+        {
+          "name": "rcpt",                   # the step's name, as in reports
+          "sessions": 10,                   # sessions that reached the step
+          "codes": {"250": 10},             # sessions per reply code
+          "enhanced": {"2.1.5": 10},        # sessions per enhanced status code (RFC 3463)
+          "events": {},                     # sessions per other event: closed, timeout,
+                                            #   connection_error, protocol_error, skipped,
+                                            #   connect_error (first step only)
+          "unexpected": 0,                  # sessions whose reply missed the step's expect
+          "text": ["2.1.5 Ok"],             # the distinct reply lines, volatile parts
+                                            #   normalized (volatile.normalize), sorted
+          "examples": ["250 2.1.5 Ok"],     # a few first lines exactly as received
+          "capabilities": null,             # EHLO steps: {"SIZE": ["10240000"], ...}
+          "latency": {"count": 10, "p50_ms": 0.05, "p99_ms": 0.08,
+                      "histogram": "HISTF..."}   # HdrHistogram V2 blob, µs; null if count 0
+        }
+      ]
+    }
+
+For an EHLO (or LHLO) step that got a 2xx reply, ``text`` holds only the reply's first line
+(the server's greeting); the keyword lines are in ``capabilities`` (RFC 5321 §4.1.1.1), so a
+removed extension is one capability difference, not also a text difference. ``p50_ms`` and
+``p99_ms`` are there for people reading the file: the histogram is what counts, and reading a
+file recomputes them from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .compiler import CompiledScenario, CompiledStep
+from .engine import SessionEngine
+from .errors import LocalError
+from .expectations import ehlo_capabilities, enhanced_code
+from .model import StepKind
+from .outcome import Outcome
+from .stats import LatencyHistogram, RunStats
+from .volatile import normalize
+from .wire import Reply
+
+__all__ = [
+    "BASELINE_FORMAT",
+    "BaselineError",
+    "Behaviour",
+    "BehaviourRecorder",
+    "StepBehaviour",
+    "StepLatency",
+    "load_baseline",
+    "save_baseline",
+]
+
+BASELINE_FORMAT = "smtpload-baseline/1"
+
+#: Raw first lines kept per step: enough to show what a reply looked like, not a transcript.
+MAX_EXAMPLES = 5
+
+_RECORD_HINT = "record a new one with: smtpload record SCENARIO --target HOST:PORT -o FILE"
+
+
+class BaselineError(LocalError):
+    """A baseline file is missing, unreadable, or not an ``smtpload-baseline/1`` file."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepLatency:
+    """A step's latencies: the histogram (encoded) and, for reading, two percentiles."""
+
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+    histogram: str | None  # LatencyHistogram.encode(); None when count is 0
+
+    @classmethod
+    def of(cls, histogram: LatencyHistogram) -> StepLatency:
+        summary = histogram.summary_ms()
+        if summary is None:
+            return cls(0, None, None, None)
+        return cls(histogram.count, summary["p50"], summary["p99"], histogram.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class StepBehaviour:
+    """What the sessions of a run saw at one step (see the module docstring for each field)."""
+
+    name: str
+    sessions: int
+    codes: Mapping[str, int]
+    enhanced: Mapping[str, int]
+    events: Mapping[str, int]
+    unexpected: int
+    text: tuple[str, ...]
+    examples: tuple[str, ...]
+    capabilities: Mapping[str, tuple[str, ...]] | None
+    latency: StepLatency
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """What one run observed, per scenario step in scenario order."""
+
+    scenario: str
+    target: str
+    sessions: int
+    steps: tuple[StepBehaviour, ...]
+
+    def step(self, name: str) -> StepBehaviour | None:
+        return next((step for step in self.steps if step.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The behaviour as the JSON object of a baseline file."""
+        return {
+            "format": BASELINE_FORMAT,
+            "scenario": self.scenario,
+            "target": self.target,
+            "sessions": self.sessions,
+            "smtpload_version": __version__,
+            "steps": [_step_to_json(step) for step in self.steps],
+        }
+
+    @classmethod
+    def from_json(cls, data: object, path: str) -> Behaviour:
+        """Read a baseline file's JSON object.
+
+        Args:
+            data: the parsed JSON.
+            path: the file it came from, for error messages.
+
+        Raises:
+            BaselineError: ``data`` is not a valid ``smtpload-baseline/1`` object; the message
+                names the file and the field.
+        """
+        reader = _Reader(path)
+        top = reader.mapping(data, "the file")
+        file_format = top.get("format")
+        if file_format != BASELINE_FORMAT:
+            if isinstance(file_format, str) and file_format.startswith("smtpload-baseline/"):
+                raise BaselineError(
+                    f"{path}: baseline format {file_format!r} is not {BASELINE_FORMAT!r} "
+                    f"(written by another smtpload version); {_RECORD_HINT}"
+                )
+            raise BaselineError(
+                f'{path}: not an smtpload baseline (no "format": {BASELINE_FORMAT!r}); '
+                f"{_RECORD_HINT}"
+            )
+        steps = reader.array(top.get("steps"), "steps")
+        return cls(
+            scenario=reader.string(top.get("scenario"), "scenario"),
+            target=reader.string(top.get("target"), "target"),
+            sessions=reader.count(top.get("sessions"), "sessions"),
+            steps=tuple(reader.step(item, f"steps[{i}]") for i, item in enumerate(steps)),
+        )
+
+
+def load_baseline(path: str | os.PathLike[str]) -> Behaviour:
+    """Read a baseline file. Raises BaselineError (with the path) for any problem."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except FileNotFoundError:
+        raise BaselineError(f"{name}: no such baseline file; {_RECORD_HINT}") from None
+    except OSError as exc:
+        raise BaselineError(f"{name}: cannot read the baseline: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise BaselineError(f"{name}: not valid JSON ({exc}); {_RECORD_HINT}") from None
+    return Behaviour.from_json(data, name)
+
+
+def save_baseline(behaviour: Behaviour, path: str | os.PathLike[str]) -> None:
+    """Write ``behaviour`` as a baseline file (replaced whole: a reader never sees half a file)."""
+    name = os.fspath(path)
+    text = json.dumps(behaviour.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    partial = f"{name}.partial"
+    with open(partial, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(partial, name)
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _StepTally:
+    sessions: int = 0
+    codes: dict[str, int] = field(default_factory=dict)
+    enhanced: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    unexpected: int = 0
+    text: set[str] = field(default_factory=set)
+    examples: dict[tuple[int, str], str] = field(default_factory=dict)
+    capabilities: dict[str, tuple[str, ...]] | None = None
+
+
+def _sends_hello(step: CompiledStep) -> bool:
+    """Whether the step sends EHLO or LHLO (RFC 2033), whose reply lists capabilities."""
+    if step.kind is not StepKind.SEND:
+        return False
+    if step.payload is not None:
+        head = step.payload[:5].decode("ascii", "replace")
+    elif step.template is not None:
+        head = step.template.parts[0][:5]
+    else:
+        return False
+    return head.upper().rstrip() in ("EHLO", "LHLO")
+
+
+class BehaviourRecorder:
+    """Collects the observations of finished observe-mode sessions into a :class:`Behaviour`.
+
+    Args:
+        scenario: the compiled scenario the sessions ran; fixes the steps and their order.
+    """
+
+    __slots__ = ("_hello_steps", "_scenario", "_tallies")
+
+    def __init__(self, scenario: CompiledScenario) -> None:
+        self._scenario = scenario
+        self._tallies = {step.name: _StepTally() for step in scenario.steps}
+        self._hello_steps = frozenset(s.name for s in scenario.steps if _sends_hello(s))
+
+    def add_session(self, engine: SessionEngine) -> None:
+        """Add one finished session (its engine must have run with ``observe=True``)."""
+        if engine.outcome is Outcome.CONNECT_ERROR and not engine.observations:
+            # Counted at the first step, so that later steps that no session reached read as
+            # consequences of this one difference.
+            if self._scenario.steps:
+                first = self._tallies[self._scenario.steps[0].name]
+                first.sessions += 1
+                _bump(first.events, "connect_error")
+            return
+        for observation in engine.observations:
+            tally = self._tallies.get(observation.step.name)
+            if tally is None:
+                continue
+            tally.sessions += 1
+            if observation.mismatch is not None:
+                tally.unexpected += 1
+            reply = observation.reply
+            if observation.event != "reply" or reply is None:
+                _bump(tally.events, observation.event)
+                continue
+            self._add_reply(tally, observation.step.name in self._hello_steps, reply)
+
+    def _add_reply(self, tally: _StepTally, hello: bool, reply: Reply) -> None:
+        _bump(tally.codes, str(reply.code))
+        enhanced = enhanced_code(reply)
+        if enhanced is not None:
+            _bump(tally.enhanced, enhanced)
+        lines = reply.lines
+        if hello and 200 <= reply.code < 300:
+            lines = lines[:1]
+            capabilities = tally.capabilities if tally.capabilities is not None else {}
+            for keyword, params in ehlo_capabilities(reply).items():
+                known = capabilities.get(keyword, ())
+                capabilities[keyword] = known + tuple(p for p in params if p not in known)
+            tally.capabilities = capabilities
+        normalized = [normalize(line) for line in lines]
+        tally.text.update(normalized)
+        key = (reply.code, normalized[0] if normalized else "")
+        if key not in tally.examples and len(tally.examples) < MAX_EXAMPLES:
+            tally.examples[key] = f"{reply.code} {lines[0] if lines else ''}".rstrip()
+
+    def behaviour(self, stats: RunStats, *, scenario: str, target: str, sessions: int) -> Behaviour:
+        """The behaviour of the sessions added so far, with latencies from ``stats``.
+
+        Args:
+            stats: the run's stats, with every scenario step (``stats.steps[name].latency`` is
+                each step's histogram).
+            scenario: the scenario's name.
+            target: the server, as ``host:port``.
+            sessions: sessions the run started.
+        """
+        steps = []
+        for name, tally in self._tallies.items():
+            steps.append(
+                StepBehaviour(
+                    name=name,
+                    sessions=tally.sessions,
+                    codes=_sorted(tally.codes),
+                    enhanced=_sorted(tally.enhanced),
+                    events=_sorted(tally.events),
+                    unexpected=tally.unexpected,
+                    text=tuple(sorted(tally.text)),
+                    examples=tuple(tally.examples.values()),
+                    capabilities=_sorted_or_none(tally.capabilities),
+                    latency=StepLatency.of(stats.steps[name].latency),
+                )
+            )
+        return Behaviour(scenario=scenario, target=target, sessions=sessions, steps=tuple(steps))
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _sorted(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: mapping[key] for key in sorted(mapping)}
+
+
+def _sorted_or_none(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if mapping is None else _sorted(mapping)
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+
+
+def _step_to_json(step: StepBehaviour) -> dict[str, Any]:
+    latency = step.latency
+    return {
+        "name": step.name,
+        "sessions": step.sessions,
+        "codes": dict(step.codes),
+        "enhanced": dict(step.enhanced),
+        "events": dict(step.events),
+        "unexpected": step.unexpected,
+        "text": list(step.text),
+        "examples": list(step.examples),
+        "capabilities": (
+            None
+            if step.capabilities is None
+            else {keyword: list(params) for keyword, params in step.capabilities.items()}
+        ),
+        "latency": {
+            "count": latency.count,
+            "p50_ms": latency.p50_ms,
+            "p99_ms": latency.p99_ms,
+            "histogram": latency.histogram,
+        },
+    }
+
+
+class _Reader:
+    """Type-checks parsed JSON, naming the file and the field in every error."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, what: str) -> BaselineError:
+        return BaselineError(f"{self.path}: {where}: {what}; the file is damaged, {_RECORD_HINT}")
+
+    def mapping(self, value: object, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "expected a JSON object")
+        return value
+
+    def array(self, value: object, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(where, "expected a JSON array")
+        return value
+
+    def string(self, value: object, where: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(where, "expected a string")
+        return value
+
+    def count(self, value: object, where: str) -> int:
+        if type(value) is not int or value < 0:
+            raise self.fail(where, "expected a whole number >= 0")
+        return value
+
+    def counts(self, value: object, where: str) -> dict[str, int]:
+        mapping = self.mapping(value, where)
+        return {key: self.count(n, f"{where}.{key}") for key, n in sorted(mapping.items())}
+
+    def strings(self, value: object, where: str) -> tuple[str, ...]:
+        items = self.array(value, where)
+        return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(items))
+
+    def step(self, value: object, where: str) -> StepBehaviour:
+        step = self.mapping(value, where)
+        capabilities = step.get("capabilities")
+        if capabilities is not None:
+            mapping = self.mapping(capabilities, f"{where}.capabilities")
+            capabilities = {
+                keyword: self.strings(params, f"{where}.capabilities.{keyword}")
+                for keyword, params in sorted(mapping.items())
+            }
+        return StepBehaviour(
+            name=self.string(step.get("name"), f"{where}.name"),
+            sessions=self.count(step.get("sessions"), f"{where}.sessions"),
+            codes=self.counts(step.get("codes"), f"{where}.codes"),
+            enhanced=self.counts(step.get("enhanced"), f"{where}.enhanced"),
+            events=self.counts(step.get("events"), f"{where}.events"),
+            unexpected=self.count(step.get("unexpected", 0), f"{where}.unexpected"),
+            text=self.strings(step.get("text"), f"{where}.text"),
+            examples=self.strings(step.get("examples", []), f"{where}.examples"),
+            capabilities=capabilities,
+            latency=self.latency(step.get("latency"), f"{where}.latency"),
+        )
+
+    def latency(self, value: object, where: str) -> StepLatency:
+        blob = self.mapping(value, where).get("histogram")
+        if blob is None:
+            return StepLatency(0, None, None, None)
+        try:
+            histogram = LatencyHistogram.decode(self.string(blob, f"{where}.histogram"))
+        except ValueError as exc:
+            raise self.fail(f"{where}.histogram", str(exc)) from None
+        return StepLatency.of(histogram)

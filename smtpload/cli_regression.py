@@ -1,0 +1,184 @@
+"""``smtpload record`` and ``smtpload compare``: a server's behaviour, kept and compared.
+
+``record`` runs a scenario in observe mode and saves what every step got as a baseline file;
+``compare`` runs it again (against the upgraded server, say) and reports what changed. Both go on
+past differences (engine.py's observe mode), so one changed reply is one difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import trio
+
+from .baseline import Behaviour, load_baseline, save_baseline
+from .cli_common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    parse_vars,
+    positive_float,
+    positive_int,
+    scenario_path,
+    target_argument,
+)
+from .compiler import compile_scenario
+from .errors import UsageError
+from .junit import junit_xml
+from .model import Target
+from .net.observe import observe_run
+from .regression import compare, comparison_summary, format_comparison
+from .scenario import load_scenario
+
+__all__ = ["add_parsers", "command_compare", "command_record"]
+
+_RECORD_EXAMPLES = """\
+example:
+  smtpload record tests/data/upgrade.yaml --target 127.0.0.1:10025 -o baseline.json --sessions 20
+"""
+
+_COMPARE_EXAMPLES = """\
+examples:
+  smtpload compare tests/data/upgrade.yaml --baseline baseline.json --target 127.0.0.1:10026
+  smtpload compare upgrade.yaml --baseline b.json --target new-mx:25 --sessions 50 \\
+      --max-latency-regression 50 --junit report.xml --json diff.json
+"""
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="a scenario file, or the name of a bundled one")
+    parser.add_argument(
+        "--target",
+        type=target_argument,
+        help="HOST:PORT (default: the scenario's target, else the built-in sink)",
+    )
+    parser.add_argument("--sessions", type=positive_int, default=1, help="sessions in total")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=1, help="sessions at the same time"
+    )
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS", help="step timeout")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable the scenario declares (repeatable)",
+    )
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``record`` and ``compare`` subcommands."""
+    record = commands.add_parser(
+        "record",
+        help="run a scenario and save what the server answered as a baseline",
+        description="Run a scenario in observe mode (a reply that differs from the scenario "
+        "does not end the session) and save, per step, the reply codes, enhanced codes, texts, "
+        "EHLO capabilities and latency histograms as a baseline file.",
+        epilog=_RECORD_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(record)
+    record.add_argument("-o", "--output", type=Path, required=True, metavar="BASELINE.json")
+
+    comparing = commands.add_parser(
+        "compare",
+        help="run a scenario again and report what changed against a baseline",
+        description="Run a scenario in observe mode and compare every step with a baseline: "
+        "changed reply codes and removed capabilities are regressions; changed texts (volatile "
+        "parts such as queue ids aside) and added capabilities are warnings, regressions with "
+        "--strict. Exit status 0 no regression, 1 regression, 2 usage.",
+        epilog=_COMPARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(comparing)
+    comparing.add_argument("--baseline", type=Path, required=True, metavar="BASELINE.json")
+    comparing.add_argument(
+        "--max-latency-regression",
+        type=positive_float,
+        metavar="PCT",
+        help="a p50 or p99 more than PCT %% above the baseline's is a "
+        "regression (not checked without it)",
+    )
+    comparing.add_argument(
+        "--strict",
+        action="store_true",
+        help="changed texts and added capabilities are regressions too",
+    )
+    comparing.add_argument(
+        "--junit", type=Path, metavar="PATH", help="write JUnit XML here: one test case per step"
+    )
+    comparing.add_argument(
+        "--json", type=Path, metavar="PATH", help="write the comparison as JSON here"
+    )
+    comparing.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="after printing the differences, save this run as the baseline",
+    )
+
+
+def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
+    """Run the scenario of ``args`` in observe mode: (what it saw, whether interrupted)."""
+    scenario = load_scenario(scenario_path(args.scenario))
+    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
+    target: Target | None = args.target or scenario.target
+    return trio.run(
+        lambda: observe_run(
+            compiled,
+            target,
+            sessions=args.sessions,
+            concurrency=args.concurrency,
+            run_id=run_id,
+            handle_signals=True,
+        )
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def command_record(args: argparse.Namespace) -> int:
+    behaviour, interrupted = _observe(args, "record")
+    if interrupted:
+        print("smtpload: interrupted; no baseline written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    try:
+        save_baseline(behaviour, args.output)
+    except OSError as error:
+        raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
+    steps = len(behaviour.steps)
+    print(
+        f"recorded {behaviour.sessions} session(s), {steps} steps, against "
+        f"{behaviour.target} -> {args.output}"
+    )
+    return EXIT_OK
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    baseline = load_baseline(args.baseline)
+    current, interrupted = _observe(args, "compare")
+    if interrupted:
+        print("smtpload: interrupted; nothing compared", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    comparison = compare(
+        baseline,
+        current,
+        strict=args.strict,
+        max_latency_regression_pct=args.max_latency_regression,
+    )
+    print(format_comparison(comparison), end="")
+    if args.junit is not None:
+        _write(args.junit, junit_xml(comparison, suite_name=current.scenario))
+    if args.json is not None:
+        _write(args.json, json.dumps(comparison_summary(comparison), indent=2) + "\n")
+    if args.update_baseline:
+        save_baseline(current, args.baseline)
+        print(f"baseline updated: {args.baseline}")
+    return comparison.exit_status

@@ -1,0 +1,211 @@
+"""``smtpload import`` and ``smtpload replay``: transcripts of hand-driven sessions.
+
+``import`` writes the scenarios that ``importer.py`` makes of a transcript; ``replay`` runs each
+session of a transcript (or a scenario file) once, in order, printing each step as it completes.
+Replay observes rather than stops (engine.py's observe mode), so every differing step is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from .cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    positive_float,
+    positive_int,
+    scenario_path,
+    target_argument,
+)
+from .compiler import compile_scenario
+from .engine import Observation
+from .errors import UsageError
+from .importer import ImportedSession, ImportResult, import_transcript
+from .model import Scenario, Target
+from .net.runner import RunSettings, run_scenario
+from .outcome import Outcome
+from .scenario import load_scenario, parse_scenario
+from .sidebyside import format_observation, format_session_header
+from .stats import RunStats
+
+__all__ = ["add_parsers", "command_import", "command_replay"]
+
+_IMPORT_EXAMPLES = """\
+examples:
+  smtpload import tests/data/transcripts/seed-blog.txt            # print the scenarios
+  smtpload import session.txt -o scenarios/session.yaml           # session.yaml, session-2.yaml...
+  smtpload import page.txt --session 2 --strict -o strict.yaml
+"""
+
+_REPLAY_EXAMPLES = """\
+examples:
+  smtpload replay tests/data/transcripts/seed-blog.txt --target 127.0.0.1:10025
+  smtpload replay scenarios/seed-sendmail.yaml --target 127.0.0.1:10025
+"""
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``import`` and ``replay`` subcommands."""
+    importing = commands.add_parser(
+        "import",
+        help="turn a transcript of a hand-driven SMTP session into scenarios",
+        description="Read a transcript (a telnet or nc session, swaks output, or a C:/S: "
+        "listing; a whole page with prose around it is fine) and write one scenario per "
+        "session. Without -o the YAML goes to stdout; everything else goes to stderr.",
+        epilog=_IMPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    importing.add_argument("transcript", type=Path)
+    importing.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="SCENARIO.yaml",
+        help="write here (with -2, -3... before .yaml for more sessions)",
+    )
+    _add_transcript_options(importing)
+
+    replay = commands.add_parser(
+        "replay",
+        help="run each session of a transcript or scenario once, showing every step",
+        description="Import a transcript in memory (or read a scenario file) and run each "
+        "session once, in order, printing each command, the reply expected and the reply got. "
+        "Exit status as for run.",
+        epilog=_REPLAY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("source", help="a transcript, or a scenario file (.yaml)")
+    replay.add_argument(
+        "--target",
+        type=target_argument,
+        help="HOST:PORT (default: the transcript's or scenario's target, else the built-in sink)",
+    )
+    replay.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="step timeout (default: the scenario's, else 30)",
+    )
+    _add_transcript_options(replay)
+
+
+def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=["auto", "telnet", "swaks", "cs"],
+        default="auto",
+        help="the transcript's form (default: decide and say so)",
+    )
+    parser.add_argument(
+        "--session", type=positive_int, metavar="N", help="only the Nth session of the file"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="also expect each reply's enhanced status code and text "
+        "(volatile parts such as queue ids generalised)",
+    )
+
+
+def _read_transcript(path: Path, args: argparse.Namespace) -> ImportResult:
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
+    result = import_transcript(text, str(path), format=args.format, strict=args.strict)
+    for note in result.notes:
+        print(f"{path}: {note}", file=sys.stderr)
+    return result
+
+
+def _chosen(sessions: tuple[ImportedSession, ...], number: int | None) -> list[ImportedSession]:
+    if number is None:
+        return list(sessions)
+    if number > len(sessions):
+        raise UsageError(f"--session {number}: the transcript has {len(sessions)} session(s)")
+    return [sessions[number - 1]]
+
+
+def _output_path(output: Path, number: int, total: int) -> Path:
+    # One session: exactly the given name. Several: out.yaml, out-2.yaml, out-3.yaml...
+    if total == 1 or number == 1:
+        return output
+    return output.with_name(f"{output.stem}-{number}{output.suffix}")
+
+
+def command_import(args: argparse.Namespace) -> int:
+    result = _read_transcript(args.transcript, args)
+    chosen = _chosen(result.sessions, args.session)
+    for index, session in enumerate(chosen, start=1):
+        if args.output is None:
+            if len(chosen) > 1:
+                print(f"# --- session {session.number} (line {session.first_line}) ---")
+            sys.stdout.write(session.yaml_text)
+            continue
+        path = _output_path(args.output, index, len(chosen))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(session.yaml_text, encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+        print(f"session {session.number} (line {session.first_line}) -> {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+@dataclass(frozen=True, slots=True)
+class _Replayable:
+    label: str
+    scenario: Scenario
+
+
+def _replayables(args: argparse.Namespace) -> list[_Replayable]:
+    path = Path(args.source)
+    if path.suffix in (".yaml", ".yml") or not path.is_file():
+        scenario = load_scenario(scenario_path(args.source))
+        return [_Replayable(scenario.path, scenario)]
+    result = _read_transcript(path, args)
+    return [
+        _Replayable(
+            f"{path} line {session.first_line}",
+            parse_scenario(session.yaml_text, f"{path}#session-{session.number}"),
+        )
+        for session in _chosen(result.sessions, args.session)
+    ]
+
+
+def command_replay(args: argparse.Namespace) -> int:
+    replayables = _replayables(args)
+    failed = 0
+    for number, item in enumerate(replayables, start=1):
+        compiled = compile_scenario(item.scenario, timeout_s=args.timeout)
+        target: Target | None = args.target or item.scenario.target
+        stats = RunStats(["connect", *compiled.step_names])
+        # Observe mode: a difference does not end the session, so the report names every step
+        # whose reply differs, not just the first.
+        settings = RunSettings(sessions=1, concurrency=1, run_id=f"replay-{number}", observe=True)
+        name_width = max(len(name) for name in ("connect", *compiled.step_names))
+        print(format_session_header(number, item.label, str(target or "the built-in sink")))
+
+        def show(observation: Observation, width: int = name_width) -> None:
+            print(format_observation(observation, width), flush=True)
+
+        _, _, interrupted = trio.run(
+            run_scenario, compiled, target, settings, stats, None, None, show
+        )
+        outcome = next(o for o, n in stats.outcomes.items() if n)
+        for failure in stats.failures:
+            if failure.step == "connect":  # the only failure no step line has shown
+                print(f"  FAIL  connect: {failure.got}")
+        print(f"  => {outcome.value}\n")
+        if interrupted:
+            return EXIT_INTERRUPTED
+        failed += outcome is not Outcome.PASSED
+    if len(replayables) > 1:
+        print(f"{len(replayables) - failed} of {len(replayables)} sessions passed")
+    return EXIT_FAILED if failed else EXIT_OK

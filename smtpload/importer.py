@@ -1,0 +1,301 @@
+"""``smtpload import``: transcripts of hand-driven sessions in, scenario YAML text out.
+
+This module owns how a dialogue read by ``transcript.py`` is written as a scenario file: one
+file per session, every value quoted so that YAML never coerces it, and the server's own words
+kept as comments so that a reader sees what it said. It reads no files; the CLI does.
+
+What each session becomes:
+
+* ``name``: the file's stem (or ``name``), with ``-2``, ``-3``... for the second and later
+  sessions of a file with several; ``description``: where it was imported from; ``target``:
+  the host and port of the telnet/nc command line (or swaks' ``Trying``) when shown.
+* The greeting is a ``greeting`` step; each command a ``send`` step, sent byte for byte as typed
+  (``quit`` stays ``quit``) and always double-quoted; the message a ``data`` step (a ``|`` block
+  when that reads back exactly, else a double-quoted string: lines with trailing whitespace or
+  characters a block cannot hold). In sent text ``{`` and ``}`` are doubled, since it is a
+  template. ``- close: true`` ends a session whose transcript shows the server closing.
+* Each expectation is the reply's code, with the reply's lines as a comment above the step. With
+  ``strict``, also the enhanced status code (RFC 3463, at the start of the reply's text, when its
+  class matches the code's) and ``text``: ``volatile.pattern_for`` of the reply's first line,
+  anchored at the start of the text and at the end of that line, so volatile parts (queue ids,
+  dates, counters) may differ; for a multiline EHLO reply the keywords of the other lines become
+  ``capabilities`` that must be advertised. A replay against another server fails where its
+  words differ (Postfix answers ``HELOO`` with ``5.5.2``, Sendmail with ``5.5.1``): intended.
+
+Each generated file is validated with ``scenario.parse_scenario`` before it is returned, and its
+steps compared with the dialogue; a mismatch is a bug, reported as an internal error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from smtpload.errors import ScenarioError
+from smtpload.model import Scenario, StepKind, Target
+from smtpload.scenario import parse_scenario
+from smtpload.transcript import (
+    Exchange,
+    ExchangeKind,
+    Reply,
+    Session,
+    TranscriptError,
+    parse_transcript,
+)
+from smtpload.volatile import pattern_for
+
+__all__ = ["ImportResult", "ImportedSession", "TranscriptError", "import_transcript"]
+
+# RFC 3463 §2: class "." subject "." detail, at the start of the reply text.
+_ENHANCED = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=\s|$)")
+# What a YAML 1.1 stream may hold, less the line breaks YAML (and so a block) would split at.
+_PRINTABLE = re.compile(
+    "[\t\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
+)
+_STEP_INDENT = "  "  # "  - send: ..."
+_KEY_INDENT = "    "  # "    expect: ..." (the step mapping's column)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedSession:
+    """One session of a transcript as a scenario.
+
+    Attributes:
+        number: 1-based, in file order.
+        first_line: the line in the transcript where the session starts.
+        yaml_text: a complete scenario file (it validates with ``parse_scenario``).
+        target: from the telnet/nc command line when the transcript shows one.
+    """
+
+    number: int
+    first_line: int
+    yaml_text: str
+    target: Target | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What importing a transcript made.
+
+    Attributes:
+        format: ``"telnet"``, ``"swaks"`` or ``"cs"``.
+        sessions: one per session found, in file order.
+        notes: lines for stderr (``format: telnet (auto)``, ``line 33: stripped note '...'``,
+            ``lines 1-21: skipped prose``).
+    """
+
+    format: str
+    sessions: tuple[ImportedSession, ...]
+    notes: tuple[str, ...]
+
+
+def import_transcript(
+    text: str,
+    path: str,
+    *,
+    format: str = "auto",
+    strict: bool = False,
+    name: str | None = None,
+) -> ImportResult:
+    """Turn every session of a transcript into scenario YAML.
+
+    Args:
+        text: the transcript; a whole page with prose around the sessions is fine.
+        path: where it came from: named in messages and descriptions; its stem names the
+            scenarios unless ``name`` is given.
+        format: ``"telnet"``, ``"swaks"``, ``"cs"``, or ``"auto"`` to decide (a note says what).
+        strict: also expect each reply's enhanced status code and text, not just its code.
+        name: the scenarios' name instead of the file's stem.
+
+    Raises:
+        TranscriptError: the transcript cannot be read as SMTP sessions; every problem, with
+            its line number.
+    """
+    transcript = parse_transcript(text, path, format)
+    base = name if name is not None else PurePath(path).stem or "imported"
+    several = len(transcript.sessions) > 1
+    imported = []
+    for session in transcript.sessions:
+        scenario_name = f"{base}-{session.number}" if several and session.number > 1 else base
+        yaml_text = _scenario_yaml(session, transcript.format, path, scenario_name, strict)
+        _check(yaml_text, session, path)
+        imported.append(
+            ImportedSession(session.number, session.first_line, yaml_text, session.target)
+        )
+    return ImportResult(transcript.format, tuple(imported), transcript.notes)
+
+
+def _scenario_yaml(session: Session, format: str, path: str, name: str, strict: bool) -> str:
+    where = f"{path} line {session.first_line}"
+    out = [
+        f"# Imported by `smtpload import` from {_comment(where)}"
+        f" ({format} transcript, lines {session.first_line}-{session.last_line}).",
+        "# The comment above each step is the server's reply; "
+        + (
+            "expect checks its code, enhanced code and text."
+            if strict
+            else "expect checks its code (--strict: its text too)."
+        ),
+        f"name: {_double_quoted(name)}",
+        f"description: {_double_quoted(f'Imported from {where} ({format} transcript)')}",
+    ]
+    if session.target is not None:
+        out.append(f"target: {_double_quoted(str(session.target))}")
+    out.append("steps:")
+    for exchange in session.exchanges:
+        out.extend(_step(exchange, strict))
+    if session.closed:
+        out.append(f"{_STEP_INDENT}# the server closed the connection")
+        out.append(f"{_STEP_INDENT}- close: true")
+    return "\n".join(out) + "\n"
+
+
+def _step(exchange: Exchange, strict: bool) -> list[str]:
+    lines = [f"{_STEP_INDENT}# note in the transcript: {_comment(note)}" for note in exchange.notes]
+    reply = exchange.reply
+    if reply is not None:
+        lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in reply.wire_lines()]
+    else:
+        lines.append(f"{_STEP_INDENT}# (the transcript shows no reply)")
+    if exchange.kind is ExchangeKind.GREETING:
+        assert reply is not None
+        expect = _expectation(reply, strict, ehlo=False)
+        if len(expect) == 1:
+            return [*lines, f"{_STEP_INDENT}- greeting:{expect[0]}"]
+        return [*lines, f"{_STEP_INDENT}- greeting:", *(f"{_KEY_INDENT}{e}" for e in expect[1:])]
+    assert exchange.text is not None
+    if exchange.kind is ExchangeKind.COMMAND:
+        lines.append(f"{_STEP_INDENT}- send: {_double_quoted(_template_escaped(exchange.text))}")
+    else:
+        lines += _data(_template_escaped(exchange.text))
+    if reply is not None:
+        verb = exchange.text.split(" ")[0].upper() if exchange.kind is ExchangeKind.COMMAND else ""
+        expect = _expectation(reply, strict, ehlo=verb in ("EHLO", "LHLO"))
+        lines.append(f"{_KEY_INDENT}expect:{expect[0]}")
+        lines += [f"{_KEY_INDENT}{e}" for e in expect[1:]]
+    return lines
+
+
+def _expectation(reply: Reply, strict: bool, *, ehlo: bool) -> list[str]:
+    """``[" 250"]``, or ``["", "  code: 250", "  enhanced: ...", ...]`` for the long form."""
+    if not strict:
+        return [f" {reply.code}"]
+    first = reply.lines[0]
+    out = ["", f"  code: {reply.code}"]
+    enhanced = _ENHANCED.match(first)
+    if enhanced is not None and enhanced.group(1) == str(reply.code)[0]:
+        out.append(f"  enhanced: {_double_quoted(enhanced.group())}")
+    # The first line exactly (volatile parts generalised), then the end of the text or of that
+    # line: later lines of a multiline reply are not pinned.
+    pattern = _unescaped_spaces(pattern_for(first)).removesuffix("$")
+    if len(reply.lines) > 1:
+        pattern += "(?:\\n|$)"
+    else:
+        pattern += "$"
+    out.append(f"  text: {_single_quoted(pattern)}")
+    keywords = [line.split(" ")[0] for line in reply.lines[1:] if line.strip()]
+    if ehlo and keywords:
+        out.append("  capabilities: [" + ", ".join(_double_quoted(k) for k in keywords) + "]")
+    return out
+
+
+def _unescaped_spaces(pattern: str) -> str:
+    # re.escape() writes a space as backslash-space; a space needs no escape. An even run of
+    # backslashes before the space is escaped backslashes, and stays.
+    return re.sub(r"(?<!\\)((?:\\\\)*)\\ ", r"\1 ", pattern)
+
+
+def _data(message: str) -> list[str]:
+    """The ``data`` key with the message: a block scalar when it reads back exactly."""
+    body = message.split("\n")[:-1] if message.endswith("\n") else None
+    blockable = (
+        body is not None
+        and message.strip("\n") != ""
+        and all(_PRINTABLE.fullmatch(line) and line == line.rstrip(" \t") for line in body)
+    )
+    if not blockable or body is None:
+        why = "# quoted: a block would lose its trailing whitespace or odd characters"
+        return [f"{_STEP_INDENT}{why}", f"{_STEP_INDENT}- data: {_double_quoted(message)}"]
+    first = next(line for line in body if line)
+    # A first line indented, or one starting with a blank line, needs an explicit indentation
+    # (relative to the step's column); trailing empty lines need "keep" chomping.
+    indicator = "2" if first[:1] in (" ", "\t") or body[0] == "" else ""
+    chomping = "+" if message.endswith("\n\n") else ""
+    block = [f"{_KEY_INDENT}  {line}" if line else "" for line in body]
+    return [f"{_STEP_INDENT}- data: |{indicator}{chomping}", *block]
+
+
+def _template_escaped(text: str) -> str:
+    # Sent text is a template: "{{" and "}}" are literal braces.
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _double_quoted(text: str) -> str:
+    """A YAML double-quoted scalar holding exactly ``text``."""
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif _PRINTABLE.fullmatch(char):
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _single_quoted(text: str) -> str:
+    """A single-quoted scalar (no backslash escapes: regexes stay readable) when it can be."""
+    if "\t" in text or not _PRINTABLE.fullmatch(text):
+        return _double_quoted(text)
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comment(text: str) -> str:
+    """``text`` fit for one comment line: characters YAML cannot hold are escaped."""
+    if _PRINTABLE.fullmatch(text):
+        return text
+    return _double_quoted(text)[1:-1]
+
+
+def _check(yaml_text: str, session: Session, path: str) -> None:
+    """The file must validate and hold the dialogue's texts exactly."""
+    try:
+        scenario = parse_scenario(yaml_text, path)
+    except ScenarioError as error:
+        raise TranscriptError(
+            [
+                f"{path}:{session.first_line}: internal error: the scenario made of this session"
+                f" is invalid ({error}); please report it"
+            ]
+        ) from None
+    if _texts(scenario) != [
+        (
+            StepKind.GREETING
+            if e.kind is ExchangeKind.GREETING
+            else StepKind.SEND
+            if e.kind is ExchangeKind.COMMAND
+            else StepKind.DATA,
+            None if e.text is None else _template_escaped(e.text),
+        )
+        for e in session.exchanges
+    ]:
+        raise TranscriptError(
+            [
+                f"{path}:{session.first_line}: internal error: the scenario made of this session"
+                " does not read back as the transcript; please report it"
+            ]
+        )
+
+
+def _texts(scenario: Scenario) -> list[tuple[StepKind, str | None]]:
+    return [(step.kind, step.text) for step in scenario.steps if step.kind is not StepKind.CLOSE]

@@ -1,0 +1,77 @@
+"""A comparison as JUnit XML, so that CI systems show each changed step as a failed test.
+
+This module owns the XML only; the judging is ``regression.py``'s. The shape is the one that
+Jenkins, GitLab and GitHub test reporters read (the de-facto schema of Ant's JUnit task)::
+
+    <testsuites name=... tests=N failures=F errors="0">
+      <testsuite name=SUITE tests=N failures=F errors="0" skipped="0">
+        <testcase classname=SCENARIO name=STEP>              one per step, in step order
+          <failure type="regression" message="...">...</failure>   only when the step regressed
+          <system-out>warning: ...</system-out>                    its warnings, if any
+        </testcase>
+
+A step's ``failure`` lists every regression of that step (its ``message`` joins them in one
+line, which is what most CI pages show; the body adds what the baseline and this run saw).
+Warnings never fail a test case: with ``--strict`` they are already regressions.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from .regression import Comparison, Difference
+
+__all__ = ["junit_xml"]
+
+
+def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
+    """The comparison as a JUnit XML document (a ``str`` with an XML declaration).
+
+    Args:
+        comparison: what ``regression.compare`` found.
+        suite_name: the test suite's name, e.g. ``"smtpload compare upgrade"``.
+    """
+    failed = [name for name in comparison.steps if comparison.status_of(name) == "regression"]
+    counts = {
+        "tests": str(len(comparison.steps)),
+        "failures": str(len(failed)),
+        "errors": "0",
+    }
+    suites = ET.Element("testsuites", {"name": suite_name, **counts})
+    suite = ET.SubElement(suites, "testsuite", {"name": suite_name, **counts, "skipped": "0"})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("baseline_target", comparison.baseline_target),
+        ("current_target", comparison.current_target),
+        ("baseline_sessions", str(comparison.baseline_sessions)),
+        ("current_sessions", str(comparison.current_sessions)),
+        ("strict", str(comparison.strict).lower()),
+    ):
+        ET.SubElement(properties, "property", {"name": name, "value": value})
+    for name in comparison.steps:
+        case = ET.SubElement(suite, "testcase", {"classname": comparison.scenario, "name": name})
+        differences = comparison.differences_at(name)
+        regressions = [d for d in differences if d.severity == "regression"]
+        warnings = [d for d in differences if d.severity != "regression"]
+        if regressions:
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"type": "regression", "message": "; ".join(d.message for d in regressions)},
+            )
+            failure.text = "\n".join(_detail(d) for d in regressions)
+        if warnings:
+            out = ET.SubElement(case, "system-out")
+            out.text = "\n".join(f"warning: {_detail(d)}" for d in warnings)
+    ET.indent(suites)
+    body = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _detail(difference: Difference) -> str:
+    lines = [f"{difference.kind}: {difference.message}"]
+    if difference.baseline:
+        lines.append(f"  baseline: {difference.baseline}")
+    if difference.now:
+        lines.append(f"  now:      {difference.now}")
+    return "\n".join(lines)

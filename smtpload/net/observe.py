@@ -1,0 +1,63 @@
+"""An observe-mode run (``smtpload record`` and ``compare``): sessions in, a Behaviour out.
+
+The sessions run exactly as in ``smtpload run`` (same client, same timing), except that the
+engines observe instead of enforce (see engine.py), and each finished one is handed to a
+:class:`~smtpload.baseline.BehaviourRecorder`.
+"""
+
+from __future__ import annotations
+
+from ..baseline import Behaviour, BehaviourRecorder
+from ..compiler import CompiledScenario
+from ..model import Target
+from ..stats import RunStats
+from .runner import RunSettings, run_scenario
+
+__all__ = ["observe_run"]
+
+
+async def observe_run(
+    scenario: CompiledScenario,
+    target: Target | None,
+    *,
+    sessions: int,
+    concurrency: int,
+    run_id: str,
+    handle_signals: bool = False,
+    stats: RunStats | None = None,
+) -> tuple[Behaviour, bool]:
+    """Run ``sessions`` observed sessions of ``scenario`` against ``target``.
+
+    Args:
+        scenario: the compiled scenario.
+        target: the server; None starts the built-in sink (as ``smtpload run`` does).
+        sessions: sessions to run in total.
+        concurrency: sessions at the same time, at most.
+        run_id: the run's id (the ``run_id`` built-in variable).
+        handle_signals: install the runner's Ctrl-C handling (the CLI, in the main thread);
+            sessions cut off by it are left out of the behaviour (but counted in
+            ``stats.outcomes[Outcome.INTERRUPTED]``).
+        stats: where to count the run (outcomes, per-step counts), for a caller that wants
+            to report them; by default a fresh RunStats of the scenario's steps.
+
+    Returns:
+        What the sessions observed, with each step's latency histogram; and whether the run
+        was interrupted.
+    """
+    if stats is None:
+        stats = RunStats(["connect", *scenario.step_names])
+    recorder = BehaviourRecorder(scenario)
+    settings = RunSettings(
+        sessions=sessions,
+        concurrency=concurrency,
+        run_id=run_id,
+        handle_signals=handle_signals,
+        observe=True,
+    )
+    shown, _, interrupted = await run_scenario(
+        scenario, target, settings, stats, on_session_end=recorder.add_session
+    )
+    behaviour = recorder.behaviour(
+        stats, scenario=scenario.name, target=shown, sessions=stats.started
+    )
+    return behaviour, interrupted

@@ -1,0 +1,370 @@
+"""Judging a run against its baseline: which differences are regressions, which are warnings.
+
+This module owns the rules of ``smtpload compare`` and its text and JSON reports. It compares
+two :class:`~smtpload.baseline.Behaviour` values and does no I/O at all.
+
+The rules, step by step
+-----------------------
+Over N sessions a step's replies are compared as *sets*: the reply codes seen, the enhanced
+codes seen, the other events seen (timeout, closed, skipped, ...), the normalized text lines
+seen. A value that appears or disappears is a change; how many sessions got each value is shown
+but never judged, so running 10 sessions against a baseline of 100 is fine, while a 451 that
+one session in a hundred now gets is caught. For each step the first of these that differs is
+reported, and the ones after it are not, because they follow from it (a reply code that changed
+brings a new enhanced code and a new text with it):
+
+==================  ==========================================================  ============
+kind                when                                                        severity
+==================  ==========================================================  ============
+step_missing        the baseline has the step, the scenario no longer does      regression
+step_added          the scenario has a step the baseline does not               regression
+event               the set of non-reply events changed, or no session reached  regression
+                    a step that sessions used to reach
+code                the set of reply codes changed                              regression
+enhanced            the set of enhanced status codes changed                    regression
+text                the set of normalized text lines changed                    warning [*]
+capability_removed  an EHLO keyword is no longer advertised                     regression
+capability_added    an EHLO keyword is newly advertised                         warning [*]
+capability_changed  an EHLO keyword lists other parameters (``SIZE``)           warning [*]
+latency_p50/p99     now > baseline x (1 + PCT/100), with --max-latency-          regression
+                    regression PCT and samples on both sides
+==================  ==========================================================  ============
+
+[*] a regression with ``--strict``. Capabilities are compared only when both runs got a 2xx
+EHLO reply at the step (otherwise the ``code`` difference says it all). Once a step has an
+``event`` or ``code`` difference, later steps that sessions are now ``skipped`` at, or that no
+session reaches, are consequences of it and are not reported again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .baseline import Behaviour, StepBehaviour
+
+__all__ = [
+    "Comparison",
+    "Difference",
+    "compare",
+    "comparison_summary",
+    "format_comparison",
+]
+
+REGRESSION = "regression"
+WARNING = "warning"
+
+#: How many removed or added text lines a difference shows before "(+N more)".
+_MAX_LINES_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One difference between the baseline and now, at one step.
+
+    Attributes:
+        step: the step's name.
+        kind: what differs (see the module docstring's table).
+        severity: ``"regression"`` or ``"warning"``.
+        message: what changed, in one line, e.g. ``reply code changed: 250 -> 550``.
+        baseline: what the baseline saw, for the report ("" when not useful).
+        now: what this run saw.
+    """
+
+    step: str
+    kind: str
+    severity: str
+    message: str
+    baseline: str = ""
+    now: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The result of comparing a run with its baseline.
+
+    Attributes:
+        steps: every step name of either side: the scenario's order, with steps only the
+            baseline has placed after their baseline predecessor.
+        differences: in step order.
+    """
+
+    scenario: str
+    baseline_target: str
+    current_target: str
+    baseline_sessions: int
+    current_sessions: int
+    steps: tuple[str, ...]
+    differences: tuple[Difference, ...]
+    strict: bool
+    max_latency_regression_pct: float | None
+
+    @property
+    def regressions(self) -> tuple[Difference, ...]:
+        return tuple(d for d in self.differences if d.severity == REGRESSION)
+
+    @property
+    def warnings(self) -> tuple[Difference, ...]:
+        return tuple(d for d in self.differences if d.severity == WARNING)
+
+    @property
+    def exit_status(self) -> int:
+        """0 when nothing regressed, 1 otherwise."""
+        return 1 if self.regressions else 0
+
+    def differences_at(self, step: str) -> tuple[Difference, ...]:
+        return tuple(d for d in self.differences if d.step == step)
+
+    def status_of(self, step: str) -> str:
+        """``"ok"``, ``"warning"`` or ``"regression"``: the worst difference at ``step``."""
+        severities = {d.severity for d in self.differences_at(step)}
+        return REGRESSION if REGRESSION in severities else WARNING if severities else "ok"
+
+
+def compare(
+    baseline: Behaviour,
+    current: Behaviour,
+    *,
+    strict: bool,
+    max_latency_regression_pct: float | None,
+) -> Comparison:
+    """Compare a run with its baseline by the rules in the module docstring.
+
+    Args:
+        baseline: what the baseline file recorded.
+        current: what this run observed.
+        strict: count text and added or changed capabilities as regressions, not warnings.
+        max_latency_regression_pct: report a step whose p50 or p99 grew by more than this
+            percentage; None compares no latencies.
+    """
+    steps = _merged_step_names([s.name for s in baseline.steps], [s.name for s in current.steps])
+    differences: list[Difference] = []
+    soft = REGRESSION if strict else WARNING
+    dialogue_changed = False  # an earlier step's events or codes changed
+    for name in steps:
+        old, new = baseline.step(name), current.step(name)
+        if old is None or new is None:
+            kind = "step_added" if old is None else "step_missing"
+            where = "the baseline" if old is None else "the scenario now"
+            message = f"step {name!r} is not in {where}; record the baseline again"
+            differences.append(Difference(name, kind, REGRESSION, message))
+            continue
+        found = list(_step_differences(old, new, soft, dialogue_changed))
+        if any(d.kind in ("event", "code") for d in found):
+            dialogue_changed = True
+        differences.extend(found)
+        if max_latency_regression_pct is not None:
+            differences.extend(_latency_differences(old, new, max_latency_regression_pct))
+    return Comparison(
+        scenario=current.scenario,
+        baseline_target=baseline.target,
+        current_target=current.target,
+        baseline_sessions=baseline.sessions,
+        current_sessions=current.sessions,
+        steps=tuple(steps),
+        differences=tuple(differences),
+        strict=strict,
+        max_latency_regression_pct=max_latency_regression_pct,
+    )
+
+
+def _merged_step_names(baseline: Sequence[str], current: Sequence[str]) -> list[str]:
+    merged = list(current)
+    for index, name in enumerate(baseline):
+        if name not in merged:
+            before = next((n for n in reversed(baseline[:index]) if n in merged), None)
+            merged.insert(0 if before is None else merged.index(before) + 1, name)
+    return merged
+
+
+def _step_differences(
+    old: StepBehaviour, new: StepBehaviour, soft: str, dialogue_changed: bool
+) -> Iterator[Difference]:
+    name = old.name
+    if old.sessions and not new.sessions:
+        if not dialogue_changed:
+            yield Difference(
+                name, "event", REGRESSION, "no session reached this step", _outcomes(old), ""
+            )
+        return
+    if new.sessions and not old.sessions:
+        if not dialogue_changed:
+            message = "sessions now reach this step"
+            yield Difference(name, "event", REGRESSION, message, "", _outcomes(new))
+        return
+    if set(old.events) != set(new.events):
+        consequence = set(new.events) - set(old.events) <= {"skipped"} and dialogue_changed
+        if not consequence:
+            message = f"events changed: {_keys(old.events)} -> {_keys(new.events)}"
+            yield Difference(name, "event", REGRESSION, message, _outcomes(old), _outcomes(new))
+        return
+    if set(old.codes) != set(new.codes):
+        message = f"reply code changed: {_keys(old.codes)} -> {_keys(new.codes)}"
+        yield Difference(name, "code", REGRESSION, message, _replies(old), _replies(new))
+        return
+    if set(old.enhanced) != set(new.enhanced):
+        message = f"enhanced status code changed: {_keys(old.enhanced)} -> {_keys(new.enhanced)}"
+        yield Difference(name, "enhanced", REGRESSION, message, _replies(old), _replies(new))
+        return
+    if set(old.text) != set(new.text):
+        gone = sorted(set(old.text) - set(new.text))
+        came = sorted(set(new.text) - set(old.text))
+        if len(gone) == 1 and len(came) == 1:
+            message = f"reply text changed: {gone[0]!r} -> {came[0]!r}"
+            yield Difference(name, "text", soft, message)
+        else:
+            message = f"reply text changed: {len(gone)} lines gone, {len(came)} new"
+            yield Difference(name, "text", soft, message, _lines(gone), _lines(came))
+    if old.capabilities is not None and new.capabilities is not None:
+        yield from _capability_differences(name, old.capabilities, new.capabilities, soft)
+
+
+def _capability_differences(
+    name: str,
+    old: Mapping[str, tuple[str, ...]],
+    new: Mapping[str, tuple[str, ...]],
+    soft: str,
+) -> Iterator[Difference]:
+    removed = [k for k in old if k not in new]
+    added = [k for k in new if k not in old]
+    changed = [k for k in old if k in new and old[k] != new[k]]
+    if removed:
+        message = f"capability removed: {', '.join(removed)}"
+        yield Difference(name, "capability_removed", REGRESSION, message, _caps(old, removed))
+    if added:
+        message = f"capability added: {', '.join(added)}"
+        yield Difference(name, "capability_added", soft, message, now=_caps(new, added))
+    if changed:
+        message = f"capability parameters changed: {', '.join(changed)}"
+        yield Difference(
+            name, "capability_changed", soft, message, _caps(old, changed), _caps(new, changed)
+        )
+
+
+def _latency_differences(
+    old: StepBehaviour, new: StepBehaviour, limit_pct: float
+) -> Iterator[Difference]:
+    for key, was, now in (
+        ("p50", old.latency.p50_ms, new.latency.p50_ms),
+        ("p99", old.latency.p99_ms, new.latency.p99_ms),
+    ):
+        if was is None or now is None or was <= 0:
+            continue
+        if now > was * (1 + limit_pct / 100):
+            growth = (now / was - 1) * 100
+            message = (
+                f"{key} latency grew {growth:.0f}% ({was:.3f} ms -> {now:.3f} ms), "
+                f"more than the {limit_pct:g}% allowed"
+            )
+            yield Difference(
+                old.name, f"latency_{key}", REGRESSION, message, f"{was:.3f} ms", f"{now:.3f} ms"
+            )
+
+
+# -- describing what a step saw -----------------------------------------------------------------
+
+
+def _keys(counts: Mapping[str, int]) -> str:
+    return ", ".join(counts) if counts else "none"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} x{n}" for key, n in counts.items())
+
+
+def _outcomes(step: StepBehaviour) -> str:
+    parts = [part for part in (_counts(step.codes), _counts(step.events)) if part]
+    return (f"{step.sessions} sessions: " + "; ".join(parts)) if parts else "no session"
+
+
+def _replies(step: StepBehaviour) -> str:
+    """``10 sessions: 250 x10; e.g. 250 2.1.5 Ok``: counts, then replies as received."""
+    examples = " | ".join(step.examples)
+    counts = f"{step.sessions} sessions: {_counts(step.codes)}"
+    return f"{counts}; e.g. {examples}" if examples else counts
+
+
+def _lines(lines: Sequence[str]) -> str:
+    if not lines:
+        return "(no line of its own)"
+    shown = " | ".join(lines[:_MAX_LINES_SHOWN])
+    more = len(lines) - _MAX_LINES_SHOWN
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def _caps(capabilities: Mapping[str, tuple[str, ...]], keywords: Sequence[str]) -> str:
+    """The keywords with their parameters, or "" when none has any (the message says it all)."""
+    if not any(capabilities[k] for k in keywords):
+        return ""
+    return ", ".join(" ".join((k, *capabilities[k])) for k in keywords)
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """The text report: every step, ``ok`` or its differences, then one summary line."""
+    lines = [
+        f"compare {comparison.scenario}: baseline {comparison.baseline_target} "
+        f"({comparison.baseline_sessions} sessions) vs now {comparison.current_target} "
+        f"({comparison.current_sessions} sessions)"
+    ]
+    width = max((len(name) for name in comparison.steps), default=4)
+    for name in comparison.steps:
+        differences = comparison.differences_at(name)
+        if not differences:
+            lines.append(f"{name:<{width}}  ok")
+        for difference in differences:
+            severity = "REGRESSION" if difference.severity == REGRESSION else "warning"
+            lines.append(f"{name:<{width}}  {severity:<10}  {difference.message}")
+            indent = " " * (width + 14)
+            if difference.baseline:
+                lines.append(f"{indent}baseline: {difference.baseline}")
+            if difference.now:
+                lines.append(f"{indent}now:      {difference.now}")
+    lines.append(_summary_line(comparison))
+    return "\n".join(lines) + "\n"
+
+
+def _summary_line(comparison: Comparison) -> str:
+    regressions, warnings = len(comparison.regressions), len(comparison.warnings)
+    if not regressions and not warnings:
+        return f"no differences in {len(comparison.steps)} steps"
+    plural = "" if regressions == 1 else "s"
+    warning_plural = "" if warnings == 1 else "s"
+    return f"{regressions} regression{plural}, {warnings} warning{warning_plural}"
+
+
+def comparison_summary(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as a JSON-able object (``compare``'s JSON summary)."""
+    return {
+        "scenario": comparison.scenario,
+        "baseline": {
+            "target": comparison.baseline_target,
+            "sessions": comparison.baseline_sessions,
+        },
+        "current": {"target": comparison.current_target, "sessions": comparison.current_sessions},
+        "strict": comparison.strict,
+        "max_latency_regression_pct": comparison.max_latency_regression_pct,
+        "regressions": len(comparison.regressions),
+        "warnings": len(comparison.warnings),
+        "exit_status": comparison.exit_status,
+        "steps": [
+            {
+                "name": name,
+                "status": comparison.status_of(name),
+                "differences": [
+                    {
+                        "kind": d.kind,
+                        "severity": d.severity,
+                        "message": d.message,
+                        "baseline": d.baseline,
+                        "now": d.now,
+                    }
+                    for d in comparison.differences_at(name)
+                ],
+            }
+            for name in comparison.steps
+        ],
+    }

@@ -1,0 +1,337 @@
+"""Reading one session's lines as a dialogue: the greeting, commands, messages and replies.
+
+This module owns the rules that turn the lines of one session (found by
+``transcript_formats.py``) into exchanges, and every message about a session that cannot be read
+that way. ``transcript.py`` runs it on each session of a transcript. No I/O, no trio.
+
+The rules:
+
+* Double spacing (telnet): when every other line of a session, counted from its first line, is
+  empty, those empty lines are layout and dropped. A blog post that double-spaces usually loses
+  the empty line between the message's header and body, so when the message has no empty line,
+  one is restored before the first line that is not a ``Name: value`` header (or its
+  continuation), and that is reported.
+* Replies (RFC 5321 §4.2.1): ``NNN-text`` lines continue a reply, ``NNN text`` or ``NNN`` end it;
+  the code may not change inside one. A multiline reply is one expectation.
+* Dialogue: the session starts with the server's greeting; every client line outside a message
+  is a command (trailing whitespace dropped and reported: terminals and editors add and drop it
+  at will) and is answered by the next reply. A reply nobody asked for, a command with no reply
+  before the next command (pipelining is not supported), or a command with no reply at the end
+  of the session is an error, except a final ``QUIT``: the transcript may stop before its
+  ``221``, and the step then accepts any reply (reported).
+* Messages: a reply ``354`` makes every following client line message text, up to the lone
+  ``.`` (trailing whitespace after it is ignored); the next reply answers the message. One level
+  of dot-stuffing is removed (RFC 5321 §4.5.2: ``..x`` is the line ``.x``; a line ``.x`` that was
+  not stuffed is read as ``x``, as a server would, and reported). A message with no final ``.``,
+  or a reply inside it, is an error at its ``354``.
+* Not supported yet, refused at their line: ``STARTTLS`` and swaks' TLS lines (TLS cannot be
+  replayed as plain lines), ``AUTH`` (its exchanges are not commands and replies) and ``BDAT``
+  (chunks are not lines).
+* A session of server lines only is an error (it is a server log, not a dialogue).
+
+A session is read no further than its first problem (``DialogueProblem``).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from smtpload.transcript_formats import REPLY_LINE, DialogueLine, RawSession, Role
+
+__all__ = ["DialogueProblem", "Exchange", "ExchangeKind", "Reply", "read_dialogue"]
+
+# RFC 5322 §2.2: a header field is a name of printable ASCII but ":", then ":"; §2.2.3: a line
+# starting with whitespace continues the field before it.
+_HEADER = re.compile(r"[!-9;-~]+:.*|[ \t].*")
+_UNSUPPORTED = {
+    "STARTTLS": "STARTTLS is not supported by import yet: TLS cannot be replayed as plain lines",
+    "AUTH": "AUTH is not supported by import yet: its exchanges are not plain commands",
+    "BDAT": "BDAT is not supported by import yet: its chunks are not lines",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete reply.
+
+    Attributes:
+        line: where its first line stands in the transcript.
+        code: the reply code.
+        lines: each line's text after the code and the separator.
+    """
+
+    line: int
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """As the engine matches it: the lines' texts joined by ``\\n``."""
+        return "\n".join(self.lines)
+
+    def wire_lines(self) -> list[str]:
+        """The reply as the server sent it: ``250-first``, ..., ``250 last``."""
+        last = len(self.lines) - 1
+        return [
+            f"{self.code}{'-' if i < last else ' ' if text else ''}{text}"
+            for i, text in enumerate(self.lines)
+        ]
+
+
+class ExchangeKind(enum.Enum):
+    GREETING = "greeting"  # the banner; the client sends nothing
+    COMMAND = "command"  # one command line and its reply
+    MESSAGE = "message"  # the message after a 354, and the reply to its final "."
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One step of the dialogue.
+
+    Attributes:
+        line: where the command, the message's first line, or the greeting stands.
+        text: COMMAND: the line as typed; MESSAGE: the message, its lines ended by ``\\n``, one
+            level of dot-stuffing removed; GREETING: None.
+        reply: the server's answer; None only for a final QUIT the transcript shows no reply to.
+        notes: the author's notes on its lines.
+    """
+
+    kind: ExchangeKind
+    line: int
+    text: str | None
+    reply: Reply | None
+    notes: tuple[str, ...] = ()
+
+
+def read_dialogue(raw: RawSession) -> tuple[list[Exchange], list[tuple[int, str]]]:
+    """The exchanges of one session, and notes for the user as (line, text).
+
+    Raises:
+        DialogueProblem: at the first line that cannot be read as the dialogue goes on.
+    """
+    reader = _SessionReader(raw)
+    try:
+        return reader.read(), reader.notes
+    except DialogueProblem as problem:
+        problem.notes = reader.notes
+        raise
+
+
+class DialogueProblem(Exception):
+    """A session cannot be read as a dialogue at ``line``; ``notes`` are those made before it."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.notes: list[tuple[int, str]] = []
+
+
+class _SessionReader:
+    """Reads one session's lines as a dialogue; raises ``DialogueProblem`` at the first misfit."""
+
+    def __init__(self, raw: RawSession) -> None:
+        self.raw = raw
+        self.double_spaced = raw.blank_lines_kept and _is_double_spaced(raw)
+        self.lines = [
+            line
+            for line in raw.lines
+            if not (self.double_spaced and (line.number - raw.first_line) % 2)
+        ]
+        self.pos = 0
+        self.notes: list[tuple[int, str]] = []
+
+    def peek(self) -> DialogueLine | None:
+        """The next line that is not blank, without taking it."""
+        while self.pos < len(self.lines) and self.lines[self.pos].role is Role.BLANK:
+            self.pos += 1
+        return self.lines[self.pos] if self.pos < len(self.lines) else None
+
+    def take(self) -> DialogueLine:
+        line = self.peek()
+        assert line is not None
+        self.pos += 1
+        return _not_tls(line)
+
+    def read(self) -> list[Exchange]:
+        if not any(line.role is Role.CLIENT for line in self.lines):
+            raise DialogueProblem(
+                self.raw.first_line,
+                "the session has server replies only, no client lines: import needs what the"
+                " client typed too (is this a server log?)",
+            )
+        first = self.peek()
+        assert first is not None
+        if first.role is Role.CLIENT:
+            raise DialogueProblem(
+                first.number,
+                f"the session starts with the client's {first.text!r}: the server's greeting"
+                " (220) is missing; add it before this line",
+            )
+        greeting = self.reply()
+        exchanges = [Exchange(ExchangeKind.GREETING, greeting.line, None, greeting)]
+        while (line := self.peek()) is not None:
+            if line.role is Role.SERVER:
+                raise DialogueProblem(
+                    line.number,
+                    f"{line.text!r} answers no command: every reply after the greeting must"
+                    " follow a client line",
+                )
+            command = self.take()
+            text = command.text.rstrip(" \t\f")
+            if text != command.text:
+                # A terminal or an editor adds and drops trailing blanks at will.
+                self.notes.append((command.number, "dropped trailing whitespace after the command"))
+            verb = text.split(" ")[0].upper()
+            if verb in _UNSUPPORTED:
+                raise DialogueProblem(command.number, f"{text!r}: {_UNSUPPORTED[verb]}")
+            reply = self.reply_to(command, verb)
+            notes = (command.note,) if command.note else ()
+            exchanges.append(Exchange(ExchangeKind.COMMAND, command.number, text, reply, notes))
+            if reply is not None and reply.code == 354:
+                exchanges.append(self.message(reply))
+        return exchanges
+
+    def reply_to(self, command: DialogueLine, verb: str) -> Reply | None:
+        following = self.peek()
+        if following is None:
+            if verb == "QUIT":
+                self.notes.append(
+                    (
+                        command.number,
+                        "the transcript ends before the reply to QUIT; the step accepts any reply",
+                    )
+                )
+                return None
+            raise DialogueProblem(
+                command.number,
+                f"{command.text!r} has no reply after it (the session ends here); add the"
+                " server's reply, or remove the line",
+            )
+        if following.role is Role.CLIENT:
+            raise DialogueProblem(
+                command.number,
+                f"{command.text!r} has no reply before the next client line (line"
+                f" {following.number}); import needs each command's reply (pipelining is not"
+                " supported)",
+            )
+        return self.reply()
+
+    def reply(self) -> Reply:
+        first = self.take()
+        code, more, text = self.reply_line(first)
+        texts = [text]
+        last = first
+        while more:
+            following = self.peek()
+            if following is None or following.role is not Role.SERVER:
+                raise DialogueProblem(
+                    last.number,
+                    f"the reply is not finished: {last.text!r} says another line follows"
+                    f" ('{code}-'), but none does; its last line is '{code} text'",
+                )
+            last = self.take()
+            line_code, more, text = self.reply_line(last)
+            if line_code != code:
+                # RFC 5321 §4.2.1: every line of a multiline reply carries the same code.
+                raise DialogueProblem(
+                    last.number,
+                    f"the reply code changes from {code} to {line_code} inside a multiline reply",
+                )
+            texts.append(text)
+        return Reply(first.number, code, tuple(texts))
+
+    def reply_line(self, line: DialogueLine) -> tuple[int, bool, str]:
+        match = REPLY_LINE.fullmatch(line.text)
+        if match is None:
+            raise DialogueProblem(
+                line.number,
+                f"{line.text!r} is not a reply line: it must start with a 3-digit code and a"
+                " space or '-'",
+            )
+        return int(match.group("code")), match.group("sep") == "-", match.group("text") or ""
+
+    def message(self, go_ahead: Reply) -> Exchange:
+        lines: list[tuple[int, str]] = []  # (line number, message line)
+        notes: list[str] = []
+        while True:
+            if self.pos >= len(self.lines):
+                raise DialogueProblem(
+                    go_ahead.line,
+                    f"the message after this {go_ahead.code} has no lone '.' line ending it:"
+                    " the transcript is cut off; add the '.' line and the server's reply",
+                )
+            line = _not_tls(self.lines[self.pos])
+            self.pos += 1
+            if line.note:
+                notes.append(line.note)
+            if line.role is Role.SERVER:
+                raise DialogueProblem(
+                    go_ahead.line,
+                    f"the message after this {go_ahead.code} has a reply inside it (line"
+                    f" {line.number}) before the lone '.' that ends it: the '.' line is missing",
+                )
+            if line.role is Role.CLIENT and line.text.rstrip() == ".":
+                break
+            lines.append((line.number, self.unstuffed(line)))
+        following = self.peek()
+        if following is None or following.role is not Role.SERVER:
+            raise DialogueProblem(
+                line.number,
+                "the end of the message ('.') has no reply after it; add the server's reply",
+            )
+        reply = self.reply()
+        text = "".join(f"{text}\n" for text in self.header_break_restored(lines))
+        first = lines[0][0] if lines else line.number
+        return Exchange(ExchangeKind.MESSAGE, first, text, reply, tuple(notes))
+
+    def unstuffed(self, line: DialogueLine) -> str:
+        if line.role is Role.BLANK or not line.text.startswith("."):
+            return line.text
+        # RFC 5321 §4.5.2: the receiver deletes the first of a line's leading periods.
+        if not line.text.startswith(".."):
+            self.notes.append(
+                (
+                    line.number,
+                    f"{line.text!r} is not dot-stuffed, so a server reads it as"
+                    f" {line.text[1:]!r} (RFC 5321 §4.5.2); the message line is {line.text[1:]!r}",
+                )
+            )
+        return line.text[1:]
+
+    def header_break_restored(self, lines: list[tuple[int, str]]) -> list[str]:
+        texts = [text for _, text in lines]
+        if not self.double_spaced or "" in texts or not texts or texts[0][:1] in (" ", "\t"):
+            return texts
+        for index, (number, text) in enumerate(lines):
+            if not _HEADER.fullmatch(text):
+                if index == 0:
+                    break  # no header at all: nothing to separate
+                self.notes.append(
+                    (
+                        number,
+                        "restored the empty line between the message's header and body before"
+                        " this line (the transcript is double-spaced)",
+                    )
+                )
+                return [*texts[:index], "", *texts[index:]]
+        return texts
+
+
+def _not_tls(line: DialogueLine) -> DialogueLine:
+    if line.tls:
+        raise DialogueProblem(
+            line.number,
+            "the session uses TLS here (swaks' '~>' and '<~' lines); STARTTLS is not supported"
+            " by import yet: import a session run without --tls",
+        )
+    return line
+
+
+def _is_double_spaced(raw: RawSession) -> bool:
+    """Whether every other line of the session, from its first, is an empty line."""
+    blank = {line.number for line in raw.lines if line.role is Role.BLANK}
+    odd = range(raw.first_line + 1, raw.last_line, 2)
+    return len(odd) > 0 and all(number in blank for number in odd)

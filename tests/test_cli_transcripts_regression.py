@@ -1,0 +1,136 @@
+"""``smtpload import``, ``record`` and ``compare`` as a user runs them: real processes, real
+servers (Postfix as it is and as "upgraded" on a second port; see .ci/postfix-setup)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from smtpload.scenario import load_scenario
+from tests.peers import SmtpPeer
+
+DATA = Path(__file__).resolve().parent / "data"
+SEED = DATA / "transcripts" / "seed-blog.txt"
+UPGRADE = DATA / "upgrade.yaml"
+
+
+def smtpload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smtpload", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_import_writes_one_scenario_per_session(tmp_path: Path) -> None:
+    result = smtpload("import", str(SEED), "-o", "out/seed.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seed-2.yaml", "seed.yaml"]
+    first = load_scenario(tmp_path / "out" / "seed.yaml")
+    second = load_scenario(tmp_path / "out" / "seed-2.yaml")
+    assert str(first.target) == "smtp.exsample.jp:25"
+    assert [s.name for s in second.steps][:3] == ["greeting", "heloo", "helo"]
+    assert "format: telnet (auto)" in result.stderr
+    assert "stripped note '←あいさつ(HELOの後はなんでもかまわない?)'" in result.stderr
+    assert "skipped prose" in result.stderr
+    assert result.stdout == ""
+
+
+def test_import_without_output_prints_yaml_and_session_picks_one(tmp_path: Path) -> None:
+    result = smtpload("import", str(SEED), "--session", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "HELOO localhost" in result.stdout
+    assert "HELO exsample.jp" not in result.stdout
+    path = tmp_path / "printed.yaml"
+    path.write_text(result.stdout, encoding="utf-8")
+    assert load_scenario(path).steps
+
+
+def test_import_refuses_what_it_cannot_understand_with_line_numbers(tmp_path: Path) -> None:
+    transcript = tmp_path / "cut.txt"
+    transcript.write_text(
+        "$ telnet localhost 25\n220 mx ESMTP\nHELO x\n250 mx\nMAIL FROM:<a@x>\n250 ok\n"
+        "RCPT TO:<b@x>\n250 ok\nDATA\n354 go\nSubject: cut off\n"
+    )
+    result = smtpload("import", str(transcript), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{transcript}:10:" in result.stderr
+    missing = smtpload("import", str(SEED), "--session", "3", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "the transcript has 2 session(s)" in missing.stderr
+
+
+def test_record_then_compare_against_the_upgraded_postfix(
+    tmp_path: Path, postfix_server: SmtpPeer, postfix_upgraded_server: SmtpPeer
+) -> None:
+    old = f"{postfix_server.host}:{postfix_server.port}"
+    new = f"{postfix_upgraded_server.host}:{postfix_upgraded_server.port}"
+    recorded = smtpload(
+        "record", str(UPGRADE), "--target", old, "-o", "baseline.json", "--sessions", "4",
+        "--concurrency", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+    baseline = json.loads((tmp_path / "baseline.json").read_text())
+    assert baseline["format"] == "smtpload-baseline/1"
+
+    same = smtpload(
+        "compare", str(UPGRADE), "--baseline", "baseline.json", "--target", old, cwd=tmp_path
+    )
+    assert same.returncode == 0, same.stdout
+
+    changed = smtpload(
+        "compare", str(UPGRADE), "--baseline", "baseline.json", "--target", new,
+        "--junit", "junit.xml", "--json", "diff.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert changed.returncode == 1, changed.stdout
+    lines = {line.split()[0]: line for line in changed.stdout.splitlines() if line[:1].isalpha()}
+    assert "REGRESSION" in lines["rcpt-changed"]
+    assert "250 -> 550" in lines["rcpt-changed"]
+    assert "capability removed: DSN" in lines["ehlo"]
+    assert "warning" in lines["greeting"]
+    for step in ("mail", "rcpt-other", "data", "message", "quit", "close"):
+        assert lines[step].split()[1] == "ok", lines[step]
+
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    cases = suite.findall(".//testcase")
+    assert [c.get("name") for c in cases] == [
+        "greeting",
+        "ehlo",
+        "mail",
+        "rcpt-changed",
+        "rcpt-other",
+        "data",
+        "message",
+        "quit",
+        "close",
+    ]
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed == ["ehlo", "rcpt-changed"]
+    assert json.loads((tmp_path / "diff.json").read_text())
+
+    strict = smtpload(
+        "compare", str(UPGRADE), "--baseline", "baseline.json", "--target", new, "--strict",
+        "--update-baseline", cwd=tmp_path,
+    )  # fmt: skip
+    assert strict.returncode == 1
+    assert "REGRESSION" in strict.stdout.splitlines()[1]  # the greeting's text, now strict
+    # The baseline now holds the upgraded server's behaviour: comparing again finds nothing.
+    again = smtpload(
+        "compare", str(UPGRADE), "--baseline", "baseline.json", "--target", new, cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stdout
+
+
+def test_compare_with_a_broken_baseline_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "baseline.json").write_text("{not json")
+    result = smtpload("compare", str(UPGRADE), "--baseline", "baseline.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "baseline.json" in result.stderr

@@ -1,0 +1,111 @@
+"""smtpload.junit: a comparison as JUnit XML, parsed back as a CI system would (pure)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from smtpload.junit import junit_xml
+from smtpload.regression import Comparison, compare
+from tests.test_baseline import STEPS, answers, behaviour_of
+
+EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
+REFUSED = b'550 5.1.1 <b@example.test>: "Recipient" & co rejected\r\n'
+
+
+def upgrade(*, strict: bool = False, pct: float | None = None) -> Comparison:
+    upgraded = answers(
+        greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n", ehlo=EHLO_WITHOUT_DSN, rcpt=REFUSED
+    )
+    return compare(
+        behaviour_of([answers()], latency_us={"rcpt": 1000}),
+        behaviour_of([upgraded], latency_us={"rcpt": 2000}),
+        strict=strict,
+        max_latency_regression_pct=pct,
+    )
+
+
+def parsed(comparison: Comparison) -> ET.Element:
+    text = junit_xml(comparison, suite_name="smtpload compare upgrade")
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
+    return ET.fromstring(text.encode("utf-8"))
+
+
+def failures_by_step(root: ET.Element) -> dict[str, list[ET.Element]]:
+    return {case.attrib["name"]: case.findall("failure") for case in root.iter("testcase")}
+
+
+def test_one_testcase_per_step_in_step_order_with_the_counts_right() -> None:
+    root = parsed(upgrade())
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert [(c.attrib["classname"], c.attrib["name"]) for c in cases] == [
+        ("upgrade", step) for step in STEPS
+    ]
+    for element in (root, suite):
+        assert (element.attrib["tests"], element.attrib["failures"]) == ("8", "2")
+        assert element.attrib["errors"] == "0"
+    assert suite.attrib["name"] == "smtpload compare upgrade"
+
+
+def test_failures_exactly_at_the_regressed_steps_naming_what_changed() -> None:
+    failures = failures_by_step(parsed(upgrade()))
+    assert {step for step, found in failures.items() if found} == {"ehlo", "rcpt"}
+    (ehlo,) = failures["ehlo"]
+    assert ehlo.attrib == {"type": "regression", "message": "capability removed: DSN"}
+    (rcpt,) = failures["rcpt"]
+    assert rcpt.attrib["message"] == "reply code changed: 250 -> 550"
+    # Reply text with XML's special characters survives the round trip.
+    assert '550 5.1.1 <b@example.test>: "Recipient" & co rejected' in (rcpt.text or "")
+
+
+def test_warnings_are_output_not_failures() -> None:
+    root = parsed(upgrade())
+    greeting = next(c for c in root.iter("testcase") if c.attrib["name"] == "greeting")
+    assert greeting.findall("failure") == []
+    out = greeting.find("system-out")
+    assert out is not None
+    assert (out.text or "").startswith("warning: text: reply text changed:")
+
+
+@pytest.mark.parametrize(
+    ("strict", "pct", "failed"),
+    [
+        (False, None, {"ehlo", "rcpt"}),
+        (True, None, {"greeting", "ehlo", "rcpt"}),
+        (False, 50.0, {"ehlo", "rcpt"}),
+    ],
+    ids=["default", "strict", "latency"],
+)
+def test_strict_turns_warnings_into_failures_and_latency_adds_to_them(
+    strict: bool, pct: float | None, failed: set[str]
+) -> None:
+    root = parsed(upgrade(strict=strict, pct=pct))
+    failures = failures_by_step(root)
+    assert {step for step, found in failures.items() if found} == failed
+    assert root.attrib["failures"] == str(len(failed))
+
+
+def test_every_regression_of_a_step_is_in_its_one_failure() -> None:
+    failures = failures_by_step(parsed(upgrade(pct=50.0)))
+    (rcpt,) = failures["rcpt"]
+    assert rcpt.attrib["message"] == (
+        "reply code changed: 250 -> 550; "
+        "p50 latency grew 100% (1.000 ms -> 2.000 ms), more than the 50% allowed; "
+        "p99 latency grew 100% (1.000 ms -> 2.000 ms), more than the 50% allowed"
+    )
+
+
+def test_no_difference_means_no_failure() -> None:
+    same = compare(
+        behaviour_of([answers()]),
+        behaviour_of([answers()]),
+        strict=True,
+        max_latency_regression_pct=None,
+    )
+    root = parsed(same)
+    assert root.attrib["failures"] == "0"
+    assert all(not found for found in failures_by_step(root).values())
+    assert root.find("testsuite/testcase/system-out") is None

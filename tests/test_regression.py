@@ -1,0 +1,265 @@
+"""smtpload.regression: which differences from a baseline are regressions (pure, no sockets).
+
+Each test builds a baseline and a current behaviour from scripted sessions (see
+tests/test_baseline.py) and pins what ``compare`` reports: one difference per change, at the
+step that changed, and nothing that merely follows from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from smtpload.compiler import compile_scenario
+from smtpload.regression import Comparison, compare, comparison_summary, format_comparison
+from smtpload.scenario import parse_scenario
+from tests.test_baseline import SCENARIO_YAML, answers, behaviour_of
+
+EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
+REFUSED = b"550 5.1.1 <b@example.test>: Recipient address rejected: User unknown\r\n"
+
+
+def kinds(comparison: Comparison) -> list[tuple[str, str, str]]:
+    return [(d.step, d.kind, d.severity) for d in comparison.differences]
+
+
+def compared(
+    baseline: list[dict[str, bytes | str]],
+    current: list[dict[str, bytes | str]],
+    *,
+    strict: bool = False,
+    pct: float | None = None,
+) -> Comparison:
+    return compare(
+        behaviour_of(baseline),
+        behaviour_of(current),
+        strict=strict,
+        max_latency_regression_pct=pct,
+    )
+
+
+def test_the_same_behaviour_has_no_differences() -> None:
+    comparison = compared([answers()] * 3, [answers()] * 3, strict=True, pct=0)
+    assert comparison.differences == ()
+    assert comparison.exit_status == 0
+
+
+def test_session_counts_alone_are_not_judged() -> None:
+    flaky = answers(rcpt=b"451 4.3.0 try again later\r\n")
+    comparison = compared([answers(), answers(), flaky], [flaky, answers()])
+    assert comparison.differences == ()
+
+
+def test_a_changed_code_is_one_regression_not_also_enhanced_code_and_text() -> None:
+    comparison = compared([answers()], [answers(rcpt=REFUSED)])
+    assert kinds(comparison) == [("rcpt", "code", "regression")]
+    (difference,) = comparison.differences
+    assert difference.message == "reply code changed: 250 -> 550"
+    assert difference.baseline == "1 sessions: 250 x1; e.g. 250 2.1.5 Ok"
+    assert "550 5.1.1 <b@example.test>: Recipient address rejected" in difference.now
+    assert comparison.exit_status == 1
+
+
+def test_a_code_that_some_sessions_now_get_is_a_regression() -> None:
+    comparison = compared([answers()] * 4, [answers()] * 3 + [answers(rcpt=REFUSED)])
+    assert kinds(comparison) == [("rcpt", "code", "regression")]
+    assert comparison.differences[0].message == "reply code changed: 250 -> 250, 550"
+
+
+def test_a_changed_enhanced_code_is_a_regression() -> None:
+    comparison = compared([answers()], [answers(rcpt=b"250 2.1.0 Ok\r\n")])
+    assert kinds(comparison) == [("rcpt", "enhanced", "regression")]
+    assert comparison.differences[0].message == "enhanced status code changed: 2.1.5 -> 2.1.0"
+
+
+@pytest.mark.parametrize(
+    ("strict", "severity", "status"),
+    [(False, "warning", 0), (True, "regression", 1)],
+    ids=["warning", "strict"],
+)
+def test_a_changed_text_is_a_warning_or_with_strict_a_regression(
+    strict: bool, severity: str, status: int
+) -> None:
+    upgraded = answers(greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n")
+    comparison = compared([answers()], [upgraded], strict=strict)
+    assert kinds(comparison) == [("greeting", "text", severity)]
+    assert comparison.differences[0].message == (
+        "reply text changed: 'mx.test ESMTP Postfix' -> 'mx.test ESMTP Postfix (upgraded)'"
+    )
+    assert comparison.exit_status == status
+
+
+def test_volatile_parts_of_the_text_are_not_a_difference() -> None:
+    comparison = compared(
+        [answers(message=b"250 2.0.0 Ok: queued as 4F2B1160041\r\n")],
+        [answers(message=b"250 2.0.0 Ok: queued as 9C0DE2A0017\r\n")],
+    )
+    assert comparison.differences == ()
+
+
+def test_a_removed_capability_is_one_regression_and_not_a_text_change() -> None:
+    comparison = compared([answers()], [answers(ehlo=EHLO_WITHOUT_DSN)])
+    assert kinds(comparison) == [("ehlo", "capability_removed", "regression")]
+    assert comparison.differences[0].message == "capability removed: DSN"
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["warning", "strict"])
+def test_added_and_changed_capabilities_are_warnings_unless_strict(strict: bool) -> None:
+    ehlo = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 20480000\r\n250-DSN\r\n250-CHUNKING\r\n"
+    comparison = compared([answers()], [answers(ehlo=ehlo + b"250 8BITMIME\r\n")], strict=strict)
+    severity = "regression" if strict else "warning"
+    assert kinds(comparison) == [
+        ("ehlo", "capability_added", severity),
+        ("ehlo", "capability_changed", severity),
+    ]
+    added, changed = comparison.differences
+    assert added.message == "capability added: CHUNKING"
+    assert (changed.baseline, changed.now) == ("SIZE 10240000", "SIZE 20480000")
+
+
+def test_a_refused_ehlo_is_a_code_change_not_a_list_of_removed_capabilities() -> None:
+    comparison = compared(
+        [answers()], [answers(ehlo=b"502 5.5.2 Error: command not recognized\r\n")]
+    )
+    assert kinds(comparison) == [("ehlo", "code", "regression")]
+
+
+def test_a_timeout_is_an_event_regression_and_the_steps_after_it_are_not_reported() -> None:
+    comparison = compared([answers()], [answers(mail="timeout")])
+    assert kinds(comparison) == [("mail", "event", "regression")]
+    assert comparison.differences[0].message == "events changed: none -> timeout"
+
+
+def test_a_refused_data_reports_the_data_step_not_the_skipped_message() -> None:
+    comparison = compared([answers()], [answers(data=b"554 5.5.1 Error: no valid recipients\r\n")])
+    assert kinds(comparison) == [("data", "code", "regression")]
+
+
+def test_a_step_no_session_reaches_any_more_is_reported_when_nothing_explains_it() -> None:
+    baseline = behaviour_of([answers()])
+    current = behaviour_of([answers()])
+    # A session that never reached "close" with no earlier step changing cannot come from the
+    # engine; a baseline edited by hand, or written by another smtpload, can have one.
+    steps = tuple(
+        replace(step, sessions=0, codes={}, events={}, text=()) if step.name == "close" else step
+        for step in current.steps
+    )
+    current = replace(current, steps=steps)
+    comparison = compare(baseline, current, strict=False, max_latency_regression_pct=None)
+    assert kinds(comparison) == [("close", "event", "regression")]
+    assert comparison.differences[0].message == "no session reached this step"
+
+
+def test_steps_added_to_and_removed_from_the_scenario_are_regressions() -> None:
+    changed_yaml = SCENARIO_YAML.replace("send: MAIL FROM:<a@example.test>", "send: NOOP")
+    scenario = compile_scenario(parse_scenario(changed_yaml, "upgrade.yaml"))
+    script = answers()
+    script["noop"] = b"250 2.0.0 Ok\r\n"
+    comparison = compare(
+        behaviour_of([answers()]),
+        behaviour_of([script], scenario=scenario),
+        strict=False,
+        max_latency_regression_pct=None,
+    )
+    # A step only the baseline has stands after its predecessor in the baseline.
+    assert comparison.steps[:4] == ("greeting", "ehlo", "mail", "noop")
+    assert kinds(comparison) == [
+        ("mail", "step_missing", "regression"),
+        ("noop", "step_added", "regression"),
+    ]
+    assert comparison.differences[0].message == (
+        "step 'mail' is not in the scenario now; record the baseline again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("now_us", "pct", "expected"),
+    [
+        (1000, 20.0, []),  # +0 %
+        (1200, 20.0, []),  # +20 %: at the limit, not beyond it
+        (
+            1300,
+            20.0,
+            [("mail", "latency_p50", "regression"), ("mail", "latency_p99", "regression")],
+        ),
+        (5000, None, []),  # no --max-latency-regression: latencies are not judged
+    ],
+    ids=["same", "at-limit", "beyond", "not-asked"],
+)
+def test_latency_regressions_beyond_the_allowed_percentage(
+    now_us: int, pct: float | None, expected: list[tuple[str, str, str]]
+) -> None:
+    baseline = behaviour_of([answers()], latency_us={"mail": 1000})
+    current = behaviour_of([answers()], latency_us={"mail": now_us})
+    comparison = compare(baseline, current, strict=False, max_latency_regression_pct=pct)
+    assert kinds(comparison) == expected
+    if expected:
+        assert comparison.differences[0].message == (
+            "p50 latency grew 30% (1.000 ms -> 1.300 ms), more than the 20% allowed"
+        )
+
+
+def test_latency_is_not_compared_for_steps_without_samples() -> None:
+    baseline = behaviour_of([answers(quit="timeout")], latency_us=1000)
+    current = behaviour_of([answers(quit="timeout")], latency_us=1000)
+    comparison = compare(baseline, current, strict=False, max_latency_regression_pct=0.0)
+    assert comparison.differences == ()
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+
+def upgrade_comparison(strict: bool = False) -> Comparison:
+    upgraded = answers(
+        greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n", ehlo=EHLO_WITHOUT_DSN, rcpt=REFUSED
+    )
+    return compared([answers()] * 2, [upgraded] * 2, strict=strict)
+
+
+def test_text_report_lists_every_step_then_a_summary() -> None:
+    report = format_comparison(upgrade_comparison())
+    assert report.splitlines() == [
+        "compare upgrade: baseline 192.0.2.1:25 (2 sessions) vs now 192.0.2.1:25 (2 sessions)",
+        "greeting  warning     reply text changed: 'mx.test ESMTP Postfix' -> "
+        "'mx.test ESMTP Postfix (upgraded)'",
+        "ehlo      REGRESSION  capability removed: DSN",
+        "mail      ok",
+        "rcpt      REGRESSION  reply code changed: 250 -> 550",
+        "                      baseline: 2 sessions: 250 x2; e.g. 250 2.1.5 Ok",
+        "                      now:      2 sessions: 550 x2; e.g. 550 5.1.1 <b@example.test>: "
+        "Recipient address rejected: User unknown",
+        "data      ok",
+        "message   ok",
+        "quit      ok",
+        "close     ok",
+        "2 regressions, 1 warning",
+    ]
+
+
+def test_json_summary() -> None:
+    summary = comparison_summary(upgrade_comparison(strict=True))
+    json.dumps(summary)  # JSON-able
+    assert (summary["regressions"], summary["warnings"], summary["exit_status"]) == (3, 0, 1)
+    assert summary["baseline"] == {"target": "192.0.2.1:25", "sessions": 2}
+    assert summary["strict"] is True
+    assert [(s["name"], s["status"]) for s in summary["steps"]] == [
+        ("greeting", "regression"),
+        ("ehlo", "regression"),
+        ("mail", "ok"),
+        ("rcpt", "regression"),
+        ("data", "ok"),
+        ("message", "ok"),
+        ("quit", "ok"),
+        ("close", "ok"),
+    ]
+    assert summary["steps"][1]["differences"] == [
+        {
+            "kind": "capability_removed",
+            "severity": "regression",
+            "message": "capability removed: DSN",
+            "baseline": "",
+            "now": "",
+        }
+    ]
