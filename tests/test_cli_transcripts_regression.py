@@ -67,6 +67,16 @@ def test_import_refuses_what_it_cannot_understand_with_line_numbers(tmp_path: Pa
     assert "the transcript has 2 session(s)" in missing.stderr
 
 
+def test_replay_runs_a_scenario_file_too(tmp_path: Path, postfix_server: SmtpPeer) -> None:
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "seed-sendmail.yaml"
+    result = smtpload("replay", str(scenario), "--target", target, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    steps = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("  ok")]
+    assert steps == ["greeting", "heloo", "helo", "mail", "rcpt", "data", "message", "quit"]
+    assert "=> passed" in result.stdout
+
+
 def test_record_then_compare_against_the_upgraded_postfix(
     tmp_path: Path, postfix_server: SmtpPeer, postfix_upgraded_server: SmtpPeer
 ) -> None:
