@@ -25,12 +25,10 @@ from .cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    add_run_options,
     listen_argument,
     parse_vars,
-    positive_float,
-    positive_int,
     scenario_path,
-    target_argument,
 )
 from .compiler import compile_scenario
 from .errors import LocalError, ScenarioError, UsageError
@@ -68,29 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_RUN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("scenario", help="a scenario file, or the name of a bundled one")
-    run.add_argument(
-        "--target",
-        type=target_argument,
-        help="HOST:PORT of the server (default: the scenario's target, else the built-in sink)",
-    )
-    run.add_argument("--sessions", type=positive_int, default=1, help="sessions in total")
-    run.add_argument(
-        "--concurrency", type=positive_int, default=1, help="sessions at the same time"
-    )
-    run.add_argument(
-        "--timeout",
-        type=positive_float,
-        metavar="SECONDS",
-        help="step timeout unless a step sets its own (default: the scenario's, else 30)",
-    )
-    run.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a variable the scenario declares (repeatable)",
-    )
+    add_run_options(run)
     run.add_argument(
         "--results",
         type=Path,

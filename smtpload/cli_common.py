@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "add_run_options",
     "listen_argument",
     "parse_vars",
     "positive_float",
@@ -86,3 +87,30 @@ def scenario_path(name: str) -> Path:
             + ", ".join(bundled_scenario_names())
         )
     return path
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The scenario and the options of every command that runs one (run, record, compare)."""
+    parser.add_argument("scenario", help="a scenario file, or the name of a bundled one")
+    parser.add_argument(
+        "--target",
+        type=target_argument,
+        help="HOST:PORT of the server (default: the scenario's target, else the built-in sink)",
+    )
+    parser.add_argument("--sessions", type=positive_int, default=1, help="sessions in total")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=1, help="sessions at the same time"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="step timeout unless a step sets its own (default: the scenario's, else 30)",
+    )
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable the scenario declares (repeatable)",
+    )

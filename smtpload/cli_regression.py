@@ -18,11 +18,10 @@ from .baseline import Behaviour, load_baseline, save_baseline
 from .cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    add_run_options,
     parse_vars,
     positive_float,
-    positive_int,
     scenario_path,
-    target_argument,
 )
 from .compiler import compile_scenario
 from .errors import UsageError
@@ -47,27 +46,6 @@ examples:
 """
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", help="a scenario file, or the name of a bundled one")
-    parser.add_argument(
-        "--target",
-        type=target_argument,
-        help="HOST:PORT (default: the scenario's target, else the built-in sink)",
-    )
-    parser.add_argument("--sessions", type=positive_int, default=1, help="sessions in total")
-    parser.add_argument(
-        "--concurrency", type=positive_int, default=1, help="sessions at the same time"
-    )
-    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS", help="step timeout")
-    parser.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a variable the scenario declares (repeatable)",
-    )
-
-
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``record`` and ``compare`` subcommands."""
     record = commands.add_parser(
@@ -79,7 +57,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         epilog=_RECORD_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_run_options(record)
+    add_run_options(record)
     record.add_argument("-o", "--output", type=Path, required=True, metavar="BASELINE.json")
 
     comparing = commands.add_parser(
@@ -92,7 +70,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         epilog=_COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_run_options(comparing)
+    add_run_options(comparing)
     comparing.add_argument("--baseline", type=Path, required=True, metavar="BASELINE.json")
     comparing.add_argument(
         "--max-latency-regression",
