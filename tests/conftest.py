@@ -136,19 +136,24 @@ def _postfix_problem(peer: SmtpPeer) -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def postfix_server() -> SmtpPeer:
-    """The Postfix test server (accepts and discards everything but ``@reject.test``)."""
-    peer = _parse_host_port(os.environ.get(POSTFIX_ENV, POSTFIX_DEFAULT))
+def _postfix_peer(env: str, default: str, what: str) -> SmtpPeer:
+    """The Postfix smtpd at ``$env`` (or ``default``); fails under CI, else skips, if absent."""
+    peer = _parse_host_port(os.environ.get(env, default))
     problem = _postfix_problem(peer)
     if problem is None:
         return peer
     if os.environ.get("CI"):
         pytest.fail(
-            f"Postfix test server not running under CI: {problem}. "
+            f"{what} not running under CI: {problem}. "
             ".ci/run should have started it with .ci/postfix-setup: see that step's output."
         )
-    pytest.skip("Postfix test server not running; start it with: sudo .ci/postfix-setup")
+    pytest.skip(f"{what} not running; start it with: sudo .ci/postfix-setup")
+
+
+@pytest.fixture(scope="session")
+def postfix_server() -> SmtpPeer:
+    """The Postfix test server (accepts and discards everything but ``@reject.test``)."""
+    return _postfix_peer(POSTFIX_ENV, POSTFIX_DEFAULT, "Postfix test server")
 
 
 POSTFIX_UPGRADED_ENV = "SMTPLOAD_POSTFIX_B"
@@ -158,13 +163,6 @@ POSTFIX_UPGRADED_DEFAULT = "127.0.0.1:10026"
 @pytest.fixture(scope="session")
 def postfix_upgraded_server() -> SmtpPeer:
     """The Postfix test server's "upgraded" smtpd (see ``.ci/postfix-setup``)."""
-    peer = _parse_host_port(os.environ.get(POSTFIX_UPGRADED_ENV, POSTFIX_UPGRADED_DEFAULT))
-    problem = _postfix_problem(peer)
-    if problem is None:
-        return peer
-    if os.environ.get("CI"):
-        pytest.fail(
-            f"Postfix's upgraded test smtpd not running under CI: {problem}. "
-            ".ci/run should have started it with .ci/postfix-setup: see that step's output."
-        )
-    pytest.skip("Postfix's upgraded test smtpd not running; start it with: sudo .ci/postfix-setup")
+    return _postfix_peer(
+        POSTFIX_UPGRADED_ENV, POSTFIX_UPGRADED_DEFAULT, "Postfix's upgraded test smtpd"
+    )
