@@ -1,12 +1,13 @@
 """Reading a scenario file: YAML text in, a validated ``model.Scenario`` out.
 
-This module owns the scenario grammar (the top-level keys, the target, variables, steps and
-their options, captures, step names, and the checks across steps) and every message about what a
-scenario file means, each as ``FILE:LINE:COL: message``; it reports all of a file's problems at
-once (``ScenarioError``). Reading the YAML nodes themselves (positions, duplicate and unknown
-keys, YAML 1.1's coercion traps) is ``yaml_nodes.py``'s; the grammar of ``expect`` values is
-``expectation_syntax.py``'s. This module does no I/O beyond reading the file, compiles nothing
-for the engine, and never imports trio.
+This module owns the file-level scenario grammar (the top-level keys, the target, variables, the
+list of steps, and the checks across steps: variables used before they exist, data only after a
+354, nothing after close, step names) and every message about those, each as
+``FILE:LINE:COL: message``; it reports all of a file's problems at once (``ScenarioError``).
+Reading the YAML nodes themselves (positions, duplicate and unknown keys, YAML 1.1's coercion
+traps) is ``yaml_nodes.py``'s; the grammar of one step (its action and options) is
+``step_syntax.py``'s, and of ``expect`` values ``expectation_syntax.py``'s. This module does no
+I/O beyond reading the file, compiles nothing for the engine, and never imports trio.
 """
 
 from __future__ import annotations
@@ -15,45 +16,29 @@ import difflib
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.errors import Problem, ScenarioError
-from smtpload.expectation_syntax import parse_expectation
-from smtpload.model import (
-    BUILTIN_VARIABLES,
-    Expectation,
-    Scenario,
-    Step,
-    StepKind,
-    Target,
-    parse_target,
+from smtpload.model import BUILTIN_VARIABLES, Scenario, Step, StepKind, Target, parse_target
+from smtpload.step_syntax import (
+    RESERVED_STEP_NAME,
+    StepDraft,
+    positive_seconds,
+    read_name,
+    read_step,
+    read_template,
 )
-from smtpload.template import Template, TemplateSyntaxError, parse_template
-from smtpload.yaml_nodes import (
-    BOOL_TAG,
-    NULL_TAG,
-    TEXT_TAGS,
-    NodeReader,
-    is_blank,
-    is_true,
-    kind_of,
-)
+from smtpload.template import Template
+from smtpload.yaml_nodes import NULL_TAG, NodeReader, is_blank, kind_of
 
 __all__ = ["load_scenario", "parse_scenario"]
 
 _TOP_KEYS = ("name", "description", "target", "timeout", "variables", "steps")
-_ACTIONS = ("greeting", "send", "data", "close")
-_STEP_OPTIONS = ("name", "expect", "capture", "timeout")
-_DATA_KEYS = ("message", "size")
 _TARGET_KEYS = ("host", "port")
-_RESERVED_STEP_NAME = "connect"  # the TCP connect is always timed as a step of this name
 _DEFAULT_PORT = 25  # the well-known SMTP port (IANA "smtp")
-# RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
-_GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
-_DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what template.py accepts in {name}
 
@@ -105,44 +90,8 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     return scenario
 
 
-@dataclass
-class _Draft:
-    """One step as read, kept even when parts of it are invalid for the checks across steps."""
-
-    number: int  # 1-based, for messages
-    node: MappingNode
-    kind: StepKind | None = None
-    name: str | None = None
-    name_node: Node | None = None
-    text: str | None = None
-    data_size: int | None = None
-    expect: Expectation | None = None
-    greeting_expects: bool = False  # `greeting:` held an expectation, so `expect:` may not
-    capture: str | None = None
-    capture_node: Node | None = None
-    groups: tuple[str, ...] = ()
-    timeout_s: float | None = None
-    templates: list[tuple[Node, Template]] = field(default_factory=list)
-
-
 class _Validator(NodeReader):
-    """The scenario grammar, read from the document's nodes; each problem lands in ``problems``."""
-
-    # -- values ----------------------------------------------------------------------------
-
-    def positive_seconds(self, node: Node, what: str) -> float | None:
-        seconds = self.number(node, what)
-        if seconds is not None and seconds <= 0:
-            self.problem(node, f"{what} must be a number of seconds greater than 0")
-            return None
-        return None if seconds is None else float(seconds)
-
-    def template(self, node: Node, text: str) -> Template | None:
-        try:
-            return parse_template(text)
-        except TemplateSyntaxError as exc:
-            self.problem_at(node, exc.offset, exc.message)
-            return None
+    """The file-level scenario grammar, read from the nodes; each problem lands in ``problems``."""
 
     # -- the document ----------------------------------------------------------------------
 
@@ -164,14 +113,14 @@ class _Validator(NodeReader):
 
         name = "scenario" if self.path == "<string>" else Path(self.path).stem
         if "name" in keys:
-            name = self._name(keys["name"][1], "name") or name
+            name = read_name(keys["name"][1], self, "name") or name
         description = ""
         if "description" in keys:
             description = self.text(keys["description"][1], "description") or ""
         target = self._target(keys["target"][1]) if "target" in keys else None
         timeout_s = None
         if "timeout" in keys:
-            timeout_s = self.positive_seconds(keys["timeout"][1], "timeout")
+            timeout_s = positive_seconds(keys["timeout"][1], self, "timeout")
         variables = self._variables(keys["variables"][1]) if "variables" in keys else []
         if "steps" not in keys:
             self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
@@ -207,13 +156,6 @@ class _Validator(NodeReader):
             variables=tuple((v.name, v.text) for v in variables),
             steps=steps,
         )
-
-    def _name(self, node: Node, what: str) -> str | None:
-        name = self.text(node, what)
-        if name is not None and not name.strip():
-            self.problem(node, f"{what} must not be empty")
-            return None
-        return name
 
     def _target(self, node: Node) -> Target | None:
         if isinstance(node, MappingNode):
@@ -276,14 +218,14 @@ class _Validator(NodeReader):
                 self.problem(key_node, f"{{{name}}} is a built-in variable; choose another name")
                 ok = False
             text = self.text(value_node, f"variable {name!r}")
-            template = None if text is None else self.template(value_node, text)
+            template = None if text is None else read_template(value_node, self, text)
             if ok and text is not None:
                 variables.append(_Variable(name, text, value_node, template))
         return variables
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _steps(self, node: Node) -> list[_Draft]:
+    def _steps(self, node: Node) -> list[StepDraft]:
         if is_blank(node):
             self.problem(node, "steps is empty; a scenario needs at least one step")
             return []
@@ -296,160 +238,14 @@ class _Validator(NodeReader):
             self.problem(node, "steps is empty; a scenario needs at least one step")
         drafts = []
         for number, step_node in enumerate(node.value, start=1):
-            draft = self._step(step_node, number)
+            draft = read_step(step_node, number, self)
             if draft is not None:
                 drafts.append(draft)
         return drafts
 
-    def _step(self, node: Node, number: int) -> _Draft | None:
-        if not isinstance(node, MappingNode):
-            example = "send: QUIT"
-            if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and node.value:
-                example = f"send: {node.value}"
-            self.problem(
-                node,
-                f"step {number} must be a mapping with one action (greeting, send, data or"
-                f" close), such as `- {example}`",
-            )
-            return None
-        draft = _Draft(number, node)
-        keys = self.mapping(node, f"in step {number}", _ACTIONS + _STEP_OPTIONS)
-        actions = [key for key in keys if key in _ACTIONS]
-        # An unknown key was most likely meant as the action, and was reported with a hint.
-        if not actions and len(keys) == len(node.value):
-            self.problem(node, f"step {number} has no action; give one of {', '.join(_ACTIONS)}")
-        for extra in actions[1:]:
-            self.problem(
-                keys[extra][0],
-                f"step {number} has two actions, {actions[0]!r} and {extra!r};"
-                " give each its own step",
-            )
-        if len(actions) == 1:
-            draft.kind = StepKind(actions[0])
-            self._action(draft, keys[actions[0]][1])
-        if "name" in keys:
-            draft.name_node = keys["name"][1]
-            draft.name = self._name(draft.name_node, "name")
-            if draft.name is not None and draft.name.lower() == _RESERVED_STEP_NAME:
-                self.problem(
-                    draft.name_node,
-                    f"step name {draft.name!r} is reserved for the TCP connect; choose another",
-                )
-                draft.name = None
-        if "expect" in keys:
-            self._expect(draft, *keys["expect"])
-        if "capture" in keys:
-            self._capture(draft, *keys["capture"])
-        if "timeout" in keys:
-            draft.timeout_s = self.positive_seconds(keys["timeout"][1], "timeout")
-        return draft
-
-    def _action(self, draft: _Draft, node: Node) -> None:
-        if draft.kind is StepKind.GREETING:
-            if isinstance(node, ScalarNode) and node.tag == BOOL_TAG:
-                if not is_true(node):
-                    self.problem(node, "greeting takes `true` or an expectation such as 220")
-                draft.expect = _GREETING_DEFAULT
-            else:
-                draft.expect = parse_expectation(node, self, "greeting")
-                draft.greeting_expects = True
-        elif draft.kind is StepKind.SEND:
-            draft.text = self._send(draft, node)
-        elif draft.kind is StepKind.DATA:
-            self._data(draft, node)
-            draft.expect = _DATA_DEFAULT
-        elif draft.kind is StepKind.CLOSE and not is_true(node):
-            message = "close takes only `true` (the server must close the connection)"
-            self.problem(node, message + "; remove the step if it should not")
-
-    def _send(self, draft: _Draft, node: Node) -> str | None:
-        if is_blank(node):
-            self.problem(node, 'send has no value; to send an empty line, write send: ""')
-            return None
-        text = self.text(node, "send")
-        if text is None:
-            return None
-        # RFC 5321 §2.3.8: CR and LF only ever appear together, ending a command line.
-        if "\r" in text or "\n" in text:
-            hint = " (a `|` block adds a final line break; use `|-`)" if text[-1:] == "\n" else ""
-            self.problem(
-                node,
-                "send is one command line, without line breaks; use a separate step per"
-                f" command, and `data:` for the message{hint}",
-            )
-            return None
-        return text if self._add_template(node, text, draft.templates) else None
-
-    def _data(self, draft: _Draft, node: Node) -> None:
-        if isinstance(node, MappingNode):
-            keys = self.mapping(node, "in data", _DATA_KEYS)
-            if not node.value:
-                self.problem(node, "data needs `message:`, `size:`, or both")
-            if "message" in keys:
-                draft.text = self._message(draft, keys["message"][1])
-            if "size" in keys:
-                size = self.number(keys["size"][1], "data: size", whole=True)
-                if size is not None and size < 0:
-                    self.problem(keys["size"][1], "data: size must be 0 or more bytes")
-                elif size is not None:
-                    draft.data_size = int(size)
-        else:
-            draft.text = self._message(draft, node)
-
-    def _message(self, draft: _Draft, node: Node) -> str | None:
-        if isinstance(node, SequenceNode):
-            self.problem(node, "data must be the message text, or {message: TEXT, size: BYTES}")
-            return None
-        text = self.text(node, "data")
-        if text is None or not self._add_template(node, text, draft.templates):
-            return None
-        return text
-
-    def _add_template(self, node: Node, text: str, into: list[tuple[Node, Template]]) -> bool:
-        template = self.template(node, text)
-        if template is not None:
-            into.append((node, template))
-        return template is not None
-
-    def _expect(self, draft: _Draft, key: Node, node: Node) -> None:
-        if draft.kind is StepKind.CLOSE:
-            self.problem(key, "a close step takes no `expect`: it waits for the connection to end")
-        elif draft.greeting_expects:
-            self.problem(
-                key,
-                "give the expectation once: `greeting: 220`, or `greeting: true` with `expect:`",
-            )
-        elif draft.kind is not None:
-            draft.expect = parse_expectation(node, self, "expect")
-
-    def _capture(self, draft: _Draft, key: Node, node: Node) -> None:
-        if draft.kind is StepKind.CLOSE:
-            self.problem(key, "a close step takes no `capture`: there is no reply to search")
-            return
-        pattern = self.text(node, "capture")
-        if pattern is None:
-            return
-        try:
-            groups = tuple(re.compile(pattern).groupindex)
-        except re.error as exc:
-            self.problem_at(node, exc.pos or 0, f"capture: invalid regular expression: {exc.msg}")
-            return
-        if not groups:
-            self.problem(
-                node,
-                "capture needs a named group, such as (?P<queue_id>\\w+); each group's name"
-                " becomes a variable for later steps",
-            )
-            return
-        for group in groups:
-            if group in BUILTIN_VARIABLES:
-                self.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
-                return
-        draft.capture, draft.capture_node, draft.groups = pattern, node, groups
-
     # -- checks across steps ---------------------------------------------------------------
 
-    def _check_variables_used(self, variables: list[_Variable], drafts: list[_Draft]) -> None:
+    def _check_variables_used(self, variables: list[_Variable], drafts: list[StepDraft]) -> None:
         """Every {name} must exist by the time it is rendered."""
         declared = {v.name: v for v in variables}
         available = set(BUILTIN_VARIABLES)
@@ -469,7 +265,7 @@ class _Validator(NodeReader):
                 self.problem_at(variable.node, offset, message)
             available.add(variable.name)
 
-        captured_by: dict[str, _Draft] = {}
+        captured_by: dict[str, StepDraft] = {}
         for draft in drafts:
             for group in draft.groups:
                 if group in declared and draft.capture_node is not None:
@@ -496,7 +292,7 @@ class _Validator(NodeReader):
                     self.problem_at(node, offset, message)
             available.update(draft.groups)
 
-    def _check_data_follows_354(self, drafts: list[_Draft]) -> None:
+    def _check_data_follows_354(self, drafts: list[StepDraft]) -> None:
         # RFC 5321 §4.1.1.4: the message may be sent only after DATA got the 354 go-ahead.
         by_number = {draft.number: draft for draft in drafts}
         for draft in drafts:
@@ -521,7 +317,7 @@ class _Validator(NodeReader):
                 draft.node, f"a data step must follow `send: DATA` with `expect: 354` ({why})"
             )
 
-    def _check_nothing_after_close(self, drafts: list[_Draft]) -> None:
+    def _check_nothing_after_close(self, drafts: list[StepDraft]) -> None:
         closes = [draft.number for draft in drafts if draft.kind is StepKind.CLOSE]
         for draft in drafts:
             if closes and draft.number > closes[0]:
@@ -532,10 +328,10 @@ class _Validator(NodeReader):
                 )
                 return
 
-    def _step_names(self, drafts: list[_Draft]) -> dict[int, str]:
+    def _step_names(self, drafts: list[StepDraft]) -> dict[int, str]:
         """Each step's name by step number: the explicit one, else derived and numbered."""
         names: dict[int, str] = {}
-        explicit: dict[str, _Draft] = {}
+        explicit: dict[str, StepDraft] = {}
         for draft in drafts:
             if draft.name is None or draft.name_node is None:
                 continue
@@ -547,7 +343,7 @@ class _Validator(NodeReader):
                     " step names must be unique",
                 )
             names[draft.number] = draft.name
-        taken = set(explicit) | {_RESERVED_STEP_NAME}
+        taken = set(explicit) | {RESERVED_STEP_NAME}
         repeats: dict[str, int] = {}
         for draft in drafts:
             if draft.number in names or draft.kind is None:

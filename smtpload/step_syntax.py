@@ -1,0 +1,257 @@
+"""The grammar of one step: a mapping from the `steps:` list in, a ``StepDraft`` out.
+
+``scenario.py`` walks the file and hands each item of `steps:` here; this module reads its one
+action (``greeting``, ``send``, ``data`` or ``close``) and the step's options (``name``,
+``expect``, ``capture``, ``timeout``), reporting what is wrong through the caller's
+``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with steps (a
+non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even when parts
+of it are invalid, so that the checks across steps (variables used, data after 354, nothing after
+close, unique step names), which are ``scenario.py``'s, still see it. The ``expect`` values
+themselves are ``expectation_syntax.py``'s; this module knows nothing of other steps or files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from smtpload.expectation_syntax import parse_expectation
+from smtpload.model import BUILTIN_VARIABLES, Expectation, StepKind
+from smtpload.template import Template, TemplateSyntaxError, parse_template
+from smtpload.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
+
+__all__ = [
+    "RESERVED_STEP_NAME",
+    "StepDraft",
+    "positive_seconds",
+    "read_name",
+    "read_step",
+    "read_template",
+]
+
+RESERVED_STEP_NAME = "connect"  # the TCP connect is always timed as a step of this name
+
+_ACTIONS = ("greeting", "send", "data", "close")
+_STEP_OPTIONS = ("name", "expect", "capture", "timeout")
+_DATA_KEYS = ("message", "size")
+# RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
+_GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
+_DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
+
+
+@dataclass
+class StepDraft:
+    """One step as read, kept even when parts of it are invalid for the checks across steps."""
+
+    number: int  # 1-based, for messages
+    node: MappingNode
+    kind: StepKind | None = None
+    name: str | None = None
+    name_node: Node | None = None
+    text: str | None = None
+    data_size: int | None = None
+    expect: Expectation | None = None
+    greeting_expects: bool = False  # `greeting:` held an expectation, so `expect:` may not
+    capture: str | None = None
+    capture_node: Node | None = None
+    groups: tuple[str, ...] = ()
+    timeout_s: float | None = None
+    templates: list[tuple[Node, Template]] = field(default_factory=list)
+
+
+# -- values shared with the top level ------------------------------------------------------
+
+
+def positive_seconds(node: Node, reader: NodeReader, what: str) -> float | None:
+    """A timeout: a number of seconds greater than 0, or None after reporting it."""
+    seconds = reader.number(node, what)
+    if seconds is not None and seconds <= 0:
+        reader.problem(node, f"{what} must be a number of seconds greater than 0")
+        return None
+    return None if seconds is None else float(seconds)
+
+
+def read_template(node: Node, reader: NodeReader, text: str) -> Template | None:
+    """``text`` (the value of ``node``) as a template, or None after reporting where it breaks."""
+    try:
+        return parse_template(text)
+    except TemplateSyntaxError as exc:
+        reader.problem_at(node, exc.offset, exc.message)
+        return None
+
+
+def read_name(node: Node, reader: NodeReader, what: str) -> str | None:
+    """A scenario's or a step's name: text that is not empty or only spaces."""
+    name = reader.text(node, what)
+    if name is not None and not name.strip():
+        reader.problem(node, f"{what} must not be empty")
+        return None
+    return name
+
+
+# -- one step ------------------------------------------------------------------------------
+
+
+def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
+    """Read one item of `steps:`.
+
+    Args:
+        node: the item.
+        number: its 1-based place in the list, for messages.
+        reader: reports problems and reads values.
+
+    Returns:
+        The draft, with the parts that were valid; None when the item is not a mapping at all.
+    """
+    if not isinstance(node, MappingNode):
+        example = "send: QUIT"
+        if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and node.value:
+            example = f"send: {node.value}"
+        reader.problem(
+            node,
+            f"step {number} must be a mapping with one action (greeting, send, data or"
+            f" close), such as `- {example}`",
+        )
+        return None
+    draft = StepDraft(number, node)
+    keys = reader.mapping(node, f"in step {number}", _ACTIONS + _STEP_OPTIONS)
+    actions = [key for key in keys if key in _ACTIONS]
+    # An unknown key was most likely meant as the action, and was reported with a hint.
+    if not actions and len(keys) == len(node.value):
+        reader.problem(node, f"step {number} has no action; give one of {', '.join(_ACTIONS)}")
+    for extra in actions[1:]:
+        reader.problem(
+            keys[extra][0],
+            f"step {number} has two actions, {actions[0]!r} and {extra!r}; give each its own step",
+        )
+    if len(actions) == 1:
+        draft.kind = StepKind(actions[0])
+        _action(draft, keys[actions[0]][1], reader)
+    if "name" in keys:
+        draft.name_node = keys["name"][1]
+        draft.name = read_name(draft.name_node, reader, "name")
+        if draft.name is not None and draft.name.lower() == RESERVED_STEP_NAME:
+            reader.problem(
+                draft.name_node,
+                f"step name {draft.name!r} is reserved for the TCP connect; choose another",
+            )
+            draft.name = None
+    if "expect" in keys:
+        _expect(draft, *keys["expect"], reader)
+    if "capture" in keys:
+        _capture(draft, *keys["capture"], reader)
+    if "timeout" in keys:
+        draft.timeout_s = positive_seconds(keys["timeout"][1], reader, "timeout")
+    return draft
+
+
+def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
+    if draft.kind is StepKind.GREETING:
+        if isinstance(node, ScalarNode) and node.tag == BOOL_TAG:
+            if not is_true(node):
+                reader.problem(node, "greeting takes `true` or an expectation such as 220")
+            draft.expect = _GREETING_DEFAULT
+        else:
+            draft.expect = parse_expectation(node, reader, "greeting")
+            draft.greeting_expects = True
+    elif draft.kind is StepKind.SEND:
+        draft.text = _send(draft, node, reader)
+    elif draft.kind is StepKind.DATA:
+        _data(draft, node, reader)
+        draft.expect = _DATA_DEFAULT
+    elif draft.kind is StepKind.CLOSE and not is_true(node):
+        message = "close takes only `true` (the server must close the connection)"
+        reader.problem(node, message + "; remove the step if it should not")
+
+
+def _send(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
+    if is_blank(node):
+        reader.problem(node, 'send has no value; to send an empty line, write send: ""')
+        return None
+    text = reader.text(node, "send")
+    if text is None:
+        return None
+    # RFC 5321 §2.3.8: CR and LF only ever appear together, ending a command line.
+    if "\r" in text or "\n" in text:
+        hint = " (a `|` block adds a final line break; use `|-`)" if text[-1:] == "\n" else ""
+        reader.problem(
+            node,
+            "send is one command line, without line breaks; use a separate step per"
+            f" command, and `data:` for the message{hint}",
+        )
+        return None
+    return text if _add_template(node, text, draft, reader) else None
+
+
+def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
+    if isinstance(node, MappingNode):
+        keys = reader.mapping(node, "in data", _DATA_KEYS)
+        if not node.value:
+            reader.problem(node, "data needs `message:`, `size:`, or both")
+        if "message" in keys:
+            draft.text = _message(draft, keys["message"][1], reader)
+        if "size" in keys:
+            size = reader.number(keys["size"][1], "data: size", whole=True)
+            if size is not None and size < 0:
+                reader.problem(keys["size"][1], "data: size must be 0 or more bytes")
+            elif size is not None:
+                draft.data_size = int(size)
+    else:
+        draft.text = _message(draft, node, reader)
+
+
+def _message(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
+    if isinstance(node, SequenceNode):
+        reader.problem(node, "data must be the message text, or {message: TEXT, size: BYTES}")
+        return None
+    text = reader.text(node, "data")
+    if text is None or not _add_template(node, text, draft, reader):
+        return None
+    return text
+
+
+def _add_template(node: Node, text: str, draft: StepDraft, reader: NodeReader) -> bool:
+    template = read_template(node, reader, text)
+    if template is not None:
+        draft.templates.append((node, template))
+    return template is not None
+
+
+def _expect(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> None:
+    if draft.kind is StepKind.CLOSE:
+        reader.problem(key, "a close step takes no `expect`: it waits for the connection to end")
+    elif draft.greeting_expects:
+        reader.problem(
+            key,
+            "give the expectation once: `greeting: 220`, or `greeting: true` with `expect:`",
+        )
+    elif draft.kind is not None:
+        draft.expect = parse_expectation(node, reader, "expect")
+
+
+def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> None:
+    if draft.kind is StepKind.CLOSE:
+        reader.problem(key, "a close step takes no `capture`: there is no reply to search")
+        return
+    pattern = reader.text(node, "capture")
+    if pattern is None:
+        return
+    try:
+        groups = tuple(re.compile(pattern).groupindex)
+    except re.error as exc:
+        reader.problem_at(node, exc.pos or 0, f"capture: invalid regular expression: {exc.msg}")
+        return
+    if not groups:
+        reader.problem(
+            node,
+            "capture needs a named group, such as (?P<queue_id>\\w+); each group's name"
+            " becomes a variable for later steps",
+        )
+        return
+    for group in groups:
+        if group in BUILTIN_VARIABLES:
+            reader.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
+            return
+    draft.capture, draft.capture_node, draft.groups = pattern, node, groups
