@@ -20,10 +20,12 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "add_run_options",
+    "check_outputs",
     "listen_argument",
     "parse_vars",
     "positive_float",
     "positive_int",
+    "positive_percent",
     "scenario_path",
     "target_argument",
 ]
@@ -114,3 +116,34 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="set a variable the scenario declares (repeatable)",
     )
+
+
+def positive_percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a percentage above 0, such as 50")
+    return value
+
+
+def check_outputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:
+    """Refuse, before any work, an output that would overwrite an input or another output, or
+    that cannot be written; create the outputs' folders."""
+    taken = {path.resolve() for path in inputs}
+    for output in outputs:
+        if output is None:
+            continue
+        resolved = output.resolve()
+        if resolved in taken:
+            raise UsageError(
+                f"{output}: would overwrite an input or another output; choose another file"
+            )
+        taken.add(resolved)
+        if output.is_dir():
+            raise UsageError(f"{output}: is a folder; give a file name")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"{output}: {error.strerror or error}") from None

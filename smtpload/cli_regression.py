@@ -19,8 +19,9 @@ from .cli_common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_run_options,
+    check_outputs,
     parse_vars,
-    positive_float,
+    positive_percent,
     scenario_path,
 )
 from .compiler import compile_scenario
@@ -74,7 +75,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     comparing.add_argument("--baseline", type=Path, required=True, metavar="BASELINE.json")
     comparing.add_argument(
         "--max-latency-regression",
-        type=positive_float,
+        type=positive_percent,
         metavar="PCT",
         help="a p50 or p99 more than PCT %% above the baseline's is a "
         "regression (not checked without it)",
@@ -95,6 +96,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="after printing the differences, save this run as the baseline",
     )
+
+
+def _check_paths(args: argparse.Namespace, inputs: list[Path], outputs: list[Path | None]) -> None:
+    """Check the output paths before anything runs, so that a bad one fails at once."""
+    check_outputs([scenario_path(args.scenario), *inputs], outputs)
 
 
 def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
@@ -123,6 +129,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def command_record(args: argparse.Namespace) -> int:
+    _check_paths(args, [], [args.output])
     behaviour, interrupted = _observe(args, "record")
     if interrupted:
         print("smtpload: interrupted; no baseline written", file=sys.stderr)
@@ -132,6 +139,16 @@ def command_record(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
     steps = len(behaviour.steps)
+    # A baseline is what the server did, even where the scenario expected otherwise; but a
+    # baseline of failures is rarely what was meant, so say so.
+    unexpected = [s.name for s in behaviour.steps if s.unexpected or "connect_error" in s.events]
+    if unexpected:
+        print(
+            "smtpload: warning: the replies at "
+            + ", ".join(unexpected)
+            + " were not what the scenario expects (or did not come); recorded as they were",
+            file=sys.stderr,
+        )
     print(
         f"recorded {behaviour.sessions} session(s), {steps} steps, against "
         f"{behaviour.target} -> {args.output}"
@@ -140,6 +157,7 @@ def command_record(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
+    _check_paths(args, [args.baseline], [args.junit, args.json])
     baseline = load_baseline(args.baseline)
     current, interrupted = _observe(args, "compare")
     if interrupted:

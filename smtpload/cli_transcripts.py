@@ -18,6 +18,7 @@ from .cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    check_outputs,
     positive_float,
     positive_int,
     scenario_path,
@@ -149,6 +150,7 @@ def command_import(args: argparse.Namespace) -> int:
             sys.stdout.write(session.yaml_text)
             continue
         path = _output_path(args.output, index, len(chosen))
+        check_outputs([args.transcript], [path])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(session.yaml_text, encoding="utf-8")
@@ -167,6 +169,8 @@ class _Replayable:
 def _replayables(args: argparse.Namespace) -> list[_Replayable]:
     path = Path(args.source)
     if path.suffix in (".yaml", ".yml") or not path.is_file():
+        if args.session is not None and args.session != 1:
+            raise UsageError(f"--session {args.session}: a scenario file holds one session")
         scenario = load_scenario(scenario_path(args.source))
         return [_Replayable(scenario.path, scenario)]
     result = _read_transcript(path, args)

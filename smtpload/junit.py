@@ -38,7 +38,8 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
         "errors": "0",
     }
     suites = ET.Element("testsuites", {"name": suite_name, **counts})
-    suite = ET.SubElement(suites, "testsuite", {"name": suite_name, **counts, "skipped": "0"})
+    skipped = str(sum(comparison.status_of(name) == "not run" for name in comparison.steps))
+    suite = ET.SubElement(suites, "testsuite", {"name": suite_name, **counts, "skipped": skipped})
     properties = ET.SubElement(suite, "properties")
     for name, value in (
         ("baseline_target", comparison.baseline_target),
@@ -60,6 +61,10 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
                 {"type": "regression", "message": "; ".join(d.message for d in regressions)},
             )
             failure.text = "\n".join(_detail(d) for d in regressions)
+        if comparison.status_of(name) == "not run":
+            ET.SubElement(
+                case, "skipped", {"message": "not run as in the baseline: an earlier step changed"}
+            )
         if warnings:
             out = ET.SubElement(case, "system-out")
             out.text = "\n".join(f"warning: {_detail(d)}" for d in warnings)

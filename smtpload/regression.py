@@ -88,6 +88,8 @@ class Comparison:
         steps: every step name of either side: the scenario's order, with steps only the
             baseline has placed after their baseline predecessor.
         differences: in step order.
+        not_run: steps the run did not reach as the baseline did because an earlier step
+            changed; not differences of their own, but not "ok" either.
     """
 
     scenario: str
@@ -99,6 +101,7 @@ class Comparison:
     differences: tuple[Difference, ...]
     strict: bool
     max_latency_regression_pct: float | None
+    not_run: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> tuple[Difference, ...]:
@@ -117,9 +120,14 @@ class Comparison:
         return tuple(d for d in self.differences if d.step == step)
 
     def status_of(self, step: str) -> str:
-        """``"ok"``, ``"warning"`` or ``"regression"``: the worst difference at ``step``."""
+        """``"ok"``, ``"warning"``, ``"regression"`` (the worst difference at ``step``), or
+        ``"not run"`` when an earlier change kept the sessions from running it as before."""
         severities = {d.severity for d in self.differences_at(step)}
-        return REGRESSION if REGRESSION in severities else WARNING if severities else "ok"
+        if REGRESSION in severities:
+            return REGRESSION
+        if severities:
+            return WARNING
+        return "not run" if step in self.not_run else "ok"
 
 
 def compare(
@@ -142,6 +150,7 @@ def compare(
     differences: list[Difference] = []
     soft = REGRESSION if strict else WARNING
     dialogue_changed = False  # an earlier step's events or codes changed
+    not_run: list[str] = []
     for name in steps:
         old, new = baseline.step(name), current.step(name)
         if old is None or new is None:
@@ -151,6 +160,11 @@ def compare(
             differences.append(Difference(name, kind, REGRESSION, message))
             continue
         found = list(_step_differences(old, new, soft, dialogue_changed))
+        reached_differently = bool(old.sessions) != bool(new.sessions) or (
+            set(new.events) - set(old.events)
+        )
+        if dialogue_changed and not found and reached_differently:
+            not_run.append(name)
         if any(d.kind in ("event", "code") for d in found):
             dialogue_changed = True
         differences.extend(found)
@@ -166,6 +180,7 @@ def compare(
         differences=tuple(differences),
         strict=strict,
         max_latency_regression_pct=max_latency_regression_pct,
+        not_run=tuple(not_run),
     )
 
 
@@ -314,7 +329,10 @@ def format_comparison(comparison: Comparison) -> str:
     for name in comparison.steps:
         differences = comparison.differences_at(name)
         if not differences:
-            lines.append(f"{name:<{width}}  ok")
+            status = comparison.status_of(name)
+            if status == "not run":
+                status = "not run as in the baseline (an earlier step changed)"
+            lines.append(f"{name:<{width}}  {status}")
         for difference in differences:
             severity = "REGRESSION" if difference.severity == REGRESSION else "warning"
             lines.append(f"{name:<{width}}  {severity:<10}  {difference.message}")

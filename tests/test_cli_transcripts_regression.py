@@ -144,3 +144,49 @@ def test_compare_with_a_broken_baseline_is_a_usage_error(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "baseline.json" in result.stderr
+
+
+def test_outputs_that_would_overwrite_an_input_are_refused_before_any_run(tmp_path: Path) -> None:
+    scenario = tmp_path / "upgrade.yaml"
+    scenario.write_text(UPGRADE.read_text())
+    transcript = tmp_path / "seed.txt"
+    transcript.write_bytes(SEED.read_bytes())
+    (tmp_path / "b.json").write_text("{}")
+    attempts = [
+        ("record", "upgrade.yaml", "-o", "upgrade.yaml"),
+        ("compare", "upgrade.yaml", "--baseline", "b.json", "--json", "b.json"),
+        ("compare", "upgrade.yaml", "--baseline", "b.json", "--json", "x.out", "--junit", "x.out"),
+        ("import", "seed.txt", "-o", "seed.txt"),
+    ]
+    for args in attempts:
+        result = smtpload(*args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert "would overwrite an input or another output" in result.stderr, args
+    assert scenario.read_text() == UPGRADE.read_text()
+    assert transcript.read_bytes() == SEED.read_bytes()
+    assert (tmp_path / "b.json").read_text() == "{}"
+
+
+def test_latency_threshold_is_a_percentage(tmp_path: Path) -> None:
+    result = smtpload(
+        "compare",
+        str(UPGRADE),
+        "--baseline",
+        "b.json",
+        "--max-latency-regression",
+        "0",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "must be a percentage above 0" in result.stderr
+
+
+def test_record_warns_when_the_replies_were_not_the_expected_ones(
+    tmp_path: Path, postfix_upgraded_server: SmtpPeer
+) -> None:
+    target = f"{postfix_upgraded_server.host}:{postfix_upgraded_server.port}"
+    result = smtpload("record", str(UPGRADE), "--target", target, "-o", "b.json", cwd=tmp_path)
+    assert result.returncode == 0
+    assert (
+        "warning: the replies at rcpt-changed were not what the scenario expects" in result.stderr
+    )

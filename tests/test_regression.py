@@ -135,6 +135,11 @@ def test_a_timeout_is_an_event_regression_and_the_steps_after_it_are_not_reporte
 def test_a_refused_data_reports_the_data_step_not_the_skipped_message() -> None:
     comparison = compared([answers()], [answers(data=b"554 5.5.1 Error: no valid recipients\r\n")])
     assert kinds(comparison) == [("data", "code", "regression")]
+    # The skipped message is no difference of its own, but it is not "ok" either.
+    assert comparison.not_run == ("message",)
+    assert comparison.status_of("message") == "not run"
+    (line,) = [x for x in format_comparison(comparison).splitlines() if x.startswith("message")]
+    assert line.split(None, 1)[1] == "not run as in the baseline (an earlier step changed)"
 
 
 def test_a_step_no_session_reaches_any_more_is_reported_when_nothing_explains_it() -> None:
