@@ -163,6 +163,13 @@ def command_compare(args: argparse.Namespace) -> int:
     if interrupted:
         print("smtpload: interrupted; nothing compared", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if baseline.scenario != current.scenario:
+        # Steps are matched by name: another scenario's steps may share names but not commands.
+        print(
+            f"smtpload: warning: the baseline was recorded from scenario {baseline.scenario!r},"
+            f" this run is {current.scenario!r}; steps are compared by name",
+            file=sys.stderr,
+        )
     comparison = compare(
         baseline,
         current,

@@ -167,6 +167,25 @@ def test_outputs_that_would_overwrite_an_input_are_refused_before_any_run(tmp_pa
     assert (tmp_path / "b.json").read_text() == "{}"
 
 
+def test_compare_warns_when_the_baseline_came_from_another_scenario(
+    tmp_path: Path, postfix_server: SmtpPeer
+) -> None:
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    assert (
+        smtpload(
+            "record", str(UPGRADE), "--target", target, "-o", "b.json", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    result = smtpload(
+        "compare", "quickstart", "--baseline", "b.json", "--target", target, cwd=tmp_path
+    )
+    assert (
+        "the baseline was recorded from scenario 'upgrade', this run is 'quickstart'"
+        in result.stderr
+    )
+
+
 def test_latency_threshold_is_a_percentage(tmp_path: Path) -> None:
     result = smtpload(
         "compare",
