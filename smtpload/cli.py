@@ -26,6 +26,7 @@ from .cli_common import (
     EXIT_OK,
     EXIT_USAGE,
     add_run_options,
+    check_outputs,
     listen_argument,
     parse_vars,
     scenario_path,
@@ -112,8 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _results_directory(directory: Path, json_path: Path | None) -> Path:
-    """Create the run's results folder now, so that a bad path fails before the run, not after."""
+def _results_directory(directory: Path, scenario: Path, json_path: Path | None) -> Path:
+    """Create the run's results folder and check --json now, so that a bad path fails before
+    the run, not after it."""
     try:
         directory.mkdir(parents=True)
     except OSError as error:
@@ -121,13 +123,7 @@ def _results_directory(directory: Path, json_path: Path | None) -> Path:
             f"cannot create the results folder {directory}: {error.strerror or error};"
             " choose another place with --results DIR"
         ) from None
-    if json_path is not None:
-        if json_path.is_dir():
-            raise UsageError(f"--json {json_path}: is a folder; give a file name such as out.json")
-        try:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"--json {json_path}: {error.strerror or error}") from None
+    check_outputs([scenario], [json_path])
     return directory
 
 
@@ -165,7 +161,7 @@ def _command_run(args: argparse.Namespace) -> int:
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     run_id = _new_run_id()
-    directory = _results_directory(args.results / run_id, args.json)
+    directory = _results_directory(args.results / run_id, path, args.json)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
     progress = None if args.quiet else _Progress(stats, args.sessions, tty)

@@ -357,7 +357,7 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
         (["run", "quickstart", "--var", "novalue"], "write NAME=VALUE"),
         (["run", "quickstart", "--target", "::1:2626"], "write an IPv6 address in brackets"),
         (["run", "quickstart", "--results", "a-file"], "cannot create the results folder"),
-        (["run", "quickstart", "--json", "."], "--json .: is a folder"),
+        (["run", "quickstart", "--json", "."], ".: is a folder"),
     ],
     ids=[
         "unknown-scenario",
