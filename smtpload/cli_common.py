@@ -46,14 +46,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def _positive_number(text: str, unit: str, example: str = "") -> float:
+    """``text`` as a finite number above 0, or an argparse error that names its ``unit``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {unit}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
+        raise argparse.ArgumentTypeError(f"{text!r} must be {unit} above 0{example}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return _positive_number(text, "a number of seconds")
 
 
 def target_argument(text: str) -> Target:
@@ -119,13 +124,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def positive_percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a percentage above 0, such as 50")
-    return value
+    return _positive_number(text, "a percentage", ", such as 50")
 
 
 def check_outputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:

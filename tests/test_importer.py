@@ -13,29 +13,11 @@ from smtpload.importer import ImportedSession, ImportResult, TranscriptError, im
 from smtpload.model import Expectation, Scenario, Step, StepKind, Target
 from smtpload.scenario import parse_scenario
 from smtpload.template import parse_template
+from tests.test_transcript import PLAIN
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 SEED = DATA / "seed-blog.txt"
 SEED_PATH = "tests/data/transcripts/seed-blog.txt"
-
-PLAIN = [
-    "220 mx.example.test ESMTP",
-    "HELO client.example.test",
-    "250 mx.example.test",
-    "MAIL FROM:<a@example.test>",
-    "250 2.1.0 Ok",
-    "RCPT TO:<b@example.test>",
-    "250 2.1.5 Ok",
-    "DATA",
-    "354 End data with <CR><LF>.<CR><LF>",
-    "Subject: hi",
-    "",
-    "body",
-    ".",
-    "250 2.0.0 Ok: queued as 4F2B1160041",
-    "QUIT",
-    "221 2.0.0 Bye",
-]
 
 
 def lines(*text: str) -> str:
