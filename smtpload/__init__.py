@@ -12,6 +12,6 @@ The data flow, one module per arrow (see README, "How it fits together"):
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from smtpload._version import __version__
 
 __all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""smtpload.baseline: what observed sessions saw, per step, and the baseline file (pure).
+"""smtpload.regression.baseline: what observed sessions saw, per step, and the baseline file (pure).
 
 Sessions are played by hand through the observe-mode engine, as tests/test_engine.py does; no
 sockets. The builders here (``SCENARIO``, ``answers``, ``behaviour_of``) are shared with
@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from smtpload.baseline import (
+from smtpload.errors import LocalError
+from smtpload.protocol.compiler import CompiledScenario, compile_scenario
+from smtpload.protocol.engine import SessionEngine
+from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.regression.baseline import (
     BASELINE_FORMAT,
     BaselineError,
     Behaviour,
@@ -21,14 +26,9 @@ from smtpload.baseline import (
     load_baseline,
     save_baseline,
 )
-from smtpload.compiler import CompiledScenario, compile_scenario
-from smtpload.engine import SessionEngine
-from smtpload.errors import LocalError
-from smtpload.model import StepKind
-from smtpload.outcome import Outcome
-from smtpload.scenario import parse_scenario
-from smtpload.stats import LatencyHistogram, RunStats
-from smtpload.wire import Reply, ReplyParser
+from smtpload.report.stats import LatencyHistogram, RunStats
+from smtpload.scenario.loader import parse_scenario
+from smtpload.scenario.model import StepKind
 
 SCENARIO_YAML = """\
 name: upgrade

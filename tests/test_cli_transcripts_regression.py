@@ -9,7 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from smtpload.scenario import load_scenario
+from smtpload.scenario.loader import load_scenario
 from tests.peers import SmtpPeer
 from tests.test_compare_postfix import STEPS
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from smtpload.baseline import Behaviour, load_baseline, save_baseline
-from smtpload.compiler import CompiledScenario, compile_scenario
-from smtpload.junit import junit_xml
-from smtpload.model import Target
-from smtpload.net.observe import observe_run
-from smtpload.regression import Comparison, compare, format_comparison
-from smtpload.scenario import load_scenario
+from smtpload.protocol.compiler import CompiledScenario, compile_scenario
+from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
+from smtpload.regression.compare import Comparison, compare, format_comparison
+from smtpload.regression.junit import junit_xml
+from smtpload.regression.observe import observe_run
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.model import Target
 from tests.peers import SmtpPeer
 
 SCENARIO_PATH = Path(__file__).resolve().parent / "data" / "upgrade.yaml"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from smtpload.compiler import DEFAULT_TIMEOUT_S, compile_scenario
-from smtpload.engine import SessionEngine
 from smtpload.errors import UsageError
-from smtpload.expectations import compile_expectation
-from smtpload.model import Expectation, Scenario, Step, StepKind
-from smtpload.outcome import Outcome
-from smtpload.wire import Reply, ReplyParser
+from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, compile_scenario
+from smtpload.protocol.engine import SessionEngine
+from smtpload.protocol.expectations import compile_expectation
+from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 
 
 def reply(data: bytes) -> Reply:

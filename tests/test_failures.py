@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from smtpload.compiler import CompiledScenario, compile_scenario
-from smtpload.model import Expectation, Scenario, Step, StepKind
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.sink import serve_sink
-from smtpload.outcome import Outcome
-from smtpload.scenario import load_scenario
-from smtpload.stats import RunStats
+from smtpload.protocol.compiler import CompiledScenario, compile_scenario
+from smtpload.protocol.outcome import Outcome
+from smtpload.report.stats import RunStats
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 from tests.misbehaving import BEHAVIOURS
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

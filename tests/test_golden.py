@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from smtpload.cli import main
-from smtpload.scenario import load_scenario
+from smtpload.cli.main import main
+from smtpload.scenario.loader import load_scenario
 from tests.peers import RecordingPeer, SmtpPeer
 
 CORPUS = Path(__file__).resolve().parent / "data" / "transcripts"

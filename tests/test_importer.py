@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 
 from smtpload.errors import LocalError
-from smtpload.importer import ImportedSession, ImportResult, TranscriptError, import_transcript
-from smtpload.model import Expectation, Scenario, Step, StepKind, Target
-from smtpload.scenario import parse_scenario
-from smtpload.template import parse_template
+from smtpload.scenario.loader import parse_scenario
+from smtpload.scenario.model import Expectation, Scenario, Step, StepKind, Target
+from smtpload.scenario.template import parse_template
+from smtpload.transcripts.importer import (
+    ImportedSession,
+    ImportResult,
+    TranscriptError,
+    import_transcript,
+)
 from tests.test_transcript import PLAIN
 
 DATA = Path(__file__).parent / "data" / "transcripts"

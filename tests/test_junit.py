@@ -1,4 +1,4 @@
-"""smtpload.junit: a comparison as JUnit XML, parsed back as a CI system would (pure)."""
+"""smtpload.regression.junit: a comparison as JUnit XML, parsed back as a CI system would (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from smtpload.junit import junit_xml
-from smtpload.regression import Comparison, compare
+from smtpload.regression.compare import Comparison, compare
+from smtpload.regression.junit import junit_xml
 from tests.test_baseline import STEPS, answers, behaviour_of
 
 EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"

@@ -1,4 +1,4 @@
-"""smtpload.regression: which differences from a baseline are regressions (pure, no sockets).
+"""smtpload.regression.compare: which differences from a baseline are regressions (pure).
 
 Each test builds a baseline and a current behaviour from scripted sessions (see
 tests/test_baseline.py) and pins what ``compare`` reports: one difference per change, at the
@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from smtpload.compiler import compile_scenario
-from smtpload.regression import Comparison, compare, comparison_summary, format_comparison
-from smtpload.scenario import parse_scenario
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.regression.compare import Comparison, compare, comparison_summary, format_comparison
+from smtpload.scenario.loader import parse_scenario
 from tests.test_baseline import SCENARIO_YAML, answers, behaviour_of
 
 EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"

@@ -1,4 +1,4 @@
-"""smtpload.report: summary.json contract, result files, terminal text (pure, no sockets)."""
+"""smtpload.report.results: summary.json contract, result files, terminal text (pure)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import smtpload
-from smtpload.outcome import Outcome, SessionFailure, TranscriptLine
-from smtpload.report import (
+from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
+from smtpload.report.results import (
     SUMMARY_KEYS,
     build_summary,
     format_progress,
@@ -21,7 +21,7 @@ from smtpload.report import (
     safe_file_name,
     write_results,
 )
-from smtpload.stats import LATENCY_HIGHEST_US, RunStats
+from smtpload.report.stats import LATENCY_HIGHEST_US, RunStats
 
 STEP_NAMES = ["connect", "ehlo", "mail", "rcpt#2", "data", "quit"]
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "max", "mean"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from smtpload.cli import main
+from smtpload.cli.main import main
 from tests.peers import RecordingPeer, SmtpPeer
 
 ROOT = Path(__file__).resolve().parent.parent

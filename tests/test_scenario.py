@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from smtpload.errors import Problem, ScenarioError
-from smtpload.model import Expectation, Scenario, Step, StepKind, Target
-from smtpload.scenario import load_scenario, parse_scenario
+from smtpload.scenario.loader import load_scenario, parse_scenario
+from smtpload.scenario.model import Expectation, Scenario, Step, StepKind, Target
 
 
 def parse(text: str) -> Scenario:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from smtpload.sink_protocol import MAX_COMMAND_LINE_BYTES, MAX_MESSAGE_BYTES, SinkConnection
+from smtpload.protocol.sink import MAX_COMMAND_LINE_BYTES, MAX_MESSAGE_BYTES, SinkConnection
 
 EHLO_REPLY = (
     b"250-smtpload.sink\r\n"

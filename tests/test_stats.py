@@ -1,4 +1,4 @@
-"""smtpload.stats: latency histograms and run counts (pure, no sockets).
+"""smtpload.report.stats: latency histograms and run counts (pure, no sockets).
 
 Expected numbers are worked out from HdrHistogram's layout with 3 significant digits: values
 below 2048 µs are exact; from 2^k µs (k >= 11) on, a bucket is 2^(k-10) µs wide and a value is
@@ -14,8 +14,8 @@ import re
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from smtpload.outcome import Outcome, SessionFailure, TranscriptLine
-from smtpload.stats import (
+from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
+from smtpload.report.stats import (
     LATENCY_HIGHEST_US,
     LatencyHistogram,
     RunStats,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from smtpload.model import Target
-from smtpload.transcript import (
+from smtpload.scenario.model import Target
+from smtpload.transcripts.reader import (
     Exchange,
     ExchangeKind,
     Session,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from smtpload.volatile import normalize, pattern_for
+from smtpload.protocol.volatile import normalize, pattern_for
 
 CASES = [
     (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from smtpload.errors import RemoteProtocolError
-from smtpload.wire import MAX_LINE_BYTES, Reply, ReplyParser, encode_message
+from smtpload.protocol.wire import MAX_LINE_BYTES, Reply, ReplyParser, encode_message
 
 
 def feed_all(chunks: list[bytes]) -> list[Reply]:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 import trio
 
-from ..compiler import CompiledScenario
-from ..engine import Observation, SessionEngine
-from ..errors import RemoteProtocolError
-from ..model import Target
-from ..outcome import Outcome
-from ..stats import RunStats
-from ..wire import Reply, ReplyParser
+from smtpload.errors import RemoteProtocolError
+from smtpload.protocol.compiler import CompiledScenario
+from smtpload.protocol.engine import Observation, SessionEngine
+from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.report.stats import RunStats
+from smtpload.scenario.model import Target
 
 __all__ = ["ResolvedTarget", "resolve_target", "run_session"]
 

@@ -18,19 +18,19 @@ from dataclasses import dataclass
 
 import trio
 
-from ..compiler import CompiledScenario
-from ..engine import CONNECT_EXPECTATION, Observation, SessionEngine
-from ..model import Target
-from ..outcome import Outcome, SessionFailure
-from ..stats import RunStats
-from .client import (
+from smtpload.net.client import (
     ResolvedTarget,
     new_session,
     record_interrupted,
     resolve_target,
     run_session,
 )
-from .sink import serve_sink
+from smtpload.net.sink import serve_sink
+from smtpload.protocol.compiler import CompiledScenario
+from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
+from smtpload.protocol.outcome import Outcome, SessionFailure
+from smtpload.report.stats import RunStats
+from smtpload.scenario.model import Target
 
 __all__ = ["RunSettings", "RunTiming", "run_scenario", "run_sessions"]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import trio
 
-from ..model import Target
-from ..sink_protocol import DEFAULT_HOSTNAME, SinkConnection
+from smtpload.protocol.sink import DEFAULT_HOSTNAME, SinkConnection
+from smtpload.scenario.model import Target
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",

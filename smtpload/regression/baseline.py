@@ -52,16 +52,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__
-from .compiler import CompiledScenario, CompiledStep
-from .engine import SessionEngine
-from .errors import LocalError
-from .expectations import ehlo_capabilities, enhanced_code
-from .model import StepKind
-from .outcome import Outcome
-from .stats import LatencyHistogram, RunStats
-from .volatile import normalize
-from .wire import Reply
+from smtpload._version import __version__
+from smtpload.errors import LocalError
+from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.engine import SessionEngine
+from smtpload.protocol.expectations import ehlo_capabilities, enhanced_code
+from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.volatile import normalize
+from smtpload.protocol.wire import Reply
+from smtpload.report.stats import LatencyHistogram, RunStats
+from smtpload.scenario.model import StepKind
 
 __all__ = [
     "BASELINE_FORMAT",

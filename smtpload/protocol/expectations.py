@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .model import Expectation
-from .wire import Reply
+from smtpload.protocol.wire import Reply
+from smtpload.scenario.model import Expectation
 
 __all__ = ["CompiledExpectation", "compile_expectation", "ehlo_capabilities", "enhanced_code"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from .cli_common import (
+from smtpload.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -24,16 +24,16 @@ from .cli_common import (
     scenario_path,
     target_argument,
 )
-from .compiler import compile_scenario
-from .engine import Observation
-from .errors import UsageError
-from .importer import ImportedSession, ImportResult, import_transcript
-from .model import Scenario, Target
-from .net.runner import RunSettings, run_scenario
-from .outcome import Outcome
-from .scenario import load_scenario, parse_scenario
-from .sidebyside import format_observation, format_session_header
-from .stats import RunStats
+from smtpload.errors import UsageError
+from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.engine import Observation
+from smtpload.protocol.outcome import Outcome
+from smtpload.report.sidebyside import format_observation, format_session_header
+from smtpload.report.stats import RunStats
+from smtpload.scenario.loader import load_scenario, parse_scenario
+from smtpload.scenario.model import Scenario, Target
+from smtpload.transcripts.importer import ImportedSession, ImportResult, import_transcript
 
 __all__ = ["add_parsers", "command_import", "command_replay"]
 

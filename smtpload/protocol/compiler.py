@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import UsageError
-from .expectations import CompiledExpectation, compile_expectation
-from .model import Scenario, Step, StepKind
-from .template import Template, parse_template
-from .wire import encode_message
+from smtpload.errors import UsageError
+from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
+from smtpload.protocol.wire import encode_message
+from smtpload.scenario.model import Scenario, Step, StepKind
+from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

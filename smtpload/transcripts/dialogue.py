@@ -38,7 +38,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from smtpload.transcript_formats import REPLY_LINE, DialogueLine, RawSession, Role
+from smtpload.transcripts.formats import REPLY_LINE, DialogueLine, RawSession, Role
 
 __all__ = ["DialogueProblem", "Exchange", "ExchangeKind", "Reply", "read_dialogue"]
 

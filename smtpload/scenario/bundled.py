@@ -11,7 +11,8 @@ from pathlib import Path
 
 __all__ = ["bundled_scenario_dir", "bundled_scenario_names", "find_scenario"]
 
-_PACKAGE = Path(__file__).resolve().parent
+# This module is smtpload/scenario/bundled.py: the package folder is two levels up.
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def bundled_scenario_dir() -> Path | None:

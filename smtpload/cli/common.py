@@ -10,9 +10,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundled import bundled_scenario_names, find_scenario
-from .errors import UsageError
-from .model import Target, parse_target
+from smtpload.errors import UsageError
+from smtpload.scenario.bundled import bundled_scenario_names, find_scenario
+from smtpload.scenario.model import Target, parse_target
 
 __all__ = [
     "EXIT_FAILED",

@@ -2,16 +2,16 @@
 
 The sessions run exactly as in ``smtpload run`` (same client, same timing), except that the
 engines observe instead of enforce (see engine.py), and each finished one is handed to a
-:class:`~smtpload.baseline.BehaviourRecorder`.
+:class:`~smtpload.regression.baseline.BehaviourRecorder`.
 """
 
 from __future__ import annotations
 
-from ..baseline import Behaviour, BehaviourRecorder
-from ..compiler import CompiledScenario
-from ..model import Target
-from ..stats import RunStats
-from .runner import RunSettings, run_scenario
+from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.protocol.compiler import CompiledScenario
+from smtpload.regression.baseline import Behaviour, BehaviourRecorder
+from smtpload.report.stats import RunStats
+from smtpload.scenario.model import Target
 
 __all__ = ["observe_run"]
 

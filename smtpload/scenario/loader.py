@@ -22,8 +22,15 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.errors import Problem, ScenarioError
-from smtpload.model import BUILTIN_VARIABLES, Scenario, Step, StepKind, Target, parse_target
-from smtpload.step_syntax import (
+from smtpload.scenario.model import (
+    BUILTIN_VARIABLES,
+    Scenario,
+    Step,
+    StepKind,
+    Target,
+    parse_target,
+)
+from smtpload.scenario.step_syntax import (
     RESERVED_STEP_NAME,
     StepDraft,
     positive_seconds,
@@ -31,8 +38,8 @@ from smtpload.step_syntax import (
     read_step,
     read_template,
 )
-from smtpload.template import Template
-from smtpload.yaml_nodes import NULL_TAG, NodeReader, is_blank, kind_of
+from smtpload.scenario.template import Template
+from smtpload.scenario.yaml_nodes import NULL_TAG, NodeReader, is_blank, kind_of
 
 __all__ = ["load_scenario", "parse_scenario"]
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import trio
 
-from . import __version__, cli_regression, cli_transcripts
-from .cli_common import (
+from smtpload._version import __version__
+from smtpload.cli import regression as cli_regression
+from smtpload.cli import transcripts as cli_transcripts
+from smtpload.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,13 +33,13 @@ from .cli_common import (
     parse_vars,
     scenario_path,
 )
-from .compiler import compile_scenario
-from .errors import LocalError, ScenarioError, UsageError
-from .model import Target
-from .net.runner import RunSettings, run_scenario
-from .report import build_summary, format_progress, format_report, write_results
-from .scenario import load_scenario
-from .stats import RunStats
+from smtpload.errors import LocalError, ScenarioError, UsageError
+from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.results import build_summary, format_progress, format_report, write_results
+from smtpload.report.stats import RunStats
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.model import Target
 
 __all__ = ["main"]
 
@@ -219,7 +221,7 @@ def _command_validate(args: argparse.Namespace) -> int:
 
 
 def _command_sink(args: argparse.Namespace) -> int:
-    from .net.sink import run_sink_forever
+    from smtpload.net.sink import run_sink_forever
 
     try:
         run_sink_forever(args.listen.host, args.listen.port)

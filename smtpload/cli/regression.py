@@ -14,8 +14,7 @@ from pathlib import Path
 
 import trio
 
-from .baseline import Behaviour, load_baseline, save_baseline
-from .cli_common import (
+from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_run_options,
@@ -24,13 +23,14 @@ from .cli_common import (
     positive_percent,
     scenario_path,
 )
-from .compiler import compile_scenario
-from .errors import UsageError
-from .junit import junit_xml
-from .model import Target
-from .net.observe import observe_run
-from .regression import compare, comparison_summary, format_comparison
-from .scenario import load_scenario
+from smtpload.errors import UsageError
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
+from smtpload.regression.compare import compare, comparison_summary, format_comparison
+from smtpload.regression.junit import junit_xml
+from smtpload.regression.observe import observe_run
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.model import Target
 
 __all__ = ["add_parsers", "command_compare", "command_record"]
 

@@ -9,8 +9,8 @@ Plain text, one line a step (and a second line saying why, when a step failed):
 
 from __future__ import annotations
 
-from .engine import Observation
-from .model import StepKind
+from smtpload.protocol.engine import Observation
+from smtpload.scenario.model import StepKind
 
 __all__ = ["format_observation", "format_session_header"]
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .compiler import CompiledScenario, CompiledStep
-from .model import StepKind
-from .outcome import Outcome, SessionFailure, TranscriptLine
-from .wire import Reply
+from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
+from smtpload.protocol.wire import Reply
+from smtpload.scenario.model import StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 

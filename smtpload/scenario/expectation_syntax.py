@@ -14,8 +14,8 @@ import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from smtpload.model import Expectation
-from smtpload.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
+from smtpload.scenario.model import Expectation
+from smtpload.scenario.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
 
 __all__ = ["EXPECT_KEYS", "parse_expectation"]
 

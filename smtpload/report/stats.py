@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from hdrh.histogram import HdrHistogram
 
-from smtpload.outcome import Outcome, SessionFailure
+from smtpload.protocol.outcome import Outcome, SessionFailure
 
 __all__ = [
     "LATENCY_HIGHEST_US",

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from smtpload.model import Target
+from smtpload.scenario.model import Target
 
 __all__ = [
     "FORMATS",

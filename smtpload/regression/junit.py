@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .regression import Comparison, Difference
+from smtpload.regression.compare import Comparison, Difference
 
 __all__ = ["junit_xml"]
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from smtpload.expectation_syntax import parse_expectation
-from smtpload.model import BUILTIN_VARIABLES, Expectation, StepKind
-from smtpload.template import Template, TemplateSyntaxError, parse_template
-from smtpload.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
+from smtpload.scenario.expectation_syntax import parse_expectation
+from smtpload.scenario.model import BUILTIN_VARIABLES, Expectation, StepKind
+from smtpload.scenario.template import Template, TemplateSyntaxError, parse_template
+from smtpload.scenario.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
 
 __all__ = [
     "RESERVED_STEP_NAME",

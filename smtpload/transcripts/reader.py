@@ -25,15 +25,15 @@ import re
 from dataclasses import dataclass
 
 from smtpload.errors import LocalError
-from smtpload.model import Target
-from smtpload.transcript_dialogue import (
+from smtpload.scenario.model import Target
+from smtpload.transcripts.dialogue import (
     DialogueProblem,
     Exchange,
     ExchangeKind,
     Reply,
     read_dialogue,
 )
-from smtpload.transcript_formats import FORMATS, detect_format, segment
+from smtpload.transcripts.formats import FORMATS, detect_format, segment
 
 __all__ = [
     "Exchange",

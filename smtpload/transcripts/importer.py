@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from smtpload.errors import ScenarioError
-from smtpload.model import Scenario, StepKind, Target
-from smtpload.scenario import parse_scenario
-from smtpload.transcript import (
+from smtpload.protocol.volatile import pattern_for
+from smtpload.scenario.loader import parse_scenario
+from smtpload.scenario.model import Scenario, StepKind, Target
+from smtpload.transcripts.reader import (
     Exchange,
     ExchangeKind,
     Reply,
@@ -43,7 +44,6 @@ from smtpload.transcript import (
     TranscriptError,
     parse_transcript,
 )
-from smtpload.volatile import pattern_for
 
 __all__ = ["ImportResult", "ImportedSession", "TranscriptError", "import_transcript"]
 

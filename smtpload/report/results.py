@@ -1,6 +1,6 @@
 """What people and CI read after a run: summary.json, .hgrm files, failures.log, terminal text.
 
-This module turns a finished :class:`~smtpload.stats.RunStats` into output. It never imports
+This module turns a finished :class:`~smtpload.report.stats.RunStats` into output. It never imports
 trio and never records anything; the only files it touches are the ones :func:`write_results`
 is asked to write.
 
@@ -53,9 +53,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from smtpload import __version__
-from smtpload.outcome import FAILURE_CATEGORIES, SessionFailure
-from smtpload.stats import LatencyHistogram, RunStats
+from smtpload._version import __version__
+from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
+from smtpload.report.stats import LatencyHistogram, RunStats
 
 __all__ = [
     "SUMMARY_KEYS",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import RemoteProtocolError
+from smtpload.errors import RemoteProtocolError
 
 __all__ = [
     "MAX_LINE_BYTES",

@@ -1,7 +1,7 @@
 """Judging a run against its baseline: which differences are regressions, which are warnings.
 
 This module owns the rules of ``smtpload compare`` and its text and JSON reports. It compares
-two :class:`~smtpload.baseline.Behaviour` values and does no I/O at all.
+two :class:`~smtpload.regression.baseline.Behaviour` values and does no I/O at all.
 
 The rules, step by step
 -----------------------
@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .baseline import Behaviour, StepBehaviour
+from smtpload.regression.baseline import Behaviour, StepBehaviour
 
 __all__ = [
     "Comparison",
