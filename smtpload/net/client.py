@@ -25,7 +25,7 @@ from smtpload.errors import RemoteProtocolError
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome
-from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.protocol.wire import PaddedMessage, Reply, ReplyParser
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
 
@@ -117,11 +117,20 @@ async def run_session(
         sock.close()
 
 
-async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+async def _send_all(sock: trio.socket.SocketType, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         sent = await sock.send(view)
         view = view[sent:]
+
+
+async def _send_payload(sock: trio.socket.SocketType, data: bytes | PaddedMessage) -> None:
+    if isinstance(data, bytes):
+        await _send_all(sock, data)
+    else:
+        # A large padded message: its padding is slices of one block shared by all sessions.
+        for chunk in data.chunks():
+            await _send_all(sock, chunk)
 
 
 async def _receive_reply(
@@ -165,7 +174,7 @@ async def _converse(
             try:
                 data = engine.payload(step)
                 if data:
-                    await _send_all(sock, data)
+                    await _send_payload(sock, data)
                     mark = now()
                 reply = await _receive_reply(sock, parser, backlog)
             except RemoteProtocolError as error:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BUILTIN_VARIABLES",
+    "MAX_DATA_SIZE_BYTES",
     "Expectation",
     "Scenario",
     "Step",
@@ -23,6 +24,12 @@ __all__ = [
 #: session: the session number, 1..N; uid: unique per session and run; run_id: the run's id;
 #: date: an RFC 5322 date-time for Date: headers.
 BUILTIN_VARIABLES = ("session", "uid", "run_id", "date")
+
+#: The largest ``data: {size: N}``: 1 GiB. Real servers refuse far smaller messages (Postfix's
+#: default ``message_size_limit`` is 10 MB, the built-in sink's 100 MiB), so a larger size is
+#: nearly always a slip of the keyboard (``1000000000000``). The padding is sent from one block
+#: shared by every session (``protocol/wire.py``), so the bound is not about memory.
+MAX_DATA_SIZE_BYTES = 1 << 30
 
 
 class StepKind(enum.Enum):
