@@ -34,6 +34,7 @@ from smtpload.cli.common import (
     scenario_path,
 )
 from smtpload.errors import LocalError, ScenarioError, UsageError
+from smtpload.net.fd_limit import ensure_open_files
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.results import build_summary, format_progress, format_report, write_results
@@ -162,6 +163,7 @@ def _command_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(path)
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
+    ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     run_id = _new_run_id()
     directory = _results_directory(args.results / run_id, path, args.json)
     stats = RunStats(["connect", *compiled.step_names])

@@ -24,6 +24,7 @@ from smtpload.cli.common import (
     scenario_path,
 )
 from smtpload.errors import UsageError
+from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
 from smtpload.regression.compare import compare, comparison_summary, format_comparison
@@ -108,6 +109,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
     scenario = load_scenario(scenario_path(args.scenario))
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
+    ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     return trio.run(
         lambda: observe_run(
             compiled,

@@ -91,7 +91,18 @@ async def run_session(
     """
     now = trio.current_time
     started = now()
-    sock = trio.socket.socket(target.family, stdlib_socket.SOCK_STREAM)
+    try:
+        sock = trio.socket.socket(target.family, stdlib_socket.SOCK_STREAM)
+    except OSError as error:
+        # EMFILE/ENFILE (out of file descriptors), ENOBUFS: this session cannot connect; the
+        # run goes on, and sessions after it get a socket again once others have closed.
+        engine.on_connect_error(_describe_os_error(error))
+        stats.record_step("connect", None, failed=True)
+        stats.record_session(engine.outcome, None, engine.failure())
+        # No I/O happened: yield, so that a worker meeting this again and again never
+        # starves the other tasks (replies, Ctrl-C, the sink) of the loop.
+        await trio.lowlevel.checkpoint()
+        return
     try:
         # Commands are small writes, each answered before the next: never let Nagle hold one.
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
