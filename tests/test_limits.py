@@ -264,3 +264,81 @@ def test_running_out_of_files_with_the_built_in_sink_counts_every_session(
     assert sessions["started"] == 60
     assert sessions["failures"]["connect_error"] > 0
     assert sessions["passed"] + sessions["failed"] == 60
+
+
+# --- item: nothing per session up front -------------------------------------------------------
+
+# run_sessions itself (the command line would refuse this concurrency for lack of files): 10**8
+# sessions, 10**8 at a time, against the built-in sink; stopped once 100 sessions have ended.
+_HUGE_RUN = """\
+import json, resource, trio
+from smtpload.net.client import resolve_target
+from smtpload.net.runner import RunSettings, run_sessions
+from smtpload.net.sink import serve_sink
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import find_scenario
+from smtpload.scenario.loader import load_scenario
+
+def peak_kib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+async def main():
+    compiled = compile_scenario(load_scenario(find_scenario("quickstart")))
+    stats = RunStats(["connect", *compiled.step_names])
+    before = peak_kib()
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(serve_sink, "127.0.0.1", 0)
+        target = await resolve_target(address.host, address.port)
+        with trio.CancelScope() as scope:
+            def ended(engine):
+                if stats.finished >= 100:
+                    scope.cancel()
+            settings = RunSettings(
+                sessions=10**8, concurrency=10**8, run_id="r", handle_signals=False
+            )
+            await run_sessions(compiled, target, settings, stats, on_session_end=ended)
+        nursery.cancel_scope.cancel()
+    print(json.dumps({"started": stats.started, "finished": stats.finished,
+                      "growth_kib": peak_kib() - before}))
+
+trio.run(main)
+"""
+
+
+def test_a_huge_run_starts_sessions_at_once_without_allocating_them_up_front(
+    tmp_path: Path,
+) -> None:
+    result = python(_HUGE_RUN, cwd=tmp_path, open_files=(1024, 1024))
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["finished"] >= 100
+    # Sessions started as the run went (in flight, and those taken after EMFILE), not 10**8.
+    assert measured["started"] < 100_000
+    assert measured["growth_kib"] < 100 * 1024
+
+
+def test_an_unresolvable_target_counts_a_huge_run_at_once(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 2606 §2). Every session is still started and accounted for.
+    result = python(
+        _SMTPLOAD,
+        *("run", "quickstart", "--target", "host.invalid:25", "--sessions", "100000000"),
+        *("--results", "results", "--json", "summary.json", "--quiet"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "cannot resolve host.invalid" in result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["sessions"]["started"] == 100_000_000
+    assert summary["sessions"]["failures"]["connect_error"] == 100_000_000
+    assert summary["steps"][0] | {"latency_ms": None} == {
+        "name": "connect",
+        "count": 100_000_000,
+        "failed": 100_000_000,
+        "latency_ms": None,
+        "dropped_samples": 0,
+    }
+    (run_dir,) = (tmp_path / "results").iterdir()
+    log = (run_dir / "failures.log").read_text()
+    assert "session 100: connect_error at step 'connect'" in log
+    assert "session 101:" not in log
