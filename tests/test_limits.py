@@ -342,3 +342,73 @@ def test_an_unresolvable_target_counts_a_huge_run_at_once(tmp_path: Path) -> Non
     log = (run_dir / "failures.log").read_text()
     assert "session 100: connect_error at step 'connect'" in log
     assert "session 101:" not in log
+
+
+# --- item: lean loading ---------------------------------------------------------------------
+
+
+def _dense_scenario(size_bytes: int) -> str:
+    """A valid scenario of about ``size_bytes``, with many nodes per byte (flow mappings)."""
+    lines = ["steps:\n", "  - greeting: 220\n"]
+    total = sum(map(len, lines))
+    number = 0
+    while total < size_bytes:
+        line = (
+            f"  - {{send: EHLO h{number}, expect: {{code: [250, 251],"
+            " capabilities: [PIPELINING, SIZE]}}\n"
+        )
+        lines.append(line)
+        total += len(line)
+        number += 1
+    return "".join(lines)
+
+
+_VALIDATE_MEASURED = """\
+import json, resource, sys
+from smtpload.cli.main import main
+status = main(["validate", sys.argv[1]])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"status": status, "peak_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime}))
+"""
+
+
+def test_a_5_mb_scenario_validates_in_seconds_and_under_200_mb(tmp_path: Path) -> None:
+    path = tmp_path / "large.yaml"
+    path.write_text(_dense_scenario(5_000_000))
+    result = python(_VALIDATE_MEASURED, str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["status"] == 0
+    # Before libyaml and compact nodes: ~50 s and ~600 MB on this machine.
+    assert measured["peak_kib"] < 200 * 1024
+    assert measured["cpu_s"] < 20
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,
+        "steps: " + "{a: " * 100_000,
+        "- " * 100_000 + "x\n",
+        "".join(" " * level + "a:\n" for level in range(150)),
+        "steps: " + "[" * 101 + "]" * 101,
+    ],
+    ids=["flow-lists", "flow-mappings", "block-lists", "indented-mappings", "one-level-over"],
+)
+def test_deeply_nested_yaml_is_refused_quickly_without_a_crash(tmp_path: Path, text: str) -> None:
+    # libyaml's own composer recurses in C: 100,000 levels crash the interpreter.
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    result = python(_SMTPLOAD, "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the YAML is nested too deeply to be a scenario (more than 100 levels" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_yaml_nested_to_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("steps: " + "[" * 99 + "]" * 99)  # with the top mapping, 100 levels
+    result = python(_SMTPLOAD, "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "step 1 must be a mapping" in result.stderr
+    assert "nested too deeply" not in result.stderr
