@@ -29,9 +29,13 @@ def bundled_scenario_names() -> list[str]:
 
 
 def find_scenario(name: str) -> Path | None:
-    """``name`` as a file path if it is one, else the bundled scenario of that name."""
+    """``name`` as a file path if it is one, else the bundled scenario of that name.
+
+    Any file but a folder is a path: a FIFO (``<(generate)``) or a device is read too, as far
+    as ``input_file.read_input`` reads anything.
+    """
     path = Path(name)
-    if path.is_file():
+    if path.exists() and not path.is_dir():
         return path
     if path.parent != Path(".") or not name:
         return None

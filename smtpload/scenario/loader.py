@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtpload.errors import Problem, ScenarioError
+from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     Scenario,
@@ -55,14 +56,20 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and validate a scenario file.
 
     Raises:
-        ScenarioError: the file cannot be read, is not UTF-8, or is not a valid scenario.
+        ScenarioError: the file cannot be read, is larger than ``MAX_INPUT_BYTES`` (10 MiB),
+            is not UTF-8, or is not a valid scenario.
     """
     name = os.fspath(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_input(path)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         message = f"cannot read the scenario file ({reason}); check the path and permissions"
+        raise ScenarioError([Problem(name, 1, 1, message)]) from None
+    except InputTooLargeError as exc:
+        message = (
+            f"{exc} of a scenario; a large message is `data: {{size: BYTES}}`, not text in the file"
+        )
         raise ScenarioError([Problem(name, 1, 1, message)]) from None
     try:
         text = raw.decode("utf-8-sig")
