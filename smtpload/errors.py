@@ -3,7 +3,8 @@
     SmtploadError
      ├── LocalError                the user asked for something wrong: shown, exit 2
      │    ├── ScenarioError        a scenario file is invalid (holds every problem found)
-     │    └── UsageError           a command-line argument is invalid
+     │    ├── UsageError           a command-line argument (or API argument) is invalid
+     │    └── ResultsError         a results file (summary.json) cannot be read or is not ours
      └── RemoteProtocolError       the server sent bytes that are not SMTP; the session that
                                    got them ends as ``protocol_error``, the run goes on
 
@@ -19,6 +20,7 @@ __all__ = [
     "LocalError",
     "Problem",
     "RemoteProtocolError",
+    "ResultsError",
     "ScenarioError",
     "SmtploadError",
     "UsageError",
@@ -56,6 +58,11 @@ class ScenarioError(LocalError):
 
 class UsageError(LocalError):
     """A command-line argument is invalid."""
+
+
+class ResultsError(LocalError):
+    """A results file given back to smtpload (``read_summary``) cannot be read or is not one
+    that smtpload wrote."""
 
 
 class RemoteProtocolError(SmtploadError):

@@ -1,5 +1,5 @@
 """The command line: ``smtpload run``, ``validate`` and ``sink``; ``import`` and ``replay`` are in
-``cli_transcripts.py``, ``record`` and ``compare`` in ``cli_regression.py``.
+``cli/transcripts.py``, ``record`` and ``compare`` in ``cli/regression.py``.
 
 This module reads arguments, loads and compiles scenarios, starts the run, and turns every
 local error into a one-line message and exit status 2. Exit statuses: 0 every session passed,
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,9 +32,9 @@ from smtpload.cli.common import (
     scenario_path,
 )
 from smtpload.errors import LocalError, ScenarioError, UsageError
-from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
-from smtpload.report.results import build_summary, format_progress, format_report, write_results
+from smtpload.report.results import format_progress, format_report, write_results
 from smtpload.report.stats import RunStats
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
@@ -129,10 +127,6 @@ def _results_directory(directory: Path, scenario: Path, json_path: Path | None) 
     return directory
 
 
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
 class _Progress:
     """A live status line on a terminal; an occasional plain line elsewhere."""
 
@@ -162,7 +156,7 @@ def _command_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(path)
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
-    run_id = _new_run_id()
+    run_id = new_run_id()
     directory = _results_directory(args.results / run_id, path, args.json)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
@@ -173,22 +167,13 @@ def _command_run(args: argparse.Namespace) -> int:
         run_id=run_id,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
     )
-    shown_target, duration_s, interrupted = trio.run(
-        run_scenario, compiled, target, settings, stats, progress
-    )
+    summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+    interrupted = summary["interrupted"]
     if progress is not None:
         progress.clear()
     # A Ctrl-C now must not cost the results of the run: finish writing them first.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        summary = build_summary(
-            scenario=compiled.name,
-            target=shown_target,
-            run_id=run_id,
-            duration_s=duration_s,
-            stats=stats,
-            interrupted=interrupted,
-        )
         write_results(directory, summary, stats)
         if args.json is not None:
             args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -11,10 +11,13 @@ returns normally, so every result file is still written.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -29,10 +32,18 @@ from smtpload.net.sink import serve_sink
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
+from smtpload.report.results import build_summary
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
 
-__all__ = ["RunSettings", "RunTiming", "run_scenario", "run_sessions"]
+__all__ = [
+    "RunSettings",
+    "RunTiming",
+    "new_run_id",
+    "run_scenario",
+    "run_scenario_to_summary",
+    "run_sessions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +230,36 @@ async def run_scenario(
         )
         nursery.cancel_scope.cancel()
     return resolved.display, timing.duration_s, timing.interrupted
+
+
+def new_run_id() -> str:
+    """A run's id: its UTC start time, readable and sortable, and 6 random hex digits, so that
+    two runs started in the same second never share a results folder."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+async def run_scenario_to_summary(
+    scenario: CompiledScenario,
+    target: Target | None,
+    settings: RunSettings,
+    stats: RunStats,
+    on_progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`run_scenario`, then the run's summary (the summary.json contract): what both the
+    command line and the Python API run.
+
+    Args:
+        stats: an empty ``RunStats`` for ``connect`` and the scenario's steps; the caller keeps
+            it for the files and the table that are made from it.
+    """
+    shown_target, duration_s, interrupted = await run_scenario(
+        scenario, target, settings, stats, on_progress
+    )
+    return build_summary(
+        scenario=scenario.name,
+        target=shown_target,
+        run_id=settings.run_id,
+        duration_s=duration_s,
+        stats=stats,
+        interrupted=interrupted,
+    )

@@ -2,7 +2,7 @@
 
 This module owns the sink's I/O: binding (port 0 picks a free port), one task per connection,
 idle timeouts, counting, and the blocking entry point behind ``smtpload sink``. Every SMTP rule
-lives in ``sink_protocol.py``; nothing here looks inside the bytes.
+lives in ``protocol/sink.py``; nothing here looks inside the bytes.
 
 A connection costs one ``receive_some`` and at most one ``send_all`` per read, however many
 pipelined commands the read held. A client that resets or vanishes ends its own connection

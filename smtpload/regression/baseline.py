@@ -3,7 +3,7 @@
 This module owns the *baseline*: building a :class:`Behaviour` from observe-mode sessions
 (:class:`BehaviourRecorder`), and its JSON file. It does no network I/O and never imports trio;
 the only I/O is reading and writing the baseline file (:func:`load_baseline`,
-:func:`save_baseline`). Judging two behaviours is ``regression.py``'s job.
+:func:`save_baseline`). Judging two behaviours is ``compare.py``'s job.
 
 The baseline file (``smtpload-baseline/1``)
 -------------------------------------------

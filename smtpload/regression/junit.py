@@ -1,6 +1,6 @@
 """A comparison as JUnit XML, so that CI systems show each changed step as a failed test.
 
-This module owns the XML only; the judging is ``regression.py``'s. The shape is the one that
+This module owns the XML only; the judging is ``compare.py``'s. The shape is the one that
 Jenkins, GitLab and GitHub test reporters read (the de-facto schema of Ant's JUnit task)::
 
     <testsuites name=... tests=N failures=F errors="0">

@@ -1,6 +1,6 @@
 """The grammar of `expect:` values: what a reply must look like, read from YAML nodes.
 
-``scenario.py`` walks the file and hands every ``expect`` (and ``greeting``) value here; this
+``loader.py`` walks the file and hands every ``expect`` (and ``greeting``) value here; this
 module turns it into a ``model.Expectation`` or reports what is wrong through the caller's
 ``yaml_nodes.NodeReader``. It knows the short forms (``250``, ``2xx``, ``[250, 251]``,
 ``"5.1.1"``) and the long form (``code``, ``enhanced``, ``text``, ``capabilities``,

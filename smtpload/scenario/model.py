@@ -1,6 +1,6 @@
 """The validated scenario: what a YAML file means, as frozen dataclasses.
 
-``scenario.py`` builds these from YAML (and owns every error message about the file);
+``loader.py`` builds these from YAML (and owns every error message about the file);
 ``compiler.py`` turns them into what the engine runs. Nothing here parses or does I/O.
 """
 

@@ -1,12 +1,12 @@
 """The grammar of one step: a mapping from the `steps:` list in, a ``StepDraft`` out.
 
-``scenario.py`` walks the file and hands each item of `steps:` here; this module reads its one
+``loader.py`` walks the file and hands each item of `steps:` here; this module reads its one
 action (``greeting``, ``send``, ``data`` or ``close``) and the step's options (``name``,
 ``expect``, ``capture``, ``timeout``), reporting what is wrong through the caller's
 ``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with steps (a
 non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even when parts
 of it are invalid, so that the checks across steps (variables used, data after 354, nothing after
-close, unique step names), which are ``scenario.py``'s, still see it. The ``expect`` values
+close, unique step names), which are ``loader.py``'s, still see it. The ``expect`` values
 themselves are ``expectation_syntax.py``'s; this module knows nothing of other steps or files.
 """
 

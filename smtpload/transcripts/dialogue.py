@@ -1,8 +1,8 @@
 """Reading one session's lines as a dialogue: the greeting, commands, messages and replies.
 
 This module owns the rules that turn the lines of one session (found by
-``transcript_formats.py``) into exchanges, and every message about a session that cannot be read
-that way. ``transcript.py`` runs it on each session of a transcript. No I/O, no trio.
+``formats.py``) into exchanges, and every message about a session that cannot be read
+that way. ``reader.py`` runs it on each session of a transcript. No I/O, no trio.
 
 The rules:
 

@@ -2,7 +2,7 @@
 
 A transcript is what a person saw while driving an SMTP session by hand, often pasted into a page
 with prose around it. This module owns what each format's lines look like and which lines belong
-to a session; ``transcript.py`` then reads each session's lines as a dialogue. Nothing here
+to a session; ``reader.py`` then reads each session's lines as a dialogue. Nothing here
 builds replies or checks the order of the dialogue, and nothing does I/O.
 
 Formats:
@@ -14,7 +14,7 @@ Formats:
     followed by a space, a ``-`` or nothing) and, on every other line, what the person typed.
     Nothing marks a typed line, so one that is not answered by a reply and does not look like an
     SMTP command ends the session (it is prose); between ``354`` and the lone ``.`` every line
-    is the message. Blank lines are kept: ``transcript.py`` decides whether they are layout.
+    is the message. Blank lines are kept: ``reader.py`` decides whether they are layout.
 ``swaks``
     swaks' output: `` -> `` / ``**> `` the client (``**>`` a line swaks saw fail), ``<- `` /
     ``<** `` the server (``<**`` an error reply), ``=== `` and ``*** `` swaks' own remarks,
@@ -109,7 +109,7 @@ class DialogueLine:
 
 @dataclass(slots=True)
 class RawSession:
-    """A session's lines, as found; ``transcript.py`` reads them as a dialogue.
+    """A session's lines, as found; ``reader.py`` reads them as a dialogue.
 
     Attributes:
         first_line, last_line: where the session starts and ends in the transcript (1-based).
@@ -289,7 +289,7 @@ class _TelnetSegmenter:
             text = self.texts[index].rstrip()
             if in_data:
                 if kind is _Kind.CONNECT or kind is _Kind.CLOSED:
-                    break  # a message cut off: transcript.py reports the missing "."
+                    break  # a message cut off: reader.py reports the missing "."
                 role = Role.BLANK if kind is _Kind.BLANK else Role.CLIENT
                 self.add(session, index, role, "" if role is Role.BLANK else self.texts[index])
                 in_data = text != "."

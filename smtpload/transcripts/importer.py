@@ -1,6 +1,6 @@
 """``smtpload import``: transcripts of hand-driven sessions in, scenario YAML text out.
 
-This module owns how a dialogue read by ``transcript.py`` is written as a scenario file: one
+This module owns how a dialogue read by ``reader.py`` is written as a scenario file: one
 file per session, every value quoted so that YAML never coerces it, and the server's own words
 kept as comments so that a reader sees what it said. It reads no files; the CLI does.
 

@@ -1,0 +1,155 @@
+"""The Python API (smtpload.run, arun, load_scenario, read_summary) against real servers.
+
+Each run talks to a real server over loopback: the built-in sink that ``run`` starts when there
+is no target, or aiosmtpd in-process. No signal handler may be left behind, and a run must work
+from a thread other than the main one.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+import smtpload
+from tests.peers import REJECT_DOMAIN, RecordingPeer
+
+SCENARIO_WITH_TYPO = """\
+name: typo
+steps:
+  - greeting: 220
+  - sendd: EHLO x
+"""
+
+
+def test_load_scenario_takes_a_bundled_name_or_a_file(tmp_path: Path) -> None:
+    bundled = smtpload.load_scenario("quickstart")
+    assert bundled.name == "quickstart"
+    path = tmp_path / "one.yaml"
+    path.write_text("steps:\n  - greeting: 220\n  - send: QUIT\n    expect: 221\n")
+    assert len(smtpload.load_scenario(path).steps) == 2
+
+
+def test_load_scenario_errors_say_file_line_column(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(SCENARIO_WITH_TYPO)
+    with pytest.raises(smtpload.ScenarioError) as caught:
+        smtpload.load_scenario(path)
+    assert str(caught.value).startswith(f"{path}:4:5: unknown key 'sendd'")
+    with pytest.raises(smtpload.UsageError, match="no scenario file 'no-such-thing'"):
+        smtpload.load_scenario("no-such-thing")
+
+
+def test_run_without_target_uses_the_built_in_sink_and_leaves_signals_alone() -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = smtpload.run("quickstart", sessions=6, concurrency=3)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert result.passed
+    assert result.exit_status == 0
+    assert result.results_dir is None
+    sessions = result.summary["sessions"]
+    assert (sessions["started"], sessions["passed"], sessions["failed"]) == (6, 6, 0)
+    steps = [step["name"] for step in result.summary["steps"]]
+    assert steps[:3] == ["connect", "greeting", "ehlo"]
+    assert all(step["count"] == 6 for step in result.summary["steps"])
+
+
+def test_run_against_a_server_with_variables(aiosmtpd_server: RecordingPeer) -> None:
+    result = smtpload.run(
+        smtpload.load_scenario("quickstart"),
+        target=f"{aiosmtpd_server.host}:{aiosmtpd_server.port}",
+        sessions=4,
+        concurrency=2,
+        timeout_s=10,
+        variables={"to": "someone@api.test"},
+    )
+    assert result.passed
+    assert result.summary["target"] == f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    messages = aiosmtpd_server.handler.messages
+    assert [m.rcpt_tos for m in messages] == [("someone@api.test",)] * 4
+
+
+def test_a_refused_recipient_is_counted_not_raised(aiosmtpd_server: RecordingPeer) -> None:
+    result = smtpload.run(
+        "quickstart",
+        target=f"{aiosmtpd_server.host}:{aiosmtpd_server.port}",
+        sessions=2,
+        variables={"to": f"nobody@{REJECT_DOMAIN}"},
+    )
+    assert not result.passed
+    assert result.exit_status == 1
+    assert result.summary["sessions"]["failures"]["unexpected_reply"] == 2
+
+
+def test_run_works_from_another_thread(aiosmtpd_server: RecordingPeer) -> None:
+    results: list[smtpload.RunResult] = []
+    errors: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            results.append(
+                smtpload.run("quickstart", target=f"{aiosmtpd_server.host}:{aiosmtpd_server.port}")
+            )
+        except BaseException as error:  # handed to the main thread's assertion
+            errors.append(error)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert errors == []
+    assert results[0].passed
+
+
+async def test_arun_inside_trio(aiosmtpd_server: RecordingPeer) -> None:
+    result = await smtpload.arun(
+        "quickstart", target=f"{aiosmtpd_server.host}:{aiosmtpd_server.port}", sessions=3
+    )
+    assert result.passed
+    assert len(aiosmtpd_server.handler.messages) == 3
+
+
+def test_results_dir_is_written_and_read_back(tmp_path: Path) -> None:
+    result = smtpload.run("quickstart", sessions=2, results_dir=tmp_path / "out")
+    assert result.results_dir is not None
+    assert result.results_dir.parent == tmp_path / "out"
+    assert result.results_dir.name == result.summary["run_id"]
+    from_folder = smtpload.read_summary(result.results_dir)
+    from_file = smtpload.read_summary(result.results_dir / "summary.json")
+    assert from_folder == from_file == json.loads(json.dumps(result.summary))
+
+
+def test_read_summary_refuses_what_is_not_a_summary(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    with pytest.raises(smtpload.ResultsError, match=r"is not a summary\.json written by smtpload"):
+        smtpload.read_summary(other)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"sessions": ')
+    with pytest.raises(smtpload.ResultsError, match="cannot read the summary"):
+        smtpload.read_summary(broken)
+    with pytest.raises(smtpload.ResultsError, match="cannot read the summary"):
+        smtpload.read_summary(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"sessions": 0}, "sessions=0"),
+        ({"concurrency": -1}, "concurrency=-1"),
+        ({"sessions": True}, "sessions=True"),
+        ({"timeout_s": 0}, "timeout_s=0"),
+        ({"timeout_s": float("nan")}, "timeout_s=nan"),
+        ({"target": "::1"}, "bad target '::1'"),
+        ({"variables": {"nope": "x"}}, "declares no variable 'nope'"),
+    ],
+    ids=["sessions", "concurrency", "bool", "timeout", "nan", "target", "variable"],
+)
+def test_bad_arguments_are_usage_errors_before_any_session(
+    arguments: dict[str, object], message: str
+) -> None:
+    with pytest.raises(smtpload.UsageError, match=message):
+        smtpload.run("quickstart", **arguments)  # type: ignore[arg-type]
