@@ -144,9 +144,10 @@ def test_read_summary_refuses_what_is_not_a_summary(tmp_path: Path) -> None:
         ({"timeout_s": 0}, "timeout_s=0"),
         ({"timeout_s": float("nan")}, "timeout_s=nan"),
         ({"target": "::1"}, "bad target '::1'"),
+        ({"target": "127.0.0.1:"}, "the port after ':' is empty"),
         ({"variables": {"nope": "x"}}, "declares no variable 'nope'"),
     ],
-    ids=["sessions", "concurrency", "bool", "timeout", "nan", "target", "variable"],
+    ids=["sessions", "concurrency", "bool", "timeout", "nan", "target", "empty-port", "variable"],
 )
 def test_bad_arguments_are_usage_errors_before_any_session(
     arguments: dict[str, object], message: str

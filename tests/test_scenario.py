@@ -589,6 +589,18 @@ def test_top_level_problems(text: str, expected: list[str]) -> None:
             "1:9: bad target '[::1:25': write an IPv6 address as [::1]:2525",
         ),
         case(
+            "empty-port",
+            steps_of("send: NOOP", head="target: 'mx.test:'\n"),
+            "1:9: bad target 'mx.test:': the port after ':' is empty; write HOST:PORT, e.g."
+            " mx.test:25, or leave out the ':' for port 25",
+        ),
+        case(
+            "empty-port-ipv6",
+            steps_of("send: NOOP", head="target: '[::1]:'\n"),
+            "1:9: bad target '[::1]:': the port after ':' is empty; write HOST:PORT, e.g."
+            " [::1]:25, or leave out the ':' for port 25",
+        ),
+        case(
             "no-host",
             steps_of("send: NOOP", head="target: ':25'\n"),
             "1:9: bad target ':25': it needs a host name or address (without spaces);"

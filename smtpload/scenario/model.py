@@ -70,6 +70,13 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
             " write HOST:PORT, e.g. 127.0.0.1:2525"
         )
     if not port_text:
+        # "host:" is a port left out by mistake, not a request for the default: refuse it
+        # rather than quietly connecting to port 25.
+        if text.endswith(":"):
+            raise ValueError(
+                f"bad target {text!r}: the port after ':' is empty; write HOST:PORT, e.g."
+                f" {text}25, or leave out the ':' for port {default_port}"
+            )
         return Target(host, default_port)
     lowest = 0 if allow_port_zero else 1  # 0: a listener's "any free port"
     if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
