@@ -50,7 +50,7 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.results import SUMMARY_FILE, write_results
 from smtpload.report.stats import RunStats
-from smtpload.scenario.bundled import bundled_scenario_names, find_scenario
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario as _load_scenario_file
 from smtpload.scenario.model import Scenario, Target, parse_target
 
@@ -113,13 +113,7 @@ def load_scenario(scenario: str | os.PathLike[str]) -> Scenario:
         ScenarioError: the file is not a valid scenario; it holds every problem found.
         UsageError: there is no such file and no bundled example of that name.
     """
-    path = find_scenario(os.fspath(scenario))
-    if path is None:
-        raise UsageError(
-            f"no scenario file {os.fspath(scenario)!r}; give a path, or one of the bundled"
-            " scenarios: " + ", ".join(bundled_scenario_names())
-        )
-    return _load_scenario_file(path)
+    return _load_scenario_file(scenario_path(os.fspath(scenario)))
 
 
 async def arun(

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smtpload.errors import UsageError
-from smtpload.scenario.bundled import bundled_scenario_names, find_scenario
 from smtpload.scenario.model import Target, parse_target
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "positive_float",
     "positive_int",
     "positive_percent",
-    "scenario_path",
     "target_argument",
 ]
 
@@ -84,16 +82,6 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
             raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
         values[name] = value
     return values
-
-
-def scenario_path(name: str) -> Path:
-    path = find_scenario(name)
-    if path is None:
-        raise UsageError(
-            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
-            + ", ".join(bundled_scenario_names())
-        )
-    return path
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -29,13 +29,13 @@ from smtpload.cli.common import (
     check_outputs,
     listen_argument,
     parse_vars,
-    scenario_path,
 )
 from smtpload.errors import LocalError, ScenarioError, UsageError
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.results import format_progress, format_report, write_results
 from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 

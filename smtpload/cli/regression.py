@@ -21,7 +21,6 @@ from smtpload.cli.common import (
     check_outputs,
     parse_vars,
     positive_percent,
-    scenario_path,
 )
 from smtpload.errors import UsageError
 from smtpload.protocol.compiler import compile_scenario
@@ -29,6 +28,7 @@ from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
 from smtpload.regression.compare import compare, comparison_summary, format_comparison
 from smtpload.regression.junit import junit_xml
 from smtpload.regression.observe import observe_run
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 

@@ -21,7 +21,6 @@ from smtpload.cli.common import (
     check_outputs,
     positive_float,
     positive_int,
-    scenario_path,
     target_argument,
 )
 from smtpload.errors import UsageError
@@ -31,6 +30,7 @@ from smtpload.protocol.engine import Observation
 from smtpload.protocol.outcome import Outcome
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
 from smtpload.transcripts.importer import ImportedSession, ImportResult, import_transcript

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["bundled_scenario_dir", "bundled_scenario_names", "find_scenario"]
+from smtpload.errors import UsageError
+
+__all__ = [
+    "bundled_scenario_dir",
+    "bundled_scenario_names",
+    "find_scenario",
+    "scenario_path",
+]
 
 # This module is smtpload/scenario/bundled.py: the package folder is two levels up.
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -42,3 +49,14 @@ def find_scenario(name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def scenario_path(name: str) -> Path:
+    """:func:`find_scenario`, or a :class:`UsageError` that lists the bundled examples."""
+    path = find_scenario(name)
+    if path is None:
+        raise UsageError(
+            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
+            + ", ".join(bundled_scenario_names())
+        )
+    return path
