@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,14 @@ def work(tmp_path: Path, recorded_baseline: bytes) -> Path:
     (tmp_path / "t.txt").write_bytes(SEED.read_bytes())
     (tmp_path / "b.json").write_bytes(recorded_baseline)
     return tmp_path
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses every connection: bound, never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def target(peer: RecordingPeer) -> str:
@@ -391,3 +400,24 @@ def test_import_checks_every_output_before_writing_the_first(
     assert f"t-2.yaml: {message}" in capsys.readouterr().err
     assert not (tmp_path / "t.yaml").exists()
     assert transcript.read_bytes() == SEED.read_bytes()
+
+
+# --- 16: no baseline of a server that was never reached --------------------------------------
+
+
+@pytest.mark.parametrize("unreachable", ["refused", "unresolvable"], ids=str)
+def test_record_saves_no_baseline_when_no_session_reached_the_greeting(
+    work: Path, refused_port: int, capsys: pytest.CaptureFixture[str], unreachable: str
+) -> None:
+    where = f"127.0.0.1:{refused_port}" if unreachable == "refused" else "host.invalid:25"
+    old = (work / "b.json").read_bytes()
+    for output in ("new.json", "b.json"):  # a new baseline, and one it would replace
+        capsys.readouterr()
+        status = main(["record", str(work / "s.yaml"), "--target", where, "--sessions", "3",
+                       "-o", str(work / output), "--force"])  # fmt: skip
+        err = capsys.readouterr().err
+        assert status == 1
+        assert "no session reached the greeting: all 3 failed to connect" in err
+        assert "no baseline written" in err
+    assert not (work / "new.json").exists()
+    assert (work / "b.json").read_bytes() == old

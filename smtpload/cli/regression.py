@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 
 from smtpload.cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -28,6 +29,7 @@ from smtpload.cli.common import (
 )
 from smtpload.errors import OutputError
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.outcome import Outcome
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
 from smtpload.regression.compare import compare, comparison_summary, format_comparison
 from smtpload.regression.junit import junit_xml
@@ -148,12 +150,31 @@ def _write_each(writes: Sequence[Callable[[], object]]) -> bool:
     return succeeded
 
 
+def _why_no_connection(stats: RunStats) -> str | None:
+    """Why no session of the run got a connection, so that none reached the greeting; None
+    when one did."""
+    if stats.started == 0 or stats.outcomes[Outcome.CONNECT_ERROR] < stats.started:
+        return None
+    got = next((f.got for f in stats.failures if f.outcome is Outcome.CONNECT_ERROR), "")
+    return f"all {stats.started} failed to connect" + (f" ({got})" if got else "")
+
+
 def command_record(args: argparse.Namespace) -> int:
     _check_paths(args, [], [args.output], reports=False)
-    behaviour, _, interrupted = _observe(args, "record")
+    behaviour, stats, interrupted = _observe(args, "record")
     if interrupted:
         print("smtpload: interrupted; no baseline written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    reason = _why_no_connection(stats)
+    if reason is not None:
+        # Connect errors are the network's, not the server's behaviour: a baseline of them
+        # would make every step of a working server a difference.
+        print(
+            f"smtpload: no session reached the greeting: {reason}; no baseline written."
+            " Check --target and that the server is up.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     save_baseline(behaviour, args.output)
     steps = len(behaviour.steps)
     # A baseline is what the server did, even where the scenario expected otherwise; but a
