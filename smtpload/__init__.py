@@ -23,6 +23,7 @@ from smtpload._version import __version__
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time __getattr__ imports api
     from smtpload.api import (
         LocalError,
+        OutputError,
         Problem,
         RemoteProtocolError,
         ResultsError,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; at run time __getattr__ im
 
 __all__ = [
     "LocalError",
+    "OutputError",
     "Problem",
     "RemoteProtocolError",
     "ResultsError",

@@ -39,6 +39,7 @@ import trio
 
 from smtpload.errors import (
     LocalError,
+    OutputError,
     Problem,
     RemoteProtocolError,
     ResultsError,
@@ -48,6 +49,7 @@ from smtpload.errors import (
 )
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, write_results
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
@@ -56,6 +58,7 @@ from smtpload.scenario.model import Scenario, Target, parse_target
 
 __all__ = [
     "LocalError",
+    "OutputError",
     "Problem",
     "RemoteProtocolError",
     "ResultsError",
@@ -145,9 +148,9 @@ async def arun(
     run_id = new_run_id()
     directory = None
     if results_dir is not None:
-        # Made before the run, so that a folder that cannot be written costs no sessions.
+        # Checked before the run, so that a folder that cannot be written costs no sessions.
         directory = Path(results_dir) / run_id
-        directory.mkdir(parents=True)
+        probe_output(directory / SUMMARY_FILE)
     stats = RunStats(["connect", *compiled.step_names])
     # No signal handling here: that is the command line's (see the module docstring).
     settings = RunSettings(
@@ -189,7 +192,8 @@ def run(
         ScenarioError: the scenario is invalid.
         UsageError: an argument is invalid (a variable the scenario does not declare, a bad
             target, a count below 1).
-        OSError: ``results_dir`` or the result files in it could not be written.
+        OutputError: ``results_dir`` cannot be written (checked before the first session),
+            or a result file in it could not be.
     """
     return trio.run(
         functools.partial(

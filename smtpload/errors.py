@@ -4,6 +4,7 @@
      ├── LocalError                the user asked for something wrong: shown, exit 2
      │    ├── ScenarioError        a scenario file is invalid (holds every problem found)
      │    ├── UsageError           a command-line argument (or API argument) is invalid
+     │    ├── OutputError          an output file cannot be written where it was asked for
      │    └── ResultsError         a results file (summary.json) cannot be read or is not ours
      └── RemoteProtocolError       the server sent bytes that are not SMTP; the session that
                                    got them ends as ``protocol_error``, the run goes on
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "LocalError",
+    "OutputError",
     "Problem",
     "RemoteProtocolError",
     "ResultsError",
@@ -58,6 +60,11 @@ class ScenarioError(LocalError):
 
 class UsageError(LocalError):
     """A command-line argument is invalid."""
+
+
+class OutputError(LocalError):
+    """An output file cannot be written (its folder is read-only, missing or not a folder, the
+    disk is full...). The message names the file the user asked for, not a temporary one."""
 
 
 class ResultsError(LocalError):

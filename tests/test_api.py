@@ -122,6 +122,20 @@ def test_results_dir_is_written_and_read_back(tmp_path: Path) -> None:
     assert from_folder == from_file == json.loads(json.dumps(result.summary))
 
 
+def test_a_results_dir_that_cannot_be_written_fails_before_any_session(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(smtpload.OutputError, match="is not a folder"):
+        smtpload.run(
+            "quickstart",
+            target=f"{aiosmtpd_server.host}:{aiosmtpd_server.port}",
+            results_dir=not_a_folder / "out",
+        )
+    assert aiosmtpd_server.handler.messages == []
+
+
 def test_read_summary_refuses_what_is_not_a_summary(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text('{"hello": 1}')

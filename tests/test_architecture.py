@@ -155,6 +155,7 @@ def test_the_api_is_imported_on_first_use_only() -> None:
 def test_public_api_is_pinned() -> None:
     assert smtpload.__all__ == [
         "LocalError",
+        "OutputError",
         "Problem",
         "RemoteProtocolError",
         "ResultsError",

@@ -7,10 +7,12 @@ exit status 2); the other helpers raise ``UsageError``.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from smtpload.errors import UsageError
+from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.scenario.model import Target, parse_target
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "add_force_option",
     "add_run_options",
     "check_outputs",
     "listen_argument",
@@ -115,22 +118,65 @@ def positive_percent(text: str) -> float:
     return _positive_number(text, "a percentage", ", such as 50")
 
 
-def check_outputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:
-    """Refuse, before any work, an output that would overwrite an input or another output, or
-    that cannot be written; create the outputs' folders."""
-    taken = {path.resolve() for path in inputs}
+def add_force_option(parser: argparse.ArgumentParser, what: str, *, reports: bool) -> None:
+    """``--force``: let ``what`` (outputs, named in the help) replace an existing file; see
+    :func:`check_outputs` for ``reports``."""
+    replaced = "an existing file that is not a report smtpload wrote" if reports else "a file"
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"let {what} replace {replaced} (never a file this command reads)",
+    )
+
+
+def _identity(path: Path) -> tuple[object, ...]:
+    """What makes two paths the same file: device and inode when it exists (so a hard link or
+    symlink is caught), else the resolved name."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return ("name", str(path.resolve()))
+    return ("file", found.st_dev, found.st_ino)
+
+
+def check_outputs(
+    inputs: Sequence[Path],
+    outputs: Sequence[Path | None],
+    *,
+    force: bool = False,
+    reports: bool = True,
+) -> None:
+    """Refuse, before any work, an output that would lose the user's data or cannot be written.
+
+    Every output is checked before any is written, and nothing is touched:
+
+    - one that is an input or another output (by identity: hard links and symlinks too) is
+      refused, even with ``force``;
+    - an existing file is the user's data and needs ``force``, unless ``reports`` is true and
+      it is a report that smtpload wrote (``report/files.py``, ``is_smtpload_report``), which a
+      CI re-run replaces (``--json``, ``--junit``); ``record -o`` and ``import -o`` pass
+      ``reports=False``: any file there is a baseline or scenario of the user's;
+    - one that cannot be written there (read-only, immutable, under a file) is refused.
+
+    Raises:
+        UsageError: naming the output and what to do instead.
+        OutputError: the output cannot be written where it was asked for.
+    """
+    taken = {_identity(path) for path in inputs}
     for output in outputs:
         if output is None:
             continue
-        resolved = output.resolve()
-        if resolved in taken:
+        if is_stream(output):
+            continue
+        identity = _identity(output)
+        if identity in taken:
             raise UsageError(
                 f"{output}: would overwrite an input or another output; choose another file"
             )
-        taken.add(resolved)
-        if output.is_dir():
-            raise UsageError(f"{output}: is a folder; give a file name")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"{output}: {error.strerror or error}") from None
+        taken.add(identity)
+        if output.is_file() and not force and not (reports and is_smtpload_report(output)):
+            what = "is not a report smtpload wrote" if reports else "already exists"
+            raise UsageError(
+                f"{output}: {what}; give --force to replace it, or choose another file"
+            )
+        probe_output(output)

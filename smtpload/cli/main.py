@@ -25,15 +25,17 @@ from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    add_force_option,
     add_run_options,
     check_outputs,
     listen_argument,
     parse_vars,
 )
-from smtpload.errors import LocalError, ScenarioError, UsageError
+from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
-from smtpload.report.results import format_progress, format_report, write_results
+from smtpload.report.files import probe_output, write_text
+from smtpload.report.results import SUMMARY_FILE, format_progress, format_report, write_results
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
@@ -76,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="where results/<run-id>/ is written (default: ./results)",
     )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write summary.json here")
+    add_force_option(run, "--json", reports=True)
     run.add_argument(
         "--quiet",
         action="store_true",
@@ -113,17 +116,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _results_directory(directory: Path, scenario: Path, json_path: Path | None) -> Path:
-    """Create the run's results folder and check --json now, so that a bad path fails before
+def _results_directory(
+    directory: Path, scenario: Path, json_path: Path | None, *, force: bool
+) -> Path:
+    """Check --json and create the run's results folder now, so that a bad path fails before
     the run, not after it."""
+    check_outputs([scenario], [json_path], force=force)
+    hint = "choose another place with --results DIR"
     try:
         directory.mkdir(parents=True)
     except OSError as error:
         raise UsageError(
-            f"cannot create the results folder {directory}: {error.strerror or error};"
-            " choose another place with --results DIR"
+            f"cannot create the results folder {directory}: {error.strerror or error}; {hint}"
         ) from None
-    check_outputs([scenario], [json_path])
+    try:
+        probe_output(directory / SUMMARY_FILE)
+    except OutputError as error:
+        raise UsageError(f"{error}; {hint}") from None
     return directory
 
 
@@ -157,7 +166,7 @@ def _command_run(args: argparse.Namespace) -> int:
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     run_id = new_run_id()
-    directory = _results_directory(args.results / run_id, path, args.json)
+    directory = _results_directory(args.results / run_id, path, args.json, force=args.force)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
     progress = None if args.quiet else _Progress(stats, args.sessions, tty)
@@ -174,17 +183,28 @@ def _command_run(args: argparse.Namespace) -> int:
     # A Ctrl-C now must not cost the results of the run: finish writing them first.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        write_results(directory, summary, stats)
+        # Each output on its own: one that cannot be written does not cost the others.
+        unwritten = []
+        try:
+            write_results(directory, summary, stats)
+        except OutputError as error:
+            unwritten.append(error)
+        results_written = not unwritten
         if args.json is not None:
-            args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    except OSError as error:
-        print(f"smtpload: cannot write the results: {error}", file=sys.stderr)
-        return EXIT_USAGE
+            try:
+                write_text(args.json, json.dumps(summary, indent=2) + "\n")
+            except OutputError as error:
+                unwritten.append(error)
     finally:
         signal.signal(signal.SIGINT, previous)
     if not args.quiet:
         print(format_report(summary, stats))
-        print(f"results: {directory}/")
+        if results_written:
+            print(f"results: {directory}/")
+    if unwritten:
+        for problem in unwritten:
+            print(f"smtpload: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.failed else EXIT_OK

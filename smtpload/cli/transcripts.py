@@ -18,6 +18,7 @@ from smtpload.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    add_force_option,
     check_outputs,
     positive_float,
     positive_int,
@@ -28,6 +29,7 @@ from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import Observation
 from smtpload.protocol.outcome import Outcome
+from smtpload.report.files import write_text
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
@@ -70,6 +72,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SCENARIO.yaml",
         help="write here (with -2, -3... before .yaml for more sessions)",
     )
+    add_force_option(importing, "-o", reports=False)
     _add_transcript_options(importing)
 
     replay = commands.add_parser(
@@ -143,19 +146,17 @@ def _output_path(output: Path, number: int, total: int) -> Path:
 def command_import(args: argparse.Namespace) -> int:
     result = _read_transcript(args.transcript, args)
     chosen = _chosen(result.sessions, args.session)
-    for index, session in enumerate(chosen, start=1):
-        if args.output is None:
+    if args.output is None:
+        for session in chosen:
             if len(chosen) > 1:
                 print(f"# --- session {session.number} (line {session.first_line}) ---")
             sys.stdout.write(session.yaml_text)
-            continue
-        path = _output_path(args.output, index, len(chosen))
-        check_outputs([args.transcript], [path])
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(session.yaml_text, encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+        return EXIT_OK
+    paths = [_output_path(args.output, i, len(chosen)) for i in range(1, len(chosen) + 1)]
+    # Every name is checked before any file is written: out-2.yaml may be the transcript.
+    check_outputs([args.transcript], paths, force=args.force, reports=False)
+    for session, path in zip(chosen, paths, strict=True):
+        write_text(path, session.yaml_text)
         print(f"session {session.number} (line {session.first_line}) -> {path}", file=sys.stderr)
     return EXIT_OK
 

@@ -3,7 +3,8 @@
 This module owns the *baseline*: building a :class:`Behaviour` from observe-mode sessions
 (:class:`BehaviourRecorder`), and its JSON file. It does no network I/O and never imports trio;
 the only I/O is reading and writing the baseline file (:func:`load_baseline`,
-:func:`save_baseline`). Judging two behaviours is ``compare.py``'s job.
+:func:`save_baseline`, which writes through ``report/files.py``). Judging two behaviours is
+``compare.py``'s job.
 
 The baseline file (``smtpload-baseline/1``)
 -------------------------------------------
@@ -50,6 +51,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from smtpload._version import __version__
@@ -60,6 +62,7 @@ from smtpload.protocol.expectations import ehlo_capabilities, enhanced_code
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.volatile import normalize
 from smtpload.protocol.wire import Reply
+from smtpload.report.files import write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
 from smtpload.scenario.model import StepKind
 
@@ -192,13 +195,14 @@ def load_baseline(path: str | os.PathLike[str]) -> Behaviour:
 
 
 def save_baseline(behaviour: Behaviour, path: str | os.PathLike[str]) -> None:
-    """Write ``behaviour`` as a baseline file (replaced whole: a reader never sees half a file)."""
-    name = os.fspath(path)
+    """Write ``behaviour`` as a baseline file (replaced whole: a reader never sees half a file,
+    and a failed or interrupted write leaves the old baseline as it was).
+
+    Raises:
+        OutputError: the file could not be written (the message names it).
+    """
     text = json.dumps(behaviour.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    partial = f"{name}.partial"
-    with open(partial, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(partial, name)
+    write_text(Path(path), text)
 
 
 # -- recording ----------------------------------------------------------------------------------

@@ -47,14 +47,13 @@ or broken server cannot drive the terminal of the person reading the report.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from smtpload._version import __version__
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
+from smtpload.report.files import replacing, write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
 
 __all__ = [
@@ -167,19 +166,21 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
 
     Files written:
 
-    - ``summary.json``: ``summary`` as indented JSON, replaced atomically, so a reader (or a
-      run interrupted while writing) never sees half a file;
+    - ``summary.json``: ``summary`` as indented JSON;
     - ``step-NN-<name>.hgrm`` for every step with latency samples, ``NN`` being the step's
       position (``00`` is ``connect``) and ``<name>`` its :func:`safe_file_name`;
     - ``session.hgrm`` when session latencies were recorded;
     - ``failures.log``, always: the kept failures with their transcripts.
 
-    Files of an earlier run in the same folder are not removed.
+    Files of an earlier run in the same folder are not removed. Every file is written through
+    a temporary file and renamed into place (``report/files.py``), so none is ever half-written.
 
     Returns:
         The paths written, in the order above.
+
+    Raises:
+        OutputError: a file could not be written (the message names it).
     """
-    directory.mkdir(parents=True, exist_ok=True)
     written = [_write_summary(directory / SUMMARY_FILE, summary)]
     for index, step in enumerate(stats.steps.values()):
         if step.latency.count:
@@ -187,30 +188,18 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
             written.append(_write_hgrm(path, step.latency))
     if stats.session_latency.count:
         written.append(_write_hgrm(directory / SESSION_HGRM_FILE, stats.session_latency))
-    failures_path = directory / FAILURES_FILE
-    failures_path.write_text(_format_failures_log(stats), encoding="utf-8")
-    written.append(failures_path)
+    written.append(write_text(directory / FAILURES_FILE, _format_failures_log(stats)))
     return written
 
 
 def _write_summary(path: Path, summary: dict[str, Any]) -> Path:
     # allow_nan=False: NaN/Infinity are not JSON, and CI parsers would choke on them.
     text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)
 
 
 def _write_hgrm(path: Path, histogram: LatencyHistogram) -> Path:
-    with path.open("wb") as stream:
+    with replacing(path) as stream:
         histogram.write_hgrm(stream)
     return path
 
