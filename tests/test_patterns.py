@@ -180,6 +180,9 @@ def test_a_backtracking_capture_that_finds_its_group_late_passes_at_once(
         pytest.param(r"ok$", "ok\n", False, id="dollar-is-the-end-of-the-text"),
         pytest.param(r"ok\z", "ok", True, id="backslash-z-is-the-end"),
         pytest.param(r"(?m)ok$", "ok\nnext", True, id="dollar-in-multiline-mode"),
+        pytest.param(r"ok\n?$", "ok\n", True, id="dollar-after-an-optional-newline"),
+        pytest.param(r"ok\n?$", "ok", True, id="dollar-without-the-newline"),
+        pytest.param(r"\x{e9}", "é", True, id="hex-escape-in-braces"),
         pytest.param(r"(?i)é", "É", True, id="unicode-case-folding"),
         pytest.param(r".", "\n", False, id="dot-is-not-newline"),
         pytest.param(r"(?s).", "\n", True, id="dot-all"),
@@ -204,6 +207,17 @@ def test_both_named_group_spellings_are_accepted() -> None:
 
 def test_captures_are_characters_not_bytes() -> None:
     assert compile_capture("(?P<x>é+)(?P<y>.)").captures("aééb") == {"x": "éé", "y": "b"}
+
+
+def test_a_text_pattern_keeps_no_groups() -> None:
+    assert compile_text("(?P<x>a)").groups == ()
+    assert compile_text("(?P<x>a)").search("a")
+
+
+def test_a_lone_surrogate_in_a_reply_is_matched_without_an_exception() -> None:
+    # The wire decodes with U+FFFD, so none should arrive; if one did, the run must go on.
+    assert compile_capture("ok (?P<x>.*)").captures("ok \ud800") == {"x": "\ud800"}
+    assert not compile_text("^x$").search("\udc80")
 
 
 @pytest.mark.parametrize(
