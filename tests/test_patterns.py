@@ -11,6 +11,7 @@ hanging the suite. The rest are pure tests of RE2's syntax and semantics as smtp
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
@@ -262,3 +263,27 @@ def test_what_re2_cannot_do_is_a_pattern_error_at_its_place(
             compile_pattern(pattern)
         assert info.value.message.startswith(message), info.value.message
         assert info.value.offset == offset
+
+
+def test_any_pattern_compiles_or_is_a_pattern_error_inside_it() -> None:
+    rng = random.Random(2034)
+    pieces = [
+        *"()[]{}?*+|\\^$.:=!<>,#-PQEZzCdwsbu1é",
+        "(?",
+        "(?P<",
+        "\\Q",
+        "[:",
+        ":]",
+        "{2}",
+        "{,3}",
+    ]
+    errors: list[tuple[str, PatternError]] = []
+    for _ in range(3000):
+        pattern = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        for compile_pattern in (compile_text, compile_capture):
+            try:
+                compile_pattern(pattern)
+            except PatternError as exc:
+                errors.append((pattern, exc))
+    assert len(errors) > 1000  # the mix is mostly invalid: the error paths ran
+    assert [p for p, e in errors if not (0 <= e.offset <= len(p) and e.message)] == []
