@@ -96,6 +96,44 @@ async def closes_without_greeting(stream: trio.SocketStream) -> None:
     await stream.aclose()
 
 
+#: The a's in a bait reply: 2^4096 ways to split them for (a+)+$ to try before the "!".
+BAIT_RUN = 4096
+
+
+async def backtracking_bait(
+    stream: trio.SocketStream, on_quit: Callable[[], None] | None = None
+) -> None:
+    """A polite server whose every reply almost matches patterns that make regexes backtrack.
+
+    The banner and most replies are ``a`` * BAIT_RUN then ``!``; the EHLO reply is 19 a's then
+    BAIT_RUN ``!``s. Patterns such as ``(a+)+$``, ``(a|aa)+$`` and ``(.*a){20}`` fail on them
+    only after trying every way to split the a's; ``!$`` matches. ``VRFY !`` (what a capture of
+    ``!+$`` sends) is answered like the rest, any other VRFY with 550. QUIT gets ``221`` and a
+    close (``on_quit`` is called first).
+    """
+    bait = b"a" * BAIT_RUN + b"!\r\n"
+    with contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(b"220 " + bait)
+        buffer = b""
+        while chunk := await stream.receive_some(4096):
+            buffer += chunk
+            while b"\r\n" in buffer:
+                line, buffer = buffer.split(b"\r\n", 1)
+                verb = line.split(b" ", 1)[0].upper()
+                if verb == b"QUIT":
+                    if on_quit is not None:
+                        on_quit()
+                    await stream.send_all(b"221 bye\r\n")
+                    await stream.aclose()
+                    return
+                if verb == b"EHLO":
+                    await stream.send_all(b"250 " + b"a" * 19 + b"!" * BAIT_RUN + b"\r\n")
+                elif verb == b"VRFY" and line != b"VRFY !":
+                    await stream.send_all(b"550 5.1.1 no such user\r\n")
+                else:
+                    await stream.send_all(b"250 " + bait)
+
+
 BEHAVIOURS: dict[str, Handler] = {
     "garbage": garbage_banner,
     "reset": reset_after_greeting,
@@ -105,4 +143,5 @@ BEHAVIOURS: dict[str, Handler] = {
     "code-change": code_change,
     "no-greeting": closes_without_greeting,
     "stops-reading": stops_reading_after_354,
+    "backtracking-bait": backtracking_bait,
 }

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from smtpload.errors import LocalError
+from smtpload.protocol.expectations import compile_expectation
+from smtpload.protocol.wire import Reply as WireReply
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind, Target
 from smtpload.scenario.template import parse_template
@@ -18,6 +20,7 @@ from smtpload.transcripts.importer import (
     TranscriptError,
     import_transcript,
 )
+from smtpload.transcripts.reader import parse_transcript
 from tests.test_transcript import PLAIN
 
 DATA = Path(__file__).parent / "data" / "transcripts"
@@ -196,6 +199,58 @@ def test_every_captured_transcript_imports_to_valid_scenarios(path: Path, strict
         scenario = scenario_of(session)
         assert scenario.steps[0].kind is StepKind.GREETING
         assert scenario.target == session.target
+
+
+def strict_expectations_meet_their_own_replies(text: str, path: str) -> int:
+    """Import strictly; check every step's expectation, as a run checks it, against the reply it
+    was made from. Returns how many text patterns were checked."""
+    transcript = parse_transcript(text, path)
+    result = import_transcript(text, path, strict=True)
+    checked = 0
+    for session, dialogue in zip(result.sessions, transcript.sessions, strict=True):
+        steps = [s for s in scenario_of(session).steps if s.kind is not StepKind.CLOSE]
+        for step, exchange in zip(steps, dialogue.exchanges, strict=True):
+            if step.expect is None or exchange.reply is None:
+                continue
+            reply = exchange.reply
+            wire_reply = WireReply(reply.code, reply.lines, b"")
+            assert compile_expectation(step.expect).mismatch(wire_reply) is None, reply.lines
+            checked += step.expect.pattern is not None
+    return checked
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.txt")), ids=lambda path: path.name)
+def test_strict_patterns_of_every_captured_transcript_match_its_replies_on_re2(
+    path: Path,
+) -> None:
+    # The run matches with RE2 (scenario/patterns.py): what import writes must compile there and
+    # mean there what it meant to the importer.
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    assert strict_expectations_meet_their_own_replies(text, str(path)) > 0
+
+
+# Reply texts whose characters RE2 reads otherwise than Python's re: non-ASCII digits, letters
+# and spaces (\d, \w and \s are ASCII-only in RE2), tabs, every ASCII punctuation mark, and
+# backslashes; with the volatile parts (ids, counters, dates) next to them.
+AWKWARD_REPLIES = [
+    # Arabic-Indic and fullwidth digits in an id and a counter.
+    "250 2.0.0 Ok: queued as \u0661\u0662\u0663\u0664\u0665\u0666\u0667 id=\uff11\uff12\uff13",
+    # Japanese words, a fullwidth "ABC123" and a fullwidth "42".
+    "250 2.0.0 \u53d7\u4ed8 \uff21\uff22\uff23\uff11\uff12\uff13 \u4ef6\u6570 \uff14\uff12 done",
+    "250 ok\tqueued\tas\tA1A73160038\t(tab separated)",
+    "250 at Tue,\t27\tJul 2010\t00:02:15\t+0900 (tabs in a date)",
+    "250 " + "".join(chr(c) for c in range(0x21, 0x7F)),
+    "250 back\\slash \\d+ \\1 (?=x) [a-z]{,3} $^ |* id=\u00c4BC123\u00d6 \u00a0nbsp\u2003em",
+    # A date, then an Arabic-Indic time and pid.
+    "250 Tue, 27 Jul 2010 00:02:15 +0900 at \u0661\u0662:\u0663\u0660:\u0660\u0660 from"
+    " [127.0.0.1] pid \u0664\u0665\u0666\u0667\u0668\u0669",
+]
+
+
+@pytest.mark.parametrize("reply", AWKWARD_REPLIES, ids=range(len(AWKWARD_REPLIES)))
+def test_strict_patterns_of_awkward_replies_match_them_on_re2(reply: str) -> None:
+    text = lines("220 mx.example.test ESMTP", "NOOP", reply, "QUIT", "221 bye")
+    assert strict_expectations_meet_their_own_replies(text, "t.txt") == 3
 
 
 # -- formats -----------------------------------------------------------------------------------

@@ -344,6 +344,25 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
     assert result.stderr.count("three-errors.yaml:") == 3
 
 
+def test_validate_reports_what_re2_cannot_match_and_nothing_else(tmp_path: Path) -> None:
+    bad = tmp_path / "lookbehind.yaml"
+    bad.write_text(
+        "steps:\n"
+        "  - greeting: {code: 220, text: '(?<=ESMTP )Postfix'}\n"
+        "  - send: NOOP\n"
+        "    capture: '(?P<n>\\d+) \\1'\n"
+    )
+    result = smtpload("validate", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    # Exactly the two problems: RE2's own logging (absl, on stderr by default) stays quiet.
+    assert result.stderr.splitlines() == [
+        f"{bad}:2:34: greeting: text: lookbehind (?<=...) is not supported: smtpload matches"
+        " replies with RE2, which never backtracks (docs/scenario-language.md)",
+        f"{bad}:4:26: capture: a backreference (\\1) is not supported: smtpload matches"
+        " replies with RE2, which never backtracks (docs/scenario-language.md)",
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

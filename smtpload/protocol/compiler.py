@@ -8,7 +8,6 @@ reply". Only templates that use variables are rendered per session.
 from __future__ import annotations
 
 import email.utils
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from smtpload.errors import UsageError
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
 from smtpload.protocol.wire import encode_message
 from smtpload.scenario.model import Scenario, Step, StepKind
+from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
@@ -66,7 +66,7 @@ class CompiledStep:
     template: Template | None
     data_size: int | None
     expectation: CompiledExpectation | None
-    capture: re.Pattern[str] | None
+    capture: ReplyPattern | None
     timeout_s: float
 
     @property
@@ -200,7 +200,7 @@ def compile_scenario(
                 template = None
             else:
                 uses_variables = True
-        capture = re.compile(step.capture) if step.capture is not None else None
+        capture = compile_capture(step.capture) if step.capture is not None else None
         uses_variables = uses_variables or capture is not None
         steps.append(
             CompiledStep(

@@ -199,17 +199,16 @@ class SessionEngine:
         if step.capture is not None:
             # Later steps send what the capture finds, so a reply it cannot find it in fails
             # here, where the reason is visible, not later as a mysterious command.
-            match = step.capture.search(reply.text)
-            if match is None:
+            captured = step.capture.captures(reply.text)
+            if captured is None:
                 why = f"capture /{step.capture.pattern}/ found nothing"
                 if self._observe:
-                    for name in step.capture.groupindex:
+                    for name in step.capture.groups:
                         self._variables[name] = ""
                     return self._observe_mismatch(step, reply, why)
                 self._unexpected(step, reply, why)
                 return False
-            for name, value in match.groupdict().items():
-                self._variables[name] = value if value is not None else ""
+            self._variables.update(captured)
         if step.kind is StepKind.DATA and 200 <= reply.code < 300:
             self.messages_accepted += 1
         self._observe_event(step, "reply", reply, None)

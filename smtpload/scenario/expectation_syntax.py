@@ -15,6 +15,7 @@ import re
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.scenario.model import Expectation
+from smtpload.scenario.patterns import PatternError, compile_text
 from smtpload.scenario.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
 
 __all__ = ["EXPECT_KEYS", "parse_expectation"]
@@ -167,11 +168,10 @@ def _regex(node: Node, reader: NodeReader, what: str) -> str | None:
     if raw is None:
         return None
     try:
-        re.compile(raw)
-    except re.error as exc:
-        reader.problem_at(
-            node, exc.pos or 0, f"{what}: invalid regular expression: {exc.msg}; fix or escape it"
-        )
+        compile_text(raw)
+    except PatternError as exc:
+        advice = "; fix or escape it" if exc.message.startswith("invalid regular") else ""
+        reader.problem_at(node, exc.offset, f"{what}: {exc.message}{advice}")
         return None
     return raw
 

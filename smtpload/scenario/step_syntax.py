@@ -12,14 +12,19 @@ themselves are ``expectation_syntax.py``'s; this module knows nothing of other s
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import BUILTIN_VARIABLES, Expectation, StepKind
-from smtpload.scenario.template import Template, TemplateSyntaxError, parse_template
+from smtpload.scenario.patterns import PatternError, compile_capture
+from smtpload.scenario.template import (
+    Template,
+    TemplateSyntaxError,
+    is_variable_name,
+    parse_template,
+)
 from smtpload.scenario.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
 
 __all__ = [
@@ -239,9 +244,9 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
     if pattern is None:
         return
     try:
-        groups = tuple(re.compile(pattern).groupindex)
-    except re.error as exc:
-        reader.problem_at(node, exc.pos or 0, f"capture: invalid regular expression: {exc.msg}")
+        groups = compile_capture(pattern).groups
+    except PatternError as exc:
+        reader.problem_at(node, exc.offset, f"capture: {exc.message}")
         return
     if not groups:
         reader.problem(
@@ -251,6 +256,14 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
         )
         return
     for group in groups:
+        if not is_variable_name(group):
+            # RE2 takes names such as 1st or é, which no {template} could use.
+            reader.problem(
+                node,
+                f"capture group {group!r} must be a word of letters, digits and _ (not starting"
+                " with a digit) so that {" + group + "} can use it",
+            )
+            return
         if group in BUILTIN_VARIABLES:
             reader.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
             return
