@@ -171,6 +171,7 @@ def _command_run(args: argparse.Namespace) -> int:
         sessions=args.sessions,
         concurrency=args.concurrency,
         run_id=run_id,
+        max_reply_bytes=args.max_reply_bytes,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
     )
     shown_target, duration_s, interrupted = trio.run(

@@ -116,6 +116,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
             concurrency=args.concurrency,
             run_id=run_id,
             handle_signals=True,
+            max_reply_bytes=args.max_reply_bytes,
         )
     )
 
