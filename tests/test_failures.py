@@ -284,3 +284,25 @@ async def test_record_and_compare_take_max_reply_bytes(
     # Under the default cap the same reply is a protocol error: a changed event.
     status, stderr = await measured_smtpload(*compare)
     assert status == 1, stderr
+
+
+async def test_huge_complete_replies_keep_failures_small_in_memory_and_on_disk(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A complete 3 MiB 550 to EHLO, allowed by the cap, for 20 sessions: every failure is
+    # kept, each with a 4 KiB prefix of the reply, not 3 MiB of it.
+    port = await start_server(nursery, "huge-rejection")
+    larger = str(HUGE_REPLY_BYTES + 1000)
+    status, stderr, summary = await measured_run(
+        port, tmp_path, "--sessions", "20", "--concurrency", "4", "--max-reply-bytes", larger
+    )
+    assert "Traceback" not in stderr
+    assert status == 1, stderr
+    assert summary["sessions"]["failures"]["unexpected_reply"] == 20
+    log_path = next((tmp_path / "results").glob("*/failures.log"))
+    log = log_path.read_text()
+    assert len(re.findall(r"^session \d+: unexpected_reply at step 'ehlo'", log, re.M)) == 20
+    assert log.count(f"reply cut after 4096 of its {HUGE_REPLY_BYTES} bytes") == 20
+    assert log_path.stat().st_size < 20 * 3 * 4096
+    # Orders of magnitude: 20 whole transcripts would be 60 MiB as text, more as objects.
+    assert peak_rss_mib(stderr) < 150
