@@ -31,10 +31,12 @@ from smtpload.cli.common import (
     check_outputs,
     listen_argument,
     parse_vars,
+    positive_float,
     scenario_path,
 )
 from smtpload.errors import LocalError, ScenarioError, UsageError
 from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.results import build_summary, format_progress, format_report, write_results
 from smtpload.report.stats import RunStats
@@ -111,6 +113,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default=Target("127.0.0.1", 2525),
         metavar="HOST:PORT",
         help="address to listen on (default 127.0.0.1:2525; port 0 picks a free one)",
+    )
+    sink.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="close a connection that sends nothing, or reads none of its replies, for this "
+        f"long (default {DEFAULT_IDLE_TIMEOUT_S:g})",
     )
     return parser
 
@@ -225,7 +235,7 @@ def _command_sink(args: argparse.Namespace) -> int:
     from smtpload.net.sink import run_sink_forever
 
     try:
-        run_sink_forever(args.listen.host, args.listen.port)
+        run_sink_forever(args.listen.host, args.listen.port, idle_timeout_s=args.idle_timeout)
     except OSError as error:
         raise UsageError(
             f"cannot listen on {args.listen}: {error.strerror or error}; "
