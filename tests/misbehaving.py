@@ -19,6 +19,13 @@ Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 HUGE_LINE_BYTES = 1024 * 1024
 
+#: The lines of the replies that never end, and of the huge rejection: each under the 64 KiB
+#: line cap, so that only a cap on the whole reply can stop them.
+LONG_LINE_BYTES = 60_000
+
+#: The size of ``huge_rejection``'s complete 550 reply, on the wire.
+HUGE_REPLY_BYTES = 3 * 1024 * 1024
+
 
 async def _read_line(stream: trio.SocketStream) -> bytes:
     data = b""
@@ -91,6 +98,38 @@ async def stops_reading_after_354(stream: trio.SocketStream) -> None:
             await stream.send_all(b"250 ok\r\n")
 
 
+async def endless_greeting(stream: trio.SocketStream) -> None:
+    """A ``220-`` multiline banner that never ends: 60 KB lines, as fast as the client reads."""
+    line = b"220-" + b"x" * (LONG_LINE_BYTES - 6) + b"\r\n"
+    chunk = line * 16
+    # Until the client gives up and closes, which breaks the pipe.
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while True:
+            await stream.send_all(chunk)
+
+
+def huge_reply(code: int, total_bytes: int) -> bytes:
+    """A complete multiline reply of exactly ``total_bytes`` bytes, in 60 KB lines."""
+    line = b"%d-" % code + b"r" * (LONG_LINE_BYTES - 6) + b"\r\n"
+    last_text = b"end of a huge reply"
+    body = line * ((total_bytes - len(last_text) - 6) // len(line))
+    last = b"%d " % code + last_text
+    padding = total_bytes - len(body) - len(last) - 2
+    last += b"." * padding
+    return body + last + b"\r\n"
+
+
+async def huge_rejection(stream: trio.SocketStream) -> None:
+    """Greets, then answers EHLO with a complete 550 of ``HUGE_REPLY_BYTES`` bytes."""
+    await stream.send_all(b"220 huge.test ESMTP\r\n")
+    await _read_line(stream)
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(huge_reply(550, HUGE_REPLY_BYTES))
+        # The client says QUIT after an unexpected reply; answer it as a server would.
+        await _read_line(stream)
+        await stream.send_all(b"221 bye\r\n")
+
+
 async def closes_without_greeting(stream: trio.SocketStream) -> None:
     """Accepts the connection and closes it at once."""
     await stream.aclose()
@@ -144,4 +183,6 @@ BEHAVIOURS: dict[str, Handler] = {
     "no-greeting": closes_without_greeting,
     "stops-reading": stops_reading_after_354,
     "backtracking-bait": backtracking_bait,
+    "endless-greeting": endless_greeting,
+    "huge-rejection": huge_rejection,
 }

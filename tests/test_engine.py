@@ -12,7 +12,12 @@ from smtpload.errors import UsageError
 from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, compile_scenario
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.expectations import compile_expectation
-from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.outcome import (
+    MAX_TRANSCRIPT_REPLY_BYTES,
+    Outcome,
+    TranscriptLine,
+    reply_transcript_lines,
+)
 from smtpload.protocol.wire import Reply, ReplyParser
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 
@@ -160,6 +165,96 @@ def test_io_events_end_the_session_with_their_category(event: str, outcome: Outc
     failure = engine.failure()
     assert failure is not None
     assert failure.step == "greeting"
+
+
+# --- what a failure keeps of huge replies ---------------------------------------------------
+
+
+def multiline(code: int, line_bytes: int, total_bytes: int) -> bytes:
+    """A complete reply of exactly ``total_bytes``, in lines of ``line_bytes`` (CRLF included)."""
+    line = b"%d-" % code + b"t" * (line_bytes - 6) + b"\r\n"
+    body = line * ((total_bytes - 8) // line_bytes)
+    last = b"%d " % code
+    return body + last + b"e" * (total_bytes - len(body) - len(last) - 2) + b"\r\n"
+
+
+def kept_bytes(lines: list[TranscriptLine]) -> int:
+    return sum(len(line.text.encode()) + 2 for line in lines if line.direction == "S")
+
+
+@pytest.mark.parametrize("line_bytes", [10, 100, 4096, 60_000], ids=lambda n: f"lines-{n}")
+@pytest.mark.parametrize(
+    "total_bytes",
+    [MAX_TRANSCRIPT_REPLY_BYTES + 1, 100_000, 10 * 1024 * 1024],
+    ids=["one-byte-over", "100-kB", "10-MiB"],
+)
+def test_a_reply_over_4_kib_keeps_its_first_4_kib_and_says_where_it_was_cut(
+    line_bytes: int, total_bytes: int
+) -> None:
+    raw = multiline(550, line_bytes, total_bytes)
+    assert len(raw) == total_bytes
+    lines = reply_transcript_lines(raw)
+    # The kept lines are the reply's own first bytes, in order.
+    assert "\r\n".join(line.text for line in lines[:-1]).encode() == raw[
+        :MAX_TRANSCRIPT_REPLY_BYTES
+    ].rstrip(b"\r\n")
+    assert kept_bytes(lines) <= MAX_TRANSCRIPT_REPLY_BYTES + 2
+    note = lines[-1]
+    assert note.direction == "*"
+    assert f"reply cut after 4096 of its {total_bytes} bytes" in note.text
+    line_count = raw.count(b"\n")
+    assert f"of {line_count})" in note.text
+
+
+def test_where_the_cut_fell_names_the_line() -> None:
+    inside = reply_transcript_lines(b"250-" + b"a" * 10 + b"\r\n250 " + b"b" * 20 + b"\r\n", 20)
+    assert (
+        inside[-1].text
+        == "reply cut after 20 of its 42 bytes (inside line 2 of 2); the rest not kept"
+    )
+    after = reply_transcript_lines(b"250-aa\r\n250-bb\r\n250 cc\r\n", 16)
+    assert [line.text for line in after] == [
+        "250-aa",
+        "250-bb",
+        "reply cut after 16 of its 24 bytes (after line 2 of 3); the rest not kept",
+    ]
+
+
+@pytest.mark.parametrize(
+    "size", [0, 8, MAX_TRANSCRIPT_REPLY_BYTES], ids=["empty", "small", "at-the-cap"]
+)
+def test_a_reply_up_to_4_kib_is_kept_whole(size: int) -> None:
+    raw = multiline(250, 100, size) if size > 8 else b"250 ok\r\n"[:size]
+    lines = reply_transcript_lines(raw)
+    assert all(line.direction == "S" for line in lines)
+    assert "\r\n".join(line.text for line in lines).encode() == raw.rstrip(b"\r\n")
+
+
+def test_a_cut_inside_a_utf8_character_is_still_text() -> None:
+    raw = b"550 " + "é".encode() * 3000 + b"\r\n"
+    lines = reply_transcript_lines(raw)
+    assert lines[0].text.startswith("550 éé")
+    assert lines[-1].text.startswith("reply cut after 4096 of its 6006 bytes (inside line 1 of 1)")
+
+
+def test_a_failed_session_with_a_huge_reply_keeps_a_bounded_failure() -> None:
+    # A complete 10 MiB 550 to HELO (legal when --max-reply-bytes allows it) in 60 KB lines.
+    huge = multiline(550, 60_000, 10 * 1024 * 1024)
+    engine = SessionEngine(compile_scenario(scenario(GREETING, HELO, QUIT)), 1)
+    step = engine.next_step()
+    assert step is not None
+    assert engine.on_reply(step, reply(b"220 hi\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    engine.payload(step)
+    (huge_reply,) = ReplyParser(len(huge)).feed(huge)
+    assert not engine.on_reply(step, huge_reply)
+    failure = engine.failure()
+    assert failure is not None
+    size = sum(len(line.text) for line in failure.transcript) + len(failure.got)
+    assert size < 3 * MAX_TRANSCRIPT_REPLY_BYTES
+    assert failure.transcript[-1].text.startswith("reply cut after 4096 of its 10485760 bytes")
+    assert failure.got.endswith("characters in all) (+174 lines) (reply code 550 is not 250)")
 
 
 def test_interrupted_session_names_the_step_it_was_cut_off_in() -> None:

@@ -377,6 +377,8 @@ def test_validate_reports_what_re2_cannot_match_and_nothing_else(tmp_path: Path)
         (["run", "quickstart", "--target", "::1:2626"], "write an IPv6 address in brackets"),
         (["run", "quickstart", "--results", "a-file"], "cannot create the results folder"),
         (["run", "quickstart", "--json", "."], ".: is a folder"),
+        (["run", "quickstart", "--max-reply-bytes", "511"], "must be at least 512"),
+        (["record", "quickstart", "--max-reply-bytes", "1M", "-o", "b.json"], "whole number"),
     ],
     ids=[
         "unknown-scenario",
@@ -387,6 +389,8 @@ def test_validate_reports_what_re2_cannot_match_and_nothing_else(tmp_path: Path)
         "bare-ipv6",
         "results-is-a-file",
         "json-is-a-folder",
+        "max-reply-bytes-below-a-reply-line",
+        "max-reply-bytes-not-a-number",
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smtpload.errors import UsageError
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.scenario.model import Target, parse_target
 
@@ -55,6 +56,24 @@ def _positive_number(text: str, unit: str, example: str = "") -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not {unit}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be {unit} above 0{example}")
+    return value
+
+
+#: RFC 5321 §4.5.3.1.5: a reply line of 512 octets is conforming, so a lower cap would fail
+#: honest servers.
+_MIN_REPLY_BYTES = 512
+
+
+def _reply_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < _MIN_REPLY_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be at least {_MIN_REPLY_BYTES} (the longest reply line RFC 5321 "
+            "requires servers to accept)"
+        )
     return value
 
 
@@ -111,6 +130,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="set a variable the scenario declares (repeatable)",
+    )
+    parser.add_argument(
+        "--max-reply-bytes",
+        type=_reply_bytes,
+        default=DEFAULT_MAX_REPLY_BYTES,
+        metavar="BYTES",
+        help="a longer server reply ends its session as protocol_error "
+        f"(default {DEFAULT_MAX_REPLY_BYTES}, 1 MiB)",
     )
 
 

@@ -30,9 +30,11 @@ from smtpload.cli.common import (
     check_outputs,
     listen_argument,
     parse_vars,
+    positive_float,
 )
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
+from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.results import SUMMARY_FILE, format_progress, format_report, write_results
@@ -113,6 +115,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="address to listen on (default 127.0.0.1:2525; port 0 picks a free one)",
     )
+    sink.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="close a connection that sends nothing, or reads none of its replies, for this "
+        f"long (default {DEFAULT_IDLE_TIMEOUT_S:g})",
+    )
     return parser
 
 
@@ -174,6 +184,7 @@ def _command_run(args: argparse.Namespace) -> int:
         sessions=args.sessions,
         concurrency=args.concurrency,
         run_id=run_id,
+        max_reply_bytes=args.max_reply_bytes,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
@@ -229,7 +240,7 @@ def _command_sink(args: argparse.Namespace) -> int:
     from smtpload.net.sink import run_sink_forever
 
     try:
-        run_sink_forever(args.listen.host, args.listen.port)
+        run_sink_forever(args.listen.host, args.listen.port, idle_timeout_s=args.idle_timeout)
     except OSError as error:
         raise UsageError(
             f"cannot listen on {args.listen}: {error.strerror or error}; "

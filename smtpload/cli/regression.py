@@ -132,6 +132,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
             run_id=run_id,
             handle_signals=True,
             stats=stats,
+            max_reply_bytes=args.max_reply_bytes,
         )
     )
     return behaviour, stats, interrupted

@@ -32,6 +32,7 @@ from smtpload.net.sink import serve_sink
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.results import build_summary
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
@@ -59,6 +60,8 @@ class RunSettings:
         handle_signals: install SIGINT/SIGTERM handling (only possible in the main thread).
         observe: run sessions in observe mode (see engine.py): they go on after a difference,
             and each finished session's engine is handed to ``on_session_end``.
+        max_reply_bytes: the longest server reply accepted (``--max-reply-bytes``); a longer
+            one ends its session as ``protocol_error``.
     """
 
     sessions: int
@@ -68,6 +71,7 @@ class RunSettings:
     progress_interval_s: float | None = None
     handle_signals: bool = True
     observe: bool = False
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,13 @@ class _Run:
             with trio.CancelScope() as scope:
                 self.running.add(scope)
                 try:
-                    await run_session(self.scenario, self.target, engine, self.stats)
+                    await run_session(
+                        self.scenario,
+                        self.target,
+                        engine,
+                        self.stats,
+                        max_reply_bytes=settings.max_reply_bytes,
+                    )
                 finally:
                     self.running.discard(scope)
             if scope.cancelled_caught:

@@ -24,7 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
-from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
+from smtpload.protocol.outcome import (
+    MAX_TRANSCRIPT_REPLY_BYTES,
+    Outcome,
+    SessionFailure,
+    TranscriptLine,
+    reply_transcript_lines,
+)
 from smtpload.protocol.wire import Reply
 from smtpload.scenario.model import StepKind
 
@@ -328,10 +334,7 @@ class SessionEngine:
         lines: list[TranscriptLine] = []
         for direction, item in self._transcript:
             if isinstance(item, Reply):
-                lines.extend(
-                    TranscriptLine("S", line)
-                    for line in item.raw.decode("utf-8", "replace").splitlines()
-                )
+                lines.extend(reply_transcript_lines(item.raw))
             elif isinstance(item, tuple):
                 step, data = item
                 if step.kind is StepKind.DATA:
@@ -346,5 +349,8 @@ class SessionEngine:
 
 def _first_line(reply: Reply) -> str:
     first = reply.lines[0] if reply.lines else ""
+    if len(first) > MAX_TRANSCRIPT_REPLY_BYTES:
+        # A failure's "got" is kept like its transcript, so it is bounded the same way.
+        first = first[:MAX_TRANSCRIPT_REPLY_BYTES] + f"... ({len(first)} characters in all)"
     more = f" (+{len(reply.lines) - 1} lines)" if len(reply.lines) > 1 else ""
     return f"{reply.code} {first}".rstrip() + more

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import CompiledScenario
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.regression.baseline import Behaviour, BehaviourRecorder
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
@@ -25,6 +26,7 @@ async def observe_run(
     run_id: str,
     handle_signals: bool = False,
     stats: RunStats | None = None,
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
 ) -> tuple[Behaviour, bool]:
     """Run ``sessions`` observed sessions of ``scenario`` against ``target``.
 
@@ -39,6 +41,7 @@ async def observe_run(
             ``stats.outcomes[Outcome.INTERRUPTED]``).
         stats: where to count the run (outcomes, per-step counts), for a caller that wants
             to report them; by default a fresh RunStats of the scenario's steps.
+        max_reply_bytes: the longest reply accepted; a longer one is a ``protocol_error``.
 
     Returns:
         What the sessions observed, with each step's latency histogram; and whether the run
@@ -53,6 +56,7 @@ async def observe_run(
         run_id=run_id,
         handle_signals=handle_signals,
         observe=True,
+        max_reply_bytes=max_reply_bytes,
     )
     shown, _, interrupted = await run_scenario(
         scenario, target, settings, stats, on_session_end=recorder.add_session

@@ -42,14 +42,19 @@ counted. :data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
 or broken server cannot drive the terminal of the person reading the report.
+
+failures.log is bounded: at most :data:`MAX_FAILURES_LOG_BYTES`. Transcripts are written whole
+and in order while they fit; the file then says that it was cut and how many transcripts it
+left out, so a run against a server with huge replies cannot fill the disk.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from smtpload._version import __version__
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
@@ -57,6 +62,7 @@ from smtpload.report.files import replacing, write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
 
 __all__ = [
+    "MAX_FAILURES_LOG_BYTES",
     "SUMMARY_KEYS",
     "build_summary",
     "format_progress",
@@ -83,9 +89,16 @@ SUMMARY_FILE = "summary.json"
 SESSION_HGRM_FILE = "session.hgrm"
 FAILURES_FILE = "failures.log"
 
+#: The largest failures.log written, in bytes (UTF-8). 10 MiB holds thousands of ordinary
+#: transcripts; more would only fill a disk.
+MAX_FAILURES_LOG_BYTES = 10 * 1024 * 1024
+# Room kept at the end of a full failures.log for the line that says it was cut.
+_CUT_NOTE_BYTES = 200
+
 _UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9_-]")
 # C0 controls and DEL, shown as \xNN; everything else (including non-ASCII text) as it is.
 _ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # -- summary.json ----------------------------------------------------------------------------
@@ -170,7 +183,8 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
     - ``step-NN-<name>.hgrm`` for every step with latency samples, ``NN`` being the step's
       position (``00`` is ``connect``) and ``<name>`` its :func:`safe_file_name`;
     - ``session.hgrm`` when session latencies were recorded;
-    - ``failures.log``, always: the kept failures with their transcripts.
+    - ``failures.log``, always: the kept failures with their transcripts, at most
+      :data:`MAX_FAILURES_LOG_BYTES`.
 
     Files of an earlier run in the same folder are not removed. Every file is written through
     a temporary file and renamed into place (``report/files.py``), so none is ever half-written.
@@ -188,7 +202,13 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
             written.append(_write_hgrm(path, step.latency))
     if stats.session_latency.count:
         written.append(_write_hgrm(directory / SESSION_HGRM_FILE, stats.session_latency))
-    written.append(write_text(directory / FAILURES_FILE, _format_failures_log(stats)))
+    with replacing(directory / FAILURES_FILE) as raw:
+        # Written as it is formatted, one transcript at a time, through the replacing file.
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        _write_failures_log(text, stats)
+        text.flush()
+        text.detach()
+    written.append(directory / FAILURES_FILE)
     return written
 
 
@@ -204,16 +224,45 @@ def _write_hgrm(path: Path, histogram: LatencyHistogram) -> Path:
     return path
 
 
-def _format_failures_log(stats: RunStats) -> str:
-    blocks = ["\n".join(_format_failure(failure)) for failure in stats.failures]
-    if stats.failures_not_kept:
-        blocks.append(f"({stats.failures_not_kept} more failed sessions not kept)")
-    if not blocks:
+def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
+    """Write failures.log, one transcript at a time, within MAX_FAILURES_LOG_BYTES.
+
+    Blocks (a transcript, or a note) are separated by a blank line.
+    """
+    if not stats.failures and not stats.failures_not_kept:
         if stats.failed:
             # The runner counted failures without handing over their details.
-            return f"{stats.failed} failed sessions, no details kept\n"
-        return "no failed sessions\n"
-    return "\n\n".join(blocks) + "\n"
+            stream.write(f"{stats.failed} failed sessions, no details kept\n")
+        else:
+            stream.write("no failed sessions\n")
+        return
+    budget = MAX_FAILURES_LOG_BYTES - _CUT_NOTE_BYTES
+    used = 0
+    left_out = 0
+    for failure in stats.failures:
+        # Once one transcript is left out, so are the later ones: the log stays in order.
+        if left_out:
+            left_out += 1
+            continue
+        block = ("\n" if used else "") + "\n".join(_format_failure(failure)) + "\n"
+        size = len(block.encode("utf-8"))
+        if used + size > budget:
+            left_out += 1
+            continue
+        stream.write(block)
+        used += size
+    notes = []
+    if left_out:
+        limit_mib = MAX_FAILURES_LOG_BYTES // (1024 * 1024)
+        notes.append(
+            f"(failures.log cut here at its {limit_mib} MiB limit: "
+            f"{left_out} more kept transcripts left out)"
+        )
+    if stats.failures_not_kept:
+        notes.append(f"({stats.failures_not_kept} more failed sessions not kept)")
+    for note in notes:
+        stream.write(("\n" if used else "") + note + "\n")
+        used += len(note) + 2
 
 
 def _format_failure(failure: SessionFailure) -> list[str]:
@@ -227,7 +276,8 @@ def _format_failure(failure: SessionFailure) -> list[str]:
 
 
 def _printable(text: str) -> str:
-    return text.translate(_ESCAPE_CONTROLS)
+    # translate() with a dict is slow on long non-ASCII text; most text has nothing to escape.
+    return text.translate(_ESCAPE_CONTROLS) if _CONTROL.search(text) else text
 
 
 # -- terminal text ---------------------------------------------------------------------------
