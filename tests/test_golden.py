@@ -18,6 +18,8 @@ import pytest
 
 from smtpload.cli.main import main
 from smtpload.scenario.loader import load_scenario
+from smtpload.transcripts.importer import import_transcript
+from smtpload.transcripts.reader import parse_transcript
 from tests.peers import RecordingPeer, SmtpPeer
 
 CORPUS = Path(__file__).resolve().parent / "data" / "transcripts"
@@ -30,6 +32,41 @@ def test_the_corpus_covers_every_server_and_client() -> None:
     for server in ("postfix", "aiosmtpd", "sink"):
         for client in ("telnet", "nc", "swaks"):
             assert (server, client) in kinds
+
+
+# -- pasted indented: a Markdown code block, a forum post, a mail ------------------------------
+
+PROSE_BEFORE = ["I ran this against our server:", ""]
+PROSE_AFTER = ["", "Why does it answer like that?"]
+
+
+def indent_lines(text: str, prefix: str, ranges: list[tuple[int, int]]) -> str:
+    """``text`` with its non-blank lines in ``ranges`` (1-based, inclusive) indented."""
+    out = []
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        inside = any(first <= number <= last for first, last in ranges)
+        out.append(prefix + line if inside and line.strip() else line)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("prefix", ["    ", "\t"], ids=["4-spaces", "tab"])
+@pytest.mark.parametrize("path", [*CAPTURED, SEED], ids=[p.stem for p in [*CAPTURED, SEED]])
+def test_indented_transcript_imports_as_the_unindented_one(path: Path, prefix: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    whole = indent_lines(text, prefix, [(1, len(text.splitlines()))])
+    assert import_transcript(whole, path.name) == import_transcript(text, path.name)
+
+    # Prose around the indented sessions (the seed's own, and two paragraphs) stays prose.
+    pasted = "".join(f"{line}\n" for line in PROSE_BEFORE) + text
+    pasted += "".join(f"{line}\n" for line in PROSE_AFTER)
+    sessions = parse_transcript(pasted, path.name).sessions
+    ranges = [(session.first_line, session.last_line) for session in sessions]
+    expected = import_transcript(pasted, path.name)
+    assert import_transcript(indent_lines(pasted, prefix, ranges), path.name) == expected
+    last = len(pasted.splitlines())
+    prose = [note for note in expected.notes if note.endswith(": skipped prose")]
+    assert prose[0].startswith(("line 1:", "lines 1-"))
+    assert prose[-1].endswith((f"line {last}: skipped prose", f"-{last}: skipped prose"))
 
 
 @pytest.fixture(scope="module")
