@@ -9,6 +9,9 @@ Sendmail session with --strict must fail against Postfix, naming each step that 
 
 from __future__ import annotations
 
+import email
+import email.utils
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,6 +115,37 @@ def test_captured_transcript_imports_and_replays_against_its_server(
     out = capsys.readouterr().out
     assert status == 0, out
     assert "FAIL" not in out
+
+
+SWAKS_SENT = sorted(p for p in CAPTURED if "-swaks-" in p.name and "reject" not in p.name)
+LOAD_SESSIONS = 6
+
+
+@pytest.mark.parametrize("path", SWAKS_SENT, ids=[p.stem for p in SWAKS_SENT])
+def test_sessions_of_an_imported_swaks_run_send_distinct_message_ids(
+    path: Path, tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    scenario = tmp_path / "swaks.yaml"
+    assert main(["import", str(path), "-o", str(scenario)]) == 0
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    run = ["run", str(scenario), "--target", target, "--sessions", str(LOAD_SESSIONS)]
+    status = main([*run, "--concurrency", "3", "--results", str(tmp_path), "--quiet"])
+    assert status == 0
+    typed = path.read_text(encoding="utf-8")
+    shown_id = re.search(r"^ -> Message-Id: (.*)$", typed, re.MULTILINE)
+    shown_date = re.search(r"^ -> Date: (.*)$", typed, re.MULTILINE)
+    assert shown_id is not None
+    assert shown_date is not None
+    messages = [email.message_from_bytes(m.content) for m in aiosmtpd_server.handler.messages]
+    assert len(messages) == LOAD_SESSIONS
+    ids = [message["Message-Id"] for message in messages]
+    assert len(set(ids)) == LOAD_SESSIONS, ids
+    assert all(re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", value) for value in ids), ids
+    assert shown_id.group(1) not in ids
+    for message in messages:
+        assert message["Date"] != shown_date.group(1)
+        assert email.utils.parsedate_to_datetime(message["Date"]).tzinfo is not None
+        assert message["X-Mailer"].startswith("swaks")  # the rest of the header is as typed
 
 
 @pytest.mark.parametrize("server", ["aiosmtpd_server", "postfix_server"])
