@@ -13,7 +13,6 @@ import email
 import email.utils
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from smtpload.cli.main import main
 from smtpload.scenario.loader import load_scenario
 from smtpload.transcripts.importer import import_transcript
 from smtpload.transcripts.reader import parse_transcript
+from tests.cli import start_smtpload
 from tests.peers import RecordingPeer, SmtpPeer
 
 CORPUS = Path(__file__).resolve().parent / "data" / "transcripts"
@@ -75,11 +75,7 @@ def test_indented_transcript_imports_as_the_unindented_one(path: Path, prefix: s
 @pytest.fixture(scope="module")
 def sink_server() -> Iterator[SmtpPeer]:
     """The built-in sink as its own process, as a user would run it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smtpload", "sink", "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process = start_smtpload("sink", "--listen", "127.0.0.1:0", stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()  # "smtpload sink listening on 127.0.0.1:PORT"

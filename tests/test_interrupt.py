@@ -10,10 +10,11 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import start_smtpload
 
 CONCURRENCY = 5
 
@@ -25,16 +26,14 @@ def test_signal_stops_the_run_and_writes_results(tmp_path: Path, signum: signal.
         listener.listen(64)
         listener.settimeout(30)
         port = listener.getsockname()[1]
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "smtpload", "run", "quickstart",
-                "--target", f"127.0.0.1:{port}",
-                "--sessions", "1000", "--concurrency", str(CONCURRENCY),
-                "--timeout", "60",
-                "--results", str(tmp_path / "results"),
-                "--json", str(tmp_path / "summary.json"),
-            ],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        process = start_smtpload(
+            "run", "quickstart",
+            "--target", f"127.0.0.1:{port}",
+            "--sessions", "1000", "--concurrency", str(CONCURRENCY),
+            "--timeout", "60",
+            "--results", str(tmp_path / "results"),
+            "--json", str(tmp_path / "summary.json"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         connections = []
         try:
