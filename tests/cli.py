@@ -13,6 +13,7 @@ and none can hang the suite:
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ def smtpload(
     cwd: Path,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     pythonpath: Path = ROOT,
+    max_file_bytes: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``smtpload ARGS...`` in ``cwd`` to its end; its output is captured as text.
 
@@ -49,7 +51,14 @@ def smtpload(
         timeout_s: raises ``subprocess.TimeoutExpired`` (failing the test) after this long.
         pythonpath: where ``smtpload`` is imported from: this checkout unless a test installed
             a copy of its own.
+        max_file_bytes: a file size limit (RLIMIT_FSIZE) for the process: a write past it
+            fails with EFBIG, for root too, which is how a test makes an output fail to write.
     """
+
+    def limit_file_size() -> None:
+        if max_file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
     return subprocess.run(
         [*COMMAND, *args],
         cwd=cwd,
@@ -58,6 +67,7 @@ def smtpload(
         text=True,
         timeout=timeout_s,
         check=False,
+        preexec_fn=limit_file_size if max_file_bytes is not None else None,
     )
 
 
