@@ -4,12 +4,11 @@ servers (Postfix as it is and as "upgraded" on a second port; see .ci/postfix-se
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from smtpload.scenario.loader import load_scenario
+from tests.cli import smtpload
 from tests.peers import SmtpPeer
 from tests.test_compare_postfix import STEPS
 
@@ -18,15 +17,14 @@ SEED = DATA / "transcripts" / "seed-blog.txt"
 UPGRADE = DATA / "upgrade.yaml"
 
 
-def smtpload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtpload", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def test_import_help_says_what_import_does_to_indentation_and_message_ids(
+    tmp_path: Path,
+) -> None:
+    result = smtpload("import", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "a session indented as a whole" in text
+    assert "Date: and Message-ID: values become {date} and {message_id}" in text
 
 
 def test_import_writes_one_scenario_per_session(tmp_path: Path) -> None:

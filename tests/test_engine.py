@@ -6,10 +6,13 @@ send, and hands it replies.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 
 from smtpload.errors import UsageError
-from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, compile_scenario
+from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, CompiledScenario, compile_scenario
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.expectations import compile_expectation
 from smtpload.protocol.outcome import (
@@ -327,6 +330,63 @@ def test_variables_and_captures_are_rendered_per_session() -> None:
     step = engine.next_step()
     assert step is not None
     assert engine.payload(step) == b"NOOP ABC123 42 run1.42\r\n"
+
+
+# RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">", both dot-atoms (no obs- forms).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+
+
+def message_ids(payloads: list[bytes]) -> list[str]:
+    found = [re.findall(rb"^Message-ID: (.*)\r$", p, re.MULTILINE) for p in payloads]
+    return [value.decode() for values in found for value in values]
+
+
+def run_messages(compiled: CompiledScenario, session: int, run_id: str) -> list[bytes]:
+    """Play one session that accepts everything; the DATA payloads it sent."""
+    engine = SessionEngine(compiled, session, compiled.session_variables(session, run_id))
+    messages = []
+    while (step := engine.next_step()) is not None:
+        data = engine.payload(step)
+        if step.kind is StepKind.DATA:
+            messages.append(data)
+        answer = b"354 go\r\n" if data == b"DATA\r\n" else b"250 ok\r\n"
+        assert engine.on_reply(step, reply(answer))
+    assert engine.outcome is Outcome.PASSED
+    return messages
+
+
+def test_each_message_of_each_session_gets_its_own_message_id() -> None:
+    # Two messages per session, as a later `repeat:` would send; then two sessions, two runs.
+    message = Step(StepKind.DATA, "message", text="Message-ID: {message_id}\n\nhi\n")
+    message_2 = dataclasses.replace(message, name="message#2")
+    data_2 = dataclasses.replace(DATA_CMD, name="data#2")
+    compiled = compile_scenario(scenario(HELO, DATA_CMD, message, data_2, message_2))
+    ids = [
+        message_ids(run_messages(compiled, session, run_id))
+        for run_id in ("20261128-020013-a1b2c3", "20261128-020013-d4e5f6")
+        for session in (1, 2)
+    ]
+    assert all(len(session_ids) == 2 for session_ids in ids)
+    every = [value for session_ids in ids for value in session_ids]
+    assert len(set(every)) == len(every) == 8
+    assert all(MSG_ID.fullmatch(value) for value in every), every
+    assert ids[0] == [
+        "<20261128-020013-a1b2c3.1.1@smtpload.example.test>",
+        "<20261128-020013-a1b2c3.1.2@smtpload.example.test>",
+    ]
+
+
+def test_generated_messages_carry_the_per_message_id() -> None:
+    sized = Step(StepKind.DATA, "message", data_size=1000)
+    data_2 = dataclasses.replace(DATA_CMD, name="data#2")
+    sized_2 = dataclasses.replace(sized, name="message#2")
+    compiled = compile_scenario(scenario(HELO, DATA_CMD, sized, data_2, sized_2))
+    first, second = message_ids(run_messages(compiled, 1, "run"))
+    assert first != second
+    assert MSG_ID.fullmatch(first)
+    assert MSG_ID.fullmatch(second)
 
 
 def test_a_capture_that_finds_nothing_fails_its_step() -> None:

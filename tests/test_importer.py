@@ -408,6 +408,100 @@ def test_crlf_and_lf_transcripts_give_the_same_scenario() -> None:
     assert lf == crlf
 
 
+# -- Date: and Message-ID: are new for each message --------------------------------------------
+
+PER_MESSAGE = {"date": "Sat, 28 Nov 2026 02:00:13 +0000", "message_id": "<new@id.test>"}
+
+
+def message_of(header: list[str], body: tuple[str, ...] = ("", "hi")) -> tuple[str, ImportResult]:
+    """The message imported from a transcript whose message is ``header`` and ``body``, as
+    sent with ``PER_MESSAGE`` filled in, and the whole result."""
+    text = lines(PLAIN[0], "DATA", "354 go", *header, *body, ".", "250 ok")
+    result = import_transcript(text, "t.txt")
+    step = scenario_of(result.sessions[0]).steps[2]
+    assert step.text is not None
+    return parse_template(step.text).render(PER_MESSAGE), result
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            ["Date: Tue, 1 Dec 2026 10:00:00 +0900", "Message-Id: <1.2@vm>", "Subject: x"],
+            ["Date: {date}", "Message-Id: {message_id}", "Subject: x"],
+        ),
+        (
+            ["DATE: Tue, 1 Dec 2026 10:00:00 +0900", "message-id: <1.2@vm>"],
+            ["DATE: {date}", "message-id: {message_id}"],
+        ),
+        (
+            ["Message-ID:\t<a@b>", "Date:Tue, 1 Dec 2026"],
+            ["Message-ID:\t{message_id}", "Date: {date}"],
+        ),
+        (
+            ["Message-ID:", "  <folded@example.test>", "Date: Tue,", "\t1 Dec 2026", "To: b"],
+            ["Message-ID: {message_id}", "Date: {date}", "To: b"],
+        ),
+        (["Subject: {x}", "Message-Id: <{y}@vm>"], ["Subject: {x}", "Message-Id: {message_id}"]),
+        (["Subject: y", "Date: Tue, 1 Dec 2026"], ["Subject: y", "Date: {date}"]),
+    ],
+    ids=["swaks-spelling", "any-case", "tab-and-no-space", "folded", "braces-elsewhere", "one"],
+)
+def test_date_and_message_id_values_become_builtins(header: list[str], expected: list[str]) -> None:
+    sent_message, result = message_of(header)
+    want = [line.format(**PER_MESSAGE) if "{x}" not in line else line for line in expected]
+    assert sent_message == "".join(f"{line}\n" for line in [*want, "", "hi"])
+    yaml_text = result.sessions[0].yaml_text
+    assert "new for each message sent," in yaml_text
+    for line in header:  # the transcript's values are kept in the comment
+        if line.split(":")[0].lower() in ("date", "message-id") or line[:1] in (" ", "\t"):
+            assert f"  #   {line}\n" in yaml_text
+    assert any(
+        note.startswith("line 4: message: ") and "new for each message" in note
+        for note in result.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "body"),
+    [
+        (["Subject: no ids here"], ("", "Date: in the body is text", "Message-Id: <a@b>")),
+        (["X-Original-Date: Tue, 1 Dec 2026", "In-Reply-To: <a@b>", "References: <a@b>"], ()),
+        (["Date:", "Message-Id: "], ()),
+        (["not a header line", "Date: Tue, 1 Dec 2026"], ()),
+    ],
+    ids=["in-the-body", "other-fields", "empty-values", "after-a-non-header-line"],
+)
+def test_other_lines_and_fields_are_kept_as_typed(header: list[str], body: tuple[str, ...]) -> None:
+    sent_message, result = message_of(header, body)
+    assert sent_message == "".join(f"{line}\n" for line in [*header, *body])
+    assert "new for each message" not in result.sessions[0].yaml_text
+    assert not any("new for each message" in note for note in result.notes)
+
+
+def test_the_swaks_corpus_sends_new_ids_and_dates_and_says_so() -> None:
+    path = DATA / "postfix-swaks-plain.txt"
+    result = import_transcript(path.read_text(encoding="utf-8"), path.name)
+    (session,) = result.sessions
+    data = scenario_of(session).steps[5]
+    assert data.text is not None
+    assert data.text.startswith("Date: {date}\nTo: hoge01@exsample.jp\n")
+    assert "\nMessage-Id: {message_id}\n" in data.text
+    assert "20261128020013.019848@vm" not in data.text
+    assert (
+        "  # Date: and Message-Id: are {date} and {message_id} here: new for each message sent,\n"
+        "  # so that sessions do not all send the transcript's values:\n"
+        "  #   Date: Sat, 28 Nov 2026 02:00:13 +0000\n"
+        "  #   Message-Id: <20261128020013.019848@vm>\n"
+        "  # 250 2.0.0 Ok: queued as 80102162008\n"
+        "  - data: |+\n"
+    ) in session.yaml_text
+    assert (
+        "line 22: message: Date: and Message-Id: are {date} and {message_id} here, new for"
+        " each message" in result.notes
+    )
+
+
 # -- names, closing, missing replies -----------------------------------------------------------
 
 

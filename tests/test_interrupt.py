@@ -12,12 +12,12 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import trio
 
+from tests.cli import COMMAND, environment, start_smtpload
 from tests.misbehaving import backtracking_bait
 
 CONCURRENCY = 5
@@ -30,16 +30,14 @@ def test_signal_stops_the_run_and_writes_results(tmp_path: Path, signum: signal.
         listener.listen(64)
         listener.settimeout(30)
         port = listener.getsockname()[1]
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "smtpload", "run", "quickstart",
-                "--target", f"127.0.0.1:{port}",
-                "--sessions", "1000", "--concurrency", str(CONCURRENCY),
-                "--timeout", "60",
-                "--results", str(tmp_path / "results"),
-                "--json", str(tmp_path / "summary.json"),
-            ],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        process = start_smtpload(
+            "run", "quickstart",
+            "--target", f"127.0.0.1:{port}",
+            "--sessions", "1000", "--concurrency", str(CONCURRENCY),
+            "--timeout", "60",
+            "--results", str(tmp_path / "results"),
+            "--json", str(tmp_path / "summary.json"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         connections = []
         try:
@@ -119,13 +117,13 @@ async def test_ctrl_c_while_sessions_match_backtracking_patterns(tmp_path: Path)
         with (tmp_path / "stdout").open("w") as stdout, (tmp_path / "stderr").open("w") as stderr:
             process = await trio.lowlevel.open_process(
                 [
-                    sys.executable, "-m", "smtpload", "run", str(scenario),
+                    *COMMAND, "run", str(scenario),
                     "--target", f"127.0.0.1:{port}",
                     "--sessions", "1000000", "--concurrency", "4", "--timeout", "60",
                     "--results", str(tmp_path / "results"),
                     "--json", str(tmp_path / "summary.json"),
                 ],
-                stdout=stdout, stderr=stderr,
+                stdout=stdout, stderr=stderr, env=environment(),
             )  # fmt: skip
             try:
                 # A backtracking engine never finishes the first banner: fail, do not hang.

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from smtpload.cli.main import main
+from tests.cli import smtpload
 from tests.peers import RecordingPeer
 from tests.unwritable import immutable
 
@@ -57,24 +55,6 @@ def refused_port() -> Iterator[int]:
 
 def target(peer: RecordingPeer) -> str:
     return f"{peer.host}:{peer.port}"
-
-
-def smtpload(
-    *args: str, cwd: Path, max_file_bytes: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    def limit() -> None:
-        if max_file_bytes is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-
-    return subprocess.run(
-        [sys.executable, "-m", "smtpload", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        preexec_fn=limit,
-    )
 
 
 def temporary_files(folder: Path) -> list[str]:

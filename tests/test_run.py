@@ -9,14 +9,13 @@ they are plain synchronous tests; the ones about exit statuses and tracebacks ru
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smtpload.cli.main import main
+from tests.cli import smtpload
 from tests.peers import RecordingPeer, SmtpPeer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,17 +300,6 @@ def test_unresolvable_target_counts_every_session_as_connect_error(tmp_path: Pat
 
 
 # --- the real process: exit statuses and error output -----------------------------------------
-
-
-def smtpload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtpload", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_invalid_scenario_exits_2_with_every_position_and_no_traceback(tmp_path: Path) -> None:

@@ -736,6 +736,28 @@ def test_target_problems(text: str, expected: list[str]) -> None:
             "2:27: capture group 'date' would hide the built-in {date}",
         ),
         case(
+            "per-message-builtin-in-a-send-step",
+            steps_of("send: 'MAIL FROM:<{message_id}>'"),
+            "2:23: {message_id} is new for each message, so only a data step's message can use"
+            " it, not a send step",
+        ),
+        case(
+            "per-message-builtin-in-a-variable",
+            steps_of("send: NOOP", head="variables:\n  mid: 'x{message_id}'\n"),
+            "2:10: {message_id} is new for each message, so only a data step's message can use"
+            " it, not a variable, which is set once per session",
+        ),
+        case(
+            "per-message-builtin-declared",
+            steps_of("send: NOOP", head="variables:\n  message_id: x\n"),
+            "2:3: {message_id} is a built-in variable; choose another name",
+        ),
+        case(
+            "capture-hides-per-message-builtin",
+            steps_of("{send: NOOP, capture: '(?P<message_id>.*)'}"),
+            "2:27: capture group 'message_id' would hide the built-in {message_id}",
+        ),
+        case(
             "capture-hides-variable",
             steps_of("{send: NOOP, capture: '(?P<to>.*)'}", head="variables:\n  to: x\n"),
             "4:27: capture group 'to' would hide the variable {to} declared on line 2; rename"

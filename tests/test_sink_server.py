@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import signal
 import smtplib
@@ -19,7 +18,6 @@ import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -31,9 +29,9 @@ from smtpload.net.sink import (
     serve_sink,
     serve_sink_connection,
 )
+from tests.cli import COMMAND, environment
 from tests.peers import SmtpPeer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TRANSACTION = b"MAIL FROM:<a@client.test>\r\nRCPT TO:<b@sink.test>\r\nDATA\r\n"
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n.\r\n"
 
@@ -477,11 +475,8 @@ async def read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:
 
 
 async def test_sink_command_takes_the_idle_timeout() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "smtpload", "sink", "--listen", "127.0.0.1:0"]
-    process = await trio.lowlevel.open_process(
-        [*command, "--idle-timeout", "0.5"], stdout=subprocess.PIPE, env=env
-    )
+    command = [*COMMAND, "sink", "--listen", "127.0.0.1:0", "--idle-timeout", "0.5"]
+    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, env=environment())
     try:
         # The default is 300 s: a silent client closed within this bound took the option.
         with trio.fail_after(30):
@@ -505,9 +500,8 @@ async def test_sink_command_takes_the_idle_timeout() -> None:
 )
 async def test_run_sink_forever_until_a_signal(signal_number: signal.Signals) -> None:
     code = "from smtpload.net.sink import run_sink_forever; run_sink_forever('127.0.0.1', 0)"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=env
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=environment()
     )
     try:
         with trio.fail_after(60):  # a child that never starts must not hang the suite

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli import ROOT, environment, smtpload
 
 
 def _pip(*args: str) -> None:
@@ -32,26 +32,18 @@ def test_wheel_runs_quickstart_from_any_folder(tmp_path: Path) -> None:
     _pip("install", "--no-deps", "--target", str(installed), str(wheel))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(installed)}
-
     where = subprocess.run(
         [sys.executable, "-c", "import smtpload; print(smtpload.__file__)"],
         cwd=elsewhere,
-        env=env,
+        env=environment(installed),
         capture_output=True,
         text=True,
         check=True,
     )
     assert Path(where.stdout.strip()).is_relative_to(installed)
 
-    run = subprocess.run(
-        [sys.executable, "-m", "smtpload", "run", "quickstart", "--quiet", "--json", "s.json"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    run = smtpload(
+        "run", "quickstart", "--quiet", "--json", "s.json", cwd=elsewhere, pythonpath=installed
     )
     assert run.returncode == 0, run.stderr
     summary = json.loads((elsewhere / "s.json").read_text())

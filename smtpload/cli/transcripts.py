@@ -59,8 +59,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "import",
         help="turn a transcript of a hand-driven SMTP session into scenarios",
         description="Read a transcript (a telnet or nc session, swaks output, or a C:/S: "
-        "listing; a whole page with prose around it is fine) and write one scenario per "
-        "session. Without -o the YAML goes to stdout; everything else goes to stderr.",
+        "listing; a whole page with prose around it is fine, and so is a session indented as "
+        "a whole, as pasted into Markdown or a mail) and write one scenario per session. The "
+        "message's Date: and Message-ID: values become {date} and {message_id}, new for each "
+        "message sent. Without -o the YAML goes to stdout; everything else goes to stderr.",
         epilog=_IMPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

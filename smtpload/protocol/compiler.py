@@ -3,6 +3,11 @@
 Compiling parses every template, compiles every regex and pre-encodes every command whose text
 does not depend on a variable, so that a session's hot path is "send these bytes, check this
 reply". Only templates that use variables are rendered per session.
+
+Built-in values come at two rates: once per session (``session_variables``: ``session``,
+``uid``, ``run_id``, ``date``) and once per message (``message_variables``: ``message_id``),
+which the engine sets before each ``data`` step it renders, so that a session sending several
+messages gives each its own.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ __all__ = [
     "CompiledStep",
     "compile_scenario",
     "generated_message",
+    "message_id",
 ]
 
 #: The step timeout when neither the step, --timeout nor the scenario gives one.
 DEFAULT_TIMEOUT_S = 30.0
+
+# The right-hand side of generated Message-IDs: a name of smtpload's own, under the .test
+# domain reserved for testing (RFC 2606 §2), so no real domain's ids can ever be collided with.
+_MESSAGE_ID_DOMAIN = "smtpload.example.test"
 
 # Generated body lines: 76 characters and CRLF, well inside RFC 5322 §2.1.1's 78.
 _FILLER_LINE = b"x" * 76 + b"\r\n"
@@ -37,7 +47,7 @@ _GENERATED_HEADERS = (
     "From: smtpload <smtpload@example.test>\n"
     "To: <sink@example.test>\n"
     "Subject: smtpload test message {uid}\n"
-    "Message-ID: <{uid}@smtpload.example.test>\n"
+    "Message-ID: {message_id}\n"
     "Date: {date}\n"
     "\n"
 )
@@ -116,6 +126,19 @@ class CompiledScenario:
         for name, template in self.variables:
             values[name] = template.render(values)
         return values
+
+    @staticmethod
+    def message_variables(values: dict[str, str], message: int) -> None:
+        """Set the per-message built-ins in a session's ``values`` (from
+        ``session_variables``) for its ``message``-th message (1-based)."""
+        values["message_id"] = message_id(values["uid"], message)
+
+
+def message_id(uid: str, message: int) -> str:
+    """A Message-ID value (RFC 5322 §3.6.4 ``"<" id-left "@" id-right ">"``), unique per message
+    of a run: the session's ``uid`` (``<run_id>.<session>``) and the message's number in the
+    session. Every part is letters, digits, ``-`` and ``.``: a dot-atom, as §3.6.4 asks."""
+    return f"<{uid}.{message}@{_MESSAGE_ID_DOMAIN}>"
 
 
 def _pad(message: bytes, size: int | None) -> bytes:

@@ -6,6 +6,9 @@ waits for the reply (or, for a ``close`` step, the end of the connection) within
 each reply against the step's expectation, keeps the transcript, applies captures, and decides
 the session's one outcome. It never reads a clock and never raises for anything a server does.
 
+Per-message built-ins (``{message_id}``) are set each time a ``data`` step's message is
+rendered, numbered by the messages this session has sent so far, so each message gets its own.
+
 After an unexpected reply the engine asks for one more exchange, a polite ``QUIT`` (RFC 5321
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
 server now reads message text, and ``221``/``421`` mean it is closing the connection.
@@ -96,6 +99,7 @@ class SessionEngine:
         "_failure_got",
         "_index",
         "_last_sent",
+        "_messages_sent",
         "_observe",
         "_quit_step",
         "_scenario",
@@ -122,6 +126,7 @@ class SessionEngine:
         self._observe = observe
         self._watcher = watcher
         self._last_sent = b""
+        self._messages_sent = 0
         self._skip_data = False
         self.observations: list[Observation] = []
         self.session = session
@@ -173,6 +178,10 @@ class SessionEngine:
 
     def payload(self, step: CompiledStep) -> bytes:
         """The bytes to send for ``step`` (empty for greeting and close steps)."""
+        if step.kind is StepKind.DATA:
+            self._messages_sent += 1
+            if step.payload is None:
+                self._scenario.message_variables(self._variables, self._messages_sent)
         data = step.payload if step.payload is not None else step.render(self._variables)
         self._last_sent = data
         if data:

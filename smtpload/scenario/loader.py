@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from smtpload.errors import Problem, ScenarioError
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
+    PER_MESSAGE_VARIABLES,
     Scenario,
     Step,
     StepKind,
@@ -260,6 +261,8 @@ class _Validator(NodeReader):
             for name, offset in _uses(variable.template):
                 if name == variable.name:
                     message = f"variable {{{name}}} cannot use itself"
+                elif name in PER_MESSAGE_VARIABLES:
+                    message = _per_message_only(name, "a variable, which is set once per session")
                 elif name in declared and name not in available:
                     message = (
                         f"variable {{{name}}} is declared below this one; a variable may use"
@@ -285,6 +288,9 @@ class _Validator(NodeReader):
         for draft in drafts:
             for node, template in draft.templates:
                 for name, offset in _uses(template):
+                    if name in PER_MESSAGE_VARIABLES and draft.kind is not StepKind.DATA:
+                        self.problem_at(node, offset, _per_message_only(name, "a send step"))
+                        continue
                     if name in available:
                         continue
                     capturer = captured_by.get(name)
@@ -382,6 +388,12 @@ def _unknown_variable(name: str, available: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(available), n=1)
     hint = f", or did you mean {{{close[0]}}}?" if close else ""
     return f"unknown variable {{{name}}} (declare it under variables:{hint})"
+
+
+def _per_message_only(name: str, where: str) -> str:
+    return (
+        f"{{{name}}} is new for each message, so only a data step's message can use it, not {where}"
+    )
 
 
 def _uses(template: Template | None) -> list[tuple[str, int]]:

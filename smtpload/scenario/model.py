@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BUILTIN_VARIABLES",
+    "PER_MESSAGE_VARIABLES",
     "Expectation",
     "Scenario",
     "Step",
@@ -21,8 +22,13 @@ __all__ = [
 
 #: Variables every template may use without declaring them.
 #: session: the session number, 1..N; uid: unique per session and run; run_id: the run's id;
-#: date: an RFC 5322 date-time for Date: headers.
-BUILTIN_VARIABLES = ("session", "uid", "run_id", "date")
+#: date: an RFC 5322 date-time for Date: headers; message_id: a Message-ID value, new for each
+#: message (so a session that sends several messages gives each its own).
+BUILTIN_VARIABLES = ("session", "uid", "run_id", "date", "message_id")
+
+#: The built-ins whose value is new for each message: only a ``data`` step's message may use
+#: them (a variable is filled in once per session, a command belongs to no one message).
+PER_MESSAGE_VARIABLES = ("message_id",)
 
 
 class StepKind(enum.Enum):

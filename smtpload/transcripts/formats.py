@@ -27,6 +27,14 @@ Every format: the author's notes, text after whitespace and an arrow (``←``, `
 are cut off and reported; a session starts at its first line of dialogue (for telnet: the
 command line, a decoration, or a ``220`` greeting) and ends at the first line that is not part
 of it, or after the reply that closes the connection (``221``, ``421``).
+
+Indentation: a session pasted into Markdown (a code block indented by 4 spaces), a forum post
+or a mail is indented as a whole. A telnet session's lines are read without the indentation of
+its first line (spaces and tabs), so an indented session reads exactly as the unindented one:
+its replies are found, and a message line keeps only the indentation it had in the session
+(a header's continuation). A line without that indentation is outside the session and ends it;
+blank lines are blank, whatever whitespace they hold. swaks and ``C:``/``S:`` lines are
+recognised with any leading whitespace, so for them indentation changes nothing.
 """
 
 from __future__ import annotations
@@ -80,6 +88,9 @@ _SWAKS_TLS = {"~>", " ~>", "*~>", "<~", "<~*"}
 _SWAKS_TRYING = re.compile(r"Trying (?P<host>.+):(?P<port>[0-9]+)\.\.\.")
 _SWAKS_CLOSED = re.compile(r"Connection closed with (?:remote host|child process)\.")
 _CS = re.compile(r"\s*(?P<who>[CS]):(?:[ \t]?(?P<rest>.*))")
+# The indentation a pasted telnet session may carry on every line (see the module docstring).
+# Mail quoting ("> ") would be a prefix of the same kind, but is not read yet.
+_INDENT = re.compile(r"[ \t]*")
 
 
 class Role(enum.Enum):
@@ -160,7 +171,7 @@ def detect_format(lines: Sequence[str]) -> str | None:
             scores["swaks"] += 1
         elif _CS.fullmatch(text):
             scores["cs"] += 1
-        elif REPLY_LINE.fullmatch(text) or _connect_command(text) is not None:
+        elif REPLY_LINE.fullmatch(_dedented(text)) or _connect_command(text) is not None:
             scores["telnet"] += 1
     best = max(FORMATS, key=lambda name: scores[name])  # ties go to the first in FORMATS
     return best if scores[best] else None
@@ -176,6 +187,16 @@ def segment(lines: Sequence[str], format: str) -> Segmented:
 # -- telnet and nc -----------------------------------------------------------------------------
 
 
+def _indentation(line: str) -> str:
+    match = _INDENT.match(line)
+    assert match is not None  # "[ \t]*" matches every string
+    return match.group()
+
+
+def _dedented(line: str) -> str:
+    return line[len(_indentation(line)) :]
+
+
 class _Kind(enum.Enum):
     BLANK = enum.auto()
     CONNECT = enum.auto()  # the telnet/nc command line
@@ -183,6 +204,7 @@ class _Kind(enum.Enum):
     CLOSED = enum.auto()  # Connection closed by foreign host.
     REPLY = enum.auto()
     TEXT = enum.auto()  # typed by the client, or prose
+    OUTSIDE = enum.auto()  # not indented as the session is: prose after an indented block
 
 
 def _connect_command(text: str) -> tuple[Target | None, str] | None:
@@ -218,9 +240,20 @@ class _TelnetSegmenter:
             self.notes.append(note)
         self.out = Segmented()
 
-    def kind(self, index: int) -> _Kind:
-        text = self.texts[index].rstrip()
+    def text(self, index: int, indent: str) -> str | None:
+        """Line ``index`` without the session's ``indent`` and the author's note: empty when
+        the line is blank, None when it is not indented as the session is."""
+        text = self.texts[index]
         if not text.strip():
+            return ""
+        return text[len(indent) :] if text.startswith(indent) else None
+
+    def kind(self, index: int, indent: str) -> _Kind:
+        text = self.text(index, indent)
+        if text is None:
+            return _Kind.OUTSIDE
+        text = text.rstrip()
+        if not text:
             return _Kind.BLANK
         if REPLY_LINE.fullmatch(text):
             return _Kind.REPLY
@@ -232,10 +265,10 @@ class _TelnetSegmenter:
             return _Kind.CLOSED
         return _Kind.TEXT
 
-    def next_kind(self, index: int) -> _Kind | None:
+    def next_kind(self, index: int, indent: str) -> _Kind | None:
         """The kind of the first non-blank line after ``index``."""
         for later in range(index + 1, len(self.texts)):
-            kind = self.kind(later)
+            kind = self.kind(later, indent)
             if kind is not _Kind.BLANK:
                 return kind
         return None
@@ -250,20 +283,22 @@ class _TelnetSegmenter:
     def run(self) -> Segmented:
         index, orphan_reported = 0, False
         while index < len(self.texts):
-            kind = self.kind(index)
+            # Each line is read as if a session started at it, with its own indentation.
+            indent = _indentation(self.texts[index])
+            kind = self.kind(index, indent)
             text = self.texts[index].strip()
             starts = kind in (_Kind.CONNECT, _Kind.PREAMBLE) or (
                 kind is _Kind.REPLY and text.startswith("220")
             )
             if starts:
-                index = self.session(index)
+                index = self.session(index, indent)
                 orphan_reported = False
                 continue
             if kind is not _Kind.BLANK:
                 if (
                     kind is _Kind.TEXT
                     and looks_like_command(text)
-                    and self.next_kind(index) is _Kind.REPLY
+                    and self.next_kind(index, indent) is _Kind.REPLY
                     and not orphan_reported
                 ):
                     self.out.problems.append(
@@ -279,19 +314,23 @@ class _TelnetSegmenter:
             index += 1
         return self.out
 
-    def session(self, start: int) -> int:
-        """Read the session starting at ``start``; return the index of the first line after it."""
+    def session(self, start: int, indent: str) -> int:
+        """Read the session starting at ``start``, whose lines are indented by ``indent``;
+        return the index of the first line after it."""
         session = RawSession(first_line=start + 1, blank_lines_kept=True)
         started = finished = in_data = False
         index, last = start, start
         while index < len(self.texts):
-            kind = self.kind(index)
-            text = self.texts[index].rstrip()
+            kind = self.kind(index, indent)
+            typed = self.text(index, indent) or ""  # as typed, without the session's indent
+            text = typed.rstrip()
+            if kind is _Kind.OUTSIDE:
+                break  # in a message too: reader.py reports the missing "."
             if in_data:
                 if kind is _Kind.CONNECT or kind is _Kind.CLOSED:
                     break  # a message cut off: reader.py reports the missing "."
                 role = Role.BLANK if kind is _Kind.BLANK else Role.CLIENT
-                self.add(session, index, role, "" if role is Role.BLANK else self.texts[index])
+                self.add(session, index, role, "" if role is Role.BLANK else typed)
                 in_data = text != "."
                 last = index
             elif kind is _Kind.BLANK:
@@ -328,14 +367,14 @@ class _TelnetSegmenter:
                     finished = match.group("code") in ("221", "421")
                     in_data = match.group("code") == "354"
             else:
-                following = self.next_kind(index)
+                following = self.next_kind(index, indent)
                 answered = following in (_Kind.REPLY, _Kind.CLOSED)
                 if following is _Kind.REPLY and self.next_text(index).startswith("220"):
                     # A 220 after a line of text is most often the next session's greeting.
                     answered = False
                 if finished or not (answered or looks_like_command(text)):
                     break
-                self.add(session, index, Role.CLIENT, self.texts[index])
+                self.add(session, index, Role.CLIENT, typed)
                 started, last = True, index
             index += 1
         session.last_line = last + 1
