@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from smtpload.cli.interrupts import EXIT_INTERRUPTED
 from smtpload.errors import UsageError
 from smtpload.scenario.bundled import bundled_scenario_names, find_scenario
 from smtpload.scenario.model import Target, parse_target
@@ -33,7 +34,6 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def positive_int(text: str) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 import trio
 
 from smtpload._version import __version__
+from smtpload.cli import interrupts
 from smtpload.cli import regression as cli_regression
 from smtpload.cli import transcripts as cli_transcripts
 from smtpload.cli.common import (
@@ -163,6 +163,8 @@ def _command_run(args: argparse.Namespace) -> int:
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     run_id = _new_run_id()
+    # From here on there is a results folder to fill: a signal stops the run, not the writing.
+    interrupts.defer()
     directory = _results_directory(args.results / run_id, path, args.json)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
@@ -172,14 +174,14 @@ def _command_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         run_id=run_id,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
+        signalled_before=interrupts.pending,
     )
     shown_target, duration_s, interrupted = trio.run(
         run_scenario, compiled, target, settings, stats, progress
     )
     if progress is not None:
         progress.clear()
-    # A Ctrl-C now must not cost the results of the run: finish writing them first.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A signal now is deferred (interrupts.py): the results are written whole first.
     try:
         summary = build_summary(
             scenario=compiled.name,
@@ -195,8 +197,6 @@ def _command_run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"smtpload: cannot write the results: {error}", file=sys.stderr)
         return EXIT_USAGE
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if not args.quiet:
         print(format_report(summary, stats))
         print(f"results: {directory}/")
@@ -223,6 +223,7 @@ def _command_validate(args: argparse.Namespace) -> int:
 def _command_sink(args: argparse.Namespace) -> int:
     from smtpload.net.sink import run_sink_forever
 
+    interrupts.restore_defaults()  # the sink's trio run handles both signals from its start
     try:
         run_sink_forever(args.listen.host, args.listen.port)
     except OSError as error:
@@ -235,6 +236,17 @@ def _command_sink(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    # Ctrl-C and SIGTERM: at once during start-up, deferred once a command has begun work
+    # that must be written whole (interrupts.py).
+    with interrupts.handling():
+        try:
+            status = _main(argv)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if interrupts.pending() else status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {
         "run": _command_run,
@@ -250,9 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LocalError as error:
         print(error if isinstance(error, ScenarioError) else f"smtpload: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    """The console script's former target; ``entry.py`` sets the process up first."""
+    from smtpload.cli.entry import entry_point as run
+
+    run()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import trio
 
+from smtpload.cli import interrupts
 from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -108,6 +109,9 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
     scenario = load_scenario(scenario_path(args.scenario))
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
+    # What is written after the run (baseline, JUnit, JSON) is written whole; a signal before
+    # the run's own handling is in place stops it at once.
+    interrupts.defer()
     return trio.run(
         lambda: observe_run(
             compiled,
@@ -116,6 +120,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
             concurrency=args.concurrency,
             run_id=run_id,
             handle_signals=True,
+            signalled_before=interrupts.pending,
         )
     )
 

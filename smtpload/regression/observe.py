@@ -7,6 +7,8 @@ engines observe instead of enforce (see engine.py), and each finished one is han
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.regression.baseline import Behaviour, BehaviourRecorder
@@ -24,6 +26,7 @@ async def observe_run(
     concurrency: int,
     run_id: str,
     handle_signals: bool = False,
+    signalled_before: Callable[[], bool] | None = None,
     stats: RunStats | None = None,
 ) -> tuple[Behaviour, bool]:
     """Run ``sessions`` observed sessions of ``scenario`` against ``target``.
@@ -37,6 +40,7 @@ async def observe_run(
         handle_signals: install the runner's Ctrl-C handling (the CLI, in the main thread);
             sessions cut off by it are left out of the behaviour (but counted in
             ``stats.outcomes[Outcome.INTERRUPTED]``).
+        signalled_before: see ``RunSettings.signalled_before``.
         stats: where to count the run (outcomes, per-step counts), for a caller that wants
             to report them; by default a fresh RunStats of the scenario's steps.
 
@@ -52,6 +56,7 @@ async def observe_run(
         concurrency=concurrency,
         run_id=run_id,
         handle_signals=handle_signals,
+        signalled_before=signalled_before,
         observe=True,
     )
     shown, _, interrupted = await run_scenario(
