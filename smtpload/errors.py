@@ -23,6 +23,7 @@ __all__ = [
     "ScenarioError",
     "SmtploadError",
     "UsageError",
+    "clipped",
     "shown",
 ]
 
@@ -42,6 +43,17 @@ def shown(value: str, limit: int = ECHO_LIMIT) -> str:
     if len(value) <= limit:
         return repr(value)
     return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
+def clipped(value: str, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as it is (unquoted), cut after ``limit`` characters like :func:`shown`.
+
+    >>> clipped("x" * 1000, limit=3)
+    'xxx... (1,000 characters)'
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value):,} characters)"
 
 
 class SmtploadError(Exception):

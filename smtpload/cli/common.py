@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smtpload.cli.interrupts import EXIT_INTERRUPTED
-from smtpload.errors import UsageError
+from smtpload.errors import UsageError, shown
 from smtpload.scenario.bundled import bundled_scenario_names, find_scenario
 from smtpload.scenario.model import Target, parse_target
 
@@ -40,9 +40,9 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{shown(text)} must be at least 1")
     return value
 
 
@@ -51,9 +51,9 @@ def _positive_number(text: str, unit: str, example: str = "") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {unit}") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not {unit}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be {unit} above 0{example}")
+        raise argparse.ArgumentTypeError(f"{shown(text)} must be {unit} above 0{example}")
     return value
 
 
@@ -81,7 +81,9 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
+            raise UsageError(
+                f"--var {shown(pair)}: write NAME=VALUE, e.g. --var to=user@example.test"
+            )
         values[name] = value
     return values
 
@@ -90,7 +92,7 @@ def scenario_path(name: str) -> Path:
     path = find_scenario(name)
     if path is None:
         raise UsageError(
-            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
+            f"no scenario file {shown(name)}; give a path, or one of the bundled scenarios: "
             + ", ".join(bundled_scenario_names())
         )
     return path

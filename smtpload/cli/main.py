@@ -33,7 +33,7 @@ from smtpload.cli.common import (
     parse_vars,
     scenario_path,
 )
-from smtpload.errors import LocalError, ScenarioError, UsageError
+from smtpload.errors import LocalError, ScenarioError, UsageError, clipped
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.results import build_summary, format_progress, format_report, write_results
@@ -42,6 +42,9 @@ from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 
 __all__ = ["main"]
+
+#: The longest line an error message prints, in characters.
+MAX_MESSAGE_LINE = 1000
 
 _RUN_EXAMPLES = """\
 examples:
@@ -260,8 +263,15 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return commands[args.command](args)
     except LocalError as error:
-        print(error if isinstance(error, ScenarioError) else f"smtpload: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, ScenarioError) else f"smtpload: {error}"
+        print(_bounded_lines(message), file=sys.stderr)
         return EXIT_USAGE
+
+
+def _bounded_lines(message: str) -> str:
+    """``message`` with each line cut at :data:`MAX_MESSAGE_LINE`: the places that repeat the
+    user's input already cut it (errors.shown); this is the guarantee for any that does not."""
+    return "\n".join(clipped(line, MAX_MESSAGE_LINE) for line in message.split("\n"))
 
 
 def entry_point() -> None:

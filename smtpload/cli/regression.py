@@ -24,7 +24,7 @@ from smtpload.cli.common import (
     positive_percent,
     scenario_path,
 )
-from smtpload.errors import UsageError
+from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
 from smtpload.regression.compare import compare, comparison_summary, format_comparison
@@ -150,7 +150,7 @@ def command_record(args: argparse.Namespace) -> int:
     if unexpected:
         print(
             "smtpload: warning: the replies at "
-            + ", ".join(unexpected)
+            + ", ".join(clipped(name, 40) for name in unexpected)
             + " were not what the scenario expects (or did not come); recorded as they were",
             file=sys.stderr,
         )
@@ -171,8 +171,9 @@ def command_compare(args: argparse.Namespace) -> int:
     if baseline.scenario != current.scenario:
         # Steps are matched by name: another scenario's steps may share names but not commands.
         print(
-            f"smtpload: warning: the baseline was recorded from scenario {baseline.scenario!r},"
-            f" this run is {current.scenario!r}; steps are compared by name",
+            "smtpload: warning: the baseline was recorded from scenario"
+            f" {shown(baseline.scenario)}, this run is {shown(current.scenario)};"
+            " steps are compared by name",
             file=sys.stderr,
         )
     comparison = compare(

@@ -38,6 +38,8 @@ from smtpload.transcripts.importer import ImportedSession, ImportResult, import_
 
 __all__ = ["add_parsers", "command_import", "command_replay"]
 
+_NAME_WIDTH_MAX = 40  # characters of a step name in replay's lines
+
 _IMPORT_EXAMPLES = """\
 examples:
   smtpload import tests/data/transcripts/seed-blog.txt            # print the scenarios
@@ -203,7 +205,10 @@ def command_replay(args: argparse.Namespace) -> int:
             observe=True,
             signalled_before=interrupts.pending,
         )
-        name_width = max(len(name) for name in ("connect", *compiled.step_names))
+        # Long names are cut to the column (format_observation), not the column to them.
+        name_width = min(
+            _NAME_WIDTH_MAX, max(len(name) for name in ("connect", *compiled.step_names))
+        )
         print(format_session_header(number, item.label, str(target or "the built-in sink")))
 
         def show(observation: Observation, width: int = name_width) -> None:

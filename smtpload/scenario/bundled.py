@@ -28,10 +28,17 @@ def bundled_scenario_names() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml")) if directory else []
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for a path (ENAMETOOLONG), say: not a file there
+        return False
+
+
 def find_scenario(name: str) -> Path | None:
     """``name`` as a file path if it is one, else the bundled scenario of that name."""
     path = Path(name)
-    if path.is_file():
+    if _is_file(path):
         return path
     if path.parent != Path(".") or not name:
         return None
@@ -39,6 +46,6 @@ def find_scenario(name: str) -> Path | None:
     if directory is None:
         return None
     for candidate in (directory / name, directory / f"{name}.yaml"):
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     return None

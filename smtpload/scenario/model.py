@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from smtpload.errors import shown
+
 __all__ = [
     "BUILTIN_VARIABLES",
     "Expectation",
@@ -56,24 +58,27 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
-            raise ValueError(f"bad target {text!r}: write an IPv6 address as [::1]:2525")
+            raise ValueError(f"bad target {shown(text)}: write an IPv6 address as [::1]:2525")
         host, port_text = text[1:end], text[end + 2 :]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     elif ":" in text:
         raise ValueError(
-            f"bad target {text!r}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
+            f"bad target {shown(text)}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
         )
     if not host or any(ch.isspace() for ch in host):
         raise ValueError(
-            f"bad target {text!r}: it needs a host name or address (without spaces);"
+            f"bad target {shown(text)}: it needs a host name or address (without spaces);"
             " write HOST:PORT, e.g. 127.0.0.1:2525"
         )
     if not port_text:
         return Target(host, default_port)
     lowest = 0 if allow_port_zero else 1  # 0: a listener's "any free port"
-    if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
-        raise ValueError(f"bad target {text!r}: the port must be a number from {lowest} to 65535")
+    port_ok = port_text.isascii() and port_text.isdigit() and len(port_text) <= len("65535")
+    if not port_ok or not lowest <= int(port_text) <= 65535:
+        raise ValueError(
+            f"bad target {shown(text)}: the port must be a number from {lowest} to 65535"
+        )
     return Target(host, int(port_text))
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from smtpload.errors import clipped, shown
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import BUILTIN_VARIABLES, Expectation, StepKind
 from smtpload.scenario.template import Template, TemplateSyntaxError, parse_template
@@ -108,7 +109,7 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
     if not isinstance(node, MappingNode):
         example = "send: QUIT"
         if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and node.value:
-            example = f"send: {node.value}"
+            example = f"send: {clipped(node.value)}"
         reader.problem(
             node,
             f"step {number} must be a mapping with one action (greeting, send, data or"
@@ -252,6 +253,8 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
         return
     for group in groups:
         if group in BUILTIN_VARIABLES:
-            reader.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
+            reader.problem(
+                node, f"capture group {shown(group)} would hide the built-in {{{group}}}"
+            )
             return
     draft.capture, draft.capture_node, draft.groups = pattern, node, groups
