@@ -225,3 +225,32 @@ def test_half_a_surrogate_pair_in_a_name_is_a_scenario_error(
         " character itself, or escape it whole, as in \\U0001F642\n"
     )
     assert not (tmp_path / "results").exists()
+
+
+def test_a_host_name_label_over_63_characters_is_a_connect_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The IDNA codec refuses such a name before any lookup (it was a UnicodeError traceback);
+    # like an unknown name, every session fails to connect and the run reports it.
+    summary = tmp_path / "summary.json"
+    host = "l" * 64 + ".test"
+    args = ["run", "quickstart", "--target", f"{host}:25", "--sessions", "2"]
+    assert main([*args, "--results", str(tmp_path), "--json", str(summary), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"smtpload: cannot resolve {host}: not a valid host name (label empty or too long)\n"
+    )
+    assert json.loads(summary.read_text())["sessions"]["failures"]["connect_error"] == 2
+
+
+def test_a_host_name_over_253_characters_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = "a." * 127 + "b"  # 255 characters, every label short
+    with pytest.raises(SystemExit):
+        main(["run", "quickstart", "--target", host, "--results", str(tmp_path)])
+    assert "a host name has at most 253 characters" in capsys.readouterr().err
+    scenario = tmp_path / "far.yaml"
+    scenario.write_text(f"target: '{host}:25'\nsteps:\n  - greeting: 220\n")
+    assert main(["validate", str(scenario)]) == 2
+    assert "a host name has at most 253 characters" in capsys.readouterr().err

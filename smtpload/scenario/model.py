@@ -44,6 +44,10 @@ class Target:
         return f"{host}:{self.port}"
 
 
+#: The longest host name (RFC 1035 §2.3.4: 255 octets on the wire, 253 characters as text).
+MAX_HOST_CHARS = 253
+
+
 def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = False) -> Target:
     """Parse ``host``, ``host:port``, ``[v6-address]:port`` or ``[v6-address]``.
 
@@ -70,6 +74,11 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
         raise ValueError(
             f"bad target {shown(text)}: it needs a host name or address (without spaces);"
             " write HOST:PORT, e.g. 127.0.0.1:2525"
+        )
+    if len(host) > MAX_HOST_CHARS:
+        raise ValueError(
+            f"bad target {shown(text)}: a host name has at most {MAX_HOST_CHARS} characters"
+            " (RFC 1035 §2.3.4)"
         )
     if not port_text:
         return Target(host, default_port)
