@@ -90,9 +90,7 @@ def run_args(tmp_path: Path, scenario: str = "quickstart", *more: str) -> list[s
     ("module", "signum"),
     [
         ("trio", SIGINT),
-        ("trio", SIGTERM),
-        ("yaml", SIGINT),
-        ("hdrh", SIGTERM),
+        ("yaml", SIGTERM),
         ("smtpload.cli.regression", SIGINT),
     ],
 )
@@ -109,10 +107,8 @@ def test_a_signal_while_importing_ends_with_130_and_no_traceback(
     assert not (tmp_path / "results").exists()  # nothing ran, so nothing is written
 
 
-@pytest.mark.parametrize("signum", [SIGINT, SIGTERM], ids=["sigint", "sigterm"])
-def test_a_signal_while_reading_the_scenario_ends_with_130(
-    tmp_path: Path, signum: signal.Signals
-) -> None:
+def test_a_signal_while_reading_the_scenario_ends_with_130(tmp_path: Path) -> None:
+    signum = SIGTERM  # (SIGINT is Python's KeyboardInterrupt here, which main always caught)
     scenario = tmp_path / "slow-to-read.yaml"
     scenario.write_text((ROOT / "scenarios" / "quickstart.yaml").read_text())
     with stalled("open", str(scenario), 1, run_args(tmp_path, str(scenario))) as process:
