@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ECHO_LIMIT",
     "LocalError",
     "OutputError",
     "Problem",
@@ -26,7 +27,37 @@ __all__ = [
     "ScenarioError",
     "SmtploadError",
     "UsageError",
+    "clipped",
+    "shown",
 ]
+
+#: The most characters of the user's input that a message repeats.
+ECHO_LIMIT = 80
+
+
+def shown(value: str, limit: int = ECHO_LIMIT) -> str:
+    """``value`` quoted for a message (as ``repr``), cut after ``limit`` characters: a message
+    points at the input, it never repeats a 50 MB line of it.
+
+    >>> shown("HELO x")
+    "'HELO x'"
+    >>> shown("x" * 1000, limit=3)
+    "'xxx'... (1,000 characters)"
+    """
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
+def clipped(value: str, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as it is (unquoted), cut after ``limit`` characters like :func:`shown`.
+
+    >>> clipped("x" * 1000, limit=3)
+    'xxx... (1,000 characters)'
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value):,} characters)"
 
 
 class SmtploadError(Exception):

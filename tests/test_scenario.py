@@ -994,7 +994,8 @@ def test_step_problems(text: str, expected: list[str]) -> None:
             " write {0,3}",
             "9:32: expect: text: a repetition is limited to 1000 (nested repetitions multiply):"
             " {1001}",
-            "10:30: expect: text: U+D800 is a lone surrogate, not a character",
+            "10:30: expect: text holds \\ud800, half of a UTF-16 surrogate pair; write the"
+            " character itself, or escape it whole, as in \\U0001F642",
         ),
         case(
             "long-form",

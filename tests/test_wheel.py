@@ -51,4 +51,4 @@ def test_wheel_runs_quickstart_from_any_folder(tmp_path: Path) -> None:
     assert summary["sessions"]["passed"] == 1
 
     (entry_points,) = installed.glob("smtpload-*.dist-info/entry_points.txt")
-    assert "smtpload = smtpload.cli.main:entry_point" in entry_points.read_text()
+    assert "smtpload = smtpload.cli.entry:entry_point" in entry_points.read_text()

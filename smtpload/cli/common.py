@@ -11,7 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from smtpload.errors import UsageError
+from smtpload.cli.interrupts import EXIT_INTERRUPTED
+from smtpload.errors import UsageError, shown
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.scenario.model import Target, parse_target
@@ -35,16 +36,15 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{shown(text)} must be at least 1")
     return value
 
 
@@ -53,9 +53,9 @@ def _positive_number(text: str, unit: str, example: str = "") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {unit}") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not {unit}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be {unit} above 0{example}")
+        raise argparse.ArgumentTypeError(f"{shown(text)} must be {unit} above 0{example}")
     return value
 
 
@@ -101,7 +101,9 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
+            raise UsageError(
+                f"--var {shown(pair)}: write NAME=VALUE, e.g. --var to=user@example.test"
+            )
         values[name] = value
     return values
 

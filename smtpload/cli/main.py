@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import trio
 
 from smtpload._version import __version__
+from smtpload.cli import interrupts
 from smtpload.cli import regression as cli_regression
 from smtpload.cli import transcripts as cli_transcripts
 from smtpload.cli.common import (
@@ -32,7 +32,7 @@ from smtpload.cli.common import (
     parse_vars,
     positive_float,
 )
-from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError
+from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
@@ -44,6 +44,9 @@ from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 
 __all__ = ["main"]
+
+#: The longest line an error message prints, in characters.
+MAX_MESSAGE_LINE = 1000
 
 _RUN_EXAMPLES = """\
 examples:
@@ -176,6 +179,8 @@ def _command_run(args: argparse.Namespace) -> int:
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     run_id = new_run_id()
+    # From here on there is a results folder to fill: a signal stops the run, not the writing.
+    interrupts.defer()
     directory = _results_directory(args.results / run_id, path, args.json, force=args.force)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
@@ -186,28 +191,25 @@ def _command_run(args: argparse.Namespace) -> int:
         run_id=run_id,
         max_reply_bytes=args.max_reply_bytes,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
+        signalled_before=interrupts.pending,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
     interrupted = summary["interrupted"]
     if progress is not None:
         progress.clear()
-    # A Ctrl-C now must not cost the results of the run: finish writing them first.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A signal now is deferred (interrupts.py): the results are written whole first.
+    # Each output on its own: one that cannot be written does not cost the others.
+    unwritten = []
     try:
-        # Each output on its own: one that cannot be written does not cost the others.
-        unwritten = []
+        write_results(directory, summary, stats)
+    except OutputError as error:
+        unwritten.append(error)
+    results_written = not unwritten
+    if args.json is not None:
         try:
-            write_results(directory, summary, stats)
+            write_text(args.json, json.dumps(summary, indent=2) + "\n")
         except OutputError as error:
             unwritten.append(error)
-        results_written = not unwritten
-        if args.json is not None:
-            try:
-                write_text(args.json, json.dumps(summary, indent=2) + "\n")
-            except OutputError as error:
-                unwritten.append(error)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if not args.quiet:
         print(format_report(summary, stats))
         if results_written:
@@ -239,6 +241,7 @@ def _command_validate(args: argparse.Namespace) -> int:
 def _command_sink(args: argparse.Namespace) -> int:
     from smtpload.net.sink import run_sink_forever
 
+    interrupts.restore_defaults()  # the sink's trio run handles both signals from its start
     try:
         run_sink_forever(args.listen.host, args.listen.port, idle_timeout_s=args.idle_timeout)
     except OSError as error:
@@ -251,6 +254,17 @@ def _command_sink(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    # Ctrl-C and SIGTERM: at once during start-up, deferred once a command has begun work
+    # that must be written whole (interrupts.py).
+    with interrupts.handling():
+        try:
+            status = _main(argv)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if interrupts.pending() else status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {
         "run": _command_run,
@@ -264,11 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except LocalError as error:
-        print(error if isinstance(error, ScenarioError) else f"smtpload: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, ScenarioError) else f"smtpload: {error}"
+        print(_bounded_lines(message), file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
 
 
-def entry_point() -> None:
-    sys.exit(main())
+def _bounded_lines(message: str) -> str:
+    """``message`` with each line cut at :data:`MAX_MESSAGE_LINE`: the places that repeat the
+    user's input already cut it (errors.shown); this is the guarantee for any that does not."""
+    return "\n".join(clipped(line, MAX_MESSAGE_LINE) for line in message.split("\n"))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from smtpload.cli import interrupts
 from smtpload.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,7 +27,7 @@ from smtpload.cli.common import (
     parse_vars,
     positive_percent,
 )
-from smtpload.errors import OutputError
+from smtpload.errors import OutputError, clipped, shown
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
@@ -123,6 +124,9 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     stats = RunStats(["connect", *compiled.step_names])
+    # What is written after the run (baseline, JUnit, JSON) is written whole; a signal before
+    # the run's own handling is in place stops it at once.
+    interrupts.defer()
     behaviour, interrupted = trio.run(
         lambda: observe_run(
             compiled,
@@ -133,6 +137,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
             handle_signals=True,
             stats=stats,
             max_reply_bytes=args.max_reply_bytes,
+            signalled_before=interrupts.pending,
         )
     )
     return behaviour, stats, interrupted
@@ -184,7 +189,7 @@ def command_record(args: argparse.Namespace) -> int:
     if unexpected:
         print(
             "smtpload: warning: the replies at "
-            + ", ".join(unexpected)
+            + ", ".join(clipped(name, 40) for name in unexpected)
             + " were not what the scenario expects (or did not come); recorded as they were",
             file=sys.stderr,
         )
@@ -207,8 +212,9 @@ def command_compare(args: argparse.Namespace) -> int:
     if baseline.scenario != current.scenario:
         # Steps are matched by name: another scenario's steps may share names but not commands.
         print(
-            f"smtpload: warning: the baseline was recorded from scenario {baseline.scenario!r},"
-            f" this run is {current.scenario!r}; steps are compared by name",
+            "smtpload: warning: the baseline was recorded from scenario"
+            f" {shown(baseline.scenario)}, this run is {shown(current.scenario)};"
+            " steps are compared by name",
             file=sys.stderr,
         )
     comparison = compare(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import trio
 
+from smtpload.cli import interrupts
 from smtpload.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -38,6 +39,8 @@ from smtpload.scenario.model import Scenario, Target
 from smtpload.transcripts.importer import ImportedSession, ImportResult, import_transcript
 
 __all__ = ["add_parsers", "command_import", "command_replay"]
+
+_NAME_WIDTH_MAX = 40  # characters of a step name in replay's lines
 
 _IMPORT_EXAMPLES = """\
 examples:
@@ -148,6 +151,7 @@ def _output_path(output: Path, number: int, total: int) -> Path:
 def command_import(args: argparse.Namespace) -> int:
     result = _read_transcript(args.transcript, args)
     chosen = _chosen(result.sessions, args.session)
+    interrupts.defer()  # every scenario is written whole; a signal then ends with 130
     if args.output is None:
         for session in chosen:
             if len(chosen) > 1:
@@ -188,6 +192,8 @@ def _replayables(args: argparse.Namespace) -> list[_Replayable]:
 
 def command_replay(args: argparse.Namespace) -> int:
     replayables = _replayables(args)
+    # A signal between two sessions' runs is noted; the next run sees it and stops at once.
+    interrupts.defer()
     failed = 0
     for number, item in enumerate(replayables, start=1):
         compiled = compile_scenario(item.scenario, timeout_s=args.timeout)
@@ -195,8 +201,17 @@ def command_replay(args: argparse.Namespace) -> int:
         stats = RunStats(["connect", *compiled.step_names])
         # Observe mode: a difference does not end the session, so the report names every step
         # whose reply differs, not just the first.
-        settings = RunSettings(sessions=1, concurrency=1, run_id=f"replay-{number}", observe=True)
-        name_width = max(len(name) for name in ("connect", *compiled.step_names))
+        settings = RunSettings(
+            sessions=1,
+            concurrency=1,
+            run_id=f"replay-{number}",
+            observe=True,
+            signalled_before=interrupts.pending,
+        )
+        # Long names are cut to the column (format_observation), not the column to them.
+        name_width = min(
+            _NAME_WIDTH_MAX, max(len(name) for name in ("connect", *compiled.step_names))
+        )
         print(format_session_header(number, item.label, str(target or "the built-in sink")))
 
         def show(observation: Observation, width: int = name_width) -> None:
@@ -205,7 +220,8 @@ def command_replay(args: argparse.Namespace) -> int:
         _, _, interrupted = trio.run(
             run_scenario, compiled, target, settings, stats, None, None, show
         )
-        outcome = next(o for o, n in stats.outcomes.items() if n)
+        # No outcome at all: a signal stopped the run before its session started.
+        outcome = next((o for o, n in stats.outcomes.items() if n), Outcome.INTERRUPTED)
         for failure in stats.failures:
             if failure.step == "connect":  # the only failure no step line has shown
                 print(f"  FAIL  connect: {failure.got}")

@@ -45,7 +45,13 @@ class ResolvedTarget:
 
 async def resolve_target(host: str, port: int) -> ResolvedTarget:
     """Resolve ``host`` once; raises OSError when it cannot be resolved."""
-    infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
+    except UnicodeError as error:
+        # The IDNA codec refuses the name before any lookup: a label over 63 characters or an
+        # empty one (RFC 1035 §2.3.4). Nothing can connect to it, as to a name that is unknown.
+        reason = error.__cause__ or error
+        raise OSError(f"not a valid host name ({reason})") from None
     family, _type, _proto, _canonname, address = infos[0]
     return ResolvedTarget(int(family), tuple(address), str(Target(host, port)))
 

@@ -6,7 +6,9 @@ started; a failing session is a recorded result, so it never disturbs its siblin
 Stopping (RFC-free, but the promise of the README): the first SIGINT or SIGTERM stops new
 sessions and gives running ones ``grace_s`` to finish; whatever is still running then is
 cancelled and counted as ``interrupted``. A second signal cancels at once. Either way the run
-returns normally, so every result file is still written.
+returns normally, so every result file is still written. A signal that came before this
+handling was in place, and that the caller noted (``RunSettings.signalled_before``, see
+cli/interrupts.py), counts as the first.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class RunSettings:
         grace_s: after the first Ctrl-C, how long running sessions may still take.
         progress_interval_s: how often ``on_progress`` is called; None for never.
         handle_signals: install SIGINT/SIGTERM handling (only possible in the main thread).
+        signalled_before: with ``handle_signals``, asked once that handling is in place:
+            whether a signal came before it was (the caller noted it; see cli/interrupts.py).
+            If so, the run stops as at a first signal: it starts no session.
         observe: run sessions in observe mode (see engine.py): they go on after a difference,
             and each finished session's engine is handed to ``on_session_end``.
         max_reply_bytes: the longest server reply accepted (``--max-reply-bytes``); a longer
@@ -70,6 +75,7 @@ class RunSettings:
     grace_s: float = 2.0
     progress_interval_s: float | None = None
     handle_signals: bool = True
+    signalled_before: Callable[[], bool] | None = None
     observe: bool = False
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
@@ -143,14 +149,23 @@ class _Run:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            # A signal that came before the receiver was in place was noted by the caller
+            # (start-up, or between two runs): it counts as the first.
+            signalled_before = self.settings.signalled_before
+            if signalled_before is not None and signalled_before():
+                self.stop(nursery)
             task_status.started()
             async for _ in signals:
                 if self.stopping:
                     self.cancel_running()  # a second signal: stop now
                 else:
-                    self.stopping = True
-                    self.interrupted = True
-                    nursery.start_soon(self.cancel_after_grace)
+                    self.stop(nursery)
+
+    def stop(self, nursery: trio.Nursery) -> None:
+        """The first signal: no new sessions; running ones get ``grace_s``."""
+        self.stopping = True
+        self.interrupted = True
+        nursery.start_soon(self.cancel_after_grace)
 
     async def cancel_after_grace(self) -> None:
         # Running sessions get a moment to end by themselves; then they are cut off.

@@ -16,7 +16,7 @@ import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from smtpload.errors import UsageError
+from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
 from smtpload.protocol.wire import encode_message
 from smtpload.scenario.model import Scenario, Step, StepKind
@@ -194,7 +194,7 @@ def compile_scenario(
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise UsageError(
-            f"--var {unknown[0]}: the scenario declares no variable {unknown[0]!r}"
+            f"--var {clipped(unknown[0])}: the scenario declares no variable {shown(unknown[0])}"
             + (f" (it declares: {', '.join(declared)})" if declared else "")
             + "; declare it under 'variables:' to set it from the command line"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smtpload.errors import clipped
 from smtpload.protocol.wire import Reply
 from smtpload.scenario.model import Expectation
 from smtpload.scenario.patterns import ReplyPattern, compile_text
@@ -74,18 +75,20 @@ class CompiledExpectation:
                 if want != "x" and int(want) != int(part):
                     return f"enhanced status code {got} is not {'.'.join(self.enhanced)}"
         if self.pattern is not None and not self.pattern.search(reply.text):
-            return f"reply text does not match /{self.pattern.pattern}/"
+            return f"reply text does not match /{clipped(self.pattern.pattern)}/"
         if self.capabilities or self.absent_capabilities:
             advertised = ehlo_capabilities(reply)
             for keyword, params in self.capabilities:
                 if keyword not in advertised:
-                    return f"capability {keyword} is not advertised"
+                    return f"capability {clipped(keyword)} is not advertised"
                 missing = [p for p in params if p not in advertised[keyword]]
                 if missing:
-                    return f"capability {keyword} does not list {' '.join(missing)}"
+                    return (
+                        f"capability {clipped(keyword)} does not list {clipped(' '.join(missing))}"
+                    )
             for keyword in self.absent_capabilities:
                 if keyword in advertised:
-                    return f"capability {keyword} is advertised but must not be"
+                    return f"capability {clipped(keyword)} is advertised but must not be"
         return None
 
     def description_of_codes(self) -> str:
@@ -97,7 +100,7 @@ def _describe(expectation: Expectation) -> str:
     if expectation.enhanced:
         parts.append(f"enhanced code {expectation.enhanced}")
     if expectation.pattern:
-        parts.append(f"text /{expectation.pattern}/")
+        parts.append(f"text /{clipped(expectation.pattern)}/")
     if expectation.capabilities:
         parts.append("capabilities " + ", ".join(expectation.capabilities))
     if expectation.absent_capabilities:

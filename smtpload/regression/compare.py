@@ -42,6 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smtpload.errors import clipped, shown
 from smtpload.regression.baseline import Behaviour, StepBehaviour
 
 __all__ = [
@@ -57,6 +58,7 @@ WARNING = "warning"
 
 #: How many removed or added text lines a difference shows before "(+N more)".
 _MAX_LINES_SHOWN = 5
+_NAME_SHOWN = 40  # characters of a step name in the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ def compare(
         if old is None or new is None:
             kind = "step_added" if old is None else "step_missing"
             where = "the baseline" if old is None else "the scenario now"
-            message = f"step {name!r} is not in {where}; record the baseline again"
+            message = f"step {shown(name)} is not in {where}; record the baseline again"
             differences.append(Difference(name, kind, REGRESSION, message))
             continue
         found = list(_step_differences(old, new, soft, dialogue_changed))
@@ -325,17 +327,19 @@ def format_comparison(comparison: Comparison) -> str:
         f"({comparison.baseline_sessions} sessions) vs now {comparison.current_target} "
         f"({comparison.current_sessions} sessions)"
     ]
-    width = max((len(name) for name in comparison.steps), default=4)
+    # A step name is shown cut: the report stays a table whatever the scenario calls its steps.
+    width = max((len(clipped(name, _NAME_SHOWN)) for name in comparison.steps), default=4)
     for name in comparison.steps:
         differences = comparison.differences_at(name)
+        shown_name = clipped(name, _NAME_SHOWN)
         if not differences:
             status = comparison.status_of(name)
             if status == "not run":
                 status = "not run as in the baseline (an earlier step changed)"
-            lines.append(f"{name:<{width}}  {status}")
+            lines.append(f"{shown_name:<{width}}  {status}")
         for difference in differences:
             severity = "REGRESSION" if difference.severity == REGRESSION else "warning"
-            lines.append(f"{name:<{width}}  {severity:<10}  {difference.message}")
+            lines.append(f"{shown_name:<{width}}  {severity:<10}  {difference.message}")
             indent = " " * (width + 14)
             if difference.baseline:
                 lines.append(f"{indent}baseline: {difference.baseline}")

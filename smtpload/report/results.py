@@ -50,6 +50,7 @@ left out, so a run against a server with huge replies cannot fill the disk.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -96,6 +97,11 @@ MAX_FAILURES_LOG_BYTES = 10 * 1024 * 1024
 _CUT_NOTE_BYTES = 200
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9_-]")
+#: The most characters of a step name in its .hgrm file's name (see safe_file_name).
+MAX_FILE_NAME_PART = 64
+_DIGEST_CHARS = 12
+#: The most characters of a step name shown in the table and in failure transcripts.
+MAX_SHOWN_NAME = 40
 # C0 controls and DEL, shown as \xNN; everything else (including non-ASCII text) as it is.
 _ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -166,12 +172,22 @@ def _rate_per_s(count: int, duration_s: float) -> float:
 
 
 def safe_file_name(name: str) -> str:
-    """A step name as a file-name part: lower case, anything but ``[a-z0-9_-]`` as ``_``.
+    """A step name as a file-name part: lower case, anything but ``[a-z0-9_-]`` as ``_``, and at
+    most :data:`MAX_FILE_NAME_PART` characters: a longer one keeps its start and ends with a
+    hash of the whole name, so two long names that start alike still differ. (A file name has
+    at most 255 bytes, NAME_MAX on Linux; this leaves room for ``step-NN-``, ``.hgrm`` and a
+    temporary file's prefix and suffix.)
 
     >>> safe_file_name("RCPT#2")
     'rcpt_2'
+    >>> len(safe_file_name("x" * 1000)) == MAX_FILE_NAME_PART
+    True
     """
-    return _UNSAFE_FILE_CHARS.sub("_", name.lower())
+    safe = _UNSAFE_FILE_CHARS.sub("_", name.lower())
+    if len(safe) <= MAX_FILE_NAME_PART:
+        return safe
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+    return f"{safe[: MAX_FILE_NAME_PART - _DIGEST_CHARS - 1]}-{digest}"
 
 
 def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> list[Path]:
@@ -267,7 +283,7 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
 
 def _format_failure(failure: SessionFailure) -> list[str]:
     lines = [
-        f"session {failure.session}: {failure.outcome.value} at step '{_printable(failure.step)}'",
+        f"session {failure.session}: {failure.outcome.value} at step '{_name(failure.step)}'",
         f"expected: {_printable(failure.expected) or '-'}",
         f"got: {_printable(failure.got) or '-'}",
     ]
@@ -278,6 +294,13 @@ def _format_failure(failure: SessionFailure) -> list[str]:
 def _printable(text: str) -> str:
     # translate() with a dict is slow on long non-ASCII text; most text has nothing to escape.
     return text.translate(_ESCAPE_CONTROLS) if _CONTROL.search(text) else text
+
+
+def _name(step_name: str) -> str:
+    """A step name for people: printable, and cut (its full name is in summary.json)."""
+    if len(step_name) > MAX_SHOWN_NAME:
+        step_name = step_name[: MAX_SHOWN_NAME - 3] + "..."
+    return _printable(step_name)
 
 
 # -- terminal text ---------------------------------------------------------------------------
@@ -317,12 +340,12 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     ]
     finished = sessions["passed"] + sessions["failed"]
     rows.append(("session", finished, sessions["failed"], summary["session_latency_ms"]))
-    name_width = max(len("step"), *(len(_printable(name)) for name, *_ in rows))
+    name_width = max(len("step"), *(len(_name(name)) for name, *_ in rows))
 
     lines = [header, _table_row(name_width, "step", "count", "failed", *_latency_titles())]
     for name, count, failed, latency in rows:
         lines.append(
-            _table_row(name_width, _printable(name), str(count), str(failed), *_latency(latency))
+            _table_row(name_width, _name(name), str(count), str(failed), *_latency(latency))
         )
 
     lines.append(

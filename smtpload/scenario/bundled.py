@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smtpload.errors import UsageError
+from smtpload.errors import UsageError, shown
 
 __all__ = [
     "bundled_scenario_dir",
@@ -35,10 +35,17 @@ def bundled_scenario_names() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml")) if directory else []
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for a path (ENAMETOOLONG), say: not a file there
+        return False
+
+
 def find_scenario(name: str) -> Path | None:
     """``name`` as a file path if it is one, else the bundled scenario of that name."""
     path = Path(name)
-    if path.is_file():
+    if _is_file(path):
         return path
     if path.parent != Path(".") or not name:
         return None
@@ -46,7 +53,7 @@ def find_scenario(name: str) -> Path | None:
     if directory is None:
         return None
     for candidate in (directory / name, directory / f"{name}.yaml"):
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     return None
 
@@ -56,7 +63,7 @@ def scenario_path(name: str) -> Path:
     path = find_scenario(name)
     if path is None:
         raise UsageError(
-            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
+            f"no scenario file {shown(name)}; give a path, or one of the bundled scenarios: "
             + ", ".join(bundled_scenario_names())
         )
     return path

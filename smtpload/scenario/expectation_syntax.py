@@ -14,6 +14,7 @@ import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from smtpload.errors import shown
 from smtpload.scenario.model import Expectation
 from smtpload.scenario.patterns import PatternError, compile_text
 from smtpload.scenario.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
@@ -128,7 +129,7 @@ def _one_code(node: Node, reader: NodeReader, what: str) -> frozenset[int] | Non
         return None
     raw = node.value
     if node.tag == BOOL_TAG:
-        reader.problem(node, f"{what}: {raw!r} is read by YAML as a boolean, not a reply code")
+        reader.problem(node, f"{what}: {shown(raw)} is read by YAML as a boolean, not a reply code")
         return None
     # An int such as 017 (YAML 1.1 octal, 15) or 4:10 (base 60, 250) fails the pattern: a
     # code must be written as the three digits the server sends.
@@ -142,7 +143,7 @@ def _one_code(node: Node, reader: NodeReader, what: str) -> frozenset[int] | Non
         trap = " (YAML 1.1 reads a leading 0 as octal and 4:10 as base 60)"
     reader.problem(
         node,
-        f"{what}: {raw!r} is not a reply code{trap}; write three digits from 100 to 599"
+        f"{what}: {shown(raw)} is not a reply code{trap}; write three digits from 100 to 599"
         " (250), a class with x for any digit (2xx, 25x), or a list of them",
     )
     return None
@@ -156,7 +157,7 @@ def _enhanced(node: Node, reader: NodeReader, what: str) -> str | None:
     if match is None:
         reader.problem(
             node,
-            f"{what}: {raw!r} is not an enhanced status code; write class.subject.detail"
+            f"{what}: {shown(raw)} is not an enhanced status code; write class.subject.detail"
             " (RFC 3463), class 2, 4 or 5, subject and detail 0..999 or x, e.g. 5.1.1 or 2.x.x",
         )
         return None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from smtpload.errors import Problem, ScenarioError
+from smtpload.errors import Problem, ScenarioError, clipped, shown
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     PER_MESSAGE_VARIABLES,
@@ -218,14 +218,16 @@ class _Validator(NodeReader):
             if not _IDENTIFIER.fullmatch(name):
                 self.problem(
                     key_node,
-                    f"variable name {name!r} must be a word of letters, digits and _"
+                    f"variable name {shown(name)} must be a word of letters, digits and _"
                     " (not starting with a digit) so that {name} can use it",
                 )
                 ok = False
             elif name in BUILTIN_VARIABLES:
-                self.problem(key_node, f"{{{name}}} is a built-in variable; choose another name")
+                self.problem(
+                    key_node, f"{{{clipped(name)}}} is a built-in variable; choose another name"
+                )
                 ok = False
-            text = self.text(value_node, f"variable {name!r}")
+            text = self.text(value_node, f"variable {shown(name)}")
             template = None if text is None else read_template(value_node, self, text)
             if ok and text is not None:
                 variables.append(_Variable(name, text, value_node, template))
@@ -260,13 +262,13 @@ class _Validator(NodeReader):
         for variable in variables:
             for name, offset in _uses(variable.template):
                 if name == variable.name:
-                    message = f"variable {{{name}}} cannot use itself"
+                    message = f"variable {{{clipped(name)}}} cannot use itself"
                 elif name in PER_MESSAGE_VARIABLES:
                     message = _per_message_only(name, "a variable, which is set once per session")
                 elif name in declared and name not in available:
                     message = (
-                        f"variable {{{name}}} is declared below this one; a variable may use"
-                        " only built-ins and variables declared above it"
+                        f"variable {{{clipped(name)}}} is declared below this one; a variable"
+                        " may use only built-ins and variables declared above it"
                     )
                 elif name not in available:
                     message = _unknown_variable(name, available)
@@ -281,8 +283,9 @@ class _Validator(NodeReader):
                 if group in declared and draft.capture_node is not None:
                     self.problem(
                         draft.capture_node,
-                        f"capture group {group!r} would hide the variable {{{group}}} declared"
-                        f" on line {declared[group].node.start_mark.line + 1}; rename the group",
+                        f"capture group {shown(group)} would hide the variable"
+                        f" {{{clipped(group)}}} declared on line"
+                        f" {declared[group].node.start_mark.line + 1}; rename the group",
                     )
                 captured_by.setdefault(group, draft)
         for draft in drafts:
@@ -299,8 +302,8 @@ class _Validator(NodeReader):
                     else:
                         by = "this step" if capturer is draft else f"step {capturer.number}"
                         message = (
-                            f"{{{name}}} is captured by {by}; a captured variable is available"
-                            " only to the steps after the one that captures it"
+                            f"{{{clipped(name)}}} is captured by {by}; a captured variable is"
+                            " available only to the steps after the one that captures it"
                         )
                     self.problem_at(node, offset, message)
             available.update(draft.groups)
@@ -352,7 +355,7 @@ class _Validator(NodeReader):
             if first is not draft:
                 self.problem(
                     draft.name_node,
-                    f"step name {draft.name!r} is already used by step {first.number};"
+                    f"step name {shown(draft.name)} is already used by step {first.number};"
                     " step names must be unique",
                 )
             names[draft.number] = draft.name
@@ -386,8 +389,8 @@ _DERIVED_NAMES = {StepKind.GREETING: "greeting", StepKind.DATA: "message", StepK
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(available), n=1)
-    hint = f", or did you mean {{{close[0]}}}?" if close else ""
-    return f"unknown variable {{{name}}} (declare it under variables:{hint})"
+    hint = f", or did you mean {{{clipped(close[0])}}}?" if close else ""
+    return f"unknown variable {{{clipped(name)}}} (declare it under variables:{hint})"
 
 
 def _per_message_only(name: str, where: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from smtpload.errors import shown
+
 __all__ = [
     "BUILTIN_VARIABLES",
     "PER_MESSAGE_VARIABLES",
@@ -48,6 +50,10 @@ class Target:
         return f"{host}:{self.port}"
 
 
+#: The longest host name (RFC 1035 §2.3.4: 255 octets on the wire, 253 characters as text).
+MAX_HOST_CHARS = 253
+
+
 def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = False) -> Target:
     """Parse ``host``, ``host:port``, ``[v6-address]:port`` or ``[v6-address]``.
 
@@ -62,18 +68,23 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
-            raise ValueError(f"bad target {text!r}: write an IPv6 address as [::1]:2525")
+            raise ValueError(f"bad target {shown(text)}: write an IPv6 address as [::1]:2525")
         host, port_text = text[1:end], text[end + 2 :]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     elif ":" in text:
         raise ValueError(
-            f"bad target {text!r}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
+            f"bad target {shown(text)}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
         )
     if not host or any(ch.isspace() for ch in host):
         raise ValueError(
-            f"bad target {text!r}: it needs a host name or address (without spaces);"
+            f"bad target {shown(text)}: it needs a host name or address (without spaces);"
             " write HOST:PORT, e.g. 127.0.0.1:2525"
+        )
+    if len(host) > MAX_HOST_CHARS:
+        raise ValueError(
+            f"bad target {shown(text)}: a host name has at most {MAX_HOST_CHARS} characters"
+            " (RFC 1035 §2.3.4)"
         )
     if not port_text:
         # "host:" is a port left out by mistake, not a request for the default: refuse it
@@ -85,8 +96,11 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
             )
         return Target(host, default_port)
     lowest = 0 if allow_port_zero else 1  # 0: a listener's "any free port"
-    if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
-        raise ValueError(f"bad target {text!r}: the port must be a number from {lowest} to 65535")
+    port_ok = port_text.isascii() and port_text.isdigit() and len(port_text) <= len("65535")
+    if not port_ok or not lowest <= int(port_text) <= 65535:
+        raise ValueError(
+            f"bad target {shown(text)}: the port must be a number from {lowest} to 65535"
+        )
     return Target(host, int(port_text))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from smtpload.errors import clipped, shown
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import BUILTIN_VARIABLES, Expectation, StepKind
 from smtpload.scenario.patterns import PatternError, compile_capture
@@ -113,7 +114,7 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
     if not isinstance(node, MappingNode):
         example = "send: QUIT"
         if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and node.value:
-            example = f"send: {node.value}"
+            example = f"send: {clipped(node.value)}"
         reader.problem(
             node,
             f"step {number} must be a mapping with one action (greeting, send, data or"
@@ -265,6 +266,8 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
             )
             return
         if group in BUILTIN_VARIABLES:
-            reader.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
+            reader.problem(
+                node, f"capture group {shown(group)} would hide the built-in {{{group}}}"
+            )
             return
     draft.capture, draft.capture_node, draft.groups = pattern, node, groups

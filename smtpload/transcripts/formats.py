@@ -44,6 +44,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from smtpload.errors import shown
 from smtpload.scenario.model import Target
 
 __all__ = [
@@ -304,7 +305,7 @@ class _TelnetSegmenter:
                     self.out.problems.append(
                         (
                             index + 1,
-                            f"{text!r} and its reply are outside any session: a session starts"
+                            f"{shown(text)} and its reply are outside any session: a session starts"
                             " with the telnet/nc command line, 'Trying ...' or the server's 220"
                             " greeting; add the greeting line that the transcript left out",
                         )
@@ -393,8 +394,9 @@ class _TelnetSegmenter:
         self.note(index)
 
     def note(self, index: int) -> None:
-        if self.notes[index] is not None:
-            self.out.notes.append((index + 1, f"stripped note {self.notes[index]!r}"))
+        note = self.notes[index]
+        if note is not None:
+            self.out.notes.append((index + 1, f"stripped note {shown(note)}"))
 
 
 # -- swaks and C:/S: listings ------------------------------------------------------------------
@@ -460,7 +462,7 @@ class _LabelledSegmenter:
                 finished = False
             session.last_line = number
             if note is not None:
-                self.out.notes.append((number, f"stripped note {note!r}"))
+                self.out.notes.append((number, f"stripped note {shown(note)}"))
             if kind in ("client", "server", "tls-client", "tls-server"):
                 role = Role.CLIENT if kind.endswith("client") else Role.SERVER
                 content = content.rstrip() if role is Role.SERVER else content.rstrip("\r")
@@ -478,6 +480,6 @@ class _LabelledSegmenter:
             elif kind == "closed":
                 session.closed = True
             elif kind == "info" and content and not content.startswith("Connected to"):
-                self.out.notes.append((number, f"skipped swaks' remark {content!r}"))
+                self.out.notes.append((number, f"skipped swaks' remark {shown(content)}"))
         self.out.sessions = [s for s in self.out.sessions if s.has_dialogue()]
         return self.out
