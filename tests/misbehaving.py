@@ -125,9 +125,14 @@ async def huge_rejection(stream: trio.SocketStream) -> None:
     await _read_line(stream)
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(huge_reply(550, HUGE_REPLY_BYTES))
-        # The client says QUIT after an unexpected reply; answer it as a server would.
-        await _read_line(stream)
-        await stream.send_all(b"221 bye\r\n")
+        # A run says QUIT after an unexpected reply; record and compare (observe mode) go on
+        # with MAIL, RCPT... Answer each as a server would, until QUIT or the client closes, so
+        # that no step's outcome depends on whether a close or a reset arrives first.
+        while line := await _read_line(stream):
+            if line.upper().startswith(b"QUIT"):
+                await stream.send_all(b"221 bye\r\n")
+                return
+            await stream.send_all(b"503 5.5.1 Error: send HELO/EHLO first\r\n")
 
 
 async def closes_without_greeting(stream: trio.SocketStream) -> None:
