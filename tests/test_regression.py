@@ -74,6 +74,112 @@ def test_a_changed_enhanced_code_is_a_regression() -> None:
     assert comparison.differences[0].message == "enhanced status code changed: 2.1.5 -> 2.1.0"
 
 
+# RFC 2034 codes that a server starts to send where the baseline's replies had none: qmail's
+# "250 ok" became Sendmail's "250 2.1.0 <a@example.test>... Sender ok" (a capability added).
+QMAIL_MAIL = b"250 ok\r\n"
+SENDMAIL_MAIL = b"250 2.1.0 <a@example.test>... Sender ok\r\n"
+NO_USER = b"550 sorry, no mailbox here by that name. (#5.1.1)\r\n"  # qmail: no leading code
+NO_USER_CODED = b"550 5.1.1 <b@example.test>... User unknown\r\n"
+
+
+@pytest.mark.parametrize(
+    ("baseline", "current", "message"),
+    [
+        pytest.param(
+            [answers(mail=QMAIL_MAIL)] * 2,
+            [answers(mail=SENDMAIL_MAIL)] * 2,
+            "enhanced status code added: none -> 2.1.0",
+            id="every-reply",
+        ),
+        pytest.param(
+            [answers(mail=QMAIL_MAIL)] * 2,
+            [answers(mail=QMAIL_MAIL), answers(mail=SENDMAIL_MAIL)],
+            "enhanced status code added: none -> 2.1.0, none",
+            id="some-replies",
+        ),
+        pytest.param(
+            [answers(mail=QMAIL_MAIL), answers(mail=b"250 2.1.0 Ok\r\n")],
+            [answers(mail=b"250 2.1.0 Ok\r\n")] * 2,
+            "enhanced status code added: 2.1.0, none -> 2.1.0",
+            id="the-replies-without-now-have-one",
+        ),
+        pytest.param(
+            [answers(), answers(rcpt=NO_USER)],
+            [answers(), answers(rcpt=NO_USER_CODED)],
+            "enhanced status code added: 2.1.5, none -> 2.1.5, 5.1.1",
+            id="one-reply-class",
+        ),
+    ],
+)
+@pytest.mark.parametrize("strict", [False, True], ids=["warning", "strict"])
+def test_an_enhanced_code_where_the_baseline_had_none_is_added_like_a_capability(
+    baseline: list[dict[str, bytes | str]],
+    current: list[dict[str, bytes | str]],
+    message: str,
+    strict: bool,
+) -> None:
+    comparison = compared(baseline, current, strict=strict)
+    step = comparison.differences[0].step if comparison.differences else "?"
+    severity = "regression" if strict else "warning"
+    # One difference: the text changed too, but only because the code came with it.
+    assert kinds(comparison) == [(step, "enhanced_added", severity)]
+    (difference,) = comparison.differences
+    assert difference.message == message
+    assert difference.baseline.startswith("2 sessions: ")
+    assert difference.now.startswith("2 sessions: ")
+    assert comparison.exit_status == (1 if strict else 0)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "current", "message"),
+    [
+        pytest.param(
+            [answers(mail=SENDMAIL_MAIL)],
+            [answers(mail=QMAIL_MAIL)],
+            "enhanced status code changed: 2.1.0 -> none",
+            id="gone",
+        ),
+        pytest.param(
+            [answers(mail=SENDMAIL_MAIL)] * 2,
+            [answers(mail=SENDMAIL_MAIL), answers(mail=QMAIL_MAIL)],
+            "enhanced status code changed: 2.1.0 -> 2.1.0, none",
+            id="gone-from-some-replies",
+        ),
+        pytest.param(
+            [answers()],
+            [answers(rcpt=b"250 2.1.0 Ok\r\n")],
+            "enhanced status code changed: 2.1.5 -> 2.1.0",
+            id="changed",
+        ),
+        pytest.param(
+            [answers()] * 2,
+            [answers(), answers(rcpt=b"250 2.1.0 Ok\r\n")],
+            "enhanced status code changed: 2.1.5 -> 2.1.0, 2.1.5",
+            id="another-one-beside-it",
+        ),
+        pytest.param(
+            # The 250s had none, but a 5.x.x code cannot be theirs (RFC 2034 §4): the 550's
+            # code changed.
+            [answers(rcpt=b"250 ok\r\n"), answers(rcpt=NO_USER_CODED)],
+            [answers(rcpt=b"250 ok\r\n"), answers(rcpt=b"550 5.7.1 relaying denied\r\n")],
+            "enhanced status code changed: 5.1.1, none -> 5.7.1, none",
+            id="changed-in-a-class-that-had-codes",
+        ),
+    ],
+)
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_an_enhanced_code_that_changes_or_disappears_is_a_regression(
+    baseline: list[dict[str, bytes | str]],
+    current: list[dict[str, bytes | str]],
+    message: str,
+    strict: bool,
+) -> None:
+    comparison = compared(baseline, current, strict=strict)
+    assert [(d.kind, d.severity) for d in comparison.differences] == [("enhanced", "regression")]
+    assert comparison.differences[0].message == message
+    assert comparison.exit_status == 1
+
+
 @pytest.mark.parametrize(
     ("strict", "severity", "status"),
     [(False, "warning", 0), (True, "regression", 1)],

@@ -21,7 +21,10 @@ step_added          the scenario has a step the baseline does not               
 event               the set of non-reply events changed, or no session reached  regression
                     a step that sessions used to reach
 code                the set of reply codes changed                              regression
-enhanced            the set of enhanced status codes changed                    regression
+enhanced            an enhanced status code went, or changed, or replies lost   regression
+                    theirs [**]
+enhanced_added      enhanced status codes came where the baseline's replies     warning [*]
+                    had none (qmail's ``250 ok`` -> ``250 2.1.0 Sender ok``)
 text                the set of normalized text lines changed                    warning [*]
 capability_removed  an EHLO keyword is no longer advertised                     regression
 capability_added    an EHLO keyword is newly advertised                         warning [*]
@@ -30,7 +33,12 @@ latency_p50/p99     now > baseline x (1 + PCT/100), with --max-latency-         
                     regression PCT and samples on both sides
 ==================  ==========================================================  ============
 
-[*] a regression with ``--strict``. Capabilities are compared only when both runs got a 2xx
+[*] a regression with ``--strict``. [**] Enhanced codes are compared per reply class, with
+"none" counting as one of the values a class saw (RFC 2034 §4: a code's class agrees with its
+reply's first digit, so a 5.x.x code cannot have come to a 250): a code that came to a class
+whose replies had none in the baseline is ``enhanced_added``, one that came where every reply
+had a code is a change. After an ``enhanced`` or ``enhanced_added`` difference the text is not
+compared: the code is part of it. Capabilities are compared only when both runs got a 2xx
 EHLO reply at the step (otherwise the ``code`` difference says it all). Once a step has an
 ``event`` or ``code`` difference, later steps that sessions are now ``skipped`` at, or that no
 session reaches, are consequences of it and are not reported again.
@@ -218,11 +226,10 @@ def _step_differences(
         message = f"reply code changed: {_keys(old.codes)} -> {_keys(new.codes)}"
         yield Difference(name, "code", REGRESSION, message, _replies(old), _replies(new))
         return
-    if set(old.enhanced) != set(new.enhanced):
-        message = f"enhanced status code changed: {_keys(old.enhanced)} -> {_keys(new.enhanced)}"
-        yield Difference(name, "enhanced", REGRESSION, message, _replies(old), _replies(new))
-        return
-    if set(old.text) != set(new.text):
+    enhanced = _enhanced_difference(old, new, soft)
+    if enhanced is not None:
+        yield enhanced
+    elif set(old.text) != set(new.text):
         gone = sorted(set(old.text) - set(new.text))
         came = sorted(set(new.text) - set(old.text))
         if len(gone) == 1 and len(came) == 1:
@@ -233,6 +240,64 @@ def _step_differences(
             yield Difference(name, "text", soft, message, _lines(gone), _lines(came))
     if old.capabilities is not None and new.capabilities is not None:
         yield from _capability_differences(name, old.capabilities, new.capabilities, soft)
+
+
+#: Stands for "a reply without an enhanced status code" among the enhanced codes a step saw.
+_NO_CODE = "none"
+
+
+def _enhanced_difference(old: StepBehaviour, new: StepBehaviour, soft: str) -> Difference | None:
+    """The enhanced codes' difference, judged per reply class (RFC 2034 §4: the code's class
+    is the reply's first digit, so a 2.x.x code can only have come to a 2yz reply).
+
+    A code that came where the class had replies without one is ``enhanced_added`` (a server
+    that started to send RFC 2034 codes); a code that went, replies that lost theirs, or a code
+    that came where every reply already had one is ``enhanced``, a regression.
+    """
+    was, now = _enhanced_by_class(old), _enhanced_by_class(new)
+    if was == now:
+        return None
+    added = all(_only_added(was.get(c, set()), now.get(c, set())) for c in was.keys() | now.keys())
+    change = f"{_enhanced_list(was)} -> {_enhanced_list(now)}"
+    if added:
+        message = f"enhanced status code added: {change}"
+        return Difference(old.name, "enhanced_added", soft, message, _replies(old), _replies(new))
+    message = f"enhanced status code changed: {change}"
+    return Difference(old.name, "enhanced", REGRESSION, message, _replies(old), _replies(new))
+
+
+def _enhanced_by_class(step: StepBehaviour) -> dict[str, set[str]]:
+    """Per reply class ("2", "4", "5"), the enhanced codes seen, and :data:`_NO_CODE` when some
+    replies of the class had none (a reply has at most one: counts tell which are missing)."""
+    replies: dict[str, int] = {}
+    for code, sessions in step.codes.items():
+        replies[code[:1]] = replies.get(code[:1], 0) + sessions
+    seen: dict[str, set[str]] = {}
+    coded: dict[str, int] = {}
+    for enhanced, sessions in step.enhanced.items():
+        seen.setdefault(enhanced[:1], set()).add(enhanced)
+        coded[enhanced[:1]] = coded.get(enhanced[:1], 0) + sessions
+    for reply_class, sessions in replies.items():
+        if sessions > coded.get(reply_class, 0) and reply_class in ("2", "4", "5"):
+            seen.setdefault(reply_class, set()).add(_NO_CODE)
+    return seen
+
+
+def _only_added(was: set[str], now: set[str]) -> bool:
+    """Whether one class's codes changed only by codes that came to replies that had none."""
+    if (was - {_NO_CODE}) - now:  # a code went: changed, or replaced by none
+        return False
+    came = now - was
+    # Sets, not counts, as everywhere: a code that came while replies without one were seen
+    # is taken as given to those replies, the simplest reading.
+    return not came or _NO_CODE in was
+
+
+def _enhanced_list(by_class: Mapping[str, set[str]]) -> str:
+    codes = sorted(set().union(*by_class.values()) - {_NO_CODE}) if by_class else []
+    if any(_NO_CODE in seen for seen in by_class.values()) or not codes:
+        codes.append(_NO_CODE)
+    return ", ".join(codes)
 
 
 def _capability_differences(
