@@ -370,7 +370,96 @@ def test_json_summary() -> None:
             "kind": "capability_removed",
             "severity": "regression",
             "message": "capability removed: DSN",
-            "baseline": "",
-            "now": "",
+            "baseline": "DSN",
+            "now": "not advertised",
         }
     ]
+
+
+def every_kind_of_difference() -> list[Comparison]:
+    """Comparisons that, between them, hold every kind of difference that compare reports."""
+    scenario = compile_scenario(
+        parse_scenario(SCENARIO_YAML.replace("send: MAIL FROM:<a@example.test>", "send: NOOP"), "x")
+    )
+    noop = {**answers(), "noop": b"250 2.0.0 Ok\r\n"}
+    ehlo = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 20480000\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+    gone_after = behaviour_of([answers()])
+    steps = tuple(
+        replace(step, sessions=0, codes={}, events={}, text=()) if step.name == "close" else step
+        for step in gone_after.steps
+    )
+    return [
+        compared(
+            [answers()],
+            [
+                answers(
+                    greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n",  # text, one line
+                    ehlo=ehlo,  # DSN removed, CHUNKING added, SIZE changed
+                    mail=b"250 2.1.5 Sender ok\r\n",  # enhanced code changed
+                    rcpt=REFUSED,  # code
+                    quit=b"221-2.0.0 Bye\r\n221 2.0.0 See you\r\n",  # text, two lines
+                )
+            ],
+        ),
+        compared([answers(mail=QMAIL_MAIL)], [answers(mail=SENDMAIL_MAIL, quit="timeout")]),
+        compare(
+            behaviour_of([answers()]),
+            behaviour_of([noop], scenario=scenario),
+            strict=False,
+            max_latency_regression_pct=None,
+        ),
+        compare(
+            behaviour_of([answers()]),
+            replace(gone_after, steps=steps),
+            strict=False,
+            max_latency_regression_pct=None,
+        ),
+        compare(
+            behaviour_of([answers()], latency_us=1000),
+            behaviour_of([answers()], latency_us=5000),
+            strict=False,
+            max_latency_regression_pct=10.0,
+        ),
+    ]
+
+
+def test_every_difference_says_what_the_baseline_and_this_run_saw() -> None:
+    kinds_seen = set()
+    for comparison in every_kind_of_difference():
+        for step in comparison_summary(comparison)["steps"]:
+            for difference in step["differences"]:
+                kinds_seen.add(difference["kind"])
+                assert difference["baseline"], difference
+                assert difference["now"], difference
+                assert difference["baseline"] != difference["now"], difference
+    assert kinds_seen == {
+        "text",
+        "capability_removed",
+        "capability_added",
+        "capability_changed",
+        "enhanced",
+        "code",
+        "enhanced_added",
+        "event",
+        "step_missing",
+        "step_added",
+        "latency_p50",
+        "latency_p99",
+    }
+
+
+def test_text_and_capability_differences_carry_the_lines_and_keywords() -> None:
+    (comparison, *_) = every_kind_of_difference()
+    found = {(d.step, d.kind): (d.baseline, d.now) for d in comparison.differences}
+    assert found[("greeting", "text")] == (
+        "mx.test ESMTP Postfix",
+        "mx.test ESMTP Postfix (upgraded)",
+    )
+    assert found[("quit", "text")] == ("(no line of its own)", "2.0.0 See you")
+    assert found[("ehlo", "capability_removed")] == ("DSN", "not advertised")
+    assert found[("ehlo", "capability_added")] == ("not advertised", "CHUNKING")
+    assert found[("ehlo", "capability_changed")] == ("SIZE 10240000", "SIZE 20480000")
+    # The text report does not repeat what the one-line message already says.
+    report = format_comparison(comparison).splitlines()
+    greeting = report.index(next(line for line in report if line.startswith("greeting")))
+    assert report[greeting + 1].startswith("ehlo")

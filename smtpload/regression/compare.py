@@ -76,16 +76,21 @@ class Difference:
         kind: what differs (see the module docstring's table).
         severity: ``"regression"`` or ``"warning"``.
         message: what changed, in one line, e.g. ``reply code changed: 250 -> 550``.
-        baseline: what the baseline saw, for the report ("" when not useful).
-        now: what this run saw.
+        baseline: what the baseline saw of what changed, e.g. the replies with their counts,
+            the text lines gone, the capability removed (``not advertised`` for one added).
+        now: what this run saw of it.
+        in_message: the message already quotes ``baseline`` and ``now`` (a one-line text
+            change, a capability without parameters): the text report and JUnit do not
+            repeat them; the JSON has them all the same.
     """
 
     step: str
     kind: str
     severity: str
     message: str
-    baseline: str = ""
-    now: str = ""
+    baseline: str
+    now: str
+    in_message: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +170,9 @@ def compare(
             kind = "step_added" if old is None else "step_missing"
             where = "the baseline" if old is None else "the scenario now"
             message = f"step {name!r} is not in {where}; record the baseline again"
-            differences.append(Difference(name, kind, REGRESSION, message))
+            was = "not in the baseline" if old is None else _outcomes(old)
+            now = "not in the scenario" if new is None else _outcomes(new)
+            differences.append(Difference(name, kind, REGRESSION, message, was, now))
             continue
         found = list(_step_differences(old, new, soft, dialogue_changed))
         reached_differently = bool(old.sessions) != bool(new.sessions) or (
@@ -207,14 +214,13 @@ def _step_differences(
     name = old.name
     if old.sessions and not new.sessions:
         if not dialogue_changed:
-            yield Difference(
-                name, "event", REGRESSION, "no session reached this step", _outcomes(old), ""
-            )
+            message = "no session reached this step"
+            yield Difference(name, "event", REGRESSION, message, _outcomes(old), _outcomes(new))
         return
     if new.sessions and not old.sessions:
         if not dialogue_changed:
             message = "sessions now reach this step"
-            yield Difference(name, "event", REGRESSION, message, "", _outcomes(new))
+            yield Difference(name, "event", REGRESSION, message, _outcomes(old), _outcomes(new))
         return
     if set(old.events) != set(new.events):
         consequence = set(new.events) - set(old.events) <= {"skipped"} and dialogue_changed
@@ -234,7 +240,7 @@ def _step_differences(
         came = sorted(set(new.text) - set(old.text))
         if len(gone) == 1 and len(came) == 1:
             message = f"reply text changed: {gone[0]!r} -> {came[0]!r}"
-            yield Difference(name, "text", soft, message)
+            yield Difference(name, "text", soft, message, gone[0], came[0], in_message=True)
         else:
             message = f"reply text changed: {len(gone)} lines gone, {len(came)} new"
             yield Difference(name, "text", soft, message, _lines(gone), _lines(came))
@@ -311,10 +317,14 @@ def _capability_differences(
     changed = [k for k in old if k in new and old[k] != new[k]]
     if removed:
         message = f"capability removed: {', '.join(removed)}"
-        yield Difference(name, "capability_removed", REGRESSION, message, _caps(old, removed))
+        was, bare = _caps(old, removed), not any(old[k] for k in removed)
+        yield Difference(
+            name, "capability_removed", REGRESSION, message, was, _ABSENT, in_message=bare
+        )
     if added:
         message = f"capability added: {', '.join(added)}"
-        yield Difference(name, "capability_added", soft, message, now=_caps(new, added))
+        now, bare = _caps(new, added), not any(new[k] for k in added)
+        yield Difference(name, "capability_added", soft, message, _ABSENT, now, in_message=bare)
     if changed:
         message = f"capability parameters changed: {', '.join(changed)}"
         yield Difference(
@@ -373,10 +383,12 @@ def _lines(lines: Sequence[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
+#: What a capability difference shows for the side that does not advertise the keyword.
+_ABSENT = "not advertised"
+
+
 def _caps(capabilities: Mapping[str, tuple[str, ...]], keywords: Sequence[str]) -> str:
-    """The keywords with their parameters, or "" when none has any (the message says it all)."""
-    if not any(capabilities[k] for k in keywords):
-        return ""
+    """The keywords with their parameters: ``SIZE 10240000, DSN``."""
     return ", ".join(" ".join((k, *capabilities[k])) for k in keywords)
 
 
@@ -401,10 +413,9 @@ def format_comparison(comparison: Comparison) -> str:
         for difference in differences:
             severity = "REGRESSION" if difference.severity == REGRESSION else "warning"
             lines.append(f"{name:<{width}}  {severity:<10}  {difference.message}")
-            indent = " " * (width + 14)
-            if difference.baseline:
+            if not difference.in_message:
+                indent = " " * (width + 14)
                 lines.append(f"{indent}baseline: {difference.baseline}")
-            if difference.now:
                 lines.append(f"{indent}now:      {difference.now}")
     lines.append(_summary_line(comparison))
     return "\n".join(lines) + "\n"

@@ -75,8 +75,7 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
 
 def _detail(difference: Difference) -> str:
     lines = [f"{difference.kind}: {difference.message}"]
-    if difference.baseline:
+    if not difference.in_message:
         lines.append(f"  baseline: {difference.baseline}")
-    if difference.now:
         lines.append(f"  now:      {difference.now}")
     return "\n".join(lines)
