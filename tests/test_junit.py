@@ -6,9 +6,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from smtpload.regression.compare import Comparison, compare
+from smtpload.regression.compare import Comparison, compare, format_comparison
 from smtpload.regression.junit import junit_xml
 from tests.test_baseline import STEPS, answers, behaviour_of
+from tests.test_regression import every_kind_of_difference
 
 EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 REFUSED = b'550 5.1.1 <b@example.test>: "Recipient" & co rejected\r\n'
@@ -109,3 +110,26 @@ def test_no_difference_means_no_failure() -> None:
     assert root.attrib["failures"] == "0"
     assert all(not found for found in failures_by_step(root).values())
     assert root.find("testsuite/testcase/system-out") is None
+
+
+def test_the_text_summary_counts_what_junit_counts() -> None:
+    # Steps of every status, and steps with several differences (code and latency, say).
+    everything = [upgrade(), upgrade(strict=True), upgrade(pct=50.0), *every_kind_of_difference()]
+    for comparison in everything:
+        (suite,) = parsed(comparison).findall("testsuite")
+        cases = suite.findall("testcase")
+        tests, failures, skipped = (int(suite.attrib[k]) for k in ("tests", "failures", "skipped"))
+        warned = [
+            c for c in cases if c.find("failure") is None and c.find("system-out") is not None
+        ]
+        assert len(cases) == tests
+        assert len(suite.findall("testcase/skipped")) == skipped
+        ok = tests - failures - len(warned) - skipped
+        last_line = format_comparison(comparison).splitlines()[-1]
+        if ok == tests:
+            assert last_line == f"no differences in {tests} steps"
+        else:
+            assert last_line == (
+                f"{tests} steps: {failures} regressed, {len(warned)} with warnings, "
+                f"{skipped} not run, {ok} ok"
+            )

@@ -345,7 +345,7 @@ def test_text_report_lists_every_step_then_a_summary() -> None:
         "message   ok",
         "quit      ok",
         "close     ok",
-        "2 regressions, 1 warning",
+        "8 steps: 2 regressed, 1 with warnings, 0 not run, 5 ok",
     ]
 
 
@@ -353,6 +353,8 @@ def test_json_summary() -> None:
     summary = comparison_summary(upgrade_comparison(strict=True))
     json.dumps(summary)  # JSON-able
     assert (summary["regressions"], summary["warnings"], summary["exit_status"]) == (3, 0, 1)
+    # Differences above; steps by status here, as the text report's last line and JUnit count.
+    assert summary["steps_by_status"] == {"regression": 3, "warning": 0, "not run": 0, "ok": 5}
     assert summary["baseline"] == {"target": "192.0.2.1:25", "sessions": 2}
     assert summary["strict"] is True
     assert [(s["name"], s["status"]) for s in summary["steps"]] == [

@@ -53,6 +53,9 @@ from typing import Any
 from smtpload.regression.baseline import Behaviour, StepBehaviour
 
 __all__ = [
+    "NOT_RUN",
+    "REGRESSION",
+    "WARNING",
     "Comparison",
     "Difference",
     "compare",
@@ -62,6 +65,7 @@ __all__ = [
 
 REGRESSION = "regression"
 WARNING = "warning"
+NOT_RUN = "not run"
 
 #: How many removed or added text lines a difference shows before "(+N more)".
 _MAX_LINES_SHOWN = 5
@@ -129,6 +133,13 @@ class Comparison:
         """0 when nothing regressed, 1 otherwise."""
         return 1 if self.regressions else 0
 
+    def steps_by_status(self) -> dict[str, int]:
+        """How many steps have each status (see :meth:`status_of`), every status listed."""
+        counts = dict.fromkeys((REGRESSION, WARNING, NOT_RUN, "ok"), 0)
+        for step in self.steps:
+            counts[self.status_of(step)] += 1
+        return counts
+
     def differences_at(self, step: str) -> tuple[Difference, ...]:
         return tuple(d for d in self.differences if d.step == step)
 
@@ -140,7 +151,7 @@ class Comparison:
             return REGRESSION
         if severities:
             return WARNING
-        return "not run" if step in self.not_run else "ok"
+        return NOT_RUN if step in self.not_run else "ok"
 
 
 def compare(
@@ -407,7 +418,7 @@ def format_comparison(comparison: Comparison) -> str:
         differences = comparison.differences_at(name)
         if not differences:
             status = comparison.status_of(name)
-            if status == "not run":
+            if status == NOT_RUN:
                 status = "not run as in the baseline (an earlier step changed)"
             lines.append(f"{name:<{width}}  {status}")
         for difference in differences:
@@ -422,12 +433,14 @@ def format_comparison(comparison: Comparison) -> str:
 
 
 def _summary_line(comparison: Comparison) -> str:
-    regressions, warnings = len(comparison.regressions), len(comparison.warnings)
-    if not regressions and not warnings:
+    """Steps counted by status, as JUnit counts its test cases (failures, skipped)."""
+    counts = comparison.steps_by_status()
+    if counts["ok"] == len(comparison.steps):
         return f"no differences in {len(comparison.steps)} steps"
-    plural = "" if regressions == 1 else "s"
-    warning_plural = "" if warnings == 1 else "s"
-    return f"{regressions} regression{plural}, {warnings} warning{warning_plural}"
+    return (
+        f"{len(comparison.steps)} steps: {counts[REGRESSION]} regressed, "
+        f"{counts[WARNING]} with warnings, {counts[NOT_RUN]} not run, {counts['ok']} ok"
+    )
 
 
 def comparison_summary(comparison: Comparison) -> dict[str, Any]:
@@ -443,6 +456,7 @@ def comparison_summary(comparison: Comparison) -> dict[str, Any]:
         "max_latency_regression_pct": comparison.max_latency_regression_pct,
         "regressions": len(comparison.regressions),
         "warnings": len(comparison.warnings),
+        "steps_by_status": comparison.steps_by_status(),
         "exit_status": comparison.exit_status,
         "steps": [
             {
