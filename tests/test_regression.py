@@ -8,12 +8,22 @@ step that changed, and nothing that merely follows from it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
 
 from smtpload.protocol.compiler import compile_scenario
-from smtpload.regression.compare import Comparison, compare, comparison_summary, format_comparison
+from smtpload.regression.baseline import Behaviour, StepLatency
+from smtpload.regression.compare import (
+    DEFAULT_MIN_LATENCY_DELTA_MS,
+    SAMPLES_NEEDED,
+    Comparison,
+    compare,
+    comparison_summary,
+    format_comparison,
+)
+from smtpload.report.stats import LatencyHistogram
 from smtpload.scenario.loader import parse_scenario
 from tests.test_baseline import SCENARIO_YAML, answers, behaviour_of
 
@@ -286,30 +296,130 @@ def test_steps_added_to_and_removed_from_the_scenario_are_regressions() -> None:
 
 
 @pytest.mark.parametrize(
-    ("now_us", "pct", "expected"),
+    ("was_us", "now_us", "pct", "floor_ms", "expected"),
     [
-        (1000, 20.0, []),  # +0 %
-        (1200, 20.0, []),  # +20 %: at the limit, not beyond it
-        (
-            1300,
-            20.0,
-            [("mail", "latency_p50", "regression"), ("mail", "latency_p99", "regression")],
-        ),
-        (5000, None, []),  # no --max-latency-regression: latencies are not judged
+        pytest.param(1000, 1000, 20.0, 1.0, False, id="same"),
+        pytest.param(1000, 1200, 20.0, 0.0, False, id="at-the-percentage"),
+        pytest.param(1000, 1300, 20.0, 0.0, True, id="beyond-the-percentage-no-floor"),
+        # Noise on a loopback: +900 %, but 0.9 ms.
+        pytest.param(100, 1000, 20.0, 1.0, False, id="beyond-the-percentage-within-the-floor"),
+        pytest.param(100, 1100, 20.0, 1.0, False, id="at-the-floor"),
+        pytest.param(100, 1200, 20.0, 1.0, True, id="beyond-both"),
+        pytest.param(10_000, 11_500, 20.0, 1.0, False, id="beyond-the-floor-within-the-percentage"),
+        pytest.param(1000, 5000, None, 1.0, False, id="not-asked"),
     ],
-    ids=["same", "at-limit", "beyond", "not-asked"],
 )
-def test_latency_regressions_beyond_the_allowed_percentage(
-    now_us: int, pct: float | None, expected: list[tuple[str, str, str]]
+def test_latency_regressions_beyond_both_the_percentage_and_the_floor(
+    was_us: int, now_us: int, pct: float | None, floor_ms: float, expected: bool
 ) -> None:
-    baseline = behaviour_of([answers()], latency_us={"mail": 1000})
-    current = behaviour_of([answers()], latency_us={"mail": now_us})
-    comparison = compare(baseline, current, strict=False, max_latency_regression_pct=pct)
-    assert kinds(comparison) == expected
-    if expected:
-        assert comparison.differences[0].message == (
-            "p50 latency grew 30% (1.000 ms -> 1.300 ms), more than the 20% allowed"
-        )
+    # Two sessions: enough samples for p50, too few for p99 and p99.9.
+    baseline = behaviour_of([answers()] * 2, latency_us={"mail": was_us})
+    current = behaviour_of([answers()] * 2, latency_us={"mail": now_us})
+    comparison = compare(
+        baseline,
+        current,
+        strict=False,
+        max_latency_regression_pct=pct,
+        min_latency_delta_ms=floor_ms,
+    )
+    assert kinds(comparison) == ([("mail", "latency_p50", "regression")] if expected else [])
+
+
+def test_a_latency_regression_says_by_how_much_and_what_was_allowed() -> None:
+    baseline = behaviour_of([answers()] * 2, latency_us={"mail": 100})
+    current = behaviour_of([answers()] * 2, latency_us={"mail": 1200})
+    comparison = compare(baseline, current, strict=False, max_latency_regression_pct=20.0)
+    assert comparison.min_latency_delta_ms == DEFAULT_MIN_LATENCY_DELTA_MS == 1.0
+    (difference,) = comparison.differences
+    assert difference.message == (
+        "p50 latency grew 1100% (0.100 ms -> 1.200 ms, +1.100 ms), "
+        "more than the 20% and 1 ms allowed"
+    )
+    assert (difference.baseline, difference.now) == ("0.100 ms", "1.200 ms")
+
+
+def with_latency(behaviour: Behaviour, step: str, samples_us: Sequence[int]) -> Behaviour:
+    """``behaviour`` with the latencies of ``step`` replaced by ``samples_us``."""
+    histogram = LatencyHistogram()
+    for value in samples_us:
+        histogram.record_us(value)
+    steps = tuple(
+        replace(s, latency=StepLatency.of(histogram)) if s.name == step else s
+        for s in behaviour.steps
+    )
+    return replace(behaviour, steps=steps)
+
+
+def with_mail_latency(behaviour: Behaviour, samples_us: Sequence[int]) -> Behaviour:
+    return with_latency(behaviour, "mail", samples_us)
+
+
+def slow_tail(samples: int, slow: int) -> list[int]:
+    """``samples`` latencies of 1 ms, of which the ``slow`` highest are 50 ms."""
+    return [1000] * (samples - slow) + [50_000] * slow
+
+
+@pytest.mark.parametrize(
+    ("percentile", "slow"),
+    # Enough slow samples to move that percentile, and none below it.
+    [("p50", 2), ("p99", 2), ("p99.9", 2)],
+)
+@pytest.mark.parametrize("short", [None, "baseline", "now"])
+def test_a_percentile_is_judged_only_when_enough_samples_back_it_on_both_sides(
+    percentile: str, slow: int, short: str | None
+) -> None:
+    needed = SAMPLES_NEEDED[percentile]
+    one = behaviour_of([answers()])
+    baseline_count = needed - 1 if short == "baseline" else needed
+    current_count = needed - 1 if short == "now" else needed
+    if percentile == "p50":
+        baseline_samples, current_samples = [1000] * baseline_count, [50_000] * current_count
+    else:
+        baseline_samples = [1000] * baseline_count
+        current_samples = slow_tail(current_count, slow)
+    comparison = compare(
+        with_mail_latency(one, baseline_samples),
+        with_mail_latency(one, current_samples),
+        strict=False,
+        max_latency_regression_pct=10.0,
+    )
+    mail = [(n.percentile, n.samples_needed) for n in comparison.not_judged_at("mail")]
+    if short is None:
+        assert kinds(comparison) == [
+            ("mail", f"latency_{percentile.replace('.', '_')}", "regression")
+        ]
+        assert percentile not in dict(mail)
+    else:
+        assert kinds(comparison) == []
+        assert (percentile, needed) in mail
+        (note,) = [n for n in comparison.not_judged_at("mail") if n.percentile == percentile]
+        assert (note.baseline_samples, note.current_samples) == (baseline_count, current_count)
+    # The percentiles that need more samples than there are, and only those, are not judged.
+    samples = min(baseline_count, current_count)
+    assert dict(mail) == {k: n for k, n in SAMPLES_NEEDED.items() if n > samples}
+
+
+def test_the_report_says_which_percentiles_were_not_judged_and_from_how_many_samples() -> None:
+    baseline = behaviour_of([answers()] * 19 + [answers(quit="timeout")])
+    current = behaviour_of([answers()] * 20)
+    comparison = compare(baseline, current, strict=False, max_latency_regression_pct=10.0)
+    report = format_comparison(comparison).splitlines()
+    assert report[-3:-1] == [
+        "note: p99 latency not judged at 8 steps: it needs 100 samples in both runs "
+        "(baseline: 19-20, now: 20)",
+        "note: p99.9 latency not judged at 8 steps: it needs 1000 samples in both runs "
+        "(baseline: 19-20, now: 20)",
+    ]
+    steps = {s["name"]: s for s in comparison_summary(comparison)["steps"]}
+    assert steps["quit"]["latency_not_judged"] == [
+        {"percentile": "p99", "samples_needed": 100, "baseline_samples": 19, "now_samples": 20},
+        {"percentile": "p99.9", "samples_needed": 1000, "baseline_samples": 19, "now_samples": 20},
+    ]
+    assert comparison_summary(comparison)["min_latency_delta_ms"] == 1.0
+    # Not asked to judge latencies: nothing to say about them.
+    quiet = compare(baseline, current, strict=False, max_latency_regression_pct=None)
+    assert not [line for line in format_comparison(quiet).splitlines() if "note" in line]
+    assert all(s["latency_not_judged"] == [] for s in comparison_summary(quiet)["steps"])
 
 
 def test_latency_is_not_compared_for_steps_without_samples() -> None:
@@ -378,31 +488,36 @@ def test_json_summary() -> None:
     ]
 
 
+def many_changes() -> Comparison:
+    """A run in which most steps changed, each its own way."""
+    ehlo = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 20480000\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+    return compared(
+        [answers()],
+        [
+            answers(
+                greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n",  # text, one line
+                ehlo=ehlo,  # DSN removed, CHUNKING added, SIZE changed
+                mail=b"250 2.1.5 Sender ok\r\n",  # enhanced code changed
+                rcpt=REFUSED,  # code
+                quit=b"221-2.0.0 Bye\r\n221 2.0.0 See you\r\n",  # text, two lines
+            )
+        ],
+    )
+
+
 def every_kind_of_difference() -> list[Comparison]:
     """Comparisons that, between them, hold every kind of difference that compare reports."""
     scenario = compile_scenario(
         parse_scenario(SCENARIO_YAML.replace("send: MAIL FROM:<a@example.test>", "send: NOOP"), "x")
     )
     noop = {**answers(), "noop": b"250 2.0.0 Ok\r\n"}
-    ehlo = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 20480000\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
     gone_after = behaviour_of([answers()])
     steps = tuple(
         replace(step, sessions=0, codes={}, events={}, text=()) if step.name == "close" else step
         for step in gone_after.steps
     )
     return [
-        compared(
-            [answers()],
-            [
-                answers(
-                    greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n",  # text, one line
-                    ehlo=ehlo,  # DSN removed, CHUNKING added, SIZE changed
-                    mail=b"250 2.1.5 Sender ok\r\n",  # enhanced code changed
-                    rcpt=REFUSED,  # code
-                    quit=b"221-2.0.0 Bye\r\n221 2.0.0 See you\r\n",  # text, two lines
-                )
-            ],
-        ),
+        many_changes(),
         compared([answers(mail=QMAIL_MAIL)], [answers(mail=SENDMAIL_MAIL, quit="timeout")]),
         compare(
             behaviour_of([answers()]),
@@ -417,8 +532,14 @@ def every_kind_of_difference() -> list[Comparison]:
             max_latency_regression_pct=None,
         ),
         compare(
-            behaviour_of([answers()], latency_us=1000),
-            behaviour_of([answers()], latency_us=5000),
+            behaviour_of([answers()] * 2, latency_us=1000),
+            behaviour_of([answers()] * 2, latency_us={"mail": 5000}),
+            strict=False,
+            max_latency_regression_pct=10.0,
+        ),
+        compare(
+            with_mail_latency(behaviour_of([answers()]), [1000] * 1000),
+            with_mail_latency(behaviour_of([answers()]), slow_tail(1000, 11)),
             strict=False,
             max_latency_regression_pct=10.0,
         ),
@@ -447,11 +568,12 @@ def test_every_difference_says_what_the_baseline_and_this_run_saw() -> None:
         "step_added",
         "latency_p50",
         "latency_p99",
+        "latency_p99_9",
     }
 
 
 def test_text_and_capability_differences_carry_the_lines_and_keywords() -> None:
-    (comparison, *_) = every_kind_of_difference()
+    comparison = many_changes()
     found = {(d.step, d.kind): (d.baseline, d.now) for d in comparison.differences}
     assert found[("greeting", "text")] == (
         "mx.test ESMTP Postfix",

@@ -19,6 +19,7 @@ from smtpload.cli.common import (
     EXIT_OK,
     add_run_options,
     check_outputs,
+    milliseconds,
     parse_vars,
     positive_percent,
     scenario_path,
@@ -26,7 +27,12 @@ from smtpload.cli.common import (
 from smtpload.errors import UsageError
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
-from smtpload.regression.compare import compare, comparison_summary, format_comparison
+from smtpload.regression.compare import (
+    DEFAULT_MIN_LATENCY_DELTA_MS,
+    compare,
+    comparison_summary,
+    format_comparison,
+)
 from smtpload.regression.junit import junit_xml
 from smtpload.regression.observe import observe_run
 from smtpload.scenario.loader import load_scenario
@@ -77,8 +83,17 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--max-latency-regression",
         type=positive_percent,
         metavar="PCT",
-        help="a p50 or p99 more than PCT %% above the baseline's is a "
-        "regression (not checked without it)",
+        help="a p50, p99 or p99.9 more than PCT %% (and --min-latency-delta) above the "
+        "baseline's is a regression; p99 is judged only with 100 samples on both sides, "
+        "p99.9 with 1,000 (not checked without it)",
+    )
+    comparing.add_argument(
+        "--min-latency-delta",
+        type=milliseconds,
+        default=DEFAULT_MIN_LATENCY_DELTA_MS,
+        metavar="MS",
+        help="with --max-latency-regression, a percentile that grew by MS ms or less is no "
+        "regression, whatever the percentage (default: %(default)g; 0 turns it off)",
     )
     comparing.add_argument(
         "--strict",
@@ -175,6 +190,7 @@ def command_compare(args: argparse.Namespace) -> int:
         current,
         strict=args.strict,
         max_latency_regression_pct=args.max_latency_regression,
+        min_latency_delta_ms=args.min_latency_delta,
     )
     print(format_comparison(comparison), end="")
     if args.junit is not None:

@@ -29,8 +29,9 @@ text                the set of normalized text lines changed                    
 capability_removed  an EHLO keyword is no longer advertised                     regression
 capability_added    an EHLO keyword is newly advertised                         warning [*]
 capability_changed  an EHLO keyword lists other parameters (``SIZE``)           warning [*]
-latency_p50/p99     now > baseline x (1 + PCT/100), with --max-latency-          regression
-                    regression PCT and samples on both sides
+latency_p50,        with --max-latency-regression PCT: now > baseline x (1 +    regression
+latency_p99,        PCT/100) and now - baseline > --min-latency-delta MS
+latency_p99_9       (default 1 ms), when enough samples back it [***]
 ==================  ==========================================================  ============
 
 [*] a regression with ``--strict``. [**] Enhanced codes are compared per reply class, with
@@ -42,6 +43,14 @@ compared: the code is part of it. Capabilities are compared only when both runs 
 EHLO reply at the step (otherwise the ``code`` difference says it all). Once a step has an
 ``event`` or ``code`` difference, later steps that sessions are now ``skipped`` at, or that no
 session reaches, are consequences of it and are not reported again.
+
+[***] A percentile q is judged only when both sides recorded at least 1 / (1 - q) latencies at
+the step (:data:`SAMPLES_NEEDED`: p50 from 2, p99 from 100, p99.9 from 1,000); with fewer it
+is the slowest sample, and one slow sample would decide. The ones not judged are listed
+(``Comparison.not_judged``) and the report says so in a note. The floor keeps sub-millisecond
+replies, which move by tens of percent between two runs of the same server, from reading as
+regressions; a step that waits on a disk (a message's queue file) moves by more, and needs a
+higher floor.
 """
 
 from __future__ import annotations
@@ -53,11 +62,14 @@ from typing import Any
 from smtpload.regression.baseline import Behaviour, StepBehaviour
 
 __all__ = [
+    "DEFAULT_MIN_LATENCY_DELTA_MS",
     "NOT_RUN",
     "REGRESSION",
+    "SAMPLES_NEEDED",
     "WARNING",
     "Comparison",
     "Difference",
+    "NotJudged",
     "compare",
     "comparison_summary",
     "format_comparison",
@@ -66,6 +78,15 @@ __all__ = [
 REGRESSION = "regression"
 WARNING = "warning"
 NOT_RUN = "not run"
+
+#: The absolute floor of --max-latency-regression: on a quiet loopback, scheduling alone moves
+#: sub-millisecond replies by tens of percent between runs of the same server.
+DEFAULT_MIN_LATENCY_DELTA_MS = 1.0
+
+#: The samples each side needs before a percentile is judged: with fewer than 1 / (1 - q), the
+#: q-quantile of the samples is their maximum ("p99" of 20 samples is the slowest one), and a
+#: single slow sample on either side would decide.
+SAMPLES_NEEDED: dict[str, int] = {"p50": 2, "p99": 100, "p99.9": 1000}
 
 #: How many removed or added text lines a difference shows before "(+N more)".
 _MAX_LINES_SHOWN = 5
@@ -98,6 +119,25 @@ class Difference:
 
 
 @dataclass(frozen=True, slots=True)
+class NotJudged:
+    """A latency percentile that was not compared at a step: too few samples back it.
+
+    Attributes:
+        step: the step's name.
+        percentile: ``"p50"``, ``"p99"`` or ``"p99.9"``.
+        samples_needed: on each side, see :data:`SAMPLES_NEEDED`.
+        baseline_samples: the latencies the baseline recorded at the step.
+        current_samples: the latencies this run recorded at the step.
+    """
+
+    step: str
+    percentile: str
+    samples_needed: int
+    baseline_samples: int
+    current_samples: int
+
+
+@dataclass(frozen=True, slots=True)
 class Comparison:
     """The result of comparing a run with its baseline.
 
@@ -107,6 +147,9 @@ class Comparison:
         differences: in step order.
         not_run: steps the run did not reach as the baseline did because an earlier step
             changed; not differences of their own, but not "ok" either.
+        min_latency_delta_ms: the absolute floor latencies were judged with.
+        not_judged: the percentiles that too few samples back, per step, in step order
+            (only with ``max_latency_regression_pct``).
     """
 
     scenario: str
@@ -119,6 +162,8 @@ class Comparison:
     strict: bool
     max_latency_regression_pct: float | None
     not_run: tuple[str, ...] = ()
+    min_latency_delta_ms: float = DEFAULT_MIN_LATENCY_DELTA_MS
+    not_judged: tuple[NotJudged, ...] = ()
 
     @property
     def regressions(self) -> tuple[Difference, ...]:
@@ -143,6 +188,9 @@ class Comparison:
     def differences_at(self, step: str) -> tuple[Difference, ...]:
         return tuple(d for d in self.differences if d.step == step)
 
+    def not_judged_at(self, step: str) -> tuple[NotJudged, ...]:
+        return tuple(n for n in self.not_judged if n.step == step)
+
     def status_of(self, step: str) -> str:
         """``"ok"``, ``"warning"``, ``"regression"`` (the worst difference at ``step``), or
         ``"not run"`` when an earlier change kept the sessions from running it as before."""
@@ -160,6 +208,7 @@ def compare(
     *,
     strict: bool,
     max_latency_regression_pct: float | None,
+    min_latency_delta_ms: float = DEFAULT_MIN_LATENCY_DELTA_MS,
 ) -> Comparison:
     """Compare a run with its baseline by the rules in the module docstring.
 
@@ -167,14 +216,18 @@ def compare(
         baseline: what the baseline file recorded.
         current: what this run observed.
         strict: count text and added or changed capabilities as regressions, not warnings.
-        max_latency_regression_pct: report a step whose p50 or p99 grew by more than this
-            percentage; None compares no latencies.
+        max_latency_regression_pct: report a step whose p50, p99 or p99.9 grew by more than
+            this percentage (and by more than ``min_latency_delta_ms``); None compares no
+            latencies.
+        min_latency_delta_ms: the absolute floor: a percentile that grew by this many ms or
+            less is never a regression, whatever the percentage. 0 turns it off.
     """
     steps = _merged_step_names([s.name for s in baseline.steps], [s.name for s in current.steps])
     differences: list[Difference] = []
     soft = REGRESSION if strict else WARNING
     dialogue_changed = False  # an earlier step's events or codes changed
     not_run: list[str] = []
+    not_judged: list[NotJudged] = []
     for name in steps:
         old, new = baseline.step(name), current.step(name)
         if old is None or new is None:
@@ -195,7 +248,10 @@ def compare(
             dialogue_changed = True
         differences.extend(found)
         if max_latency_regression_pct is not None:
-            differences.extend(_latency_differences(old, new, max_latency_regression_pct))
+            latency = _latency_differences(
+                old, new, max_latency_regression_pct, min_latency_delta_ms, not_judged
+            )
+            differences.extend(latency)
     return Comparison(
         scenario=current.scenario,
         baseline_target=baseline.target,
@@ -207,6 +263,8 @@ def compare(
         strict=strict,
         max_latency_regression_pct=max_latency_regression_pct,
         not_run=tuple(not_run),
+        min_latency_delta_ms=min_latency_delta_ms,
+        not_judged=tuple(not_judged),
     )
 
 
@@ -344,23 +402,45 @@ def _capability_differences(
 
 
 def _latency_differences(
-    old: StepBehaviour, new: StepBehaviour, limit_pct: float
+    old: StepBehaviour,
+    new: StepBehaviour,
+    limit_pct: float,
+    floor_ms: float,
+    not_judged: list[NotJudged],
 ) -> Iterator[Difference]:
-    for key, was, now in (
-        ("p50", old.latency.p50_ms, new.latency.p50_ms),
-        ("p99", old.latency.p99_ms, new.latency.p99_ms),
-    ):
+    """The percentiles that grew beyond both limits; the ones too few samples back go to
+    ``not_judged`` instead (a step without samples on a side has no latency to judge)."""
+    if not old.latency.count or not new.latency.count:
+        return
+    for key, needed in SAMPLES_NEEDED.items():
+        if min(old.latency.count, new.latency.count) < needed:
+            not_judged.append(
+                NotJudged(old.name, key, needed, old.latency.count, new.latency.count)
+            )
+            continue
+        was, now = _percentile_ms(old, key), _percentile_ms(new, key)
         if was is None or now is None or was <= 0:
             continue
-        if now > was * (1 + limit_pct / 100):
+        if now > was * (1 + limit_pct / 100) and now - was > floor_ms:
             growth = (now / was - 1) * 100
             message = (
-                f"{key} latency grew {growth:.0f}% ({was:.3f} ms -> {now:.3f} ms), "
-                f"more than the {limit_pct:g}% allowed"
+                f"{key} latency grew {growth:.0f}% ({was:.3f} ms -> {now:.3f} ms, "
+                f"+{now - was:.3f} ms), more than the {limit_pct:g}% and {floor_ms:g} ms allowed"
             )
             yield Difference(
-                old.name, f"latency_{key}", REGRESSION, message, f"{was:.3f} ms", f"{now:.3f} ms"
+                old.name,
+                f"latency_{key.replace('.', '_')}",
+                REGRESSION,
+                message,
+                f"{was:.3f} ms",
+                f"{now:.3f} ms",
+                in_message=True,
             )
+
+
+def _percentile_ms(step: StepBehaviour, key: str) -> float | None:
+    latency = step.latency
+    return {"p50": latency.p50_ms, "p99": latency.p99_ms, "p99.9": latency.p99_9_ms}[key]
 
 
 # -- describing what a step saw -----------------------------------------------------------------
@@ -428,8 +508,31 @@ def format_comparison(comparison: Comparison) -> str:
                 indent = " " * (width + 14)
                 lines.append(f"{indent}baseline: {difference.baseline}")
                 lines.append(f"{indent}now:      {difference.now}")
+    lines.extend(_not_judged_notes(comparison.not_judged))
     lines.append(_summary_line(comparison))
     return "\n".join(lines) + "\n"
+
+
+def _not_judged_notes(not_judged: Sequence[NotJudged]) -> list[str]:
+    """One line per percentile that some steps could not judge, with the samples they had."""
+    notes = []
+    for key, needed in SAMPLES_NEEDED.items():
+        found = [n for n in not_judged if n.percentile == key]
+        if not found:
+            continue
+        where = found[0].step if len(found) == 1 else f"{len(found)} steps"
+        baseline = _span([n.baseline_samples for n in found])
+        now = _span([n.current_samples for n in found])
+        notes.append(
+            f"note: {key} latency not judged at {where}: it needs {needed} samples in both runs "
+            f"(baseline: {baseline}, now: {now})"
+        )
+    return notes
+
+
+def _span(counts: Sequence[int]) -> str:
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _summary_line(comparison: Comparison) -> str:
@@ -454,6 +557,7 @@ def comparison_summary(comparison: Comparison) -> dict[str, Any]:
         "current": {"target": comparison.current_target, "sessions": comparison.current_sessions},
         "strict": comparison.strict,
         "max_latency_regression_pct": comparison.max_latency_regression_pct,
+        "min_latency_delta_ms": comparison.min_latency_delta_ms,
         "regressions": len(comparison.regressions),
         "warnings": len(comparison.warnings),
         "steps_by_status": comparison.steps_by_status(),
@@ -471,6 +575,15 @@ def comparison_summary(comparison: Comparison) -> dict[str, Any]:
                         "now": d.now,
                     }
                     for d in comparison.differences_at(name)
+                ],
+                "latency_not_judged": [
+                    {
+                        "percentile": n.percentile,
+                        "samples_needed": n.samples_needed,
+                        "baseline_samples": n.baseline_samples,
+                        "now_samples": n.current_samples,
+                    }
+                    for n in comparison.not_judged_at(name)
                 ],
             }
             for name in comparison.steps

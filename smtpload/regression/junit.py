@@ -8,7 +8,8 @@ Jenkins, GitLab and GitHub test reporters read (the de-facto schema of Ant's JUn
         <testcase classname=SCENARIO name=STEP>              one per step, in step order
           <failure type="regression" message="...">...</failure>   only when the step regressed
           <skipped message="..."/>                  when the step was not run as in the baseline
-          <system-out>warning: ...</system-out>                    its warnings, if any
+          <system-out>warning: ...</system-out>      its warnings, and the latency percentiles
+                                                     too few samples back ("note: ..."), if any
         </testcase>
 
 N, F and S are the text report's last line: steps, steps that regressed, steps not run
@@ -51,6 +52,8 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
         ("baseline_sessions", str(comparison.baseline_sessions)),
         ("current_sessions", str(comparison.current_sessions)),
         ("strict", str(comparison.strict).lower()),
+        ("max_latency_regression_pct", _optional(comparison.max_latency_regression_pct)),
+        ("min_latency_delta_ms", f"{comparison.min_latency_delta_ms:g}"),
     ):
         ET.SubElement(properties, "property", {"name": name, "value": value})
     for name in comparison.steps:
@@ -69,12 +72,25 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
             ET.SubElement(
                 case, "skipped", {"message": "not run as in the baseline: an earlier step changed"}
             )
-        if warnings:
+        notes = [
+            f"note: {n.percentile} latency not judged: {_samples(n.baseline_samples)} in the "
+            f"baseline, {n.current_samples} now, fewer than the {n.samples_needed} it needs"
+            for n in comparison.not_judged_at(name)
+        ]
+        if warnings or notes:
             out = ET.SubElement(case, "system-out")
-            out.text = "\n".join(f"warning: {_detail(d)}" for d in warnings)
+            out.text = "\n".join([*(f"warning: {_detail(d)}" for d in warnings), *notes])
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _samples(count: int) -> str:
+    return f"{count} sample" if count == 1 else f"{count} samples"
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
 
 
 def _detail(difference: Difference) -> str:
