@@ -72,8 +72,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="run a scenario again and report what changed against a baseline",
         description="Run a scenario in observe mode and compare every step with a baseline: "
         "changed reply codes and removed capabilities are regressions; changed texts (volatile "
-        "parts such as queue ids aside) and added capabilities are warnings, regressions with "
-        "--strict. Exit status 0 no regression, 1 regression, 2 usage.",
+        "parts such as queue ids aside), added capabilities and enhanced status codes where the "
+        "baseline's replies had none are warnings, regressions with --strict. "
+        "Exit status 0 no regression, 1 regression, 2 usage.",
         epilog=_COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -98,7 +99,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     comparing.add_argument(
         "--strict",
         action="store_true",
-        help="changed texts and added capabilities are regressions too",
+        help="changed texts, added capabilities and added enhanced codes are regressions too",
     )
     comparing.add_argument(
         "--junit", type=Path, metavar="PATH", help="write JUnit XML here: one test case per step"
