@@ -26,6 +26,7 @@ __all__ = [
     "add_run_options",
     "check_outputs",
     "listen_argument",
+    "milliseconds",
     "parse_vars",
     "positive_float",
     "positive_int",
@@ -79,6 +80,17 @@ def _reply_bytes(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return _positive_number(text, "a number of seconds")
+
+
+def milliseconds(text: str) -> float:
+    """A finite number of milliseconds, 0 or more (0 turns a floor off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0 <= value < float("inf"):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of milliseconds, 0 or more")
+    return value + 0.0  # -0 reads as 0
 
 
 def target_argument(text: str) -> Target:

@@ -24,6 +24,7 @@ from smtpload.cli.common import (
     add_force_option,
     add_run_options,
     check_outputs,
+    milliseconds,
     parse_vars,
     positive_percent,
 )
@@ -31,7 +32,12 @@ from smtpload.errors import OutputError, clipped, shown
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
-from smtpload.regression.compare import compare, comparison_summary, format_comparison
+from smtpload.regression.compare import (
+    DEFAULT_MIN_LATENCY_DELTA_MS,
+    compare,
+    comparison_summary,
+    format_comparison,
+)
 from smtpload.regression.junit import junit_xml
 from smtpload.regression.observe import observe_run
 from smtpload.report.files import JUNIT_SUITE_PREFIX, probe_output, write_text
@@ -75,8 +81,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="run a scenario again and report what changed against a baseline",
         description="Run a scenario in observe mode and compare every step with a baseline: "
         "changed reply codes and removed capabilities are regressions; changed texts (volatile "
-        "parts such as queue ids aside) and added capabilities are warnings, regressions with "
-        "--strict. Exit status 0 no regression, 1 regression, 2 usage.",
+        "parts such as queue ids aside), added capabilities and enhanced status codes where the "
+        "baseline's replies had none are warnings, regressions with --strict. "
+        "Exit status 0 no regression, 1 regression, 2 usage.",
         epilog=_COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -86,13 +93,22 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--max-latency-regression",
         type=positive_percent,
         metavar="PCT",
-        help="a p50 or p99 more than PCT %% above the baseline's is a "
-        "regression (not checked without it)",
+        help="a p50, p99 or p99.9 more than PCT %% (and --min-latency-delta) above the "
+        "baseline's is a regression; p99 is judged only with 100 samples on both sides, "
+        "p99.9 with 1,000 (not checked without it)",
+    )
+    comparing.add_argument(
+        "--min-latency-delta",
+        type=milliseconds,
+        default=DEFAULT_MIN_LATENCY_DELTA_MS,
+        metavar="MS",
+        help="with --max-latency-regression, a percentile that grew by MS ms or less is no "
+        "regression, whatever the percentage (default: %(default)g; 0 turns it off)",
     )
     comparing.add_argument(
         "--strict",
         action="store_true",
-        help="changed texts and added capabilities are regressions too",
+        help="changed texts, added capabilities and added enhanced codes are regressions too",
     )
     comparing.add_argument(
         "--junit", type=Path, metavar="PATH", help="write JUnit XML here: one test case per step"
@@ -222,6 +238,7 @@ def command_compare(args: argparse.Namespace) -> int:
         current,
         strict=args.strict,
         max_latency_regression_pct=args.max_latency_regression,
+        min_latency_delta_ms=args.min_latency_delta,
     )
     print(format_comparison(comparison), end="")
     writes: list[Callable[[], object]] = []

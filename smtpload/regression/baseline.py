@@ -125,19 +125,29 @@ class BaselineError(LocalError):
 
 @dataclass(frozen=True, slots=True)
 class StepLatency:
-    """A step's latencies: the histogram (encoded) and, for reading, two percentiles."""
+    """A step's latencies: the histogram (encoded) and the percentiles compare judges.
+
+    ``p99_9_ms`` is not written to the file (the histogram holds it); reading recomputes it.
+    """
 
     count: int
     p50_ms: float | None
     p99_ms: float | None
     histogram: str | None  # LatencyHistogram.encode(); None when count is 0
+    p99_9_ms: float | None = None
 
     @classmethod
     def of(cls, histogram: LatencyHistogram) -> StepLatency:
         summary = histogram.summary_ms()
         if summary is None:
             return cls(0, None, None, None)
-        return cls(histogram.count, summary["p50"], summary["p99"], histogram.encode())
+        return cls(
+            histogram.count,
+            summary["p50"],
+            summary["p99"],
+            histogram.encode(),
+            summary["p99_9"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
