@@ -8,7 +8,9 @@ from a thread other than the main one.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import threading
 from pathlib import Path
 
@@ -168,3 +170,16 @@ def test_bad_arguments_are_usage_errors_before_any_session(
 ) -> None:
     with pytest.raises(smtpload.UsageError, match=message):
         smtpload.run("quickstart", **arguments)  # type: ignore[arg-type]
+
+
+def test_every_result_file_follows_the_umask(tmp_path: Path) -> None:
+    # summary.json used to be written 0600 (a temporary file's mode) beside 0644 .hgrm files.
+    old_umask = os.umask(0o027)
+    try:
+        result = smtpload.run("quickstart", sessions=2, results_dir=tmp_path)
+    finally:
+        os.umask(old_umask)
+    assert result.results_dir is not None
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in result.results_dir.iterdir()}
+    assert "summary.json" in modes
+    assert set(modes.values()) == {0o640}, modes
