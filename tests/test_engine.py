@@ -21,7 +21,7 @@ from smtpload.protocol.outcome import (
     TranscriptLine,
     reply_transcript_lines,
 )
-from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.protocol.wire import FILLER_LINE, PaddedMessage, Reply, ReplyParser
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 
 
@@ -349,6 +349,7 @@ def run_messages(compiled: CompiledScenario, session: int, run_id: str) -> list[
     messages = []
     while (step := engine.next_step()) is not None:
         data = engine.payload(step)
+        assert isinstance(data, bytes)  # these messages are small: built in one piece
         if step.kind is StepKind.DATA:
             messages.append(data)
         answer = b"354 go\r\n" if data == b"DATA\r\n" else b"250 ok\r\n"
@@ -467,15 +468,56 @@ def test_timeout_precedence(
     assert compiled.steps[0].timeout_s == expected
 
 
-@pytest.mark.parametrize("size", [0, 50, 100, 157, 158, 159, 1000, 10_000])
+def wire_bytes(payload: bytes | PaddedMessage) -> bytes:
+    """What goes on the wire for a payload, a padded message's chunks joined."""
+    if isinstance(payload, bytes):
+        return payload
+    return b"".join(payload.chunks())
+
+
+SIZES = [0, 50, 100, 157, 158, 159, 1000, 10_000, 16_500, 1_000_000, 1_000_001, 1_000_002]
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_generated_message_has_the_requested_size(size: int) -> None:
     step = Step(StepKind.DATA, "message", text="Subject: s\n\nbody\n", data_size=size)
     (compiled,) = compile_scenario(scenario(step)).steps
     assert compiled.payload is not None
-    assert compiled.payload.endswith(b"\r\n.\r\n")
-    message = compiled.payload[: -len(b".\r\n")]
+    sent = wire_bytes(compiled.payload)
+    assert len(compiled.payload) == len(sent)
+    assert sent.startswith(b"Subject: s\r\n\r\nbody\r\n")
+    assert sent.endswith(b"\r\n.\r\n")
+    message = sent[: -len(b".\r\n")]
     assert len(message) == max(size, len(b"Subject: s\r\n\r\nbody\r\n"))
     assert all(len(line) <= 78 for line in message.split(b"\r\n"))
+    assert all(line for line in message.split(b"\r\n")[3:-1])  # no empty padding line
+    # Small messages go out in one send; large ones are never built in memory.
+    assert isinstance(compiled.payload, bytes) == (size <= 16 * 1024)
+
+
+def test_padding_of_every_session_is_sent_from_one_shared_block() -> None:
+    # No message text: the generated header has the session's own Message-ID and Date.
+    step = Step(StepKind.DATA, "message", data_size=10_000_000)
+    compiled = compile_scenario(scenario(step))
+    messages = []
+    for session in (1, 2):
+        engine = SessionEngine(compiled, session, compiled.session_variables(session, "r"))
+        current = engine.next_step()
+        assert current is not None
+        payload = engine.payload(current)
+        assert isinstance(payload, PaddedMessage)
+        messages.append(payload)
+    first, second = messages
+    assert b"Message-ID: <r.1.1@" in first.head  # run r, session 1, its first message
+    assert b"Message-ID: <r.2.1@" in second.head
+    padding = [chunk for message in messages for chunk in list(message.chunks())[1:-1]]
+    assert padding
+    assert all(isinstance(chunk, memoryview) for chunk in padding)
+    blocks = {id(chunk.obj) for chunk in padding if isinstance(chunk, memoryview)}
+    assert len(blocks) == 1  # one block in memory, however many sessions and bytes
+    assert max(len(chunk) for chunk in padding) < 1024 * 1024
+    assert len(first) == len(wire_bytes(first))
+    assert wire_bytes(first).count(FILLER_LINE) > 100_000
 
 
 @pytest.mark.parametrize(
@@ -553,11 +595,11 @@ def test_expectations(expectation: Expectation, data: bytes, why: str | None) ->
 
 def observe(
     steps: tuple[Step, ...], replies: list[bytes | None]
-) -> tuple[SessionEngine, list[bytes]]:
+) -> tuple[SessionEngine, list[bytes | PaddedMessage]]:
     """Run an observing engine; None in ``replies`` means the server closed the connection."""
     engine = SessionEngine(compile_scenario(scenario(*steps)), 1, observe=True)
     engine.on_connected("127.0.0.1:25")
-    sent = []
+    sent: list[bytes | PaddedMessage] = []
     while (step := engine.next_step()) is not None:
         sent.append(engine.payload(step))
         answer = replies.pop(0)

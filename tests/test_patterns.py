@@ -92,7 +92,9 @@ def measure(kind: str, pattern: str, line: str, lines: int) -> tuple[list[object
         return [False, failure.outcome.value, failure.got[-200:]], elapsed
     step = engine.next_step()
     assert step is not None
-    return [True, engine.payload(step).decode()], elapsed
+    payload = engine.payload(step)
+    assert isinstance(payload, bytes)  # a small command, never a PaddedMessage
+    return [True, payload.decode()], elapsed
 
 
 _CHILD = """

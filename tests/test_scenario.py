@@ -15,7 +15,14 @@ import pytest
 
 from smtpload.errors import Problem, ScenarioError
 from smtpload.scenario.loader import load_scenario, parse_scenario
-from smtpload.scenario.model import Expectation, Scenario, Step, StepKind, Target
+from smtpload.scenario.model import (
+    MAX_DATA_SIZE_BYTES,
+    Expectation,
+    Scenario,
+    Step,
+    StepKind,
+    Target,
+)
 
 
 def parse(text: str) -> Scenario:
@@ -302,6 +309,38 @@ def test_valid_steps(lines: list[str], steps: list[Step]) -> None:
 )
 def test_send_takes_scalars_whose_text_means_what_is_written(written: str, text: str) -> None:
     assert parse(steps_of(f"send: {written}")).steps[0].text == text
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        str(MAX_DATA_SIZE_BYTES + 1),
+        "1000000000000",
+        "1_000_000_000_000",
+        "100000000000000000000000000",  # 1e26 in digits, beyond any machine integer
+        "9" * 100,
+    ],
+    ids=["one-over", "1e12", "1e12-separated", "1e26", "100-digits"],
+)
+def test_data_size_above_the_maximum_is_a_located_problem(written: str) -> None:
+    text = steps_of("{send: DATA, expect: 354}", f"data: {{size: {written}}}")
+    assert problems(text) == [
+        f"s.yaml:3:18: data: size {int(written.replace('_', ''))} is more than the largest"
+        f" message smtpload sends, {MAX_DATA_SIZE_BYTES} bytes (1 GiB); check the number of zeros"
+    ]
+
+
+@pytest.mark.parametrize("digits", [101, 5000], ids=["101", "5000-beyond-python-int-parsing"])
+def test_a_number_with_too_many_digits_is_a_located_problem(digits: int) -> None:
+    text = steps_of("{send: DATA, expect: 354}", f"data: {{size: {'9' * digits}}}")
+    assert problems(text) == [
+        f"s.yaml:3:18: data: size: a number of {digits} characters is far too large here"
+    ]
+
+
+def test_data_size_at_the_maximum_is_valid() -> None:
+    text = steps_of("{send: DATA, expect: 354}", f"data: {{size: {MAX_DATA_SIZE_BYTES}}}")
+    assert parse(text).steps[1].data_size == MAX_DATA_SIZE_BYTES == 1024**3
 
 
 @pytest.mark.parametrize(

@@ -389,3 +389,30 @@ def test_only_the_first_failures_are_kept(
 def test_negative_max_kept_failures_is_refused() -> None:
     with pytest.raises(ValueError, match="max_kept_failures"):
         RunStats(["connect"], max_kept_failures=-1)
+
+
+@pytest.mark.parametrize("already_kept", [0, 2, 3], ids=["none-kept", "room-for-one", "full"])
+def test_connect_failures_counted_at_once_equal_counting_them_one_by_one(
+    already_kept: int,
+) -> None:
+    def connect_failure(session: int) -> SessionFailure:
+        return failure(session, Outcome.CONNECT_ERROR)
+
+    at_once, one_by_one = (RunStats(["connect", "ehlo"], max_kept_failures=3) for _ in "ab")
+    for stats in (at_once, one_by_one):
+        for session in range(1, already_kept + 1):
+            stats.session_started()
+            stats.record_session(Outcome.TIMEOUT, None, failure(session))
+    at_once.record_connect_failures(already_kept + 1, 5, connect_failure)
+    for session in range(already_kept + 1, already_kept + 6):
+        one_by_one.session_started()
+        one_by_one.record_step("connect", None, failed=True)
+        one_by_one.record_session(Outcome.CONNECT_ERROR, None, connect_failure(session))
+    for attribute in ("started", "outcomes", "failures", "failures_not_kept"):
+        assert getattr(at_once, attribute) == getattr(one_by_one, attribute), attribute
+    connect = at_once.steps["connect"]
+    assert (connect.attempts, connect.failed) == (5, 5)
+    assert (connect.attempts, connect.failed) == (
+        one_by_one.steps["connect"].attempts,
+        one_by_one.steps["connect"].failed,
+    )

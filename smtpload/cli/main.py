@@ -33,6 +33,7 @@ from smtpload.cli.common import (
     positive_float,
 )
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
+from smtpload.net.fd_limit import ensure_open_files
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
@@ -178,6 +179,7 @@ def _command_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(path)
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
+    ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     run_id = new_run_id()
     # From here on there is a results folder to fill: a signal stops the run, not the writing.
     interrupts.defer()

@@ -29,6 +29,7 @@ from smtpload.cli.common import (
     positive_percent,
 )
 from smtpload.errors import OutputError, clipped, shown
+from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
@@ -139,6 +140,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
     scenario = load_scenario(scenario_path(args.scenario))
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
+    ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     stats = RunStats(["connect", *compiled.step_names])
     # What is written after the run (baseline, JUnit, JSON) is written whole; a signal before
     # the run's own handling is in place stops it at once.

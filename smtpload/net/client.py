@@ -25,7 +25,7 @@ from smtpload.errors import RemoteProtocolError
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome
-from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES, Reply, ReplyParser
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES, PaddedMessage, Reply, ReplyParser
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
 
@@ -101,7 +101,18 @@ async def run_session(
     """
     now = trio.current_time
     started = now()
-    sock = trio.socket.socket(target.family, stdlib_socket.SOCK_STREAM)
+    try:
+        sock = trio.socket.socket(target.family, stdlib_socket.SOCK_STREAM)
+    except OSError as error:
+        # EMFILE/ENFILE (out of file descriptors), ENOBUFS: this session cannot connect; the
+        # run goes on, and sessions after it get a socket again once others have closed.
+        engine.on_connect_error(_describe_os_error(error))
+        stats.record_step("connect", None, failed=True)
+        stats.record_session(engine.outcome, None, engine.failure())
+        # No I/O happened: yield, so that a worker meeting this again and again never
+        # starves the other tasks (replies, Ctrl-C, the sink) of the loop.
+        await trio.lowlevel.checkpoint()
+        return
     try:
         # Commands are small writes, each answered before the next: never let Nagle hold one.
         sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
@@ -127,11 +138,20 @@ async def run_session(
         sock.close()
 
 
-async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+async def _send_all(sock: trio.socket.SocketType, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         sent = await sock.send(view)
         view = view[sent:]
+
+
+async def _send_payload(sock: trio.socket.SocketType, data: bytes | PaddedMessage) -> None:
+    if isinstance(data, bytes):
+        await _send_all(sock, data)
+    else:
+        # A large padded message: its padding is slices of one block shared by all sessions.
+        for chunk in data.chunks():
+            await _send_all(sock, chunk)
 
 
 async def _receive_reply(
@@ -178,7 +198,7 @@ async def _converse(
             try:
                 data = engine.payload(step)
                 if data:
-                    await _send_all(sock, data)
+                    await _send_payload(sock, data)
                     mark = now()
                 reply = await _receive_reply(sock, parser, backlog)
             except RemoteProtocolError as error:

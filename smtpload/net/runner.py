@@ -1,7 +1,12 @@
 """Many sessions at once: concurrency, progress, and a clean stop on Ctrl-C or SIGTERM.
 
 ``--concurrency C`` workers each run sessions one after another until ``--sessions N`` have
-started; a failing session is a recorded result, so it never disturbs its siblings.
+started; a failing session is a recorded result, so it never disturbs its siblings. Nothing is
+allocated per session, or per worker, up front: workers are started in small batches as the run
+goes, each taking the next session number when it is ready for one, so that even
+``--sessions 100000000 --concurrency 100000000`` starts its first session at once and holds
+only what is in flight. A target that cannot be resolved fails every session to connect: they
+are counted in one step, not one by one.
 
 Stopping (RFC-free, but the promise of the README): the first SIGINT or SIGTERM stops new
 sessions and gives running ones ``grace_s`` to finish; whatever is still running then is
@@ -47,6 +52,9 @@ __all__ = [
     "run_scenario_to_summary",
     "run_sessions",
 ]
+
+# Workers started between two checkpoints: sessions begin while the rest are still starting.
+_WORKERS_PER_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,17 @@ class _Run:
             elif self.on_session_end is not None:
                 self.on_session_end(engine)
 
+    async def start_workers(self, workers: trio.Nursery) -> None:
+        """Start up to ``concurrency`` workers (never more than sessions), a batch at a time."""
+        settings = self.settings
+        wanted = max(1, min(settings.concurrency, settings.sessions))
+        for started in range(wanted):
+            if self.stopping or self.next_session > settings.sessions:
+                return  # the workers running already take every session left
+            workers.start_soon(self.worker)
+            if started % _WORKERS_PER_BATCH == _WORKERS_PER_BATCH - 1:
+                await trio.lowlevel.checkpoint()
+
     def cancel_running(self) -> None:
         for scope in list(self.running):
             scope.cancel()
@@ -205,8 +224,7 @@ async def run_sessions(
         if on_progress is not None and settings.progress_interval_s is not None:
             services.start_soon(run.report_progress, on_progress, start)
         async with trio.open_nursery() as workers:
-            for _ in range(max(1, min(settings.concurrency, settings.sessions))):
-                workers.start_soon(run.worker)
+            await run.start_workers(workers)
         run.workers_done.set()
         duration_s = trio.current_time() - start
         services.cancel_scope.cancel()
@@ -240,13 +258,13 @@ async def run_scenario(
             # Nothing can connect: every session fails to, and the run still reports that.
             reason = str(error) or f"no answer within {scenario.timeout_s:g} s"
             detail = f"cannot resolve {target.host}: {reason}"
-            for session in range(1, settings.sessions + 1):
-                stats.session_started()
-                stats.record_step("connect", None, failed=True)
-                failure = SessionFailure(
+
+            def failure(session: int) -> SessionFailure:
+                return SessionFailure(
                     session, Outcome.CONNECT_ERROR, "connect", CONNECT_EXPECTATION, detail, ()
                 )
-                stats.record_session(Outcome.CONNECT_ERROR, None, failure)
+
+            stats.record_connect_failures(1, settings.sessions, failure)
             print(f"smtpload: {detail}", file=sys.stderr)
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import signal
 from dataclasses import dataclass
 
@@ -203,6 +204,26 @@ async def _open_listeners(host: str, port: int) -> tuple[list[trio.SocketListene
     return listeners, SinkAddress(bound_host, bound_port)
 
 
+class _AcceptErrorsOnce(logging.Filter):
+    """trio's ``serve_listeners`` logs every accept that fails for lack of resources (EMFILE,
+    ENFILE, ENOBUFS, ENOMEM) with a traceback, again every 0.1 s while it lasts, and retries.
+    Let the first such line through without its traceback, and none after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None:
+            return True
+        if self.said:
+            return False
+        self.said = True
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 async def _serve_listeners(
     listeners: list[trio.SocketListener],
     address: SinkAddress,
@@ -215,9 +236,15 @@ async def _serve_listeners(
     handler = functools.partial(
         serve_sink_connection, stats=stats, hostname=hostname, idle_timeout_s=idle_timeout_s
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handler, listeners)
-        task_status.started(address)
+    accept_log = logging.getLogger("trio.serve_listeners")
+    quiet = _AcceptErrorsOnce()
+    accept_log.addFilter(quiet)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handler, listeners)
+            task_status.started(address)
+    finally:
+        accept_log.removeFilter(quiet)
 
 
 async def _converse(

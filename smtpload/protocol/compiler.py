@@ -2,7 +2,9 @@
 
 Compiling parses every template, compiles every regex and pre-encodes every command whose text
 does not depend on a variable, so that a session's hot path is "send these bytes, check this
-reply". Only templates that use variables are rendered per session.
+reply". Only templates that use variables are rendered per session: a generated message's
+header (its Message-ID and Date differ per message) is, but never its padding, which
+``wire.PaddedMessage`` sends from one block shared by all sessions.
 
 Built-in values come at two rates: once per session (``session_variables``: ``session``,
 ``uid``, ``run_id``, ``date``) and once per message (``message_variables``: ``message_id``),
@@ -18,7 +20,12 @@ from dataclasses import dataclass
 
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
-from smtpload.protocol.wire import encode_message
+from smtpload.protocol.wire import (
+    END_OF_DATA,
+    FILLER_LINE,
+    PaddedMessage,
+    encode_message_text,
+)
 from smtpload.scenario.model import Scenario, Step, StepKind
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.template import Template, parse_template
@@ -39,8 +46,9 @@ DEFAULT_TIMEOUT_S = 30.0
 # domain reserved for testing (RFC 2606 §2), so no real domain's ids can ever be collided with.
 _MESSAGE_ID_DOMAIN = "smtpload.example.test"
 
-# Generated body lines: 76 characters and CRLF, well inside RFC 5322 §2.1.1's 78.
-_FILLER_LINE = b"x" * 76 + b"\r\n"
+# Padding up to this size is built into the message's bytes, so that a small message still
+# goes out in one send (the common case, on the hot path); more is a PaddedMessage.
+_INLINE_PADDING_BYTES = 16 * 1024
 
 # A message for `data: {size: N}` with no text of its own (RFC 5322 §3.6 minimum: Date, From).
 _GENERATED_HEADERS = (
@@ -60,8 +68,9 @@ class CompiledStep:
     Attributes:
         index: position in the scenario's steps (-1 for smtpload's own polite QUIT).
         name: the histogram label.
-        payload: the bytes to send when they never change; None when the step sends nothing
-            or its text must be rendered per session.
+        payload: the bytes to send (a ``PaddedMessage`` for a large padded message) when
+            they never change; None when the step sends nothing or its text must be rendered
+            per session.
         template: the step's text when it uses variables.
         data_size: DATA steps: pad the message to this many bytes.
         expectation: None accepts any reply.
@@ -72,7 +81,7 @@ class CompiledStep:
     index: int
     kind: StepKind
     name: str
-    payload: bytes | None
+    payload: bytes | PaddedMessage | None
     template: Template | None
     data_size: int | None
     expectation: CompiledExpectation | None
@@ -83,7 +92,7 @@ class CompiledStep:
     def sends(self) -> bool:
         return self.kind is StepKind.SEND or self.kind is StepKind.DATA
 
-    def render(self, variables: Mapping[str, str]) -> bytes:
+    def render(self, variables: Mapping[str, str]) -> bytes | PaddedMessage:
         """The bytes this step sends in a session with these variables."""
         if self.payload is not None:
             return self.payload
@@ -92,7 +101,7 @@ class CompiledStep:
         text = self.template.render(variables).encode("utf-8")
         if self.kind is StepKind.SEND:
             return text + b"\r\n"
-        return encode_message(_pad(text, self.data_size))
+        return _message(text, self.data_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,23 +150,30 @@ def message_id(uid: str, message: int) -> str:
     return f"<{uid}.{message}@{_MESSAGE_ID_DOMAIN}>"
 
 
-def _pad(message: bytes, size: int | None) -> bytes:
-    """Append generated body lines until the CRLF form of the message is ``size`` bytes."""
+def _message(text: bytes, size: int | None) -> bytes | PaddedMessage:
+    """A DATA step's message, ready to follow a 354, padded to ``size`` bytes when given.
+
+    The size counts the message's CRLF form before dot-stuffing: generated body lines are
+    appended until it is reached (a message already that long is sent as it is).
+    """
+    head = encode_message_text(text)
     if size is None:
-        return message
-    crlf = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return head + END_OF_DATA
+    crlf = text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if crlf and not crlf.endswith(b"\r\n"):
         crlf += b"\r\n"
     missing = size - len(crlf)
-    full_lines, rest = divmod(missing, len(_FILLER_LINE)) if missing > 0 else (0, 0)
-    tail = b""
+    full_lines, rest = divmod(missing, len(FILLER_LINE)) if missing > 0 else (0, 0)
+    last_line = b""
     if rest >= 3:
-        tail = b"x" * (rest - 2) + b"\r\n"
+        last_line = b"x" * (rest - 2) + b"\r\n"
     elif rest and full_lines:
         # 1 or 2 bytes left: lengthen the last full line instead of sending an empty line.
         full_lines -= 1
-        tail = b"x" * (len(_FILLER_LINE) + rest - 2) + b"\r\n"
-    return crlf + _FILLER_LINE * full_lines + tail
+        last_line = b"x" * (len(FILLER_LINE) + rest - 2) + b"\r\n"
+    if full_lines * len(FILLER_LINE) <= _INLINE_PADDING_BYTES:
+        return head + FILLER_LINE * full_lines + last_line + END_OF_DATA
+    return PaddedMessage(head, full_lines, last_line + END_OF_DATA)
 
 
 def _timeout(step: Step | None, cli_timeout_s: float | None, scenario: Scenario) -> float:
@@ -207,7 +223,7 @@ def compile_scenario(
     uses_date = any("date" in t.names for _, t in variables)
     for index, step in enumerate(scenario.steps):
         template = None
-        payload = None
+        payload: bytes | PaddedMessage | None = None
         if step.kind is StepKind.SEND:
             template = parse_template(step.text or "")
         elif step.kind is StepKind.DATA:
@@ -219,7 +235,7 @@ def compile_scenario(
                 if step.kind is StepKind.SEND:
                     payload = constant + b"\r\n"
                 else:
-                    payload = encode_message(_pad(constant, step.data_size))
+                    payload = _message(constant, step.data_size)
                 template = None
             else:
                 uses_variables = True

@@ -34,7 +34,7 @@ from smtpload.protocol.outcome import (
     TranscriptLine,
     reply_transcript_lines,
 )
-from smtpload.protocol.wire import Reply
+from smtpload.protocol.wire import PaddedMessage, Reply
 from smtpload.scenario.model import StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
@@ -67,7 +67,7 @@ class Observation:
     event: str
     reply: Reply | None = None
     mismatch: str | None = None
-    sent: bytes = b""
+    sent: bytes | PaddedMessage = b""
 
 
 def _polite_quit(timeout_s: float) -> CompiledStep:
@@ -125,7 +125,7 @@ class SessionEngine:
         self._scenario = scenario
         self._observe = observe
         self._watcher = watcher
-        self._last_sent = b""
+        self._last_sent: bytes | PaddedMessage = b""
         self._messages_sent = 0
         self._skip_data = False
         self.observations: list[Observation] = []
@@ -176,8 +176,9 @@ class SessionEngine:
         step = self._current
         return step.name if step is not None and step.index >= 0 else None
 
-    def payload(self, step: CompiledStep) -> bytes:
-        """The bytes to send for ``step`` (empty for greeting and close steps)."""
+    def payload(self, step: CompiledStep) -> bytes | PaddedMessage:
+        """The bytes to send for ``step`` (empty for greeting and close steps); a large padded
+        message comes as a ``PaddedMessage``, to be sent chunk by chunk."""
         if step.kind is StepKind.DATA:
             self._messages_sent += 1
             if step.payload is None:

@@ -7,6 +7,10 @@ This module owns the byte-level rules of RFC 5321 that smtpload relies on:
 * The message in DATA (§4.5.2): a line that begins with ``.`` gets one more ``.``, lines end in
   CRLF, and ``CRLF . CRLF`` ends the message.
 
+A message padded to a size (``data: {size: N}``) is a ``PaddedMessage``: its own text, encoded,
+then generated body lines that are never built per message but sent as slices of one block
+shared by every session, so a session's memory does not grow with the size it sends.
+
 The parser is written for the load generator's hot path: the common case, one whole single-line
 reply in one read, costs one ``find`` and one slice. It is deliberately tolerant where servers
 are sloppy (bare LF line endings, bytes that are not UTF-8) and strict where a reply could not be
@@ -21,16 +25,21 @@ bytes arrive, not when the reply ends, so a server that sends ``220-`` lines for
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from smtpload.errors import RemoteProtocolError
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
+    "END_OF_DATA",
+    "FILLER_LINE",
     "MAX_LINE_BYTES",
+    "PaddedMessage",
     "Reply",
     "ReplyParser",
     "encode_message",
+    "encode_message_text",
 ]
 
 #: RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer ones
@@ -229,12 +238,61 @@ def _preview(line: bytes, limit: int = 60) -> str:
     return text + ("..." if len(line) > limit else "")
 
 
+#: RFC 5321 §4.5.2: the line that ends the mail data (the CRLF before it ends the last line).
+END_OF_DATA = b".\r\n"
+
+#: A generated body line: 76 characters and CRLF, well inside RFC 5322 §2.1.1's 78. It never
+#: starts with ".", so it never needs dot-stuffing.
+FILLER_LINE = b"x" * 76 + b"\r\n"
+
+# The one block that every padded message of every session is sent from (~312 KiB): large
+# enough that a send fills the socket buffer, small enough to cost nothing when unused.
+_FILLER_BLOCK_LINES = 4096
+_FILLER_BLOCK = memoryview(FILLER_LINE * _FILLER_BLOCK_LINES)
+
+
+@dataclass(frozen=True, slots=True)
+class PaddedMessage:
+    """A message ready to follow a 354, whose generated body lines are not held in memory.
+
+    Attributes:
+        head: the message's own text, encoded (``encode_message_text``), without the final ".".
+        filler_lines: how many ``FILLER_LINE``s follow it.
+        tail: the bytes after them: a shorter last generated line (or nothing) and
+            ``END_OF_DATA``.
+    """
+
+    head: bytes
+    filler_lines: int
+    tail: bytes
+
+    def __len__(self) -> int:
+        return len(self.head) + self.filler_lines * len(FILLER_LINE) + len(self.tail)
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        """The message's bytes in order: the head, slices of the shared block, the tail."""
+        if self.head:
+            yield self.head
+        remaining = self.filler_lines
+        while remaining > 0:
+            lines = min(remaining, _FILLER_BLOCK_LINES)
+            yield _FILLER_BLOCK[: lines * len(FILLER_LINE)]
+            remaining -= lines
+        yield self.tail
+
+
 def encode_message(message: bytes) -> bytes:
-    """Make a message ready to follow a 354: CRLF line ends, dot-stuffing, and ``.`` CRLF.
+    """Make a message ready to follow a 354: CRLF line ends, dot-stuffing, and ``.`` CRLF."""
+    return encode_message_text(message) + END_OF_DATA
+
+
+def encode_message_text(message: bytes) -> bytes:
+    """A message's text as sent after a 354, without the final ``.`` line.
 
     RFC 5321 §4.5.2: "Before sending a line of mail text, the SMTP client checks the first
     character of the line. If it is a period, one additional period is inserted at the
-    beginning of the line." Bare CR or LF become CRLF (§2.3.8 forbids them alone).
+    beginning of the line." Bare CR or LF become CRLF (§2.3.8 forbids them alone). The result
+    is empty or ends in CRLF, so that more lines, or ``END_OF_DATA``, can follow it.
     """
     normalized = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if normalized and not normalized.endswith(b"\n"):
@@ -244,4 +302,4 @@ def encode_message(message: bytes) -> bytes:
     normalized = normalized.replace(b"\n.", b"\n..")
     # The final "\n.." that replace() may have produced from a trailing "\n." is correct
     # stuffing of a last line ".", so nothing to undo here.
-    return normalized.replace(b"\n", b"\r\n") + b".\r\n"
+    return normalized.replace(b"\n", b"\r\n")

@@ -285,7 +285,7 @@ def _sends_hello(step: CompiledStep) -> bool:
     """Whether the step sends EHLO or LHLO (RFC 2033), whose reply lists capabilities."""
     if step.kind is not StepKind.SEND:
         return False
-    if step.payload is not None:
+    if isinstance(step.payload, bytes):
         head = step.payload[:5].decode("ascii", "replace")
     elif step.template is not None:
         head = step.template.parts[0][:5]

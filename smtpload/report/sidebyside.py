@@ -28,7 +28,9 @@ def _sent(observation: Observation) -> str:
         if observation.event == "skipped":
             return "(message not sent)"
         return f"<message, {len(observation.sent)} bytes>"
-    return observation.sent.decode("utf-8", "replace").removesuffix("\r\n")
+    sent = observation.sent
+    text = sent.decode("utf-8", "replace") if isinstance(sent, bytes) else "<message>"
+    return text.removesuffix("\r\n")
 
 
 def _expected(observation: Observation) -> str:

@@ -31,7 +31,7 @@ record (about 1 µs, nearly all of it inside hdrh).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -349,6 +349,26 @@ class RunStats:
                 self.failures.append(failure)
             else:
                 self.failures_not_kept += 1
+
+    def record_connect_failures(
+        self, first_session: int, count: int, failure_of: Callable[[int], SessionFailure]
+    ) -> None:
+        """Count ``count`` sessions, numbered from ``first_session``, that started and failed
+        to connect, at once: as ``count`` calls of :meth:`session_started`, :meth:`record_step`
+        (``connect``, failed) and :meth:`record_session` would, in time that does not grow with
+        ``count``.
+
+        Args:
+            failure_of: the failure of one session, by number; called only for those kept.
+        """
+        self.started += count
+        connect = self.steps["connect"]
+        connect.attempts += count
+        connect.failed += count
+        self.outcomes[Outcome.CONNECT_ERROR] += count
+        keep = max(0, min(count, self.max_kept_failures - len(self.failures)))
+        self.failures.extend(failure_of(first_session + offset) for offset in range(keep))
+        self.failures_not_kept += count - keep
 
     @property
     def finished(self) -> int:

@@ -13,6 +13,7 @@ from smtpload.errors import shown
 
 __all__ = [
     "BUILTIN_VARIABLES",
+    "MAX_DATA_SIZE_BYTES",
     "PER_MESSAGE_VARIABLES",
     "Expectation",
     "Scenario",
@@ -31,6 +32,12 @@ BUILTIN_VARIABLES = ("session", "uid", "run_id", "date", "message_id")
 #: The built-ins whose value is new for each message: only a ``data`` step's message may use
 #: them (a variable is filled in once per session, a command belongs to no one message).
 PER_MESSAGE_VARIABLES = ("message_id",)
+
+#: The largest ``data: {size: N}``: 1 GiB. Real servers refuse far smaller messages (Postfix's
+#: default ``message_size_limit`` is 10 MB, the built-in sink's 100 MiB), so a larger size is
+#: nearly always a slip of the keyboard (``1000000000000``). The padding is sent from one block
+#: shared by every session (``protocol/wire.py``), so the bound is not about memory.
+MAX_DATA_SIZE_BYTES = 1 << 30
 
 
 class StepKind(enum.Enum):

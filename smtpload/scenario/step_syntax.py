@@ -18,7 +18,12 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.errors import clipped, shown
 from smtpload.scenario.expectation_syntax import parse_expectation
-from smtpload.scenario.model import BUILTIN_VARIABLES, Expectation, StepKind
+from smtpload.scenario.model import (
+    BUILTIN_VARIABLES,
+    MAX_DATA_SIZE_BYTES,
+    Expectation,
+    StepKind,
+)
 from smtpload.scenario.patterns import PatternError, compile_capture
 from smtpload.scenario.template import (
     Template,
@@ -202,6 +207,12 @@ def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
             size = reader.number(keys["size"][1], "data: size", whole=True)
             if size is not None and size < 0:
                 reader.problem(keys["size"][1], "data: size must be 0 or more bytes")
+            elif size is not None and size > MAX_DATA_SIZE_BYTES:
+                reader.problem(
+                    keys["size"][1],
+                    f"data: size {int(size)} is more than the largest message smtpload sends,"
+                    f" {MAX_DATA_SIZE_BYTES} bytes (1 GiB); check the number of zeros",
+                )
             elif size is not None:
                 draft.data_size = int(size)
     else:

@@ -55,6 +55,8 @@ _DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
 _CONSTRUCTOR = SafeConstructor()
+# No value a document means needs more; Python will not even convert 4300 digits to an int.
+_MAX_NUMBER_CHARACTERS = 100
 # How YAML 1.1 reads an int that is not plain decimal, by what its digits start with.
 _INT_PREFIXES = (("0x", " (hexadecimal)"), ("0b", " (binary)"), ("0", " (octal)"))
 
@@ -249,6 +251,12 @@ class NodeReader:
             return None
         raw = node.value
         digits = raw.replace("_", "")  # 10_000 is what it looks like, unlike 017 or 1:30
+        if len(digits) > _MAX_NUMBER_CHARACTERS and node.tag in (INT_TAG, FLOAT_TAG):
+            # Python refuses to convert an int of more than 4300 digits (CVE-2020-10735).
+            self.problem(
+                node, f"{what}: a number of {len(digits)} characters is far too large here"
+            )
+            return None
         if node.tag == INT_TAG and _DECIMAL_INT.fullmatch(digits):
             return int(digits)
         if node.tag == FLOAT_TAG and _DECIMAL_FLOAT.fullmatch(digits):
