@@ -13,11 +13,11 @@ built from the same parts. It is re-exported by ``smtpload/__init__.py`` lazily,
 What it promises:
 
 * :func:`run` installs no signal handlers of its own, so it can be called from any thread, from
-  pytest or from a notebook. A Ctrl-C in the main thread arrives as ``KeyboardInterrupt``, as
-  with any Python call; the command line is what turns Ctrl-C and SIGTERM into a graceful stop
-  with exit status 130.
-* It writes nothing unless asked: ``results_dir=DIR`` writes ``DIR/<run-id>/`` as
-  ``smtpload run --results DIR`` does.
+  pytest or from a notebook. A Ctrl-C in the main thread arrives as a plain
+  ``KeyboardInterrupt``, as with any Python call (not wrapped in trio's exception groups); the
+  command line is what turns Ctrl-C and SIGTERM into a graceful stop with exit status 130.
+* It writes nothing unless asked, not even to stderr: ``results_dir=DIR`` writes
+  ``DIR/<run-id>/`` as ``smtpload run --results DIR`` does.
 * Errors are the ones drawn in :mod:`smtpload.errors`: a bad scenario raises
   :class:`ScenarioError` (every problem, as ``FILE:LINE:COL: message``), a bad argument
   :class:`UsageError`. A server that misbehaves raises nothing: its sessions are counted in the
@@ -46,6 +46,7 @@ from smtpload.errors import (
     ScenarioError,
     SmtploadError,
     UsageError,
+    shown,
 )
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
@@ -144,6 +145,7 @@ async def arun(
     ):
         raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
     chosen_target = _parse_target(target) if target is not None else scenario.target
+    _check_variables(scenario, variables)
     compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
     run_id = new_run_id()
     directory = None
@@ -154,7 +156,11 @@ async def arun(
     stats = RunStats(["connect", *compiled.step_names])
     # No signal handling here: that is the command line's (see the module docstring).
     settings = RunSettings(
-        sessions=sessions, concurrency=concurrency, run_id=run_id, handle_signals=False
+        sessions=sessions,
+        concurrency=concurrency,
+        run_id=run_id,
+        handle_signals=False,
+        print_notices=False,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     if directory is not None:
@@ -195,18 +201,25 @@ def run(
         OutputError: ``results_dir`` cannot be written (checked before the first session),
             or a result file in it could not be.
     """
-    return trio.run(
-        functools.partial(
-            arun,
-            scenario,
-            target=target,
-            sessions=sessions,
-            concurrency=concurrency,
-            timeout_s=timeout_s,
-            variables=variables,
-            results_dir=results_dir,
-        )
+    call = functools.partial(
+        arun,
+        scenario,
+        target=target,
+        sessions=sessions,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        variables=variables,
+        results_dir=results_dir,
     )
+    try:
+        return trio.run(call)
+    except BaseExceptionGroup as group:
+        # A Ctrl-C reaches whichever session task was running and comes out of trio's
+        # nurseries wrapped in groups; a caller of a plain function expects it plain.
+        interrupts, _ = group.split(KeyboardInterrupt)
+        if interrupts is not None:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -230,6 +243,19 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     ):
         raise ResultsError(f"{path} is not a summary.json written by smtpload")
     return summary
+
+
+def _check_variables(scenario: Scenario, variables: Mapping[str, str] | None) -> None:
+    declared = [name for name, _ in scenario.variables]
+    unknown = sorted(set(variables or {}) - set(declared))
+    if unknown:
+        raise UsageError(
+            f"variables={{{shown(unknown[0])}: ...}}: the scenario declares no variable"
+            f" {shown(unknown[0])} (it declares: {', '.join(declared) or 'none'})"
+        )
+    for name, value in (variables or {}).items():
+        if not isinstance(value, str):
+            raise UsageError(f"variables[{shown(name)}]: give a str, not {type(value).__name__}")
 
 
 def _check_positive_int(name: str, value: object) -> None:

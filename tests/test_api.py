@@ -7,17 +7,25 @@ from a thread other than the main one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+import trio
 
 import smtpload
+from tests.cli import environment
+from tests.misbehaving import stall_after_greeting
 from tests.peers import REJECT_DOMAIN, RecordingPeer
+
+LOOPBACK = "127.0.0.1"
 
 SCENARIO_WITH_TYPO = """\
 name: typo
@@ -161,7 +169,10 @@ def test_read_summary_refuses_what_is_not_a_summary(tmp_path: Path) -> None:
         ({"timeout_s": float("nan")}, "timeout_s=nan"),
         ({"target": "::1"}, "bad target '::1'"),
         ({"target": "127.0.0.1:"}, "the port after ':' is empty"),
-        ({"variables": {"nope": "x"}}, "declares no variable 'nope'"),
+        (
+            {"variables": {"nope": "x"}},
+            r"variables=\{'nope': ...\}: the scenario declares no variable",
+        ),
     ],
     ids=["sessions", "concurrency", "bool", "timeout", "nan", "target", "empty-port", "variable"],
 )
@@ -183,3 +194,53 @@ def test_every_result_file_follows_the_umask(tmp_path: Path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in result.results_dir.iterdir()}
     assert "summary.json" in modes
     assert set(modes.values()) == {0o640}, modes
+
+
+_CATCHES_CTRL_C = """
+import sys, smtpload
+try:
+    smtpload.run("quickstart", target=sys.argv[1], sessions=4, concurrency=4, timeout_s=60)
+except KeyboardInterrupt as caught:
+    print("caught", type(caught).__name__, flush=True)
+    sys.exit(3)
+print("not interrupted", flush=True)
+"""
+
+
+async def test_ctrl_c_in_run_arrives_as_a_plain_keyboard_interrupt() -> None:
+    # Sessions stall after the banner, so the run is still going when the signal comes.
+    connected = trio.Event()
+
+    async def stall(stream: trio.SocketStream) -> None:
+        connected.set()
+        await stall_after_greeting(stream)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, stall, 0, host=LOOPBACK))
+        port = listeners[0].socket.getsockname()[1]
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-c", _CATCHES_CTRL_C, f"{LOOPBACK}:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment(),
+        )
+        try:
+            with trio.fail_after(30):
+                await connected.wait()
+                process.send_signal(signal.SIGINT)
+                status = await process.wait()
+                assert process.stdout is not None
+                assert process.stderr is not None
+                out = await process.stdout.receive_some(1000)
+                err = await process.stderr.receive_some(10000)
+        finally:
+            process.kill()
+            await process.wait()
+        nursery.cancel_scope.cancel()
+    assert (status, out) == (3, b"caught KeyboardInterrupt\n"), err
+
+
+def test_the_api_writes_nothing_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    result = smtpload.run("quickstart", target="no-such-host.invalid:25", sessions=2)
+    assert result.summary["sessions"]["failures"]["connect_error"] == 2
+    assert capfd.readouterr().err == ""

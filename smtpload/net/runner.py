@@ -75,6 +75,8 @@ class RunSettings:
             and each finished session's engine is handed to ``on_session_end``.
         max_reply_bytes: the longest server reply accepted (``--max-reply-bytes``); a longer
             one ends its session as ``protocol_error``.
+        print_notices: say on stderr what the counts alone would not explain (a target that
+            cannot be resolved); off for the Python API, which must not write to stderr.
     """
 
     sessions: int
@@ -86,6 +88,7 @@ class RunSettings:
     signalled_before: Callable[[], bool] | None = None
     observe: bool = False
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    print_notices: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +268,8 @@ async def run_scenario(
                 )
 
             stats.record_connect_failures(1, settings.sessions, failure)
-            print(f"smtpload: {detail}", file=sys.stderr)
+            if settings.print_notices:
+                print(f"smtpload: {detail}", file=sys.stderr)
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False
         timing = await run_sessions(
