@@ -23,6 +23,10 @@ SCENARIOS = ROOT / "scenarios"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def shown_path(path: Path) -> str:
+    return repr(str(path))
+
+
 def run(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     """Run ``smtpload run ARGS``; return the exit status and the summary it wrote."""
     summary_path = tmp_path / "summary.json"
@@ -330,6 +334,17 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{bad}:3:13:" in result.stderr
     assert result.stderr.count("three-errors.yaml:") == 3
+
+
+def test_validate_goes_on_past_a_missing_file_or_a_folder(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - sendd: x\n")
+    result = smtpload("validate", "nope.yaml", str(bad), str(tmp_path), "quickstart", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no scenario file 'nope.yaml'" in result.stderr
+    assert f"{shown_path(tmp_path)} is a folder; give a scenario file in it" in result.stderr
+    assert f"{bad}:2:5: unknown key 'sendd'" in result.stderr
+    assert "quickstart.yaml: ok (" in result.stdout
 
 
 def test_validate_reports_what_re2_cannot_match_and_nothing_else(tmp_path: Path) -> None:

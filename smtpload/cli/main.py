@@ -227,17 +227,22 @@ def _command_run(args: argparse.Namespace) -> int:
 
 def _command_validate(args: argparse.Namespace) -> int:
     problems = []
+    missing = []
     for name in args.scenarios:
         try:
             scenario = load_scenario(scenario_path(name))
         except ScenarioError as error:
             problems.extend(error.problems)
+        except UsageError as error:
+            missing.append(error)  # the other files are still checked
         else:
             count = len(scenario.steps)
             print(f"{scenario.path}: ok ({count} step{'' if count == 1 else 's'})")
+    for error in missing:
+        print(f"smtpload: {error}", file=sys.stderr)
     if problems:
         raise ScenarioError(problems)
-    return EXIT_OK
+    return EXIT_USAGE if missing else EXIT_OK
 
 
 def _command_sink(args: argparse.Namespace) -> int:

@@ -61,6 +61,8 @@ def find_scenario(name: str) -> Path | None:
 def scenario_path(name: str) -> Path:
     """:func:`find_scenario`, or a :class:`UsageError` that lists the bundled examples."""
     path = find_scenario(name)
+    if path is None and Path(name).is_dir():
+        raise UsageError(f"{shown(name)} is a folder; give a scenario file in it")
     if path is None:
         raise UsageError(
             f"no scenario file {shown(name)}; give a path, or one of the bundled scenarios: "
