@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from smtpload.cli.entry import entry_point
 
-from smtpload.cli.main import main
-
-sys.exit(main())
+entry_point()

@@ -3,7 +3,9 @@
     SmtploadError
      ├── LocalError                the user asked for something wrong: shown, exit 2
      │    ├── ScenarioError        a scenario file is invalid (holds every problem found)
-     │    └── UsageError           a command-line argument is invalid
+     │    ├── UsageError           a command-line argument (or API argument) is invalid
+     │    ├── OutputError          an output file cannot be written where it was asked for
+     │    └── ResultsError         a results file (summary.json) cannot be read or is not ours
      └── RemoteProtocolError       the server sent bytes that are not SMTP; the session that
                                    got them ends as ``protocol_error``, the run goes on
 
@@ -16,13 +18,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ECHO_LIMIT",
     "LocalError",
+    "OutputError",
     "Problem",
     "RemoteProtocolError",
+    "ResultsError",
     "ScenarioError",
     "SmtploadError",
     "UsageError",
+    "clipped",
+    "shown",
 ]
+
+#: The most characters of the user's input that a message repeats.
+ECHO_LIMIT = 80
+
+
+def shown(value: str, limit: int = ECHO_LIMIT) -> str:
+    """``value`` quoted for a message (as ``repr``), cut after ``limit`` characters: a message
+    points at the input, it never repeats a 50 MB line of it.
+
+    >>> shown("HELO x")
+    "'HELO x'"
+    >>> shown("x" * 1000, limit=3)
+    "'xxx'... (1,000 characters)"
+    """
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
+def clipped(value: str, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as it is (unquoted), cut after ``limit`` characters like :func:`shown`.
+
+    >>> clipped("x" * 1000, limit=3)
+    'xxx... (1,000 characters)'
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value):,} characters)"
 
 
 class SmtploadError(Exception):
@@ -56,6 +91,16 @@ class ScenarioError(LocalError):
 
 class UsageError(LocalError):
     """A command-line argument is invalid."""
+
+
+class OutputError(LocalError):
+    """An output file cannot be written (its folder is read-only, missing or not a folder, the
+    disk is full...). The message names the file the user asked for, not a temporary one."""
+
+
+class ResultsError(LocalError):
+    """A results file given back to smtpload (``read_summary``) cannot be read or is not one
+    that smtpload wrote."""
 
 
 class RemoteProtocolError(SmtploadError):

@@ -10,6 +10,7 @@ talked to the server has finished (for example after ``trio.to_thread.run_sync``
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 
@@ -49,11 +50,16 @@ class RecordingHandler:
 
     The refusal text is the one Postfix sends for its access-map rejection, so a test can
     expect the same reply from both servers.
+
+    Attributes:
+        rcpt_delay_s: how long to wait before answering RCPT (0: at once), for a server that
+            became slower. Set it while no client is talking to the server.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._messages: list[ReceivedMessage] = []
+        self.rcpt_delay_s = 0.0
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -69,6 +75,8 @@ class RecordingHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if self.rcpt_delay_s:
+            await asyncio.sleep(self.rcpt_delay_s)
         if address.lower().endswith("@" + REJECT_DOMAIN):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         # A handle_RCPT hook replaces aiosmtpd's own bookkeeping, so do what it would have done.

@@ -5,28 +5,32 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from smtpload.scenario.loader import load_scenario
-from tests.peers import SmtpPeer
+from tests.cli import smtpload
+from tests.peers import RecordingPeer, SmtpPeer
 from tests.test_compare_postfix import STEPS
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED = DATA / "transcripts" / "seed-blog.txt"
 UPGRADE = DATA / "upgrade.yaml"
+LATENCY = DATA / "latency.yaml"
+LATENCY_STEPS = ("greeting", "ehlo", "mail", "rcpt", "rset", "quit", "close")
 
 
-def smtpload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtpload", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def test_import_help_says_what_import_does_to_indentation_and_message_ids(
+    tmp_path: Path,
+) -> None:
+    result = smtpload("import", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "a session indented as a whole" in text
+    assert "Date: and Message-ID: values become {date} and {message_id}" in text
 
 
 def test_import_writes_one_scenario_per_session(tmp_path: Path) -> None:
@@ -189,6 +193,95 @@ def test_latency_threshold_is_a_percentage(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "must be a percentage above 0" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1ms"])
+def test_the_latency_floor_is_a_number_of_milliseconds(tmp_path: Path, value: str) -> None:
+    result = smtpload(
+        "compare", str(UPGRADE), "--baseline", "b.json", f"--min-latency-delta={value}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--min-latency-delta" in result.stderr
+    assert "number of milliseconds" in result.stderr
+
+
+def _record(tmp_path: Path, target: str) -> None:
+    recorded = smtpload(
+        "record", str(LATENCY), "--target", target, "-o", "b.json", "--sessions", "20",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+
+
+def _compare(
+    tmp_path: Path, target: str, *options: str, sessions: int = 20
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = smtpload(
+        "compare", str(LATENCY), "--baseline", "b.json", "--target", target,
+        "--sessions", str(sessions), "--max-latency-regression", "10", "--json", "diff.json",
+        *options, cwd=tmp_path,
+    )  # fmt: skip
+    diff: dict[str, Any] = json.loads((tmp_path / "diff.json").read_text())
+    return result, diff
+
+
+def latency_regressions(diff: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (step["name"], d["kind"])
+        for step in diff["steps"]
+        for d in step["differences"]
+        if d["kind"].startswith("latency_")
+    ]
+
+
+def test_the_same_postfix_compared_with_itself_has_no_latency_regression(
+    tmp_path: Path, postfix_server: SmtpPeer
+) -> None:
+    # The case: 20 sessions, 10 %; p99 of 20 samples is their slowest one, and a
+    # sub-millisecond median moves by tens of percent from run to run on a shared machine.
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    _record(tmp_path, target)
+    result, diff = _compare(tmp_path, target)
+    assert result.returncode == 0, result.stdout
+    assert latency_regressions(diff) == [], result.stdout
+    assert "latency grew" not in result.stdout
+    steps = len(LATENCY_STEPS)
+    assert (
+        f"note: p99 latency not judged at {steps} steps: it needs 100 samples in both runs "
+        "(baseline: 20, now: 20)"
+    ) in result.stdout.splitlines()
+    assert diff["min_latency_delta_ms"] == 1.0
+    assert [step["name"] for step in diff["steps"]] == list(LATENCY_STEPS)
+    for step in diff["steps"]:
+        notes = [(n["percentile"], n["baseline_samples"], n["now_samples"]) for n in
+                 step["latency_not_judged"]]  # fmt: skip
+        assert notes == [("p99", 20, 20), ("p99.9", 20, 20)], step
+
+
+def test_a_server_that_answers_rcpt_50_ms_late_is_a_latency_regression(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    _record(tmp_path, target)
+    # Well under a millisecond before, 50 ms now: two orders of magnitude, far beyond the floor.
+    aiosmtpd_server.handler.rcpt_delay_s = 0.050
+    result, diff = _compare(tmp_path, target)
+    assert result.returncode == 1, result.stdout
+    # Only the rcpt step is asserted: aiosmtpd's own replies (EHLO takes it about a millisecond
+    # of Python) move by more than the 1 ms floor now and then on a busy machine.
+    assert ("rcpt", "latency_p50") in latency_regressions(diff), result.stdout
+    (rcpt,) = [step for step in diff["steps"] if step["name"] == "rcpt"]
+    (p50,) = [d for d in rcpt["differences"] if d["kind"] == "latency_p50"]
+    assert float(p50["now"].removesuffix(" ms")) > 10 * float(p50["baseline"].removesuffix(" ms"))
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("rcpt")]
+    assert "REGRESSION  p50 latency grew" in line
+    # Still not enough samples for p99: said, not judged.
+    assert "note: p99 latency not judged" in result.stdout
+    # A floor above the slowdown lets it pass: the option reaches the comparison.
+    result, diff = _compare(tmp_path, target, "--min-latency-delta", "1000", sessions=4)
+    assert result.returncode == 0, result.stdout
+    assert diff["min_latency_delta_ms"] == 1000.0
 
 
 def test_record_warns_when_the_replies_were_not_the_expected_ones(

@@ -6,13 +6,21 @@ send, and hands it replies.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 
 from smtpload.errors import UsageError
-from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, compile_scenario
+from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, CompiledScenario, compile_scenario
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.expectations import compile_expectation
-from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.outcome import (
+    MAX_TRANSCRIPT_REPLY_BYTES,
+    Outcome,
+    TranscriptLine,
+    reply_transcript_lines,
+)
 from smtpload.protocol.wire import FILLER_LINE, PaddedMessage, Reply, ReplyParser
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 
@@ -162,6 +170,96 @@ def test_io_events_end_the_session_with_their_category(event: str, outcome: Outc
     assert failure.step == "greeting"
 
 
+# --- what a failure keeps of huge replies ---------------------------------------------------
+
+
+def multiline(code: int, line_bytes: int, total_bytes: int) -> bytes:
+    """A complete reply of exactly ``total_bytes``, in lines of ``line_bytes`` (CRLF included)."""
+    line = b"%d-" % code + b"t" * (line_bytes - 6) + b"\r\n"
+    body = line * ((total_bytes - 8) // line_bytes)
+    last = b"%d " % code
+    return body + last + b"e" * (total_bytes - len(body) - len(last) - 2) + b"\r\n"
+
+
+def kept_bytes(lines: list[TranscriptLine]) -> int:
+    return sum(len(line.text.encode()) + 2 for line in lines if line.direction == "S")
+
+
+@pytest.mark.parametrize("line_bytes", [10, 100, 4096, 60_000], ids=lambda n: f"lines-{n}")
+@pytest.mark.parametrize(
+    "total_bytes",
+    [MAX_TRANSCRIPT_REPLY_BYTES + 1, 100_000, 10 * 1024 * 1024],
+    ids=["one-byte-over", "100-kB", "10-MiB"],
+)
+def test_a_reply_over_4_kib_keeps_its_first_4_kib_and_says_where_it_was_cut(
+    line_bytes: int, total_bytes: int
+) -> None:
+    raw = multiline(550, line_bytes, total_bytes)
+    assert len(raw) == total_bytes
+    lines = reply_transcript_lines(raw)
+    # The kept lines are the reply's own first bytes, in order.
+    assert "\r\n".join(line.text for line in lines[:-1]).encode() == raw[
+        :MAX_TRANSCRIPT_REPLY_BYTES
+    ].rstrip(b"\r\n")
+    assert kept_bytes(lines) <= MAX_TRANSCRIPT_REPLY_BYTES + 2
+    note = lines[-1]
+    assert note.direction == "*"
+    assert f"reply cut after 4096 of its {total_bytes} bytes" in note.text
+    line_count = raw.count(b"\n")
+    assert f"of {line_count})" in note.text
+
+
+def test_where_the_cut_fell_names_the_line() -> None:
+    inside = reply_transcript_lines(b"250-" + b"a" * 10 + b"\r\n250 " + b"b" * 20 + b"\r\n", 20)
+    assert (
+        inside[-1].text
+        == "reply cut after 20 of its 42 bytes (inside line 2 of 2); the rest not kept"
+    )
+    after = reply_transcript_lines(b"250-aa\r\n250-bb\r\n250 cc\r\n", 16)
+    assert [line.text for line in after] == [
+        "250-aa",
+        "250-bb",
+        "reply cut after 16 of its 24 bytes (after line 2 of 3); the rest not kept",
+    ]
+
+
+@pytest.mark.parametrize(
+    "size", [0, 8, MAX_TRANSCRIPT_REPLY_BYTES], ids=["empty", "small", "at-the-cap"]
+)
+def test_a_reply_up_to_4_kib_is_kept_whole(size: int) -> None:
+    raw = multiline(250, 100, size) if size > 8 else b"250 ok\r\n"[:size]
+    lines = reply_transcript_lines(raw)
+    assert all(line.direction == "S" for line in lines)
+    assert "\r\n".join(line.text for line in lines).encode() == raw.rstrip(b"\r\n")
+
+
+def test_a_cut_inside_a_utf8_character_is_still_text() -> None:
+    raw = b"550 " + "é".encode() * 3000 + b"\r\n"
+    lines = reply_transcript_lines(raw)
+    assert lines[0].text.startswith("550 éé")
+    assert lines[-1].text.startswith("reply cut after 4096 of its 6006 bytes (inside line 1 of 1)")
+
+
+def test_a_failed_session_with_a_huge_reply_keeps_a_bounded_failure() -> None:
+    # A complete 10 MiB 550 to HELO (legal when --max-reply-bytes allows it) in 60 KB lines.
+    huge = multiline(550, 60_000, 10 * 1024 * 1024)
+    engine = SessionEngine(compile_scenario(scenario(GREETING, HELO, QUIT)), 1)
+    step = engine.next_step()
+    assert step is not None
+    assert engine.on_reply(step, reply(b"220 hi\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    engine.payload(step)
+    (huge_reply,) = ReplyParser(len(huge)).feed(huge)
+    assert not engine.on_reply(step, huge_reply)
+    failure = engine.failure()
+    assert failure is not None
+    size = sum(len(line.text) for line in failure.transcript) + len(failure.got)
+    assert size < 3 * MAX_TRANSCRIPT_REPLY_BYTES
+    assert failure.transcript[-1].text.startswith("reply cut after 4096 of its 10485760 bytes")
+    assert failure.got.endswith("characters in all) (+174 lines) (reply code 550 is not 250)")
+
+
 def test_interrupted_session_names_the_step_it_was_cut_off_in() -> None:
     engine = SessionEngine(compile_scenario(scenario(GREETING, HELO)), 4)
     assert engine.step_in_progress == "connect"
@@ -232,6 +330,64 @@ def test_variables_and_captures_are_rendered_per_session() -> None:
     step = engine.next_step()
     assert step is not None
     assert engine.payload(step) == b"NOOP ABC123 42 run1.42\r\n"
+
+
+# RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">", both dot-atoms (no obs- forms).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+
+
+def message_ids(payloads: list[bytes]) -> list[str]:
+    found = [re.findall(rb"^Message-ID: (.*)\r$", p, re.MULTILINE) for p in payloads]
+    return [value.decode() for values in found for value in values]
+
+
+def run_messages(compiled: CompiledScenario, session: int, run_id: str) -> list[bytes]:
+    """Play one session that accepts everything; the DATA payloads it sent."""
+    engine = SessionEngine(compiled, session, compiled.session_variables(session, run_id))
+    messages = []
+    while (step := engine.next_step()) is not None:
+        data = engine.payload(step)
+        assert isinstance(data, bytes)  # these messages are small: built in one piece
+        if step.kind is StepKind.DATA:
+            messages.append(data)
+        answer = b"354 go\r\n" if data == b"DATA\r\n" else b"250 ok\r\n"
+        assert engine.on_reply(step, reply(answer))
+    assert engine.outcome is Outcome.PASSED
+    return messages
+
+
+def test_each_message_of_each_session_gets_its_own_message_id() -> None:
+    # Two messages per session, as a later `repeat:` would send; then two sessions, two runs.
+    message = Step(StepKind.DATA, "message", text="Message-ID: {message_id}\n\nhi\n")
+    message_2 = dataclasses.replace(message, name="message#2")
+    data_2 = dataclasses.replace(DATA_CMD, name="data#2")
+    compiled = compile_scenario(scenario(HELO, DATA_CMD, message, data_2, message_2))
+    ids = [
+        message_ids(run_messages(compiled, session, run_id))
+        for run_id in ("20261128-020013-a1b2c3", "20261128-020013-d4e5f6")
+        for session in (1, 2)
+    ]
+    assert all(len(session_ids) == 2 for session_ids in ids)
+    every = [value for session_ids in ids for value in session_ids]
+    assert len(set(every)) == len(every) == 8
+    assert all(MSG_ID.fullmatch(value) for value in every), every
+    assert ids[0] == [
+        "<20261128-020013-a1b2c3.1.1@smtpload.example.test>",
+        "<20261128-020013-a1b2c3.1.2@smtpload.example.test>",
+    ]
+
+
+def test_generated_messages_carry_the_per_message_id() -> None:
+    sized = Step(StepKind.DATA, "message", data_size=1000)
+    data_2 = dataclasses.replace(DATA_CMD, name="data#2")
+    sized_2 = dataclasses.replace(sized, name="message#2")
+    compiled = compile_scenario(scenario(HELO, DATA_CMD, sized, data_2, sized_2))
+    first, second = message_ids(run_messages(compiled, 1, "run"))
+    assert first != second
+    assert MSG_ID.fullmatch(first)
+    assert MSG_ID.fullmatch(second)
 
 
 def test_a_capture_that_finds_nothing_fails_its_step() -> None:
@@ -352,8 +508,8 @@ def test_padding_of_every_session_is_sent_from_one_shared_block() -> None:
         assert isinstance(payload, PaddedMessage)
         messages.append(payload)
     first, second = messages
-    assert b"Message-ID: <r.1@" in first.head
-    assert b"Message-ID: <r.2@" in second.head
+    assert b"Message-ID: <r.1.1@" in first.head  # run r, session 1, its first message
+    assert b"Message-ID: <r.2.1@" in second.head
     padding = [chunk for message in messages for chunk in list(message.chunks())[1:-1]]
     assert padding
     assert all(isinstance(chunk, memoryview) for chunk in padding)

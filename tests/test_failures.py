@@ -6,9 +6,15 @@ the other sessions are unharmed, and the failure names what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import os
+import re
 import socket
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -21,9 +27,10 @@ from smtpload.protocol.outcome import Outcome
 from smtpload.report.stats import RunStats
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
-from tests.misbehaving import BEHAVIOURS
+from tests.misbehaving import BEHAVIOURS, HUGE_REPLY_BYTES
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
 
 
 def quickstart(timeout_s: float = 5.0) -> CompiledScenario:
@@ -38,13 +45,19 @@ async def start_server(nursery: trio.Nursery, behaviour: str) -> int:
 
 
 async def run(
-    port: int, scenario: CompiledScenario, sessions: int = 3, concurrency: int = 3
+    port: int,
+    scenario: CompiledScenario,
+    sessions: int = 3,
+    concurrency: int = 3,
+    max_reply_bytes: int | None = None,
 ) -> RunStats:
     stats = RunStats(["connect", *scenario.step_names])
     target = await resolve_target("127.0.0.1", port)
     settings = RunSettings(
         sessions=sessions, concurrency=concurrency, run_id="test", handle_signals=False
     )
+    if max_reply_bytes is not None:
+        settings = dataclasses.replace(settings, max_reply_bytes=max_reply_bytes)
     # A bound far above any step timeout here: a regression that hangs fails instead.
     with trio.fail_after(60):
         await run_sessions(scenario, target, settings, stats)
@@ -139,3 +152,164 @@ async def test_failing_sessions_do_not_disturb_passing_ones(nursery: trio.Nurser
     assert results["stall"].outcomes[Outcome.TIMEOUT] == 20
     assert results["sink"].outcomes[Outcome.PASSED] == 20
     assert results["sink"].messages == 20
+
+
+# --- memory: what one hostile server can make smtpload hold ------------------------------------
+
+#: ``smtpload ARGS`` in a child process whose address space is capped (so a regression fails
+#: with MemoryError instead of taking the shared machine's memory), reporting its peak RSS.
+#: VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec from the forked pytest.
+_MEASURED_SMTPLOAD = """
+import resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from smtpload.cli.main import main
+status = main(sys.argv[2:])
+with open("/proc/self/status") as status_file:
+    peak = next(line.split()[1] for line in status_file if line.startswith("VmHWM:"))
+print("peak_rss_kib", peak, file=sys.stderr)
+sys.exit(status)
+"""
+# A run of 50 quickstart sessions peaks at about 40 MiB of address space and 35 MiB RSS.
+_ADDRESS_SPACE_BYTES = 768 * 1024 * 1024
+
+
+async def measured_smtpload(*args: str) -> tuple[int, str]:
+    """``smtpload ARGS`` in a measured child process: its exit status and its stderr."""
+    command = [sys.executable, "-c", _MEASURED_SMTPLOAD, str(_ADDRESS_SPACE_BYTES), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The step timeout is 30 s: far longer than this bound, so a run that waits for the
+    # timeout instead of the cap fails here too.
+    with trio.fail_after(25):
+        result = await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False, env=env
+        )
+    return result.returncode, result.stderr.decode("utf-8", "replace")
+
+
+async def measured_run(port: int, tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
+    """``smtpload run quickstart`` against ``port`` in a measured child process.
+
+    Returns its exit status, its stderr (with the peak RSS) and its summary.json.
+    """
+    summary_path = tmp_path / "summary.json"
+    status, stderr = await measured_smtpload(
+        "run",
+        "quickstart",
+        "--target",
+        f"127.0.0.1:{port}",
+        "--results",
+        str(tmp_path / "results"),
+        "--json",
+        str(summary_path),
+        "--quiet",
+        *args,
+    )
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return status, stderr, summary
+
+
+def peak_rss_mib(stderr: str) -> float:
+    match = re.search(r"peak_rss_kib (\d+)", stderr)
+    assert match is not None, stderr
+    return int(match.group(1)) / 1024
+
+
+async def test_a_reply_that_never_ends_is_a_protocol_error_with_bounded_memory(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # 8 sessions at once, each fed "220-" + 60 KB lines as fast as loopback goes. Without a
+    # cap on the whole reply each would grow until the 30 s step timeout (GBs); with the
+    # default 1 MiB cap each ends as soon as it passes 1 MiB.
+    port = await start_server(nursery, "endless-greeting")
+    status, stderr, summary = await measured_run(
+        port, tmp_path, "--sessions", "8", "--concurrency", "8", "--timeout", "30"
+    )
+    assert "Traceback" not in stderr
+    assert status == 1, stderr
+    assert summary["sessions"]["failures"]["protocol_error"] == 8
+    assert summary["sessions"]["started"] == 8
+    assert summary["duration_s"] < 10
+    log = next((tmp_path / "results").glob("*/failures.log")).read_text()
+    assert "reply longer than 1048576 bytes" in log
+    # Orders of magnitude: a run's own baseline is ~35 MiB; 8 capped replies add ~8-25 MiB.
+    assert peak_rss_mib(stderr) < 200
+
+
+async def test_max_reply_bytes_sets_the_cap(nursery: trio.Nursery, tmp_path: Path) -> None:
+    port = await start_server(nursery, "endless-greeting")
+    status, stderr, summary = await measured_run(port, tmp_path, "--max-reply-bytes", "200000")
+    assert status == 1, stderr
+    assert summary["sessions"]["failures"]["protocol_error"] == 1
+    log = next((tmp_path / "results").glob("*/failures.log")).read_text()
+    assert "reply longer than 200000 bytes" in log
+
+
+async def test_complete_reply_over_the_cap_is_a_protocol_error_under_it_a_reply(
+    nursery: trio.Nursery,
+) -> None:
+    # The huge rejection is a complete, well-formed 3 MiB 550: over the default cap it is a
+    # protocol error; with a cap above it, an ordinary unexpected reply.
+    port = await start_server(nursery, "huge-rejection")
+    for max_reply_bytes, outcome in [
+        (None, Outcome.PROTOCOL_ERROR),
+        (HUGE_REPLY_BYTES, Outcome.UNEXPECTED_REPLY),
+    ]:
+        stats = await run(
+            port, quickstart(), sessions=2, concurrency=2, max_reply_bytes=max_reply_bytes
+        )
+        assert_accounted(stats, 2)
+        assert stats.outcomes[outcome] == 2, stats.failures[0].got
+        assert stats.failures[0].step == "ehlo"
+
+
+async def test_record_and_compare_take_max_reply_bytes(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The 3 MiB 550 to EHLO: a protocol error under the default cap, a reply under a larger one.
+    port = await start_server(nursery, "huge-rejection")
+    target = f"127.0.0.1:{port}"
+    larger = str(HUGE_REPLY_BYTES + 1000)
+    baseline = tmp_path / "baseline.json"
+    status, stderr = await measured_smtpload(
+        "record", "quickstart", "--target", target, "-o", str(baseline), "--max-reply-bytes", larger
+    )
+    assert status == 0, stderr
+    ehlo = next(s for s in json.loads(baseline.read_text())["steps"] if s["name"] == "ehlo")
+    assert (ehlo["codes"], ehlo["events"]) == ({"550": 1}, {})
+
+    # Exit 0 shows compare took the cap: under the default one this reply is a protocol error,
+    # a changed event against the baseline (exit 1).
+    status, stderr = await measured_smtpload(
+        "compare",
+        "quickstart",
+        "--baseline",
+        str(baseline),
+        "--target",
+        target,
+        "--max-reply-bytes",
+        larger,
+    )
+    assert status == 0, stderr
+
+
+async def test_huge_complete_replies_keep_failures_small_in_memory_and_on_disk(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A complete 3 MiB 550 to EHLO, allowed by the cap, for 20 sessions: every failure is
+    # kept, each with a 4 KiB prefix of the reply, not 3 MiB of it.
+    port = await start_server(nursery, "huge-rejection")
+    larger = str(HUGE_REPLY_BYTES + 1000)
+    status, stderr, summary = await measured_run(
+        port, tmp_path, "--sessions", "20", "--concurrency", "4", "--max-reply-bytes", larger
+    )
+    assert "Traceback" not in stderr
+    assert status == 1, stderr
+    assert summary["sessions"]["failures"]["unexpected_reply"] == 20
+    log_path = next((tmp_path / "results").glob("*/failures.log"))
+    log = log_path.read_text()
+    assert len(re.findall(r"^session \d+: unexpected_reply at step 'ehlo'", log, re.M)) == 20
+    assert log.count(f"reply cut after 4096 of its {HUGE_REPLY_BYTES} bytes") == 20
+    assert log_path.stat().st_size < 20 * 3 * 4096
+    # Orders of magnitude: 20 whole transcripts would be 60 MiB as text, more as objects.
+    assert peak_rss_mib(stderr) < 150

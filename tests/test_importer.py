@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from smtpload.errors import LocalError
+from smtpload.protocol.expectations import compile_expectation
+from smtpload.protocol.wire import Reply as WireReply
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind, Target
 from smtpload.scenario.template import parse_template
@@ -18,6 +20,7 @@ from smtpload.transcripts.importer import (
     TranscriptError,
     import_transcript,
 )
+from smtpload.transcripts.reader import parse_transcript
 from tests.test_transcript import PLAIN
 
 DATA = Path(__file__).parent / "data" / "transcripts"
@@ -198,6 +201,58 @@ def test_every_captured_transcript_imports_to_valid_scenarios(path: Path, strict
         assert scenario.target == session.target
 
 
+def strict_expectations_meet_their_own_replies(text: str, path: str) -> int:
+    """Import strictly; check every step's expectation, as a run checks it, against the reply it
+    was made from. Returns how many text patterns were checked."""
+    transcript = parse_transcript(text, path)
+    result = import_transcript(text, path, strict=True)
+    checked = 0
+    for session, dialogue in zip(result.sessions, transcript.sessions, strict=True):
+        steps = [s for s in scenario_of(session).steps if s.kind is not StepKind.CLOSE]
+        for step, exchange in zip(steps, dialogue.exchanges, strict=True):
+            if step.expect is None or exchange.reply is None:
+                continue
+            reply = exchange.reply
+            wire_reply = WireReply(reply.code, reply.lines, b"")
+            assert compile_expectation(step.expect).mismatch(wire_reply) is None, reply.lines
+            checked += step.expect.pattern is not None
+    return checked
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.txt")), ids=lambda path: path.name)
+def test_strict_patterns_of_every_captured_transcript_match_its_replies_on_re2(
+    path: Path,
+) -> None:
+    # The run matches with RE2 (scenario/patterns.py): what import writes must compile there and
+    # mean there what it meant to the importer.
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    assert strict_expectations_meet_their_own_replies(text, str(path)) > 0
+
+
+# Reply texts whose characters RE2 reads otherwise than Python's re: non-ASCII digits, letters
+# and spaces (\d, \w and \s are ASCII-only in RE2), tabs, every ASCII punctuation mark, and
+# backslashes; with the volatile parts (ids, counters, dates) next to them.
+AWKWARD_REPLIES = [
+    # Arabic-Indic and fullwidth digits in an id and a counter.
+    "250 2.0.0 Ok: queued as \u0661\u0662\u0663\u0664\u0665\u0666\u0667 id=\uff11\uff12\uff13",
+    # Japanese words, a fullwidth "ABC123" and a fullwidth "42".
+    "250 2.0.0 \u53d7\u4ed8 \uff21\uff22\uff23\uff11\uff12\uff13 \u4ef6\u6570 \uff14\uff12 done",
+    "250 ok\tqueued\tas\tA1A73160038\t(tab separated)",
+    "250 at Tue,\t27\tJul 2010\t00:02:15\t+0900 (tabs in a date)",
+    "250 " + "".join(chr(c) for c in range(0x21, 0x7F)),
+    "250 back\\slash \\d+ \\1 (?=x) [a-z]{,3} $^ |* id=\u00c4BC123\u00d6 \u00a0nbsp\u2003em",
+    # A date, then an Arabic-Indic time and pid.
+    "250 Tue, 27 Jul 2010 00:02:15 +0900 at \u0661\u0662:\u0663\u0660:\u0660\u0660 from"
+    " [127.0.0.1] pid \u0664\u0665\u0666\u0667\u0668\u0669",
+]
+
+
+@pytest.mark.parametrize("reply", AWKWARD_REPLIES, ids=range(len(AWKWARD_REPLIES)))
+def test_strict_patterns_of_awkward_replies_match_them_on_re2(reply: str) -> None:
+    text = lines("220 mx.example.test ESMTP", "NOOP", reply, "QUIT", "221 bye")
+    assert strict_expectations_meet_their_own_replies(text, "t.txt") == 3
+
+
 # -- formats -----------------------------------------------------------------------------------
 
 
@@ -351,6 +406,100 @@ def test_crlf_and_lf_transcripts_give_the_same_scenario() -> None:
     lf = import_transcript(lines(*PLAIN), "t.txt").sessions[0].yaml_text
     crlf = import_transcript("\r\n".join(PLAIN) + "\r\n", "t.txt").sessions[0].yaml_text
     assert lf == crlf
+
+
+# -- Date: and Message-ID: are new for each message --------------------------------------------
+
+PER_MESSAGE = {"date": "Sat, 28 Nov 2026 02:00:13 +0000", "message_id": "<new@id.test>"}
+
+
+def message_of(header: list[str], body: tuple[str, ...] = ("", "hi")) -> tuple[str, ImportResult]:
+    """The message imported from a transcript whose message is ``header`` and ``body``, as
+    sent with ``PER_MESSAGE`` filled in, and the whole result."""
+    text = lines(PLAIN[0], "DATA", "354 go", *header, *body, ".", "250 ok")
+    result = import_transcript(text, "t.txt")
+    step = scenario_of(result.sessions[0]).steps[2]
+    assert step.text is not None
+    return parse_template(step.text).render(PER_MESSAGE), result
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            ["Date: Tue, 1 Dec 2026 10:00:00 +0900", "Message-Id: <1.2@vm>", "Subject: x"],
+            ["Date: {date}", "Message-Id: {message_id}", "Subject: x"],
+        ),
+        (
+            ["DATE: Tue, 1 Dec 2026 10:00:00 +0900", "message-id: <1.2@vm>"],
+            ["DATE: {date}", "message-id: {message_id}"],
+        ),
+        (
+            ["Message-ID:\t<a@b>", "Date:Tue, 1 Dec 2026"],
+            ["Message-ID:\t{message_id}", "Date: {date}"],
+        ),
+        (
+            ["Message-ID:", "  <folded@example.test>", "Date: Tue,", "\t1 Dec 2026", "To: b"],
+            ["Message-ID: {message_id}", "Date: {date}", "To: b"],
+        ),
+        (["Subject: {x}", "Message-Id: <{y}@vm>"], ["Subject: {x}", "Message-Id: {message_id}"]),
+        (["Subject: y", "Date: Tue, 1 Dec 2026"], ["Subject: y", "Date: {date}"]),
+    ],
+    ids=["swaks-spelling", "any-case", "tab-and-no-space", "folded", "braces-elsewhere", "one"],
+)
+def test_date_and_message_id_values_become_builtins(header: list[str], expected: list[str]) -> None:
+    sent_message, result = message_of(header)
+    want = [line.format(**PER_MESSAGE) if "{x}" not in line else line for line in expected]
+    assert sent_message == "".join(f"{line}\n" for line in [*want, "", "hi"])
+    yaml_text = result.sessions[0].yaml_text
+    assert "new for each message sent," in yaml_text
+    for line in header:  # the transcript's values are kept in the comment
+        if line.split(":")[0].lower() in ("date", "message-id") or line[:1] in (" ", "\t"):
+            assert f"  #   {line}\n" in yaml_text
+    assert any(
+        note.startswith("line 4: message: ") and "new for each message" in note
+        for note in result.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "body"),
+    [
+        (["Subject: no ids here"], ("", "Date: in the body is text", "Message-Id: <a@b>")),
+        (["X-Original-Date: Tue, 1 Dec 2026", "In-Reply-To: <a@b>", "References: <a@b>"], ()),
+        (["Date:", "Message-Id: "], ()),
+        (["not a header line", "Date: Tue, 1 Dec 2026"], ()),
+    ],
+    ids=["in-the-body", "other-fields", "empty-values", "after-a-non-header-line"],
+)
+def test_other_lines_and_fields_are_kept_as_typed(header: list[str], body: tuple[str, ...]) -> None:
+    sent_message, result = message_of(header, body)
+    assert sent_message == "".join(f"{line}\n" for line in [*header, *body])
+    assert "new for each message" not in result.sessions[0].yaml_text
+    assert not any("new for each message" in note for note in result.notes)
+
+
+def test_the_swaks_corpus_sends_new_ids_and_dates_and_says_so() -> None:
+    path = DATA / "postfix-swaks-plain.txt"
+    result = import_transcript(path.read_text(encoding="utf-8"), path.name)
+    (session,) = result.sessions
+    data = scenario_of(session).steps[5]
+    assert data.text is not None
+    assert data.text.startswith("Date: {date}\nTo: hoge01@exsample.jp\n")
+    assert "\nMessage-Id: {message_id}\n" in data.text
+    assert "20261128020013.019848@vm" not in data.text
+    assert (
+        "  # Date: and Message-Id: are {date} and {message_id} here: new for each message sent,\n"
+        "  # so that sessions do not all send the transcript's values:\n"
+        "  #   Date: Sat, 28 Nov 2026 02:00:13 +0000\n"
+        "  #   Message-Id: <20261128020013.019848@vm>\n"
+        "  # 250 2.0.0 Ok: queued as 80102162008\n"
+        "  - data: |+\n"
+    ) in session.yaml_text
+    assert (
+        "line 22: message: Date: and Message-Id: are {date} and {message_id} here, new for"
+        " each message" in result.notes
+    )
 
 
 # -- names, closing, missing replies -----------------------------------------------------------

@@ -1,7 +1,9 @@
 """Ctrl-C and SIGTERM on a real ``smtpload run`` process: exit 130, every result still written.
 
 The server is a plain listening socket in the test: it greets each session and then says
-nothing, so the sessions are provably mid-dialogue when the signal arrives.
+nothing, so the sessions are provably mid-dialogue when the signal arrives. In the last test it
+is ``misbehaving.backtracking_bait``, whose replies make backtracking regexes take forever, so
+Ctrl-C arrives while sessions are matching them.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import trio
+
+from tests.cli import COMMAND, environment, start_smtpload
+from tests.misbehaving import backtracking_bait
 
 CONCURRENCY = 5
 
@@ -25,16 +30,14 @@ def test_signal_stops_the_run_and_writes_results(tmp_path: Path, signum: signal.
         listener.listen(64)
         listener.settimeout(30)
         port = listener.getsockname()[1]
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "smtpload", "run", "quickstart",
-                "--target", f"127.0.0.1:{port}",
-                "--sessions", "1000", "--concurrency", str(CONCURRENCY),
-                "--timeout", "60",
-                "--results", str(tmp_path / "results"),
-                "--json", str(tmp_path / "summary.json"),
-            ],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        process = start_smtpload(
+            "run", "quickstart",
+            "--target", f"127.0.0.1:{port}",
+            "--sessions", "1000", "--concurrency", str(CONCURRENCY),
+            "--timeout", "60",
+            "--results", str(tmp_path / "results"),
+            "--json", str(tmp_path / "summary.json"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         connections = []
         try:
@@ -72,3 +75,85 @@ def test_signal_stops_the_run_and_writes_results(tmp_path: Path, signum: signal.
     assert log.count("interrupted at step 'ehlo'") == CONCURRENCY
     assert "C: EHLO smtpload.example.test" in log
     assert "greeting" in stdout  # the report was printed too
+
+
+# Every pattern here would hold a backtracking engine (and so the event loop, and Ctrl-C) for
+# longer than the universe has existed, on the bait's replies; each alternative "!" matches.
+BACKTRACKING_SCENARIO = """\
+name: backtracking
+steps:
+  - greeting: {code: 220, text: '(a+)+$|!$'}
+  - send: EHLO smtpload.test
+    expect: {code: 250, text: '(.*a){20}|!$'}
+  - send: NOOP
+    expect: 250
+    capture: '(?:(a|aa)+$)|(?P<bang>!+)$'
+  - send: 'VRFY {bang}'
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+SESSIONS_BEFORE_SIGNAL = 8
+
+
+async def test_ctrl_c_while_sessions_match_backtracking_patterns(tmp_path: Path) -> None:
+    scenario = tmp_path / "backtracking.yaml"
+    scenario.write_text(BACKTRACKING_SCENARIO)
+    finished = 0
+    enough = trio.Event()
+
+    def on_quit() -> None:
+        nonlocal finished
+        finished += 1
+        if finished >= SESSIONS_BEFORE_SIGNAL:
+            enough.set()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await backtracking_bait(stream, on_quit)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, handler, 0)
+        port = listeners[0].socket.getsockname()[1]
+        with (tmp_path / "stdout").open("w") as stdout, (tmp_path / "stderr").open("w") as stderr:
+            process = await trio.lowlevel.open_process(
+                [
+                    *COMMAND, "run", str(scenario),
+                    "--target", f"127.0.0.1:{port}",
+                    "--sessions", "1000000", "--concurrency", "4", "--timeout", "60",
+                    "--results", str(tmp_path / "results"),
+                    "--json", str(tmp_path / "summary.json"),
+                ],
+                stdout=stdout, stderr=stderr, env=environment(),
+            )  # fmt: skip
+            try:
+                # A backtracking engine never finishes the first banner: fail, do not hang.
+                with trio.move_on_after(30):
+                    await enough.wait()
+                assert enough.is_set(), "no session got through the backtracking patterns"
+                process.send_signal(signal.SIGINT)
+                with trio.fail_after(20):  # 2 s of grace for running sessions, then results
+                    await process.wait()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+        nursery.cancel_scope.cancel()
+    errors = (tmp_path / "stderr").read_text()
+    assert process.returncode == 130, errors
+    assert "Traceback" not in errors
+    assert "re2" not in errors.lower()  # absl's log lines stay off stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    sessions = summary["sessions"]
+    assert sessions["passed"] >= SESSIONS_BEFORE_SIGNAL
+    # Every session got through every pattern; the only failures are the ones cut off.
+    assert {k: v for k, v in sessions["failures"].items() if v} in (
+        {},
+        {"interrupted": sessions["failed"]},
+    )
+    assert sessions["started"] == sessions["passed"] + sessions["failed"]
+    steps = {step["name"]: step for step in summary["steps"]}
+    assert steps["vrfy"]["count"] >= SESSIONS_BEFORE_SIGNAL
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert "backtracking" in (tmp_path / "stdout").read_text()  # the report was printed too

@@ -6,9 +6,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from smtpload.regression.compare import Comparison, compare
+from smtpload.regression.compare import Comparison, compare, format_comparison
 from smtpload.regression.junit import junit_xml
 from tests.test_baseline import STEPS, answers, behaviour_of
+from tests.test_regression import every_kind_of_difference, with_latency
 
 EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 REFUSED = b'550 5.1.1 <b@example.test>: "Recipient" & co rejected\r\n'
@@ -18,9 +19,10 @@ def upgrade(*, strict: bool = False, pct: float | None = None) -> Comparison:
     upgraded = answers(
         greeting=b"220 mx.test ESMTP Postfix (upgraded)\r\n", ehlo=EHLO_WITHOUT_DSN, rcpt=REFUSED
     )
+    # 100 samples at rcpt: enough to judge p50 and p99 there (+1.04 ms, +104 %), not p99.9.
     return compare(
-        behaviour_of([answers()], latency_us={"rcpt": 1000}),
-        behaviour_of([upgraded], latency_us={"rcpt": 2000}),
+        with_latency(behaviour_of([answers()]), "rcpt", [1000] * 100),
+        with_latency(behaviour_of([upgraded]), "rcpt", [2040] * 100),
         strict=strict,
         max_latency_regression_pct=pct,
     )
@@ -93,9 +95,32 @@ def test_every_regression_of_a_step_is_in_its_one_failure() -> None:
     (rcpt,) = failures["rcpt"]
     assert rcpt.attrib["message"] == (
         "reply code changed: 250 -> 550; "
-        "p50 latency grew 100% (1.000 ms -> 2.000 ms), more than the 50% allowed; "
-        "p99 latency grew 100% (1.000 ms -> 2.000 ms), more than the 50% allowed"
+        "p50 latency grew 104% (1.000 ms -> 2.040 ms, +1.040 ms), more than the 50% and 1 ms "
+        "allowed; "
+        "p99 latency grew 104% (1.000 ms -> 2.040 ms, +1.040 ms), more than the 50% and 1 ms "
+        "allowed"
     )
+
+
+def test_percentiles_too_few_samples_back_are_noted_in_the_test_case_output() -> None:
+    root = parsed(upgrade(pct=50.0))
+    properties = {p.attrib["name"]: p.attrib["value"] for p in root.iter("property")}
+    assert (properties["max_latency_regression_pct"], properties["min_latency_delta_ms"]) == (
+        "50",
+        "1",
+    )
+    outputs = {c.attrib["name"]: c.findtext("system-out") or "" for c in root.iter("testcase")}
+    assert outputs["rcpt"] == (
+        "note: p99.9 latency not judged: 100 samples in the baseline, 100 now, "
+        "fewer than the 1000 it needs"
+    )
+    assert outputs["mail"].splitlines() == [
+        f"note: {p} latency not judged: 1 sample in the baseline, 1 now, fewer than the {n} it "
+        "needs"
+        for p, n in (("p50", 2), ("p99", 100), ("p99.9", 1000))
+    ]
+    # Notes are no failures.
+    assert root.attrib["failures"] == "2"
 
 
 def test_no_difference_means_no_failure() -> None:
@@ -109,3 +134,28 @@ def test_no_difference_means_no_failure() -> None:
     assert root.attrib["failures"] == "0"
     assert all(not found for found in failures_by_step(root).values())
     assert root.find("testsuite/testcase/system-out") is None
+
+
+def test_the_text_summary_counts_what_junit_counts() -> None:
+    # Steps of every status, and steps with several differences (code and latency, say).
+    everything = [upgrade(), upgrade(strict=True), upgrade(pct=50.0), *every_kind_of_difference()]
+    for comparison in everything:
+        (suite,) = parsed(comparison).findall("testsuite")
+        cases = suite.findall("testcase")
+        tests, failures, skipped = (int(suite.attrib[k]) for k in ("tests", "failures", "skipped"))
+        warned = [
+            c
+            for c in cases
+            if c.find("failure") is None and "warning: " in (c.findtext("system-out") or "")
+        ]
+        assert len(cases) == tests
+        assert len(suite.findall("testcase/skipped")) == skipped
+        ok = tests - failures - len(warned) - skipped
+        last_line = format_comparison(comparison).splitlines()[-1]
+        if ok == tests:
+            assert last_line == f"no differences in {tests} steps"
+        else:
+            assert last_line == (
+                f"{tests} steps: {failures} regressed, {len(warned)} with warnings, "
+                f"{skipped} not run, {ok} ok"
+            )

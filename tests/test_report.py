@@ -14,6 +14,7 @@ import pytest
 import smtpload
 from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
 from smtpload.report.results import (
+    MAX_FAILURES_LOG_BYTES,
     SUMMARY_KEYS,
     build_summary,
     format_progress,
@@ -334,6 +335,63 @@ def test_failures_log_escapes_control_characters(tmp_path: Path) -> None:
     stats.record_session(Outcome.PROTOCOL_ERROR, None, hostile)
     write_results(tmp_path, summary_of(stats), stats)
     assert "  S: \\x1b[2J\\x00\n" in (tmp_path / "failures.log").read_text()
+
+
+def big_failure(session: int, transcript_bytes: int, text: str) -> SessionFailure:
+    """A failure whose transcript holds about ``transcript_bytes`` of ``text`` (UTF-8)."""
+    line = text * (1000 // len(text.encode()))
+    count = transcript_bytes // (len(line.encode()) + 5)
+    transcript = tuple(TranscriptLine("S", line) for _ in range(count))
+    return SessionFailure(session, Outcome.UNEXPECTED_REPLY, "ehlo", "250", "550", transcript)
+
+
+# The sizes are counted in bytes of UTF-8, not characters: each case uses other characters.
+@pytest.mark.parametrize(
+    ("transcripts", "transcript_bytes", "not_kept", "text"),
+    [(100, 150_000, 0, "x"), (30, 1_000_000, 7, "日本"), (3, 11 * 1024 * 1024, 0, "é")],
+    ids=["many-medium-ascii", "some-large-and-not-kept-cjk", "each-over-the-limit-latin"],
+)
+def test_failures_log_stops_at_10_mib_and_says_what_it_left_out(
+    tmp_path: Path, text: str, transcripts: int, transcript_bytes: int, not_kept: int
+) -> None:
+    stats = RunStats(["connect", "ehlo"], max_kept_failures=transcripts)
+    for session in range(1, transcripts + not_kept + 1):
+        stats.record_session(
+            Outcome.UNEXPECTED_REPLY, None, big_failure(session, transcript_bytes, text)
+        )
+    write_results(tmp_path, summary_of(stats), stats)
+    path = tmp_path / "failures.log"
+    assert MAX_FAILURES_LOG_BYTES == 10 * 1024 * 1024
+    assert path.stat().st_size <= MAX_FAILURES_LOG_BYTES
+    log = path.read_text(encoding="utf-8")
+    written = [int(n) for n in re.findall(r"^session (\d+): ", log, re.MULTILINE)]
+    # Whole transcripts, the first ones, in order; then the line that says what is missing.
+    assert written == list(range(1, len(written) + 1))
+    assert log.count(f"  S: {text}") == sum(
+        len(f.transcript) for f in stats.failures[: len(written)]
+    )
+    left_out = transcripts - len(written)
+    assert left_out > 0
+    notes = [
+        f"(failures.log cut here at its 10 MiB limit: {left_out} more kept transcripts left out)"
+    ]
+    if not_kept:
+        notes.append(f"({not_kept} more failed sessions not kept)")
+    assert log.endswith("\n\n".join(notes) + "\n")
+    assert log == "\n\n".join(notes) + "\n" or log.endswith("\n\n" + "\n\n".join(notes) + "\n")
+    # The limit is used, not wasted: the next transcript would not have fitted.
+    if written:
+        assert path.stat().st_size > MAX_FAILURES_LOG_BYTES - transcript_bytes - 1024
+
+
+def test_failures_log_under_the_limit_is_not_cut(tmp_path: Path) -> None:
+    stats = RunStats(["connect", "ehlo"], max_kept_failures=100)
+    for session in range(1, 101):
+        stats.record_session(Outcome.UNEXPECTED_REPLY, None, big_failure(session, 90_000, "x"))
+    write_results(tmp_path, summary_of(stats), stats)
+    log = (tmp_path / "failures.log").read_text()
+    assert len(re.findall(r"^session \d+: ", log, re.MULTILINE)) == 100
+    assert "cut here" not in log
 
 
 # -- terminal text ---------------------------------------------------------------------------

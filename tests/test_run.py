@@ -9,19 +9,22 @@ they are plain synchronous tests; the ones about exit statuses and tracebacks ru
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smtpload.cli.main import main
+from tests.cli import smtpload
 from tests.peers import RecordingPeer, SmtpPeer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def shown_path(path: Path) -> str:
+    return repr(str(path))
 
 
 def run(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -303,17 +306,6 @@ def test_unresolvable_target_counts_every_session_as_connect_error(tmp_path: Pat
 # --- the real process: exit statuses and error output -----------------------------------------
 
 
-def smtpload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtpload", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_invalid_scenario_exits_2_with_every_position_and_no_traceback(tmp_path: Path) -> None:
     result = smtpload("run", str(DATA / "three-errors.yaml"), cwd=tmp_path)
     assert result.returncode == 2
@@ -344,6 +336,36 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
     assert result.stderr.count("three-errors.yaml:") == 3
 
 
+def test_validate_goes_on_past_a_missing_file_or_a_folder(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - sendd: x\n")
+    result = smtpload("validate", "nope.yaml", str(bad), str(tmp_path), "quickstart", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no scenario file 'nope.yaml'" in result.stderr
+    assert f"{shown_path(tmp_path)} is a folder; give a scenario file in it" in result.stderr
+    assert f"{bad}:2:5: unknown key 'sendd'" in result.stderr
+    assert "quickstart.yaml: ok (" in result.stdout
+
+
+def test_validate_reports_what_re2_cannot_match_and_nothing_else(tmp_path: Path) -> None:
+    bad = tmp_path / "lookbehind.yaml"
+    bad.write_text(
+        "steps:\n"
+        "  - greeting: {code: 220, text: '(?<=ESMTP )Postfix'}\n"
+        "  - send: NOOP\n"
+        "    capture: '(?P<n>\\d+) \\1'\n"
+    )
+    result = smtpload("validate", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    # Exactly the two problems: RE2's own logging (absl, on stderr by default) stays quiet.
+    assert result.stderr.splitlines() == [
+        f"{bad}:2:34: greeting: text: lookbehind (?<=...) is not supported: smtpload matches"
+        " replies with RE2, which never backtracks (docs/scenario-language.md)",
+        f"{bad}:4:26: capture: a backreference (\\1) is not supported: smtpload matches"
+        " replies with RE2, which never backtracks (docs/scenario-language.md)",
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -358,6 +380,8 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
         (["run", "quickstart", "--target", "::1:2626"], "write an IPv6 address in brackets"),
         (["run", "quickstart", "--results", "a-file"], "cannot create the results folder"),
         (["run", "quickstart", "--json", "."], ".: is a folder"),
+        (["run", "quickstart", "--max-reply-bytes", "511"], "must be at least 512"),
+        (["record", "quickstart", "--max-reply-bytes", "1M", "-o", "b.json"], "whole number"),
     ],
     ids=[
         "unknown-scenario",
@@ -368,6 +392,8 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
         "bare-ipv6",
         "results-is-a-file",
         "json-is-a-folder",
+        "max-reply-bytes-below-a-reply-line",
+        "max-reply-bytes-not-a-number",
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -512,7 +512,8 @@ NOT_ENHANCED = (
     "is not an enhanced status code; write class.subject.detail (RFC 3463), class 2, 4 or 5,"
     " subject and detail 0..999 or x, e.g. 5.1.1 or 2.x.x"
 )
-UNTERMINATED = "invalid regular expression: missing ), unterminated subpattern"
+UNTERMINATED = "invalid regular expression: missing )"
+RE2 = "smtpload matches replies with RE2, which never backtracks (docs/scenario-language.md)"
 
 
 @pytest.mark.parametrize(
@@ -629,6 +630,18 @@ def test_top_level_problems(text: str, expected: list[str]) -> None:
             "1:9: bad target '[::1:25': write an IPv6 address as [::1]:2525",
         ),
         case(
+            "empty-port",
+            steps_of("send: NOOP", head="target: 'mx.test:'\n"),
+            "1:9: bad target 'mx.test:': the port after ':' is empty; write HOST:PORT, e.g."
+            " mx.test:25, or leave out the ':' for port 25",
+        ),
+        case(
+            "empty-port-ipv6",
+            steps_of("send: NOOP", head="target: '[::1]:'\n"),
+            "1:9: bad target '[::1]:': the port after ':' is empty; write HOST:PORT, e.g."
+            " [::1]:25, or leave out the ':' for port 25",
+        ),
+        case(
             "no-host",
             steps_of("send: NOOP", head="target: ':25'\n"),
             "1:9: bad target ':25': it needs a host name or address (without spaces);"
@@ -735,9 +748,54 @@ def test_target_problems(text: str, expected: list[str]) -> None:
             f"2:28: capture: {UNTERMINATED}",
         ),
         case(
+            "capture-needs-what-re2-lacks",
+            steps_of(
+                r"{send: NOOP, capture: '(?P<id>\w+)(?! x)'}",
+                r"{send: NOOP, capture: '(?<=id=)(?P<id>\w+)'}",
+                r"{send: NOOP, capture: '(?P<id>\w)(?P=id)'}",
+                r"{send: NOOP, capture: '(?P<x>a)|(?P<x>b)'}",
+                r"{send: NOOP, capture: '(?P<id>\w+)\Z'}",
+            ),
+            f"2:39: capture: negative lookahead (?!...) is not supported: {RE2}",
+            f"3:28: capture: lookbehind (?<=...) is not supported: {RE2}",
+            f"4:38: capture: a backreference (?P=name) is not supported: {RE2}",
+            "5:37: capture: the group name 'x' is used twice",
+            "6:39: capture: \\Z is not supported: write \\z (or $) for the end of the text",
+        ),
+        case(
+            "capture-group-name-re2-takes-but-templates-cannot-use",
+            steps_of("{send: NOOP, capture: '(?P<1st>\\w+)'}", "{send: NOOP, capture: '(?<é>.)'}"),
+            "2:27: capture group '1st' must be a word of letters, digits and _ (not starting with"
+            " a digit) so that {1st} can use it",
+            "3:27: capture group 'é' must be a word of letters, digits and _ (not starting with"
+            " a digit) so that {é} can use it",
+        ),
+        case(
             "capture-hides-builtin",
             steps_of("{send: NOOP, capture: '(?P<date>.*)'}"),
             "2:27: capture group 'date' would hide the built-in {date}",
+        ),
+        case(
+            "per-message-builtin-in-a-send-step",
+            steps_of("send: 'MAIL FROM:<{message_id}>'"),
+            "2:23: {message_id} is new for each message, so only a data step's message can use"
+            " it, not a send step",
+        ),
+        case(
+            "per-message-builtin-in-a-variable",
+            steps_of("send: NOOP", head="variables:\n  mid: 'x{message_id}'\n"),
+            "2:10: {message_id} is new for each message, so only a data step's message can use"
+            " it, not a variable, which is set once per session",
+        ),
+        case(
+            "per-message-builtin-declared",
+            steps_of("send: NOOP", head="variables:\n  message_id: x\n"),
+            "2:3: {message_id} is a built-in variable; choose another name",
+        ),
+        case(
+            "capture-hides-per-message-builtin",
+            steps_of("{send: NOOP, capture: '(?P<message_id>.*)'}"),
+            "2:27: capture group 'message_id' would hide the built-in {message_id}",
         ),
         case(
             "capture-hides-variable",
@@ -951,6 +1009,33 @@ def test_step_problems(text: str, expected: list[str]) -> None:
             f"3:23: expect: '3.1.1' {NOT_ENHANCED}",
             f"4:34: expect: enhanced: '5.1000.1' {NOT_ENHANCED}",
             f"5:34: expect: enhanced: '5' {NOT_ENHANCED}",
+        ),
+        case(
+            "text-needs-what-re2-lacks",
+            steps_of(
+                "{send: A, expect: {text: 'queued(?= as)'}}",
+                "{send: B, expect: {text: '(\\w+) \\1'}}",
+                "{send: C, expect: {text: '(?<!no )ok'}}",
+                "{send: D, expect: {text: 'x(?>a+)'}}",
+                "{send: E, expect: {text: 'a++'}}",
+                "{send: F, expect: {text: '(?x) a b'}}",
+                "{send: G, expect: {text: 'ok{,3}'}}",
+                "{send: H, expect: {text: 'a{1001}'}}",
+                '{send: I, expect: {text: "ok\\ud800"}}',
+            ),
+            f"2:37: expect: text: lookahead (?=...) is not supported: {RE2}",
+            f"3:37: expect: text: a backreference (\\1) is not supported: {RE2}",
+            f"4:31: expect: text: negative lookbehind (?<!...) is not supported: {RE2}",
+            f"5:32: expect: text: an atomic group (?>...) is not supported: {RE2}",
+            "6:32: expect: text: a possessive quantifier (++) is not supported; RE2 never"
+            " backtracks, so + alone does the same",
+            f"7:31: expect: text: the flag x is not supported (RE2 has i, m, s and U): {RE2}",
+            "8:33: expect: text: {,3} means {0,3} in Python's re but a literal text in RE2:"
+            " write {0,3}",
+            "9:32: expect: text: a repetition is limited to 1000 (nested repetitions multiply):"
+            " {1001}",
+            "10:30: expect: text holds \\ud800, half of a UTF-16 surrogate pair; write the"
+            " character itself, or escape it whole, as in \\U0001F642",
         ),
         case(
             "long-form",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import signal
 import smtplib
@@ -19,7 +18,6 @@ import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -31,9 +29,9 @@ from smtpload.net.sink import (
     serve_sink,
     serve_sink_connection,
 )
+from tests.cli import COMMAND, environment
 from tests.peers import SmtpPeer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TRANSACTION = b"MAIL FROM:<a@client.test>\r\nRCPT TO:<b@sink.test>\r\nDATA\r\n"
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n.\r\n"
 
@@ -276,6 +274,64 @@ async def test_idle_connection_gets_421_then_is_closed(
     assert (stats.idle_timeouts, stats.active_connections) == (1, 0)
 
 
+# A client that pipelines and never reads: the replies it never takes fill its receive
+# buffer (made small) and the sink's send buffer, and then the sink's send blocks.
+FLOODS = {
+    "ehlo": b"EHLO flood.test\r\n",  # 17 bytes in, 130 bytes of replies out
+    "noop": b"NOOP\r\n",
+    "unknown-command": b"XYZZY\r\n",
+    "transactions": b"MAIL FROM:<a@client.test>\r\nRCPT TO:<b@sink.test>\r\nRSET\r\n",
+}
+
+
+@pytest.mark.parametrize("command", list(FLOODS), ids=list(FLOODS))
+async def test_a_client_that_pipelines_and_never_reads_is_closed_after_the_idle_timeout(
+    nursery: trio.Nursery, command: str
+) -> None:
+    stats = SinkStats()
+    address: SinkAddress = await nursery.start(
+        functools.partial(serve_sink, stats=stats, idle_timeout_s=0.5)
+    )
+    sock = trio.socket.socket()
+    with sock:
+        # Before connecting, so that the window the client offers stays small.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect((address.host, address.port))
+        flood = FLOODS[command] * (65536 // len(FLOODS[command]))
+        error = None
+        # 20 times the idle timeout: without a bound on its sends the sink never closes, and
+        # this client's sends block for good once the sink stops reading.
+        with trio.fail_after(10):
+            for _ in range(100_000):  # far more than all socket buffers together
+                try:
+                    await sock.send(flood)
+                except OSError as raised:  # ECONNRESET or EPIPE: the sink closed
+                    error = raised
+                    break
+    assert error is not None
+    assert (stats.write_timeouts, stats.idle_timeouts, stats.active_connections) == (1, 0, 0)
+    assert stats.commands > 0
+
+
+async def test_a_client_that_takes_its_replies_late_but_within_the_timeout_is_served(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The bound is on each wait, not on the connection: a slow reader that keeps up stays.
+    server_stream, client_stream = trio.testing.lockstep_stream_pair()
+    stats = SinkStats()
+    nursery.start_soon(
+        functools.partial(serve_sink_connection, server_stream, stats, idle_timeout_s=10.0)
+    )
+    client = SmtpTestClient(client_stream)
+    assert (await client.reply()).startswith(b"220 ")
+    for _ in range(3):
+        await client_stream.send_all(b"EHLO client.test\r\n")
+        await trio.sleep(9)  # the sink's send waits for us all that time
+        assert (await client.reply()).startswith(b"250-smtpload.sink")
+    assert await client.command(b"QUIT") == b"221 2.0.0 Bye\r\n"
+    assert (stats.write_timeouts, stats.idle_timeouts) == (0, 0)
+
+
 async def test_stopping_the_sink_sends_421_to_connected_clients() -> None:
     stats = SinkStats()
     async with contextlib.AsyncExitStack() as clients:
@@ -418,15 +474,34 @@ async def read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:
     return line
 
 
+async def test_sink_command_takes_the_idle_timeout() -> None:
+    command = [*COMMAND, "sink", "--listen", "127.0.0.1:0", "--idle-timeout", "0.5"]
+    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, env=environment())
+    try:
+        # The default is 300 s: a silent client closed within this bound took the option.
+        with trio.fail_after(30):
+            assert process.stdout is not None
+            first_line = await read_line(process.stdout, bytearray())
+            prefix = b"smtpload sink listening on 127.0.0.1:"
+            assert first_line.startswith(prefix)
+            async with connect(SinkAddress("127.0.0.1", int(first_line[len(prefix) :]))) as idle:
+                assert await idle.reply() == b"421 4.4.2 smtpload.sink Error: timeout exceeded\r\n"
+                assert await idle.closed_by_server()
+    finally:
+        process.kill()
+        await process.wait()
+        if process.stdout is not None:
+            await process.stdout.aclose()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
 @pytest.mark.parametrize(
     "signal_number", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"]
 )
 async def test_run_sink_forever_until_a_signal(signal_number: signal.Signals) -> None:
     code = "from smtpload.net.sink import run_sink_forever; run_sink_forever('127.0.0.1', 0)"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=env
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=environment()
     )
     try:
         with trio.fail_after(60):  # a child that never starts must not hang the suite

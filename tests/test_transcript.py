@@ -460,6 +460,71 @@ def test_sessions_back_to_back_after_quit() -> None:
     assert [s.first_line for s in transcript.sessions] == [1, 17]
 
 
+# -- indentation: sessions pasted into Markdown, forums and mail -------------------------------
+
+INDENTS = ["    ", "\t", "  ", "\t\t", " \t"]
+INDENT_IDS = ["4-spaces", "tab", "2-spaces", "2-tabs", "space-tab"]
+
+
+def indented(prefix: str, *text: str) -> list[str]:
+    return [prefix + line if line else line for line in text]
+
+
+@pytest.mark.parametrize("prefix", INDENTS, ids=INDENT_IDS)
+def test_an_indented_telnet_session_reads_as_the_unindented_one(prefix: str) -> None:
+    text = ["$ telnet mx.example.test 25", "Trying 192.0.2.1...", *PLAIN]
+    text.insert(12, "\tcontinued")  # the Subject: header folded (RFC 5322 §2.2.3)
+    plain = parse_transcript(lines(*text), "t.txt")
+    transcript = parse_transcript(lines(*indented(prefix, *text)), "t.txt")
+    assert transcript == plain
+    assert transcript.sessions[0].target == Target("mx.example.test", 25)
+    # The message keeps the indentation it had inside the session, and only that.
+    assert message(transcript.sessions[0]).text == "Subject: hi\n\tcontinued\n\nbody\n"
+
+
+@pytest.mark.parametrize("prefix", INDENTS, ids=INDENT_IDS)
+def test_prose_around_an_indented_session_stays_prose(prefix: str) -> None:
+    text = ["Here is what I typed:", "", *indented(prefix, *PLAIN[:-2]), "", "Why no 221?"]
+    transcript = parse_transcript(lines(*text), "t.txt")
+    assert dialogue(only_session(lines(*text))) == PLAIN_DIALOGUE[:-1]
+    assert (transcript.sessions[0].first_line, transcript.sessions[0].last_line) == (3, 16)
+    assert transcript.notes[-1] == "line 18: skipped prose"
+    assert "line 1: skipped prose" in transcript.notes
+
+
+def test_a_line_less_indented_than_the_session_ends_it() -> None:
+    # The unindented reply is outside the indented block: not the answer to QUIT.
+    text = [*indented("    ", *PLAIN[:-1]), "221 2.0.0 Bye"]
+    transcript = parse_transcript(lines(*text), "t.txt")
+    assert dialogue(transcript.sessions[0])[-1] == ("command", "QUIT", None)
+    assert transcript.sessions[0].last_line == 15
+    assert transcript.notes[-1] == "line 16: skipped prose"
+
+
+def test_an_indented_block_that_ends_inside_the_message_is_refused_at_its_354() -> None:
+    text = [*indented("\t", *PLAIN[:11]), "body, unindented", *indented("\t", *PLAIN[12:])]
+    assert problems_of(lines(*text))[0].startswith(
+        "t.txt:9: the message after this 354 has no lone '.' line"
+    )
+
+
+def test_sessions_indented_differently_are_each_found() -> None:
+    text = [*indented("    ", *PLAIN), "", "and then:", "", *indented("\t", *PLAIN)]
+    transcript = parse_transcript(lines(*text), "t.txt")
+    assert [dialogue(s) for s in transcript.sessions] == [PLAIN_DIALOGUE, PLAIN_DIALOGUE]
+    assert [s.first_line for s in transcript.sessions] == [1, 20]
+
+
+@pytest.mark.parametrize("format", ["swaks", "cs"])
+@pytest.mark.parametrize("prefix", INDENTS, ids=INDENT_IDS)
+def test_indented_swaks_and_cs_sessions_read_as_unindented(prefix: str, format: str) -> None:
+    labels = {"swaks": (" -> ", "<-  "), "cs": ("C: ", "S: ")}[format]
+    text = [labels[line[:1].isdigit() and line[3:4] in (" ", "-", "")] + line for line in PLAIN]
+    plain = parse_transcript(lines(*text), "t.txt")
+    assert dialogue(plain.sessions[0]) == PLAIN_DIALOGUE
+    assert parse_transcript(lines(*indented(prefix, *text)), "t.txt") == plain
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 REFUSED = [

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from smtpload.protocol.volatile import normalize, pattern_for
+from smtpload.scenario.patterns import compile_text
 
 CASES = [
     (
@@ -72,3 +73,31 @@ def test_pattern_escapes_regex_characters() -> None:
     text = "Error: (x+y)? [*] queued as A1A73160038"
     assert re.fullmatch(pattern_for(text), text)
     assert re.fullmatch(pattern_for(text), "Error: xy [*] queued as A1A73160038") is None
+
+
+# -- on RE2, which matches the patterns in a run (scenario/patterns.py) -------------------------
+
+
+@pytest.mark.parametrize(("text", "normalized", "other_run"), CASES)
+def test_patterns_match_on_re2_as_a_run_matches_them(
+    text: str, normalized: str, other_run: str
+) -> None:
+    pattern = compile_text(pattern_for(text))
+    assert pattern.search(text)
+    assert pattern.search(other_run)
+
+
+# Where Python's \d, \w and \s are Unicode and RE2's are ASCII-only: a volatile part is found
+# with ASCII classes only, so the regex standing for it matches it on RE2.
+UNICODE_TEXTS = [
+    "ok \u0664\u0662 times",  # Arabic-Indic 42
+    "queued as \uff21\uff22\uff23\uff11\uff12\uff13\uff14",  # fullwidth ABC1234
+    "id=\u00c4bc123d\u00f6 done",
+    "pid \u0967\u0968\u0969\u096a\u096b\u096c at \u0661\u0662:\u0663\u0664:\u0665\u0666",
+    "every char " + "".join(map(chr, range(0x20, 0x2FF))),
+]
+
+
+@pytest.mark.parametrize("text", UNICODE_TEXTS, ids=range(len(UNICODE_TEXTS)))
+def test_unicode_text_patterns_match_it_on_re2(text: str) -> None:
+    assert compile_text(pattern_for(text)).search(text)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from smtpload.errors import RemoteProtocolError
-from smtpload.protocol.wire import MAX_LINE_BYTES, Reply, ReplyParser, encode_message
+from smtpload.protocol.wire import (
+    DEFAULT_MAX_REPLY_BYTES,
+    MAX_LINE_BYTES,
+    Reply,
+    ReplyParser,
+    encode_message,
+)
 
 
 def feed_all(chunks: list[bytes]) -> list[Reply]:
@@ -154,6 +160,124 @@ def test_line_at_the_limit_is_accepted() -> None:
     text = b"x" * (MAX_LINE_BYTES - 4)
     (reply,) = ReplyParser().feed(b"250 " + text + b"\r\n")
     assert reply.lines == (text.decode(),)
+
+
+# --- the cap on a whole reply (--max-reply-bytes) ------------------------------------------
+
+# A line of a reply that never ends, as a hostile server sends it: "220-" and text, forever.
+ENDLESS_LINE = b"220-" + b"x" * 60_000 + b"\r\n"
+
+
+def endless(chunk_bytes: int) -> bytes:
+    """``chunk_bytes`` of the endless reply, split wherever they fall."""
+    repeated = ENDLESS_LINE * (chunk_bytes // len(ENDLESS_LINE) + 1)
+    return repeated[:chunk_bytes]
+
+
+def feed_reads(parser: ReplyParser, reads: list[bytes]) -> tuple[int, list[Reply], str | None]:
+    """Feed ``reads`` in order until the parser raises.
+
+    Returns the bytes fed before the read that raised (all of them when none did), the replies
+    completed, and the error's message (None when there was none).
+    """
+    fed = 0
+    replies: list[Reply] = []
+    for data in reads:
+        try:
+            replies.extend(parser.feed(data))
+        except RemoteProtocolError as error:
+            return fed, replies, str(error)
+        fed += len(data)
+    return fed, replies, None
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 4096, 65536, 200_000], ids=lambda n: f"reads-{n}")
+@pytest.mark.parametrize("line_bytes", [6, 100, 60_000], ids=lambda n: f"lines-{n}")
+def test_reply_that_never_ends_fails_as_soon_as_it_passes_the_cap(
+    chunk_bytes: int, line_bytes: int
+) -> None:
+    # Every shape of endless reply: short or long lines, tiny or large reads, line ends
+    # anywhere in a read. The error comes within one read of the cap, never at the end.
+    max_reply_bytes = 20_000 if chunk_bytes < 4096 else 300_000
+    line = b"250-" + b"y" * (line_bytes - 6) + b"\r\n"
+    stream = line * (3 * max_reply_bytes // len(line) + 2)
+    reads = [stream[i : i + chunk_bytes] for i in range(0, len(stream), chunk_bytes)]
+    fed, replies, error = feed_reads(ReplyParser(max_reply_bytes), reads)
+    assert replies == []
+    assert (
+        error
+        == f"reply longer than {max_reply_bytes} bytes (a limit that --max-reply-bytes can raise)"
+    )
+    # `fed` is what was fed before the read that raised: the cap was not yet passed then.
+    assert fed <= max_reply_bytes < fed + chunk_bytes
+
+
+def test_default_cap_is_one_mebibyte_for_an_endless_reply() -> None:
+    assert DEFAULT_MAX_REPLY_BYTES == 1024 * 1024
+    reads = [endless(65536)] * 1024  # 64 MiB, if it came to that
+    fed, _, error = feed_reads(ReplyParser(), reads)
+    assert error is not None
+    assert "reply longer than 1048576 bytes" in error
+    assert fed <= DEFAULT_MAX_REPLY_BYTES < fed + 65536
+
+
+def reply_of(total_bytes: int, line_end: bytes) -> bytes:
+    """A multiline 250 reply of exactly ``total_bytes`` bytes on the wire."""
+    first = b"250-first" + line_end
+    last_text = total_bytes - len(first) - len(b"250 ") - len(line_end)
+    return first + b"250 " + b"z" * last_text + line_end
+
+
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"], ids=["crlf", "bare-lf"])
+@pytest.mark.parametrize("split", [None, 1, 13], ids=["one-read", "byte-by-byte", "reads-13"])
+def test_reply_of_exactly_the_cap_is_accepted_and_one_byte_more_is_not(
+    line_end: bytes, split: int | None
+) -> None:
+    cap = 500
+    for size, accepted in [(cap, True), (cap + 1, False)]:
+        data = reply_of(size, line_end)
+        assert len(data) == size
+        chunks = [data] if split is None else [data[i : i + split] for i in range(0, size, split)]
+        fed, replies, error = feed_reads(ReplyParser(cap), chunks)
+        if accepted:
+            assert (error, fed, [r.raw for r in replies]) == (None, size, [data])
+        else:
+            assert error is not None
+            assert "reply longer than 500 bytes" in error
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"220 " + b"x" * 600 + b"\r\n", b"220 " + b"x" * 600],
+    ids=["complete-single-line", "unfinished-single-line"],
+)
+def test_single_line_reply_over_a_cap_below_the_line_limit_is_refused(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="reply longer than 512 bytes"):
+        ReplyParser(512).feed(data)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-read", "separate-reads"])
+def test_the_cap_is_per_reply_not_per_read_or_per_session(together: bool) -> None:
+    # Pipelined replies, each under the cap, add up to far more than it.
+    one = reply_of(400, b"\r\n")
+    parser = ReplyParser(500)
+    if together:
+        replies = parser.feed(one * 10)
+    else:
+        replies = [r for _ in range(10) for r in parser.feed(one)]
+    assert [r.raw for r in replies] == [one] * 10
+
+
+def test_reply_continued_from_an_earlier_read_counts_its_earlier_bytes() -> None:
+    parser = ReplyParser(500)
+    assert parser.feed(b"250-" + b"a" * 300 + b"\r\n") == []
+    with pytest.raises(RemoteProtocolError, match="reply longer than 500 bytes"):
+        parser.feed(b"250-" + b"b" * 300 + b"\r\n")
+
+
+def test_cap_below_one_byte_is_a_local_error() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ReplyParser(0)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,14 @@ exit status 2); the other helpers raise ``UsageError``.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from smtpload.errors import UsageError
-from smtpload.scenario.bundled import bundled_scenario_names, find_scenario
+from smtpload.cli.interrupts import EXIT_INTERRUPTED
+from smtpload.errors import UsageError, shown
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
+from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.scenario.model import Target, parse_target
 
 __all__ = [
@@ -19,30 +22,30 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "add_force_option",
     "add_run_options",
     "check_outputs",
     "listen_argument",
+    "milliseconds",
     "parse_vars",
     "positive_float",
     "positive_int",
     "positive_percent",
-    "scenario_path",
     "target_argument",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{shown(text)} must be at least 1")
     return value
 
 
@@ -51,14 +54,43 @@ def _positive_number(text: str, unit: str, example: str = "") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {unit}") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not {unit}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be {unit} above 0{example}")
+        raise argparse.ArgumentTypeError(f"{shown(text)} must be {unit} above 0{example}")
+    return value
+
+
+#: RFC 5321 §4.5.3.1.5: a reply line of 512 octets is conforming, so a lower cap would fail
+#: honest servers.
+_MIN_REPLY_BYTES = 512
+
+
+def _reply_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < _MIN_REPLY_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be at least {_MIN_REPLY_BYTES} (the longest reply line RFC 5321 "
+            "requires servers to accept)"
+        )
     return value
 
 
 def positive_float(text: str) -> float:
     return _positive_number(text, "a number of seconds")
+
+
+def milliseconds(text: str) -> float:
+    """A finite number of milliseconds, 0 or more (0 turns a floor off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0 <= value < float("inf"):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of milliseconds, 0 or more")
+    return value + 0.0  # -0 reads as 0
 
 
 def target_argument(text: str) -> Target:
@@ -81,19 +113,11 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"--var {pair!r}: write NAME=VALUE, e.g. --var to=user@example.test")
+            raise UsageError(
+                f"--var {shown(pair)}: write NAME=VALUE, e.g. --var to=user@example.test"
+            )
         values[name] = value
     return values
-
-
-def scenario_path(name: str) -> Path:
-    path = find_scenario(name)
-    if path is None:
-        raise UsageError(
-            f"no scenario file {name!r}; give a path, or one of the bundled scenarios: "
-            + ", ".join(bundled_scenario_names())
-        )
-    return path
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -121,28 +145,79 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="set a variable the scenario declares (repeatable)",
     )
+    parser.add_argument(
+        "--max-reply-bytes",
+        type=_reply_bytes,
+        default=DEFAULT_MAX_REPLY_BYTES,
+        metavar="BYTES",
+        help="a longer server reply ends its session as protocol_error "
+        f"(default {DEFAULT_MAX_REPLY_BYTES}, 1 MiB)",
+    )
 
 
 def positive_percent(text: str) -> float:
     return _positive_number(text, "a percentage", ", such as 50")
 
 
-def check_outputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:
-    """Refuse, before any work, an output that would overwrite an input or another output, or
-    that cannot be written; create the outputs' folders."""
-    taken = {path.resolve() for path in inputs}
+def add_force_option(parser: argparse.ArgumentParser, what: str, *, reports: bool) -> None:
+    """``--force``: let ``what`` (outputs, named in the help) replace an existing file; see
+    :func:`check_outputs` for ``reports``."""
+    replaced = "an existing file that is not a report smtpload wrote" if reports else "a file"
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"let {what} replace {replaced} (never a file this command reads)",
+    )
+
+
+def _identity(path: Path) -> tuple[object, ...]:
+    """What makes two paths the same file: device and inode when it exists (so a hard link or
+    symlink is caught), else the resolved name."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return ("name", str(path.resolve()))
+    return ("file", found.st_dev, found.st_ino)
+
+
+def check_outputs(
+    inputs: Sequence[Path],
+    outputs: Sequence[Path | None],
+    *,
+    force: bool = False,
+    reports: bool = True,
+) -> None:
+    """Refuse, before any work, an output that would lose the user's data or cannot be written.
+
+    Every output is checked before any is written, and nothing is touched:
+
+    - one that is an input or another output (by identity: hard links and symlinks too) is
+      refused, even with ``force``;
+    - an existing file is the user's data and needs ``force``, unless ``reports`` is true and
+      it is a report that smtpload wrote (``report/files.py``, ``is_smtpload_report``), which a
+      CI re-run replaces (``--json``, ``--junit``); ``record -o`` and ``import -o`` pass
+      ``reports=False``: any file there is a baseline or scenario of the user's;
+    - one that cannot be written there (read-only, immutable, under a file) is refused.
+
+    Raises:
+        UsageError: naming the output and what to do instead.
+        OutputError: the output cannot be written where it was asked for.
+    """
+    taken = {_identity(path) for path in inputs}
     for output in outputs:
         if output is None:
             continue
-        resolved = output.resolve()
-        if resolved in taken:
+        if is_stream(output):
+            continue
+        identity = _identity(output)
+        if identity in taken:
             raise UsageError(
                 f"{output}: would overwrite an input or another output; choose another file"
             )
-        taken.add(resolved)
-        if output.is_dir():
-            raise UsageError(f"{output}: is a folder; give a file name")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"{output}: {error.strerror or error}") from None
+        taken.add(identity)
+        if output.is_file() and not force and not (reports and is_smtpload_report(output)):
+            what = "is not a report smtpload wrote" if reports else "already exists"
+            raise UsageError(
+                f"{output}: {what}; give --force to replace it, or choose another file"
+            )
+        probe_output(output)

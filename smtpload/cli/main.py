@@ -1,5 +1,5 @@
 """The command line: ``smtpload run``, ``validate`` and ``sink``; ``import`` and ``replay`` are in
-``cli_transcripts.py``, ``record`` and ``compare`` in ``cli_regression.py``.
+``cli/transcripts.py``, ``record`` and ``compare`` in ``cli/regression.py``.
 
 This module reads arguments, loads and compiles scenarios, starts the run, and turns every
 local error into a one-line message and exit status 2. Exit statuses: 0 every session passed,
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
-import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
 from smtpload._version import __version__
+from smtpload.cli import interrupts
 from smtpload.cli import regression as cli_regression
 from smtpload.cli import transcripts as cli_transcripts
 from smtpload.cli.common import (
@@ -27,22 +25,29 @@ from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    add_force_option,
     add_run_options,
     check_outputs,
     listen_argument,
     parse_vars,
-    scenario_path,
+    positive_float,
 )
-from smtpload.errors import LocalError, ScenarioError, UsageError
+from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
 from smtpload.net.fd_limit import ensure_open_files
-from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
+from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
-from smtpload.report.results import build_summary, format_progress, format_report, write_results
+from smtpload.report.files import probe_output, write_text
+from smtpload.report.results import SUMMARY_FILE, format_progress, format_report, write_results
 from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 
 __all__ = ["main"]
+
+#: The longest line an error message prints, in characters.
+MAX_MESSAGE_LINE = 1000
 
 _RUN_EXAMPLES = """\
 examples:
@@ -79,6 +84,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="where results/<run-id>/ is written (default: ./results)",
     )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write summary.json here")
+    add_force_option(run, "--json", reports=True)
     run.add_argument(
         "--quiet",
         action="store_true",
@@ -113,25 +119,35 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="address to listen on (default 127.0.0.1:2525; port 0 picks a free one)",
     )
+    sink.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="close a connection that sends nothing, or reads none of its replies, for this "
+        f"long (default {DEFAULT_IDLE_TIMEOUT_S:g})",
+    )
     return parser
 
 
-def _results_directory(directory: Path, scenario: Path, json_path: Path | None) -> Path:
-    """Create the run's results folder and check --json now, so that a bad path fails before
+def _results_directory(
+    directory: Path, scenario: Path, json_path: Path | None, *, force: bool
+) -> Path:
+    """Check --json and create the run's results folder now, so that a bad path fails before
     the run, not after it."""
+    check_outputs([scenario], [json_path], force=force)
+    hint = "choose another place with --results DIR"
     try:
         directory.mkdir(parents=True)
     except OSError as error:
         raise UsageError(
-            f"cannot create the results folder {directory}: {error.strerror or error};"
-            " choose another place with --results DIR"
+            f"cannot create the results folder {directory}: {error.strerror or error}; {hint}"
         ) from None
-    check_outputs([scenario], [json_path])
+    try:
+        probe_output(directory / SUMMARY_FILE)
+    except OutputError as error:
+        raise UsageError(f"{error}; {hint}") from None
     return directory
-
-
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 class _Progress:
@@ -164,8 +180,10 @@ def _command_run(args: argparse.Namespace) -> int:
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
-    run_id = _new_run_id()
-    directory = _results_directory(args.results / run_id, path, args.json)
+    run_id = new_run_id()
+    # From here on there is a results folder to fill: a signal stops the run, not the writing.
+    interrupts.defer()
+    directory = _results_directory(args.results / run_id, path, args.json, force=args.force)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
     progress = None if args.quiet else _Progress(stats, args.sessions, tty)
@@ -173,35 +191,35 @@ def _command_run(args: argparse.Namespace) -> int:
         sessions=args.sessions,
         concurrency=args.concurrency,
         run_id=run_id,
+        max_reply_bytes=args.max_reply_bytes,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
+        signalled_before=interrupts.pending,
     )
-    shown_target, duration_s, interrupted = trio.run(
-        run_scenario, compiled, target, settings, stats, progress
-    )
+    summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+    interrupted = summary["interrupted"]
     if progress is not None:
         progress.clear()
-    # A Ctrl-C now must not cost the results of the run: finish writing them first.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A signal now is deferred (interrupts.py): the results are written whole first.
+    # Each output on its own: one that cannot be written does not cost the others.
+    unwritten = []
     try:
-        summary = build_summary(
-            scenario=compiled.name,
-            target=shown_target,
-            run_id=run_id,
-            duration_s=duration_s,
-            stats=stats,
-            interrupted=interrupted,
-        )
         write_results(directory, summary, stats)
-        if args.json is not None:
-            args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    except OSError as error:
-        print(f"smtpload: cannot write the results: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    except OutputError as error:
+        unwritten.append(error)
+    results_written = not unwritten
+    if args.json is not None:
+        try:
+            write_text(args.json, json.dumps(summary, indent=2) + "\n")
+        except OutputError as error:
+            unwritten.append(error)
     if not args.quiet:
         print(format_report(summary, stats))
-        print(f"results: {directory}/")
+        if results_written:
+            print(f"results: {directory}/")
+    if unwritten:
+        for problem in unwritten:
+            print(f"smtpload: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.failed else EXIT_OK
@@ -209,24 +227,30 @@ def _command_run(args: argparse.Namespace) -> int:
 
 def _command_validate(args: argparse.Namespace) -> int:
     problems = []
+    missing = []
     for name in args.scenarios:
         try:
             scenario = load_scenario(scenario_path(name))
         except ScenarioError as error:
             problems.extend(error.problems)
+        except UsageError as error:
+            missing.append(error)  # the other files are still checked
         else:
             count = len(scenario.steps)
             print(f"{scenario.path}: ok ({count} step{'' if count == 1 else 's'})")
+    for error in missing:
+        print(f"smtpload: {error}", file=sys.stderr)
     if problems:
         raise ScenarioError(problems)
-    return EXIT_OK
+    return EXIT_USAGE if missing else EXIT_OK
 
 
 def _command_sink(args: argparse.Namespace) -> int:
     from smtpload.net.sink import run_sink_forever
 
+    interrupts.restore_defaults()  # the sink's trio run handles both signals from its start
     try:
-        run_sink_forever(args.listen.host, args.listen.port)
+        run_sink_forever(args.listen.host, args.listen.port, idle_timeout_s=args.idle_timeout)
     except OSError as error:
         raise UsageError(
             f"cannot listen on {args.listen}: {error.strerror or error}; "
@@ -237,6 +261,17 @@ def _command_sink(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    # Ctrl-C and SIGTERM: at once during start-up, deferred once a command has begun work
+    # that must be written whole (interrupts.py).
+    with interrupts.handling():
+        try:
+            status = _main(argv)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if interrupts.pending() else status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {
         "run": _command_run,
@@ -250,11 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except LocalError as error:
-        print(error if isinstance(error, ScenarioError) else f"smtpload: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, ScenarioError) else f"smtpload: {error}"
+        print(_bounded_lines(message), file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
 
 
-def entry_point() -> None:
-    sys.exit(main())
+def _bounded_lines(message: str) -> str:
+    """``message`` with each line cut at :data:`MAX_MESSAGE_LINE`: the places that repeat the
+    user's input already cut it (errors.shown); this is the guarantee for any that does not."""
+    return "\n".join(clipped(line, MAX_MESSAGE_LINE) for line in message.split("\n"))

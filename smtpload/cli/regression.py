@@ -10,26 +10,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import trio
 
+from smtpload.cli import interrupts
 from smtpload.cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
+    add_force_option,
     add_run_options,
     check_outputs,
+    milliseconds,
     parse_vars,
     positive_percent,
-    scenario_path,
 )
-from smtpload.errors import UsageError
+from smtpload.errors import OutputError, clipped, shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.outcome import Outcome
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
-from smtpload.regression.compare import compare, comparison_summary, format_comparison
+from smtpload.regression.compare import (
+    DEFAULT_MIN_LATENCY_DELTA_MS,
+    compare,
+    comparison_summary,
+    format_comparison,
+)
 from smtpload.regression.junit import junit_xml
 from smtpload.regression.observe import observe_run
+from smtpload.report.files import JUNIT_SUITE_PREFIX, probe_output, write_text
+from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 
@@ -61,14 +75,16 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     add_run_options(record)
     record.add_argument("-o", "--output", type=Path, required=True, metavar="BASELINE.json")
+    add_force_option(record, "-o", reports=False)
 
     comparing = commands.add_parser(
         "compare",
         help="run a scenario again and report what changed against a baseline",
         description="Run a scenario in observe mode and compare every step with a baseline: "
         "changed reply codes and removed capabilities are regressions; changed texts (volatile "
-        "parts such as queue ids aside) and added capabilities are warnings, regressions with "
-        "--strict. Exit status 0 no regression, 1 regression, 2 usage.",
+        "parts such as queue ids aside), added capabilities and enhanced status codes where the "
+        "baseline's replies had none are warnings, regressions with --strict. "
+        "Exit status 0 no regression, 1 regression, 2 usage.",
         epilog=_COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -78,13 +94,22 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--max-latency-regression",
         type=positive_percent,
         metavar="PCT",
-        help="a p50 or p99 more than PCT %% above the baseline's is a "
-        "regression (not checked without it)",
+        help="a p50, p99 or p99.9 more than PCT %% (and --min-latency-delta) above the "
+        "baseline's is a regression; p99 is judged only with 100 samples on both sides, "
+        "p99.9 with 1,000 (not checked without it)",
+    )
+    comparing.add_argument(
+        "--min-latency-delta",
+        type=milliseconds,
+        default=DEFAULT_MIN_LATENCY_DELTA_MS,
+        metavar="MS",
+        help="with --max-latency-regression, a percentile that grew by MS ms or less is no "
+        "regression, whatever the percentage (default: %(default)g; 0 turns it off)",
     )
     comparing.add_argument(
         "--strict",
         action="store_true",
-        help="changed texts and added capabilities are regressions too",
+        help="changed texts, added capabilities and added enhanced codes are regressions too",
     )
     comparing.add_argument(
         "--junit", type=Path, metavar="PATH", help="write JUnit XML here: one test case per step"
@@ -92,6 +117,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     comparing.add_argument(
         "--json", type=Path, metavar="PATH", help="write the comparison as JSON here"
     )
+    add_force_option(comparing, "--junit and --json", reports=True)
     comparing.add_argument(
         "--update-baseline",
         action="store_true",
@@ -99,18 +125,27 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
 
 
-def _check_paths(args: argparse.Namespace, inputs: list[Path], outputs: list[Path | None]) -> None:
+def _check_paths(
+    args: argparse.Namespace, inputs: list[Path], outputs: list[Path | None], *, reports: bool
+) -> None:
     """Check the output paths before anything runs, so that a bad one fails at once."""
-    check_outputs([scenario_path(args.scenario), *inputs], outputs)
+    check_outputs(
+        [scenario_path(args.scenario), *inputs], outputs, force=args.force, reports=reports
+    )
 
 
-def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
-    """Run the scenario of ``args`` in observe mode: (what it saw, whether interrupted)."""
+def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats, bool]:
+    """Run the scenario of ``args`` in observe mode: what it saw, the run's counts, and whether
+    it was interrupted."""
     scenario = load_scenario(scenario_path(args.scenario))
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
     ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
-    return trio.run(
+    stats = RunStats(["connect", *compiled.step_names])
+    # What is written after the run (baseline, JUnit, JSON) is written whole; a signal before
+    # the run's own handling is in place stops it at once.
+    interrupts.defer()
+    behaviour, interrupted = trio.run(
         lambda: observe_run(
             compiled,
             target,
@@ -118,28 +153,53 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, bool]:
             concurrency=args.concurrency,
             run_id=run_id,
             handle_signals=True,
+            stats=stats,
+            max_reply_bytes=args.max_reply_bytes,
+            signalled_before=interrupts.pending,
         )
     )
+    return behaviour, stats, interrupted
 
 
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+def _write_each(writes: Sequence[Callable[[], object]]) -> bool:
+    """Run each write on its own, so that one that fails does not cost the others, and say
+    which file could not be written. Returns whether every write succeeded."""
+    succeeded = True
+    for write in writes:
+        try:
+            write()
+        except OutputError as error:
+            print(f"smtpload: {error}", file=sys.stderr)
+            succeeded = False
+    return succeeded
+
+
+def _why_no_connection(stats: RunStats) -> str | None:
+    """Why no session of the run got a connection, so that none reached the greeting; None
+    when one did."""
+    if stats.started == 0 or stats.outcomes[Outcome.CONNECT_ERROR] < stats.started:
+        return None
+    got = next((f.got for f in stats.failures if f.outcome is Outcome.CONNECT_ERROR), "")
+    return f"all {stats.started} failed to connect" + (f" ({got})" if got else "")
 
 
 def command_record(args: argparse.Namespace) -> int:
-    _check_paths(args, [], [args.output])
-    behaviour, interrupted = _observe(args, "record")
+    _check_paths(args, [], [args.output], reports=False)
+    behaviour, stats, interrupted = _observe(args, "record")
     if interrupted:
         print("smtpload: interrupted; no baseline written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    try:
-        save_baseline(behaviour, args.output)
-    except OSError as error:
-        raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
+    reason = _why_no_connection(stats)
+    if reason is not None:
+        # Connect errors are the network's, not the server's behaviour: a baseline of them
+        # would make every step of a working server a difference.
+        print(
+            f"smtpload: no session reached the greeting: {reason}; no baseline written."
+            " Check --target and that the server is up.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    save_baseline(behaviour, args.output)
     steps = len(behaviour.steps)
     # A baseline is what the server did, even where the scenario expected otherwise; but a
     # baseline of failures is rarely what was meant, so say so.
@@ -147,7 +207,7 @@ def command_record(args: argparse.Namespace) -> int:
     if unexpected:
         print(
             "smtpload: warning: the replies at "
-            + ", ".join(unexpected)
+            + ", ".join(clipped(name, 40) for name in unexpected)
             + " were not what the scenario expects (or did not come); recorded as they were",
             file=sys.stderr,
         )
@@ -159,17 +219,20 @@ def command_record(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    _check_paths(args, [args.baseline], [args.junit, args.json])
+    _check_paths(args, [args.baseline], [args.junit, args.json], reports=True)
+    if args.update_baseline:
+        probe_output(args.baseline)
     baseline = load_baseline(args.baseline)
-    current, interrupted = _observe(args, "compare")
+    current, _, interrupted = _observe(args, "compare")
     if interrupted:
         print("smtpload: interrupted; nothing compared", file=sys.stderr)
         return EXIT_INTERRUPTED
     if baseline.scenario != current.scenario:
         # Steps are matched by name: another scenario's steps may share names but not commands.
         print(
-            f"smtpload: warning: the baseline was recorded from scenario {baseline.scenario!r},"
-            f" this run is {current.scenario!r}; steps are compared by name",
+            "smtpload: warning: the baseline was recorded from scenario"
+            f" {shown(baseline.scenario)}, this run is {shown(current.scenario)};"
+            " steps are compared by name",
             file=sys.stderr,
         )
     comparison = compare(
@@ -177,13 +240,23 @@ def command_compare(args: argparse.Namespace) -> int:
         current,
         strict=args.strict,
         max_latency_regression_pct=args.max_latency_regression,
+        min_latency_delta_ms=args.min_latency_delta,
     )
     print(format_comparison(comparison), end="")
+    writes: list[Callable[[], object]] = []
     if args.junit is not None:
-        _write(args.junit, junit_xml(comparison, suite_name=current.scenario))
+        junit = junit_xml(comparison, suite_name=f"{JUNIT_SUITE_PREFIX}{current.scenario}")
+        writes.append(lambda: write_text(args.junit, junit))
     if args.json is not None:
-        _write(args.json, json.dumps(comparison_summary(comparison), indent=2) + "\n")
+        text = json.dumps(comparison_summary(comparison), indent=2) + "\n"
+        writes.append(lambda: write_text(args.json, text))
     if args.update_baseline:
-        save_baseline(current, args.baseline)
-        print(f"baseline updated: {args.baseline}")
+
+        def update_baseline() -> None:
+            save_baseline(current, args.baseline)
+            print(f"baseline updated: {args.baseline}")
+
+        writes.append(update_baseline)
+    if not _write_each(writes):
+        return EXIT_USAGE
     return comparison.exit_status

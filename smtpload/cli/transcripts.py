@@ -14,14 +14,15 @@ from pathlib import Path
 
 import trio
 
+from smtpload.cli import interrupts
 from smtpload.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    add_force_option,
     check_outputs,
     positive_float,
     positive_int,
-    scenario_path,
     target_argument,
 )
 from smtpload.errors import UsageError
@@ -29,14 +30,18 @@ from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import Observation
 from smtpload.protocol.outcome import Outcome
+from smtpload.report.files import write_text
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
 from smtpload.transcripts.importer import ImportedSession, ImportResult, import_transcript
 
 __all__ = ["add_parsers", "command_import", "command_replay"]
+
+_NAME_WIDTH_MAX = 40  # characters of a step name in replay's lines
 
 _IMPORT_EXAMPLES = """\
 examples:
@@ -58,8 +63,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "import",
         help="turn a transcript of a hand-driven SMTP session into scenarios",
         description="Read a transcript (a telnet or nc session, swaks output, or a C:/S: "
-        "listing; a whole page with prose around it is fine) and write one scenario per "
-        "session. Without -o the YAML goes to stdout; everything else goes to stderr.",
+        "listing; a whole page with prose around it is fine, and so is a session indented as "
+        "a whole, as pasted into Markdown or a mail) and write one scenario per session. The "
+        "message's Date: and Message-ID: values become {date} and {message_id}, new for each "
+        "message sent. Without -o the YAML goes to stdout; everything else goes to stderr.",
         epilog=_IMPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,6 +78,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SCENARIO.yaml",
         help="write here (with -2, -3... before .yaml for more sessions)",
     )
+    add_force_option(importing, "-o", reports=False)
     _add_transcript_options(importing)
 
     replay = commands.add_parser(
@@ -149,19 +157,18 @@ def _output_path(output: Path, number: int, total: int) -> Path:
 def command_import(args: argparse.Namespace) -> int:
     result = _read_transcript(args.transcript, args)
     chosen = _chosen(result.sessions, args.session)
-    for index, session in enumerate(chosen, start=1):
-        if args.output is None:
+    interrupts.defer()  # every scenario is written whole; a signal then ends with 130
+    if args.output is None:
+        for session in chosen:
             if len(chosen) > 1:
                 print(f"# --- session {session.number} (line {session.first_line}) ---")
             sys.stdout.write(session.yaml_text)
-            continue
-        path = _output_path(args.output, index, len(chosen))
-        check_outputs([args.transcript], [path])
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(session.yaml_text, encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+        return EXIT_OK
+    paths = [_output_path(args.output, i, len(chosen)) for i in range(1, len(chosen) + 1)]
+    # Every name is checked before any file is written: out-2.yaml may be the transcript.
+    check_outputs([args.transcript], paths, force=args.force, reports=False)
+    for session, path in zip(chosen, paths, strict=True):
+        write_text(path, session.yaml_text)
         print(f"session {session.number} (line {session.first_line}) -> {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -191,6 +198,8 @@ def _replayables(args: argparse.Namespace) -> list[_Replayable]:
 
 def command_replay(args: argparse.Namespace) -> int:
     replayables = _replayables(args)
+    # A signal between two sessions' runs is noted; the next run sees it and stops at once.
+    interrupts.defer()
     failed = 0
     for number, item in enumerate(replayables, start=1):
         compiled = compile_scenario(item.scenario, timeout_s=args.timeout)
@@ -198,8 +207,17 @@ def command_replay(args: argparse.Namespace) -> int:
         stats = RunStats(["connect", *compiled.step_names])
         # Observe mode: a difference does not end the session, so the report names every step
         # whose reply differs, not just the first.
-        settings = RunSettings(sessions=1, concurrency=1, run_id=f"replay-{number}", observe=True)
-        name_width = max(len(name) for name in ("connect", *compiled.step_names))
+        settings = RunSettings(
+            sessions=1,
+            concurrency=1,
+            run_id=f"replay-{number}",
+            observe=True,
+            signalled_before=interrupts.pending,
+        )
+        # Long names are cut to the column (format_observation), not the column to them.
+        name_width = min(
+            _NAME_WIDTH_MAX, max(len(name) for name in ("connect", *compiled.step_names))
+        )
         print(format_session_header(number, item.label, str(target or "the built-in sink")))
 
         def show(observation: Observation, width: int = name_width) -> None:
@@ -208,7 +226,8 @@ def command_replay(args: argparse.Namespace) -> int:
         _, _, interrupted = trio.run(
             run_scenario, compiled, target, settings, stats, None, None, show
         )
-        outcome = next(o for o, n in stats.outcomes.items() if n)
+        # No outcome at all: a signal stopped the run before its session started.
+        outcome = next((o for o, n in stats.outcomes.items() if n), Outcome.INTERRUPTED)
         for failure in stats.failures:
             if failure.step == "connect":  # the only failure no step line has shown
                 print(f"  FAIL  connect: {failure.got}")

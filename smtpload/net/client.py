@@ -25,7 +25,7 @@ from smtpload.errors import RemoteProtocolError
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome
-from smtpload.protocol.wire import PaddedMessage, Reply, ReplyParser
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES, PaddedMessage, Reply, ReplyParser
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
 
@@ -45,7 +45,13 @@ class ResolvedTarget:
 
 async def resolve_target(host: str, port: int) -> ResolvedTarget:
     """Resolve ``host`` once; raises OSError when it cannot be resolved."""
-    infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
+    except UnicodeError as error:
+        # The IDNA codec refuses the name before any lookup: a label over 63 characters or an
+        # empty one (RFC 1035 §2.3.4). Nothing can connect to it, as to a name that is unknown.
+        reason = error.__cause__ or error
+        raise OSError(f"not a valid host name ({reason})") from None
     family, _type, _proto, _canonname, address = infos[0]
     return ResolvedTarget(int(family), tuple(address), str(Target(host, port)))
 
@@ -83,8 +89,12 @@ async def run_session(
     target: ResolvedTarget,
     engine: SessionEngine,
     stats: RunStats,
+    *,
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
 ) -> None:
     """Run one whole session and record it in ``stats``.
+
+    A reply longer than ``max_reply_bytes`` ends the session as ``protocol_error``.
 
     Never raises for anything the server or the network does. trio.Cancelled (Ctrl-C) passes
     through; the caller then records the session with ``record_interrupted``.
@@ -120,7 +130,7 @@ async def run_session(
         mark = now()
         stats.record_step("connect", int((mark - started) * 1e6), failed=False)
         engine.on_connected(target.display)
-        await _converse(sock, engine, stats, mark)
+        await _converse(sock, engine, stats, mark, ReplyParser(max_reply_bytes))
         outcome = engine.outcome
         latency_us = int((now() - started) * 1e6) if outcome is Outcome.PASSED else None
         stats.record_session(outcome, latency_us, engine.failure())
@@ -166,7 +176,11 @@ async def _receive_reply(
 
 
 async def _converse(
-    sock: trio.socket.SocketType, engine: SessionEngine, stats: RunStats, mark: float
+    sock: trio.socket.SocketType,
+    engine: SessionEngine,
+    stats: RunStats,
+    mark: float,
+    parser: ReplyParser,
 ) -> None:
     """Run the engine's steps over a connected socket, recording each step.
 
@@ -174,7 +188,6 @@ async def _converse(
     as the step starts, so sending and receiving are both bounded (a server that stops reading
     cannot block a large DATA forever), and no scope is built per step on this hot path.
     """
-    parser = ReplyParser()
     backlog: deque[Reply] = deque()
     now = trio.current_time
     step = None

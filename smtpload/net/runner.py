@@ -11,15 +11,20 @@ are counted in one step, not one by one.
 Stopping (RFC-free, but the promise of the README): the first SIGINT or SIGTERM stops new
 sessions and gives running ones ``grace_s`` to finish; whatever is still running then is
 cancelled and counted as ``interrupted``. A second signal cancels at once. Either way the run
-returns normally, so every result file is still written.
+returns normally, so every result file is still written. A signal that came before this
+handling was in place, and that the caller noted (``RunSettings.signalled_before``, see
+cli/interrupts.py), counts as the first.
 """
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -34,10 +39,19 @@ from smtpload.net.sink import serve_sink
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
+from smtpload.report.results import build_summary
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
 
-__all__ = ["RunSettings", "RunTiming", "run_scenario", "run_sessions"]
+__all__ = [
+    "RunSettings",
+    "RunTiming",
+    "new_run_id",
+    "run_scenario",
+    "run_scenario_to_summary",
+    "run_sessions",
+]
 
 # Workers started between two checkpoints: sessions begin while the rest are still starting.
 _WORKERS_PER_BATCH = 64
@@ -54,8 +68,15 @@ class RunSettings:
         grace_s: after the first Ctrl-C, how long running sessions may still take.
         progress_interval_s: how often ``on_progress`` is called; None for never.
         handle_signals: install SIGINT/SIGTERM handling (only possible in the main thread).
+        signalled_before: with ``handle_signals``, asked once that handling is in place:
+            whether a signal came before it was (the caller noted it; see cli/interrupts.py).
+            If so, the run stops as at a first signal: it starts no session.
         observe: run sessions in observe mode (see engine.py): they go on after a difference,
             and each finished session's engine is handed to ``on_session_end``.
+        max_reply_bytes: the longest server reply accepted (``--max-reply-bytes``); a longer
+            one ends its session as ``protocol_error``.
+        print_notices: say on stderr what the counts alone would not explain (a target that
+            cannot be resolved); off for the Python API, which must not write to stderr.
     """
 
     sessions: int
@@ -64,7 +85,10 @@ class RunSettings:
     grace_s: float = 2.0
     progress_interval_s: float | None = None
     handle_signals: bool = True
+    signalled_before: Callable[[], bool] | None = None
     observe: bool = False
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    print_notices: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +135,13 @@ class _Run:
             with trio.CancelScope() as scope:
                 self.running.add(scope)
                 try:
-                    await run_session(self.scenario, self.target, engine, self.stats)
+                    await run_session(
+                        self.scenario,
+                        self.target,
+                        engine,
+                        self.stats,
+                        max_reply_bytes=settings.max_reply_bytes,
+                    )
                 finally:
                     self.running.discard(scope)
             if scope.cancelled_caught:
@@ -141,14 +171,23 @@ class _Run:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            # A signal that came before the receiver was in place was noted by the caller
+            # (start-up, or between two runs): it counts as the first.
+            signalled_before = self.settings.signalled_before
+            if signalled_before is not None and signalled_before():
+                self.stop(nursery)
             task_status.started()
             async for _ in signals:
                 if self.stopping:
                     self.cancel_running()  # a second signal: stop now
                 else:
-                    self.stopping = True
-                    self.interrupted = True
-                    nursery.start_soon(self.cancel_after_grace)
+                    self.stop(nursery)
+
+    def stop(self, nursery: trio.Nursery) -> None:
+        """The first signal: no new sessions; running ones get ``grace_s``."""
+        self.stopping = True
+        self.interrupted = True
+        nursery.start_soon(self.cancel_after_grace)
 
     async def cancel_after_grace(self) -> None:
         # Running sessions get a moment to end by themselves; then they are cut off.
@@ -229,7 +268,8 @@ async def run_scenario(
                 )
 
             stats.record_connect_failures(1, settings.sessions, failure)
-            print(f"smtpload: {detail}", file=sys.stderr)
+            if settings.print_notices:
+                print(f"smtpload: {detail}", file=sys.stderr)
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False
         timing = await run_sessions(
@@ -237,3 +277,36 @@ async def run_scenario(
         )
         nursery.cancel_scope.cancel()
     return resolved.display, timing.duration_s, timing.interrupted
+
+
+def new_run_id() -> str:
+    """A run's id: its UTC start time, readable and sortable, and 6 random hex digits, so that
+    two runs started in the same second never share a results folder."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+async def run_scenario_to_summary(
+    scenario: CompiledScenario,
+    target: Target | None,
+    settings: RunSettings,
+    stats: RunStats,
+    on_progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`run_scenario`, then the run's summary (the summary.json contract): what both the
+    command line and the Python API run.
+
+    Args:
+        stats: an empty ``RunStats`` for ``connect`` and the scenario's steps; the caller keeps
+            it for the files and the table that are made from it.
+    """
+    shown_target, duration_s, interrupted = await run_scenario(
+        scenario, target, settings, stats, on_progress
+    )
+    return build_summary(
+        scenario=scenario.name,
+        target=shown_target,
+        run_id=settings.run_id,
+        duration_s=duration_s,
+        stats=stats,
+        interrupted=interrupted,
+    )

@@ -2,11 +2,16 @@
 
 This module owns the sink's I/O: binding (port 0 picks a free port), one task per connection,
 idle timeouts, counting, and the blocking entry point behind ``smtpload sink``. Every SMTP rule
-lives in ``sink_protocol.py``; nothing here looks inside the bytes.
+lives in ``protocol/sink.py``; nothing here looks inside the bytes.
 
 A connection costs one ``receive_some`` and at most one ``send_all`` per read, however many
 pipelined commands the read held. A client that resets or vanishes ends its own connection
 only: the server goes on serving the others.
+
+The idle timeout bounds every wait on the client, both ways: for its next bytes (then it gets a
+421, RFC 5321 §4.5.3.2.7) and for it to take our replies. A client that pipelines commands and
+never reads would otherwise hold its task and socket forever once the socket buffers are full;
+it is closed without a 421, which it would not read either.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import signal
 from dataclasses import dataclass
 
@@ -58,6 +62,8 @@ class SinkStats:
         commands: command lines answered, valid or not.
         connection_errors: connections that ended with a reset or another socket error.
         idle_timeouts: connections closed with 421 because the client stayed silent.
+        write_timeouts: connections closed because the client took none of our replies for
+            the idle timeout (it sends commands but does not read).
     """
 
     connections: int = 0
@@ -67,6 +73,7 @@ class SinkStats:
     commands: int = 0
     connection_errors: int = 0
     idle_timeouts: int = 0
+    write_timeouts: int = 0
 
 
 async def serve_sink(
@@ -88,7 +95,8 @@ async def serve_sink(
         task_status: receives the `SinkAddress` actually bound, once connections are accepted.
         hostname: the name in the banner and in EHLO/HELO replies.
         stats: counts to update; pass your own to read them while the sink runs.
-        idle_timeout_s: close a connection silent for this long, with a 421 (``math.inf``: never).
+        idle_timeout_s: close a connection silent for this long, with a 421, or one whose
+            client has taken none of our replies for this long (``math.inf``: never).
 
     Raises:
         OSError: the address cannot be bound (in use, not local, not resolvable).
@@ -113,7 +121,8 @@ async def serve_sink_connection(
     hostname: str = DEFAULT_HOSTNAME,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> None:
-    """Talk SMTP on one connection until QUIT, EOF, a socket error or the idle timeout.
+    """Talk SMTP on one connection until QUIT, EOF, a socket error or the idle timeout
+    (waiting for the client's bytes, or for the client to take our replies).
 
     Socket errors end this connection quietly (counted in ``stats.connection_errors``); they
     never propagate. If the task is cancelled (the sink stops) the client gets a 421 first.
@@ -130,7 +139,13 @@ async def serve_sink_connection(
         await trio.aclose_forcefully(stream)
 
 
-def run_sink_forever(host: str, port: int, *, hostname: str = DEFAULT_HOSTNAME) -> None:
+def run_sink_forever(
+    host: str,
+    port: int,
+    *,
+    hostname: str = DEFAULT_HOSTNAME,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+) -> None:
     """Run the sink in the foreground until Ctrl-C or SIGTERM (the ``smtpload sink`` command).
 
     Prints ``smtpload sink listening on HOST:PORT`` once listening, and a line with the counts
@@ -142,7 +157,7 @@ def run_sink_forever(host: str, port: int, *, hostname: str = DEFAULT_HOSTNAME) 
     """
     stats = SinkStats()
     try:
-        trio.run(_serve_until_signal, host, port, hostname, stats)
+        trio.run(_serve_until_signal, host, port, hostname, stats, idle_timeout_s)
     except* KeyboardInterrupt:
         pass  # a Ctrl-C before the signal handler was in place: stopping is what was asked
     print(
@@ -151,7 +166,9 @@ def run_sink_forever(host: str, port: int, *, hostname: str = DEFAULT_HOSTNAME) 
     )
 
 
-async def _serve_until_signal(host: str, port: int, hostname: str, stats: SinkStats) -> None:
+async def _serve_until_signal(
+    host: str, port: int, hostname: str, stats: SinkStats, idle_timeout_s: float
+) -> None:
     SinkConnection(hostname)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         listeners, address = await _open_listeners(host, port)
@@ -163,7 +180,7 @@ async def _serve_until_signal(host: str, port: int, hostname: str, stats: SinkSt
                     address,
                     stats,
                     hostname,
-                    DEFAULT_IDLE_TIMEOUT_S,
+                    idle_timeout_s,
                 )
             )
             print(f"smtpload sink listening on {address}", flush=True)
@@ -233,12 +250,16 @@ async def _serve_listeners(
 async def _converse(
     stream: trio.abc.Stream, connection: SinkConnection, stats: SinkStats, idle_timeout_s: float
 ) -> None:
-    await stream.send_all(connection.greeting())
     idle = trio.CancelScope()
+    sending = True
     with idle:
+        # Every send is bounded like a wait for the client: a client that does not read can
+        # fill the socket buffers, and then a send would never return.
+        idle.deadline = trio.current_time() + idle_timeout_s
+        await stream.send_all(connection.greeting())
         while not connection.closed:
-            # The timeout covers waiting for the client only, not our own sends.
             idle.deadline = trio.current_time() + idle_timeout_s
+            sending = False
             try:
                 data = await stream.receive_some()
             except trio.Cancelled:
@@ -247,7 +268,6 @@ async def _converse(
                 reply = connection.timeout_reply() if timed_out else connection.shutdown_reply()
                 await _say_farewell(stream, reply)
                 raise
-            idle.deadline = math.inf
             if not data:
                 return  # the client closed without QUIT
             messages, message_bytes, commands = (
@@ -260,9 +280,17 @@ async def _converse(
             stats.message_bytes += connection.message_bytes - message_bytes
             stats.commands += connection.commands - commands
             if replies:
+                idle.deadline = trio.current_time() + idle_timeout_s
+                sending = True
+                # A send cut off by the deadline leaves part of a reply on the wire: no 421
+                # can follow it, and the client is not reading anyway. The connection is
+                # closed by the caller.
                 await stream.send_all(replies)
     if idle.cancelled_caught:
-        stats.idle_timeouts += 1
+        if sending:
+            stats.write_timeouts += 1
+        else:
+            stats.idle_timeouts += 1
 
 
 async def _say_farewell(stream: trio.abc.Stream, reply: bytes) -> None:

@@ -3,18 +3,22 @@
 Compiling parses every template, compiles every regex and pre-encodes every command whose text
 does not depend on a variable, so that a session's hot path is "send these bytes, check this
 reply". Only templates that use variables are rendered per session: a generated message's
-header (its Message-ID and Date differ per session) is, but never its padding, which
+header (its Message-ID and Date differ per message) is, but never its padding, which
 ``wire.PaddedMessage`` sends from one block shared by all sessions.
+
+Built-in values come at two rates: once per session (``session_variables``: ``session``,
+``uid``, ``run_id``, ``date``) and once per message (``message_variables``: ``message_id``),
+which the engine sets before each ``data`` step it renders, so that a session sending several
+messages gives each its own.
 """
 
 from __future__ import annotations
 
 import email.utils
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from smtpload.errors import UsageError
+from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
 from smtpload.protocol.wire import (
     END_OF_DATA,
@@ -23,6 +27,7 @@ from smtpload.protocol.wire import (
     encode_message_text,
 )
 from smtpload.scenario.model import Scenario, Step, StepKind
+from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
@@ -31,10 +36,15 @@ __all__ = [
     "CompiledStep",
     "compile_scenario",
     "generated_message",
+    "message_id",
 ]
 
 #: The step timeout when neither the step, --timeout nor the scenario gives one.
 DEFAULT_TIMEOUT_S = 30.0
+
+# The right-hand side of generated Message-IDs: a name of smtpload's own, under the .test
+# domain reserved for testing (RFC 2606 §2), so no real domain's ids can ever be collided with.
+_MESSAGE_ID_DOMAIN = "smtpload.example.test"
 
 # Padding up to this size is built into the message's bytes, so that a small message still
 # goes out in one send (the common case, on the hot path); more is a PaddedMessage.
@@ -45,7 +55,7 @@ _GENERATED_HEADERS = (
     "From: smtpload <smtpload@example.test>\n"
     "To: <sink@example.test>\n"
     "Subject: smtpload test message {uid}\n"
-    "Message-ID: <{uid}@smtpload.example.test>\n"
+    "Message-ID: {message_id}\n"
     "Date: {date}\n"
     "\n"
 )
@@ -75,7 +85,7 @@ class CompiledStep:
     template: Template | None
     data_size: int | None
     expectation: CompiledExpectation | None
-    capture: re.Pattern[str] | None
+    capture: ReplyPattern | None
     timeout_s: float
 
     @property
@@ -125,6 +135,19 @@ class CompiledScenario:
         for name, template in self.variables:
             values[name] = template.render(values)
         return values
+
+    @staticmethod
+    def message_variables(values: dict[str, str], message: int) -> None:
+        """Set the per-message built-ins in a session's ``values`` (from
+        ``session_variables``) for its ``message``-th message (1-based)."""
+        values["message_id"] = message_id(values["uid"], message)
+
+
+def message_id(uid: str, message: int) -> str:
+    """A Message-ID value (RFC 5322 §3.6.4 ``"<" id-left "@" id-right ">"``), unique per message
+    of a run: the session's ``uid`` (``<run_id>.<session>``) and the message's number in the
+    session. Every part is letters, digits, ``-`` and ``.``: a dot-atom, as §3.6.4 asks."""
+    return f"<{uid}.{message}@{_MESSAGE_ID_DOMAIN}>"
 
 
 def _message(text: bytes, size: int | None) -> bytes | PaddedMessage:
@@ -187,7 +210,7 @@ def compile_scenario(
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise UsageError(
-            f"--var {unknown[0]}: the scenario declares no variable {unknown[0]!r}"
+            f"--var {clipped(unknown[0])}: the scenario declares no variable {shown(unknown[0])}"
             + (f" (it declares: {', '.join(declared)})" if declared else "")
             + "; declare it under 'variables:' to set it from the command line"
         )
@@ -216,7 +239,7 @@ def compile_scenario(
                 template = None
             else:
                 uses_variables = True
-        capture = re.compile(step.capture) if step.capture is not None else None
+        capture = compile_capture(step.capture) if step.capture is not None else None
         uses_variables = uses_variables or capture is not None
         steps.append(
             CompiledStep(

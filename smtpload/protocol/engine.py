@@ -6,6 +6,9 @@ waits for the reply (or, for a ``close`` step, the end of the connection) within
 each reply against the step's expectation, keeps the transcript, applies captures, and decides
 the session's one outcome. It never reads a clock and never raises for anything a server does.
 
+Per-message built-ins (``{message_id}``) are set each time a ``data`` step's message is
+rendered, numbered by the messages this session has sent so far, so each message gets its own.
+
 After an unexpected reply the engine asks for one more exchange, a polite ``QUIT`` (RFC 5321
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
 server now reads message text, and ``221``/``421`` mean it is closing the connection.
@@ -24,7 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
-from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
+from smtpload.protocol.outcome import (
+    MAX_TRANSCRIPT_REPLY_BYTES,
+    Outcome,
+    SessionFailure,
+    TranscriptLine,
+    reply_transcript_lines,
+)
 from smtpload.protocol.wire import PaddedMessage, Reply
 from smtpload.scenario.model import StepKind
 
@@ -90,6 +99,7 @@ class SessionEngine:
         "_failure_got",
         "_index",
         "_last_sent",
+        "_messages_sent",
         "_observe",
         "_quit_step",
         "_scenario",
@@ -116,6 +126,7 @@ class SessionEngine:
         self._observe = observe
         self._watcher = watcher
         self._last_sent: bytes | PaddedMessage = b""
+        self._messages_sent = 0
         self._skip_data = False
         self.observations: list[Observation] = []
         self.session = session
@@ -168,6 +179,10 @@ class SessionEngine:
     def payload(self, step: CompiledStep) -> bytes | PaddedMessage:
         """The bytes to send for ``step`` (empty for greeting and close steps); a large padded
         message comes as a ``PaddedMessage``, to be sent chunk by chunk."""
+        if step.kind is StepKind.DATA:
+            self._messages_sent += 1
+            if step.payload is None:
+                self._scenario.message_variables(self._variables, self._messages_sent)
         data = step.payload if step.payload is not None else step.render(self._variables)
         self._last_sent = data
         if data:
@@ -200,17 +215,16 @@ class SessionEngine:
         if step.capture is not None:
             # Later steps send what the capture finds, so a reply it cannot find it in fails
             # here, where the reason is visible, not later as a mysterious command.
-            match = step.capture.search(reply.text)
-            if match is None:
+            captured = step.capture.captures(reply.text)
+            if captured is None:
                 why = f"capture /{step.capture.pattern}/ found nothing"
                 if self._observe:
-                    for name in step.capture.groupindex:
+                    for name in step.capture.groups:
                         self._variables[name] = ""
                     return self._observe_mismatch(step, reply, why)
                 self._unexpected(step, reply, why)
                 return False
-            for name, value in match.groupdict().items():
-                self._variables[name] = value if value is not None else ""
+            self._variables.update(captured)
         if step.kind is StepKind.DATA and 200 <= reply.code < 300:
             self.messages_accepted += 1
         self._observe_event(step, "reply", reply, None)
@@ -330,10 +344,7 @@ class SessionEngine:
         lines: list[TranscriptLine] = []
         for direction, item in self._transcript:
             if isinstance(item, Reply):
-                lines.extend(
-                    TranscriptLine("S", line)
-                    for line in item.raw.decode("utf-8", "replace").splitlines()
-                )
+                lines.extend(reply_transcript_lines(item.raw))
             elif isinstance(item, tuple):
                 step, data = item
                 if step.kind is StepKind.DATA:
@@ -348,5 +359,8 @@ class SessionEngine:
 
 def _first_line(reply: Reply) -> str:
     first = reply.lines[0] if reply.lines else ""
+    if len(first) > MAX_TRANSCRIPT_REPLY_BYTES:
+        # A failure's "got" is kept like its transcript, so it is bounded the same way.
+        first = first[:MAX_TRANSCRIPT_REPLY_BYTES] + f"... ({len(first)} characters in all)"
     more = f" (+{len(reply.lines) - 1} lines)" if len(reply.lines) > 1 else ""
     return f"{reply.code} {first}".rstrip() + more

@@ -1,8 +1,8 @@
 """Checking a reply against what a step expects, with no I/O.
 
 A ``model.Expectation`` says what the user wrote; ``CompiledExpectation`` is the same thing made
-fast to check (codes as a frozenset, regexes compiled, capabilities split) and able to say in
-words why a reply does not match. A mismatch is a result, not an exception.
+fast to check (codes as a frozenset, the regex compiled for RE2, capabilities split) and able to
+say in words why a reply does not match. A mismatch is a result, not an exception.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smtpload.errors import clipped
 from smtpload.protocol.wire import Reply
 from smtpload.scenario.model import Expectation
+from smtpload.scenario.patterns import ReplyPattern, compile_text
 
 __all__ = ["CompiledExpectation", "compile_expectation", "ehlo_capabilities", "enhanced_code"]
 
@@ -47,7 +49,7 @@ class CompiledExpectation:
     Attributes:
         codes: acceptable codes, or None for any.
         enhanced: the enhanced code's three parts, ``"x"`` for any.
-        pattern: compiled regex searched in the reply text.
+        pattern: searched in the reply text (RE2: linear time, see ``scenario.patterns``).
         capabilities: required EHLO keywords with the parameters each must list.
         absent_capabilities: EHLO keywords that must not be advertised.
         description: the whole expectation in words, for reports.
@@ -55,7 +57,7 @@ class CompiledExpectation:
 
     codes: frozenset[int] | None
     enhanced: tuple[str, str, str] | None
-    pattern: re.Pattern[str] | None
+    pattern: ReplyPattern | None
     capabilities: tuple[tuple[str, tuple[str, ...]], ...]
     absent_capabilities: tuple[str, ...]
     description: str
@@ -72,19 +74,21 @@ class CompiledExpectation:
             for want, part in zip(self.enhanced, got.split("."), strict=True):
                 if want != "x" and int(want) != int(part):
                     return f"enhanced status code {got} is not {'.'.join(self.enhanced)}"
-        if self.pattern is not None and self.pattern.search(reply.text) is None:
-            return f"reply text does not match /{self.pattern.pattern}/"
+        if self.pattern is not None and not self.pattern.search(reply.text):
+            return f"reply text does not match /{clipped(self.pattern.pattern)}/"
         if self.capabilities or self.absent_capabilities:
             advertised = ehlo_capabilities(reply)
             for keyword, params in self.capabilities:
                 if keyword not in advertised:
-                    return f"capability {keyword} is not advertised"
+                    return f"capability {clipped(keyword)} is not advertised"
                 missing = [p for p in params if p not in advertised[keyword]]
                 if missing:
-                    return f"capability {keyword} does not list {' '.join(missing)}"
+                    return (
+                        f"capability {clipped(keyword)} does not list {clipped(' '.join(missing))}"
+                    )
             for keyword in self.absent_capabilities:
                 if keyword in advertised:
-                    return f"capability {keyword} is advertised but must not be"
+                    return f"capability {clipped(keyword)} is advertised but must not be"
         return None
 
     def description_of_codes(self) -> str:
@@ -96,7 +100,7 @@ def _describe(expectation: Expectation) -> str:
     if expectation.enhanced:
         parts.append(f"enhanced code {expectation.enhanced}")
     if expectation.pattern:
-        parts.append(f"text /{expectation.pattern}/")
+        parts.append(f"text /{clipped(expectation.pattern)}/")
     if expectation.capabilities:
         parts.append("capabilities " + ", ".join(expectation.capabilities))
     if expectation.absent_capabilities:
@@ -117,7 +121,7 @@ def compile_expectation(expectation: Expectation) -> CompiledExpectation:
     return CompiledExpectation(
         codes=expectation.codes,
         enhanced=enhanced,
-        pattern=re.compile(expectation.pattern) if expectation.pattern is not None else None,
+        pattern=compile_text(expectation.pattern) if expectation.pattern is not None else None,
         capabilities=tuple(capabilities),
         absent_capabilities=tuple(c.upper() for c in expectation.absent_capabilities),
         description=_describe(expectation),

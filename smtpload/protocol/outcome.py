@@ -2,6 +2,11 @@
 
 Every session started ends with exactly one Outcome, so the counts in a report always add up to
 the sessions started.
+
+A failed session is kept with its transcript, and a report may keep a hundred of them, so a
+transcript holds at most `MAX_TRANSCRIPT_REPLY_BYTES` of each reply: a server that answers with
+megabytes (a 10 MB ``550``, legal up to ``--max-reply-bytes``) must not multiply them by every
+failure kept. The cut is marked in the transcript itself.
 """
 
 from __future__ import annotations
@@ -9,7 +14,18 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FAILURE_CATEGORIES", "Outcome", "SessionFailure", "TranscriptLine"]
+__all__ = [
+    "FAILURE_CATEGORIES",
+    "MAX_TRANSCRIPT_REPLY_BYTES",
+    "Outcome",
+    "SessionFailure",
+    "TranscriptLine",
+    "reply_transcript_lines",
+]
+
+#: How much of each reply a failed session's transcript keeps: far more than any honest reply
+#: (an EHLO list is a few hundred bytes), little enough that 100 kept failures stay small.
+MAX_TRANSCRIPT_REPLY_BYTES = 4 * 1024
 
 
 class Outcome(enum.Enum):
@@ -62,3 +78,29 @@ class SessionFailure:
     expected: str
     got: str
     transcript: tuple[TranscriptLine, ...]
+
+
+def reply_transcript_lines(
+    raw: bytes, max_bytes: int = MAX_TRANSCRIPT_REPLY_BYTES
+) -> list[TranscriptLine]:
+    """One reply as transcript lines: at most its first ``max_bytes``, and where it was cut.
+
+    A reply cut short ends with a ``*`` line that says after how many of its bytes, and in or
+    after which of its lines, the rest was left out.
+    """
+    if len(raw) <= max_bytes:
+        return [TranscriptLine("S", line) for line in raw.decode("utf-8", "replace").splitlines()]
+    kept = raw[:max_bytes]
+    lines = [TranscriptLine("S", line) for line in kept.decode("utf-8", "replace").splitlines()]
+    total_lines = raw.count(b"\n") or 1
+    whole_lines = kept.count(b"\n")
+    if kept.endswith(b"\n"):
+        where = f"after line {whole_lines} of {total_lines}"
+    else:
+        where = f"inside line {whole_lines + 1} of {total_lines}"
+    lines.append(
+        TranscriptLine(
+            "*", f"reply cut after {max_bytes} of its {len(raw)} bytes ({where}); the rest not kept"
+        )
+    )
+    return lines

@@ -21,22 +21,32 @@ __all__ = ["normalize", "pattern_for"]
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 
-# Order matters: dates contain times, and times and addresses contain numbers.
+# Order matters: dates contain times, and times and addresses contain numbers. The detectors
+# are ASCII (\d is 0-9, \w is [A-Za-z0-9_]) because the regexes they stand for are matched by
+# RE2, where \d and \w are ASCII-only: a part found with Unicode digits (fullwidth U+FF14 U+FF12)
+# would become a \d+ that no longer matches the text it came from.
 _VOLATILE: tuple[tuple[str, re.Pattern[str], str], ...] = (
     (
         "<date>",
         # RFC 5322 §3.3 date-time, as servers print it: "Tue, 27 Jul 2010 00:02:15 +0900".
         re.compile(
             rf"(?:{_DAY},\s*)?\d{{1,2}}\s+{_MONTH}\s+\d{{2,4}}\s+\d{{1,2}}:\d{{2}}(?::\d{{2}})?"
-            r"(?:\s+(?:[+-]\d{4}|[A-Z]{2,5}))?(?:\s+\([A-Za-z ]+\))?"
+            r"(?:\s+(?:[+-]\d{4}|[A-Z]{2,5}))?(?:\s+\([A-Za-z ]+\))?",
+            re.ASCII,
         ),
-        r"\S+(?:[ ,]+\S+)*?",
+        # Any whitespace between the parts, as the detector's \s: "27\tJul" is a date too.
+        r"\S+(?:[\s,]+\S+)*?",
     ),
-    ("<time>", re.compile(r"(?<![\w.:])\d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?![\w.:])"), r"[\d:.]+"),
+    (
+        "<time>",
+        re.compile(r"(?<![\w.:])\d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?![\w.:])", re.ASCII),
+        r"[\d:.]+",
+    ),
     (
         "<ip>",
         re.compile(
-            r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])|(?<![\w:])[0-9a-fA-F:]*::[0-9a-fA-F:]*"
+            r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])|(?<![\w:])[0-9a-fA-F:]*::[0-9a-fA-F:]*",
+            re.ASCII,
         ),
         r"[0-9a-fA-F.:]+",
     ),
@@ -47,11 +57,12 @@ _VOLATILE: tuple[tuple[str, re.Pattern[str], str], ...] = (
         re.compile(
             r"(?<![\w.-])"
             r"(?:(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]{5,}|\d{6,})"
-            r"(?![\w.-])"
+            r"(?![\w.-])",
+            re.ASCII,
         ),
         r"[\w-]+",
     ),
-    ("<n>", re.compile(r"(?<![\w.-])\d+(?![\w.-])"), r"\d+"),
+    ("<n>", re.compile(r"(?<![\w.-])\d+(?![\w.-])", re.ASCII), r"\d+"),
 )
 
 
@@ -64,6 +75,9 @@ def normalize(text: str) -> str:
 
 def pattern_for(text: str) -> str:
     """A regular expression, anchored at both ends, matching ``text`` with any volatile values.
+
+    The result is written into scenarios (``import --strict``), so it is matched by RE2
+    (``scenario.patterns``): only the syntax both engines read alike is used.
 
     >>> import re
     >>> bool(re.fullmatch(pattern_for("2.0.0 Ok: queued as A1A73160038"),

@@ -15,7 +15,12 @@ The parser is written for the load generator's hot path: the common case, one wh
 reply in one read, costs one ``find`` and one slice. It is deliberately tolerant where servers
 are sloppy (bare LF line endings, bytes that are not UTF-8) and strict where a reply could not be
 trusted (a line without a code, a code that changes inside a multiline reply, a line longer than
-``MAX_LINE_BYTES``): those raise RemoteProtocolError, never hang and never crash.
+``MAX_LINE_BYTES``, a whole reply longer than its ``max_reply_bytes``): those raise
+RemoteProtocolError, never hang and never crash.
+
+Memory: a parser holds at most one reply in progress, and both of its bounds are checked as the
+bytes arrive, not when the reply ends, so a server that sends ``220-`` lines forever costs at most
+``max_reply_bytes`` (plus the decoded text of those bytes) before the session fails.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from smtpload.errors import RemoteProtocolError
 
 __all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
     "END_OF_DATA",
     "FILLER_LINE",
     "MAX_LINE_BYTES",
@@ -40,6 +46,12 @@ __all__ = [
 #: (long EHLO lists, verbose rejections). 64 KiB is generous for any honest server and still
 #: bounds the memory one bad server can make us hold per session.
 MAX_LINE_BYTES = 64 * 1024
+
+#: The line cap alone does not bound a reply: ``NNN-`` lines may go on forever. RFC 5321 sets
+#: no limit on the number of lines; the longest honest replies (EHLO lists, multi-line
+#: rejections) are a few KiB, so 1 MiB is far above them and still bounds what one session
+#: holds. ``smtpload run --max-reply-bytes`` changes it.
+DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +103,29 @@ class ReplyParser:
     Feed it whatever ``recv`` returned; it returns the replies completed by those bytes (none,
     one, or several when the server answered pipelined commands in one segment) and keeps the
     rest for the next call. Once it has raised RemoteProtocolError it should not be fed again.
+
+    Args:
+        max_reply_bytes: the longest reply accepted, counted in bytes on the wire (every line
+            with its line ending). One byte more, complete or not, is a RemoteProtocolError.
+
+    Raises:
+        ValueError: ``max_reply_bytes`` is below 1.
     """
 
-    __slots__ = ("_buffer", "_code", "_lines", "_raw")
+    __slots__ = ("_buffer", "_code", "_fast_path_bytes", "_lines", "_max_reply_bytes", "_raw")
 
-    def __init__(self) -> None:
+    def __init__(self, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
+        if max_reply_bytes < 1:
+            raise ValueError(f"max_reply_bytes must be at least 1, got {max_reply_bytes}")
+        self._max_reply_bytes = max_reply_bytes
+        self._fast_path_bytes = min(MAX_LINE_BYTES, max_reply_bytes)
         self._buffer = b""  # received bytes not parsed yet (at most a partial line)
         # The multiline reply in progress: its code (-1 when none), its lines so far, and the
-        # raw bytes of those lines.
+        # raw bytes of those lines (a bytearray: a long reply arrives in many reads, and
+        # appending to bytes would copy all of it each time).
         self._code = -1
         self._lines: list[str] = []
-        self._raw = b""
+        self._raw = bytearray()
 
     @property
     def has_partial_reply(self) -> bool:
@@ -114,8 +138,9 @@ class ReplyParser:
         RFC 3207 §5 (STARTTLS): bytes received after the 220 must be discarded, not read as
         part of the encrypted session; callers check this is empty before switching.
         """
-        unread = self._raw + self._buffer
-        self._buffer = self._raw = b""
+        unread = bytes(self._raw) + self._buffer
+        self._buffer = b""
+        self._raw = bytearray()
         self._code = -1
         self._lines = []
         return unread
@@ -125,7 +150,8 @@ class ReplyParser:
 
         Raises:
             RemoteProtocolError: a line has no reply code, a multiline reply changes its code,
-                or a line is longer than MAX_LINE_BYTES.
+                a line is longer than MAX_LINE_BYTES, or the reply in progress is longer than
+                ``max_reply_bytes``.
         """
         buffer = self._buffer + data if self._buffer else data
         # Fast path: one whole single-line reply and nothing pending.
@@ -133,7 +159,7 @@ class ReplyParser:
             self._code == -1
             and buffer.endswith(b"\n")
             and buffer.find(b"\n") == len(buffer) - 1
-            and len(buffer) <= MAX_LINE_BYTES
+            and len(buffer) <= self._fast_path_bytes
         ):
             line = buffer[:-2] if buffer.endswith(b"\r\n") else buffer[:-1]
             code = _code_of(line)
@@ -146,15 +172,21 @@ class ReplyParser:
         replies: list[Reply] = []
         position = 0
         reply_start = 0  # where the reply in progress starts in `buffer`
+        earlier = len(self._raw)  # bytes of the reply in progress from earlier feeds
+        limit = self._max_reply_bytes
         code = self._code
         lines = self._lines
         while True:
             newline = buffer.find(b"\n", position)
             if newline < 0:
-                if len(buffer) - position > MAX_LINE_BYTES:
+                tail = len(buffer) - position
+                if tail > MAX_LINE_BYTES:
                     raise RemoteProtocolError(
                         f"reply line longer than {MAX_LINE_BYTES} bytes without a line end"
                     )
+                so_far = earlier + position - reply_start if code != -1 else 0
+                if so_far + tail > limit:
+                    raise _reply_too_long(limit)
                 break
             # Bare LF is tolerated as a line end: sloppy servers and test scripts send it.
             end = newline - 1 if newline > position and buffer[newline - 1] == 13 else newline
@@ -172,13 +204,18 @@ class ReplyParser:
                 raise RemoteProtocolError(
                     f"reply code changed from {code} to {line_code} inside a multiline reply"
                 )
-            lines.append(_decode(line[4:]))
             position = newline + 1
+            # RFC 5321 bounds a line's length but not a reply's number of lines.
+            if earlier + position - reply_start > limit:
+                raise _reply_too_long(limit)
+            lines.append(_decode(line[4:]))
             if len(line) == 3 or line[3] == 32:
                 raw = buffer[reply_start:position]
-                if self._raw:
-                    raw = self._raw + raw
-                    self._raw = b""
+                if earlier:
+                    self._raw += raw
+                    raw = bytes(self._raw)
+                    self._raw = bytearray()
+                    earlier = 0
                 replies.append(Reply(code, tuple(lines), raw))
                 code = -1
                 lines = []
@@ -188,6 +225,12 @@ class ReplyParser:
         self._code = code
         self._lines = lines
         return replies
+
+
+def _reply_too_long(limit: int) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"reply longer than {limit} bytes (a limit that --max-reply-bytes can raise)"
+    )
 
 
 def _preview(line: bytes, limit: int = 60) -> str:

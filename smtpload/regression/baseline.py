@@ -3,7 +3,8 @@
 This module owns the *baseline*: building a :class:`Behaviour` from observe-mode sessions
 (:class:`BehaviourRecorder`), and its JSON file. It does no network I/O and never imports trio;
 the only I/O is reading and writing the baseline file (:func:`load_baseline`,
-:func:`save_baseline`). Judging two behaviours is ``regression.py``'s job.
+:func:`save_baseline`, which writes through ``report/files.py``). Judging two behaviours is
+``compare.py``'s job.
 
 The baseline file (``smtpload-baseline/1``)
 -------------------------------------------
@@ -37,6 +38,13 @@ shows as a readable diff::
       ]
     }
 
+Reading a file checks more than its shape, and refuses what no recording can produce: keys of
+``codes`` that are not three digits, of ``enhanced`` that are not ``class.subject.detail``
+(RFC 3463), of ``events`` that are not one of those above; a count above the sessions it
+counts (a step's counts above its ``sessions``, that above the file's); two steps of one name;
+a latency ``count`` that is not its histogram's; NaN or Infinity (not JSON); a key given twice
+in one object; and nesting deeper than any baseline has.
+
 For an EHLO (or LHLO) step that got a 2xx reply, ``text`` holds only the reply's first line
 (the server's greeting); the keyword lines are in ``capabilities`` (RFC 5321 §4.1.1.1), so a
 removed extension is one capability difference, not also a text difference. ``p50_ms`` and
@@ -47,19 +55,23 @@ file recomputes them from it.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from smtpload._version import __version__
-from smtpload.errors import LocalError
+from smtpload.errors import LocalError, shown
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.expectations import ehlo_capabilities, enhanced_code
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.volatile import normalize
 from smtpload.protocol.wire import Reply
+from smtpload.report.files import write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
 from smtpload.scenario.model import StepKind
 
@@ -81,6 +93,31 @@ MAX_EXAMPLES = 5
 
 _RECORD_HINT = "record a new one with: smtpload record SCENARIO --target HOST:PORT -o FILE"
 
+# What the keys of a step's counts can be. A reply code is any three digits (wire.py reads
+# those); an enhanced code is RFC 3463's class.subject.detail (expectations.enhanced_code); the
+# events are the engine's non-reply Observation events, and connect_error (first step only).
+_REPLY_CODE = re.compile(r"[0-9]{3}")
+_ENHANCED_CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
+_EVENTS = frozenset(
+    {"closed", "timeout", "connection_error", "protocol_error", "skipped", "connect_error"}
+)
+
+
+class _Refused(ValueError):
+    """Valid JSON, but nothing a baseline file holds (see :func:`_strict_json`)."""
+
+
+def _no_constants(name: str) -> object:
+    raise _Refused(f"{name} is not a number JSON allows (no NaN or Infinity)")
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated = next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i]))
+        raise _Refused(f"the key {shown(repeated)} is given twice in one object")
+    return data
+
 
 class BaselineError(LocalError):
     """A baseline file is missing, unreadable, or not an ``smtpload-baseline/1`` file."""
@@ -88,19 +125,29 @@ class BaselineError(LocalError):
 
 @dataclass(frozen=True, slots=True)
 class StepLatency:
-    """A step's latencies: the histogram (encoded) and, for reading, two percentiles."""
+    """A step's latencies: the histogram (encoded) and the percentiles compare judges.
+
+    ``p99_9_ms`` is not written to the file (the histogram holds it); reading recomputes it.
+    """
 
     count: int
     p50_ms: float | None
     p99_ms: float | None
     histogram: str | None  # LatencyHistogram.encode(); None when count is 0
+    p99_9_ms: float | None = None
 
     @classmethod
     def of(cls, histogram: LatencyHistogram) -> StepLatency:
         summary = histogram.summary_ms()
         if summary is None:
             return cls(0, None, None, None)
-        return cls(histogram.count, summary["p50"], summary["p99"], histogram.encode())
+        return cls(
+            histogram.count,
+            summary["p50"],
+            summary["p99"],
+            histogram.encode(),
+            summary["p99_9"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +214,22 @@ class Behaviour:
                 f'{path}: not an smtpload baseline (no "format": {BASELINE_FORMAT!r}); '
                 f"{_RECORD_HINT}"
             )
-        steps = reader.array(top.get("steps"), "steps")
+        items = reader.array(top.get("steps"), "steps")
+        sessions = reader.count(top.get("sessions"), "sessions")
+        steps: list[StepBehaviour] = []
+        for i, item in enumerate(items):
+            step = reader.step(item, f"steps[{i}]", sessions)
+            first = next((j for j, other in enumerate(steps) if other.name == step.name), None)
+            if first is not None:
+                raise reader.fail(
+                    f"steps[{i}].name", f"{shown(step.name)} is also the name of steps[{first}]"
+                )
+            steps.append(step)
         return cls(
             scenario=reader.string(top.get("scenario"), "scenario"),
             target=reader.string(top.get("target"), "target"),
-            sessions=reader.count(top.get("sessions"), "sessions"),
-            steps=tuple(reader.step(item, f"steps[{i}]") for i, item in enumerate(steps)),
+            sessions=sessions,
+            steps=tuple(steps),
         )
 
 
@@ -181,24 +238,32 @@ def load_baseline(path: str | os.PathLike[str]) -> Behaviour:
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as stream:
-            data = json.load(stream)
+            data = json.load(
+                stream, parse_constant=_no_constants, object_pairs_hook=_no_repeated_keys
+            )
     except FileNotFoundError:
         raise BaselineError(f"{name}: no such baseline file; {_RECORD_HINT}") from None
     except OSError as exc:
         raise BaselineError(f"{name}: cannot read the baseline: {exc.strerror or exc}") from None
+    except RecursionError:
+        # json recurses once per level; a baseline is 5 levels deep.
+        raise BaselineError(f"{name}: not a baseline (nested too deeply); {_RECORD_HINT}") from None
+    except _Refused as exc:
+        raise BaselineError(f"{name}: not a baseline ({exc}); {_RECORD_HINT}") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise BaselineError(f"{name}: not valid JSON ({exc}); {_RECORD_HINT}") from None
     return Behaviour.from_json(data, name)
 
 
 def save_baseline(behaviour: Behaviour, path: str | os.PathLike[str]) -> None:
-    """Write ``behaviour`` as a baseline file (replaced whole: a reader never sees half a file)."""
-    name = os.fspath(path)
+    """Write ``behaviour`` as a baseline file (replaced whole: a reader never sees half a file,
+    and a failed or interrupted write leaves the old baseline as it was).
+
+    Raises:
+        OutputError: the file could not be written (the message names it).
+    """
     text = json.dumps(behaviour.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    partial = f"{name}.partial"
-    with open(partial, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(partial, name)
+    write_text(Path(path), text)
 
 
 # -- recording ----------------------------------------------------------------------------------
@@ -380,47 +445,93 @@ class _Reader:
             raise self.fail(where, "expected a string")
         return value
 
-    def count(self, value: object, where: str) -> int:
+    def count(self, value: object, where: str, most: int | None = None, of: str = "") -> int:
+        """A whole number >= 0; with ``most``, at most that (the sessions ``of`` names)."""
         if type(value) is not int or value < 0:
             raise self.fail(where, "expected a whole number >= 0")
+        if most is not None and value > most:
+            raise self.fail(where, f"{value} is more than the {most} {of}")
         return value
 
-    def counts(self, value: object, where: str) -> dict[str, int]:
+    def counts(
+        self, value: object, where: str, key: re.Pattern[str] | frozenset[str], most: int, of: str
+    ) -> dict[str, int]:
+        """Sessions per key, each key matching ``key``; none, nor their sum, above ``most``."""
         mapping = self.mapping(value, where)
-        return {key: self.count(n, f"{where}.{key}") for key, n in sorted(mapping.items())}
+        counts = {}
+        for name, n in sorted(mapping.items()):
+            valid = name in key if isinstance(key, frozenset) else key.fullmatch(name)
+            if not valid:
+                raise self.fail(f"{where}.{shown(name)}", _KEY_RULES[where.rpartition(".")[2]])
+            counts[name] = self.count(n, f"{where}.{name}", most, of)
+        if sum(counts.values()) > most:
+            raise self.fail(where, f"the counts add up to more than the {most} {of}")
+        return counts
 
     def strings(self, value: object, where: str) -> tuple[str, ...]:
         items = self.array(value, where)
         return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(items))
 
-    def step(self, value: object, where: str) -> StepBehaviour:
+    def step(self, value: object, where: str, run_sessions: int) -> StepBehaviour:
+        """One step; ``run_sessions`` is the file's ``sessions``, which bounds its counts."""
         step = self.mapping(value, where)
         capabilities = step.get("capabilities")
         if capabilities is not None:
             mapping = self.mapping(capabilities, f"{where}.capabilities")
             capabilities = {
-                keyword: self.strings(params, f"{where}.capabilities.{keyword}")
+                keyword: self.strings(params, f"{where}.capabilities.{shown(keyword)}")
                 for keyword, params in sorted(mapping.items())
             }
+        sessions = self.count(step.get("sessions"), f"{where}.sessions", run_sessions, "sessions")
+        of = "sessions that reached the step"
+        codes = self.counts(step.get("codes"), f"{where}.codes", _REPLY_CODE, sessions, of)
+        events = self.counts(step.get("events"), f"{where}.events", _EVENTS, sessions, of)
+        if sum(codes.values()) + sum(events.values()) > sessions:
+            raise self.fail(where, f"its codes and events count more than its {sessions} sessions")
+        replies = sum(codes.values())
         return StepBehaviour(
             name=self.string(step.get("name"), f"{where}.name"),
-            sessions=self.count(step.get("sessions"), f"{where}.sessions"),
-            codes=self.counts(step.get("codes"), f"{where}.codes"),
-            enhanced=self.counts(step.get("enhanced"), f"{where}.enhanced"),
-            events=self.counts(step.get("events"), f"{where}.events"),
-            unexpected=self.count(step.get("unexpected", 0), f"{where}.unexpected"),
+            sessions=sessions,
+            codes=codes,
+            enhanced=self.counts(
+                step.get("enhanced"), f"{where}.enhanced", _ENHANCED_CODE, replies, "replies"
+            ),
+            events=events,
+            unexpected=self.count(step.get("unexpected", 0), f"{where}.unexpected", sessions, of),
             text=self.strings(step.get("text"), f"{where}.text"),
             examples=self.strings(step.get("examples", []), f"{where}.examples"),
             capabilities=capabilities,
-            latency=self.latency(step.get("latency"), f"{where}.latency"),
+            latency=self.latency(step.get("latency"), f"{where}.latency", run_sessions),
         )
 
-    def latency(self, value: object, where: str) -> StepLatency:
-        blob = self.mapping(value, where).get("histogram")
+    def milliseconds(self, value: object, where: str) -> None:
+        if value is None:
+            return
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else -1
+        if not math.isfinite(number) or number < 0:
+            raise self.fail(where, "expected a number of milliseconds >= 0, or null")
+
+    def latency(self, value: object, where: str, run_sessions: int) -> StepLatency:
+        latency = self.mapping(value, where)
+        count = self.count(latency.get("count", 0), f"{where}.count", run_sessions, "sessions")
+        self.milliseconds(latency.get("p50_ms"), f"{where}.p50_ms")
+        self.milliseconds(latency.get("p99_ms"), f"{where}.p99_ms")
+        blob = latency.get("histogram")
         if blob is None:
+            if count:
+                raise self.fail(where, f"count is {count} but there is no histogram")
             return StepLatency(0, None, None, None)
         try:
             histogram = LatencyHistogram.decode(self.string(blob, f"{where}.histogram"))
         except ValueError as exc:
             raise self.fail(f"{where}.histogram", str(exc)) from None
+        if histogram.count != count:
+            raise self.fail(where, f"count is {count} but the histogram holds {histogram.count}")
         return StepLatency.of(histogram)
+
+
+_KEY_RULES = {
+    "codes": "not a reply code (three digits)",
+    "enhanced": "not an enhanced status code (class.subject.detail, RFC 3463)",
+    "events": "not an event (" + ", ".join(sorted(_EVENTS)) + ")",
+}

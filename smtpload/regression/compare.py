@@ -21,19 +21,36 @@ step_added          the scenario has a step the baseline does not               
 event               the set of non-reply events changed, or no session reached  regression
                     a step that sessions used to reach
 code                the set of reply codes changed                              regression
-enhanced            the set of enhanced status codes changed                    regression
+enhanced            an enhanced status code went, or changed, or replies lost   regression
+                    theirs [**]
+enhanced_added      enhanced status codes came where the baseline's replies     warning [*]
+                    had none (qmail's ``250 ok`` -> ``250 2.1.0 Sender ok``)
 text                the set of normalized text lines changed                    warning [*]
 capability_removed  an EHLO keyword is no longer advertised                     regression
 capability_added    an EHLO keyword is newly advertised                         warning [*]
 capability_changed  an EHLO keyword lists other parameters (``SIZE``)           warning [*]
-latency_p50/p99     now > baseline x (1 + PCT/100), with --max-latency-          regression
-                    regression PCT and samples on both sides
+latency_p50,        with --max-latency-regression PCT: now > baseline x (1 +    regression
+latency_p99,        PCT/100) and now - baseline > --min-latency-delta MS
+latency_p99_9       (default 1 ms), when enough samples back it [***]
 ==================  ==========================================================  ============
 
-[*] a regression with ``--strict``. Capabilities are compared only when both runs got a 2xx
+[*] a regression with ``--strict``. [**] Enhanced codes are compared per reply class, with
+"none" counting as one of the values a class saw (RFC 2034 §4: a code's class agrees with its
+reply's first digit, so a 5.x.x code cannot have come to a 250): a code that came to a class
+whose replies had none in the baseline is ``enhanced_added``, one that came where every reply
+had a code is a change. After an ``enhanced`` or ``enhanced_added`` difference the text is not
+compared: the code is part of it. Capabilities are compared only when both runs got a 2xx
 EHLO reply at the step (otherwise the ``code`` difference says it all). Once a step has an
 ``event`` or ``code`` difference, later steps that sessions are now ``skipped`` at, or that no
 session reaches, are consequences of it and are not reported again.
+
+[***] A percentile q is judged only when both sides recorded at least 1 / (1 - q) latencies at
+the step (:data:`SAMPLES_NEEDED`: p50 from 2, p99 from 100, p99.9 from 1,000); with fewer it
+is the slowest sample, and one slow sample would decide. The ones not judged are listed
+(``Comparison.not_judged``) and the report says so in a note. The floor keeps sub-millisecond
+replies, which move by tens of percent between two runs of the same server, from reading as
+regressions; a step that waits on a disk (a message's queue file) moves by more, and needs a
+higher floor.
 """
 
 from __future__ import annotations
@@ -42,11 +59,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from smtpload.errors import clipped, shown
 from smtpload.regression.baseline import Behaviour, StepBehaviour
 
 __all__ = [
+    "DEFAULT_MIN_LATENCY_DELTA_MS",
+    "NOT_RUN",
+    "REGRESSION",
+    "SAMPLES_NEEDED",
+    "WARNING",
     "Comparison",
     "Difference",
+    "NotJudged",
     "compare",
     "comparison_summary",
     "format_comparison",
@@ -54,9 +78,20 @@ __all__ = [
 
 REGRESSION = "regression"
 WARNING = "warning"
+NOT_RUN = "not run"
+
+#: The absolute floor of --max-latency-regression: on a quiet loopback, scheduling alone moves
+#: sub-millisecond replies by tens of percent between runs of the same server.
+DEFAULT_MIN_LATENCY_DELTA_MS = 1.0
+
+#: The samples each side needs before a percentile is judged: with fewer than 1 / (1 - q), the
+#: q-quantile of the samples is their maximum ("p99" of 20 samples is the slowest one), and a
+#: single slow sample on either side would decide.
+SAMPLES_NEEDED: dict[str, int] = {"p50": 2, "p99": 100, "p99.9": 1000}
 
 #: How many removed or added text lines a difference shows before "(+N more)".
 _MAX_LINES_SHOWN = 5
+_NAME_SHOWN = 40  # characters of a step name in the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +103,40 @@ class Difference:
         kind: what differs (see the module docstring's table).
         severity: ``"regression"`` or ``"warning"``.
         message: what changed, in one line, e.g. ``reply code changed: 250 -> 550``.
-        baseline: what the baseline saw, for the report ("" when not useful).
-        now: what this run saw.
+        baseline: what the baseline saw of what changed, e.g. the replies with their counts,
+            the text lines gone, the capability removed (``not advertised`` for one added).
+        now: what this run saw of it.
+        in_message: the message already quotes ``baseline`` and ``now`` (a one-line text
+            change, a capability without parameters): the text report and JUnit do not
+            repeat them; the JSON has them all the same.
     """
 
     step: str
     kind: str
     severity: str
     message: str
-    baseline: str = ""
-    now: str = ""
+    baseline: str
+    now: str
+    in_message: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotJudged:
+    """A latency percentile that was not compared at a step: too few samples back it.
+
+    Attributes:
+        step: the step's name.
+        percentile: ``"p50"``, ``"p99"`` or ``"p99.9"``.
+        samples_needed: on each side, see :data:`SAMPLES_NEEDED`.
+        baseline_samples: the latencies the baseline recorded at the step.
+        current_samples: the latencies this run recorded at the step.
+    """
+
+    step: str
+    percentile: str
+    samples_needed: int
+    baseline_samples: int
+    current_samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +149,9 @@ class Comparison:
         differences: in step order.
         not_run: steps the run did not reach as the baseline did because an earlier step
             changed; not differences of their own, but not "ok" either.
+        min_latency_delta_ms: the absolute floor latencies were judged with.
+        not_judged: the percentiles that too few samples back, per step, in step order
+            (only with ``max_latency_regression_pct``).
     """
 
     scenario: str
@@ -102,6 +164,8 @@ class Comparison:
     strict: bool
     max_latency_regression_pct: float | None
     not_run: tuple[str, ...] = ()
+    min_latency_delta_ms: float = DEFAULT_MIN_LATENCY_DELTA_MS
+    not_judged: tuple[NotJudged, ...] = ()
 
     @property
     def regressions(self) -> tuple[Difference, ...]:
@@ -116,8 +180,18 @@ class Comparison:
         """0 when nothing regressed, 1 otherwise."""
         return 1 if self.regressions else 0
 
+    def steps_by_status(self) -> dict[str, int]:
+        """How many steps have each status (see :meth:`status_of`), every status listed."""
+        counts = dict.fromkeys((REGRESSION, WARNING, NOT_RUN, "ok"), 0)
+        for step in self.steps:
+            counts[self.status_of(step)] += 1
+        return counts
+
     def differences_at(self, step: str) -> tuple[Difference, ...]:
         return tuple(d for d in self.differences if d.step == step)
+
+    def not_judged_at(self, step: str) -> tuple[NotJudged, ...]:
+        return tuple(n for n in self.not_judged if n.step == step)
 
     def status_of(self, step: str) -> str:
         """``"ok"``, ``"warning"``, ``"regression"`` (the worst difference at ``step``), or
@@ -127,7 +201,7 @@ class Comparison:
             return REGRESSION
         if severities:
             return WARNING
-        return "not run" if step in self.not_run else "ok"
+        return NOT_RUN if step in self.not_run else "ok"
 
 
 def compare(
@@ -136,6 +210,7 @@ def compare(
     *,
     strict: bool,
     max_latency_regression_pct: float | None,
+    min_latency_delta_ms: float = DEFAULT_MIN_LATENCY_DELTA_MS,
 ) -> Comparison:
     """Compare a run with its baseline by the rules in the module docstring.
 
@@ -143,21 +218,27 @@ def compare(
         baseline: what the baseline file recorded.
         current: what this run observed.
         strict: count text and added or changed capabilities as regressions, not warnings.
-        max_latency_regression_pct: report a step whose p50 or p99 grew by more than this
-            percentage; None compares no latencies.
+        max_latency_regression_pct: report a step whose p50, p99 or p99.9 grew by more than
+            this percentage (and by more than ``min_latency_delta_ms``); None compares no
+            latencies.
+        min_latency_delta_ms: the absolute floor: a percentile that grew by this many ms or
+            less is never a regression, whatever the percentage. 0 turns it off.
     """
     steps = _merged_step_names([s.name for s in baseline.steps], [s.name for s in current.steps])
     differences: list[Difference] = []
     soft = REGRESSION if strict else WARNING
     dialogue_changed = False  # an earlier step's events or codes changed
     not_run: list[str] = []
+    not_judged: list[NotJudged] = []
     for name in steps:
         old, new = baseline.step(name), current.step(name)
         if old is None or new is None:
             kind = "step_added" if old is None else "step_missing"
             where = "the baseline" if old is None else "the scenario now"
-            message = f"step {name!r} is not in {where}; record the baseline again"
-            differences.append(Difference(name, kind, REGRESSION, message))
+            message = f"step {shown(name)} is not in {where}; record the baseline again"
+            was = "not in the baseline" if old is None else _outcomes(old)
+            now = "not in the scenario" if new is None else _outcomes(new)
+            differences.append(Difference(name, kind, REGRESSION, message, was, now))
             continue
         found = list(_step_differences(old, new, soft, dialogue_changed))
         reached_differently = bool(old.sessions) != bool(new.sessions) or (
@@ -169,7 +250,10 @@ def compare(
             dialogue_changed = True
         differences.extend(found)
         if max_latency_regression_pct is not None:
-            differences.extend(_latency_differences(old, new, max_latency_regression_pct))
+            latency = _latency_differences(
+                old, new, max_latency_regression_pct, min_latency_delta_ms, not_judged
+            )
+            differences.extend(latency)
     return Comparison(
         scenario=current.scenario,
         baseline_target=baseline.target,
@@ -181,6 +265,8 @@ def compare(
         strict=strict,
         max_latency_regression_pct=max_latency_regression_pct,
         not_run=tuple(not_run),
+        min_latency_delta_ms=min_latency_delta_ms,
+        not_judged=tuple(not_judged),
     )
 
 
@@ -199,14 +285,13 @@ def _step_differences(
     name = old.name
     if old.sessions and not new.sessions:
         if not dialogue_changed:
-            yield Difference(
-                name, "event", REGRESSION, "no session reached this step", _outcomes(old), ""
-            )
+            message = "no session reached this step"
+            yield Difference(name, "event", REGRESSION, message, _outcomes(old), _outcomes(new))
         return
     if new.sessions and not old.sessions:
         if not dialogue_changed:
             message = "sessions now reach this step"
-            yield Difference(name, "event", REGRESSION, message, "", _outcomes(new))
+            yield Difference(name, "event", REGRESSION, message, _outcomes(old), _outcomes(new))
         return
     if set(old.events) != set(new.events):
         consequence = set(new.events) - set(old.events) <= {"skipped"} and dialogue_changed
@@ -218,21 +303,78 @@ def _step_differences(
         message = f"reply code changed: {_keys(old.codes)} -> {_keys(new.codes)}"
         yield Difference(name, "code", REGRESSION, message, _replies(old), _replies(new))
         return
-    if set(old.enhanced) != set(new.enhanced):
-        message = f"enhanced status code changed: {_keys(old.enhanced)} -> {_keys(new.enhanced)}"
-        yield Difference(name, "enhanced", REGRESSION, message, _replies(old), _replies(new))
-        return
-    if set(old.text) != set(new.text):
+    enhanced = _enhanced_difference(old, new, soft)
+    if enhanced is not None:
+        yield enhanced
+    elif set(old.text) != set(new.text):
         gone = sorted(set(old.text) - set(new.text))
         came = sorted(set(new.text) - set(old.text))
         if len(gone) == 1 and len(came) == 1:
             message = f"reply text changed: {gone[0]!r} -> {came[0]!r}"
-            yield Difference(name, "text", soft, message)
+            yield Difference(name, "text", soft, message, gone[0], came[0], in_message=True)
         else:
             message = f"reply text changed: {len(gone)} lines gone, {len(came)} new"
             yield Difference(name, "text", soft, message, _lines(gone), _lines(came))
     if old.capabilities is not None and new.capabilities is not None:
         yield from _capability_differences(name, old.capabilities, new.capabilities, soft)
+
+
+#: Stands for "a reply without an enhanced status code" among the enhanced codes a step saw.
+_NO_CODE = "none"
+
+
+def _enhanced_difference(old: StepBehaviour, new: StepBehaviour, soft: str) -> Difference | None:
+    """The enhanced codes' difference, judged per reply class (RFC 2034 §4: the code's class
+    is the reply's first digit, so a 2.x.x code can only have come to a 2yz reply).
+
+    A code that came where the class had replies without one is ``enhanced_added`` (a server
+    that started to send RFC 2034 codes); a code that went, replies that lost theirs, or a code
+    that came where every reply already had one is ``enhanced``, a regression.
+    """
+    was, now = _enhanced_by_class(old), _enhanced_by_class(new)
+    if was == now:
+        return None
+    added = all(_only_added(was.get(c, set()), now.get(c, set())) for c in was.keys() | now.keys())
+    change = f"{_enhanced_list(was)} -> {_enhanced_list(now)}"
+    if added:
+        message = f"enhanced status code added: {change}"
+        return Difference(old.name, "enhanced_added", soft, message, _replies(old), _replies(new))
+    message = f"enhanced status code changed: {change}"
+    return Difference(old.name, "enhanced", REGRESSION, message, _replies(old), _replies(new))
+
+
+def _enhanced_by_class(step: StepBehaviour) -> dict[str, set[str]]:
+    """Per reply class ("2", "4", "5"), the enhanced codes seen, and :data:`_NO_CODE` when some
+    replies of the class had none (a reply has at most one: counts tell which are missing)."""
+    replies: dict[str, int] = {}
+    for code, sessions in step.codes.items():
+        replies[code[:1]] = replies.get(code[:1], 0) + sessions
+    seen: dict[str, set[str]] = {}
+    coded: dict[str, int] = {}
+    for enhanced, sessions in step.enhanced.items():
+        seen.setdefault(enhanced[:1], set()).add(enhanced)
+        coded[enhanced[:1]] = coded.get(enhanced[:1], 0) + sessions
+    for reply_class, sessions in replies.items():
+        if sessions > coded.get(reply_class, 0) and reply_class in ("2", "4", "5"):
+            seen.setdefault(reply_class, set()).add(_NO_CODE)
+    return seen
+
+
+def _only_added(was: set[str], now: set[str]) -> bool:
+    """Whether one class's codes changed only by codes that came to replies that had none."""
+    if (was - {_NO_CODE}) - now:  # a code went: changed, or replaced by none
+        return False
+    came = now - was
+    # Sets, not counts, as everywhere: a code that came while replies without one were seen
+    # is taken as given to those replies, the simplest reading.
+    return not came or _NO_CODE in was
+
+
+def _enhanced_list(by_class: Mapping[str, set[str]]) -> str:
+    codes = sorted(set().union(*by_class.values()) - {_NO_CODE}) if by_class else []
+    if any(_NO_CODE in seen for seen in by_class.values()) or not codes:
+        codes.append(_NO_CODE)
+    return ", ".join(codes)
 
 
 def _capability_differences(
@@ -246,10 +388,14 @@ def _capability_differences(
     changed = [k for k in old if k in new and old[k] != new[k]]
     if removed:
         message = f"capability removed: {', '.join(removed)}"
-        yield Difference(name, "capability_removed", REGRESSION, message, _caps(old, removed))
+        was, bare = _caps(old, removed), not any(old[k] for k in removed)
+        yield Difference(
+            name, "capability_removed", REGRESSION, message, was, _ABSENT, in_message=bare
+        )
     if added:
         message = f"capability added: {', '.join(added)}"
-        yield Difference(name, "capability_added", soft, message, now=_caps(new, added))
+        now, bare = _caps(new, added), not any(new[k] for k in added)
+        yield Difference(name, "capability_added", soft, message, _ABSENT, now, in_message=bare)
     if changed:
         message = f"capability parameters changed: {', '.join(changed)}"
         yield Difference(
@@ -258,23 +404,45 @@ def _capability_differences(
 
 
 def _latency_differences(
-    old: StepBehaviour, new: StepBehaviour, limit_pct: float
+    old: StepBehaviour,
+    new: StepBehaviour,
+    limit_pct: float,
+    floor_ms: float,
+    not_judged: list[NotJudged],
 ) -> Iterator[Difference]:
-    for key, was, now in (
-        ("p50", old.latency.p50_ms, new.latency.p50_ms),
-        ("p99", old.latency.p99_ms, new.latency.p99_ms),
-    ):
+    """The percentiles that grew beyond both limits; the ones too few samples back go to
+    ``not_judged`` instead (a step without samples on a side has no latency to judge)."""
+    if not old.latency.count or not new.latency.count:
+        return
+    for key, needed in SAMPLES_NEEDED.items():
+        if min(old.latency.count, new.latency.count) < needed:
+            not_judged.append(
+                NotJudged(old.name, key, needed, old.latency.count, new.latency.count)
+            )
+            continue
+        was, now = _percentile_ms(old, key), _percentile_ms(new, key)
         if was is None or now is None or was <= 0:
             continue
-        if now > was * (1 + limit_pct / 100):
+        if now > was * (1 + limit_pct / 100) and now - was > floor_ms:
             growth = (now / was - 1) * 100
             message = (
-                f"{key} latency grew {growth:.0f}% ({was:.3f} ms -> {now:.3f} ms), "
-                f"more than the {limit_pct:g}% allowed"
+                f"{key} latency grew {growth:.0f}% ({was:.3f} ms -> {now:.3f} ms, "
+                f"+{now - was:.3f} ms), more than the {limit_pct:g}% and {floor_ms:g} ms allowed"
             )
             yield Difference(
-                old.name, f"latency_{key}", REGRESSION, message, f"{was:.3f} ms", f"{now:.3f} ms"
+                old.name,
+                f"latency_{key.replace('.', '_')}",
+                REGRESSION,
+                message,
+                f"{was:.3f} ms",
+                f"{now:.3f} ms",
+                in_message=True,
             )
+
+
+def _percentile_ms(step: StepBehaviour, key: str) -> float | None:
+    latency = step.latency
+    return {"p50": latency.p50_ms, "p99": latency.p99_ms, "p99.9": latency.p99_9_ms}[key]
 
 
 # -- describing what a step saw -----------------------------------------------------------------
@@ -308,10 +476,12 @@ def _lines(lines: Sequence[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
+#: What a capability difference shows for the side that does not advertise the keyword.
+_ABSENT = "not advertised"
+
+
 def _caps(capabilities: Mapping[str, tuple[str, ...]], keywords: Sequence[str]) -> str:
-    """The keywords with their parameters, or "" when none has any (the message says it all)."""
-    if not any(capabilities[k] for k in keywords):
-        return ""
+    """The keywords with their parameters: ``SIZE 10240000, DSN``."""
     return ", ".join(" ".join((k, *capabilities[k])) for k in keywords)
 
 
@@ -325,33 +495,59 @@ def format_comparison(comparison: Comparison) -> str:
         f"({comparison.baseline_sessions} sessions) vs now {comparison.current_target} "
         f"({comparison.current_sessions} sessions)"
     ]
-    width = max((len(name) for name in comparison.steps), default=4)
+    # A step name is shown cut: the report stays a table whatever the scenario calls its steps.
+    width = max((len(clipped(name, _NAME_SHOWN)) for name in comparison.steps), default=4)
     for name in comparison.steps:
         differences = comparison.differences_at(name)
+        shown_name = clipped(name, _NAME_SHOWN)
         if not differences:
             status = comparison.status_of(name)
-            if status == "not run":
+            if status == NOT_RUN:
                 status = "not run as in the baseline (an earlier step changed)"
-            lines.append(f"{name:<{width}}  {status}")
+            lines.append(f"{shown_name:<{width}}  {status}")
         for difference in differences:
             severity = "REGRESSION" if difference.severity == REGRESSION else "warning"
-            lines.append(f"{name:<{width}}  {severity:<10}  {difference.message}")
-            indent = " " * (width + 14)
-            if difference.baseline:
+            lines.append(f"{shown_name:<{width}}  {severity:<10}  {difference.message}")
+            if not difference.in_message:
+                indent = " " * (width + 14)
                 lines.append(f"{indent}baseline: {difference.baseline}")
-            if difference.now:
                 lines.append(f"{indent}now:      {difference.now}")
+    lines.extend(_not_judged_notes(comparison.not_judged))
     lines.append(_summary_line(comparison))
     return "\n".join(lines) + "\n"
 
 
+def _not_judged_notes(not_judged: Sequence[NotJudged]) -> list[str]:
+    """One line per percentile that some steps could not judge, with the samples they had."""
+    notes = []
+    for key, needed in SAMPLES_NEEDED.items():
+        found = [n for n in not_judged if n.percentile == key]
+        if not found:
+            continue
+        where = found[0].step if len(found) == 1 else f"{len(found)} steps"
+        baseline = _span([n.baseline_samples for n in found])
+        now = _span([n.current_samples for n in found])
+        notes.append(
+            f"note: {key} latency not judged at {where}: it needs {needed} samples in both runs "
+            f"(baseline: {baseline}, now: {now})"
+        )
+    return notes
+
+
+def _span(counts: Sequence[int]) -> str:
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def _summary_line(comparison: Comparison) -> str:
-    regressions, warnings = len(comparison.regressions), len(comparison.warnings)
-    if not regressions and not warnings:
+    """Steps counted by status, as JUnit counts its test cases (failures, skipped)."""
+    counts = comparison.steps_by_status()
+    if counts["ok"] == len(comparison.steps):
         return f"no differences in {len(comparison.steps)} steps"
-    plural = "" if regressions == 1 else "s"
-    warning_plural = "" if warnings == 1 else "s"
-    return f"{regressions} regression{plural}, {warnings} warning{warning_plural}"
+    return (
+        f"{len(comparison.steps)} steps: {counts[REGRESSION]} regressed, "
+        f"{counts[WARNING]} with warnings, {counts[NOT_RUN]} not run, {counts['ok']} ok"
+    )
 
 
 def comparison_summary(comparison: Comparison) -> dict[str, Any]:
@@ -365,8 +561,10 @@ def comparison_summary(comparison: Comparison) -> dict[str, Any]:
         "current": {"target": comparison.current_target, "sessions": comparison.current_sessions},
         "strict": comparison.strict,
         "max_latency_regression_pct": comparison.max_latency_regression_pct,
+        "min_latency_delta_ms": comparison.min_latency_delta_ms,
         "regressions": len(comparison.regressions),
         "warnings": len(comparison.warnings),
+        "steps_by_status": comparison.steps_by_status(),
         "exit_status": comparison.exit_status,
         "steps": [
             {
@@ -381,6 +579,15 @@ def comparison_summary(comparison: Comparison) -> dict[str, Any]:
                         "now": d.now,
                     }
                     for d in comparison.differences_at(name)
+                ],
+                "latency_not_judged": [
+                    {
+                        "percentile": n.percentile,
+                        "samples_needed": n.samples_needed,
+                        "baseline_samples": n.baseline_samples,
+                        "now_samples": n.current_samples,
+                    }
+                    for n in comparison.not_judged_at(name)
                 ],
             }
             for name in comparison.steps

@@ -1,17 +1,21 @@
 """A comparison as JUnit XML, so that CI systems show each changed step as a failed test.
 
-This module owns the XML only; the judging is ``regression.py``'s. The shape is the one that
+This module owns the XML only; the judging is ``compare.py``'s. The shape is the one that
 Jenkins, GitLab and GitHub test reporters read (the de-facto schema of Ant's JUnit task)::
 
     <testsuites name=... tests=N failures=F errors="0">
-      <testsuite name=SUITE tests=N failures=F errors="0" skipped="0">
+      <testsuite name=SUITE tests=N failures=F errors="0" skipped=S>
         <testcase classname=SCENARIO name=STEP>              one per step, in step order
           <failure type="regression" message="...">...</failure>   only when the step regressed
-          <system-out>warning: ...</system-out>                    its warnings, if any
+          <skipped message="..."/>                  when the step was not run as in the baseline
+          <system-out>warning: ...</system-out>      its warnings, and the latency percentiles
+                                                     too few samples back ("note: ..."), if any
         </testcase>
 
-A step's ``failure`` lists every regression of that step (its ``message`` joins them in one
-line, which is what most CI pages show; the body adds what the baseline and this run saw).
+N, F and S are the text report's last line: steps, steps that regressed, steps not run
+(``Comparison.steps_by_status``). A step's ``failure`` lists every regression of that step (its
+``message`` joins them in one line, which is what most CI pages show; the body adds what the
+baseline and this run saw).
 Warnings never fail a test case: with ``--strict`` they are already regressions.
 """
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from smtpload.regression.compare import Comparison, Difference
+from smtpload.regression.compare import NOT_RUN, REGRESSION, Comparison, Difference
 
 __all__ = ["junit_xml"]
 
@@ -31,14 +35,15 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
         comparison: what ``regression.compare`` found.
         suite_name: the test suite's name, e.g. ``"smtpload compare upgrade"``.
     """
-    failed = [name for name in comparison.steps if comparison.status_of(name) == "regression"]
+    # The same counts as the text report's last line: steps by status.
+    by_status = comparison.steps_by_status()
     counts = {
         "tests": str(len(comparison.steps)),
-        "failures": str(len(failed)),
+        "failures": str(by_status[REGRESSION]),
         "errors": "0",
     }
     suites = ET.Element("testsuites", {"name": suite_name, **counts})
-    skipped = str(sum(comparison.status_of(name) == "not run" for name in comparison.steps))
+    skipped = str(by_status[NOT_RUN])
     suite = ET.SubElement(suites, "testsuite", {"name": suite_name, **counts, "skipped": skipped})
     properties = ET.SubElement(suite, "properties")
     for name, value in (
@@ -47,13 +52,15 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
         ("baseline_sessions", str(comparison.baseline_sessions)),
         ("current_sessions", str(comparison.current_sessions)),
         ("strict", str(comparison.strict).lower()),
+        ("max_latency_regression_pct", _optional(comparison.max_latency_regression_pct)),
+        ("min_latency_delta_ms", f"{comparison.min_latency_delta_ms:g}"),
     ):
         ET.SubElement(properties, "property", {"name": name, "value": value})
     for name in comparison.steps:
         case = ET.SubElement(suite, "testcase", {"classname": comparison.scenario, "name": name})
         differences = comparison.differences_at(name)
-        regressions = [d for d in differences if d.severity == "regression"]
-        warnings = [d for d in differences if d.severity != "regression"]
+        regressions = [d for d in differences if d.severity == REGRESSION]
+        warnings = [d for d in differences if d.severity != REGRESSION]
         if regressions:
             failure = ET.SubElement(
                 case,
@@ -61,22 +68,34 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
                 {"type": "regression", "message": "; ".join(d.message for d in regressions)},
             )
             failure.text = "\n".join(_detail(d) for d in regressions)
-        if comparison.status_of(name) == "not run":
+        if comparison.status_of(name) == NOT_RUN:
             ET.SubElement(
                 case, "skipped", {"message": "not run as in the baseline: an earlier step changed"}
             )
-        if warnings:
+        notes = [
+            f"note: {n.percentile} latency not judged: {_samples(n.baseline_samples)} in the "
+            f"baseline, {n.current_samples} now, fewer than the {n.samples_needed} it needs"
+            for n in comparison.not_judged_at(name)
+        ]
+        if warnings or notes:
             out = ET.SubElement(case, "system-out")
-            out.text = "\n".join(f"warning: {_detail(d)}" for d in warnings)
+            out.text = "\n".join([*(f"warning: {_detail(d)}" for d in warnings), *notes])
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
+def _samples(count: int) -> str:
+    return f"{count} sample" if count == 1 else f"{count} samples"
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
 def _detail(difference: Difference) -> str:
     lines = [f"{difference.kind}: {difference.message}"]
-    if difference.baseline:
+    if not difference.in_message:
         lines.append(f"  baseline: {difference.baseline}")
-    if difference.now:
         lines.append(f"  now:      {difference.now}")
     return "\n".join(lines)

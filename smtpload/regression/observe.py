@@ -7,8 +7,11 @@ engines observe instead of enforce (see engine.py), and each finished one is han
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import CompiledScenario
+from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.regression.baseline import Behaviour, BehaviourRecorder
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import Target
@@ -24,7 +27,9 @@ async def observe_run(
     concurrency: int,
     run_id: str,
     handle_signals: bool = False,
+    signalled_before: Callable[[], bool] | None = None,
     stats: RunStats | None = None,
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
 ) -> tuple[Behaviour, bool]:
     """Run ``sessions`` observed sessions of ``scenario`` against ``target``.
 
@@ -37,8 +42,10 @@ async def observe_run(
         handle_signals: install the runner's Ctrl-C handling (the CLI, in the main thread);
             sessions cut off by it are left out of the behaviour (but counted in
             ``stats.outcomes[Outcome.INTERRUPTED]``).
+        signalled_before: see ``RunSettings.signalled_before``.
         stats: where to count the run (outcomes, per-step counts), for a caller that wants
             to report them; by default a fresh RunStats of the scenario's steps.
+        max_reply_bytes: the longest reply accepted; a longer one is a ``protocol_error``.
 
     Returns:
         What the sessions observed, with each step's latency histogram; and whether the run
@@ -52,7 +59,9 @@ async def observe_run(
         concurrency=concurrency,
         run_id=run_id,
         handle_signals=handle_signals,
+        signalled_before=signalled_before,
         observe=True,
+        max_reply_bytes=max_reply_bytes,
     )
     shown, _, interrupted = await run_scenario(
         scenario, target, settings, stats, on_session_end=recorder.add_session

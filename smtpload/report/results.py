@@ -42,22 +42,28 @@ counted. :data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
 or broken server cannot drive the terminal of the person reading the report.
+
+failures.log is bounded: at most :data:`MAX_FAILURES_LOG_BYTES`. Transcripts are written whole
+and in order while they fit; the file then says that it was cut and how many transcripts it
+left out, so a run against a server with huge replies cannot fill the disk.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from smtpload._version import __version__
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
+from smtpload.report.files import replacing, write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
 
 __all__ = [
+    "MAX_FAILURES_LOG_BYTES",
     "SUMMARY_KEYS",
     "build_summary",
     "format_progress",
@@ -84,9 +90,21 @@ SUMMARY_FILE = "summary.json"
 SESSION_HGRM_FILE = "session.hgrm"
 FAILURES_FILE = "failures.log"
 
+#: The largest failures.log written, in bytes (UTF-8). 10 MiB holds thousands of ordinary
+#: transcripts; more would only fill a disk.
+MAX_FAILURES_LOG_BYTES = 10 * 1024 * 1024
+# Room kept at the end of a full failures.log for the line that says it was cut.
+_CUT_NOTE_BYTES = 200
+
 _UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9_-]")
+#: The most characters of a step name in its .hgrm file's name (see safe_file_name).
+MAX_FILE_NAME_PART = 64
+_DIGEST_CHARS = 12
+#: The most characters of a step name shown in the table and in failure transcripts.
+MAX_SHOWN_NAME = 40
 # C0 controls and DEL, shown as \xNN; everything else (including non-ASCII text) as it is.
 _ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # -- summary.json ----------------------------------------------------------------------------
@@ -154,12 +172,22 @@ def _rate_per_s(count: int, duration_s: float) -> float:
 
 
 def safe_file_name(name: str) -> str:
-    """A step name as a file-name part: lower case, anything but ``[a-z0-9_-]`` as ``_``.
+    """A step name as a file-name part: lower case, anything but ``[a-z0-9_-]`` as ``_``, and at
+    most :data:`MAX_FILE_NAME_PART` characters: a longer one keeps its start and ends with a
+    hash of the whole name, so two long names that start alike still differ. (A file name has
+    at most 255 bytes, NAME_MAX on Linux; this leaves room for ``step-NN-``, ``.hgrm`` and a
+    temporary file's prefix and suffix.)
 
     >>> safe_file_name("RCPT#2")
     'rcpt_2'
+    >>> len(safe_file_name("x" * 1000)) == MAX_FILE_NAME_PART
+    True
     """
-    return _UNSAFE_FILE_CHARS.sub("_", name.lower())
+    safe = _UNSAFE_FILE_CHARS.sub("_", name.lower())
+    if len(safe) <= MAX_FILE_NAME_PART:
+        return safe
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+    return f"{safe[: MAX_FILE_NAME_PART - _DIGEST_CHARS - 1]}-{digest}"
 
 
 def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> list[Path]:
@@ -167,19 +195,22 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
 
     Files written:
 
-    - ``summary.json``: ``summary`` as indented JSON, replaced atomically, so a reader (or a
-      run interrupted while writing) never sees half a file;
+    - ``summary.json``: ``summary`` as indented JSON;
     - ``step-NN-<name>.hgrm`` for every step with latency samples, ``NN`` being the step's
       position (``00`` is ``connect``) and ``<name>`` its :func:`safe_file_name`;
     - ``session.hgrm`` when session latencies were recorded;
-    - ``failures.log``, always: the kept failures with their transcripts.
+    - ``failures.log``, always: the kept failures with their transcripts, at most
+      :data:`MAX_FAILURES_LOG_BYTES`.
 
-    Files of an earlier run in the same folder are not removed.
+    Files of an earlier run in the same folder are not removed. Every file is written through
+    a temporary file and renamed into place (``report/files.py``), so none is ever half-written.
 
     Returns:
         The paths written, in the order above.
+
+    Raises:
+        OutputError: a file could not be written (the message names it).
     """
-    directory.mkdir(parents=True, exist_ok=True)
     written = [_write_summary(directory / SUMMARY_FILE, summary)]
     for index, step in enumerate(stats.steps.values()):
         if step.latency.count:
@@ -187,49 +218,72 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
             written.append(_write_hgrm(path, step.latency))
     if stats.session_latency.count:
         written.append(_write_hgrm(directory / SESSION_HGRM_FILE, stats.session_latency))
-    failures_path = directory / FAILURES_FILE
-    failures_path.write_text(_format_failures_log(stats), encoding="utf-8")
-    written.append(failures_path)
+    with replacing(directory / FAILURES_FILE) as raw:
+        # Written as it is formatted, one transcript at a time, through the replacing file.
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        _write_failures_log(text, stats)
+        text.flush()
+        text.detach()
+    written.append(directory / FAILURES_FILE)
     return written
 
 
 def _write_summary(path: Path, summary: dict[str, Any]) -> Path:
     # allow_nan=False: NaN/Infinity are not JSON, and CI parsers would choke on them.
     text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)
 
 
 def _write_hgrm(path: Path, histogram: LatencyHistogram) -> Path:
-    with path.open("wb") as stream:
+    with replacing(path) as stream:
         histogram.write_hgrm(stream)
     return path
 
 
-def _format_failures_log(stats: RunStats) -> str:
-    blocks = ["\n".join(_format_failure(failure)) for failure in stats.failures]
-    if stats.failures_not_kept:
-        blocks.append(f"({stats.failures_not_kept} more failed sessions not kept)")
-    if not blocks:
+def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
+    """Write failures.log, one transcript at a time, within MAX_FAILURES_LOG_BYTES.
+
+    Blocks (a transcript, or a note) are separated by a blank line.
+    """
+    if not stats.failures and not stats.failures_not_kept:
         if stats.failed:
             # The runner counted failures without handing over their details.
-            return f"{stats.failed} failed sessions, no details kept\n"
-        return "no failed sessions\n"
-    return "\n\n".join(blocks) + "\n"
+            stream.write(f"{stats.failed} failed sessions, no details kept\n")
+        else:
+            stream.write("no failed sessions\n")
+        return
+    budget = MAX_FAILURES_LOG_BYTES - _CUT_NOTE_BYTES
+    used = 0
+    left_out = 0
+    for failure in stats.failures:
+        # Once one transcript is left out, so are the later ones: the log stays in order.
+        if left_out:
+            left_out += 1
+            continue
+        block = ("\n" if used else "") + "\n".join(_format_failure(failure)) + "\n"
+        size = len(block.encode("utf-8"))
+        if used + size > budget:
+            left_out += 1
+            continue
+        stream.write(block)
+        used += size
+    notes = []
+    if left_out:
+        limit_mib = MAX_FAILURES_LOG_BYTES // (1024 * 1024)
+        notes.append(
+            f"(failures.log cut here at its {limit_mib} MiB limit: "
+            f"{left_out} more kept transcripts left out)"
+        )
+    if stats.failures_not_kept:
+        notes.append(f"({stats.failures_not_kept} more failed sessions not kept)")
+    for note in notes:
+        stream.write(("\n" if used else "") + note + "\n")
+        used += len(note) + 2
 
 
 def _format_failure(failure: SessionFailure) -> list[str]:
     lines = [
-        f"session {failure.session}: {failure.outcome.value} at step '{_printable(failure.step)}'",
+        f"session {failure.session}: {failure.outcome.value} at step '{_name(failure.step)}'",
         f"expected: {_printable(failure.expected) or '-'}",
         f"got: {_printable(failure.got) or '-'}",
     ]
@@ -238,7 +292,15 @@ def _format_failure(failure: SessionFailure) -> list[str]:
 
 
 def _printable(text: str) -> str:
-    return text.translate(_ESCAPE_CONTROLS)
+    # translate() with a dict is slow on long non-ASCII text; most text has nothing to escape.
+    return text.translate(_ESCAPE_CONTROLS) if _CONTROL.search(text) else text
+
+
+def _name(step_name: str) -> str:
+    """A step name for people: printable, and cut (its full name is in summary.json)."""
+    if len(step_name) > MAX_SHOWN_NAME:
+        step_name = step_name[: MAX_SHOWN_NAME - 3] + "..."
+    return _printable(step_name)
 
 
 # -- terminal text ---------------------------------------------------------------------------
@@ -278,12 +340,12 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     ]
     finished = sessions["passed"] + sessions["failed"]
     rows.append(("session", finished, sessions["failed"], summary["session_latency_ms"]))
-    name_width = max(len("step"), *(len(_printable(name)) for name, *_ in rows))
+    name_width = max(len("step"), *(len(_name(name)) for name, *_ in rows))
 
     lines = [header, _table_row(name_width, "step", "count", "failed", *_latency_titles())]
     for name, count, failed, latency in rows:
         lines.append(
-            _table_row(name_width, _printable(name), str(count), str(failed), *_latency(latency))
+            _table_row(name_width, _name(name), str(count), str(failed), *_latency(latency))
         )
 
     lines.append(

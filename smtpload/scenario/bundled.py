@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["bundled_scenario_dir", "bundled_scenario_names", "find_scenario"]
+from smtpload.errors import UsageError, shown
+
+__all__ = [
+    "bundled_scenario_dir",
+    "bundled_scenario_names",
+    "find_scenario",
+    "scenario_path",
+]
 
 # This module is smtpload/scenario/bundled.py: the package folder is two levels up.
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -28,6 +35,21 @@ def bundled_scenario_names() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml")) if directory else []
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for a path (ENAMETOOLONG), say: not a file there
+        return False
+
+
+def _is_input(path: Path) -> bool:
+    """Whether ``path`` names something to read: any file but a folder (a FIFO too)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # a name too long for a path (ENAMETOOLONG), say: nothing there
+        return False
+
+
 def find_scenario(name: str) -> Path | None:
     """``name`` as a file path if it is one, else the bundled scenario of that name.
 
@@ -35,7 +57,7 @@ def find_scenario(name: str) -> Path | None:
     as ``input_file.read_input`` reads anything.
     """
     path = Path(name)
-    if path.exists() and not path.is_dir():
+    if _is_input(path):
         return path
     if path.parent != Path(".") or not name:
         return None
@@ -43,6 +65,19 @@ def find_scenario(name: str) -> Path | None:
     if directory is None:
         return None
     for candidate in (directory / name, directory / f"{name}.yaml"):
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     return None
+
+
+def scenario_path(name: str) -> Path:
+    """:func:`find_scenario`, or a :class:`UsageError` that lists the bundled examples."""
+    path = find_scenario(name)
+    if path is None and Path(name).is_dir():
+        raise UsageError(f"{shown(name)} is a folder; give a scenario file in it")
+    if path is None:
+        raise UsageError(
+            f"no scenario file {shown(name)}; give a path, or one of the bundled scenarios: "
+            + ", ".join(bundled_scenario_names())
+        )
+    return path

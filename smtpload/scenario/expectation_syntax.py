@@ -1,6 +1,6 @@
 """The grammar of `expect:` values: what a reply must look like, read from YAML nodes.
 
-``scenario.py`` walks the file and hands every ``expect`` (and ``greeting``) value here; this
+``loader.py`` walks the file and hands every ``expect`` (and ``greeting``) value here; this
 module turns it into a ``model.Expectation`` or reports what is wrong through the caller's
 ``yaml_nodes.NodeReader``. It knows the short forms (``250``, ``2xx``, ``[250, 251]``,
 ``"5.1.1"``) and the long form (``code``, ``enhanced``, ``text``, ``capabilities``,
@@ -13,7 +13,9 @@ import functools
 import itertools
 import re
 
+from smtpload.errors import shown
 from smtpload.scenario.model import Expectation
+from smtpload.scenario.patterns import PatternError, compile_text
 from smtpload.scenario.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -136,7 +138,7 @@ def _one_code(node: Node, reader: NodeReader, what: str) -> frozenset[int] | Non
         return None
     raw = node.value
     if node.tag == BOOL_TAG:
-        reader.problem(node, f"{what}: {raw!r} is read by YAML as a boolean, not a reply code")
+        reader.problem(node, f"{what}: {shown(raw)} is read by YAML as a boolean, not a reply code")
         return None
     # An int such as 017 (YAML 1.1 octal, 15) or 4:10 (base 60, 250) fails the pattern: a
     # code must be written as the three digits the server sends.
@@ -150,7 +152,7 @@ def _one_code(node: Node, reader: NodeReader, what: str) -> frozenset[int] | Non
         trap = " (YAML 1.1 reads a leading 0 as octal and 4:10 as base 60)"
     reader.problem(
         node,
-        f"{what}: {raw!r} is not a reply code{trap}; write three digits from 100 to 599"
+        f"{what}: {shown(raw)} is not a reply code{trap}; write three digits from 100 to 599"
         " (250), a class with x for any digit (2xx, 25x), or a list of them",
     )
     return None
@@ -164,7 +166,7 @@ def _enhanced(node: Node, reader: NodeReader, what: str) -> str | None:
     if match is None:
         reader.problem(
             node,
-            f"{what}: {raw!r} is not an enhanced status code; write class.subject.detail"
+            f"{what}: {shown(raw)} is not an enhanced status code; write class.subject.detail"
             " (RFC 3463), class 2, 4 or 5, subject and detail 0..999 or x, e.g. 5.1.1 or 2.x.x",
         )
         return None
@@ -176,11 +178,10 @@ def _regex(node: Node, reader: NodeReader, what: str) -> str | None:
     if raw is None:
         return None
     try:
-        re.compile(raw)
-    except re.error as exc:
-        reader.problem_at(
-            node, exc.pos or 0, f"{what}: invalid regular expression: {exc.msg}; fix or escape it"
-        )
+        compile_text(raw)
+    except PatternError as exc:
+        advice = "; fix or escape it" if exc.message.startswith("invalid regular") else ""
+        reader.problem_at(node, exc.offset, f"{what}: {exc.message}{advice}")
         return None
     return raw
 

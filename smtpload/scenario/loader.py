@@ -21,10 +21,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtpload.errors import Problem, ScenarioError
+from smtpload.errors import Problem, ScenarioError, clipped, shown
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
+    PER_MESSAGE_VARIABLES,
     Scenario,
     Step,
     StepKind,
@@ -245,14 +246,16 @@ class _Validator(NodeReader):
             if not _IDENTIFIER.fullmatch(name):
                 self.problem(
                     key_node,
-                    f"variable name {name!r} must be a word of letters, digits and _"
+                    f"variable name {shown(name)} must be a word of letters, digits and _"
                     " (not starting with a digit) so that {name} can use it",
                 )
                 ok = False
             elif name in BUILTIN_VARIABLES:
-                self.problem(key_node, f"{{{name}}} is a built-in variable; choose another name")
+                self.problem(
+                    key_node, f"{{{clipped(name)}}} is a built-in variable; choose another name"
+                )
                 ok = False
-            text = self.text(value_node, f"variable {name!r}")
+            text = self.text(value_node, f"variable {shown(name)}")
             template = None if text is None else read_template(value_node, self, text)
             if ok and text is not None:
                 variables.append(_Variable(name, text, value_node, template))
@@ -287,11 +290,13 @@ class _Validator(NodeReader):
         for variable in variables:
             for name, offset in _uses(variable.template):
                 if name == variable.name:
-                    message = f"variable {{{name}}} cannot use itself"
+                    message = f"variable {{{clipped(name)}}} cannot use itself"
+                elif name in PER_MESSAGE_VARIABLES:
+                    message = _per_message_only(name, "a variable, which is set once per session")
                 elif name in declared and name not in available:
                     message = (
-                        f"variable {{{name}}} is declared below this one; a variable may use"
-                        " only built-ins and variables declared above it"
+                        f"variable {{{clipped(name)}}} is declared below this one; a variable"
+                        " may use only built-ins and variables declared above it"
                     )
                 elif name not in available:
                     message = _unknown_variable(name, available)
@@ -306,13 +311,17 @@ class _Validator(NodeReader):
                 if group in declared and draft.capture_node is not None:
                     self.problem(
                         draft.capture_node,
-                        f"capture group {group!r} would hide the variable {{{group}}} declared"
-                        f" on line {declared[group].node.start_mark.line + 1}; rename the group",
+                        f"capture group {shown(group)} would hide the variable"
+                        f" {{{clipped(group)}}} declared on line"
+                        f" {declared[group].node.start_mark.line + 1}; rename the group",
                     )
                 captured_by.setdefault(group, draft)
         for draft in drafts:
             for node, template in draft.templates:
                 for name, offset in _uses(template):
+                    if name in PER_MESSAGE_VARIABLES and draft.kind is not StepKind.DATA:
+                        self.problem_at(node, offset, _per_message_only(name, "a send step"))
+                        continue
                     if name in available:
                         continue
                     capturer = captured_by.get(name)
@@ -321,8 +330,8 @@ class _Validator(NodeReader):
                     else:
                         by = "this step" if capturer is draft else f"step {capturer.number}"
                         message = (
-                            f"{{{name}}} is captured by {by}; a captured variable is available"
-                            " only to the steps after the one that captures it"
+                            f"{{{clipped(name)}}} is captured by {by}; a captured variable is"
+                            " available only to the steps after the one that captures it"
                         )
                     self.problem_at(node, offset, message)
             available.update(draft.groups)
@@ -374,7 +383,7 @@ class _Validator(NodeReader):
             if first is not draft:
                 self.problem(
                     draft.name_node,
-                    f"step name {draft.name!r} is already used by step {first.number};"
+                    f"step name {shown(draft.name)} is already used by step {first.number};"
                     " step names must be unique",
                 )
             names[draft.number] = draft.name
@@ -408,8 +417,14 @@ _DERIVED_NAMES = {StepKind.GREETING: "greeting", StepKind.DATA: "message", StepK
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(available), n=1)
-    hint = f", or did you mean {{{close[0]}}}?" if close else ""
-    return f"unknown variable {{{name}}} (declare it under variables:{hint})"
+    hint = f", or did you mean {{{clipped(close[0])}}}?" if close else ""
+    return f"unknown variable {{{clipped(name)}}} (declare it under variables:{hint})"
+
+
+def _per_message_only(name: str, where: str) -> str:
+    return (
+        f"{{{name}}} is new for each message, so only a data step's message can use it, not {where}"
+    )
 
 
 def _uses(template: Template | None) -> list[tuple[str, int]]:

@@ -1,6 +1,6 @@
 """The validated scenario: what a YAML file means, as frozen dataclasses.
 
-``scenario.py`` builds these from YAML (and owns every error message about the file);
+``loader.py`` builds these from YAML (and owns every error message about the file);
 ``compiler.py`` turns them into what the engine runs. Nothing here parses or does I/O.
 """
 
@@ -9,9 +9,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from smtpload.errors import shown
+
 __all__ = [
     "BUILTIN_VARIABLES",
     "MAX_DATA_SIZE_BYTES",
+    "PER_MESSAGE_VARIABLES",
     "Expectation",
     "Scenario",
     "Step",
@@ -22,8 +25,13 @@ __all__ = [
 
 #: Variables every template may use without declaring them.
 #: session: the session number, 1..N; uid: unique per session and run; run_id: the run's id;
-#: date: an RFC 5322 date-time for Date: headers.
-BUILTIN_VARIABLES = ("session", "uid", "run_id", "date")
+#: date: an RFC 5322 date-time for Date: headers; message_id: a Message-ID value, new for each
+#: message (so a session that sends several messages gives each its own).
+BUILTIN_VARIABLES = ("session", "uid", "run_id", "date", "message_id")
+
+#: The built-ins whose value is new for each message: only a ``data`` step's message may use
+#: them (a variable is filled in once per session, a command belongs to no one message).
+PER_MESSAGE_VARIABLES = ("message_id",)
 
 #: The largest ``data: {size: N}``: 1 GiB. Real servers refuse far smaller messages (Postfix's
 #: default ``message_size_limit`` is 10 MB, the built-in sink's 100 MiB), so a larger size is
@@ -49,6 +57,10 @@ class Target:
         return f"{host}:{self.port}"
 
 
+#: The longest host name (RFC 1035 §2.3.4: 255 octets on the wire, 253 characters as text).
+MAX_HOST_CHARS = 253
+
+
 def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = False) -> Target:
     """Parse ``host``, ``host:port``, ``[v6-address]:port`` or ``[v6-address]``.
 
@@ -63,24 +75,39 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
-            raise ValueError(f"bad target {text!r}: write an IPv6 address as [::1]:2525")
+            raise ValueError(f"bad target {shown(text)}: write an IPv6 address as [::1]:2525")
         host, port_text = text[1:end], text[end + 2 :]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     elif ":" in text:
         raise ValueError(
-            f"bad target {text!r}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
+            f"bad target {shown(text)}: write an IPv6 address in brackets, as [::1]:2525 or [::1]"
         )
     if not host or any(ch.isspace() for ch in host):
         raise ValueError(
-            f"bad target {text!r}: it needs a host name or address (without spaces);"
+            f"bad target {shown(text)}: it needs a host name or address (without spaces);"
             " write HOST:PORT, e.g. 127.0.0.1:2525"
         )
+    if len(host) > MAX_HOST_CHARS:
+        raise ValueError(
+            f"bad target {shown(text)}: a host name has at most {MAX_HOST_CHARS} characters"
+            " (RFC 1035 §2.3.4)"
+        )
     if not port_text:
+        # "host:" is a port left out by mistake, not a request for the default: refuse it
+        # rather than quietly connecting to port 25.
+        if text.endswith(":"):
+            raise ValueError(
+                f"bad target {text!r}: the port after ':' is empty; write HOST:PORT, e.g."
+                f" {text}25, or leave out the ':' for port {default_port}"
+            )
         return Target(host, default_port)
     lowest = 0 if allow_port_zero else 1  # 0: a listener's "any free port"
-    if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
-        raise ValueError(f"bad target {text!r}: the port must be a number from {lowest} to 65535")
+    port_ok = port_text.isascii() and port_text.isdigit() and len(port_text) <= len("65535")
+    if not port_ok or not lowest <= int(port_text) <= 65535:
+        raise ValueError(
+            f"bad target {shown(text)}: the port must be a number from {lowest} to 65535"
+        )
     return Target(host, int(port_text))
 
 

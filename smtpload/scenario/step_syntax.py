@@ -1,20 +1,20 @@
 """The grammar of one step: a mapping from the `steps:` list in, a ``StepDraft`` out.
 
-``scenario.py`` walks the file and hands each item of `steps:` here; this module reads its one
+``loader.py`` walks the file and hands each item of `steps:` here; this module reads its one
 action (``greeting``, ``send``, ``data`` or ``close``) and the step's options (``name``,
 ``expect``, ``capture``, ``timeout``), reporting what is wrong through the caller's
 ``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with steps (a
 non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even when parts
 of it are invalid, so that the checks across steps (variables used, data after 354, nothing after
-close, unique step names), which are ``scenario.py``'s, still see it. The ``expect`` values
+close, unique step names), which are ``loader.py``'s, still see it. The ``expect`` values
 themselves are ``expectation_syntax.py``'s; this module knows nothing of other steps or files.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from smtpload.errors import clipped, shown
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
@@ -22,7 +22,13 @@ from smtpload.scenario.model import (
     Expectation,
     StepKind,
 )
-from smtpload.scenario.template import Template, TemplateSyntaxError, parse_template
+from smtpload.scenario.patterns import PatternError, compile_capture
+from smtpload.scenario.template import (
+    Template,
+    TemplateSyntaxError,
+    is_variable_name,
+    parse_template,
+)
 from smtpload.scenario.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -116,7 +122,7 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
     if not isinstance(node, MappingNode):
         example = "send: QUIT"
         if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and node.value:
-            example = f"send: {node.value}"
+            example = f"send: {clipped(node.value)}"
         reader.problem(
             node,
             f"step {number} must be a mapping with one action (greeting, send, data or"
@@ -253,9 +259,9 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
     if pattern is None:
         return
     try:
-        groups = tuple(re.compile(pattern).groupindex)
-    except re.error as exc:
-        reader.problem_at(node, exc.pos or 0, f"capture: invalid regular expression: {exc.msg}")
+        groups = compile_capture(pattern).groups
+    except PatternError as exc:
+        reader.problem_at(node, exc.offset, f"capture: {exc.message}")
         return
     if not groups:
         reader.problem(
@@ -265,7 +271,17 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
         )
         return
     for group in groups:
+        if not is_variable_name(group):
+            # RE2 takes names such as 1st or é, which no {template} could use.
+            reader.problem(
+                node,
+                f"capture group {group!r} must be a word of letters, digits and _ (not starting"
+                " with a digit) so that {" + group + "} can use it",
+            )
+            return
         if group in BUILTIN_VARIABLES:
-            reader.problem(node, f"capture group {group!r} would hide the built-in {{{group}}}")
+            reader.problem(
+                node, f"capture group {shown(group)} would hide the built-in {{{group}}}"
+            )
             return
     draft.capture, draft.capture_node, draft.groups = pattern, node, groups

@@ -11,9 +11,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Template", "TemplateSyntaxError", "parse_template"]
+__all__ = ["Template", "TemplateSyntaxError", "is_variable_name", "parse_template"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_variable_name(text: str) -> bool:
+    """Whether ``{text}`` in a template names a variable."""
+    return _NAME.fullmatch(text) is not None
 
 
 class TemplateSyntaxError(ValueError):

@@ -22,7 +22,7 @@ import yaml
 import yaml.nodes
 from yaml.constructor import SafeConstructor
 
-from smtpload.errors import Problem
+from smtpload.errors import Problem, clipped, shown
 from smtpload.scenario.yaml_tree import (
     ComposeError,
     MappingNode,
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _TAG = "tag:yaml.org,2002:"
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 STR_TAG = _TAG + "str"
 INT_TAG = _TAG + "int"
 FLOAT_TAG = _TAG + "float"
@@ -214,17 +215,30 @@ class NodeReader:
             if key in seen:
                 self.problem(
                     key_node,
-                    f"duplicate key {key!r} {where} (first given on line"
+                    f"duplicate key {shown(key)} {where} (first given on line"
                     f" {seen[key].start_mark.line + 1}); YAML would silently keep only the"
                     " last one, so remove one",
                 )
                 continue
             seen[key] = key_node
             if valid is not None and key not in valid:
-                self.problem(key_node, f"unknown key {key!r} {where}{_suggest(key, valid)}")
+                self.problem(key_node, f"unknown key {shown(key)} {where}{_suggest(key, valid)}")
                 continue
             known[key] = (key_node, value_node)
         return known
+
+    def _encodable(self, node: Node, what: str, value: str) -> str | None:
+        """``value``, unless it holds half a UTF-16 surrogate pair: YAML's ``"\\ud83d"``
+        escape makes one, and no such text can be sent, nor written to a UTF-8 file."""
+        half = _SURROGATE.search(value)
+        if half is None:
+            return value
+        self.problem(
+            node,
+            f"{what} holds \\u{ord(half.group()):04x}, half of a UTF-16 surrogate pair; write"
+            " the character itself, or escape it whole, as in \\U0001F642",
+        )
+        return None
 
     def text(self, node: Node, what: str) -> str | None:
         """A scalar as text: its raw text, if YAML 1.1 did not read it as something else."""
@@ -232,18 +246,22 @@ class NodeReader:
             self.problem(node, f"{what} must be text, not a {kind_of(node)}")
             return None
         if node.tag in TEXT_TAGS:
-            return str(node.value)
+            return self._encodable(node, what, str(node.value))
         if is_blank(node):
             self.problem(node, f"{what} has no value")
             return None
         if node.tag not in _READ_AS_OTHER:  # a tag such as !cmd or !!binary
-            self.problem(node, f"{what}: the YAML tag {node.tag!r} is not supported; remove it")
+            self.problem(
+                node, f"{what}: the YAML tag {shown(node.tag)} is not supported; remove it"
+            )
             return None
         reading = _yaml_reading(node)
         if reading is None:
             return str(node.value)
         self.problem(
-            node, f'value {node.value!r} is read by YAML as {reading}; quote it: "{node.value}"'
+            node,
+            f"value {shown(node.value)} is read by YAML as {reading};"
+            f' quote it: "{clipped(node.value)}"',
         )
         return None
 
@@ -266,7 +284,7 @@ class NodeReader:
         if node.tag == FLOAT_TAG and _DECIMAL_FLOAT.fullmatch(digits):
             if not whole:
                 return float(digits)
-            self.problem(node, f"{what} must be {kind}, not {raw}")
+            self.problem(node, f"{what} must be {kind}, not {clipped(raw)}")
             return None
         if is_blank(node):
             self.problem(node, f"{what} has no value; give {kind}")
@@ -275,12 +293,12 @@ class NodeReader:
         if reading is not None:
             self.problem(
                 node,
-                f"{what}: {raw!r} is read by YAML as {reading}; write {kind} in plain decimal",
+                f"{what}: {shown(raw)} is read by YAML as {reading}; write {kind} in plain decimal",
             )
         elif node.tag == BOOL_TAG:
-            self.problem(node, f"{what} must be {kind}; YAML reads {raw!r} as a boolean")
+            self.problem(node, f"{what} must be {kind}; YAML reads {shown(raw)} as a boolean")
         else:
-            self.problem(node, f"{what} must be {kind}, not the text {raw!r}")
+            self.problem(node, f"{what} must be {kind}, not the text {shown(raw)}")
         return None
 
 

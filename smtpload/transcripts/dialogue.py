@@ -1,8 +1,8 @@
 """Reading one session's lines as a dialogue: the greeting, commands, messages and replies.
 
 This module owns the rules that turn the lines of one session (found by
-``transcript_formats.py``) into exchanges, and every message about a session that cannot be read
-that way. ``transcript.py`` runs it on each session of a transcript. No I/O, no trio.
+``formats.py``) into exchanges, and every message about a session that cannot be read
+that way. ``reader.py`` runs it on each session of a transcript. No I/O, no trio.
 
 The rules:
 
@@ -38,6 +38,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from smtpload.errors import shown
 from smtpload.transcripts.formats import REPLY_LINE, DialogueLine, RawSession, Role
 
 __all__ = ["DialogueProblem", "Exchange", "ExchangeKind", "Reply", "read_dialogue"]
@@ -167,7 +168,7 @@ class _SessionReader:
         if first.role is Role.CLIENT:
             raise DialogueProblem(
                 first.number,
-                f"the session starts with the client's {first.text!r}: the server's greeting"
+                f"the session starts with the client's {shown(first.text)}: the server's greeting"
                 " (220) is missing; add it before this line",
             )
         greeting = self.reply()
@@ -176,7 +177,7 @@ class _SessionReader:
             if line.role is Role.SERVER:
                 raise DialogueProblem(
                     line.number,
-                    f"{line.text!r} answers no command: every reply after the greeting must"
+                    f"{shown(line.text)} answers no command: every reply after the greeting must"
                     " follow a client line",
                 )
             command = self.take()
@@ -186,7 +187,7 @@ class _SessionReader:
                 self.notes.append((command.number, "dropped trailing whitespace after the command"))
             verb = text.split(" ")[0].upper()
             if verb in _UNSUPPORTED:
-                raise DialogueProblem(command.number, f"{text!r}: {_UNSUPPORTED[verb]}")
+                raise DialogueProblem(command.number, f"{shown(text)}: {_UNSUPPORTED[verb]}")
             reply = self.reply_to(command, verb)
             notes = (command.note,) if command.note else ()
             exchanges.append(Exchange(ExchangeKind.COMMAND, command.number, text, reply, notes))
@@ -207,13 +208,13 @@ class _SessionReader:
                 return None
             raise DialogueProblem(
                 command.number,
-                f"{command.text!r} has no reply after it (the session ends here); add the"
+                f"{shown(command.text)} has no reply after it (the session ends here); add the"
                 " server's reply, or remove the line",
             )
         if following.role is Role.CLIENT:
             raise DialogueProblem(
                 command.number,
-                f"{command.text!r} has no reply before the next client line (line"
+                f"{shown(command.text)} has no reply before the next client line (line"
                 f" {following.number}); import needs each command's reply (pipelining is not"
                 " supported)",
             )
@@ -229,7 +230,7 @@ class _SessionReader:
             if following is None or following.role is not Role.SERVER:
                 raise DialogueProblem(
                     last.number,
-                    f"the reply is not finished: {last.text!r} says another line follows"
+                    f"the reply is not finished: {shown(last.text)} says another line follows"
                     f" ('{code}-'), but none does; its last line is '{code} text'",
                 )
             last = self.take()
@@ -248,7 +249,7 @@ class _SessionReader:
         if match is None:
             raise DialogueProblem(
                 line.number,
-                f"{line.text!r} is not a reply line: it must start with a 3-digit code and a"
+                f"{shown(line.text)} is not a reply line: it must start with a 3-digit code and a"
                 " space or '-'",
             )
         return int(match.group("code")), match.group("sep") == "-", match.group("text") or ""
@@ -295,8 +296,9 @@ class _SessionReader:
             self.notes.append(
                 (
                     line.number,
-                    f"{line.text!r} is not dot-stuffed, so a server reads it as"
-                    f" {line.text[1:]!r} (RFC 5321 §4.5.2); the message line is {line.text[1:]!r}",
+                    f"{shown(line.text)} is not dot-stuffed, so a server reads it as"
+                    f" {shown(line.text[1:])} (RFC 5321 §4.5.2); the message line is"
+                    f" {shown(line.text[1:])}",
                 )
             )
         return line.text[1:]

@@ -2,7 +2,7 @@
 
 A transcript is what a person saw while driving an SMTP session by hand, often pasted into a page
 with prose around it. This module owns what each format's lines look like and which lines belong
-to a session; ``transcript.py`` then reads each session's lines as a dialogue. Nothing here
+to a session; ``reader.py`` then reads each session's lines as a dialogue. Nothing here
 builds replies or checks the order of the dialogue, and nothing does I/O.
 
 Formats:
@@ -14,7 +14,7 @@ Formats:
     followed by a space, a ``-`` or nothing) and, on every other line, what the person typed.
     Nothing marks a typed line, so one that is not answered by a reply and does not look like an
     SMTP command ends the session (it is prose); between ``354`` and the lone ``.`` every line
-    is the message. Blank lines are kept: ``transcript.py`` decides whether they are layout.
+    is the message. Blank lines are kept: ``reader.py`` decides whether they are layout.
 ``swaks``
     swaks' output: `` -> `` / ``**> `` the client (``**>`` a line swaks saw fail), ``<- `` /
     ``<** `` the server (``<**`` an error reply), ``=== `` and ``*** `` swaks' own remarks,
@@ -27,6 +27,14 @@ Every format: the author's notes, text after whitespace and an arrow (``←``, `
 are cut off and reported; a session starts at its first line of dialogue (for telnet: the
 command line, a decoration, or a ``220`` greeting) and ends at the first line that is not part
 of it, or after the reply that closes the connection (``221``, ``421``).
+
+Indentation: a session pasted into Markdown (a code block indented by 4 spaces), a forum post
+or a mail is indented as a whole. A telnet session's lines are read without the indentation of
+its first line (spaces and tabs), so an indented session reads exactly as the unindented one:
+its replies are found, and a message line keeps only the indentation it had in the session
+(a header's continuation). A line without that indentation is outside the session and ends it;
+blank lines are blank, whatever whitespace they hold. swaks and ``C:``/``S:`` lines are
+recognised with any leading whitespace, so for them indentation changes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from smtpload.errors import shown
 from smtpload.scenario.model import Target
 
 __all__ = [
@@ -80,6 +89,9 @@ _SWAKS_TLS = {"~>", " ~>", "*~>", "<~", "<~*"}
 _SWAKS_TRYING = re.compile(r"Trying (?P<host>.+):(?P<port>[0-9]+)\.\.\.")
 _SWAKS_CLOSED = re.compile(r"Connection closed with (?:remote host|child process)\.")
 _CS = re.compile(r"\s*(?P<who>[CS]):(?:[ \t]?(?P<rest>.*))")
+# The indentation a pasted telnet session may carry on every line (see the module docstring).
+# Mail quoting ("> ") would be a prefix of the same kind, but is not read yet.
+_INDENT = re.compile(r"[ \t]*")
 
 
 class Role(enum.Enum):
@@ -109,7 +121,7 @@ class DialogueLine:
 
 @dataclass(slots=True)
 class RawSession:
-    """A session's lines, as found; ``transcript.py`` reads them as a dialogue.
+    """A session's lines, as found; ``reader.py`` reads them as a dialogue.
 
     Attributes:
         first_line, last_line: where the session starts and ends in the transcript (1-based).
@@ -160,7 +172,7 @@ def detect_format(lines: Sequence[str]) -> str | None:
             scores["swaks"] += 1
         elif _CS.fullmatch(text):
             scores["cs"] += 1
-        elif REPLY_LINE.fullmatch(text) or _connect_command(text) is not None:
+        elif REPLY_LINE.fullmatch(_dedented(text)) or _connect_command(text) is not None:
             scores["telnet"] += 1
     best = max(FORMATS, key=lambda name: scores[name])  # ties go to the first in FORMATS
     return best if scores[best] else None
@@ -176,6 +188,16 @@ def segment(lines: Sequence[str], format: str) -> Segmented:
 # -- telnet and nc -----------------------------------------------------------------------------
 
 
+def _indentation(line: str) -> str:
+    match = _INDENT.match(line)
+    assert match is not None  # "[ \t]*" matches every string
+    return match.group()
+
+
+def _dedented(line: str) -> str:
+    return line[len(_indentation(line)) :]
+
+
 class _Kind(enum.Enum):
     BLANK = enum.auto()
     CONNECT = enum.auto()  # the telnet/nc command line
@@ -183,6 +205,7 @@ class _Kind(enum.Enum):
     CLOSED = enum.auto()  # Connection closed by foreign host.
     REPLY = enum.auto()
     TEXT = enum.auto()  # typed by the client, or prose
+    OUTSIDE = enum.auto()  # not indented as the session is: prose after an indented block
 
 
 def _connect_command(text: str) -> tuple[Target | None, str] | None:
@@ -218,9 +241,20 @@ class _TelnetSegmenter:
             self.notes.append(note)
         self.out = Segmented()
 
-    def kind(self, index: int) -> _Kind:
-        text = self.texts[index].rstrip()
+    def text(self, index: int, indent: str) -> str | None:
+        """Line ``index`` without the session's ``indent`` and the author's note: empty when
+        the line is blank, None when it is not indented as the session is."""
+        text = self.texts[index]
         if not text.strip():
+            return ""
+        return text[len(indent) :] if text.startswith(indent) else None
+
+    def kind(self, index: int, indent: str) -> _Kind:
+        text = self.text(index, indent)
+        if text is None:
+            return _Kind.OUTSIDE
+        text = text.rstrip()
+        if not text:
             return _Kind.BLANK
         if REPLY_LINE.fullmatch(text):
             return _Kind.REPLY
@@ -232,10 +266,10 @@ class _TelnetSegmenter:
             return _Kind.CLOSED
         return _Kind.TEXT
 
-    def next_kind(self, index: int) -> _Kind | None:
+    def next_kind(self, index: int, indent: str) -> _Kind | None:
         """The kind of the first non-blank line after ``index``."""
         for later in range(index + 1, len(self.texts)):
-            kind = self.kind(later)
+            kind = self.kind(later, indent)
             if kind is not _Kind.BLANK:
                 return kind
         return None
@@ -250,26 +284,28 @@ class _TelnetSegmenter:
     def run(self) -> Segmented:
         index, orphan_reported = 0, False
         while index < len(self.texts):
-            kind = self.kind(index)
+            # Each line is read as if a session started at it, with its own indentation.
+            indent = _indentation(self.texts[index])
+            kind = self.kind(index, indent)
             text = self.texts[index].strip()
             starts = kind in (_Kind.CONNECT, _Kind.PREAMBLE) or (
                 kind is _Kind.REPLY and text.startswith("220")
             )
             if starts:
-                index = self.session(index)
+                index = self.session(index, indent)
                 orphan_reported = False
                 continue
             if kind is not _Kind.BLANK:
                 if (
                     kind is _Kind.TEXT
                     and looks_like_command(text)
-                    and self.next_kind(index) is _Kind.REPLY
+                    and self.next_kind(index, indent) is _Kind.REPLY
                     and not orphan_reported
                 ):
                     self.out.problems.append(
                         (
                             index + 1,
-                            f"{text!r} and its reply are outside any session: a session starts"
+                            f"{shown(text)} and its reply are outside any session: a session starts"
                             " with the telnet/nc command line, 'Trying ...' or the server's 220"
                             " greeting; add the greeting line that the transcript left out",
                         )
@@ -279,19 +315,23 @@ class _TelnetSegmenter:
             index += 1
         return self.out
 
-    def session(self, start: int) -> int:
-        """Read the session starting at ``start``; return the index of the first line after it."""
+    def session(self, start: int, indent: str) -> int:
+        """Read the session starting at ``start``, whose lines are indented by ``indent``;
+        return the index of the first line after it."""
         session = RawSession(first_line=start + 1, blank_lines_kept=True)
         started = finished = in_data = False
         index, last = start, start
         while index < len(self.texts):
-            kind = self.kind(index)
-            text = self.texts[index].rstrip()
+            kind = self.kind(index, indent)
+            typed = self.text(index, indent) or ""  # as typed, without the session's indent
+            text = typed.rstrip()
+            if kind is _Kind.OUTSIDE:
+                break  # in a message too: reader.py reports the missing "."
             if in_data:
                 if kind is _Kind.CONNECT or kind is _Kind.CLOSED:
-                    break  # a message cut off: transcript.py reports the missing "."
+                    break  # a message cut off: reader.py reports the missing "."
                 role = Role.BLANK if kind is _Kind.BLANK else Role.CLIENT
-                self.add(session, index, role, "" if role is Role.BLANK else self.texts[index])
+                self.add(session, index, role, "" if role is Role.BLANK else typed)
                 in_data = text != "."
                 last = index
             elif kind is _Kind.BLANK:
@@ -328,14 +368,14 @@ class _TelnetSegmenter:
                     finished = match.group("code") in ("221", "421")
                     in_data = match.group("code") == "354"
             else:
-                following = self.next_kind(index)
+                following = self.next_kind(index, indent)
                 answered = following in (_Kind.REPLY, _Kind.CLOSED)
                 if following is _Kind.REPLY and self.next_text(index).startswith("220"):
                     # A 220 after a line of text is most often the next session's greeting.
                     answered = False
                 if finished or not (answered or looks_like_command(text)):
                     break
-                self.add(session, index, Role.CLIENT, self.texts[index])
+                self.add(session, index, Role.CLIENT, typed)
                 started, last = True, index
             index += 1
         session.last_line = last + 1
@@ -354,8 +394,9 @@ class _TelnetSegmenter:
         self.note(index)
 
     def note(self, index: int) -> None:
-        if self.notes[index] is not None:
-            self.out.notes.append((index + 1, f"stripped note {self.notes[index]!r}"))
+        note = self.notes[index]
+        if note is not None:
+            self.out.notes.append((index + 1, f"stripped note {shown(note)}"))
 
 
 # -- swaks and C:/S: listings ------------------------------------------------------------------
@@ -421,7 +462,7 @@ class _LabelledSegmenter:
                 finished = False
             session.last_line = number
             if note is not None:
-                self.out.notes.append((number, f"stripped note {note!r}"))
+                self.out.notes.append((number, f"stripped note {shown(note)}"))
             if kind in ("client", "server", "tls-client", "tls-server"):
                 role = Role.CLIENT if kind.endswith("client") else Role.SERVER
                 content = content.rstrip() if role is Role.SERVER else content.rstrip("\r")
@@ -439,6 +480,6 @@ class _LabelledSegmenter:
             elif kind == "closed":
                 session.closed = True
             elif kind == "info" and content and not content.startswith("Connected to"):
-                self.out.notes.append((number, f"skipped swaks' remark {content!r}"))
+                self.out.notes.append((number, f"skipped swaks' remark {shown(content)}"))
         self.out.sessions = [s for s in self.out.sessions if s.has_dialogue()]
         return self.out

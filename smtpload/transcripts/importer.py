@@ -1,6 +1,6 @@
 """``smtpload import``: transcripts of hand-driven sessions in, scenario YAML text out.
 
-This module owns how a dialogue read by ``transcript.py`` is written as a scenario file: one
+This module owns how a dialogue read by ``reader.py`` is written as a scenario file: one
 file per session, every value quoted so that YAML never coerces it, and the server's own words
 kept as comments so that a reader sees what it said. It reads no files; the CLI does.
 
@@ -14,6 +14,12 @@ What each session becomes:
   when that reads back exactly, else a double-quoted string: lines with trailing whitespace or
   characters a block cannot hold). In sent text ``{`` and ``}`` are doubled, since it is a
   template. ``- close: true`` ends a session whose transcript shows the server closing.
+* The message's ``Date:`` and ``Message-ID:`` header fields (any spelling of the names, a
+  folded value included) get ``{date}`` and ``{message_id}`` instead of the values the
+  transcript shows, with a comment above the step giving the old values: a load of sessions
+  that all sent one literal Message-ID would be one message to a server or filter that
+  deduplicates by it (RFC 5322 §3.6.4: the id is unique to one message), and a stale Date
+  looks wrong. ``{message_id}`` is new for each message, also when a session sends several.
 * Each expectation is the reply's code, with the reply's lines as a comment above the step. With
   ``strict``, also the enhanced status code (RFC 3463, at the start of the reply's text, when its
   class matches the code's) and ``text``: ``volatile.pattern_for`` of the reply's first line,
@@ -53,6 +59,11 @@ _ENHANCED = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=\s|$)")
 _PRINTABLE = re.compile(
     "[\t\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
 )
+# RFC 5322 §2.2: a header field is a name of printable ASCII but ":", then ":" and its value;
+# §2.2.3: a line starting with whitespace continues (folds) the field before it.
+_FIELD = re.compile(r"(?P<name>[!-9;-~]+):(?P<space>[ \t]*)(?P<value>.*)")
+# The fields whose values are new for each message sent, and the built-in that makes them so.
+_PER_MESSAGE_FIELDS = {"date": "date", "message-id": "message_id"}
 _STEP_INDENT = "  "  # "  - send: ..."
 _KEY_INDENT = "    "  # "    expect: ..." (the step mapping's column)
 
@@ -116,6 +127,7 @@ def import_transcript(
     base = name if name is not None else PurePath(path).stem or "imported"
     several = len(transcript.sessions) > 1
     imported = []
+    notes = list(transcript.notes)
     for session in transcript.sessions:
         scenario_name = f"{base}-{session.number}" if several and session.number > 1 else base
         yaml_text = _scenario_yaml(session, transcript.format, path, scenario_name, strict)
@@ -123,7 +135,8 @@ def import_transcript(
         imported.append(
             ImportedSession(session.number, session.first_line, yaml_text, session.target)
         )
-    return ImportResult(transcript.format, tuple(imported), transcript.notes)
+        notes += _message_notes(session)
+    return ImportResult(transcript.format, tuple(imported), tuple(_by_line(notes)))
 
 
 def _scenario_yaml(session: Session, format: str, path: str, name: str, strict: bool) -> str:
@@ -153,6 +166,10 @@ def _scenario_yaml(session: Session, format: str, path: str, name: str, strict: 
 
 def _step(exchange: Exchange, strict: bool) -> list[str]:
     lines = [f"{_STEP_INDENT}# note in the transcript: {_comment(note)}" for note in exchange.notes]
+    message = None
+    if exchange.kind is ExchangeKind.MESSAGE and exchange.text is not None:
+        message = _MessageTemplate(exchange.text)
+        lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in message.comment()]
     reply = exchange.reply
     if reply is not None:
         lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in reply.wire_lines()]
@@ -168,7 +185,8 @@ def _step(exchange: Exchange, strict: bool) -> list[str]:
     if exchange.kind is ExchangeKind.COMMAND:
         lines.append(f"{_STEP_INDENT}- send: {_double_quoted(_template_escaped(exchange.text))}")
     else:
-        lines += _data(_template_escaped(exchange.text))
+        assert message is not None
+        lines += _data(message.text)
     if reply is not None:
         verb = exchange.text.split(" ")[0].upper() if exchange.kind is ExchangeKind.COMMAND else ""
         expect = _expectation(reply, strict, ehlo=verb in ("EHLO", "LHLO"))
@@ -224,6 +242,85 @@ def _data(message: str) -> list[str]:
     chomping = "+" if message.endswith("\n\n") else ""
     block = [f"{_KEY_INDENT}  {line}" if line else "" for line in body]
     return [f"{_STEP_INDENT}- data: |{indicator}{chomping}", *block]
+
+
+class _MessageTemplate:
+    """A message as a ``data`` template: its text escaped, and the values of its ``Date:`` and
+    ``Message-ID:`` fields replaced by the built-ins.
+
+    Attributes:
+        text: the template.
+        replaced: (field name as typed, built-in, the field's lines as typed) for each field.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.replaced: list[tuple[str, str, list[str]]] = []
+        lines = message.split("\n")
+        out: list[str] = []
+        in_header, index = True, 0
+        while index < len(lines):
+            line = lines[index]
+            index += 1
+            field = _FIELD.fullmatch(line) if in_header else None
+            if field is None:
+                # The header ends at the empty line before the body (RFC 5322 §2.1), or at a
+                # line that is no header field: what follows is body, kept as it is.
+                in_header = False
+                out.append(_template_escaped(line))
+                continue
+            folded = [line]
+            while index < len(lines) and lines[index][:1] in (" ", "\t"):
+                folded.append(lines[index])
+                index += 1
+            name = field.group("name")
+            builtin = _PER_MESSAGE_FIELDS.get(name.lower())
+            value = "".join(part.strip() for part in [field.group("value"), *folded[1:]])
+            if builtin is None or not value:
+                out.extend(_template_escaped(part) for part in folded)
+                continue
+            self.replaced.append((name, builtin, folded))
+            out.append(f"{name}:{field.group('space') or ' '}{{{builtin}}}")
+        self.text = "\n".join(out)
+
+    def summary(self) -> str | None:
+        """What was replaced, in a few words; None when nothing was."""
+        if not self.replaced:
+            return None
+        names = " and ".join(dict.fromkeys(f"{name}:" for name, _, _ in self.replaced))
+        builtins = list(dict.fromkeys(f"{{{builtin}}}" for _, builtin, _ in self.replaced))
+        verb = "are" if len(builtins) > 1 else "is"
+        return f"{names} {verb} {' and '.join(builtins)} here"
+
+    def comment(self) -> list[str]:
+        """The comment lines above the step that say what was replaced, if anything was."""
+        summary = self.summary()
+        if summary is None:
+            return []
+        return [
+            f"{summary}: new for each message sent,",
+            "so that sessions do not all send the transcript's values:",
+            *(f"  {line}" for _, _, folded in self.replaced for line in folded),
+        ]
+
+
+def _message_notes(session: Session) -> list[str]:
+    notes = []
+    for exchange in session.exchanges:
+        if exchange.kind is ExchangeKind.MESSAGE and exchange.text is not None:
+            summary = _MessageTemplate(exchange.text).summary()
+            if summary is not None:
+                notes.append(f"line {exchange.line}: message: {summary}, new for each message")
+    return notes
+
+
+def _by_line(notes: list[str]) -> list[str]:
+    """Notes in line order ("line N: ..." and "lines N-M: ..."); others (the format) first."""
+
+    def line_of(note: str) -> int:
+        match = re.match(r"lines? ([0-9]+)", note)
+        return int(match.group(1)) if match else 0
+
+    return sorted(notes, key=line_of)
 
 
 def _template_escaped(text: str) -> str:
@@ -285,7 +382,11 @@ def _check(yaml_text: str, session: Session, path: str) -> None:
             else StepKind.SEND
             if e.kind is ExchangeKind.COMMAND
             else StepKind.DATA,
-            None if e.text is None else _template_escaped(e.text),
+            None
+            if e.text is None
+            else _MessageTemplate(e.text).text
+            if e.kind is ExchangeKind.MESSAGE
+            else _template_escaped(e.text),
         )
         for e in session.exchanges
     ]:

@@ -1,7 +1,7 @@
 """Reading a transcript of hand-driven SMTP sessions: text in, dialogues (``Session``) out.
 
-This module owns the entry point and the rules for the file as a whole; ``transcript_formats.py``
-finds the sessions and says whose each line is, ``transcript_dialogue.py`` reads each session as
+This module owns the entry point and the rules for the file as a whole; ``formats.py``
+finds the sessions and says whose each line is, ``dialogue.py`` reads each session as
 a dialogue (its module docstring has the rules for replies, commands and messages), and
 ``importer.py`` writes scenarios. No I/O, no trio.
 

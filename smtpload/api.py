@@ -1,0 +1,270 @@
+"""smtpload's Python API: load a scenario, run it, read a summary back.
+
+This is the small, stable surface for programs, test suites and notebooks; the command line is
+built from the same parts. It is re-exported by ``smtpload/__init__.py`` lazily, so that
+``import smtpload.protocol.wire`` (or any sans-IO module) never imports trio::
+
+    import smtpload
+
+    scenario = smtpload.load_scenario("quickstart")        # a file, or a bundled example
+    result = smtpload.run(scenario, target="127.0.0.1:10025", sessions=100, concurrency=10)
+    print(result.passed, result.summary["steps"][1]["latency_ms"]["p99"])
+
+What it promises:
+
+* :func:`run` installs no signal handlers of its own, so it can be called from any thread, from
+  pytest or from a notebook. A Ctrl-C in the main thread arrives as a plain
+  ``KeyboardInterrupt``, as with any Python call (not wrapped in trio's exception groups); the
+  command line is what turns Ctrl-C and SIGTERM into a graceful stop with exit status 130.
+* It writes nothing unless asked, not even to stderr: ``results_dir=DIR`` writes
+  ``DIR/<run-id>/`` as ``smtpload run --results DIR`` does.
+* Errors are the ones drawn in :mod:`smtpload.errors`: a bad scenario raises
+  :class:`ScenarioError` (every problem, as ``FILE:LINE:COL: message``), a bad argument
+  :class:`UsageError`. A server that misbehaves raises nothing: its sessions are counted in the
+  summary's ``failures``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from smtpload.errors import (
+    LocalError,
+    OutputError,
+    Problem,
+    RemoteProtocolError,
+    ResultsError,
+    ScenarioError,
+    SmtploadError,
+    UsageError,
+    shown,
+)
+from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.files import probe_output
+from smtpload.report.results import SUMMARY_FILE, write_results
+from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
+from smtpload.scenario.loader import load_scenario as _load_scenario_file
+from smtpload.scenario.model import Scenario, Target, parse_target
+
+__all__ = [
+    "LocalError",
+    "OutputError",
+    "Problem",
+    "RemoteProtocolError",
+    "ResultsError",
+    "RunResult",
+    "Scenario",
+    "ScenarioError",
+    "SmtploadError",
+    "UsageError",
+    "arun",
+    "load_scenario",
+    "read_summary",
+    "run",
+]
+
+# The exit statuses of `smtpload run` (README, "Outcomes and exit status").
+_EXIT_OK = 0
+_EXIT_FAILED = 1
+_EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a finished run gives back.
+
+    Attributes:
+        summary: the run's summary, exactly the ``summary.json`` contract of the README
+            (``sessions``, ``failures``, ``steps`` with ``latency_ms`` percentiles, ...).
+        results_dir: the folder the result files were written to, or None when none was asked.
+    """
+
+    summary: Mapping[str, Any]
+    results_dir: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Every session started passed, at least one was started, and nothing cut the run."""
+        sessions = self.summary["sessions"]
+        return (
+            not self.summary["interrupted"] and sessions["started"] > 0 and sessions["failed"] == 0
+        )
+
+    @property
+    def exit_status(self) -> int:
+        """The status ``smtpload run`` would exit with: 0 passed, 1 a session failed, 130
+        interrupted."""
+        if self.summary["interrupted"]:
+            return _EXIT_INTERRUPTED
+        return _EXIT_FAILED if self.summary["sessions"]["failed"] else _EXIT_OK
+
+
+def load_scenario(scenario: str | os.PathLike[str]) -> Scenario:
+    """Read and validate a scenario: a file, or the name of a bundled example (``quickstart``).
+
+    Raises:
+        ScenarioError: the file is not a valid scenario; it holds every problem found.
+        UsageError: there is no such file and no bundled example of that name.
+    """
+    return _load_scenario_file(scenario_path(os.fspath(scenario)))
+
+
+async def arun(
+    scenario: Scenario | str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    sessions: int = 1,
+    concurrency: int = 1,
+    timeout_s: float | None = None,
+    variables: Mapping[str, str] | None = None,
+    results_dir: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """:func:`run` for a caller that is already inside ``trio.run``.
+
+    It takes the same arguments and returns the same result.
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    _check_positive_int("sessions", sessions)
+    _check_positive_int("concurrency", concurrency)
+    if timeout_s is not None and not (
+        isinstance(timeout_s, int | float)
+        and not isinstance(timeout_s, bool)
+        and 0 < timeout_s < math.inf
+    ):
+        raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
+    chosen_target = _parse_target(target) if target is not None else scenario.target
+    _check_variables(scenario, variables)
+    compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
+    run_id = new_run_id()
+    directory = None
+    if results_dir is not None:
+        # Checked before the run, so that a folder that cannot be written costs no sessions.
+        directory = Path(results_dir) / run_id
+        probe_output(directory / SUMMARY_FILE)
+    stats = RunStats(["connect", *compiled.step_names])
+    # No signal handling here: that is the command line's (see the module docstring).
+    settings = RunSettings(
+        sessions=sessions,
+        concurrency=concurrency,
+        run_id=run_id,
+        handle_signals=False,
+        print_notices=False,
+    )
+    summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
+    if directory is not None:
+        write_results(directory, summary, stats)
+    return RunResult(summary=summary, results_dir=directory)
+
+
+def run(
+    scenario: Scenario | str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    sessions: int = 1,
+    concurrency: int = 1,
+    timeout_s: float | None = None,
+    variables: Mapping[str, str] | None = None,
+    results_dir: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
+
+    Args:
+        scenario: a loaded :class:`Scenario`, a file, or the name of a bundled example.
+        target: the server as ``HOST:PORT`` (``[::1]:2525`` for IPv6). None: the scenario's
+            ``target``, and without one the built-in sink, started for this run on a free
+            loopback port.
+        sessions: sessions to run in total.
+        concurrency: sessions at the same time, at most.
+        timeout_s: the step timeout, as ``--timeout`` (a step's own ``timeout`` wins).
+        variables: values for variables the scenario declares, as ``--var NAME=VALUE``.
+        results_dir: write ``results_dir/<run-id>/`` (summary.json, .hgrm, failures.log).
+
+    Returns:
+        the run's :class:`RunResult`; failed sessions are counted there, never raised.
+
+    Raises:
+        ScenarioError: the scenario is invalid.
+        UsageError: an argument is invalid (a variable the scenario does not declare, a bad
+            target, a count below 1).
+        OutputError: ``results_dir`` cannot be written (checked before the first session),
+            or a result file in it could not be.
+    """
+    call = functools.partial(
+        arun,
+        scenario,
+        target=target,
+        sessions=sessions,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        variables=variables,
+        results_dir=results_dir,
+    )
+    try:
+        return trio.run(call)
+    except BaseExceptionGroup as group:
+        # A Ctrl-C reaches whichever session task was running and comes out of trio's
+        # nurseries wrapped in groups; a caller of a plain function expects it plain.
+        interrupts, _ = group.split(KeyboardInterrupt)
+        if interrupts is not None:
+            raise KeyboardInterrupt from None
+        raise
+
+
+def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a run's ``summary.json``: the file itself, or the results folder holding it.
+
+    Raises:
+        ResultsError: the file cannot be read, or it is not a summary smtpload wrote.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ResultsError(f"cannot read the summary {path}: {error}") from None
+    if not (
+        isinstance(summary, dict)
+        and isinstance(summary.get("smtpload_version"), str)
+        and isinstance(summary.get("sessions"), dict)
+        and isinstance(summary.get("steps"), list)
+    ):
+        raise ResultsError(f"{path} is not a summary.json written by smtpload")
+    return summary
+
+
+def _check_variables(scenario: Scenario, variables: Mapping[str, str] | None) -> None:
+    declared = [name for name, _ in scenario.variables]
+    unknown = sorted(set(variables or {}) - set(declared))
+    if unknown:
+        raise UsageError(
+            f"variables={{{shown(unknown[0])}: ...}}: the scenario declares no variable"
+            f" {shown(unknown[0])} (it declares: {', '.join(declared) or 'none'})"
+        )
+    for name, value in (variables or {}).items():
+        if not isinstance(value, str):
+            raise UsageError(f"variables[{shown(name)}]: give a str, not {type(value).__name__}")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name}={value!r}: give a whole number of 1 or more")
+
+
+def _parse_target(text: str) -> Target:
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
