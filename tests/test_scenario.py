@@ -1162,6 +1162,26 @@ def test_malformed_yaml_becomes_a_located_problem(text: str, first: str) -> None
     assert str(info.value.problems[0]).startswith(f"s.yaml:{first}")
 
 
+@pytest.mark.parametrize(
+    ("escape", "expected"),
+    [
+        ("\\ud83d", "2:11: send holds \\ud83d, half of a UTF-16 surrogate pair"),
+        ("\\U0000DC00", "2:11: send holds \\udc00, half of a UTF-16 surrogate pair"),
+        pytest.param(
+            "\\U00110000",
+            "2:14: YAML syntax error: found invalid Unicode character escape code",
+            marks=pytest.mark.skipif(not USES_LIBYAML, reason="PyYAML's parser fails on it"),
+        ),
+    ],
+    ids=["half-a-pair", "half-a-pair-long-form", "beyond-unicode"],
+)
+def test_escapes_libyaml_refuses_are_located_problems(escape: str, expected: str) -> None:
+    # libyaml refuses escapes of surrogates, which PyYAML reads: the grammar explains them.
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(f'steps:\n  - send: "{escape}"\n', "s.yaml")
+    assert str(info.value.problems[0]).startswith(f"s.yaml:{expected}")
+
+
 def test_mangled_example_never_raises_anything_but_scenario_error() -> None:
     rng = random.Random(5321)
     found: list[Problem] = []

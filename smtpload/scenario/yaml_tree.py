@@ -14,6 +14,10 @@ because PyYAML's own composer is the wrong shape for a large file:
   with depth. This composer keeps its own stack and stops at ``MAX_DEPTH`` levels, long before
   either matters.
 
+libyaml refuses one thing PyYAML reads: an escape of half a UTF-16 surrogate pair (``"\\ud83d"``),
+which the grammar refuses with its own explanation; a text that holds one is read by PyYAML's
+parser instead.
+
 The tree is what PyYAML's composer builds, tag for tag: the same resolver gives untagged
 scalars their YAML 1.1 tags (``no`` is a bool, ``017`` an int), anchors and aliases are shared
 nodes, an undefined alias or a repeated anchor is an error. Line and column are those of
@@ -56,6 +60,8 @@ USES_LIBYAML: bool = bool(yaml.__with_libyaml__)
 _LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = (
     yaml.CSafeLoader if USES_LIBYAML else yaml.SafeLoader
 )
+_LIBYAML_BAD_ESCAPE = "found invalid Unicode character escape code"
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
 _MAX_REMEMBERED_SCALAR = 16
 # What PyYAML's resolver gives every scalar that is not plain (quoted, | or >) and untagged.
@@ -188,7 +194,28 @@ def compose_document(source: str) -> YamlDocument:
         yaml.reader.ReaderError: a character YAML does not allow.
         ComposeError: see there.
     """
-    loader = _LOADER(source)
+    try:
+        return _compose_with(_LOADER, source)
+    except yaml.MarkedYAMLError as exc:
+        # libyaml refuses an escape of half a UTF-16 surrogate pair ("\ud83d"), which PyYAML
+        # reads as the lone surrogate it names, and the grammar then explains (yaml_nodes).
+        # Only then is the text read again, by PyYAML's slower parser.
+        if (
+            _LOADER is yaml.SafeLoader
+            or exc.problem != _LIBYAML_BAD_ESCAPE
+            or not _SURROGATE_ESCAPE.search(source)
+        ):
+            raise
+        try:
+            return _compose_with(yaml.SafeLoader, source)
+        except ValueError:  # PyYAML's chr() on an escape beyond U+10FFFF: libyaml said it
+            raise exc from None
+
+
+def _compose_with(
+    loader_class: type[yaml.SafeLoader] | type[yaml.CSafeLoader], source: str
+) -> YamlDocument:
+    loader = loader_class(source)
     try:
         lines = _Lines(source)
         loader.get_event()  # StreamStartEvent
