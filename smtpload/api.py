@@ -53,7 +53,7 @@ from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, write_results
 from smtpload.report.stats import RunStats
-from smtpload.scenario.bundled import scenario_path
+from smtpload.scenario.bundled import is_dir, scenario_path
 from smtpload.scenario.loader import load_scenario as _load_scenario_file
 from smtpload.scenario.model import Scenario, Target, parse_target
 
@@ -229,7 +229,7 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         ResultsError: the file cannot be read, or it is not a summary smtpload wrote.
     """
     path = Path(path)
-    if path.is_dir():
+    if is_dir(path):
         path = path / SUMMARY_FILE
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))

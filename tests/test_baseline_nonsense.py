@@ -101,6 +101,7 @@ NONSENSE: dict[str, tuple[Damage, str]] = {
     # NaN and Infinity are not JSON, wherever they are
     "nan-latency": (setting("rcpt.latency.p50_ms", float("nan")), "NaN is not a number JSON"),
     "inf-latency": (setting("rcpt.latency.p99_ms", float("inf")), "Infinity is not a number"),
+    "huge-latency": (setting("rcpt.latency.p50_ms", 10**400), "milliseconds from 0 to 3600000"),
     "minus-inf-count": (setting("rcpt.codes", {"250": float("-inf")}), "-Infinity is not"),
     # one thing given twice
     "duplicate-step": (duplicate_step, "'rcpt' is also the name of steps["),

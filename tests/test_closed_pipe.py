@@ -71,6 +71,14 @@ def test_run_writes_its_results_and_keeps_its_status(
     assert len(list(run_dir.glob("step-*.hgrm"))) == len(timed)
 
 
+def test_json_to_a_closed_stdout_costs_only_that_output(tmp_path: Path) -> None:
+    # `smtpload run --json /dev/stdout | true`: the summary's reader has gone.
+    results = tmp_path / "results"
+    args = ["run", "quickstart", "--quiet", "--json", "/dev/stdout", "--results", str(results)]
+    assert run_with_pipes(*args) == (0, "")
+    assert (the_run_folder(results) / "summary.json").is_file()
+
+
 def test_run_with_stdout_and_stderr_on_the_closed_pipe(tmp_path: Path) -> None:
     # `smtpload run ... 2>&1 | head -1`: the progress and error streams have lost their reader too.
     results = tmp_path / "results"

@@ -172,8 +172,19 @@ def test_a_scenario_error_shows_an_excerpt_of_huge_input(
         ["run", "quickstart", "--sessions", "9" * 5000 + "x" * LONG],
         ["run", "quickstart", "--target", "h " + "h" * LONG],
         ["sink", "--listen", "h:" + "1" * LONG],
+        ["run", "quickstart", "--max-reply-bytes", "x" * LONG],
+        ["compare", "quickstart", "--baseline", "b.json", "--min-latency-delta", "x" * LONG],
     ],
-    ids=["var-form", "var-unknown", "scenario", "sessions", "target", "listen"],
+    ids=[
+        "var-form",
+        "var-unknown",
+        "scenario",
+        "sessions",
+        "target",
+        "listen",
+        "max-reply-bytes",
+        "min-latency-delta",
+    ],
 )
 def test_a_usage_error_shows_an_excerpt_of_a_huge_argument(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
@@ -188,6 +199,28 @@ def test_a_usage_error_shows_an_excerpt_of_a_huge_argument(
     err = capsys.readouterr().err
     assert MARK.search(err)
     assert max(len(line) for line in err.splitlines()) < LINE_MAX, err[:500]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "quickstart", "--json", "j" * 300 + ".json"],
+        ["import", "tests/data/transcripts/seed-blog.txt", "-o", "o" * 300 + ".yaml"],
+        ["replay", "r" * 300],
+        ["validate", "v" * 300],
+    ],
+    ids=["run-json", "import-output", "replay", "validate"],
+)
+def test_a_file_name_too_long_for_the_system_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    # 300 bytes in one name: the kernel refuses even to look it up (ENAMETOOLONG).
+    if args[0] == "run":
+        args = [*args, "--results", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("smtpload: ")  # (import's notes come first)
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("kind", ["unfinished-reply", "note", "unanswered"])

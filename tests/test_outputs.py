@@ -401,3 +401,16 @@ def test_record_saves_no_baseline_when_no_session_reached_the_greeting(
         assert "no baseline written" in err
     assert not (work / "new.json").exists()
     assert (work / "b.json").read_bytes() == old
+
+
+def test_update_baseline_keeps_the_baseline_when_no_session_reached_the_greeting(
+    work: Path, refused_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = (work / "b.json").read_bytes()
+    status = main(["compare", str(work / "s.yaml"), "--baseline", str(work / "b.json"),
+                   "--target", f"127.0.0.1:{refused_port}", "--update-baseline"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1  # the connect errors are regressions against the baseline
+    assert "no session reached the greeting: all 1 failed to connect" in err
+    assert "the baseline is not updated" in err
+    assert (work / "b.json").read_bytes() == old

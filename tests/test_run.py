@@ -336,6 +336,21 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
     assert result.stderr.count("three-errors.yaml:") == 3
 
 
+def test_json_holds_exactly_what_summary_json_holds(tmp_path: Path) -> None:
+    scenario = tmp_path / "unicode.yaml"
+    scenario.write_text(
+        "name: ünïcode\nsteps:\n  - greeting: 220\n  - send: QUIT\n    expect: 221\n",
+        encoding="utf-8",
+    )
+    result = smtpload(
+        "run", str(scenario), "--json", "out.json", "--results", "r", "--quiet", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (summary,) = (tmp_path / "r").glob("*/summary.json")
+    assert (tmp_path / "out.json").read_bytes() == summary.read_bytes()
+    assert "ünïcode" in summary.read_text(encoding="utf-8")
+
+
 def test_validate_goes_on_past_a_missing_file_or_a_folder(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps:\n  - sendd: x\n")

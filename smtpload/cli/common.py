@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smtpload.cli.interrupts import EXIT_INTERRUPTED
-from smtpload.errors import UsageError, shown
+from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.scenario.model import Target, parse_target
@@ -69,10 +69,10 @@ def _reply_bytes(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number of bytes") from None
     if value < _MIN_REPLY_BYTES:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be at least {_MIN_REPLY_BYTES} (the longest reply line RFC 5321 "
+            f"{shown(text)} must be at least {_MIN_REPLY_BYTES} (the longest reply line RFC 5321 "
             "requires servers to accept)"
         )
     return value
@@ -87,9 +87,11 @@ def milliseconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number of milliseconds") from None
     if not 0 <= value < float("inf"):  # NaN fails both
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of milliseconds, 0 or more")
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} must be a number of milliseconds, 0 or more"
+        )
     return value + 0.0  # -0 reads as 0
 
 
@@ -207,17 +209,27 @@ def check_outputs(
     for output in outputs:
         if output is None:
             continue
-        if is_stream(output):
-            continue
-        identity = _identity(output)
-        if identity in taken:
+        try:
+            _check_output(output, taken, force=force, reports=reports)
+        except OSError as error:  # a name too long for a path, a folder that cannot be searched
             raise UsageError(
-                f"{output}: would overwrite an input or another output; choose another file"
-            )
-        taken.add(identity)
-        if output.is_file() and not force and not (reports and is_smtpload_report(output)):
-            what = "is not a report smtpload wrote" if reports else "already exists"
-            raise UsageError(
-                f"{output}: {what}; give --force to replace it, or choose another file"
-            )
-        probe_output(output)
+                f"{clipped(str(output))}: {error.strerror or error}; choose another file"
+            ) from None
+
+
+def _check_output(
+    output: Path, taken: set[tuple[object, ...]], *, force: bool, reports: bool
+) -> None:
+    """One output of :func:`check_outputs`; ``taken`` holds the identities seen so far."""
+    if is_stream(output):
+        return
+    identity = _identity(output)
+    if identity in taken:
+        raise UsageError(
+            f"{output}: would overwrite an input or another output; choose another file"
+        )
+    taken.add(identity)
+    if output.is_file() and not force and not (reports and is_smtpload_report(output)):
+        what = "is not a report smtpload wrote" if reports else "already exists"
+        raise UsageError(f"{output}: {what}; give --force to replace it, or choose another file")
+    probe_output(output)

@@ -9,7 +9,6 @@ local error into a one-line message and exit status 2. Exit statuses: 0 every se
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +37,13 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
-from smtpload.report.results import SUMMARY_FILE, format_progress, format_report, write_results
+from smtpload.report.results import (
+    SUMMARY_FILE,
+    format_progress,
+    format_report,
+    summary_json,
+    write_results,
+)
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
@@ -133,20 +138,18 @@ def _build_parser() -> argparse.ArgumentParser:
 def _results_directory(
     directory: Path, scenario: Path, json_path: Path | None, *, force: bool
 ) -> Path:
-    """Check --json and create the run's results folder now, so that a bad path fails before
-    the run, not after it."""
+    """Check --json and the run's results folder now, so that a bad path fails before the run,
+    not after it. Nothing is made yet: the folder comes with its first file."""
     check_outputs([scenario], [json_path], force=force)
-    hint = "choose another place with --results DIR"
-    try:
-        directory.mkdir(parents=True)
-    except OSError as error:
-        raise UsageError(
-            f"cannot create the results folder {directory}: {error.strerror or error}; {hint}"
-        ) from None
     try:
         probe_output(directory / SUMMARY_FILE)
     except OutputError as error:
-        raise UsageError(f"{error}; {hint}") from None
+        # The probe's own advice ("choose another place") is given here as the option to use.
+        reason = str(error).removesuffix("; choose another place")
+        raise UsageError(
+            f"cannot create the results folder {directory}: {reason};"
+            " choose another place with --results DIR"
+        ) from None
     return directory
 
 
@@ -209,7 +212,7 @@ def _command_run(args: argparse.Namespace) -> int:
     results_written = not unwritten
     if args.json is not None:
         try:
-            write_text(args.json, json.dumps(summary, indent=2) + "\n")
+            write_text(args.json, summary_json(summary))
         except OutputError as error:
             unwritten.append(error)
     if not args.quiet:
@@ -238,8 +241,8 @@ def _command_validate(args: argparse.Namespace) -> int:
         else:
             count = len(scenario.steps)
             print(f"{scenario.path}: ok ({count} step{'' if count == 1 else 's'})")
-    for error in missing:
-        print(f"smtpload: {error}", file=sys.stderr)
+    for usage_error in missing:
+        print(f"smtpload: {usage_error}", file=sys.stderr)
     if problems:
         raise ScenarioError(problems)
     return EXIT_USAGE if missing else EXIT_OK

@@ -223,7 +223,7 @@ def command_compare(args: argparse.Namespace) -> int:
     if args.update_baseline:
         probe_output(args.baseline)
     baseline = load_baseline(args.baseline)
-    current, _, interrupted = _observe(args, "compare")
+    current, stats, interrupted = _observe(args, "compare")
     if interrupted:
         print("smtpload: interrupted; nothing compared", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -250,7 +250,15 @@ def command_compare(args: argparse.Namespace) -> int:
     if args.json is not None:
         text = json.dumps(comparison_summary(comparison), indent=2) + "\n"
         writes.append(lambda: write_text(args.json, text))
-    if args.update_baseline:
+    no_connection = _why_no_connection(stats) if args.update_baseline else None
+    if no_connection is not None:
+        # As record refuses to: connect errors are the network's, not the server's behaviour.
+        print(
+            f"smtpload: no session reached the greeting: {no_connection}; the baseline is"
+            " not updated. Check --target and that the server is up.",
+            file=sys.stderr,
+        )
+    elif args.update_baseline:
 
         def update_baseline() -> None:
             save_baseline(current, args.baseline)

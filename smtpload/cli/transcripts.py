@@ -33,7 +33,7 @@ from smtpload.protocol.outcome import Outcome
 from smtpload.report.files import write_text
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
-from smtpload.scenario.bundled import scenario_path
+from smtpload.scenario.bundled import is_file, scenario_path
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
@@ -181,7 +181,7 @@ class _Replayable:
 
 def _replayables(args: argparse.Namespace) -> list[_Replayable]:
     path = Path(args.source)
-    if path.suffix in (".yaml", ".yml") or not path.is_file():
+    if path.suffix in (".yaml", ".yml") or not is_file(path):
         if args.session is not None and args.session != 1:
             raise UsageError(f"--session {args.session}: a scenario file holds one session")
         scenario = load_scenario(scenario_path(args.source))

@@ -103,6 +103,10 @@ _EVENTS = frozenset(
 )
 
 
+#: The longest latency a baseline can hold: the histograms' range, 1 hour (report/stats.py).
+_MAX_LATENCY_MS = 3_600_000
+
+
 class _Refused(ValueError):
     """Valid JSON, but nothing a baseline file holds (see :func:`_strict_json`)."""
 
@@ -508,8 +512,14 @@ class _Reader:
         if value is None:
             return
         number = value if isinstance(value, int | float) and not isinstance(value, bool) else -1
-        if not math.isfinite(number) or number < 0:
-            raise self.fail(where, "expected a number of milliseconds >= 0, or null")
+        # A JSON integer has no bound (math.isfinite overflows on a 400-digit one); nothing
+        # recorded is longer than the histograms' hour.
+        if (isinstance(number, float) and not math.isfinite(number)) or not (
+            0 <= number <= _MAX_LATENCY_MS
+        ):
+            raise self.fail(
+                where, f"expected a number of milliseconds from 0 to {_MAX_LATENCY_MS}, or null"
+            )
 
     def latency(self, value: object, where: str, run_sessions: int) -> StepLatency:
         latency = self.mapping(value, where)

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from smtpload.errors import OutputError
+from smtpload.errors import OutputError, clipped
 
 __all__ = [
     "JUNIT_SUITE_PREFIX",
@@ -95,6 +95,15 @@ def probe_output(path: Path) -> None:
         OutputError: ``path`` is a folder, its folder is not a folder, or it cannot be written
             there; the message names ``path`` and says why.
     """
+    try:
+        _probe(path)
+    except OSError as error:  # looking at the name failed: too long for a path, say
+        raise OutputError(
+            f"{clipped(str(path))}: cannot be written there: {_reason(error)}"
+        ) from None
+
+
+def _probe(path: Path) -> None:
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     if is_stream(path):
@@ -141,6 +150,10 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         try:
             with open(path, "wb") as stream:
                 yield stream
+        except BrokenPipeError:
+            # `--json /dev/stdout | head -1`: the reader has gone, which costs only the output
+            # (as for the command's own stdout, cli/pipes.py), not the exit status.
+            return
         except OSError as error:
             raise OutputError(f"cannot write {path}: {_reason(error)}") from None
         return

@@ -69,6 +69,7 @@ __all__ = [
     "format_progress",
     "format_report",
     "safe_file_name",
+    "summary_json",
     "write_results",
 ]
 
@@ -228,10 +229,14 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
     return written
 
 
-def _write_summary(path: Path, summary: dict[str, Any]) -> Path:
+def summary_json(summary: dict[str, Any]) -> str:
+    """The text of ``summary.json``; ``--json PATH`` writes the same text."""
     # allow_nan=False: NaN/Infinity are not JSON, and CI parsers would choke on them.
-    text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return write_text(path, text)
+    return json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _write_summary(path: Path, summary: dict[str, Any]) -> Path:
+    return write_text(path, summary_json(summary))
 
 
 def _write_hgrm(path: Path, histogram: LatencyHistogram) -> Path:

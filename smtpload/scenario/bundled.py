@@ -15,6 +15,8 @@ __all__ = [
     "bundled_scenario_dir",
     "bundled_scenario_names",
     "find_scenario",
+    "is_dir",
+    "is_file",
     "scenario_path",
 ]
 
@@ -35,10 +37,20 @@ def bundled_scenario_names() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml")) if directory else []
 
 
-def _is_file(path: Path) -> bool:
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name cannot even be looked up (too long for a path,
+    ENAMETOOLONG; a folder on the way that cannot be searched) rather than an OSError."""
     try:
         return path.is_file()
-    except OSError:  # a name too long for a path (ENAMETOOLONG), say: not a file there
+    except OSError:
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where the name cannot be looked up (see :func:`is_file`)."""
+    try:
+        return path.is_dir()
+    except OSError:
         return False
 
 
@@ -65,7 +77,7 @@ def find_scenario(name: str) -> Path | None:
     if directory is None:
         return None
     for candidate in (directory / name, directory / f"{name}.yaml"):
-        if _is_file(candidate):
+        if is_file(candidate):
             return candidate
     return None
 
@@ -73,7 +85,7 @@ def find_scenario(name: str) -> Path | None:
 def scenario_path(name: str) -> Path:
     """:func:`find_scenario`, or a :class:`UsageError` that lists the bundled examples."""
     path = find_scenario(name)
-    if path is None and Path(name).is_dir():
+    if path is None and is_dir(Path(name)):
         raise UsageError(f"{shown(name)} is a folder; give a scenario file in it")
     if path is None:
         raise UsageError(
