@@ -6,6 +6,7 @@ under an address-space limit, so that a regression fails the test instead of the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -13,13 +14,15 @@ import resource
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smtpload.net.fd_limit import FD_HEADROOM, open_files_needed
+from smtpload.scenario.input_file import MAX_INPUT_BYTES, InputTooLargeError, read_input
 from tests.peers import RecordingPeer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,3 +345,161 @@ def test_an_unresolvable_target_counts_a_huge_run_at_once(tmp_path: Path) -> Non
     log = (run_dir / "failures.log").read_text()
     assert "session 100: connect_error at step 'connect'" in log
     assert "session 101:" not in log
+
+
+# --- item: what is read, and how lean ----------------------------------------------------------
+
+KIB = 1024
+
+
+@contextlib.contextmanager
+def fifo(path: Path, data: bytes | None) -> Iterator[Path]:
+    """A FIFO at ``path`` whose writer (a thread) writes ``data``, or 1 KiB lines without end
+    (up to 64 MiB) while anyone reads."""
+    os.mkfifo(path)
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError), open(path, "wb") as stream:
+            if data is not None:
+                stream.write(data)
+                return
+            line = b"#" + b"x" * (KIB - 2) + b"\n"
+            for _ in range(64 * KIB):
+                stream.write(line)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield path
+    finally:
+        # Should nobody have read it, open the other end so that the writer ends.
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=10)
+
+
+def test_read_input_reads_a_file_up_to_the_bound(tmp_path: Path) -> None:
+    at_bound = tmp_path / "at.txt"
+    at_bound.write_bytes(b"x" * 100)
+    assert read_input(at_bound, 100) == b"x" * 100
+    over = tmp_path / "over.txt"
+    over.write_bytes(b"x" * 101)
+    with pytest.raises(InputTooLargeError, match="larger than 100 bytes"):
+        read_input(over, 100)
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "endless-fifo"])
+def test_read_input_stops_at_the_bound_of_what_never_ends(tmp_path: Path, source: str) -> None:
+    with contextlib.ExitStack() as stack:
+        path = Path(source)
+        if source == "endless-fifo":
+            path = stack.enter_context(fifo(tmp_path / "f", None))
+        with pytest.raises(InputTooLargeError, match=r"larger than 1 MiB \(1048576 bytes\)"):
+            read_input(path, 1024 * KIB)
+
+
+def test_read_input_reads_a_fifo_to_its_end(tmp_path: Path) -> None:
+    # A FIFO claims 0 bytes: what it holds is what its writer writes.
+    with fifo(tmp_path / "f", b"steps:\n  - send: QUIT\n") as path:
+        assert read_input(path) == b"steps:\n  - send: QUIT\n"
+
+
+@pytest.mark.parametrize("command", ["validate", "import", "replay"])
+@pytest.mark.parametrize("source", ["/dev/zero", "endless-fifo", "file-over-10-MiB"])
+def test_a_file_beyond_10_mib_is_refused_with_its_name(
+    tmp_path: Path, command: str, source: str
+) -> None:
+    with contextlib.ExitStack() as stack:
+        path = Path(source)
+        if source == "endless-fifo":
+            path = stack.enter_context(fifo(tmp_path / "input", None))
+        elif source == "file-over-10-MiB":
+            path = tmp_path / "input.txt"
+            line = b"# a comment\n"
+            over = MAX_INPUT_BYTES + 1
+            path.write_bytes(line * (over // len(line)) + b"#" * (over % len(line)))
+            assert path.stat().st_size == MAX_INPUT_BYTES + 1
+        result = python(_SMTPLOAD, command, str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert f"{path}" in result.stderr
+    assert "larger than 10 MiB (10485760 bytes), the most smtpload reads" in result.stderr
+
+
+def test_a_scenario_of_exactly_10_mib_is_read(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "quickstart.yaml").read_bytes()
+    path = tmp_path / "big.yaml"
+    # The rest of the 10 MiB as comments, 64 bytes a line.
+    rest = MAX_INPUT_BYTES - len(text)
+    path.write_bytes(text + b"#" * (rest % 64) + (b"\n#" + b"c" * 62) * (rest // 64))
+    assert path.stat().st_size == MAX_INPUT_BYTES
+    result = python(_SMTPLOAD, "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ok (8 steps)" in result.stdout
+
+
+def _dense_scenario(size_bytes: int) -> str:
+    """A valid scenario of about ``size_bytes``, with many nodes per byte (flow mappings)."""
+    lines = ["steps:\n", "  - greeting: 220\n"]
+    total = sum(map(len, lines))
+    number = 0
+    while total < size_bytes:
+        line = (
+            f"  - {{send: EHLO h{number}, expect: {{code: [250, 251],"
+            " capabilities: [PIPELINING, SIZE]}}\n"
+        )
+        lines.append(line)
+        total += len(line)
+        number += 1
+    return "".join(lines)
+
+
+_VALIDATE_MEASURED = """\
+import json, resource, sys
+from smtpload.cli.main import main
+status = main(["validate", sys.argv[1]])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"status": status, "peak_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime}))
+"""
+
+
+def test_a_5_mb_scenario_validates_in_seconds_and_under_200_mb(tmp_path: Path) -> None:
+    path = tmp_path / "large.yaml"
+    path.write_text(_dense_scenario(5_000_000))
+    result = python(_VALIDATE_MEASURED, str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["status"] == 0
+    # Before libyaml and compact nodes: ~50 s and ~600 MB on this machine.
+    assert measured["peak_kib"] < 200 * 1024
+    assert measured["cpu_s"] < 20
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,
+        "steps: " + "{a: " * 100_000,
+        "- " * 100_000 + "x\n",
+        "".join(" " * level + "a:\n" for level in range(150)),
+        "steps: " + "[" * 101 + "]" * 101,
+    ],
+    ids=["flow-lists", "flow-mappings", "block-lists", "indented-mappings", "one-level-over"],
+)
+def test_deeply_nested_yaml_is_refused_quickly_without_a_crash(tmp_path: Path, text: str) -> None:
+    # libyaml's own composer recurses in C: 100,000 levels crash the interpreter.
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    result = python(_SMTPLOAD, "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the YAML is nested too deeply to be a scenario (more than 100 levels" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_yaml_nested_to_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("steps: " + "[" * 99 + "]" * 99)  # with the top mapping, 100 levels
+    result = python(_SMTPLOAD, "validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "step 1 must be a mapping" in result.stderr
+    assert "nested too deeply" not in result.stderr

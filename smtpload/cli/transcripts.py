@@ -34,6 +34,7 @@ from smtpload.report.files import write_text
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import is_file, scenario_path
+from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
 from smtpload.transcripts.importer import ImportedSession, ImportResult, import_transcript
@@ -124,9 +125,14 @@ def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
 
 def _read_transcript(path: Path, args: argparse.Namespace) -> ImportResult:
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        raw = read_input(path)
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
+    except InputTooLargeError as error:
+        raise UsageError(f"{path}: {error} of a transcript; cut out the part to import") from None
+    # Universal newlines, as reading in text mode would: CRLF and lone CR become LF.
+    text = raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
+    del raw
     result = import_transcript(text, str(path), format=args.format, strict=args.strict)
     for note in result.notes:
         print(f"{path}: {note}", file=sys.stderr)

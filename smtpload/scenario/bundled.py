@@ -54,10 +54,22 @@ def is_dir(path: Path) -> bool:
         return False
 
 
+def _is_input(path: Path) -> bool:
+    """Whether ``path`` names something to read: any file but a folder (a FIFO too)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # a name too long for a path (ENAMETOOLONG), say: nothing there
+        return False
+
+
 def find_scenario(name: str) -> Path | None:
-    """``name`` as a file path if it is one, else the bundled scenario of that name."""
+    """``name`` as a file path if it is one, else the bundled scenario of that name.
+
+    Any file but a folder is a path: a FIFO (``<(generate)``) or a device is read too, as far
+    as ``input_file.read_input`` reads anything.
+    """
     path = Path(name)
-    if is_file(path):
+    if _is_input(path):
         return path
     if path.parent != Path(".") or not name:
         return None

@@ -9,15 +9,15 @@ module turns it into a ``model.Expectation`` or reports what is wrong through th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
-
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.errors import shown
 from smtpload.scenario.model import Expectation
 from smtpload.scenario.patterns import PatternError, compile_text
 from smtpload.scenario.yaml_nodes import BOOL_TAG, FLOAT_TAG, INT_TAG, NULL_TAG, STR_TAG, NodeReader
+from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = ["EXPECT_KEYS", "parse_expectation"]
 
@@ -59,7 +59,14 @@ def parse_expectation(node: Node, reader: NodeReader, what: str) -> Expectation 
     codes = _codes(node, reader, what)
     if codes is None:
         return None
-    return Expectation(codes=codes[0], codes_text=codes[1])
+    return _shared(Expectation(codes=codes[0], codes_text=codes[1]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared(expectation: Expectation) -> Expectation:
+    """One object for equal expectations: they are frozen, and the thousands of steps of a
+    large file that expect 250 can share one."""
+    return expectation
 
 
 def _long_form(node: MappingNode, reader: NodeReader, what: str) -> Expectation | None:
@@ -91,13 +98,15 @@ def _long_form(node: MappingNode, reader: NodeReader, what: str) -> Expectation 
             capabilities[key] = names or ()
     if not ok:
         return None
-    return Expectation(
-        codes=None if codes is None else codes[0],
-        codes_text="" if codes is None else codes[1],
-        enhanced=enhanced,
-        pattern=pattern,
-        capabilities=capabilities.get("capabilities", ()),
-        absent_capabilities=capabilities.get("absent_capabilities", ()),
+    return _shared(
+        Expectation(
+            codes=None if codes is None else codes[0],
+            codes_text="" if codes is None else codes[1],
+            enhanced=enhanced,
+            pattern=pattern,
+            capabilities=capabilities.get("capabilities", ()),
+            absent_capabilities=capabilities.get("absent_capabilities", ()),
+        )
     )
 
 

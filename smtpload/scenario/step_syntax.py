@@ -12,9 +12,7 @@ themselves are ``expectation_syntax.py``'s; this module knows nothing of other s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from dataclasses import dataclass
 
 from smtpload.errors import clipped, shown
 from smtpload.scenario.expectation_syntax import parse_expectation
@@ -32,6 +30,7 @@ from smtpload.scenario.template import (
     parse_template,
 )
 from smtpload.scenario.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
+from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = [
     "RESERVED_STEP_NAME",
@@ -52,9 +51,13 @@ _GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
 _DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
 
 
-@dataclass
+@dataclass(slots=True)
 class StepDraft:
-    """One step as read, kept even when parts of it are invalid for the checks across steps."""
+    """One step as read, kept even when parts of it are invalid for the checks across steps.
+
+    ``templates`` holds the step's templates that use variables (the checks across steps look
+    at nothing else); a file may hold a hundred thousand drafts, so they are kept small.
+    """
 
     number: int  # 1-based, for messages
     node: MappingNode
@@ -69,7 +72,7 @@ class StepDraft:
     capture_node: Node | None = None
     groups: tuple[str, ...] = ()
     timeout_s: float | None = None
-    templates: list[tuple[Node, Template]] = field(default_factory=list)
+    templates: tuple[tuple[Node, Template], ...] = ()
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -231,8 +234,8 @@ def _message(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
 
 def _add_template(node: Node, text: str, draft: StepDraft, reader: NodeReader) -> bool:
     template = read_template(node, reader, text)
-    if template is not None:
-        draft.templates.append((node, template))
+    if template is not None and template.names:
+        draft.templates = (*draft.templates, (node, template))
     return template is not None
 
 

@@ -1,6 +1,6 @@
 """Reading YAML nodes with their positions: values out, located problems collected.
 
-This module owns the generic reading of a document's node tree, as ``yaml.compose`` builds it,
+This module owns the generic reading of a document's node tree, as ``yaml_tree.py`` builds it,
 and every message about YAML itself: syntax errors, keys given twice, unknown keys (with a
 did-you-mean), and values YAML 1.1 reads as something other than they look. Only the nodes know
 where a value stands, which keys are given twice (YAML silently keeps the last), and how a plain
@@ -19,11 +19,18 @@ import difflib
 import re
 
 import yaml
+import yaml.nodes
 from yaml.constructor import SafeConstructor
-from yaml.error import Mark
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from smtpload.errors import Problem, clipped, shown
+from smtpload.scenario.yaml_tree import (
+    ComposeError,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    compose_document,
+)
 
 __all__ = [
     "BOOL_TAG",
@@ -55,6 +62,10 @@ _DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
 _CONSTRUCTOR = SafeConstructor()
+# What YAML 1.1 does not allow in a document (PyYAML's reader.NON_PRINTABLE).
+_NOT_ALLOWED = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 # No value a document means needs more; Python will not even convert 4300 digits to an int.
 _MAX_NUMBER_CHARACTERS = 100
 # How YAML 1.1 reads an int that is not plain decimal, by what its digits start with.
@@ -100,12 +111,10 @@ class NodeReader:
         """
         start = node.start_mark
         value = node.value
-        style = getattr(node, "style", None)
+        style = node.style if isinstance(node, ScalarNode) else None
         if isinstance(value, str) and style in (None, "'", '"') and "\n" not in value:
-            written = self.source[start.index : node.end_mark.index]
-            if style:
-                written = written[1:-1]
-            if written == value:
+            begin = start.index + (1 if style else 0)
+            if self.source[begin : begin + len(value)] == value:
                 return start.line, start.column + (1 if style else 0) + offset
         elif isinstance(value, str) and style == "|":
             line_start = value.rfind("\n", 0, offset) + 1
@@ -117,6 +126,14 @@ class NodeReader:
             if line_text and line < len(self._lines) and self._lines[line].endswith(line_text):
                 return line, len(self._lines[line]) - len(line_text) + offset - line_start
         return start.line, start.column
+
+    def _position(self, index: int) -> tuple[int, int]:
+        """The 0-based line and column of character ``index`` of the source."""
+        line = line_start = 0
+        for found in _LINE_BREAK.finditer(self.source, 0, index):
+            line += 1
+            line_start = found.end()
+        return line, index - line_start
 
     # -- the document ----------------------------------------------------------------------
 
@@ -133,39 +150,44 @@ class NodeReader:
         Returns:
             The root node, or None after reporting why there is none.
         """
-        root: Node | None = None
-        loader = None
         try:
-            loader = yaml.SafeLoader(self.source)
-            if not loader.check_node():
-                start = Mark(self.path, 0, 0, 0, None, 0)
-                return ScalarNode(NULL_TAG, "", start, start)
-            root = loader.get_node()
-            if loader.check_node():
-                mark = loader.peek_event().start_mark  # type: ignore[no-untyped-call]
-                message = f"a second YAML document starts here; a {kind} file holds one"
-                self.add(mark.line, mark.column, message + " (remove the `---`, or split the file)")
+            document = compose_document(self.source)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             message = f"YAML syntax error: {exc.problem}"
             if exc.context:
                 message += f" ({exc.context})"
-            if "'\\t'" in message:
+            # libyaml puts the end of the text on a line after the last one: say the end.
+            index = min(mark.index, len(self.source)) if mark else 0
+            if "'\\t'" in message or self.source[index : index + 1] == "\t":
                 message += "; indent with spaces, not tabs"
-            self.add(mark.line if mark else 0, mark.column if mark else 0, message)
+            self.add(*self._position(index), message)
+            return None
         except yaml.reader.ReaderError as exc:
-            where = min(int(exc.position), len(self.source))
-            line_start = self.source.rfind("\n", 0, where) + 1
-            message = f"character U+{int(exc.character):04X} is not allowed in YAML; remove it"
-            self.add(self.source.count("\n", 0, where), where - line_start, message)
+            # libyaml counts the position in bytes of UTF-8, PyYAML in characters: find the
+            # character itself.
+            found = _NOT_ALLOWED.search(self.source)
+            where = found.start() if found else min(int(exc.position), len(self.source))
+            character = ord(found.group()) if found else int(exc.character)
+            message = f"character U+{character:04X} is not allowed in YAML; remove it"
+            self.add(*self._position(where), message)
+            return None
+        except ComposeError as exc:
+            message = exc.message
+            if message.startswith("more than"):
+                message = f"the YAML is nested too deeply to be a {kind} ({message})"
+            else:
+                message = f"YAML syntax error: {message}"
+            self.add(exc.line, exc.column, message)
+            return None
         except yaml.YAMLError as exc:
             self.add(0, 0, f"YAML error: {exc}")
-        except RecursionError:
-            self.add(0, 0, f"the YAML is nested too deeply to be a {kind}")
-        finally:
-            if loader is not None:
-                loader.dispose()
-        return root
+            return None
+        second = document.second_document
+        if second is not None:
+            message = f"a second YAML document starts here; a {kind} file holds one"
+            self.add(second.line, second.column, message + " (remove the `---`, or split the file)")
+        return document.root
 
     # -- reading nodes ---------------------------------------------------------------------
 
@@ -316,15 +338,20 @@ def _yaml_reading(node: ScalarNode) -> str | None:
         base = next((b for p, b in _INT_PREFIXES if digits.startswith(p)), "")
         base = " (base 60)" if ":" in raw else base
         try:
-            return f"the number {_CONSTRUCTOR.construct_yaml_int(node)}{base}"
+            return f"the number {_CONSTRUCTOR.construct_yaml_int(_pyyaml(node))}{base}"
         except ValueError:
             return "a number"
     if node.tag == FLOAT_TAG and not _DECIMAL_FLOAT.fullmatch(raw):
         try:
-            return f"the number {_CONSTRUCTOR.construct_yaml_float(node)}"
+            return f"the number {_CONSTRUCTOR.construct_yaml_float(_pyyaml(node))}"
         except ValueError:
             return "a number"
     return None
+
+
+def _pyyaml(node: ScalarNode) -> yaml.nodes.ScalarNode:
+    """The node as PyYAML's constructor takes it."""
+    return yaml.nodes.ScalarNode(node.tag, node.value)
 
 
 def _suggest(key: str, valid: tuple[str, ...]) -> str:
