@@ -9,6 +9,7 @@ Ctrl-C arrives while sessions are matching them.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import scenario_path
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.model import Target
 from tests.cli import COMMAND, environment, start_smtpload
 from tests.misbehaving import backtracking_bait
 
@@ -157,3 +164,46 @@ async def test_ctrl_c_while_sessions_match_backtracking_patterns(tmp_path: Path)
     (run_dir,) = (tmp_path / "results").iterdir()
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     assert "backtracking" in (tmp_path / "stdout").read_text()  # the report was printed too
+
+
+class _NeverAnswers(trio.abc.HostnameResolver):
+    """A name server that never answers: the lookup lasts until its timeout."""
+
+    def __init__(self) -> None:
+        self.asked = trio.Event()
+
+    async def getaddrinfo(  # type: ignore[override]
+        self, host: bytes | None, port: bytes | str | int | None, *args: object
+    ) -> list[object]:
+        self.asked.set()
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def getnameinfo(self, sockaddr: tuple[object, ...], flags: int) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+async def test_a_signal_while_the_target_is_looked_up_stops_the_run_at_once() -> None:
+    # The lookup is bounded by the step timeout (60 s here); a signal must not wait for it.
+    resolver = _NeverAnswers()
+    previous = trio.socket.set_custom_hostname_resolver(resolver)
+    try:
+        compiled = compile_scenario(load_scenario(scenario_path("quickstart")), timeout_s=60)
+        stats = RunStats(["connect", *compiled.step_names])
+        settings = RunSettings(sessions=5, concurrency=2, run_id="r", handle_signals=True)
+
+        async def signal_when_asked() -> None:
+            await resolver.asked.wait()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(signal_when_asked)
+            with trio.fail_after(5):
+                shown, _, interrupted = await run_scenario(
+                    compiled, Target("slow.test", 25), settings, stats
+                )
+    finally:
+        trio.socket.set_custom_hostname_resolver(previous)
+    assert interrupted
+    assert shown == "slow.test:25"
+    assert stats.started == 0

@@ -223,3 +223,14 @@ def test_a_signal_while_import_writes_scenarios_leaves_each_whole(tmp_path: Path
     assert_clean_130(process, stderr)
     for path in (out, tmp_path / "seed-2.yaml"):
         assert path.read_text().endswith("  - close: true\n"), path
+
+
+def test_a_sigterm_before_the_sinks_own_handling_stops_it_cleanly() -> None:
+    # Held at trio.run's first socket (its wake-up pair): after the command's set-up, before the
+    # sink's signal receiver. SIGTERM's default there used to kill the process (exit 143).
+    with stalled("socket.__new__", "", 1, ["sink", "--listen", "127.0.0.1:0"]) as process:
+        process.send_signal(SIGTERM)
+    stdout, stderr = finish(process)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stdout.startswith("smtpload sink stopped:"), stdout

@@ -72,7 +72,9 @@ def restore_defaults() -> None:
     """Python's own handling, for a command that handles signals itself in a trio run from the
     start (``smtpload sink``): trio turns a default Ctrl-C into ``KeyboardInterrupt`` safely."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # SIGTERM's own default would kill the process (exit 143) in the instant before the trio
+    # run's receiver is up; as KeyboardInterrupt it stops the sink as a Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @contextlib.contextmanager

@@ -253,12 +253,14 @@ async def run_scenario(
         if target is None:
             address = await nursery.start(serve_sink, "127.0.0.1", 0)
             target = Target(address.host, address.port)
-        try:
-            # Resolved once for the whole run; bounded like any other wait.
-            with trio.fail_after(scenario.timeout_s):
-                resolved = await resolve_target(target.host, target.port)
-        except (OSError, trio.TooSlowError) as error:
+        resolution = await _resolve_unless_signalled(target, settings, scenario.timeout_s)
+        if resolution is None:
+            # Ctrl-C or SIGTERM while the name was being looked up: no session was started.
+            nursery.cancel_scope.cancel()
+            return str(target), 0.0, True
+        if not isinstance(resolution, ResolvedTarget):
             # Nothing can connect: every session fails to, and the run still reports that.
+            error = resolution
             reason = str(error) or f"no answer within {scenario.timeout_s:g} s"
             detail = f"cannot resolve {target.host}: {reason}"
 
@@ -273,10 +275,49 @@ async def run_scenario(
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False
         timing = await run_sessions(
-            scenario, resolved, settings, stats, on_progress, on_session_end, on_step
+            scenario, resolution, settings, stats, on_progress, on_session_end, on_step
         )
         nursery.cancel_scope.cancel()
-    return resolved.display, timing.duration_s, timing.interrupted
+    return resolution.display, timing.duration_s, timing.interrupted
+
+
+async def _resolve_unless_signalled(
+    target: Target, settings: RunSettings, timeout_s: float
+) -> ResolvedTarget | OSError | trio.TooSlowError | None:
+    """Resolve ``target`` once for the whole run, bounded like any other wait.
+
+    A name lookup can take up to the timeout, and the run's own signal handling
+    (:func:`run_sessions`) is not in place yet: with ``settings.handle_signals`` a first
+    SIGINT or SIGTERM (or one noted before, ``signalled_before``) stops the lookup at once.
+
+    Returns:
+        the resolved target; the error that says why it cannot be resolved; or None when a
+        signal stopped it.
+    """
+    signalled = False
+    result: ResolvedTarget | OSError | trio.TooSlowError | None = None
+    async with trio.open_nursery() as nursery:
+        if settings.handle_signals:
+
+            async def stop_on_signal(*, task_status: trio.TaskStatus[None]) -> None:
+                nonlocal signalled
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    task_status.started()
+                    async for _ in signals:
+                        signalled = True
+                        nursery.cancel_scope.cancel()
+
+            await nursery.start(stop_on_signal)
+            if settings.signalled_before is not None and settings.signalled_before():
+                signalled = True
+                nursery.cancel_scope.cancel()
+        try:
+            with trio.fail_after(timeout_s):
+                result = await resolve_target(target.host, target.port)
+        except (OSError, trio.TooSlowError) as error:
+            result = error
+        nursery.cancel_scope.cancel()  # the signal receiver closes: run_sessions opens its own
+    return None if signalled else result
 
 
 def new_run_id() -> str:
