@@ -483,9 +483,7 @@ NOT_A_MAPPING = "a scenario must be a mapping of keys ({}), not a {}".format(
     "name, description, target, timeout, variables, steps", "{}"
 )
 KEEPS_LAST = "YAML would silently keep only the last one, so remove one"
-BAD_NAME = (
-    "must be a word of letters, digits and _ (not starting with a digit) so that {name} can use it"
-)
+BAD_NAME = "must be a word of letters, digits and _ (not starting with a digit) so that"
 LATER_ONLY = "a captured variable is available only to the steps after the one that captures it"
 NO_NAMED_GROUP = (
     "capture needs a named group, such as (?P<queue_id>\\w+); each group's name becomes"
@@ -676,8 +674,8 @@ def test_target_problems(text: str, expected: list[str]) -> None:
         case(
             "bad-names",
             steps_of("send: NOOP", head="variables:\n  1st: a\n  from-addr: b\n  session: c\n"),
-            f"2:3: variable name '1st' {BAD_NAME}",
-            f"3:3: variable name 'from-addr' {BAD_NAME}",
+            f"2:3: variable name '1st' {BAD_NAME} {{1st}} can use it",
+            f"3:3: variable name 'from-addr' {BAD_NAME} {{from-addr}} can use it",
             "4:3: {session} is a built-in variable; choose another name",
         ),
         case(

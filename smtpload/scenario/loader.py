@@ -16,7 +16,6 @@ import contextlib
 import difflib
 import gc
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from smtpload.scenario.step_syntax import (
     read_step,
     read_template,
 )
-from smtpload.scenario.template import Template
+from smtpload.scenario.template import Template, is_variable_name, not_a_variable_name
 from smtpload.scenario.yaml_nodes import NULL_TAG, NodeReader, is_blank, kind_of
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -49,8 +48,6 @@ __all__ = ["load_scenario", "parse_scenario"]
 _TOP_KEYS = ("name", "description", "target", "timeout", "variables", "steps")
 _TARGET_KEYS = ("host", "port")
 _DEFAULT_PORT = 25  # the well-known SMTP port (IANA "smtp")
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what template.py accepts in {name}
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
@@ -243,12 +240,8 @@ class _Validator(NodeReader):
         variables: list[_Variable] = []
         for name, (key_node, value_node) in self.mapping(node, "in variables", None).items():
             ok = True
-            if not _IDENTIFIER.fullmatch(name):
-                self.problem(
-                    key_node,
-                    f"variable name {shown(name)} must be a word of letters, digits and _"
-                    " (not starting with a digit) so that {name} can use it",
-                )
+            if not is_variable_name(name):
+                self.problem(key_node, not_a_variable_name("variable name", name))
                 ok = False
             elif name in BUILTIN_VARIABLES:
                 self.problem(

@@ -27,6 +27,7 @@ from smtpload.scenario.template import (
     Template,
     TemplateSyntaxError,
     is_variable_name,
+    not_a_variable_name,
     parse_template,
 )
 from smtpload.scenario.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_blank, is_true
@@ -273,11 +274,7 @@ def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> Non
     for group in groups:
         if not is_variable_name(group):
             # RE2 takes names such as 1st or é, which no {template} could use.
-            reader.problem(
-                node,
-                f"capture group {group!r} must be a word of letters, digits and _ (not starting"
-                " with a digit) so that {" + group + "} can use it",
-            )
+            reader.problem(node, not_a_variable_name("capture group", group))
             return
         if group in BUILTIN_VARIABLES:
             reader.problem(

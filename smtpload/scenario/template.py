@@ -11,7 +11,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Template", "TemplateSyntaxError", "is_variable_name", "parse_template"]
+from smtpload.errors import clipped, shown
+
+__all__ = [
+    "Template",
+    "TemplateSyntaxError",
+    "is_variable_name",
+    "not_a_variable_name",
+    "parse_template",
+]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -19,6 +27,15 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def is_variable_name(text: str) -> bool:
     """Whether ``{text}`` in a template names a variable."""
     return _NAME.fullmatch(text) is not None
+
+
+def not_a_variable_name(what: str, name: str) -> str:
+    """The problem with ``name``, which :func:`is_variable_name` refused, as ``what`` (a variable
+    name, a capture group) that templates are to use."""
+    return (
+        f"{what} {shown(name)} must be a word of letters, digits and _ (not starting with a"
+        f" digit) so that {{{clipped(name)}}} can use it"
+    )
 
 
 class TemplateSyntaxError(ValueError):
