@@ -103,11 +103,15 @@ def test_reports_of_a_run_with_a_huge_step_name_stay_bounded(
         ["record", str(scenario), "-o", str(baseline)],
         ["compare", str(scenario), "--baseline", str(baseline)],
     ]
+    cut = "n" * 37 + "..."  # the README: at most 40 characters of a name, then ...
     for command in commands:
         main(command)
         out, err = capsys.readouterr()
         for line in (out + err).splitlines():
             assert len(line) < LINE_MAX, (command[0], line[:200])
+        # Every command cuts a name the same way.
+        assert cut in out + err, command[0]
+        assert "n" * 38 not in out + err, command[0]
     (run_dir,) = results.iterdir()
     log = (run_dir / "failures.log").read_text()
     assert max(len(line) for line in log.splitlines()) < LINE_MAX

@@ -28,7 +28,7 @@ from smtpload.cli.common import (
     parse_vars,
     positive_percent,
 )
-from smtpload.errors import OutputError, clipped, shown
+from smtpload.errors import OutputError, shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
@@ -42,6 +42,7 @@ from smtpload.regression.compare import (
 from smtpload.regression.junit import junit_xml
 from smtpload.regression.observe import observe_run
 from smtpload.report.files import JUNIT_SUITE_PREFIX, probe_output, write_text
+from smtpload.report.results import step_name_shown
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
@@ -207,7 +208,7 @@ def command_record(args: argparse.Namespace) -> int:
     if unexpected:
         print(
             "smtpload: warning: the replies at "
-            + ", ".join(clipped(name, 40) for name in unexpected)
+            + ", ".join(step_name_shown(name) for name in unexpected)
             + " were not what the scenario expects (or did not come); recorded as they were",
             file=sys.stderr,
         )

@@ -31,6 +31,7 @@ from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import Observation
 from smtpload.protocol.outcome import Outcome
 from smtpload.report.files import write_text
+from smtpload.report.results import MAX_SHOWN_NAME
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import is_file, scenario_path
@@ -41,7 +42,6 @@ from smtpload.transcripts.importer import ImportedSession, ImportResult, import_
 
 __all__ = ["add_parsers", "command_import", "command_replay"]
 
-_NAME_WIDTH_MAX = 40  # characters of a step name in replay's lines
 
 _IMPORT_EXAMPLES = """\
 examples:
@@ -216,7 +216,7 @@ def command_replay(args: argparse.Namespace) -> int:
         )
         # Long names are cut to the column (format_observation), not the column to them.
         name_width = min(
-            _NAME_WIDTH_MAX, max(len(name) for name in ("connect", *compiled.step_names))
+            MAX_SHOWN_NAME, max(len(name) for name in ("connect", *compiled.step_names))
         )
         print(format_session_header(number, item.label, str(target or "the built-in sink")))
 

@@ -59,8 +59,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from smtpload.errors import clipped, shown
+from smtpload.errors import shown
 from smtpload.regression.baseline import Behaviour, StepBehaviour
+from smtpload.report.results import step_name_shown
 
 __all__ = [
     "DEFAULT_MIN_LATENCY_DELTA_MS",
@@ -91,7 +92,6 @@ SAMPLES_NEEDED: dict[str, int] = {"p50": 2, "p99": 100, "p99.9": 1000}
 
 #: How many removed or added text lines a difference shows before "(+N more)".
 _MAX_LINES_SHOWN = 5
-_NAME_SHOWN = 40  # characters of a step name in the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,10 +496,10 @@ def format_comparison(comparison: Comparison) -> str:
         f"({comparison.current_sessions} sessions)"
     ]
     # A step name is shown cut: the report stays a table whatever the scenario calls its steps.
-    width = max((len(clipped(name, _NAME_SHOWN)) for name in comparison.steps), default=4)
+    width = max((len(step_name_shown(name)) for name in comparison.steps), default=4)
     for name in comparison.steps:
         differences = comparison.differences_at(name)
-        shown_name = clipped(name, _NAME_SHOWN)
+        shown_name = step_name_shown(name)
         if not differences:
             status = comparison.status_of(name)
             if status == NOT_RUN:

@@ -69,6 +69,7 @@ __all__ = [
     "format_progress",
     "format_report",
     "safe_file_name",
+    "step_name_shown",
     "summary_json",
     "write_results",
 ]
@@ -288,7 +289,8 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
 
 def _format_failure(failure: SessionFailure) -> list[str]:
     lines = [
-        f"session {failure.session}: {failure.outcome.value} at step '{_name(failure.step)}'",
+        f"session {failure.session}: {failure.outcome.value}"
+        f" at step '{step_name_shown(failure.step)}'",
         f"expected: {_printable(failure.expected) or '-'}",
         f"got: {_printable(failure.got) or '-'}",
     ]
@@ -301,7 +303,7 @@ def _printable(text: str) -> str:
     return text.translate(_ESCAPE_CONTROLS) if _CONTROL.search(text) else text
 
 
-def _name(step_name: str) -> str:
+def step_name_shown(step_name: str) -> str:
     """A step name for people: printable, and cut (its full name is in summary.json)."""
     if len(step_name) > MAX_SHOWN_NAME:
         step_name = step_name[: MAX_SHOWN_NAME - 3] + "..."
@@ -345,12 +347,14 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     ]
     finished = sessions["passed"] + sessions["failed"]
     rows.append(("session", finished, sessions["failed"], summary["session_latency_ms"]))
-    name_width = max(len("step"), *(len(_name(name)) for name, *_ in rows))
+    name_width = max(len("step"), *(len(step_name_shown(name)) for name, *_ in rows))
 
     lines = [header, _table_row(name_width, "step", "count", "failed", *_latency_titles())]
     for name, count, failed, latency in rows:
         lines.append(
-            _table_row(name_width, _name(name), str(count), str(failed), *_latency(latency))
+            _table_row(
+                name_width, step_name_shown(name), str(count), str(failed), *_latency(latency)
+            )
         )
 
     lines.append(
