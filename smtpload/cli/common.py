@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from smtpload.cli.interrupts import EXIT_INTERRUPTED
-from smtpload.errors import UsageError, clipped, shown
+from smtpload.errors import OutputError, UsageError, clipped, shown
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.scenario.model import Target, parse_target
@@ -31,7 +32,9 @@ __all__ = [
     "positive_float",
     "positive_int",
     "positive_percent",
+    "say_unwritten",
     "target_argument",
+    "write_each",
 ]
 
 EXIT_OK = 0
@@ -233,3 +236,25 @@ def _check_output(
         what = "is not a report smtpload wrote" if reports else "already exists"
         raise UsageError(f"{output}: {what}; give --force to replace it, or choose another file")
     probe_output(output)
+
+
+def write_each(writes: Sequence[Callable[[], object]]) -> list[OutputError]:
+    """Run each write on its own, so that one that fails does not cost the others.
+
+    Returns:
+        the errors of the writes that failed, in order (each names its file); the caller says
+        them, after whatever it still has to print, and exits 2.
+    """
+    failed = []
+    for write in writes:
+        try:
+            write()
+        except OutputError as error:
+            failed.append(error)
+    return failed
+
+
+def say_unwritten(failed: Sequence[OutputError]) -> None:
+    """Name each file that could not be written, on stderr."""
+    for error in failed:
+        print(f"smtpload: {error}", file=sys.stderr)

@@ -30,6 +30,8 @@ from smtpload.cli.common import (
     listen_argument,
     parse_vars,
     positive_float,
+    say_unwritten,
+    write_each,
 )
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
 from smtpload.net.fd_limit import ensure_open_files
@@ -203,25 +205,18 @@ def _command_run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.clear()
     # A signal now is deferred (interrupts.py): the results are written whole first.
-    # Each output on its own: one that cannot be written does not cost the others.
-    unwritten = []
-    try:
-        write_results(directory, summary, stats)
-    except OutputError as error:
-        unwritten.append(error)
-    results_written = not unwritten
-    if args.json is not None:
-        try:
-            write_text(args.json, summary_json(summary))
-        except OutputError as error:
-            unwritten.append(error)
+    results_unwritten = write_each([lambda: write_results(directory, summary, stats)])
+    json_unwritten = (
+        []
+        if args.json is None
+        else write_each([lambda: write_text(args.json, summary_json(summary))])
+    )
     if not args.quiet:
         print(format_report(summary, stats))
-        if results_written:
+        if not results_unwritten:
             print(f"results: {directory}/")
-    if unwritten:
-        for problem in unwritten:
-            print(f"smtpload: {problem}", file=sys.stderr)
+    if results_unwritten or json_unwritten:
+        say_unwritten([*results_unwritten, *json_unwritten])
         return EXIT_USAGE
     if interrupted:
         return EXIT_INTERRUPTED

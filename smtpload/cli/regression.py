@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -27,8 +27,10 @@ from smtpload.cli.common import (
     milliseconds,
     parse_vars,
     positive_percent,
+    say_unwritten,
+    write_each,
 )
-from smtpload.errors import OutputError, shown
+from smtpload.errors import shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
@@ -162,19 +164,6 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
     return behaviour, stats, interrupted
 
 
-def _write_each(writes: Sequence[Callable[[], object]]) -> bool:
-    """Run each write on its own, so that one that fails does not cost the others, and say
-    which file could not be written. Returns whether every write succeeded."""
-    succeeded = True
-    for write in writes:
-        try:
-            write()
-        except OutputError as error:
-            print(f"smtpload: {error}", file=sys.stderr)
-            succeeded = False
-    return succeeded
-
-
 def _why_no_connection(stats: RunStats) -> str | None:
     """Why no session of the run got a connection, so that none reached the greeting; None
     when one did."""
@@ -266,6 +255,8 @@ def command_compare(args: argparse.Namespace) -> int:
             print(f"baseline updated: {args.baseline}")
 
         writes.append(update_baseline)
-    if not _write_each(writes):
+    failed = write_each(writes)
+    if failed:
+        say_unwritten(failed)
         return EXIT_USAGE
     return comparison.exit_status
