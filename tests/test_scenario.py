@@ -501,6 +501,11 @@ CLOSE_TRUE = (
     " should not"
 )
 AFTER_DATA = "a data step must follow `send: DATA` with `expect: 354`"
+IN_THE_CLEAR = (
+    "would then be sent in the clear while the server waits for a TLS handshake: smtpload does"
+    " not speak TLS yet. Expect a refusal (such as `expect: 454`) to test one, or end the"
+    " session here with `close: true`"
+)
 NOT_A_CODE = (
     "is not a reply code; write three digits from 100 to 599 (250), a class with x for any"
     " digit (2xx, 25x), or a list of them"
@@ -914,6 +919,21 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
             f"3:5: {AFTER_DATA} (step 1 does not expect a reply code)",
         ),
         case(
+            "starttls-accepted-then-more",
+            steps_of("greeting: 220", "{send: STARTTLS, expect: 220}", "send: EHLO x"),
+            f"3:5: this `send: STARTTLS` accepts a 2xx reply, and step 3 {IN_THE_CLEAR}",
+        ),
+        case(
+            "starttls-of-any-case-and-class-then-more",
+            steps_of("{send: ' starttls', expect: [2xx, 454]}", "send: EHLO x"),
+            f"2:5: this `send: STARTTLS` accepts a 2xx reply, and step 2 {IN_THE_CLEAR}",
+        ),
+        case(
+            "starttls-without-expect-then-more",
+            steps_of("send: STARTTLS", "send: QUIT"),
+            f"2:5: this `send: STARTTLS` accepts any reply, and step 2 {IN_THE_CLEAR}",
+        ),
+        case(
             "step-after-close",
             steps_of("send: QUIT", "close: true", "send: NOOP", "send: NOOP"),
             "4:5: nothing can follow the close step (step 2): the connection is gone by then;"
@@ -1233,3 +1253,19 @@ def test_load_scenario_unreadable_file_is_a_problem_at_line_1(
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert [str(p) for p in info.value.problems] == [f"{path}:1:1: {message}"]
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        ("{send: STARTTLS, expect: 454}", "send: EHLO x"),  # a refusal is a fine test
+        ("{send: STARTTLS, expect: [454, 502]}", "send: QUIT"),
+        ("{send: STARTTLS, expect: 220}", "close: true"),
+        ("send: EHLO x", "{send: STARTTLS, expect: 220}"),  # the last step
+        ("send: 'STARTTLS now'", "send: QUIT"),  # not the STARTTLS command (no parameters)
+    ],
+    ids=["refused", "refused-list", "then-close", "last", "other-command"],
+)
+def test_starttls_that_leaves_nothing_in_the_clear_is_valid(steps: tuple[str, ...]) -> None:
+    scenario = parse(steps_of("greeting: 220", *steps))  # raises ScenarioError if refused
+    assert len(scenario.steps) == 1 + len(steps)

@@ -161,6 +161,7 @@ class _Validator(NodeReader):
         drafts = self._steps(keys["steps"][1])
         self._check_variables_used(variables, drafts)
         self._check_data_follows_354(drafts)
+        self._check_nothing_in_the_clear_after_starttls(drafts)
         self._check_nothing_after_close(drafts)
         names = self._step_names(drafts)
         if self.problems:
@@ -352,6 +353,30 @@ class _Validator(NodeReader):
                 continue
             self.problem(
                 draft.node, f"a data step must follow `send: DATA` with `expect: 354` ({why})"
+            )
+
+    def _check_nothing_in_the_clear_after_starttls(self, drafts: list[StepDraft]) -> None:
+        # RFC 3207 §4: after a 220 to STARTTLS the server expects a TLS handshake, and §4.2: the
+        # session starts over inside TLS. smtpload does not speak TLS yet, so the next steps
+        # would go out in the clear, to a server waiting for a ClientHello. A test that the
+        # server refuses STARTTLS (expect: 454, 502...) is fine, and so is a close after it.
+        by_number = {draft.number: draft for draft in drafts}
+        for draft in drafts:
+            if draft.kind is not StepKind.SEND or (draft.text or "").strip().upper() != "STARTTLS":
+                continue
+            codes = None if draft.expect is None else draft.expect.codes
+            if codes is not None and not any(200 <= code <= 299 for code in codes):
+                continue
+            after = by_number.get(draft.number + 1)
+            if after is None or after.kind in (None, StepKind.CLOSE):
+                continue
+            accepted = "accepts any reply" if codes is None else "accepts a 2xx reply"
+            self.problem(
+                draft.node,
+                f"this `send: STARTTLS` {accepted}, and step {after.number} would then be sent"
+                " in the clear while the server waits for a TLS handshake: smtpload does not"
+                " speak TLS yet. Expect a refusal (such as `expect: 454`) to test one, or end"
+                " the session here with `close: true`",
             )
 
     def _check_nothing_after_close(self, drafts: list[StepDraft]) -> None:
