@@ -115,7 +115,12 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "protocol_error",
         "interrupted",
     ]
-    assert set(summary["throughput"]) == {"sessions_per_s", "messages_per_s", "messages"}
+    assert set(summary["throughput"]) == {
+        "sessions_per_s",
+        "passed_sessions_per_s",
+        "messages_per_s",
+        "messages",
+    }
     assert set(summary["session_latency_ms"]) == LATENCY_KEYS
     for step in summary["steps"]:
         assert set(step) == {"name", "count", "failed", "latency_ms", "dropped_samples"}
@@ -140,7 +145,12 @@ def test_summary_values_of_a_populated_run() -> None:
             "interrupted": 0,
         },
     }
-    assert summary["throughput"] == {"sessions_per_s": 5.0, "messages_per_s": 3.5, "messages": 14}
+    assert summary["throughput"] == {
+        "sessions_per_s": 5.0,
+        "passed_sessions_per_s": 3.5,
+        "messages_per_s": 3.5,
+        "messages": 14,
+    }
     assert summary["session_latency_ms"] == {
         "p50": 10.007,
         "p90": 10.007,
@@ -180,7 +190,12 @@ def test_summary_counts_dropped_samples() -> None:
 def test_summary_of_a_run_without_sessions_is_valid_json() -> None:
     summary = summary_of(RunStats(["connect"]), duration_s=0.0, interrupted=True)
     assert summary["session_latency_ms"] is None
-    assert summary["throughput"] == {"sessions_per_s": 0.0, "messages_per_s": 0.0, "messages": 0}
+    assert summary["throughput"] == {
+        "sessions_per_s": 0.0,
+        "passed_sessions_per_s": 0.0,
+        "messages_per_s": 0.0,
+        "messages": 0,
+    }
     assert summary["interrupted"] is True
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
 
@@ -440,7 +455,8 @@ def test_report_of_a_clean_run_names_no_failure_category() -> None:
 
 
 def test_report_throughput_line() -> None:
-    assert "throughput: 5.0 sessions/s, 3.5 messages/s\n" in report_of(populated_stats())
+    line = "throughput: 5.0 sessions/s finished, 3.5 sessions/s passed, 3.5 messages/s\n"
+    assert line in report_of(populated_stats())
 
 
 @pytest.mark.parametrize(

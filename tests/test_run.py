@@ -9,6 +9,7 @@ they are plain synchronous tests; the ones about exit statuses and tracebacks ru
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +335,37 @@ def test_validate_reports_problems_of_every_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{bad}:3:13:" in result.stderr
     assert result.stderr.count("three-errors.yaml:") == 3
+
+
+def test_refused_connections_count_in_the_finished_rate_not_the_passed_one(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as refusing:  # bound, never listening: every connect is refused
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        status, summary = run(tmp_path, "quickstart", "--target", f"127.0.0.1:{port}",
+                              "--sessions", "200", "--concurrency", "20")  # fmt: skip
+    assert status == 1
+    assert summary["sessions"]["failures"]["connect_error"] == 200
+    assert summary["throughput"]["sessions_per_s"] > 0
+    assert summary["throughput"]["passed_sessions_per_s"] == 0
+
+
+def test_quiet_says_nothing_when_all_pass_and_one_line_when_not(tmp_path: Path) -> None:
+    passed = smtpload("run", "quickstart", "--quiet", "--results", "r", cwd=tmp_path)
+    assert (passed.returncode, passed.stdout, passed.stderr) == (0, "", "")
+    with socket.socket() as refusing:  # bound, never listening: every connect is refused
+        refusing.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{refusing.getsockname()[1]}"
+        failed = smtpload(
+            "run", "quickstart", "--quiet", "--results", "r", "--target", target,
+            "--sessions", "3", cwd=tmp_path,
+        )  # fmt: skip
+    lines = failed.stdout.splitlines()
+    assert failed.returncode == 1
+    assert lines[0] == "sessions: 3 started, 0 passed, 3 failed (connect_error 3)"
+    assert lines[1].startswith("results: r/")
+    assert len(lines) == 2
 
 
 def test_json_holds_exactly_what_summary_json_holds(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.results import (
     SUMMARY_FILE,
+    format_outcomes,
     format_progress,
     format_report,
     summary_json,
@@ -95,7 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quiet",
         action="store_true",
-        help="no progress and no report; only errors (see the exit status)",
+        help="no progress and no report when every session passes; otherwise one line of"
+        " outcomes and the results folder (and errors)",
     )
 
     validate = commands.add_parser(
@@ -213,8 +215,11 @@ def _command_run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(format_report(summary, stats))
-        if not results_unwritten:
-            print(f"results: {directory}/")
+    elif stats.failed or summary["interrupted"]:
+        # Quiet is for runs that pass; one that did not still says so, and where to look.
+        print(format_outcomes(summary))
+    if (not args.quiet or stats.failed or summary["interrupted"]) and not results_unwritten:
+        print(f"results: {directory}/")
     if results_unwritten or json_unwritten:
         say_unwritten([*results_unwritten, *json_unwritten])
         return EXIT_USAGE

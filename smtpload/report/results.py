@@ -24,6 +24,7 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       },
       "throughput": {
         "sessions_per_s": float,        # finished sessions / duration_s (0.0 for duration 0)
+        "passed_sessions_per_s": float, # passed sessions / duration_s
         "messages_per_s": float,        # accepted messages / duration_s
         "messages": int                 # data steps that got a 2xx
       },
@@ -66,6 +67,7 @@ __all__ = [
     "MAX_FAILURES_LOG_BYTES",
     "SUMMARY_KEYS",
     "build_summary",
+    "format_outcomes",
     "format_progress",
     "format_report",
     "safe_file_name",
@@ -145,7 +147,10 @@ def build_summary(
             "failures": {o.value: stats.outcomes[o] for o in FAILURE_CATEGORIES},
         },
         "throughput": {
+            # Finished sessions count failures too (1,000 refused connections are fast):
+            # the passed rate is the one that says what the server did.
             "sessions_per_s": _rate_per_s(finished, duration_s),
+            "passed_sessions_per_s": _rate_per_s(stats.passed, duration_s),
             "messages_per_s": _rate_per_s(stats.messages, duration_s),
             "messages": stats.messages,
         },
@@ -334,7 +339,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
         session     1000       3     2.410     3.101     5.007     9.113    12.001
         sessions: 1000 started, 997 passed, 3 failed
         failures: timeout 2, connect_error 1
-        throughput: 99.9 sessions/s, 99.6 messages/s
+        throughput: 99.9 sessions/s finished, 99.6 sessions/s passed, 99.6 messages/s
     """
     header = f"{summary['scenario']} against {summary['target']}, {summary['duration_s']:.3f} s"
     if summary["interrupted"]:
@@ -357,16 +362,14 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
             )
         )
 
-    lines.append(
-        f"sessions: {sessions['started']} started, {sessions['passed']} passed, "
-        f"{sessions['failed']} failed"
-    )
-    failure_counts = [f"{name} {n}" for name, n in sessions["failures"].items() if n]
+    lines.append(_sessions_line(sessions))
+    failure_counts = _failure_counts(sessions)
     if failure_counts:
         lines.extend(_wrap_items("failures: ", failure_counts))
     throughput = summary["throughput"]
     lines.append(
-        f"throughput: {throughput['sessions_per_s']:.1f} sessions/s, "
+        f"throughput: {throughput['sessions_per_s']:.1f} sessions/s finished, "
+        f"{throughput['passed_sessions_per_s']:.1f} sessions/s passed, "
         f"{throughput['messages_per_s']:.1f} messages/s"
     )
     dropped = sum(step["dropped_samples"] for step in summary["steps"])
@@ -384,6 +387,25 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
         for failure in shown:
             lines.extend(["", *_format_failure(failure)])
     return "\n".join(lines) + "\n"
+
+
+def _sessions_line(sessions: dict[str, Any]) -> str:
+    return (
+        f"sessions: {sessions['started']} started, {sessions['passed']} passed, "
+        f"{sessions['failed']} failed"
+    )
+
+
+def _failure_counts(sessions: dict[str, Any]) -> list[str]:
+    return [f"{name} {n}" for name, n in sessions["failures"].items() if n]
+
+
+def format_outcomes(summary: dict[str, Any]) -> str:
+    """One line of the run's outcomes, for ``--quiet`` when a session failed:
+    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``."""
+    failures = _failure_counts(summary["sessions"])
+    line = _sessions_line(summary["sessions"])
+    return line + (f" ({', '.join(failures)})" if failures else "")
 
 
 def _wrap_items(prefix: str, items: list[str]) -> list[str]:
