@@ -49,9 +49,9 @@ from smtpload.errors import (
     shown,
 )
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
-from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.compiler import compile_scenario, undeclared_variables
 from smtpload.report.files import probe_output
-from smtpload.report.results import SUMMARY_FILE, write_results
+from smtpload.report.results import SUMMARY_FILE, exit_status, write_results
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import is_dir, scenario_path
 from smtpload.scenario.loader import load_scenario as _load_scenario_file
@@ -73,11 +73,6 @@ __all__ = [
     "read_summary",
     "run",
 ]
-
-# The exit statuses of `smtpload run` (README, "Outcomes and exit status").
-_EXIT_OK = 0
-_EXIT_FAILED = 1
-_EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +100,7 @@ class RunResult:
     def exit_status(self) -> int:
         """The status ``smtpload run`` would exit with: 0 passed, 1 a session failed, 130
         interrupted."""
-        if self.summary["interrupted"]:
-            return _EXIT_INTERRUPTED
-        return _EXIT_FAILED if self.summary["sessions"]["failed"] else _EXIT_OK
+        return exit_status(self.summary)
 
 
 def load_scenario(scenario: str | os.PathLike[str]) -> Scenario:
@@ -246,9 +239,10 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _check_variables(scenario: Scenario, variables: Mapping[str, str] | None) -> None:
-    declared = [name for name, _ in scenario.variables]
-    unknown = sorted(set(variables or {}) - set(declared))
+    # The compiler checks this too, in the command line's words (--var).
+    unknown = undeclared_variables(scenario, variables or {})
     if unknown:
+        declared = [name for name, _ in scenario.variables]
         raise UsageError(
             f"variables={{{shown(unknown[0])}: ...}}: the scenario declares no variable"
             f" {shown(unknown[0])} (it declares: {', '.join(declared) or 'none'})"

@@ -17,6 +17,7 @@ from smtpload.report.results import (
     MAX_FAILURES_LOG_BYTES,
     SUMMARY_KEYS,
     build_summary,
+    exit_status,
     format_progress,
     format_report,
     safe_file_name,
@@ -534,3 +535,14 @@ def test_format_progress(finished: int, total: int, elapsed_s: float, expected: 
     stats = populated_stats() if finished else RunStats(["connect"])
     assert stats.finished == finished
     assert format_progress(stats, total, elapsed_s) == expected
+
+
+def test_exit_status_is_the_command_lines() -> None:
+    from smtpload.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
+    passed = summary_of(RunStats(["connect"]))
+    assert exit_status(passed) == EXIT_OK
+    failed = summary_of(populated_stats())
+    assert failed["sessions"]["failed"] > 0
+    assert exit_status(failed) == EXIT_FAILED
+    assert exit_status({**failed, "interrupted": True}) == EXIT_INTERRUPTED

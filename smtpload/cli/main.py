@@ -20,7 +20,6 @@ from smtpload.cli import interrupts
 from smtpload.cli import regression as cli_regression
 from smtpload.cli import transcripts as cli_transcripts
 from smtpload.cli.common import (
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -41,6 +40,7 @@ from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.results import (
     SUMMARY_FILE,
+    exit_status,
     format_outcomes,
     format_progress,
     format_report,
@@ -203,7 +203,6 @@ def _command_run(args: argparse.Namespace) -> int:
         signalled_before=interrupts.pending,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
-    interrupted = summary["interrupted"]
     if progress is not None:
         progress.clear()
     # A signal now is deferred (interrupts.py): the results are written whole first.
@@ -215,17 +214,15 @@ def _command_run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(format_report(summary, stats))
-    elif stats.failed or summary["interrupted"]:
+    elif exit_status(summary) != EXIT_OK:
         # Quiet is for runs that pass; one that did not still says so, and where to look.
         print(format_outcomes(summary))
-    if (not args.quiet or stats.failed or summary["interrupted"]) and not results_unwritten:
+    if (not args.quiet or exit_status(summary) != EXIT_OK) and not results_unwritten:
         print(f"results: {directory}/")
     if results_unwritten or json_unwritten:
         say_unwritten([*results_unwritten, *json_unwritten])
         return EXIT_USAGE
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if stats.failed else EXIT_OK
+    return exit_status(summary)
 
 
 def _command_validate(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ messages gives each its own.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from smtpload.errors import UsageError, clipped, shown
@@ -37,6 +37,7 @@ __all__ = [
     "compile_scenario",
     "generated_message",
     "message_id",
+    "undeclared_variables",
 ]
 
 #: The step timeout when neither the step, --timeout nor the scenario gives one.
@@ -190,6 +191,11 @@ def generated_message(step: Step) -> str:
     return step.text if step.text is not None else _GENERATED_HEADERS
 
 
+def undeclared_variables(scenario: Scenario, names: Iterable[str]) -> list[str]:
+    """The ``names`` the scenario declares no variable of, sorted (what --var may not set)."""
+    return sorted(set(names) - {name for name, _ in scenario.variables})
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -207,7 +213,7 @@ def compile_scenario(
     """
     overrides = dict(overrides or {})
     declared = [name for name, _ in scenario.variables]
-    unknown = sorted(set(overrides) - set(declared))
+    unknown = undeclared_variables(scenario, overrides)
     if unknown:
         raise UsageError(
             f"--var {clipped(unknown[0])}: the scenario declares no variable {shown(unknown[0])}"

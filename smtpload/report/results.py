@@ -55,6 +55,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,6 +68,7 @@ __all__ = [
     "MAX_FAILURES_LOG_BYTES",
     "SUMMARY_KEYS",
     "build_summary",
+    "exit_status",
     "format_outcomes",
     "format_progress",
     "format_report",
@@ -233,6 +235,14 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
         text.detach()
     written.append(directory / FAILURES_FILE)
     return written
+
+
+def exit_status(summary: Mapping[str, Any]) -> int:
+    """What a finished run exits with (README, "Outcomes and exit status"): 130 interrupted
+    (it wins), 1 a session failed, 0 every session passed."""
+    if summary["interrupted"]:
+        return 130
+    return 1 if summary["sessions"]["failed"] else 0
 
 
 def summary_json(summary: dict[str, Any]) -> str:
