@@ -45,10 +45,6 @@ class _ReaderGoneTolerant(io.RawIOBase):
                 self._reader_gone = True
         return view.nbytes
 
-    def close(self) -> None:
-        # The descriptor belongs to the process (fd 1 or 2), not to this object.
-        super().close()
-
 
 def _tolerant_copy(stream: TextIO) -> TextIO:
     stream.flush()

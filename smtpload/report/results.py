@@ -276,16 +276,13 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
     budget = MAX_FAILURES_LOG_BYTES - _CUT_NOTE_BYTES
     used = 0
     left_out = 0
-    for failure in stats.failures:
-        # Once one transcript is left out, so are the later ones: the log stays in order.
-        if left_out:
-            left_out += 1
-            continue
+    for index, failure in enumerate(stats.failures):
         block = ("\n" if used else "") + "\n".join(_format_failure(failure)) + "\n"
         size = len(block.encode("utf-8"))
         if used + size > budget:
-            left_out += 1
-            continue
+            # This one and every later one: the log stays in order.
+            left_out = len(stats.failures) - index
+            break
         stream.write(block)
         used += size
     notes = []
@@ -297,9 +294,8 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
         )
     if stats.failures_not_kept:
         notes.append(f"({stats.failures_not_kept} more failed sessions not kept)")
-    for note in notes:
-        stream.write(("\n" if used else "") + note + "\n")
-        used += len(note) + 2
+    for number, note in enumerate(notes):
+        stream.write(("\n" if used or number else "") + note + "\n")
 
 
 def _format_failure(failure: SessionFailure) -> list[str]:
