@@ -127,15 +127,24 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The scenario and the options of every command that runs one (run, record, compare)."""
-    parser.add_argument("scenario", help="a scenario file, or the name of a bundled one")
+    parser.add_argument(
+        "scenario", metavar="SCENARIO", help="a scenario file, or the name of a bundled one"
+    )
     parser.add_argument(
         "--target",
         type=target_argument,
-        help="HOST:PORT of the server (default: the scenario's target, else the built-in sink)",
+        metavar="HOST:PORT",
+        help="the server (default: the scenario's target, else the built-in sink)",
     )
-    parser.add_argument("--sessions", type=positive_int, default=1, help="sessions in total")
     parser.add_argument(
-        "--concurrency", type=positive_int, default=1, help="sessions at the same time"
+        "--sessions", type=positive_int, default=1, metavar="N", help="sessions in total"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=1,
+        metavar="C",
+        help="sessions at the same time",
     )
     parser.add_argument(
         "--timeout",
@@ -155,8 +164,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         type=_reply_bytes,
         default=DEFAULT_MAX_REPLY_BYTES,
         metavar="BYTES",
-        help="a longer server reply ends its session as protocol_error "
-        f"(default {DEFAULT_MAX_REPLY_BYTES}, 1 MiB)",
+        help="a server reply longer than this ends its session as protocol_error",
     )
 
 

@@ -32,6 +32,7 @@ from smtpload.cli.common import (
     say_unwritten,
     write_each,
 )
+from smtpload.cli.usage import HelpFormatter
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
@@ -52,27 +53,53 @@ from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 #: The longest line an error message prints, in characters.
 MAX_MESSAGE_LINE = 1000
 
+_TOP_EXAMPLES = """\
+Each command has its own page: smtpload COMMAND --help. Bundled scenarios (quickstart,
+seed-telnet, ...) are given by name and work from any folder.
+
+examples:
+  smtpload run quickstart        # bundled, against the built-in sink
+  smtpload validate quickstart   # check a scenario without running it
+"""
+
 _RUN_EXAMPLES = """\
 examples:
-  smtpload run quickstart                      # the bundled quickstart, against the built-in sink
-  smtpload run scenarios/seed-telnet.yaml --target 127.0.0.1:25
-  smtpload run quickstart --target mx.test:25 --sessions 10000 --concurrency 100 --quiet \\
-      --json summary.json
+  smtpload run quickstart        # bundled, against the built-in sink
+  smtpload run seed-telnet --target 127.0.0.1:2525   # e.g. smtpload sink
+  smtpload run quickstart --target mx.example.test:25 --sessions 10000 \\
+      --concurrency 100 --quiet --json summary.json
+"""
+
+_VALIDATE_EXAMPLES = """\
+examples:
+  smtpload validate quickstart   # a bundled scenario, by name
+  smtpload validate seed-telnet seed-sendmail multi-recipient  # several
+"""
+
+_SINK_EXAMPLES = """\
+examples:
+  smtpload sink                  # on 127.0.0.1:2525, until Ctrl-C
+  smtpload sink --listen 127.0.0.1:0 --idle-timeout 60  # a free port, printed
 """
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: the top level and every command."""
     parser = argparse.ArgumentParser(
         prog="smtpload",
         description="SMTP dialogues as YAML scenarios: replayed, validated, and run as load.",
+        epilog=_TOP_EXAMPLES,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"smtpload {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of these:"
+    )
 
     run = commands.add_parser(
         "run",
@@ -81,7 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "With no --target and none in the scenario, the built-in sink is started on a free "
         "loopback port and used.",
         epilog=_RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_run_options(run)
     run.add_argument(
@@ -89,7 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("results"),
         metavar="DIR",
-        help="where results/<run-id>/ is written (default: ./results)",
+        help="the folder that gets a <run-id>/ folder of results for each run",
     )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write summary.json here")
     add_force_option(run, "--json", reports=True)
@@ -105,10 +132,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="check scenario files without running them",
         description="Check scenario files. Every problem is printed as FILE:LINE:COL: message; "
         "the exit status is 2 when there is any.",
-        epilog="example:\n  smtpload validate scenarios/*.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_VALIDATE_EXAMPLES,
+        formatter_class=HelpFormatter,
     )
-    validate.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    validate.add_argument(
+        "scenarios",
+        nargs="+",
+        metavar="SCENARIO",
+        help="a scenario file, or the name of a bundled one; as many as you like",
+    )
 
     cli_transcripts.add_parsers(commands)
     cli_regression.add_parsers(commands)
@@ -118,23 +150,22 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run the built-in SMTP sink (accepts and discards everything)",
         description="Run the built-in sink: an SMTP server that accepts every message and "
         "discards it, until Ctrl-C.",
-        epilog="example:\n  smtpload sink --listen 127.0.0.1:2525",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_SINK_EXAMPLES,
+        formatter_class=HelpFormatter,
     )
     sink.add_argument(
         "--listen",
         type=listen_argument,
         default=Target("127.0.0.1", 2525),
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:2525; port 0 picks a free one)",
+        help="address to listen on; port 0 picks a free one",
     )
     sink.add_argument(
         "--idle-timeout",
         type=positive_float,
         default=DEFAULT_IDLE_TIMEOUT_S,
         metavar="SECONDS",
-        help="close a connection that sends nothing, or reads none of its replies, for this "
-        f"long (default {DEFAULT_IDLE_TIMEOUT_S:g})",
+        help="close a connection that sends nothing, or reads none of its replies, for this long",
     )
     return parser
 
@@ -272,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     commands = {
         "run": _command_run,
         "validate": _command_validate,

@@ -30,6 +30,7 @@ from smtpload.cli.common import (
     say_unwritten,
     write_each,
 )
+from smtpload.cli.usage import HelpFormatter
 from smtpload.errors import shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
@@ -53,15 +54,20 @@ from smtpload.scenario.model import Target
 __all__ = ["add_parsers", "command_compare", "command_record"]
 
 _RECORD_EXAMPLES = """\
-example:
-  smtpload record tests/data/upgrade.yaml --target 127.0.0.1:10025 -o baseline.json --sessions 20
+example (before an upgrade; smtpload compare after it says what changed):
+  smtpload record esmtp-capabilities --target mx.example.test:25 \\
+      -o baseline.json --sessions 20
 """
 
 _COMPARE_EXAMPLES = """\
-examples:
-  smtpload compare tests/data/upgrade.yaml --baseline baseline.json --target 127.0.0.1:10026
-  smtpload compare upgrade.yaml --baseline b.json --target new-mx:25 --sessions 50 \\
-      --max-latency-regression 50 --junit report.xml --json diff.json
+examples (record before an upgrade, compare after it):
+  smtpload record esmtp-capabilities --target mx.example.test:25 \\
+      -o baseline.json
+  smtpload compare esmtp-capabilities --target mx.example.test:25 \\
+      --baseline baseline.json
+  smtpload compare esmtp-capabilities --target mx.example.test:25 \\
+      --baseline baseline.json --sessions 50 --max-latency-regression 50 \\
+      --junit report.xml --json diff.json
 """
 
 
@@ -74,10 +80,17 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "does not end the session) and save, per step, the reply codes, enhanced codes, texts, "
         "EHLO capabilities and latency histograms as a baseline file.",
         epilog=_RECORD_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_run_options(record)
-    record.add_argument("-o", "--output", type=Path, required=True, metavar="BASELINE.json")
+    record.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="BASELINE.json",
+        help="the baseline file to write (for compare --baseline)",
+    )
     add_force_option(record, "-o", reports=False)
 
     comparing = commands.add_parser(
@@ -89,10 +102,16 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "baseline's replies had none are warnings, regressions with --strict. "
         "Exit status 0 no regression, 1 regression, 2 usage.",
         epilog=_COMPARE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_run_options(comparing)
-    comparing.add_argument("--baseline", type=Path, required=True, metavar="BASELINE.json")
+    comparing.add_argument(
+        "--baseline",
+        type=Path,
+        required=True,
+        metavar="BASELINE.json",
+        help="the baseline that record wrote (or --update-baseline)",
+    )
     comparing.add_argument(
         "--max-latency-regression",
         type=positive_percent,
@@ -107,7 +126,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=DEFAULT_MIN_LATENCY_DELTA_MS,
         metavar="MS",
         help="with --max-latency-regression, a percentile that grew by MS ms or less is no "
-        "regression, whatever the percentage (default: %(default)g; 0 turns it off)",
+        "regression, whatever the percentage; 0 turns it off",
     )
     comparing.add_argument(
         "--strict",

@@ -25,6 +25,7 @@ from smtpload.cli.common import (
     positive_int,
     target_argument,
 )
+from smtpload.cli.usage import HelpFormatter
 from smtpload.errors import UsageError
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
@@ -44,16 +45,18 @@ __all__ = ["add_parsers", "command_import", "command_replay"]
 
 
 _IMPORT_EXAMPLES = """\
-examples:
-  smtpload import tests/data/transcripts/seed-blog.txt            # print the scenarios
-  smtpload import session.txt -o scenarios/session.yaml           # session.yaml, session-2.yaml...
-  smtpload import page.txt --session 2 --strict -o strict.yaml
+examples (a transcript of your own; here swaks' against `smtpload sink`):
+  swaks --server 127.0.0.1:2525 --to me@example.test > session.txt
+  smtpload import session.txt                   # print the scenarios
+  smtpload import session.txt -o session.yaml   # session.yaml, session-2.yaml
+  smtpload import session.txt --session 1 --strict -o strict.yaml
 """
 
 _REPLAY_EXAMPLES = """\
-examples:
-  smtpload replay tests/data/transcripts/seed-blog.txt --target 127.0.0.1:10025
-  smtpload replay scenarios/seed-sendmail.yaml --target 127.0.0.1:10025
+examples (against `smtpload sink`, or your server):
+  swaks --server 127.0.0.1:2525 --to me@example.test > session.txt
+  smtpload replay session.txt --target 127.0.0.1:2525   # a transcript
+  smtpload replay seed-telnet --target 127.0.0.1:2525   # a scenario
 """
 
 
@@ -68,33 +71,43 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "message's Date: and Message-ID: values become {date} and {message_id}, new for each "
         "message sent. Without -o the YAML goes to stdout; everything else goes to stderr.",
         epilog=_IMPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    importing.add_argument("transcript", type=Path)
+    importing.add_argument(
+        "transcript",
+        type=Path,
+        metavar="TRANSCRIPT",
+        help="a file holding one or more sessions (telnet or nc, swaks, C:/S:)",
+    )
     importing.add_argument(
         "-o",
         "--output",
         type=Path,
         metavar="SCENARIO.yaml",
-        help="write here (with -2, -3... before .yaml for more sessions)",
+        help="write here, with -2, -3... before .yaml for more sessions (default: stdout)",
     )
     add_force_option(importing, "-o", reports=False)
     _add_transcript_options(importing)
 
     replay = commands.add_parser(
         "replay",
-        help="run each session of a transcript or scenario once, showing every step",
+        help="run each session of a transcript or scenario once, step by step",
         description="Import a transcript in memory (or read a scenario file) and run each "
         "session once, in order, printing each command, the reply expected and the reply got. "
         "Exit status as for run.",
         epilog=_REPLAY_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    replay.add_argument("source", help="a transcript, or a scenario file (.yaml)")
+    replay.add_argument(
+        "source",
+        metavar="TRANSCRIPT|SCENARIO",
+        help="a transcript, or a scenario: a .yaml file or the name of a bundled one",
+    )
     replay.add_argument(
         "--target",
         type=target_argument,
-        help="HOST:PORT (default: the transcript's or scenario's target, else the built-in sink)",
+        metavar="HOST:PORT",
+        help="the server (default: the transcript's or scenario's target, else the built-in sink)",
     )
     replay.add_argument(
         "--timeout",
@@ -110,10 +123,13 @@ def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=["auto", "telnet", "swaks", "cs"],
         default="auto",
-        help="the transcript's form (default: decide and say so)",
+        help="the transcript's form; auto decides, and says what it chose",
     )
     parser.add_argument(
-        "--session", type=positive_int, metavar="N", help="only the Nth session of the file"
+        "--session",
+        type=positive_int,
+        metavar="N",
+        help="only the Nth session of the file (default: every session)",
     )
     parser.add_argument(
         "--strict",

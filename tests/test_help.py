@@ -1,0 +1,250 @@
+"""The command line's help pages.
+
+What ``smtpload --help`` and each command's ``--help`` show: every option and positional
+explained, every default said, examples that work from any folder. The pages are taken from
+the real parser (``build_parser``), so a command or option added later is checked too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smtpload.cli.main import build_parser
+from smtpload.cli.usage import command_parsers, shown_default
+from smtpload.scenario.bundled import find_scenario
+from smtpload.scenario.model import Target
+from tests.cli import smtpload
+
+PARSER = build_parser()
+COMMANDS = command_parsers(PARSER)
+#: Every help page: the top level's, then each command's.
+PAGES = {"smtpload": PARSER, **{f"smtpload {name}": parser for name, parser in COMMANDS.items()}}
+
+#: Arguments that name a file to read (or a bundled scenario), by dest.
+SCENARIO_INPUTS = ("scenario", "scenarios", "source")
+FILE_INPUTS = ("transcript", "baseline")
+#: Arguments that name a file a command writes, by dest: a later example may read it.
+OUTPUTS = ("output", "json", "junit")
+
+#: The width the help pages are checked at (COLUMNS), as on a plain terminal.
+COLUMNS = 80
+
+
+def help_page(parser: argparse.ArgumentParser, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("COLUMNS", str(COLUMNS))
+    return parser.format_help()
+
+
+def flat(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces as single spaces."""
+    return " ".join(text.split())
+
+
+def test_the_commands_are_the_documented_seven() -> None:
+    assert list(COMMANDS) == ["run", "validate", "import", "replay", "record", "compare", "sink"]
+
+
+# --- defaults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, None),
+        (False, None),
+        ([], None),
+        ("", None),
+        (argparse.SUPPRESS, None),
+        (1, "1"),
+        (300.0, "300"),
+        (1.5, "1.5"),
+        ("auto", "auto"),
+        (Path("results"), "results"),
+        (Target("127.0.0.1", 2525), "127.0.0.1:2525"),
+    ],
+    ids=repr,
+)
+def test_shown_default(value: object, shown: str | None) -> None:
+    assert shown_default(value) == shown
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_help_page_shows_each_default(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = PAGES[page]
+    text = flat(help_page(parser, monkeypatch))
+    for action in parser._actions:
+        default = shown_default(action.default)
+        if action.option_strings and default is not None:
+            assert f"(default: {default})" in text, (action.option_strings, text)
+    # "Not given" is no default worth a word.
+    for noise in ("None", "False", "True", "[]", "''"):
+        assert f"(default: {noise})" not in text
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_default_is_said_the_same_way(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One form, "(default: ...)", so that a reader (and the test above) finds every one.
+    text = flat(help_page(PAGES[page], monkeypatch))
+    assert not re.search(r"\(default(?!: )", text), text
+    assert "default is" not in text
+
+
+# --- help text everywhere ---------------------------------------------------------------------
+
+
+def all_actions(
+    parser: argparse.ArgumentParser, page: str = "smtpload"
+) -> Iterator[tuple[str, str, object]]:
+    """(page, argument, help) for every argument of ``parser`` and of its commands, and for
+    each command's line on its parent's page."""
+    for action in parser._actions:
+        name = "/".join(action.option_strings) or str(action.metavar or action.dest)
+        yield page, name, action.help
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                yield page, f"command {choice.dest}", choice.help
+            for command, subparser in action.choices.items():
+                yield from all_actions(subparser, f"{page} {command}")
+
+
+def test_every_option_and_positional_has_help() -> None:
+    missing = [
+        (page, name)
+        for page, name, text in all_actions(PARSER)
+        if not isinstance(text, str) or not text.strip() or text == argparse.SUPPRESS
+    ]
+    assert missing == []
+
+
+def test_the_help_walk_sees_every_command_and_option() -> None:
+    # The check above is only as good as its walk: it must reach the commands' own options.
+    seen = {(page, name) for page, name, _ in all_actions(PARSER)}
+    assert ("smtpload record", "-o/--output") in seen
+    assert ("smtpload compare", "--baseline") in seen
+    assert ("smtpload validate", "SCENARIO") in seen
+    assert ("smtpload", "command sink") in seen
+    assert len({page for page, _ in seen}) == len(PAGES)
+
+
+def test_top_level_help_lists_every_command_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(COLUMNS))
+    result = smtpload("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    listing = lines[lines.index(next(line for line in lines if line.startswith("  COMMAND"))) + 1 :]
+    listing = listing[: listing.index("")]
+    # Each line is "    NAME  help"; a wrapped help would leave a line with no name.
+    rows = [line.split(maxsplit=1) for line in listing]
+    assert [row[0] for row in rows] == list(COMMANDS), listing
+    assert all(len(row) == 2 for row in rows), listing
+    assert [line for line in lines if len(line) > COLUMNS] == []
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+def example_lines(epilog: str) -> list[str]:
+    """The example command lines of an epilog, each ``\\``-continued line joined to its own."""
+    lines: list[str] = []
+    continued = False
+    for line in epilog.splitlines():
+        if continued:
+            lines[-1] = lines[-1].removesuffix("\\") + " " + line.strip()
+        elif line.startswith("  "):
+            lines.append(line.strip())
+        continued = line.endswith("\\")
+    return lines
+
+
+def test_example_lines_joins_continued_lines() -> None:
+    epilog = "examples:\n  smtpload run a \\\n      --quiet\n  smtpload sink\nprose\n"
+    assert example_lines(epilog) == ["smtpload run a  --quiet", "smtpload sink"]
+
+
+def resolve_examples(epilog: str, parser: argparse.ArgumentParser) -> list[str]:
+    """What is wrong with the ``smtpload`` examples of ``epilog``, run in the current folder
+    (which holds nothing): an example that does not parse, or that reads a file which is
+    neither a bundled scenario nor one that an earlier example of the same epilog writes."""
+    problems = []
+    made: set[str] = set()
+    for line in example_lines(epilog):
+        words = shlex.split(line, comments=True)
+        # A shell redirection makes a file (`swaks ... > session.txt`).
+        for position, word in enumerate(words[:-1]):
+            if word == ">":
+                made.add(words[position + 1])
+        if words[0] != "smtpload":
+            continue
+        argv = words[1 : words.index(">")] if ">" in words else words[1:]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            problems.append(f"does not parse: {line}")
+            continue
+        for dest in SCENARIO_INPUTS + FILE_INPUTS:
+            value = getattr(args, dest, None)
+            for name in value if isinstance(value, list) else [] if value is None else [value]:
+                bundled = dest in SCENARIO_INPUTS and find_scenario(str(name)) is not None
+                if not bundled and str(name) not in made:
+                    problems.append(f"{name} is neither bundled nor made before: {line}")
+        made.update(str(getattr(args, dest)) for dest in OUTPUTS if getattr(args, dest, None))
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_example_works_from_an_empty_folder(
+    page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    epilog = PAGES[page].epilog or ""
+    assert any(line.startswith("smtpload ") for line in example_lines(epilog)), epilog
+    assert resolve_examples(epilog, PARSER) == []
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_examples_fit_a_terminal(page: str) -> None:
+    # Examples (indented) are kept as written, not wrapped: they must fit by themselves.
+    epilog = PAGES[page].epilog or ""
+    examples = [line for line in epilog.splitlines() if line.startswith(" ")]
+    assert [line for line in examples if len(line) >= COLUMNS] == []
+
+
+@pytest.mark.parametrize(
+    ("epilog", "problem"),
+    [
+        ("  smtpload run scenarios/seed-telnet.yaml", "neither bundled"),
+        ("  smtpload validate tests/data/upgrade.yaml", "neither bundled"),
+        ("  smtpload import session.txt", "neither bundled"),
+        ("  smtpload compare quickstart --baseline b.json", "neither bundled"),
+        ("  smtpload run quickstart --sessions 0", "does not parse"),
+        ("  smtpload bogus", "does not parse"),
+    ],
+)
+def test_a_broken_example_is_found(
+    epilog: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    problems = resolve_examples(epilog, PARSER)
+    assert len(problems) == 1
+    assert problem in problems[0]
+
+
+def test_an_example_may_read_what_an_earlier_one_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    epilog = (
+        "  printf 'x' > session.txt\n"
+        "  smtpload import session.txt -o made.yaml\n"
+        "  smtpload record made.yaml -o b.json\n"
+        "  smtpload compare quickstart --baseline b.json\n"
+    )
+    assert resolve_examples(epilog, PARSER) == []
