@@ -1,8 +1,9 @@
-"""The command line's help pages.
+"""The command line's help pages and usage errors.
 
-What ``smtpload --help`` and each command's ``--help`` show: every option and positional
-explained, every default said, examples that work from any folder. The pages are taken from
-the real parser (``build_parser``), so a command or option added later is checked too.
+What ``smtpload --help`` and each command's ``--help`` show (every option and positional
+explained, every default said, examples that work from any folder), and which parser reports
+an unknown argument. The pages are taken from the real parser (``build_parser``), so a
+command or option added later is checked too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from smtpload.cli.main import build_parser
+from smtpload.cli.main import build_parser, main
 from smtpload.cli.usage import command_parsers, shown_default
 from smtpload.scenario.bundled import find_scenario
 from smtpload.scenario.model import Target
@@ -248,3 +249,83 @@ def test_an_example_may_read_what_an_earlier_one_wrote(
         "  smtpload compare quickstart --baseline b.json\n"
     )
     assert resolve_examples(epilog, PARSER) == []
+
+
+# --- usage errors -----------------------------------------------------------------------------
+
+#: The shortest valid command line of each command.
+VALID = {
+    "run": ["run", "quickstart"],
+    "validate": ["validate", "quickstart"],
+    "import": ["import", "session.txt"],
+    "replay": ["replay", "quickstart"],
+    "record": ["record", "quickstart", "-o", "b.json"],
+    "compare": ["compare", "quickstart", "--baseline", "b.json"],
+    "sink": ["sink"],
+}
+
+#: Arguments no command knows: an option, an option with a value, a positional too many.
+UNKNOWN = {"option": ["--bogus"], "option-value": ["--bogus=1"], "positional": ["extra"]}
+
+
+def test_every_command_has_a_valid_command_line() -> None:
+    assert set(VALID) == set(COMMANDS)
+    for argv in VALID.values():
+        PARSER.parse_args(argv)
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    # validate takes any number of scenarios: no positional is one too many.
+    [(c, k) for c in VALID for k in UNKNOWN if (c, k) != ("validate", "positional")],
+)
+def test_an_unknown_argument_is_reported_by_its_command(
+    command: str, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unknown = UNKNOWN[kind]
+    err = usage_error([*VALID[command], *unknown], capsys)
+    assert err.startswith(f"usage: smtpload {command} "), err
+    assert err.splitlines()[-1] == (
+        f"smtpload {command}: error: unrecognized arguments: {' '.join(unknown)}"
+    )
+
+
+@pytest.mark.parametrize("command", VALID)
+def test_an_unknown_option_before_the_command_is_the_top_levels(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(["--bogus", *VALID[command]], capsys)
+    assert err.startswith("usage: smtpload [-h]"), err
+    assert err.splitlines()[-1] == "smtpload: error: unrecognized arguments: --bogus"
+
+
+def test_unknown_arguments_before_and_after_the_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The top level's come first: they are the first mistake on the line.
+    err = usage_error(["--early", "run", "quickstart", "--late"], capsys)
+    assert err.splitlines()[-1] == "smtpload: error: unrecognized arguments: --early"
+
+
+def test_a_huge_unknown_argument_is_shown_as_an_excerpt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = usage_error(["run", "quickstart", "--" + "b" * 200_000, *["x"] * 10_000], capsys)
+    assert "(200,002 characters)" in err
+    assert max(len(line) for line in err.splitlines()) < 1000
+
+
+def test_an_unknown_argument_through_the_command(tmp_path: Path) -> None:
+    # The same, as a user sees it: the real process, its stderr and exit status.
+    result = smtpload("run", "quickstart", "--bogus", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: smtpload run ")
+    assert result.stderr.endswith("smtpload run: error: unrecognized arguments: --bogus\n")
+    assert not (tmp_path / "results").exists()

@@ -32,7 +32,7 @@ from smtpload.cli.common import (
     say_unwritten,
     write_each,
 )
-from smtpload.cli.usage import HelpFormatter
+from smtpload.cli.usage import HelpFormatter, parse_arguments
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     commands = {
         "run": _command_run,
         "validate": _command_validate,

@@ -10,14 +10,23 @@ follows the same rules:
 - descriptions and epilogs are wrapped to the terminal, except indented lines (the examples),
   which are kept as written; no line is broken at a hyphen, so ``--min-latency-delta`` stays
   whole.
+
+:func:`parse_arguments` is ``parse_args`` with one correction: argparse reports an unknown
+argument of a command from the top-level parser, with the top level's usage
+(``smtpload: error: unrecognized arguments: --bogus``); here the command that got it says so,
+with its own usage (``smtpload run: error: ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
+from collections.abc import Sequence
 
-__all__ = ["HelpFormatter", "command_parsers", "shown_default"]
+from smtpload.errors import clipped
+
+__all__ = ["HelpFormatter", "command_parsers", "parse_arguments", "shown_default"]
 
 
 def shown_default(value: object) -> str | None:
@@ -87,3 +96,35 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
     """The parser of each command of ``parser``, by name (empty when it has no commands)."""
     commands = _commands(parser)
     return {} if commands is None else dict(commands.choices)
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with an unknown argument reported by the command that got it.
+
+    The top level has no options that take a value, so its command is the first word of
+    ``argv`` that names it, and anything unknown before that word is the top level's.
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(words)
+    if not unknown:
+        return args
+    commands = _commands(parser)
+    name = None if commands is None else getattr(args, commands.dest, None)
+    if commands is None or name is None:
+        parser.error(_unrecognized(unknown))
+    before = [word for word in words[: words.index(name)] if word != "--"]
+    if before:
+        parser.error(_unrecognized(before))
+    commands.choices[name].error(_unrecognized(unknown))
+
+
+#: The longest list of unknown arguments an error repeats, in characters.
+_MAX_UNKNOWN_SHOWN = 800
+
+
+def _unrecognized(words: Sequence[str]) -> str:
+    """argparse's own message, repeating an excerpt of each word (errors.shown's rule)."""
+    listed = " ".join(clipped(word) for word in words)
+    return f"unrecognized arguments: {clipped(listed, _MAX_UNKNOWN_SHOWN)}"
