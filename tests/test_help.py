@@ -1,9 +1,9 @@
 """The command line's help pages and usage errors.
 
 What ``smtpload --help`` and each command's ``--help`` show (every option and positional
-explained, every default said, examples that work from any folder), and which parser reports
-an unknown argument. The pages are taken from the real parser (``build_parser``), so a
-command or option added later is checked too.
+explained, every default said, examples that work from any folder), which parser reports an
+unknown argument, and that the README's synopsis lists every option. The pages are taken from
+the real parser (``build_parser``), so a command or option added later is checked too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from smtpload.cli.main import build_parser, main
 from smtpload.cli.usage import command_parsers, shown_default
 from smtpload.scenario.bundled import find_scenario
 from smtpload.scenario.model import Target
-from tests.cli import smtpload
+from tests.cli import ROOT, smtpload
 
 PARSER = build_parser()
 COMMANDS = command_parsers(PARSER)
@@ -329,3 +329,74 @@ def test_an_unknown_argument_through_the_command(tmp_path: Path) -> None:
     assert result.stderr.startswith("usage: smtpload run ")
     assert result.stderr.endswith("smtpload run: error: unrecognized arguments: --bogus\n")
     assert not (tmp_path / "results").exists()
+
+
+# --- the README's synopsis --------------------------------------------------------------------
+
+README = ROOT / "README.md"
+#: An option in the synopsis: `--max-reply-bytes`, `-o`; not `HOST:PORT` or `auto|telnet`.
+OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+
+
+def synopsis(readme: str) -> dict[str, str]:
+    """The README's synopsis, by command: the fenced block of ``smtpload COMMAND ...`` lines,
+    each command's continuation lines joined to it."""
+    blocks = re.findall(r"^```\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+    block = next((b for b in blocks if b.startswith("smtpload run SCENARIO")), None)
+    assert block is not None, "no synopsis block (```, then smtpload run SCENARIO ...)"
+    entries: dict[str, str] = {}
+    command = ""
+    for line in block.splitlines():
+        if line.startswith("smtpload "):
+            command = line.split()[1]
+            entries[command] = line
+        else:
+            entries[command] += " " + line.strip()
+    return entries
+
+
+def synopsis_problems(entries: dict[str, str]) -> list[str]:
+    """Where the synopsis and the parser differ: a command or option it leaves out, an option
+    it names that the command does not have, a positional it calls by another name."""
+    problems = [f"no synopsis of {name}" for name in COMMANDS if name not in entries]
+    for name, entry in entries.items():
+        if name not in COMMANDS:
+            problems.append(f"synopsis of a command that does not exist: {name}")
+            continue
+        mentioned = set(OPTION.findall(entry.removeprefix(f"smtpload {name}")))
+        # SCENARIO... and [-o FILE] name SCENARIO and FILE.
+        words = {word.removesuffix("...") for word in re.split(r"[\s\[\]]+", entry)}
+        known: set[str] = set()
+        for action in COMMANDS[name]._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            known.update(action.option_strings)
+            if action.option_strings and not mentioned & set(action.option_strings):
+                problems.append(f"{name}: {'/'.join(action.option_strings)} is not listed")
+            if not action.option_strings and str(action.metavar) not in words:
+                problems.append(f"{name}: the positional {action.metavar} is not named so")
+        problems.extend(f"{name}: {option} is no option of it" for option in mentioned - known)
+    return problems
+
+
+def test_the_readme_synopsis_lists_every_option_of_every_command() -> None:
+    assert synopsis_problems(synopsis(README.read_text(encoding="utf-8"))) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("[--force] [--quiet]", "[--force]"), "run: --quiet is not listed"),
+        (("[-o SCENARIO.yaml] ", ""), "import: -o/--output is not listed"),
+        (("[--strict]\n", "[--strict] [--bogus]\n"), "--bogus is no option of it"),
+        (("smtpload validate SCENARIO...\n", ""), "no synopsis of validate"),
+        (("smtpload validate SCENARIO...", "smtpload validate FILE..."), "positional SCENARIO"),
+    ],
+    ids=["missing-option", "missing-short-option", "unknown-option", "missing-command", "named"],
+)
+def test_a_stale_synopsis_is_found(change: tuple[str, str], problem: str) -> None:
+    readme = README.read_text(encoding="utf-8")
+    old, new = change
+    assert old in readme
+    problems = synopsis_problems(synopsis(readme.replace(old, new, 1)))
+    assert any(problem in found for found in problems), problems
