@@ -28,6 +28,7 @@ from smtpload.cli.common import (
     check_outputs,
     listen_argument,
     parse_vars,
+    path_argument,
     positive_float,
     say_unwritten,
     write_each,
@@ -86,12 +87,14 @@ def _build_parser() -> argparse.ArgumentParser:
     add_run_options(run)
     run.add_argument(
         "--results",
-        type=Path,
+        type=path_argument,
         default=Path("results"),
         metavar="DIR",
         help="where results/<run-id>/ is written (default: ./results)",
     )
-    run.add_argument("--json", type=Path, metavar="PATH", help="also write summary.json here")
+    run.add_argument(
+        "--json", type=path_argument, metavar="PATH", help="also write summary.json here"
+    )
     add_force_option(run, "--json", reports=True)
     run.add_argument(
         "--quiet",

@@ -26,6 +26,7 @@ from smtpload.cli.common import (
     check_outputs,
     milliseconds,
     parse_vars,
+    path_argument,
     positive_percent,
     say_unwritten,
     write_each,
@@ -77,7 +78,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_options(record)
-    record.add_argument("-o", "--output", type=Path, required=True, metavar="BASELINE.json")
+    record.add_argument(
+        "-o", "--output", type=path_argument, required=True, metavar="BASELINE.json"
+    )
     add_force_option(record, "-o", reports=False)
 
     comparing = commands.add_parser(
@@ -92,7 +95,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_options(comparing)
-    comparing.add_argument("--baseline", type=Path, required=True, metavar="BASELINE.json")
+    comparing.add_argument("--baseline", type=path_argument, required=True, metavar="BASELINE.json")
     comparing.add_argument(
         "--max-latency-regression",
         type=positive_percent,
@@ -115,10 +118,13 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="changed texts, added capabilities and added enhanced codes are regressions too",
     )
     comparing.add_argument(
-        "--junit", type=Path, metavar="PATH", help="write JUnit XML here: one test case per step"
+        "--junit",
+        type=path_argument,
+        metavar="PATH",
+        help="write JUnit XML here: one test case per step",
     )
     comparing.add_argument(
-        "--json", type=Path, metavar="PATH", help="write the comparison as JSON here"
+        "--json", type=path_argument, metavar="PATH", help="write the comparison as JSON here"
     )
     add_force_option(comparing, "--junit and --json", reports=True)
     comparing.add_argument(

@@ -21,6 +21,7 @@ from smtpload.cli.common import (
     EXIT_OK,
     add_force_option,
     check_outputs,
+    path_argument,
     positive_float,
     positive_int,
     target_argument,
@@ -70,11 +71,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         epilog=_IMPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    importing.add_argument("transcript", type=Path)
+    importing.add_argument("transcript", type=path_argument)
     importing.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_argument,
         metavar="SCENARIO.yaml",
         help="write here (with -2, -3... before .yaml for more sessions)",
     )
