@@ -167,3 +167,40 @@ def test_an_empty_results_folder_is_said_to_be_empty(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "argument --results: '' is an empty name; give a file or folder name" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- import's options given to replay with a scenario ----------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["s.yaml", "s.yml", "quickstart"])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--strict", None), ("--format", "telnet"), ("--format", "cs")]
+)
+def test_replay_refuses_a_transcript_option_with_a_scenario(
+    tmp_path: Path, scenario: str, option: str, value: str | None
+) -> None:
+    # --strict used to be ignored without a word: the replay passed, the texts unchecked.
+    text = (ROOT / "scenarios" / "quickstart.yaml").read_text()
+    for name in ("s.yaml", "s.yml"):
+        (tmp_path / name).write_text(text)
+    args = [option] if value is None else [option, value]
+    result = smtpload_command("replay", scenario, *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""  # no session ran
+    assert (
+        f"smtpload: {option} is for a transcript, and {scenario!r} is a scenario file: its"
+        f" expect: says what is checked; remove {option}\n" == result.stderr
+    )
+
+
+def test_replay_takes_format_auto_with_a_scenario_and_strict_with_a_transcript(
+    tmp_path: Path,
+) -> None:
+    scenario = smtpload_command("replay", "quickstart", "--format", "auto", cwd=tmp_path)
+    assert scenario.returncode == 0, scenario.stderr
+    transcript = tmp_path / "t.txt"
+    transcript.write_text("S: 220 sink ESMTP\nC: QUIT\nS: 221 bye\n")
+    strict = smtpload_command("replay", str(transcript), "--strict", cwd=tmp_path)
+    # The built-in sink's words differ: --strict checked them, so the replay fails.
+    assert strict.returncode == 1, strict.stderr
+    assert "reply text does not match /^sink ESMTP$/" in strict.stdout

@@ -205,6 +205,15 @@ def _replayables(args: argparse.Namespace) -> list[_Replayable]:
     if path.suffix in (".yaml", ".yml") or not is_file(path):
         if args.session is not None and args.session != 1:
             raise UsageError(f"--session {args.session}: a scenario file holds one session")
+        # These change how a transcript is imported; a scenario's steps say what they expect
+        # themselves, so either would be silently ignored: refused, so nobody believes that
+        # --strict checked the texts.
+        for option, given in (("--strict", args.strict), ("--format", args.format != "auto")):
+            if given:
+                raise UsageError(
+                    f"{option} is for a transcript, and {shown(args.source)} is a scenario"
+                    " file: its expect: says what is checked; remove " + option
+                )
         scenario = load_scenario(path)
         return [_Replayable(scenario.path, scenario)]
     result = _read_transcript(path, args)
