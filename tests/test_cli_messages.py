@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import re
+import tokenize
 from pathlib import Path
 
 import pytest
 
 import smtpload
 from smtpload.cli.main import _build_parser, main
+from smtpload.errors import counted
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.engine import Observation, SessionEngine
+from smtpload.protocol.wire import ReplyParser
+from smtpload.report.sidebyside import format_observation
+from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 from tests.cli import smtpload as smtpload_command
 
 # -- a source that is not there --------------------------------------------------------------
@@ -204,3 +212,106 @@ def test_replay_takes_format_auto_with_a_scenario_and_strict_with_a_transcript(
     # The built-in sink's words differ: --strict checked them, so the replay fails.
     assert strict.returncode == 1, strict.stderr
     assert "reply text does not match /^sink ESMTP$/" in strict.stdout
+
+
+# -- counts in words -------------------------------------------------------------------------
+
+
+def test_counted_says_one_thing_and_two_things() -> None:
+    assert counted(1, "session") == "1 session"
+    assert counted(2, "session") == "2 sessions"
+    assert counted(0, "step") == "0 steps"
+    assert counted(1, "latency", "latencies") == "1 latency"
+    assert counted(2, "latency", "latencies") == "2 latencies"
+
+
+ONE_STEP = "steps:\n  - greeting: 220\n"
+TWO_STEPS = ONE_STEP + "  - send: QUIT\n    expect: 221\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"), [(ONE_STEP, "ok (1 step)"), (TWO_STEPS, "ok (2 steps)")], ids=["1", "2"]
+)
+def test_validate_counts_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
+    (tmp_path / "s.yaml").write_text(text)
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 's.yaml'}: {said}\n"
+
+
+ONE_SESSION = "S: 220 mx.test ESMTP\nC: QUIT\nS: 221 bye\n"
+
+
+@pytest.mark.parametrize(
+    ("sessions", "said"), [(1, "has 1 session\n"), (2, "has 2 sessions\n")], ids=["1", "2"]
+)
+def test_import_counts_the_sessions_a_transcript_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sessions: int, said: str
+) -> None:
+    (tmp_path / "t.txt").write_text(ONE_SESSION * sessions)
+    assert main(["import", str(tmp_path / "t.txt"), "--session", "3"]) == 2
+    assert capsys.readouterr().err.endswith(f"--session 3: the transcript {said}")
+
+
+@pytest.mark.parametrize(
+    ("count", "sessions", "steps"),
+    [(1, "1 session", "1 step"), (2, "2 sessions", "2 steps")],
+    ids=["1", "2"],
+)
+def test_record_and_compare_count_sessions_and_steps(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    count: int,
+    sessions: str,
+    steps: str,
+) -> None:
+    # "(1 sessions)" in compare's first line was the report of this.
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(ONE_STEP if count == 1 else TWO_STEPS)
+    baseline = str(tmp_path / "b.json")
+    n = str(count)
+    assert main(["record", str(scenario), "-o", baseline, "--sessions", n]) == 0
+    assert capsys.readouterr().out.startswith(f"recorded {sessions}, {steps}, against ")
+    assert main(["compare", str(scenario), "--baseline", baseline, "--sessions", n]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"({sessions}) vs now" in lines[0]
+    assert lines[0].endswith(f"({sessions})")
+    assert lines[-1] == f"no differences in {steps}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "more"),
+    [(b"550-a\r\n550 b\r\n", "(+1 line)"), (b"550-a\r\n550-b\r\n550 c\r\n", "(+2 lines)")],
+    ids=["1", "2"],
+)
+def test_a_multiline_reply_is_counted_in_words(raw: bytes, more: str) -> None:
+    greeting = Step(StepKind.GREETING, "greeting", expect=Expectation(frozenset({220}), "220"))
+    compiled = compile_scenario(
+        Scenario(path="s.yaml", name="s", description="", target=None, timeout_s=None,
+                 variables=(), steps=(greeting,))
+    )  # fmt: skip
+    seen: list[Observation] = []
+    engine = SessionEngine(compiled, 1, watcher=seen.append)
+    step = engine.next_step()
+    assert step is not None
+    engine.payload(step)
+    (parsed,) = ReplyParser().feed(raw)
+    assert not engine.on_reply(step, parsed)
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.got == f"550 a {more} (reply code 550 is not 220)"  # failures.log, table
+    assert f"got 550 a {more}" in format_observation(seen[0])  # replay
+
+
+def test_no_message_says_how_many_with_s_in_brackets() -> None:
+    # "session(s)" was the way around the plural; counted() is the way now.
+    lazy: list[str] = []
+    for path in sorted((ROOT / "smtpload").rglob("*.py")):
+        with path.open("rb") as source:
+            lazy.extend(
+                f"{path.relative_to(ROOT)}:{token.start[0]}"
+                for token in tokenize.tokenize(source.readline)
+                if token.type == tokenize.STRING and re.search(r"[a-z]\(s\)", token.string)
+            )
+    assert lazy == []

@@ -69,7 +69,7 @@ def test_import_refuses_what_it_cannot_understand_with_line_numbers(tmp_path: Pa
     assert f"{transcript}:10:" in result.stderr
     missing = smtpload("import", str(SEED), "--session", "3", cwd=tmp_path)
     assert missing.returncode == 2
-    assert "the transcript has 2 session(s)" in missing.stderr
+    assert "the transcript has 2 sessions" in missing.stderr
 
 
 def test_replay_runs_a_scenario_file_too(tmp_path: Path, postfix_server: SmtpPeer) -> None:

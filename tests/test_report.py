@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import smtpload
+from smtpload.errors import counted
 from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
 from smtpload.report.results import (
     MAX_FAILURES_LOG_BYTES,
@@ -336,11 +337,17 @@ def test_failures_log_without_failures(tmp_path: Path) -> None:
     assert (tmp_path / "failures.log").read_text() == "no failed sessions\n"
 
 
-def test_failures_log_when_failures_came_without_details(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("failed", "said"), [(1, "1 failed session"), (2, "2 failed sessions")], ids=["1", "2"]
+)
+def test_failures_log_when_failures_came_without_details(
+    tmp_path: Path, failed: int, said: str
+) -> None:
     stats = RunStats(["connect"])
-    stats.record_session(Outcome.TIMEOUT, None)
+    for _ in range(failed):
+        stats.record_session(Outcome.TIMEOUT, None)
     write_results(tmp_path, summary_of(stats), stats)
-    assert (tmp_path / "failures.log").read_text() == "1 failed sessions, no details kept\n"
+    assert (tmp_path / "failures.log").read_text() == f"{said}, no details kept\n"
 
 
 def test_failures_log_escapes_control_characters(tmp_path: Path) -> None:
@@ -388,11 +395,10 @@ def test_failures_log_stops_at_10_mib_and_says_what_it_left_out(
     )
     left_out = transcripts - len(written)
     assert left_out > 0
-    notes = [
-        f"(failures.log cut here at its 10 MiB limit: {left_out} more kept transcripts left out)"
-    ]
+    transcripts_left_out = counted(left_out, "more kept transcript")
+    notes = [f"(failures.log cut here at its 10 MiB limit: {transcripts_left_out} left out)"]
     if not_kept:
-        notes.append(f"({not_kept} more failed sessions not kept)")
+        notes.append(f"({counted(not_kept, 'more failed session')} not kept)")
     assert log.endswith("\n\n".join(notes) + "\n")
     assert log == "\n\n".join(notes) + "\n" or log.endswith("\n\n" + "\n\n".join(notes) + "\n")
     # The limit is used, not wasted: the next transcript would not have fitted.
@@ -513,12 +519,18 @@ def test_report_is_plain_text_within_100_columns() -> None:
     ]
 
 
-def test_report_marks_interrupted_runs_and_dropped_samples() -> None:
+@pytest.mark.parametrize(
+    ("dropped", "said"),
+    [(1, "1 latency above 1 hour was"), (2, "2 latencies above 1 hour were")],
+    ids=["1", "2"],
+)
+def test_report_marks_interrupted_runs_and_dropped_samples(dropped: int, said: str) -> None:
     stats = populated_stats()
-    stats.record_step("data", LATENCY_HIGHEST_US + 1, failed=False)
+    for _ in range(dropped):
+        stats.record_step("data", LATENCY_HIGHEST_US + 1, failed=False)
     text = format_report(summary_of(stats, interrupted=True), stats)
     assert text.splitlines()[0].endswith(" (interrupted); latencies in ms")
-    assert "note: 1 latencies above 1 hour were counted as 1 hour\n" in text
+    assert f"note: {said} counted as 1 hour\n" in text
 
 
 @pytest.mark.parametrize(

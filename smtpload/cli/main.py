@@ -33,7 +33,14 @@ from smtpload.cli.common import (
     say_unwritten,
     write_each,
 )
-from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
+from smtpload.errors import (
+    LocalError,
+    OutputError,
+    ScenarioError,
+    UsageError,
+    clipped,
+    counted,
+)
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
@@ -239,8 +246,7 @@ def _command_validate(args: argparse.Namespace) -> int:
         except UsageError as error:
             missing.append(error)  # the other files are still checked
         else:
-            count = len(scenario.steps)
-            print(f"{scenario.path}: ok ({count} step{'' if count == 1 else 's'})")
+            print(f"{scenario.path}: ok ({counted(len(scenario.steps), 'step')})")
     for usage_error in missing:
         print(f"smtpload: {usage_error}", file=sys.stderr)
     if problems:

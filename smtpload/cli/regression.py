@@ -31,7 +31,7 @@ from smtpload.cli.common import (
     say_unwritten,
     write_each,
 )
-from smtpload.errors import shown
+from smtpload.errors import counted, shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
@@ -196,7 +196,6 @@ def command_record(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     save_baseline(behaviour, args.output)
-    steps = len(behaviour.steps)
     # A baseline is what the server did, even where the scenario expected otherwise; but a
     # baseline of failures is rarely what was meant, so say so.
     unexpected = [s.name for s in behaviour.steps if s.unexpected or "connect_error" in s.events]
@@ -208,7 +207,8 @@ def command_record(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"recorded {behaviour.sessions} session(s), {steps} steps, against "
+        f"recorded {counted(behaviour.sessions, 'session')},"
+        f" {counted(len(behaviour.steps), 'step')}, against "
         f"{behaviour.target} -> {args.output}"
     )
     return EXIT_OK

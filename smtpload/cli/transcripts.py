@@ -26,7 +26,7 @@ from smtpload.cli.common import (
     positive_int,
     target_argument,
 )
-from smtpload.errors import UsageError, shown
+from smtpload.errors import UsageError, counted, shown
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import Observation
@@ -148,7 +148,9 @@ def _chosen(sessions: tuple[ImportedSession, ...], number: int | None) -> list[I
     if number is None:
         return list(sessions)
     if number > len(sessions):
-        raise UsageError(f"--session {number}: the transcript has {len(sessions)} session(s)")
+        raise UsageError(
+            f"--session {number}: the transcript has {counted(len(sessions), 'session')}"
+        )
     return [sessions[number - 1]]
 
 
@@ -266,5 +268,5 @@ def command_replay(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         failed += outcome is not Outcome.PASSED
     if len(replayables) > 1:
-        print(f"{len(replayables) - failed} of {len(replayables)} sessions passed")
+        print(f"{len(replayables) - failed} of {counted(len(replayables), 'session')} passed")
     return EXIT_FAILED if failed else EXIT_OK

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from smtpload.errors import counted
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
@@ -348,7 +349,8 @@ class SessionEngine:
             elif isinstance(item, tuple):
                 step, data = item
                 if step.kind is StepKind.DATA:
-                    text = f"<message: {len(data)} bytes, dot-stuffed, ending in CRLF.CRLF>"
+                    size = counted(len(data), "byte")
+                    text = f"<message: {size}, dot-stuffed, ending in CRLF.CRLF>"
                 else:
                     text = data.decode("utf-8", "replace").removesuffix("\r\n")
                 lines.append(TranscriptLine(direction, text))
@@ -362,5 +364,5 @@ def _first_line(reply: Reply) -> str:
     if len(first) > MAX_TRANSCRIPT_REPLY_BYTES:
         # A failure's "got" is kept like its transcript, so it is bounded the same way.
         first = first[:MAX_TRANSCRIPT_REPLY_BYTES] + f"... ({len(first)} characters in all)"
-    more = f" (+{len(reply.lines) - 1} lines)" if len(reply.lines) > 1 else ""
+    more = f" (+{counted(len(reply.lines) - 1, 'line')})" if len(reply.lines) > 1 else ""
     return f"{reply.code} {first}".rstrip() + more

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smtpload._version import __version__
+from smtpload.errors import counted
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
 from smtpload.report.files import replacing, write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
@@ -269,7 +270,7 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
     if not stats.failures and not stats.failures_not_kept:
         if stats.failed:
             # The runner counted failures without handing over their details.
-            stream.write(f"{stats.failed} failed sessions, no details kept\n")
+            stream.write(f"{counted(stats.failed, 'failed session')}, no details kept\n")
         else:
             stream.write("no failed sessions\n")
         return
@@ -290,10 +291,10 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
         limit_mib = MAX_FAILURES_LOG_BYTES // (1024 * 1024)
         notes.append(
             f"(failures.log cut here at its {limit_mib} MiB limit: "
-            f"{left_out} more kept transcripts left out)"
+            f"{counted(left_out, 'more kept transcript')} left out)"
         )
     if stats.failures_not_kept:
-        notes.append(f"({stats.failures_not_kept} more failed sessions not kept)")
+        notes.append(f"({counted(stats.failures_not_kept, 'more failed session')} not kept)")
     for number, note in enumerate(notes):
         stream.write(("\n" if used or number else "") + note + "\n")
 
@@ -381,7 +382,11 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     dropped = sum(step["dropped_samples"] for step in summary["steps"])
     dropped += stats.session_latency.dropped
     if dropped:
-        lines.append(f"note: {dropped} latencies above 1 hour were counted as 1 hour")
+        were = "was" if dropped == 1 else "were"
+        lines.append(
+            f"note: {counted(dropped, 'latency', 'latencies')} above 1 hour {were}"
+            " counted as 1 hour"
+        )
 
     shown = stats.failures[: max(max_transcripts, 0)]
     if shown:
