@@ -19,6 +19,7 @@ from smtpload.report.results import (
     SUMMARY_KEYS,
     build_summary,
     exit_status,
+    format_outcomes,
     format_progress,
     format_report,
     safe_file_name,
@@ -108,7 +109,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "smtpload_version",
     ]
     assert list(summary) == list(SUMMARY_KEYS)
-    assert set(summary["sessions"]) == {"started", "passed", "failed", "failures"}
+    assert set(summary["sessions"]) == {"started", "not_started", "passed", "failed", "failures"}
     assert list(summary["sessions"]["failures"]) == [
         "unexpected_reply",
         "timeout",
@@ -136,6 +137,7 @@ def test_summary_values_of_a_populated_run() -> None:
     assert summary["smtpload_version"] == smtpload.__version__
     assert summary["sessions"] == {
         "started": 20,
+        "not_started": 0,
         "passed": 14,
         "failed": 6,
         "failures": {
@@ -167,6 +169,34 @@ def test_summary_sessions_add_up() -> None:
     sessions = summary_of(populated_stats())["sessions"]
     assert sessions["passed"] + sessions["failed"] == sessions["started"]
     assert sum(sessions["failures"].values()) == sessions["failed"]
+    assert sessions["not_started"] == 0
+
+
+def test_an_interrupted_run_counts_the_sessions_it_never_started() -> None:
+    stats = populated_stats()  # 20 started
+    summary = build_summary(
+        scenario="quickstart",
+        target="127.0.0.1:2525",
+        run_id="r",
+        duration_s=4.0,
+        stats=stats,
+        interrupted=True,
+        sessions_requested=1000,
+    )
+    sessions = summary["sessions"]
+    assert sessions["not_started"] == 980
+    assert sessions["started"] + sessions["not_started"] == 1000
+    assert sum(sessions["failures"].values()) == sessions["failed"]  # not a failure
+    assert "sessions: 20 started, 14 passed, 6 failed, 980 not started\n" in format_report(
+        summary, stats
+    )
+    assert format_outcomes(summary) == (
+        "sessions: 20 started, 14 passed, 6 failed (unexpected_reply 3, timeout 2,"
+        " connect_error 1), 980 not started"
+    )
+    finished = summary_of(stats)
+    assert "not started" not in format_report(finished, stats)
+    assert "not started" not in format_outcomes(finished)
 
 
 def test_summary_steps_in_order_with_counts_and_nulls() -> None:

@@ -16,7 +16,9 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       "interrupted": bool,              # true when Ctrl-C / SIGTERM cut the run short
       "duration_s": float,              # wall time of the run, 3 decimals
       "sessions": {
-        "started": int, "passed": int, "failed": int,
+        "started": int,
+        "not_started": int,             # requested but never started (an interrupted run)
+        "passed": int, "failed": int,
         "failures": {                   # every category, in this order, 0 when none
           "unexpected_reply": int, "timeout": int, "connect_error": int,
           "connection_closed": int, "protocol_error": int, "interrupted": int
@@ -39,7 +41,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
 where ``LATENCY`` is ``{"p50", "p90", "p99", "p99_9", "max", "mean"}`` in milliseconds (floats,
 3 decimals), and ``null`` means no latency was recorded. ``passed + failed`` equals the
 sessions that finished, which is ``started`` unless a session was cut off before it could be
-counted. :data:`SUMMARY_KEYS` lists the top-level keys.
+counted. ``started + not_started`` is the number of sessions the run was asked for.
+:data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
 or broken server cannot drive the terminal of the person reading the report.
@@ -125,6 +128,7 @@ def build_summary(
     duration_s: float,
     stats: RunStats,
     interrupted: bool,
+    sessions_requested: int | None = None,
 ) -> dict[str, Any]:
     """Build the summary.json contents (see the module docstring for the exact shape).
 
@@ -135,8 +139,11 @@ def build_summary(
         duration_s: the run's wall time in seconds.
         stats: the run's counts, finished (nothing records into it any more).
         interrupted: whether Ctrl-C or SIGTERM cut the run short.
+        sessions_requested: the sessions the run was asked for (``--sessions``); None when
+            every one it was asked for was started.
     """
     finished = stats.finished
+    requested = stats.started if sessions_requested is None else sessions_requested
     return {
         "scenario": scenario,
         "target": target,
@@ -145,6 +152,8 @@ def build_summary(
         "duration_s": round(duration_s, 3),
         "sessions": {
             "started": stats.started,
+            # Outside "failures": a session never started has no outcome (Ctrl-C came first).
+            "not_started": requested - stats.started,
             "passed": stats.passed,
             "failed": stats.failed,
             "failures": {o.value: stats.outcomes[o] for o in FAILURE_CATEGORIES},
@@ -400,11 +409,18 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     return "\n".join(lines) + "\n"
 
 
-def _sessions_line(sessions: dict[str, Any]) -> str:
-    return (
+def _sessions_line(sessions: dict[str, Any], *, outcomes: bool = False) -> str:
+    """``sessions: 5 started, 0 passed, 5 failed``; with ``outcomes``, the failures' categories
+    after ``failed``; then, when an interrupted run left some out, ``, 95 not started``."""
+    line = (
         f"sessions: {sessions['started']} started, {sessions['passed']} passed, "
         f"{sessions['failed']} failed"
     )
+    failures = _failure_counts(sessions)
+    if outcomes and failures:
+        line += f" ({', '.join(failures)})"
+    # An interrupted run: how much of what was asked for never ran.
+    return line + (f", {sessions['not_started']} not started" if sessions["not_started"] else "")
 
 
 def _failure_counts(sessions: dict[str, Any]) -> list[str]:
@@ -414,9 +430,7 @@ def _failure_counts(sessions: dict[str, Any]) -> list[str]:
 def format_outcomes(summary: dict[str, Any]) -> str:
     """One line of the run's outcomes, for ``--quiet`` when a session failed:
     ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``."""
-    failures = _failure_counts(summary["sessions"])
-    line = _sessions_line(summary["sessions"])
-    return line + (f" ({', '.join(failures)})" if failures else "")
+    return _sessions_line(summary["sessions"], outcomes=True)
 
 
 def _wrap_items(prefix: str, items: list[str]) -> list[str]:
