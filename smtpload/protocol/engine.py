@@ -274,7 +274,8 @@ class SessionEngine:
             self._failure_got = "the run was interrupted"
 
     def on_connect_error(self, detail: str) -> None:
-        self._transcript.append(("*", f"connect failed: {detail}"))
+        # Said once, as the failure's "got": the transcript has nothing before it to place it
+        # in, so a line there only repeated it (as a target that cannot be resolved has none).
         self.outcome = Outcome.CONNECT_ERROR
         self._failure_got = detail
 
