@@ -24,7 +24,7 @@ def _sent(observation: Observation) -> str:
     if step.kind is StepKind.GREETING:
         return "(banner)"
     if step.kind is StepKind.CLOSE:
-        return "(wait for close)"
+        return "(not waited for)" if observation.event == "skipped" else "(wait for close)"
     if step.kind is StepKind.DATA:
         if observation.event == "skipped":
             return "(message not sent)"
