@@ -20,7 +20,6 @@ from smtpload.report.results import (
     build_summary,
     exit_status,
     format_outcomes,
-    format_progress,
     format_report,
     safe_file_name,
     write_results,
@@ -561,22 +560,6 @@ def test_report_marks_interrupted_runs_and_dropped_samples(dropped: int, said: s
     text = format_report(summary_of(stats, interrupted=True), stats)
     assert text.splitlines()[0].endswith(" (interrupted); latencies in ms")
     assert f"note: {said} counted as 1 hour\n" in text
-
-
-@pytest.mark.parametrize(
-    ("finished", "total", "elapsed_s", "expected"),
-    [
-        (20, 100, 4.0, "20/100 sessions, 6 failed, 5.0 sessions/s"),
-        (20, 0, 4.0, "20 sessions, 6 failed, 5.0 sessions/s"),
-        (20, 100, 0.0, "20/100 sessions, 6 failed, 0.0 sessions/s"),
-        (0, 100, 1.0, "0/100 sessions, 0 failed, 0.0 sessions/s"),
-    ],
-    ids=["running", "unknown-total", "no-time-yet", "nothing-yet"],
-)
-def test_format_progress(finished: int, total: int, elapsed_s: float, expected: str) -> None:
-    stats = populated_stats() if finished else RunStats(["connect"])
-    assert stats.finished == finished
-    assert format_progress(stats, total, elapsed_s) == expected
 
 
 def test_exit_status_is_the_command_lines() -> None:

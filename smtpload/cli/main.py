@@ -46,11 +46,11 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
+from smtpload.report.progress import DEFAULT_WINDOW_S, RecentRate, format_progress
 from smtpload.report.results import (
     SUMMARY_FILE,
     exit_status,
     format_outcomes,
-    format_progress,
     format_report,
     summary_json,
     write_results,
@@ -175,9 +175,14 @@ class _Progress:
         self.total = total
         self.tty = tty
         self.shown = False
+        self.interval_s = 0.25 if tty else 10.0
+        # The rate of the last few seconds; plain lines, further apart, widen it to theirs.
+        self.rate = RecentRate(window_s=max(DEFAULT_WINDOW_S, self.interval_s))
 
     def __call__(self, elapsed_s: float) -> None:
-        line = format_progress(self.stats, self.total, elapsed_s)
+        stats = self.stats
+        self.rate.add(elapsed_s, stats.finished)
+        line = format_progress(stats.finished, stats.failed, self.total, self.rate.rate())
         if self.tty:
             sys.stderr.write("\r\x1b[K" + line)
             self.shown = True
@@ -209,7 +214,7 @@ def _command_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         run_id=run_id,
         max_reply_bytes=args.max_reply_bytes,
-        progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
+        progress_interval_s=None if progress is None else progress.interval_s,
         signalled_before=interrupts.pending,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)

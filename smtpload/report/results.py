@@ -74,7 +74,6 @@ __all__ = [
     "build_summary",
     "exit_status",
     "format_outcomes",
-    "format_progress",
     "format_report",
     "safe_file_name",
     "step_name_shown",
@@ -460,20 +459,3 @@ def _table_row(name_width: int, name: str, count: str, failed: str, *latencies: 
     cells = [name.ljust(name_width), count.rjust(_COUNT_WIDTH), failed.rjust(_FAILED_WIDTH)]
     cells.extend(value.rjust(_LATENCY_WIDTH) for value in latencies)
     return "".join(cells).rstrip()
-
-
-def format_progress(stats: RunStats, total: int, elapsed_s: float) -> str:
-    """One short status line for a live display.
-
-    Args:
-        stats: the run's counts so far.
-        total: the number of sessions the run will make, or 0 when it is not known (a run
-            bounded by time).
-        elapsed_s: seconds since the run started.
-
-    Example: ``"250/1000 sessions, 3 failed, 124.9 sessions/s"``.
-    """
-    done = stats.finished
-    rate = done / elapsed_s if elapsed_s > 0 else 0.0
-    progress = f"{done}/{total}" if total > 0 else str(done)
-    return f"{progress} sessions, {stats.failed} failed, {rate:.1f} sessions/s"
