@@ -142,6 +142,9 @@ async def arun(
     compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
     run_id = new_run_id()
     directory = None
+    if results_dir is not None and not os.fspath(results_dir):
+        # Path("") is the current folder: never what an empty name (an unset setting) meant.
+        raise UsageError("results_dir='' is an empty name; give a folder, or None to write nothing")
     if results_dir is not None:
         # Checked before the run, so that a folder that cannot be written costs no sessions.
         directory = Path(results_dir) / run_id

@@ -28,6 +28,7 @@ __all__ = [
     "SmtploadError",
     "UsageError",
     "clipped",
+    "counted",
     "shown",
 ]
 
@@ -58,6 +59,20 @@ def clipped(value: str, limit: int = ECHO_LIMIT) -> str:
     if len(value) <= limit:
         return value
     return f"{value[:limit]}... ({len(value):,} characters)"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and its noun, singular for exactly one: the one way every message says how
+    many of something there are (``plural`` for a noun that does not just take an ``s``).
+
+    >>> counted(1, "session"), counted(2, "session"), counted(0, "step")
+    ('1 session', '2 sessions', '0 steps')
+    >>> counted(1, "latency", "latencies"), counted(3, "latency", "latencies")
+    ('1 latency', '3 latencies')
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural if plural is not None else noun + 's'}"
 
 
 class SmtploadError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def test_import_refuses_what_it_cannot_understand_with_line_numbers(tmp_path: Pa
     assert f"{transcript}:10:" in result.stderr
     missing = smtpload("import", str(SEED), "--session", "3", cwd=tmp_path)
     assert missing.returncode == 2
-    assert "the transcript has 2 session(s)" in missing.stderr
+    assert "the transcript has 2 sessions" in missing.stderr
 
 
 def test_replay_runs_a_scenario_file_too(tmp_path: Path, postfix_server: SmtpPeer) -> None:
@@ -293,3 +294,43 @@ def test_record_warns_when_the_replies_were_not_the_expected_ones(
     assert (
         "warning: the replies at rcpt-changed were not what the scenario expects" in result.stderr
     )
+
+
+#: A session whose server refused it with 421 and closed (RFC 5321 §3.8), as telnet shows it.
+CLOSED_WITH_421 = """\
+$ telnet mx.test 25
+Trying 192.0.2.1...
+Connected to mx.test.
+Escape character is '^]'.
+220 mx.test ESMTP
+HELO client.test
+250 mx.test
+MAIL FROM:<a@client.test>
+421 4.7.0 mx.test Too many connections, closing
+Connection closed by foreign host.
+"""
+
+
+def test_replay_does_not_sit_out_a_close_the_new_server_never_announced(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    # aiosmtpd answers the MAIL with 250 and keeps the connection open: the transcript's close
+    # step would wait its whole 30 s timeout for a close that is not coming.
+    transcript = tmp_path / "421.txt"
+    transcript.write_text(CLOSED_WITH_421)
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    started = time.monotonic()
+    result = smtpload(
+        "replay", str(transcript), "--target", target, "--timeout", "30", cwd=tmp_path
+    )
+    elapsed_s = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert elapsed_s < 10, result.stdout  # an order of magnitude below the close's 30 s
+    lines = result.stdout.splitlines()
+    (mail,) = [line for line in lines if line.startswith("  FAIL  mail")]
+    assert "expect 421" in mail
+    assert "got 250" in mail
+    (close,) = [line for line in lines if "close" in line.split()[1:2]]
+    assert close.startswith("  FAIL  close    (not waited for)")
+    assert "not waited for: the reply before was 250, not 221 or 421 (no close)" in result.stdout
+    assert lines[-2:] == ["  => unexpected_reply", ""]

@@ -673,3 +673,59 @@ def test_observe_mode_passes_when_every_reply_matches() -> None:
     assert engine.outcome is Outcome.PASSED
     assert [o.event for o in engine.observations] == ["reply", "reply", "reply", "closed"]
     assert all(o.mismatch is None for o in engine.observations)
+
+
+CLOSING_MAIL = Step(StepKind.SEND, "mail", text="MAIL FROM:<a@x>", expect=codes(421))
+
+
+@pytest.mark.parametrize(
+    ("closing", "answer"),
+    [
+        (CLOSING_MAIL, b"250 2.1.0 Ok\r\n"),
+        (CLOSING_MAIL, b"554 5.7.1 no\r\n"),
+        (QUIT, b"250 still here\r\n"),  # a QUIT that expects 221, answered otherwise
+    ],
+    ids=["421-got-250", "421-got-554", "221-got-250"],
+)
+def test_observe_mode_does_not_wait_for_a_close_the_server_did_not_announce(
+    closing: Step, answer: bytes
+) -> None:
+    # The transcript had 421 (or 221) and the server closing; this server answered otherwise
+    # and keeps the connection open: the close step would only sit out its timeout.
+    engine, sent = observe(
+        (GREETING, HELO, closing, CLOSE), [b"220 hi\r\n", b"250 ok\r\n", answer, b"221 bye\r\n"]
+    )
+    assert closing.text is not None
+    assert closing.expect is not None
+    command = closing.text.encode() + b"\r\n"
+    assert sent == [b"", b"HELO client.test\r\n", command, b"QUIT\r\n"]  # a polite QUIT, no wait
+    code = int(answer[:3])
+    assert [(o.step.name, o.event, o.mismatch) for o in engine.observations] == [
+        ("greeting", "reply", None),
+        ("helo", "reply", None),
+        (closing.name, "reply", f"reply code {code} is not {closing.expect.codes_text}"),
+        (
+            "close",
+            "skipped",
+            f"not waited for: the reply before was {code}, not 221 or 421 (no close)",
+        ),
+    ]
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.step == closing.name  # named at the step that did not announce the close
+
+
+@pytest.mark.parametrize(
+    "answer", [b"421 4.7.0 other words\r\n", b"221 bye\r\n"], ids=["421-text", "221"]
+)
+def test_observe_mode_waits_for_a_close_the_server_announced(answer: bytes) -> None:
+    strict = Step(
+        StepKind.SEND,
+        "mail",
+        text="MAIL FROM:<a@x>",
+        expect=Expectation(codes=frozenset({421}), codes_text="421", pattern="^4.7.0 too many$"),
+    )
+    engine, sent = observe((GREETING, strict, CLOSE), [b"220 hi\r\n", answer, None])
+    assert sent == [b"", b"MAIL FROM:<a@x>\r\n", b""]  # the server is closing: no QUIT
+    assert [(o.step.name, o.event) for o in engine.observations][-1] == ("close", "closed")

@@ -27,6 +27,7 @@ from smtpload.protocol.outcome import Outcome
 from smtpload.report.stats import RunStats
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
+from tests.cli import smtpload
 from tests.misbehaving import BEHAVIOURS, HUGE_REPLY_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -313,3 +314,25 @@ async def test_huge_complete_replies_keep_failures_small_in_memory_and_on_disk(
     assert log_path.stat().st_size < 20 * 3 * 4096
     # Orders of magnitude: 20 whole transcripts would be 60 MiB as text, more as objects.
     assert peak_rss_mib(stderr) < 150
+
+
+def test_a_refused_connection_is_said_once_per_failure(tmp_path: Path) -> None:
+    # The detail was both the failure's "got:" and its transcript's only line
+    # ("*: connect failed: ..."), in failures.log and in the table's transcripts.
+    with socket.socket() as bound:  # bound, never listening: every connection is refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        result = smtpload(
+            "run", "quickstart", "--target", f"127.0.0.1:{port}", "--sessions", "2",
+            "--results", "r", cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    (log,) = (tmp_path / "r").glob("*/failures.log")
+    for text in (log.read_text(), result.stdout):
+        blocks = text.split("session ")[1:]
+        blocks = [b for b in blocks if b.split(":")[0].isdigit()]
+        assert len(blocks) == 2, text
+        for block in blocks:
+            assert block.count("ECONNREFUSED") == 1, block
+            assert "connect_error at step 'connect'" in block
+            assert "\ngot: " in block

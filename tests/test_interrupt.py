@@ -67,6 +67,9 @@ def test_signal_stops_the_run_and_writes_results(tmp_path: Path, signum: signal.
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] is True
     assert summary["sessions"]["started"] == CONCURRENCY
+    # The sessions the signal kept from starting are counted too, outside the failures.
+    assert summary["sessions"]["not_started"] == 1000 - CONCURRENCY
+    assert f"{1000 - CONCURRENCY} not started" in stdout
     assert summary["sessions"]["failures"]["interrupted"] == CONCURRENCY
     assert summary["sessions"]["passed"] == 0
     steps = {step["name"]: step for step in summary["steps"]}
@@ -159,6 +162,8 @@ async def test_ctrl_c_while_sessions_match_backtracking_patterns(tmp_path: Path)
         {"interrupted": sessions["failed"]},
     )
     assert sessions["started"] == sessions["passed"] + sessions["failed"]
+    assert sessions["started"] + sessions["not_started"] == 1000000
+    assert sessions["not_started"] > 0
     steps = {step["name"]: step for step in summary["steps"]}
     assert steps["vrfy"]["count"] >= SESSIONS_BEFORE_SIGNAL
     (run_dir,) = (tmp_path / "results").iterdir()

@@ -136,6 +136,7 @@ def test_a_signal_before_the_run_handles_signals_stops_it_and_writes_results(
     summary = json.loads(summary_path.read_text())
     assert summary["interrupted"] is True
     assert summary["sessions"]["started"] == 0
+    assert summary["sessions"]["not_started"] == 50
     (run_dir,) = (tmp_path / "results").iterdir()
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     assert (run_dir / "failures.log").read_text() == "no failed sessions\n"

@@ -67,7 +67,7 @@ def test_a_changed_code_is_one_regression_not_also_enhanced_code_and_text() -> N
     assert kinds(comparison) == [("rcpt", "code", "regression")]
     (difference,) = comparison.differences
     assert difference.message == "reply code changed: 250 -> 550"
-    assert difference.baseline == "1 sessions: 250 x1; e.g. 250 2.1.5 Ok"
+    assert difference.baseline == "1 session: 250 x1; e.g. 250 2.1.5 Ok"
     assert "550 5.1.1 <b@example.test>: Recipient address rejected" in difference.now
     assert comparison.exit_status == 1
 

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 import smtpload
+from smtpload.errors import counted
 from smtpload.protocol.outcome import Outcome, SessionFailure, TranscriptLine
 from smtpload.report.results import (
     MAX_FAILURES_LOG_BYTES,
     SUMMARY_KEYS,
     build_summary,
     exit_status,
-    format_progress,
+    format_outcomes,
     format_report,
     safe_file_name,
     write_results,
@@ -107,7 +108,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "smtpload_version",
     ]
     assert list(summary) == list(SUMMARY_KEYS)
-    assert set(summary["sessions"]) == {"started", "passed", "failed", "failures"}
+    assert set(summary["sessions"]) == {"started", "not_started", "passed", "failed", "failures"}
     assert list(summary["sessions"]["failures"]) == [
         "unexpected_reply",
         "timeout",
@@ -135,6 +136,7 @@ def test_summary_values_of_a_populated_run() -> None:
     assert summary["smtpload_version"] == smtpload.__version__
     assert summary["sessions"] == {
         "started": 20,
+        "not_started": 0,
         "passed": 14,
         "failed": 6,
         "failures": {
@@ -166,6 +168,34 @@ def test_summary_sessions_add_up() -> None:
     sessions = summary_of(populated_stats())["sessions"]
     assert sessions["passed"] + sessions["failed"] == sessions["started"]
     assert sum(sessions["failures"].values()) == sessions["failed"]
+    assert sessions["not_started"] == 0
+
+
+def test_an_interrupted_run_counts_the_sessions_it_never_started() -> None:
+    stats = populated_stats()  # 20 started
+    summary = build_summary(
+        scenario="quickstart",
+        target="127.0.0.1:2525",
+        run_id="r",
+        duration_s=4.0,
+        stats=stats,
+        interrupted=True,
+        sessions_requested=1000,
+    )
+    sessions = summary["sessions"]
+    assert sessions["not_started"] == 980
+    assert sessions["started"] + sessions["not_started"] == 1000
+    assert sum(sessions["failures"].values()) == sessions["failed"]  # not a failure
+    assert "sessions: 20 started, 14 passed, 6 failed, 980 not started\n" in format_report(
+        summary, stats
+    )
+    assert format_outcomes(summary) == (
+        "sessions: 20 started, 14 passed, 6 failed (unexpected_reply 3, timeout 2,"
+        " connect_error 1), 980 not started"
+    )
+    finished = summary_of(stats)
+    assert "not started" not in format_report(finished, stats)
+    assert "not started" not in format_outcomes(finished)
 
 
 def test_summary_steps_in_order_with_counts_and_nulls() -> None:
@@ -336,11 +366,17 @@ def test_failures_log_without_failures(tmp_path: Path) -> None:
     assert (tmp_path / "failures.log").read_text() == "no failed sessions\n"
 
 
-def test_failures_log_when_failures_came_without_details(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("failed", "said"), [(1, "1 failed session"), (2, "2 failed sessions")], ids=["1", "2"]
+)
+def test_failures_log_when_failures_came_without_details(
+    tmp_path: Path, failed: int, said: str
+) -> None:
     stats = RunStats(["connect"])
-    stats.record_session(Outcome.TIMEOUT, None)
+    for _ in range(failed):
+        stats.record_session(Outcome.TIMEOUT, None)
     write_results(tmp_path, summary_of(stats), stats)
-    assert (tmp_path / "failures.log").read_text() == "1 failed sessions, no details kept\n"
+    assert (tmp_path / "failures.log").read_text() == f"{said}, no details kept\n"
 
 
 def test_failures_log_escapes_control_characters(tmp_path: Path) -> None:
@@ -388,11 +424,10 @@ def test_failures_log_stops_at_10_mib_and_says_what_it_left_out(
     )
     left_out = transcripts - len(written)
     assert left_out > 0
-    notes = [
-        f"(failures.log cut here at its 10 MiB limit: {left_out} more kept transcripts left out)"
-    ]
+    transcripts_left_out = counted(left_out, "more kept transcript")
+    notes = [f"(failures.log cut here at its 10 MiB limit: {transcripts_left_out} left out)"]
     if not_kept:
-        notes.append(f"({not_kept} more failed sessions not kept)")
+        notes.append(f"({counted(not_kept, 'more failed session')} not kept)")
     assert log.endswith("\n\n".join(notes) + "\n")
     assert log == "\n\n".join(notes) + "\n" or log.endswith("\n\n" + "\n\n".join(notes) + "\n")
     # The limit is used, not wasted: the next transcript would not have fitted.
@@ -513,28 +548,18 @@ def test_report_is_plain_text_within_100_columns() -> None:
     ]
 
 
-def test_report_marks_interrupted_runs_and_dropped_samples() -> None:
+@pytest.mark.parametrize(
+    ("dropped", "said"),
+    [(1, "1 latency above 1 hour was"), (2, "2 latencies above 1 hour were")],
+    ids=["1", "2"],
+)
+def test_report_marks_interrupted_runs_and_dropped_samples(dropped: int, said: str) -> None:
     stats = populated_stats()
-    stats.record_step("data", LATENCY_HIGHEST_US + 1, failed=False)
+    for _ in range(dropped):
+        stats.record_step("data", LATENCY_HIGHEST_US + 1, failed=False)
     text = format_report(summary_of(stats, interrupted=True), stats)
     assert text.splitlines()[0].endswith(" (interrupted); latencies in ms")
-    assert "note: 1 latencies above 1 hour were counted as 1 hour\n" in text
-
-
-@pytest.mark.parametrize(
-    ("finished", "total", "elapsed_s", "expected"),
-    [
-        (20, 100, 4.0, "20/100 sessions, 6 failed, 5.0 sessions/s"),
-        (20, 0, 4.0, "20 sessions, 6 failed, 5.0 sessions/s"),
-        (20, 100, 0.0, "20/100 sessions, 6 failed, 0.0 sessions/s"),
-        (0, 100, 1.0, "0/100 sessions, 0 failed, 0.0 sessions/s"),
-    ],
-    ids=["running", "unknown-total", "no-time-yet", "nothing-yet"],
-)
-def test_format_progress(finished: int, total: int, elapsed_s: float, expected: str) -> None:
-    stats = populated_stats() if finished else RunStats(["connect"])
-    assert stats.finished == finished
-    assert format_progress(stats, total, elapsed_s) == expected
+    assert f"note: {said} counted as 1 hour\n" in text
 
 
 def test_exit_status_is_the_command_lines() -> None:

@@ -52,6 +52,7 @@ def step_names(summary: dict[str, Any]) -> list[str]:
 
 def assert_all_passed(summary: dict[str, Any], sessions: int) -> None:
     assert summary["sessions"]["started"] == sessions
+    assert summary["sessions"]["not_started"] == 0
     assert summary["sessions"]["passed"] == sessions
     assert summary["sessions"]["failed"] == 0
     assert all(count == 0 for count in summary["sessions"]["failures"].values())

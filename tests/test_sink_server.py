@@ -522,7 +522,7 @@ async def test_run_sink_forever_until_a_signal(signal_number: signal.Signals) ->
                 assert shutdown == b"421 4.3.2 smtpload.sink Service shutting down\r\n"
             assert await process.wait() == 0
             last_line = await read_line(process.stdout, output)
-        assert last_line == b"smtpload sink stopped: 2 connections, 1 messages\n"
+        assert last_line == b"smtpload sink stopped: 2 connections, 1 message\n"
     finally:
         if process.returncode is None:
             process.kill()

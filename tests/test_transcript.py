@@ -629,7 +629,10 @@ def test_every_broken_session_is_reported_at_once() -> None:
     ]
 
 
-def test_junk_is_reported_for_a_few_lines_then_counted() -> None:
-    problems = problems_of("\x00\n" * 10)
+@pytest.mark.parametrize(
+    ("junk", "more"), [(10, "7 more lines"), (5, "2 more lines"), (4, "1 more line")]
+)
+def test_junk_is_reported_for_a_few_lines_then_counted(junk: int, more: str) -> None:
+    problems = problems_of("\x00\n" * junk)
     assert len(problems) == 4
-    assert problems[-1] == "t.txt: ... and 7 more line(s) like these"
+    assert problems[-1] == f"t.txt: ... and {more} like these"

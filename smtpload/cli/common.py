@@ -29,6 +29,7 @@ __all__ = [
     "listen_argument",
     "milliseconds",
     "parse_vars",
+    "path_argument",
     "positive_float",
     "positive_int",
     "positive_percent",
@@ -96,6 +97,14 @@ def milliseconds(text: str) -> float:
             f"{shown(text)} must be a number of milliseconds, 0 or more"
         )
     return value + 0.0  # -0 reads as 0
+
+
+def path_argument(text: str) -> Path:
+    """A file or folder name. An empty one is refused: ``Path("")`` is the current folder,
+    which is never what ``--results ''`` (an unset variable, say) meant."""
+    if not text:
+        raise argparse.ArgumentTypeError("'' is an empty name; give a file or folder name")
+    return Path(text)
 
 
 def target_argument(text: str) -> Target:

@@ -28,22 +28,23 @@ from smtpload.cli.common import (
     check_outputs,
     listen_argument,
     parse_vars,
+    path_argument,
     positive_float,
     say_unwritten,
     write_each,
 )
 from smtpload.cli.usage import HelpFormatter, parse_arguments
-from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped
+from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped, counted
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
+from smtpload.report.progress import DEFAULT_WINDOW_S, RecentRate, format_progress
 from smtpload.report.results import (
     SUMMARY_FILE,
     exit_status,
     format_outcomes,
-    format_progress,
     format_report,
     summary_json,
     write_results,
@@ -113,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(run)
     run.add_argument(
         "--results",
-        type=Path,
+        type=path_argument,
         default=Path("results"),
         metavar="DIR",
         help="the folder that gets a <run-id>/ folder of results for each run",
     )
-    run.add_argument("--json", type=Path, metavar="PATH", help="also write summary.json here")
+    run.add_argument(
+        "--json", type=path_argument, metavar="PATH", help="also write summary.json here"
+    )
     add_force_option(run, "--json", reports=True)
     run.add_argument(
         "--quiet",
@@ -196,9 +199,14 @@ class _Progress:
         self.total = total
         self.tty = tty
         self.shown = False
+        self.interval_s = 0.25 if tty else 10.0
+        # The rate of the last few seconds; plain lines, further apart, widen it to theirs.
+        self.rate = RecentRate(window_s=max(DEFAULT_WINDOW_S, self.interval_s))
 
     def __call__(self, elapsed_s: float) -> None:
-        line = format_progress(self.stats, self.total, elapsed_s)
+        stats = self.stats
+        self.rate.add(elapsed_s, stats.finished)
+        line = format_progress(stats.finished, stats.failed, self.total, self.rate.rate())
         if self.tty:
             sys.stderr.write("\r\x1b[K" + line)
             self.shown = True
@@ -230,7 +238,7 @@ def _command_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         run_id=run_id,
         max_reply_bytes=args.max_reply_bytes,
-        progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
+        progress_interval_s=None if progress is None else progress.interval_s,
         signalled_before=interrupts.pending,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
@@ -267,8 +275,7 @@ def _command_validate(args: argparse.Namespace) -> int:
         except UsageError as error:
             missing.append(error)  # the other files are still checked
         else:
-            count = len(scenario.steps)
-            print(f"{scenario.path}: ok ({count} step{'' if count == 1 else 's'})")
+            print(f"{scenario.path}: ok ({counted(len(scenario.steps), 'step')})")
     for usage_error in missing:
         print(f"smtpload: {usage_error}", file=sys.stderr)
     if problems:

@@ -26,12 +26,13 @@ from smtpload.cli.common import (
     check_outputs,
     milliseconds,
     parse_vars,
+    path_argument,
     positive_percent,
     say_unwritten,
     write_each,
 )
 from smtpload.cli.usage import HelpFormatter
-from smtpload.errors import shown
+from smtpload.errors import counted, shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
@@ -86,7 +87,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     record.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_argument,
         required=True,
         metavar="BASELINE.json",
         help="the baseline file to write (for compare --baseline)",
@@ -107,7 +108,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_run_options(comparing)
     comparing.add_argument(
         "--baseline",
-        type=Path,
+        type=path_argument,
         required=True,
         metavar="BASELINE.json",
         help="the baseline that record wrote (or --update-baseline)",
@@ -134,10 +135,13 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="changed texts, added capabilities and added enhanced codes are regressions too",
     )
     comparing.add_argument(
-        "--junit", type=Path, metavar="PATH", help="write JUnit XML here: one test case per step"
+        "--junit",
+        type=path_argument,
+        metavar="PATH",
+        help="write JUnit XML here: one test case per step",
     )
     comparing.add_argument(
-        "--json", type=Path, metavar="PATH", help="write the comparison as JSON here"
+        "--json", type=path_argument, metavar="PATH", help="write the comparison as JSON here"
     )
     add_force_option(comparing, "--junit and --json", reports=True)
     comparing.add_argument(
@@ -209,7 +213,6 @@ def command_record(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     save_baseline(behaviour, args.output)
-    steps = len(behaviour.steps)
     # A baseline is what the server did, even where the scenario expected otherwise; but a
     # baseline of failures is rarely what was meant, so say so.
     unexpected = [s.name for s in behaviour.steps if s.unexpected or "connect_error" in s.events]
@@ -221,7 +224,8 @@ def command_record(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"recorded {behaviour.sessions} session(s), {steps} steps, against "
+        f"recorded {counted(behaviour.sessions, 'session')},"
+        f" {counted(len(behaviour.steps), 'step')}, against "
         f"{behaviour.target} -> {args.output}"
     )
     return EXIT_OK

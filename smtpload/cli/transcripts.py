@@ -21,12 +21,13 @@ from smtpload.cli.common import (
     EXIT_OK,
     add_force_option,
     check_outputs,
+    path_argument,
     positive_float,
     positive_int,
     target_argument,
 )
 from smtpload.cli.usage import HelpFormatter
-from smtpload.errors import UsageError
+from smtpload.errors import UsageError, counted, shown
 from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import Observation
@@ -35,7 +36,7 @@ from smtpload.report.files import write_text
 from smtpload.report.results import MAX_SHOWN_NAME
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
-from smtpload.scenario.bundled import is_file, scenario_path
+from smtpload.scenario.bundled import bundled_scenario_names, find_scenario, is_dir, is_file
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
@@ -75,14 +76,14 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     importing.add_argument(
         "transcript",
-        type=Path,
+        type=path_argument,
         metavar="TRANSCRIPT",
         help="a file holding one or more sessions (telnet or nc, swaks, C:/S:)",
     )
     importing.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_argument,
         metavar="SCENARIO.yaml",
         help="write here, with -2, -3... before .yaml for more sessions (default: stdout)",
     )
@@ -142,6 +143,10 @@ def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
 def _read_transcript(path: Path, args: argparse.Namespace) -> ImportResult:
     try:
         raw = read_input(path)
+    except FileNotFoundError:
+        raise UsageError(f"no such file {shown(str(path))}; give a transcript file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{shown(str(path))} is a folder; give a transcript file in it") from None
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
     except InputTooLargeError as error:
@@ -159,7 +164,9 @@ def _chosen(sessions: tuple[ImportedSession, ...], number: int | None) -> list[I
     if number is None:
         return list(sessions)
     if number > len(sessions):
-        raise UsageError(f"--session {number}: the transcript has {len(sessions)} session(s)")
+        raise UsageError(
+            f"--session {number}: the transcript has {counted(len(sessions), 'session')}"
+        )
     return [sessions[number - 1]]
 
 
@@ -195,12 +202,37 @@ class _Replayable:
     scenario: Scenario
 
 
+def _replay_source(name: str) -> Path:
+    """The file ``replay`` reads: ``name`` itself, or the bundled scenario of that name.
+
+    Unlike ``scenario_path``, a missing one is not called a scenario: it may be a transcript.
+    """
+    found = find_scenario(name)
+    if found is not None:
+        return found
+    if is_dir(Path(name)):
+        raise UsageError(f"{shown(name)} is a folder; give a transcript or a scenario file in it")
+    raise UsageError(
+        f"no such file {shown(name)}; give a transcript, a scenario file, or the name of a"
+        " bundled scenario: " + ", ".join(bundled_scenario_names())
+    )
+
+
 def _replayables(args: argparse.Namespace) -> list[_Replayable]:
-    path = Path(args.source)
+    path = _replay_source(args.source)
     if path.suffix in (".yaml", ".yml") or not is_file(path):
         if args.session is not None and args.session != 1:
             raise UsageError(f"--session {args.session}: a scenario file holds one session")
-        scenario = load_scenario(scenario_path(args.source))
+        # These change how a transcript is imported; a scenario's steps say what they expect
+        # themselves, so either would be silently ignored: refused, so nobody believes that
+        # --strict checked the texts.
+        for option, given in (("--strict", args.strict), ("--format", args.format != "auto")):
+            if given:
+                raise UsageError(
+                    f"{option} is for a transcript, and {shown(args.source)} is a scenario"
+                    " file: its expect: says what is checked; remove " + option
+                )
+        scenario = load_scenario(path)
         return [_Replayable(scenario.path, scenario)]
     result = _read_transcript(path, args)
     return [
@@ -252,5 +284,5 @@ def command_replay(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         failed += outcome is not Outcome.PASSED
     if len(replayables) > 1:
-        print(f"{len(replayables) - failed} of {len(replayables)} sessions passed")
+        print(f"{len(replayables) - failed} of {counted(len(replayables), 'session')} passed")
     return EXIT_FAILED if failed else EXIT_OK

@@ -350,4 +350,5 @@ async def run_scenario_to_summary(
         duration_s=duration_s,
         stats=stats,
         interrupted=interrupted,
+        sessions_requested=settings.sessions,
     )

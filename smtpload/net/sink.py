@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
+from smtpload.errors import counted
 from smtpload.protocol.sink import DEFAULT_HOSTNAME, SinkConnection
 from smtpload.scenario.model import Target
 
@@ -161,7 +162,8 @@ def run_sink_forever(
     except* KeyboardInterrupt:
         pass  # a Ctrl-C before the signal handler was in place: stopping is what was asked
     print(
-        f"smtpload sink stopped: {stats.connections} connections, {stats.messages} messages",
+        f"smtpload sink stopped: {counted(stats.connections, 'connection')},"
+        f" {counted(stats.messages, 'message')}",
         flush=True,
     )
 

@@ -13,12 +13,16 @@ After an unexpected reply the engine asks for one more exchange, a polite ``QUIT
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
 server now reads message text, and ``221``/``421`` mean it is closing the connection.
 
-In *observe* mode (``smtpload record`` and ``compare``) an unexpected reply does not end the
-session: every step's reply is kept in ``observations`` and the dialogue goes on as far as the
-server lets it, so one changed reply shows as one difference, not a cascade. Two replies still
-stop it, because going on would send the wrong thing: a ``354`` the step did not expect (the
-server now reads message text), and a refused DATA (the message would be read as commands, so
-the ``data`` step after it is skipped instead).
+In *observe* mode (``smtpload record``, ``compare`` and ``replay``) an unexpected reply does not
+end the session: every step's reply is kept in ``observations`` and the dialogue goes on as far
+as the server lets it, so one changed reply shows as one difference, not a cascade. Two replies
+still stop it, because going on would send the wrong thing: a ``354`` the step did not expect
+(the server now reads message text), and a refused DATA (the message would be read as commands,
+so the ``data`` step after it is skipped instead). And a ``close`` step is not waited for when
+the step before it expected the server to close (``221`` or ``421``: RFC 5321 §3.8, §4.2.2) and
+it answered otherwise: a server that did not say it closes keeps the connection open, so the
+close step would only sit out its timeout. The session ends there, failed at the step before,
+with a polite ``QUIT`` where one can be sent.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from smtpload.errors import counted
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
@@ -48,6 +53,9 @@ POLITE_QUIT_TIMEOUT_S = 5.0
 # Reply codes after which a QUIT would be wrong: 354 starts message text (RFC 5321 §4.1.1.4);
 # 221 and 421 announce that the server closes the channel (§3.8, §4.2.2).
 _NO_QUIT_AFTER = frozenset({354, 221, 421})
+
+# Reply codes with which the server says it closes the connection (RFC 5321 §3.8, §4.2.2).
+_CLOSING = frozenset({221, 421})
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +281,8 @@ class SessionEngine:
             self._failure_got = "the run was interrupted"
 
     def on_connect_error(self, detail: str) -> None:
-        self._transcript.append(("*", f"connect failed: {detail}"))
+        # Said once, as the failure's "got": the transcript has nothing before it to place it
+        # in, so a line there only repeated it (as a target that cannot be resolved has none).
         self.outcome = Outcome.CONNECT_ERROR
         self._failure_got = detail
 
@@ -326,8 +335,27 @@ class SessionEngine:
         elif reply.code != 354 and codes is not None and 354 in codes:
             # DATA was refused: the message would be read as commands, so it is not sent.
             self._skip_data = True
+        elif codes is not None and codes <= _CLOSING and reply.code not in _CLOSING:
+            self._skip_close(step, reply)
         self._index += 1
         return False
+
+    def _skip_close(self, step: CompiledStep, reply: Reply) -> None:
+        """Observe mode: ``step`` expected the server to close the connection and it did not.
+
+        A ``close`` step next would wait its whole timeout for a close that is not coming: it
+        is noted as not waited for, and the session ends (it failed at ``step`` already).
+        """
+        steps = self._scenario.steps
+        after = self._index + 1
+        if after >= len(steps) or steps[after].kind is not StepKind.CLOSE:
+            return
+        self._last_sent = b""
+        why = f"not waited for: the reply before was {reply.code}, not 221 or 421 (no close)"
+        self._observe_event(steps[after], "skipped", None, why)
+        self._index += 1  # past the close step; the caller moves past ``step``
+        if reply.code not in _NO_QUIT_AFTER:
+            self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
 
     def _unexpected(self, step: CompiledStep, reply: Reply, why: str) -> None:
         self._observe_event(step, "reply", reply, why)
@@ -348,7 +376,8 @@ class SessionEngine:
             elif isinstance(item, tuple):
                 step, data = item
                 if step.kind is StepKind.DATA:
-                    text = f"<message: {len(data)} bytes, dot-stuffed, ending in CRLF.CRLF>"
+                    size = counted(len(data), "byte")
+                    text = f"<message: {size}, dot-stuffed, ending in CRLF.CRLF>"
                 else:
                     text = data.decode("utf-8", "replace").removesuffix("\r\n")
                 lines.append(TranscriptLine(direction, text))
@@ -362,5 +391,5 @@ def _first_line(reply: Reply) -> str:
     if len(first) > MAX_TRANSCRIPT_REPLY_BYTES:
         # A failure's "got" is kept like its transcript, so it is bounded the same way.
         first = first[:MAX_TRANSCRIPT_REPLY_BYTES] + f"... ({len(first)} characters in all)"
-    more = f" (+{len(reply.lines) - 1} lines)" if len(reply.lines) > 1 else ""
+    more = f" (+{counted(len(reply.lines) - 1, 'line')})" if len(reply.lines) > 1 else ""
     return f"{reply.code} {first}".rstrip() + more

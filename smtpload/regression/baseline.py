@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from smtpload._version import __version__
-from smtpload.errors import LocalError, shown
+from smtpload.errors import LocalError, counted, shown
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.expectations import ehlo_capabilities, enhanced_code
@@ -491,7 +491,9 @@ class _Reader:
         codes = self.counts(step.get("codes"), f"{where}.codes", _REPLY_CODE, sessions, of)
         events = self.counts(step.get("events"), f"{where}.events", _EVENTS, sessions, of)
         if sum(codes.values()) + sum(events.values()) > sessions:
-            raise self.fail(where, f"its codes and events count more than its {sessions} sessions")
+            raise self.fail(
+                where, f"its codes and events count more than its {counted(sessions, 'session')}"
+            )
         replies = sum(codes.values())
         return StepBehaviour(
             name=self.string(step.get("name"), f"{where}.name"),

@@ -59,7 +59,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from smtpload.errors import shown
+from smtpload.errors import counted, shown
 from smtpload.regression.baseline import Behaviour, StepBehaviour
 from smtpload.report.results import step_name_shown
 
@@ -313,7 +313,7 @@ def _step_differences(
             message = f"reply text changed: {gone[0]!r} -> {came[0]!r}"
             yield Difference(name, "text", soft, message, gone[0], came[0], in_message=True)
         else:
-            message = f"reply text changed: {len(gone)} lines gone, {len(came)} new"
+            message = f"reply text changed: {counted(len(gone), 'line')} gone, {len(came)} new"
             yield Difference(name, "text", soft, message, _lines(gone), _lines(came))
     if old.capabilities is not None and new.capabilities is not None:
         yield from _capability_differences(name, old.capabilities, new.capabilities, soft)
@@ -458,13 +458,13 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 def _outcomes(step: StepBehaviour) -> str:
     parts = [part for part in (_counts(step.codes), _counts(step.events)) if part]
-    return (f"{step.sessions} sessions: " + "; ".join(parts)) if parts else "no session"
+    return (f"{counted(step.sessions, 'session')}: " + "; ".join(parts)) if parts else "no session"
 
 
 def _replies(step: StepBehaviour) -> str:
     """``10 sessions: 250 x10; e.g. 250 2.1.5 Ok``: counts, then replies as received."""
     examples = " | ".join(step.examples)
-    counts = f"{step.sessions} sessions: {_counts(step.codes)}"
+    counts = f"{counted(step.sessions, 'session')}: {_counts(step.codes)}"
     return f"{counts}; e.g. {examples}" if examples else counts
 
 
@@ -492,8 +492,8 @@ def format_comparison(comparison: Comparison) -> str:
     """The text report: every step, ``ok`` or its differences, then one summary line."""
     lines = [
         f"compare {comparison.scenario}: baseline {comparison.baseline_target} "
-        f"({comparison.baseline_sessions} sessions) vs now {comparison.current_target} "
-        f"({comparison.current_sessions} sessions)"
+        f"({counted(comparison.baseline_sessions, 'session')}) vs now"
+        f" {comparison.current_target} ({counted(comparison.current_sessions, 'session')})"
     ]
     # A step name is shown cut: the report stays a table whatever the scenario calls its steps.
     width = max((len(step_name_shown(name)) for name in comparison.steps), default=4)
@@ -524,7 +524,7 @@ def _not_judged_notes(not_judged: Sequence[NotJudged]) -> list[str]:
         found = [n for n in not_judged if n.percentile == key]
         if not found:
             continue
-        where = found[0].step if len(found) == 1 else f"{len(found)} steps"
+        where = found[0].step if len(found) == 1 else counted(len(found), "step")
         baseline = _span([n.baseline_samples for n in found])
         now = _span([n.current_samples for n in found])
         notes.append(
@@ -543,9 +543,9 @@ def _summary_line(comparison: Comparison) -> str:
     """Steps counted by status, as JUnit counts its test cases (failures, skipped)."""
     counts = comparison.steps_by_status()
     if counts["ok"] == len(comparison.steps):
-        return f"no differences in {len(comparison.steps)} steps"
+        return f"no differences in {counted(len(comparison.steps), 'step')}"
     return (
-        f"{len(comparison.steps)} steps: {counts[REGRESSION]} regressed, "
+        f"{counted(len(comparison.steps), 'step')}: {counts[REGRESSION]} regressed, "
         f"{counts[WARNING]} with warnings, {counts[NOT_RUN]} not run, {counts['ok']} ok"
     )
 

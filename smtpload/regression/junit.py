@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from smtpload.errors import counted
 from smtpload.regression.compare import NOT_RUN, REGRESSION, Comparison, Difference
 
 __all__ = ["junit_xml"]
@@ -86,7 +87,7 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
 
 
 def _samples(count: int) -> str:
-    return f"{count} sample" if count == 1 else f"{count} samples"
+    return counted(count, "sample")
 
 
 def _optional(value: float | None) -> str:

@@ -16,7 +16,9 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       "interrupted": bool,              # true when Ctrl-C / SIGTERM cut the run short
       "duration_s": float,              # wall time of the run, 3 decimals
       "sessions": {
-        "started": int, "passed": int, "failed": int,
+        "started": int,
+        "not_started": int,             # requested but never started (an interrupted run)
+        "passed": int, "failed": int,
         "failures": {                   # every category, in this order, 0 when none
           "unexpected_reply": int, "timeout": int, "connect_error": int,
           "connection_closed": int, "protocol_error": int, "interrupted": int
@@ -39,7 +41,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
 where ``LATENCY`` is ``{"p50", "p90", "p99", "p99_9", "max", "mean"}`` in milliseconds (floats,
 3 decimals), and ``null`` means no latency was recorded. ``passed + failed`` equals the
 sessions that finished, which is ``started`` unless a session was cut off before it could be
-counted. :data:`SUMMARY_KEYS` lists the top-level keys.
+counted. ``started + not_started`` is the number of sessions the run was asked for.
+:data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
 or broken server cannot drive the terminal of the person reading the report.
@@ -60,6 +63,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smtpload._version import __version__
+from smtpload.errors import counted
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
 from smtpload.report.files import replacing, write_text
 from smtpload.report.stats import LatencyHistogram, RunStats
@@ -70,7 +74,6 @@ __all__ = [
     "build_summary",
     "exit_status",
     "format_outcomes",
-    "format_progress",
     "format_report",
     "safe_file_name",
     "step_name_shown",
@@ -124,6 +127,7 @@ def build_summary(
     duration_s: float,
     stats: RunStats,
     interrupted: bool,
+    sessions_requested: int | None = None,
 ) -> dict[str, Any]:
     """Build the summary.json contents (see the module docstring for the exact shape).
 
@@ -134,8 +138,11 @@ def build_summary(
         duration_s: the run's wall time in seconds.
         stats: the run's counts, finished (nothing records into it any more).
         interrupted: whether Ctrl-C or SIGTERM cut the run short.
+        sessions_requested: the sessions the run was asked for (``--sessions``); None when
+            every one it was asked for was started.
     """
     finished = stats.finished
+    requested = stats.started if sessions_requested is None else sessions_requested
     return {
         "scenario": scenario,
         "target": target,
@@ -144,6 +151,8 @@ def build_summary(
         "duration_s": round(duration_s, 3),
         "sessions": {
             "started": stats.started,
+            # Outside "failures": a session never started has no outcome (Ctrl-C came first).
+            "not_started": requested - stats.started,
             "passed": stats.passed,
             "failed": stats.failed,
             "failures": {o.value: stats.outcomes[o] for o in FAILURE_CATEGORIES},
@@ -269,7 +278,7 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
     if not stats.failures and not stats.failures_not_kept:
         if stats.failed:
             # The runner counted failures without handing over their details.
-            stream.write(f"{stats.failed} failed sessions, no details kept\n")
+            stream.write(f"{counted(stats.failed, 'failed session')}, no details kept\n")
         else:
             stream.write("no failed sessions\n")
         return
@@ -290,10 +299,10 @@ def _write_failures_log(stream: TextIO, stats: RunStats) -> None:
         limit_mib = MAX_FAILURES_LOG_BYTES // (1024 * 1024)
         notes.append(
             f"(failures.log cut here at its {limit_mib} MiB limit: "
-            f"{left_out} more kept transcripts left out)"
+            f"{counted(left_out, 'more kept transcript')} left out)"
         )
     if stats.failures_not_kept:
-        notes.append(f"({stats.failures_not_kept} more failed sessions not kept)")
+        notes.append(f"({counted(stats.failures_not_kept, 'more failed session')} not kept)")
     for number, note in enumerate(notes):
         stream.write(("\n" if used or number else "") + note + "\n")
 
@@ -381,7 +390,11 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     dropped = sum(step["dropped_samples"] for step in summary["steps"])
     dropped += stats.session_latency.dropped
     if dropped:
-        lines.append(f"note: {dropped} latencies above 1 hour were counted as 1 hour")
+        were = "was" if dropped == 1 else "were"
+        lines.append(
+            f"note: {counted(dropped, 'latency', 'latencies')} above 1 hour {were}"
+            " counted as 1 hour"
+        )
 
     shown = stats.failures[: max(max_transcripts, 0)]
     if shown:
@@ -395,11 +408,18 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     return "\n".join(lines) + "\n"
 
 
-def _sessions_line(sessions: dict[str, Any]) -> str:
-    return (
+def _sessions_line(sessions: dict[str, Any], *, outcomes: bool = False) -> str:
+    """``sessions: 5 started, 0 passed, 5 failed``; with ``outcomes``, the failures' categories
+    after ``failed``; then, when an interrupted run left some out, ``, 95 not started``."""
+    line = (
         f"sessions: {sessions['started']} started, {sessions['passed']} passed, "
         f"{sessions['failed']} failed"
     )
+    failures = _failure_counts(sessions)
+    if outcomes and failures:
+        line += f" ({', '.join(failures)})"
+    # An interrupted run: how much of what was asked for never ran.
+    return line + (f", {sessions['not_started']} not started" if sessions["not_started"] else "")
 
 
 def _failure_counts(sessions: dict[str, Any]) -> list[str]:
@@ -409,9 +429,7 @@ def _failure_counts(sessions: dict[str, Any]) -> list[str]:
 def format_outcomes(summary: dict[str, Any]) -> str:
     """One line of the run's outcomes, for ``--quiet`` when a session failed:
     ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``."""
-    failures = _failure_counts(summary["sessions"])
-    line = _sessions_line(summary["sessions"])
-    return line + (f" ({', '.join(failures)})" if failures else "")
+    return _sessions_line(summary["sessions"], outcomes=True)
 
 
 def _wrap_items(prefix: str, items: list[str]) -> list[str]:
@@ -441,20 +459,3 @@ def _table_row(name_width: int, name: str, count: str, failed: str, *latencies: 
     cells = [name.ljust(name_width), count.rjust(_COUNT_WIDTH), failed.rjust(_FAILED_WIDTH)]
     cells.extend(value.rjust(_LATENCY_WIDTH) for value in latencies)
     return "".join(cells).rstrip()
-
-
-def format_progress(stats: RunStats, total: int, elapsed_s: float) -> str:
-    """One short status line for a live display.
-
-    Args:
-        stats: the run's counts so far.
-        total: the number of sessions the run will make, or 0 when it is not known (a run
-            bounded by time).
-        elapsed_s: seconds since the run started.
-
-    Example: ``"250/1000 sessions, 3 failed, 124.9 sessions/s"``.
-    """
-    done = stats.finished
-    rate = done / elapsed_s if elapsed_s > 0 else 0.0
-    progress = f"{done}/{total}" if total > 0 else str(done)
-    return f"{progress} sessions, {stats.failed} failed, {rate:.1f} sessions/s"

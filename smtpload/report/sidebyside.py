@@ -9,6 +9,7 @@ Plain text, one line a step (and a second line saying why, when a step failed):
 
 from __future__ import annotations
 
+from smtpload.errors import counted
 from smtpload.protocol.engine import Observation
 from smtpload.scenario.model import StepKind
 
@@ -23,11 +24,11 @@ def _sent(observation: Observation) -> str:
     if step.kind is StepKind.GREETING:
         return "(banner)"
     if step.kind is StepKind.CLOSE:
-        return "(wait for close)"
+        return "(not waited for)" if observation.event == "skipped" else "(wait for close)"
     if step.kind is StepKind.DATA:
         if observation.event == "skipped":
             return "(message not sent)"
-        return f"<message, {len(observation.sent)} bytes>"
+        return f"<message, {counted(len(observation.sent), 'byte')}>"
     sent = observation.sent
     text = sent.decode("utf-8", "replace") if isinstance(sent, bytes) else "<message>"
     return text.removesuffix("\r\n")
@@ -46,7 +47,8 @@ def _got(observation: Observation) -> str:
     reply = observation.reply
     if reply is not None:
         first = f"{reply.code} {reply.lines[0] if reply.lines else ''}".rstrip()
-        return first + (f" (+{len(reply.lines) - 1} lines)" if len(reply.lines) > 1 else "")
+        more = len(reply.lines) - 1
+        return first + (f" (+{counted(more, 'line')})" if more else "")
     return {
         "closed": "connection closed",
         "timeout": "no reply (timeout)",

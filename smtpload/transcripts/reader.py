@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from smtpload.errors import LocalError
+from smtpload.errors import LocalError, counted
 from smtpload.scenario.model import Target
 from smtpload.transcripts.dialogue import (
     DialogueProblem,
@@ -166,7 +166,7 @@ def _check_text(lines: list[str], path: str) -> None:
         )
     if len(problems) > _MAX_JUNK_LINES:
         more = len(problems) - _MAX_JUNK_LINES
-        problems[_MAX_JUNK_LINES:] = [f"{path}: ... and {more} more line(s) like these"]
+        problems[_MAX_JUNK_LINES:] = [f"{path}: ... and {counted(more, 'more line')} like these"]
     if problems:
         raise TranscriptError(problems)
 
