@@ -199,6 +199,7 @@ def _command_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         run_id=run_id,
         max_reply_bytes=args.max_reply_bytes,
+        clock=args.clock,
         progress_interval_s=None if progress is None else (0.25 if tty else 10.0),
         signalled_before=interrupts.pending,
     )
