@@ -7,15 +7,21 @@ includes smtpload's interpreter start-up (about 0.13 s); the summary's own rate,
 excludes start-up, is printed beside it. Results are ratios measured in the same run on the
 same machine, never absolute promises.
 
+``--beside DIR`` also runs the smtpload of another checkout (say, the commit before a change,
+from ``git archive``) in the same rounds, and prints its CPU per session beside this one's: what
+a change costs, measured, not guessed.
+
 Usage (needs Postfix's smtp-sink and smtp-source; .ci/postfix-setup installs them):
 
     python benchmarks/bench_sessions.py [--sessions 20000] [--concurrency 100] [--rounds 3]
+        [--beside DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -25,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +91,11 @@ def smtp_sink(port: int) -> Iterator[None]:
         process.wait(timeout=10)
 
 
-def _measure(command: list[str]) -> tuple[float, float]:
+def _measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run ``command`` to completion; return (wall seconds, CPU seconds) of it alone."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -105,7 +111,13 @@ def run_smtp_source(port: int, sessions: int, concurrency: int) -> Measurement:
     return Measurement("smtp-source", sessions, wall, cpu)
 
 
-def run_smtpload(port: int, sessions: int, concurrency: int) -> Measurement:
+#: This checkout: the smtpload measured, whatever copy of it happens to be installed.
+CHECKOUT = HERE.parent
+
+
+def run_smtpload(
+    port: int, sessions: int, concurrency: int, checkout: Path = CHECKOUT, label: str = "smtpload"
+) -> Measurement:
     with tempfile.TemporaryDirectory() as scratch:
         summary_path = Path(scratch) / "summary.json"
         command = [
@@ -114,11 +126,11 @@ def run_smtpload(port: int, sessions: int, concurrency: int) -> Measurement:
             "--sessions", str(sessions), "--concurrency", str(concurrency),
             "--results", scratch, "--json", str(summary_path), "--quiet",
         ]  # fmt: skip
-        wall, cpu = _measure(command)
+        wall, cpu = _measure(command, {**os.environ, "PYTHONPATH": str(checkout)})
         summary = json.loads(summary_path.read_text())
     if summary["sessions"]["passed"] != sessions:
-        raise SystemExit(f"smtpload: not every session passed: {summary['sessions']}")
-    return Measurement("smtpload", sessions, wall, cpu, summary["throughput"]["sessions_per_s"])
+        raise SystemExit(f"{label}: not every session passed: {summary['sessions']}")
+    return Measurement(label, sessions, wall, cpu, summary["throughput"]["sessions_per_s"])
 
 
 def main() -> int:
@@ -128,26 +140,41 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds; the best is kept"
     )
+    parser.add_argument(
+        "--beside",
+        type=Path,
+        metavar="DIR",
+        help="another checkout whose smtpload runs in the same rounds, for its CPU per session",
+    )
     args = parser.parse_args()
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: install Postfix (sudo .ci/postfix-setup)")
     port = _free_port()
+    runs: list[Callable[[int, int, int], Measurement]] = [run_smtp_source, run_smtpload]
+    if args.beside is not None:
+        beside = args.beside.resolve()
+        runs.append(functools.partial(run_smtpload, checkout=beside, label="beside"))
     best: dict[str, Measurement] = {}
+    least_cpu_us: dict[str, float] = {}
     with smtp_sink(port):
         for _ in range(args.rounds):
-            for run in (run_smtp_source, run_smtpload):
+            for run in runs:
                 result = run(port, args.sessions, args.concurrency)
                 kept = best.get(result.client)
                 if kept is None or result.rate_per_s > kept.rate_per_s:
                     best[result.client] = result
+                least_cpu_us[result.client] = min(
+                    result.cpu_us_per_session,
+                    least_cpu_us.get(result.client, result.cpu_us_per_session),
+                )
     anchor = best["smtp-source"]
     print(
         f"{args.sessions} sessions, concurrency {args.concurrency}, best of {args.rounds}, "
         "against Postfix smtp-sink on loopback"
     )
     print(f"{'client':<12} {'sessions/s':>11} {'CPU µs/session':>15} {'rate vs smtp-source':>20}")
-    for result in (anchor, best["smtpload"]):
+    for result in best.values():
         print(
             f"{result.client:<12} {result.rate_per_s:>11.0f} {result.cpu_us_per_session:>15.0f} "
             f"{result.rate_per_s / anchor.rate_per_s:>19.2f}x"
@@ -155,6 +182,13 @@ def main() -> int:
     own = best["smtpload"].own_rate_per_s
     if own is not None:
         print(f"smtpload's own summary, start-up excluded: {own:.0f} sessions/s")
+    if "beside" in best:
+        ratio = least_cpu_us["smtpload"] / least_cpu_us["beside"]
+        print(
+            f"CPU per session, least of {args.rounds} rounds: this checkout "
+            f"{least_cpu_us['smtpload']:.1f} µs, {args.beside} {least_cpu_us['beside']:.1f} µs: "
+            f"{(ratio - 1) * 100:+.1f} %"
+        )
     return 0
 
 

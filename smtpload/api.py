@@ -52,7 +52,7 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario, undeclared_variables
 from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, exit_status, write_results
-from smtpload.report.stats import RunStats
+from smtpload.report.stats import CLOCKS, RunStats
 from smtpload.scenario.bundled import is_dir, scenario_path
 from smtpload.scenario.loader import load_scenario as _load_scenario_file
 from smtpload.scenario.model import Scenario, Target, parse_target
@@ -122,6 +122,7 @@ async def arun(
     timeout_s: float | None = None,
     variables: Mapping[str, str] | None = None,
     results_dir: str | os.PathLike[str] | None = None,
+    clock: str = "kernel",
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -131,6 +132,8 @@ async def arun(
         scenario = load_scenario(scenario)
     _check_positive_int("sessions", sessions)
     _check_positive_int("concurrency", concurrency)
+    if clock not in CLOCKS:
+        raise UsageError(f"clock={clock!r}: give one of {', '.join(map(repr, CLOCKS))}")
     if timeout_s is not None and not (
         isinstance(timeout_s, int | float)
         and not isinstance(timeout_s, bool)
@@ -157,6 +160,7 @@ async def arun(
         run_id=run_id,
         handle_signals=False,
         print_notices=False,
+        clock=clock,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     if directory is not None:
@@ -173,6 +177,7 @@ def run(
     timeout_s: float | None = None,
     variables: Mapping[str, str] | None = None,
     results_dir: str | os.PathLike[str] | None = None,
+    clock: str = "kernel",
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -186,6 +191,9 @@ def run(
         timeout_s: the step timeout, as ``--timeout`` (a step's own ``timeout`` wins).
         variables: values for variables the scenario declares, as ``--var NAME=VALUE``.
         results_dir: write ``results_dir/<run-id>/`` (summary.json, .hgrm, failures.log).
+        clock: ``kernel`` (a reply's latency ends when it reached this machine, where the
+            platform says; else the run falls back to ``loop``) or ``loop`` (when smtpload
+            got to it), as ``--clock``.
 
     Returns:
         the run's :class:`RunResult`; failed sessions are counted there, never raised.
@@ -206,6 +214,7 @@ def run(
         timeout_s=timeout_s,
         variables=variables,
         results_dir=results_dir,
+        clock=clock,
     )
     try:
         return trio.run(call)

@@ -178,6 +178,89 @@ async def backtracking_bait(
                     await stream.send_all(b"250 " + bait)
 
 
+async def _polite_replies(stream: trio.SocketStream, buffer: bytes = b"") -> None:
+    """Answers every command as a sink would, until QUIT (221 and a close) or the client's
+    close: 354 to DATA, then 250 to the message's end."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        in_message = False
+        while True:
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                line = line.rstrip(b"\r")
+                if in_message:
+                    if line == b".":
+                        in_message = False
+                        await stream.send_all(b"250 2.0.0 queued\r\n")
+                    continue
+                verb = line.split(b" ", 1)[0].upper()
+                if verb == b"QUIT":
+                    await stream.send_all(b"221 2.0.0 bye\r\n")
+                    await stream.aclose()
+                    return
+                if verb == b"DATA":
+                    in_message = True
+                    await stream.send_all(b"354 go ahead\r\n")
+                else:
+                    await stream.send_all(b"250 2.0.0 ok\r\n")
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return
+            buffer += chunk
+
+
+async def unsolicited_in_banner(stream: trio.SocketStream) -> None:
+    """Sends a reply nobody asked for in the banner's own write, then answers politely."""
+    await stream.send_all(b"220 chatty.test ESMTP\r\n250 unsolicited\r\n")
+    await _polite_replies(stream)
+
+
+#: How long after its banner ``unsolicited_late`` sends its extra reply.
+UNSOLICITED_DELAY_S = 0.02
+
+
+async def unsolicited_late(stream: trio.SocketStream) -> None:
+    """Sends the banner; 20 ms later, and once EHLO is in, one write holding a reply nobody
+    asked for and then the EHLO reply; then answers politely."""
+    await stream.send_all(b"220 chatty.test ESMTP\r\n")
+    banner_sent = trio.current_time()
+    ehlo = await _read_line(stream)
+    await trio.sleep_until(banner_sent + UNSOLICITED_DELAY_S)
+    await stream.send_all(b"250 unsolicited\r\n250-chatty.test\r\n250 PIPELINING\r\n")
+    await _polite_replies(stream, ehlo.split(b"\n", 1)[1])
+
+
+async def unfinished_in_banner(stream: trio.SocketStream) -> None:
+    """Sends the start of a reply (no line end) in the banner's write, then answers politely."""
+    await stream.send_all(b"220 chatty.test ESMTP\r\n250 unsol")
+    await _polite_replies(stream)
+
+
+async def unfinished_421_in_banner(stream: trio.SocketStream) -> None:
+    """Starts a 421 in the banner's write and finishes it 20 ms later, then closes (RFC 5321
+    §3.8: a server that must shut down may say 421 at any time)."""
+    await stream.send_all(b"220 closing.test ESMTP\r\n421 4.3.2 going")
+    await trio.sleep(UNSOLICITED_DELAY_S)
+    await stream.send_all(b" away\r\n")
+    await stream.aclose()
+
+
+def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
+    """A server that answers EHLO and, in the same write, says 421 (RFC 5321 §3.8). It keeps
+    the connection open a little longer, noting in ``received`` what else the client sends
+    (a client that heeds the 421 sends nothing), then closes."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 closing.test ESMTP\r\n")
+        received.append(await _read_line(stream))
+        await stream.send_all(b"250 closing.test\r\n421 4.3.2 shutting down\r\n")
+        with trio.move_on_after(0.3), contextlib.suppress(trio.BrokenResourceError):
+            while chunk := await stream.receive_some(4096):
+                received.append(chunk)
+        await stream.aclose()
+
+    return handler
+
+
 BEHAVIOURS: dict[str, Handler] = {
     "garbage": garbage_banner,
     "reset": reset_after_greeting,
@@ -190,4 +273,8 @@ BEHAVIOURS: dict[str, Handler] = {
     "backtracking-bait": backtracking_bait,
     "endless-greeting": endless_greeting,
     "huge-rejection": huge_rejection,
+    "unsolicited-in-banner": unsolicited_in_banner,
+    "unsolicited-late": unsolicited_late,
+    "unfinished-in-banner": unfinished_in_banner,
+    "unfinished-421-in-banner": unfinished_421_in_banner,
 }

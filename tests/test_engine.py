@@ -12,7 +12,12 @@ import re
 import pytest
 
 from smtpload.errors import UsageError
-from smtpload.protocol.compiler import DEFAULT_TIMEOUT_S, CompiledScenario, compile_scenario
+from smtpload.protocol.compiler import (
+    DEFAULT_TIMEOUT_S,
+    CompiledScenario,
+    CompiledStep,
+    compile_scenario,
+)
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.expectations import compile_expectation
 from smtpload.protocol.outcome import (
@@ -729,3 +734,67 @@ def test_observe_mode_waits_for_a_close_the_server_announced(answer: bytes) -> N
     engine, sent = observe((GREETING, strict, CLOSE), [b"220 hi\r\n", answer, None])
     assert sent == [b"", b"MAIL FROM:<a@x>\r\n", b""]  # the server is closing: no QUIT
     assert [(o.step.name, o.event) for o in engine.observations][-1] == ("close", "closed")
+
+
+def _engine_at_helo(*steps: Step) -> tuple[SessionEngine, CompiledStep]:
+    engine = SessionEngine(compile_scenario(scenario(GREETING, *steps)), 1)
+    greeting = engine.next_step()
+    assert greeting is not None
+    assert engine.on_reply(greeting, reply(b"220 hi\r\n"))
+    step = engine.next_step()
+    assert step is not None
+    return engine, step
+
+
+def test_a_reply_before_a_command_is_a_protocol_error_and_nothing_follows() -> None:
+    engine, step = _engine_at_helo(HELO, QUIT)
+    assert not engine.on_early_reply(step, reply(b"250 unsolicited\r\n"))
+    assert engine.next_step() is None  # no polite QUIT: the dialogue is out of step
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.outcome, failure.step) == (Outcome.PROTOCOL_ERROR, "helo")
+    assert failure.got == "reply before command: 250 unsolicited"
+    # The command was not sent, and the transcript shows the reply that came instead.
+    assert [str(line) for line in failure.transcript] == [
+        "S: 220 hi",
+        "S: 250 unsolicited",
+        "*: protocol error: reply before command: 250 unsolicited",
+    ]
+
+
+def test_an_unfinished_reply_before_a_command_is_a_protocol_error() -> None:
+    engine, step = _engine_at_helo(HELO)
+    engine.on_early_bytes(step, b"250 unsol")
+    assert engine.next_step() is None
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.outcome is Outcome.PROTOCOL_ERROR
+    assert failure.got == "reply before command: '250 unsol' (incomplete)"
+    engine, step = _engine_at_helo(HELO)
+    engine.on_early_bytes(step, b"250 " + b"x" * 1000)
+    failure = engine.failure()
+    assert failure is not None
+    assert failure.got.endswith("... (1004 bytes in all) (incomplete)")
+    assert len(failure.got) < 200
+
+
+def test_a_421_before_a_command_is_its_reply_and_no_quit_follows() -> None:
+    # RFC 5321 §3.8: 421 may come at any time; the server then closes, so no QUIT.
+    engine, step = _engine_at_helo(HELO, QUIT)
+    assert not engine.on_early_reply(step, reply(b"421 4.3.2 shutting down\r\n"))
+    assert engine.next_step() is None
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.outcome, failure.step) == (Outcome.UNEXPECTED_REPLY, "helo")
+    assert failure.got.startswith("421 4.3.2 shutting down")
+
+    # A step that accepts 421 passes with it, and the session goes on to its next step.
+    accepting = dataclasses.replace(HELO, expect=codes(250, 421))
+    engine, step = _engine_at_helo(accepting, CLOSE)
+    assert engine.on_early_reply(step, reply(b"421 4.3.2 shutting down\r\n"))
+    close = engine.next_step()
+    assert close is not None
+    assert close.kind is StepKind.CLOSE
+    assert engine.on_closed(close)
+    assert engine.next_step() is None
+    assert engine.outcome is Outcome.PASSED

@@ -6,6 +6,7 @@ the other sessions are unharmed, and the failure names what happened.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -13,22 +14,24 @@ import os
 import re
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from smtpload.net.client import resolve_target
+from smtpload.net.client import new_session, resolve_target, run_session
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.sink import serve_sink
 from smtpload.protocol.compiler import CompiledScenario, compile_scenario
+from smtpload.protocol.engine import Observation
 from smtpload.protocol.outcome import Outcome
 from smtpload.report.stats import RunStats
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 from tests.cli import smtpload
-from tests.misbehaving import BEHAVIOURS, HUGE_REPLY_BYTES
+from tests.misbehaving import BEHAVIOURS, HUGE_REPLY_BYTES, shuts_down_after_ehlo
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -80,6 +83,28 @@ def assert_accounted(stats: RunStats, sessions: int) -> None:
         ("close-mid-reply", Outcome.CONNECTION_CLOSED, "ehlo", "closed the connection"),
         ("code-change", Outcome.PROTOCOL_ERROR, "ehlo", "reply code changed from 250 to 251"),
         ("no-greeting", Outcome.CONNECTION_CLOSED, "greeting", "closed the connection"),
+        # Replies out of turn (RFC 5321 §4.2): found before the next command is sent.
+        (
+            "unsolicited-in-banner",
+            Outcome.PROTOCOL_ERROR,
+            "ehlo",
+            "reply before command: 250 unsolicited",
+        ),
+        # The extra reply comes with EHLO's own, so EHLO takes it; MAIL then finds EHLO's.
+        (
+            "unsolicited-late",
+            Outcome.PROTOCOL_ERROR,
+            "mail",
+            "reply before command: 250 chatty.test (+1 line)",
+        ),
+        (
+            "unfinished-in-banner",
+            Outcome.PROTOCOL_ERROR,
+            "ehlo",
+            "reply before command: '250 unsol' (incomplete)",
+        ),
+        # A 421 may come at any time (§3.8): it is EHLO's reply, awaited to its end.
+        ("unfinished-421-in-banner", Outcome.UNEXPECTED_REPLY, "ehlo", "421 4.3.2 going away"),
     ],
 )
 async def test_misbehaving_server_is_counted_under_its_category(
@@ -95,6 +120,108 @@ async def test_misbehaving_server_is_counted_under_its_category(
     assert failure.outcome is outcome
     assert failure.step == step
     assert got in failure.got or any(got in line.text for line in failure.transcript)
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        "unsolicited-in-banner",
+        "unsolicited-late",
+        "unfinished-in-banner",
+        "unfinished-421-in-banner",
+    ],
+)
+async def test_a_command_is_not_sent_once_a_reply_is_there_before_it(
+    nursery: trio.Nursery, behaviour: str
+) -> None:
+    port = await start_server(nursery, behaviour)
+    stats = await run(port, quickstart(timeout_s=2), sessions=1, concurrency=1)
+    (failure,) = stats.failures
+    sent = [line.text for line in failure.transcript if line.direction == "C"]
+    # Up to the failed step, not that step's command, and no QUIT after a protocol error or
+    # a 421 (the server is closing).
+    assert sent == (["EHLO smtpload.example.test"] if failure.step == "mail" else [])
+
+
+async def test_a_reply_that_arrives_just_before_a_command_is_found_in_the_kernel() -> None:
+    # The hard case of the look before a send: the extra reply is not in anything read yet,
+    # only in the kernel's receive queue. The server's socket is written from the engine's
+    # watcher, which runs between EHLO's reply being read and MAIL being sent.
+    listener = socket.create_server(("127.0.0.1", 0))
+    server_side: list[socket.socket] = []
+    received: list[bytes] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        server_side.append(connection)
+        # Without it, Nagle would hold the extra reply until EHLO's reply is acknowledged.
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.settimeout(10)
+        connection.sendall(b"220 late.test ESMTP\r\n")
+        received.append(connection.recv(4096))
+        connection.sendall(b"250 late.test\r\n")
+        connection.settimeout(0.5)
+        with contextlib.suppress(OSError):  # a timeout, or the client's close
+            while chunk := connection.recv(4096):
+                received.append(chunk)
+        connection.close()
+
+    def after_each_reply(observation: Observation) -> None:
+        if observation.step.name == "ehlo":
+            server_side[0].sendall(b"250 unsolicited\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        scenario = quickstart(timeout_s=5)
+        stats = RunStats(["connect", *scenario.step_names])
+        target = await resolve_target("127.0.0.1", listener.getsockname()[1])
+        engine = new_session(scenario, 1, "test", watcher=after_each_reply)
+        with trio.fail_after(30):
+            await run_session(scenario, target, engine, stats)
+    finally:
+        await trio.to_thread.run_sync(thread.join, 30)
+        listener.close()
+    (failure,) = stats.failures
+    assert (failure.outcome, failure.step) == (Outcome.PROTOCOL_ERROR, "mail")
+    assert failure.got == "reply before command: 250 unsolicited"
+    assert received == [b"EHLO smtpload.example.test\r\n"]  # MAIL was not sent
+
+
+def quickstart_until(step_name: str, **changes: Any) -> Scenario:
+    """Quickstart's steps up to ``step_name`` (changed by ``changes``), then ``close``."""
+    steps: list[Step] = []
+    for step in load_scenario(SCENARIOS / "quickstart.yaml").steps:
+        if step.name == step_name:
+            steps.append(dataclasses.replace(step, **changes))
+            break
+        steps.append(step)
+    steps.append(Step(StepKind.CLOSE, "close"))
+    return dataclasses.replace(load_scenario(SCENARIOS / "quickstart.yaml"), steps=tuple(steps))
+
+
+async def test_a_421_before_a_command_is_that_commands_reply(nursery: trio.Nursery) -> None:
+    # RFC 5321 §3.8: a server that must shut down may send 421 at any time, and then closes.
+    received: list[bytes] = []
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, shuts_down_after_ehlo(received), 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    stats = await run(port, quickstart(timeout_s=5), sessions=1, concurrency=1)
+    (failure,) = stats.failures
+    assert (failure.outcome, failure.step) == (Outcome.UNEXPECTED_REPLY, "mail")
+    assert failure.got.startswith("421 4.3.2 shutting down")
+    # Neither MAIL nor a QUIT after the failure was sent: the server is closing.
+    assert received == [b"EHLO smtpload.example.test\r\n"]
+    assert stats.steps["mail"].failed == 1
+    assert stats.steps["mail"].latency.count == 0  # no command, so nothing to time
+
+    # Where the step accepts 421, it passes, and so does the close after it.
+    received.clear()
+    accepting = quickstart_until("mail", expect=Expectation(frozenset({250, 421}), "250, 421"))
+    stats = await run(port, compile_scenario(accepting, timeout_s=5), sessions=1, concurrency=1)
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+    assert received == [b"EHLO smtpload.example.test\r\n"]
 
 
 async def test_a_server_that_stops_reading_times_out_the_send(nursery: trio.Nursery) -> None:

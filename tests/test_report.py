@@ -104,7 +104,9 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "sessions",
         "throughput",
         "session_latency_ms",
+        "clock",
         "steps",
+        "generator",
         "smtpload_version",
     ]
     assert list(summary) == list(SUMMARY_KEYS)
@@ -125,7 +127,10 @@ def test_summary_has_exactly_the_contract_keys() -> None:
     }
     assert set(summary["session_latency_ms"]) == LATENCY_KEYS
     for step in summary["steps"]:
-        assert set(step) == {"name", "count", "failed", "latency_ms", "dropped_samples"}
+        assert set(step) == {"name", "count", "failed", "latency_ms", "dropped_samples", "clock"}
+        assert step["clock"] in {"kernel", "loop"}
+    assert summary["clock"] in {"kernel", "loop"}
+    assert set(summary["generator"]) == {"reply_lag_ms"}
 
 
 def test_summary_values_of_a_populated_run() -> None:

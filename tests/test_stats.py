@@ -416,3 +416,39 @@ def test_connect_failures_counted_at_once_equal_counting_them_one_by_one(
         one_by_one.steps["connect"].attempts,
         one_by_one.steps["connect"].failed,
     )
+
+
+def test_a_negative_latency_is_left_out_and_counted_as_dropped() -> None:
+    # A realtime clock stepped back between a send and its reply's receive time: the sample
+    # would be nonsense, and clamping it to 1 µs would pull the percentiles down.
+    stats = RunStats(["connect", "ehlo"])
+    stats.record_step("ehlo", -250, failed=False)
+    stats.record_step("ehlo", 400, failed=False)
+    step = stats.steps["ehlo"]
+    assert (step.attempts, step.failed) == (2, 0)
+    assert step.latency.count == 1
+    assert step.latency.summary_ms() is not None
+    assert step.latency.summary_ms()["max"] == 0.4  # type: ignore[index]
+    assert step.negative_samples == 1
+    assert step.dropped_samples == 1
+
+
+def test_clocks_of_steps_and_of_the_run() -> None:
+    stats = RunStats(["connect", "greeting", "ehlo", "close"])
+    assert stats.clock == "loop"
+    assert {step.clock for step in stats.steps.values()} == {"loop"}
+    stats.use_kernel_clock(["greeting", "ehlo"])
+    assert [step.clock for step in stats.steps.values()] == ["loop", "kernel", "kernel", "loop"]
+    assert stats.clock == "kernel"
+    # One session without receive times puts the whole run on the loop's clock.
+    stats.timed_by_loop()
+    assert {step.clock for step in stats.steps.values()} == {"loop"}
+    assert stats.clock == "loop"
+
+
+def test_reply_lag_is_recorded_and_a_negative_one_left_out() -> None:
+    stats = RunStats(["connect"])
+    assert stats.reply_lag.summary_ms() is None
+    stats.record_reply_lag(1500)
+    stats.record_reply_lag(-3)
+    assert stats.reply_lag.count == 1

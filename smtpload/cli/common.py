@@ -16,6 +16,7 @@ from smtpload.cli.interrupts import EXIT_INTERRUPTED
 from smtpload.errors import OutputError, UsageError, clipped, shown
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
+from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.model import Target, parse_target
 
 __all__ = [
@@ -174,6 +175,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_REPLY_BYTES,
         metavar="BYTES",
         help="a server reply longer than this ends its session as protocol_error",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default=KERNEL_CLOCK,
+        help="what ends a reply's latency: kernel = when the reply reached this machine (the "
+        "kernel's receive time; falls back to loop where the platform has none), loop = when "
+        "smtpload got to it, its own delays included",
     )
 
 

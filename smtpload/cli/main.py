@@ -238,6 +238,7 @@ def _command_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         run_id=run_id,
         max_reply_bytes=args.max_reply_bytes,
+        clock=args.clock,
         progress_interval_s=None if progress is None else progress.interval_s,
         signalled_before=interrupts.pending,
     )

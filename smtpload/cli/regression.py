@@ -181,6 +181,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
             handle_signals=True,
             stats=stats,
             max_reply_bytes=args.max_reply_bytes,
+            clock=args.clock,
             signalled_before=interrupts.pending,
         )
     )

@@ -5,33 +5,62 @@ This is the only client code that touches sockets. It uses ``trio.socket`` direc
 (measured; see the notes on trio in the project's shared notes), and a session needs nothing from
 it but ``send`` and ``recv``.
 
-Timing, all from ``trio.current_time()`` (one clock for everything, and the one trio's
-timeouts use): ``connect`` from before ``connect()`` to the connection established; each step
-from the last byte sent (the greeting: from the connection established) to its complete reply;
-the session from before ``connect()`` to its last step.
+Timing, all in nanoseconds of the realtime clock (``time.time_ns()``, the clock of the kernel's
+receive times; trio's own clock still sets the timeouts):
+
+* ``connect``: from just before the ``connect()`` syscall to the connection seen established
+  by the loop (no kernel time marks it).
+* each reply-timed step: from just before the send syscall that carried its last byte (the
+  greeting: from the handshake's end) to when its reply's last data arrived: the kernel's
+  receive time with the kernel clock (``wire_clock.py``), else the moment the loop read it.
+* ``close``: from the last command sent to the end of the connection seen by the loop (a read
+  that returns EOF carries no time).
+* the session: from before ``connect()`` to its last step handled.
+
+Replies out of turn (RFC 5321 §4.2: a server speaks only when spoken to, §3.8's 421 aside):
+before each command, the session looks for a reply that is already there, in the replies read
+together, in the parser's unfinished reply, and in the kernel's receive queue. The last is one
+``ioctl(FIONREAD)``, about 1 µs: the cheapest look at the queue (a non-blocking ``MSG_PEEK``
+costs about 2.5 µs in Python, as it raises BlockingIOError when there is nothing), and
+``benchmarks/bench_sessions.py --beside`` measures what it costs a session.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
 import socket as stdlib_socket
+import termios
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import time_ns
 
 import trio
 
 from smtpload.errors import RemoteProtocolError
+from smtpload.net.wire_clock import (
+    RECEIVE_TIME_SPACE,
+    enable_receive_times,
+    handshake_end_ns,
+    receive_time_ns,
+)
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES, PaddedMessage, Reply, ReplyParser
 from smtpload.report.stats import RunStats
-from smtpload.scenario.model import Target
+from smtpload.scenario.model import StepKind, Target
 
 __all__ = ["ResolvedTarget", "resolve_target", "run_session"]
 
 _RECEIVE_BYTES = 65536
+
+#: Steps that send a command (or a message) and so must find nothing waiting before they do.
+_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA})
+
+_NOTHING_WAITING = b"\0\0\0\0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +120,20 @@ async def run_session(
     stats: RunStats,
     *,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    kernel_clock: bool = False,
 ) -> None:
     """Run one whole session and record it in ``stats``.
 
-    A reply longer than ``max_reply_bytes`` ends the session as ``protocol_error``.
+    A reply longer than ``max_reply_bytes`` ends the session as ``protocol_error``. With
+    ``kernel_clock``, replies are timed by the kernel's receive times (``wire_clock.py``);
+    a socket that cannot have them is timed by the loop and marked so in ``stats``.
 
     Never raises for anything the server or the network does. trio.Cancelled (Ctrl-C) passes
     through; the caller then records the session with ``record_interrupted``.
     """
-    now = trio.current_time
-    started = now()
+    started_ns = time_ns()
     try:
-        sock = trio.socket.socket(target.family, stdlib_socket.SOCK_STREAM)
+        raw = stdlib_socket.socket(target.family, stdlib_socket.SOCK_STREAM)
     except OSError as error:
         # EMFILE/ENFILE (out of file descriptors), ENOBUFS: this session cannot connect; the
         # run goes on, and sessions after it get a socket again once others have closed.
@@ -113,12 +144,16 @@ async def run_session(
         # starves the other tasks (replies, Ctrl-C, the sink) of the loop.
         await trio.lowlevel.checkpoint()
         return
+    sock = trio.socket.from_stdlib_socket(raw)  # makes it non-blocking; closes `raw` with it
     try:
         # Commands are small writes, each answered before the next: never let Nagle hold one.
-        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        raw.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        if kernel_clock and not enable_receive_times(raw):
+            kernel_clock = False
+            stats.timed_by_loop()
         try:
             with trio.fail_after(scenario.timeout_s):
-                await sock.connect(target.address)
+                greeting_from_ns = await _connect(raw, target.address, kernel_clock)
         except trio.TooSlowError:
             engine.on_connect_error(f"no connection within {scenario.timeout_s:g} s")
         except OSError as error:
@@ -127,86 +162,198 @@ async def run_session(
             stats.record_step("connect", None, failed=True)
             stats.record_session(engine.outcome, None, engine.failure())
             return
-        mark = now()
-        stats.record_step("connect", int((mark - started) * 1e6), failed=False)
+        connected_ns = time_ns()
+        stats.record_step("connect", (connected_ns - started_ns) // 1000, failed=False)
         engine.on_connected(target.display)
-        await _converse(sock, engine, stats, mark, ReplyParser(max_reply_bytes))
+        if greeting_from_ns is None:
+            greeting_from_ns = connected_ns
+        wire = _Wire(sock, ReplyParser(max_reply_bytes), kernel_clock, stats)
+        await _converse(wire, engine, stats, greeting_from_ns)
         outcome = engine.outcome
-        latency_us = int((now() - started) * 1e6) if outcome is Outcome.PASSED else None
+        latency_us = (time_ns() - started_ns) // 1000 if outcome is Outcome.PASSED else None
         stats.record_session(outcome, latency_us, engine.failure())
     finally:
         sock.close()
 
 
-async def _send_all(sock: trio.socket.SocketType, data: bytes | memoryview) -> None:
+async def _connect(
+    raw: stdlib_socket.socket, address: tuple[object, ...], kernel_clock: bool
+) -> int | None:
+    """Connect the non-blocking ``raw``; return when the handshake ended (the greeting's
+    start) where ``kernel_clock`` can estimate it, else None. Raises OSError as connect does.
+
+    The syscall is made here rather than by trio's ``connect`` so that the time just before it
+    is ours to take (``wire_clock.handshake_end_ns``).
+    """
+    before_ns = time_ns()
+    error = raw.connect_ex(address)
+    if error in (errno.EINPROGRESS, errno.EINTR):
+        await trio.lowlevel.wait_writable(raw)
+        error = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
+    else:
+        await trio.lowlevel.checkpoint()  # connected (or refused) at once: still a checkpoint
+    if error:
+        raise OSError(error, os.strerror(error))
+    return handshake_end_ns(raw, before_ns) if kernel_clock else None
+
+
+async def _send_all(sock: trio.socket.SocketType, data: bytes | memoryview) -> int:
+    """Send all of ``data``; return ``time_ns()`` taken just before the syscall that sent its
+    last byte (the step's start: a reply can arrive before ``send()`` returns)."""
     view = memoryview(data)
-    while view:
+    while True:
+        before_ns = time_ns()
         sent = await sock.send(view)
         view = view[sent:]
+        if not view:
+            return before_ns
 
 
-async def _send_payload(sock: trio.socket.SocketType, data: bytes | PaddedMessage) -> None:
+async def _send_payload(sock: trio.socket.SocketType, data: bytes | PaddedMessage) -> int:
     if isinstance(data, bytes):
-        await _send_all(sock, data)
-    else:
-        # A large padded message: its padding is slices of one block shared by all sessions.
-        for chunk in data.chunks():
-            await _send_all(sock, chunk)
+        return await _send_all(sock, data)
+    # A large padded message: its padding is slices of one block shared by all sessions.
+    before_ns = 0
+    for chunk in data.chunks():
+        before_ns = await _send_all(sock, chunk)
+    return before_ns
 
 
-async def _receive_reply(
-    sock: trio.socket.SocketType, parser: ReplyParser, backlog: deque[Reply]
-) -> Reply | None:
-    """The next complete reply, or None when the server closed the connection first.
+class _Wire:
+    """One connection's receiving side: the socket, the parser, the replies read together
+    with an earlier one (``backlog``, kept for the steps that come next, in order), and when
+    the data that completed the last reply handed out arrived (``reply_ns``)."""
 
-    Replies that arrive together (a server answering pipelined commands, or one that talks
-    out of turn) are kept in ``backlog`` for the steps that come next, in order.
+    __slots__ = ("backlog", "backlog_ns", "kernel_clock", "parser", "reply_ns", "sock", "stats")
+
+    def __init__(
+        self, sock: trio.socket.SocketType, parser: ReplyParser, kernel_clock: bool, stats: RunStats
+    ) -> None:
+        self.sock = sock
+        self.parser = parser
+        self.kernel_clock = kernel_clock
+        self.stats = stats
+        self.backlog: deque[Reply] = deque()
+        self.backlog_ns = 0  # every reply in the backlog came from one read, at this time
+        self.reply_ns = 0
+
+    async def receive(self) -> bytes:
+        """One read; sets ``reply_ns`` to its kernel time (or, on the loop clock, now)."""
+        if not self.kernel_clock:
+            data = await self.sock.recv(_RECEIVE_BYTES)
+            self.reply_ns = time_ns()
+            return data
+        data, ancillary, _flags, _address = await self.sock.recvmsg(
+            _RECEIVE_BYTES, RECEIVE_TIME_SPACE
+        )
+        handled_ns = time_ns()
+        received_ns = receive_time_ns(ancillary)
+        if received_ns is None:
+            # EOF carries no time; data without one would mean the kernel stopped giving them.
+            self.reply_ns = handled_ns
+            if data:
+                self.kernel_clock = False
+                self.stats.timed_by_loop()
+        else:
+            self.reply_ns = received_ns
+            # How late our code got to the data: the generator's own lag.
+            self.stats.record_reply_lag((handled_ns - received_ns) // 1000)
+        return data
+
+    async def reply(self) -> Reply | None:
+        """The next complete reply, or None when the server closed the connection first."""
+        if self.backlog:
+            self.reply_ns = self.backlog_ns
+            return self.backlog.popleft()
+        while True:
+            chunk = await self.receive()
+            if not chunk:
+                # A close in the middle of a reply is still a close: the partial reply is lost.
+                return None
+            replies = self.parser.feed(chunk)
+            if replies:
+                self.backlog.extend(replies[1:])
+                self.backlog_ns = self.reply_ns
+                return replies[0]
+
+
+def _bytes_waiting(fd: int, probe: bytearray) -> bool:
+    """Whether the kernel holds received bytes not read yet (``probe``: 4 bytes of scratch)."""
+    fcntl.ioctl(fd, termios.FIONREAD, probe)
+    return probe != _NOTHING_WAITING
+
+
+async def _early_reply(wire: _Wire, probe: bytearray) -> Reply | bytes | None:
+    """What was already there before a command: a complete reply, the bytes of an unfinished
+    one, or None when the server closed the connection while a 421 was still arriving.
+
+    Only called when something is there, so the one read here never waits.
     """
-    if backlog:
-        return backlog.popleft()
-    while True:
-        chunk = await sock.recv(_RECEIVE_BYTES)
-        if not chunk:
-            # A close in the middle of a reply is still a close: the partial reply is lost.
-            return None
-        replies = parser.feed(chunk)
-        if replies:
-            backlog.extend(replies[1:])
-            return replies[0]
+    if not wire.backlog and _bytes_waiting(wire.sock.fileno(), probe):
+        wire.backlog.extend(wire.parser.feed(await wire.receive()))
+        wire.backlog_ns = wire.reply_ns
+    if wire.backlog:
+        return wire.backlog.popleft()
+    unfinished = wire.parser.partial_reply
+    if unfinished.startswith(b"421"):
+        # RFC 5321 §3.8: a 421 may come at any time; it is the step's reply once complete.
+        return await wire.reply()
+    return unfinished
 
 
 async def _converse(
-    sock: trio.socket.SocketType,
-    engine: SessionEngine,
-    stats: RunStats,
-    mark: float,
-    parser: ReplyParser,
+    wire: _Wire, engine: SessionEngine, stats: RunStats, greeting_from_ns: int
 ) -> None:
     """Run the engine's steps over a connected socket, recording each step.
+
+    A step is timed from ``step_from_ns``: just before the send syscall that carried its last
+    byte, or for the greeting the handshake's end; to ``wire.reply_ns``, when its reply's last
+    data arrived. A sample below zero (the realtime clock was stepped back) is dropped and
+    counted, never clamped.
 
     One cancel scope serves the whole dialogue: its deadline is moved to each step's timeout
     as the step starts, so sending and receiving are both bounded (a server that stops reading
     cannot block a large DATA forever), and no scope is built per step on this hot path.
     """
-    backlog: deque[Reply] = deque()
     now = trio.current_time
+    sock = wire.sock
+    backlog = wire.backlog
+    parser = wire.parser
     step = None
     messages = 0
+    step_from_ns = greeting_from_ns
+    fd = sock.fileno()
+    probe = bytearray(4)  # one per session: ioctl writes into it
     with trio.CancelScope() as deadline:
         while (step := engine.next_step()) is not None:
             deadline.deadline = now() + step.timeout_s
             try:
+                if (
+                    step.kind in _SENDING_STEPS
+                    and step.index >= 0  # not our QUIT after a failure: any reply ends that
+                    and (backlog or parser.has_partial_reply or _bytes_waiting(fd, probe))
+                ):
+                    early = await _early_reply(wire, probe)
+                    if isinstance(early, Reply):
+                        passed = engine.on_early_reply(step, early)
+                    elif early is None:
+                        passed = engine.on_closed(step)
+                    else:
+                        engine.on_early_bytes(step, early)
+                        passed = False
+                    # No command was sent, so there is no latency to record.
+                    stats.record_step(step.name, None, failed=not passed)
+                    continue
                 data = engine.payload(step)
                 if data:
-                    await _send_payload(sock, data)
-                    mark = now()
-                reply = await _receive_reply(sock, parser, backlog)
+                    step_from_ns = await _send_payload(sock, data)
+                reply = await wire.reply()
             except RemoteProtocolError as error:
                 engine.on_protocol_error(step, str(error))
             except OSError as error:
                 engine.on_connection_error(step, _describe_os_error(error))
             else:
-                latency_us: int | None = int((now() - mark) * 1e6)
+                latency_us: int | None = (wire.reply_ns - step_from_ns) // 1000
                 if reply is not None:
                     passed = engine.on_reply(step, reply)
                     if engine.messages_accepted > messages:

@@ -36,13 +36,14 @@ from smtpload.net.client import (
     run_session,
 )
 from smtpload.net.sink import serve_sink
+from smtpload.net.wire_clock import kernel_clock_available
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.results import build_summary
-from smtpload.report.stats import RunStats
-from smtpload.scenario.model import Target
+from smtpload.report.stats import KERNEL_CLOCK, RunStats
+from smtpload.scenario.model import StepKind, Target
 
 __all__ = [
     "RunSettings",
@@ -77,6 +78,9 @@ class RunSettings:
             one ends its session as ``protocol_error``.
         print_notices: say on stderr what the counts alone would not explain (a target that
             cannot be resolved); off for the Python API, which must not write to stderr.
+        clock: ``kernel`` to end reply latencies on the kernel's receive times where the
+            platform has them (else the run falls back to the loop and says so in its
+            summary), ``loop`` to end them when the event loop sees the reply.
     """
 
     sessions: int
@@ -89,6 +93,7 @@ class RunSettings:
     observe: bool = False
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     print_notices: bool = True
+    clock: str = KERNEL_CLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,12 @@ class _Run:
         self.interrupted = False
         self.running: set[trio.CancelScope] = set()
         self.workers_done = trio.Event()
+        self.kernel_clock = settings.clock == KERNEL_CLOCK and kernel_clock_available()
+        if self.kernel_clock:
+            # connect and close end on events that carry no receive time.
+            stats.use_kernel_clock(
+                step.name for step in scenario.steps if step.kind is not StepKind.CLOSE
+            )
 
     async def worker(self) -> None:
         settings = self.settings
@@ -141,6 +152,7 @@ class _Run:
                         engine,
                         self.stats,
                         max_reply_bytes=settings.max_reply_bytes,
+                        kernel_clock=self.kernel_clock,
                     )
                 finally:
                     self.running.discard(scope)

@@ -13,6 +13,15 @@ After an unexpected reply the engine asks for one more exchange, a polite ``QUIT
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
 server now reads message text, and ``221``/``421`` mean it is closing the connection.
 
+Replies out of turn: RFC 5321 §4.2 lets a server reply only to a command (and greet once), so a
+reply that is already there when a command is about to be sent answers nothing we said. The I/O
+layer looks before each send (its parser, the replies read together, the kernel's receive queue)
+and hands such a reply to ``on_early_reply``: a ``protocol_error`` ("reply before command"),
+except a ``421``, which §3.8 lets a server send at any time when it must close; that one is
+taken as the step's reply, the command is not sent, and no QUIT follows. A reply that arrives
+after the look but before the command's own reply cannot be told from it; the reply that
+follows it is then found before the next command.
+
 In *observe* mode (``smtpload record``, ``compare`` and ``replay``) an unexpected reply does not
 end the session: every step's reply is kept in ``observations`` and the dialogue goes on as far
 as the server lets it, so one changed reply shows as one difference, not a cascade. Two replies
@@ -56,6 +65,8 @@ _NO_QUIT_AFTER = frozenset({354, 221, 421})
 
 # Reply codes with which the server says it closes the connection (RFC 5321 §3.8, §4.2.2).
 _CLOSING = frozenset({221, 421})
+# How much of an unfinished early reply a failure quotes: enough to recognise it.
+_EARLY_PREVIEW_BYTES = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +249,26 @@ class SessionEngine:
         self._observe_event(step, "reply", reply, None)
         self._index += 1
         return True
+
+    def on_early_reply(self, step: CompiledStep, reply: Reply) -> bool:
+        """``reply`` was already there when ``step``'s command was about to be sent, so the
+        command was not sent. Returns whether the step passed: only a 421 its expectation
+        accepts can (RFC 5321 §3.8); any other reply is a protocol error."""
+        if reply.code == 421:
+            return self.on_reply(step, reply)
+        self._transcript.append(("S", reply))
+        self.on_protocol_error(step, f"reply before command: {_first_line(reply)}")
+        return False
+
+    def on_early_bytes(self, step: CompiledStep, received: bytes) -> None:
+        """The start of a reply (not ending in a line end yet, and not a 421) was already there
+        when ``step``'s command was about to be sent: a protocol error, as in ``on_early_reply``;
+        the command is not sent."""
+        preview = received[:_EARLY_PREVIEW_BYTES].decode("utf-8", "replace")
+        more = ""
+        if len(received) > _EARLY_PREVIEW_BYTES:
+            more = f"... ({len(received)} bytes in all)"
+        self.on_protocol_error(step, f"reply before command: {preview!r}{more} (incomplete)")
 
     def on_closed(self, step: CompiledStep) -> bool:
         """The server closed the connection while ``step`` waited. Returns whether it passed."""

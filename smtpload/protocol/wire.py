@@ -132,6 +132,11 @@ class ReplyParser:
         """True when bytes of an unfinished reply are buffered."""
         return bool(self._buffer) or self._code != -1
 
+    @property
+    def partial_reply(self) -> bytes:
+        """The buffered bytes of the unfinished reply (empty when none), left in place."""
+        return bytes(self._raw) + self._buffer
+
     def take_unread(self) -> bytes:
         """Remove and return buffered bytes that are not part of a complete reply yet.
 

@@ -13,7 +13,7 @@ from smtpload.net.runner import RunSettings, run_scenario
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.regression.baseline import Behaviour, BehaviourRecorder
-from smtpload.report.stats import RunStats
+from smtpload.report.stats import KERNEL_CLOCK, RunStats
 from smtpload.scenario.model import Target
 
 __all__ = ["observe_run"]
@@ -30,6 +30,7 @@ async def observe_run(
     signalled_before: Callable[[], bool] | None = None,
     stats: RunStats | None = None,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    clock: str = KERNEL_CLOCK,
 ) -> tuple[Behaviour, bool]:
     """Run ``sessions`` observed sessions of ``scenario`` against ``target``.
 
@@ -46,6 +47,7 @@ async def observe_run(
         stats: where to count the run (outcomes, per-step counts), for a caller that wants
             to report them; by default a fresh RunStats of the scenario's steps.
         max_reply_bytes: the longest reply accepted; a longer one is a ``protocol_error``.
+        clock: what ends reply latencies (``RunSettings.clock``).
 
     Returns:
         What the sessions observed, with each step's latency histogram; and whether the run
@@ -62,6 +64,7 @@ async def observe_run(
         signalled_before=signalled_before,
         observe=True,
         max_reply_bytes=max_reply_bytes,
+        clock=clock,
     )
     shown, _, interrupted = await run_scenario(
         scenario, target, settings, stats, on_session_end=recorder.add_session

@@ -31,10 +31,17 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "messages": int                 # data steps that got a 2xx
       },
       "session_latency_ms": LATENCY or null,
+      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used the kernel's
+                                        # receive times; "loop": none did
       "steps": [                        # "connect" first, then the scenario's steps in order
         {"name": str, "count": int, "failed": int, "latency_ms": LATENCY or null,
-         "dropped_samples": int}        # latencies above 1 h, counted as 1 h
+         "dropped_samples": int,        # latencies above 1 h (counted as 1 h) or below 0
+                                        # (the realtime clock stepped back; left out)
+         "clock": "kernel" or "loop"}   # what ended this step's latencies
       ],
+      "generator": {                    # smtpload's own delays, not the server's
+        "reply_lag_ms": LATENCY or null # per read, from the data's arrival (kernel time)
+      },                                # to smtpload handling it; null on the loop clock
       "smtpload_version": str
     }
 
@@ -91,7 +98,9 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "sessions",
     "throughput",
     "session_latency_ms",
+    "clock",
     "steps",
+    "generator",
     "smtpload_version",
 )
 
@@ -166,16 +175,19 @@ def build_summary(
             "messages": stats.messages,
         },
         "session_latency_ms": stats.session_latency.summary_ms(),
+        "clock": stats.clock,
         "steps": [
             {
                 "name": step.name,
                 "count": step.attempts,
                 "failed": step.failed,
                 "latency_ms": step.latency.summary_ms(),
-                "dropped_samples": step.latency.dropped,
+                "dropped_samples": step.dropped_samples,
+                "clock": step.clock,
             }
             for step in stats.steps.values()
         ],
+        "generator": {"reply_lag_ms": stats.reply_lag.summary_ms()},
         "smtpload_version": __version__,
     }
 

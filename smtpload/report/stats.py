@@ -31,7 +31,7 @@ record (about 1 µs, nearly all of it inside hdrh).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -40,9 +40,12 @@ from hdrh.histogram import HdrHistogram
 from smtpload.protocol.outcome import Outcome, SessionFailure
 
 __all__ = [
+    "CLOCKS",
+    "KERNEL_CLOCK",
     "LATENCY_HIGHEST_US",
     "LATENCY_KEYS",
     "LATENCY_LOWEST_US",
+    "LOOP_CLOCK",
     "SIGNIFICANT_FIGURES",
     "LatencyHistogram",
     "RunStats",
@@ -53,6 +56,11 @@ __all__ = [
 LATENCY_LOWEST_US = 1
 LATENCY_HIGHEST_US = 3_600_000_000  # 1 hour
 SIGNIFICANT_FIGURES = 3
+
+#: The clocks a step's latencies can end on (``StepStats.clock``).
+KERNEL_CLOCK = "kernel"
+LOOP_CLOCK = "loop"
+CLOCKS: tuple[str, ...] = (KERNEL_CLOCK, LOOP_CLOCK)
 
 #: The keys of :meth:`LatencyHistogram.summary_ms`, in the order reports show them.
 LATENCY_KEYS: tuple[str, ...] = ("p50", "p90", "p99", "p99_9", "max", "mean")
@@ -246,12 +254,23 @@ class StepStats:
         failed: how many of those failed.
         latency: the latencies of the attempts that got a complete reply or event; a step cut
             off by a timeout or a closed connection has no latency.
+        clock: what ended its latencies: ``kernel`` (the kernel's receive time of the reply)
+            or ``loop`` (the moment the event loop saw it); see net/wire_clock.py.
+        negative_samples: latencies that came out below zero, left out of ``latency``.
     """
 
     name: str
     attempts: int = 0
     failed: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    clock: str = LOOP_CLOCK
+    negative_samples: int = 0
+
+    @property
+    def dropped_samples(self) -> int:
+        """Samples not in ``latency`` as measured: above its range (counted at its top) or
+        below zero (the realtime clock was stepped back; left out)."""
+        return self.latency.dropped + self.negative_samples
 
 
 class RunStats:
@@ -266,6 +285,8 @@ class RunStats:
     Attributes:
         steps: one :class:`StepStats` per step name, in ``step_names`` order.
         session_latency: whole-session latencies, as the runner records them.
+        reply_lag: with the kernel clock, per read: from the data's arrival to smtpload
+            handling it. The generator's own delay, left out of the step latencies.
         outcomes: the count of sessions per :class:`Outcome`, every outcome present.
         started: sessions started (:meth:`session_started`).
         messages: messages accepted by the server (:meth:`message_accepted`).
@@ -282,6 +303,7 @@ class RunStats:
         "max_kept_failures",
         "messages",
         "outcomes",
+        "reply_lag",
         "session_latency",
         "started",
         "steps",
@@ -296,6 +318,7 @@ class RunStats:
                 raise ValueError(f"step name {name!r} appears twice; step names must be unique")
             self.steps[name] = StepStats(name)
         self.session_latency = LatencyHistogram()
+        self.reply_lag = LatencyHistogram()
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.started = 0
         self.messages = 0
@@ -324,7 +347,32 @@ class RunStats:
         if failed:
             step.failed += 1
         if latency_us is not None:
-            step.latency.record_us(latency_us)
+            if latency_us < 0:
+                step.negative_samples += 1
+            else:
+                step.latency.record_us(latency_us)
+
+    def use_kernel_clock(self, step_names: Iterable[str]) -> None:
+        """These steps' latencies end on the kernel's receive times (the reply-timed ones)."""
+        for name in step_names:
+            self.steps[name].clock = KERNEL_CLOCK
+
+    def timed_by_loop(self) -> None:
+        """A session could not have the kernel's receive times: its latencies end on the
+        loop's clock, and the run's steps no longer say ``kernel``."""
+        for step in self.steps.values():
+            step.clock = LOOP_CLOCK
+
+    @property
+    def clock(self) -> str:
+        """``kernel`` when the run's reply-timed steps all used the kernel's clock."""
+        kernel = any(step.clock == KERNEL_CLOCK for step in self.steps.values())
+        return KERNEL_CLOCK if kernel else LOOP_CLOCK
+
+    def record_reply_lag(self, lag_us: int) -> None:
+        """How long after a read's data arrived smtpload handled it (the generator's lag)."""
+        if lag_us >= 0:
+            self.reply_lag.record_us(lag_us)
 
     def record_session(
         self,

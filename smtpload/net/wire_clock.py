@@ -1,0 +1,108 @@
+"""The kernel's clock: when the data that completed a reply reached this machine.
+
+A latency timed by the event loop ends when our code gets round to the reply, so under load it
+measures our own queue, not the server (at 100 sessions in parallel about 45 times the server's
+real p50). Linux can say when a segment arrived: with ``SO_TIMESTAMPNS`` set on a socket, each
+``recvmsg`` returns, as ancillary data, the receive time of the last segment it read, a
+``struct timespec`` on CLOCK_REALTIME (socket(7)). Step latencies then run from just before
+the send syscall that carries the command's last byte, read from the same clock with
+``time.time_ns()``, to that receive time.
+
+Two consequences, both documented in the README:
+
+* One ``recvmsg``, one time: replies that arrive together and are read together (a server
+  answering pipelined commands) all get the time of that read's last segment.
+* The start is taken before the send syscall, not after it: on loopback the reply often
+  arrives while ``send()`` is still in the kernel (the project's notes, §9).
+
+The greeting has no send to start from; it runs from the end of the TCP handshake, which no
+timestamp marks. ``handshake_end_ns`` estimates it from the time just before the ``connect()``
+syscall and the kernel's own measure of the handshake (``TCP_INFO``'s ``tcpi_rtt``: just after
+the handshake, its only sample, the SYN to SYN-ACK time).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+__all__ = [
+    "RECEIVE_TIME_SPACE",
+    "enable_receive_times",
+    "handshake_end_ns",
+    "kernel_clock_available",
+    "receive_time_ns",
+]
+
+#: ``SO_TIMESTAMPNS`` on Linux (asm-generic/socket.h); Python 3.11's socket module does not
+#: name it. Its ancillary message carries the same number as its type.
+_SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+#: The ``struct timespec`` of the ancillary message: seconds and nanoseconds, two 64-bit ints.
+_TIMESPEC = struct.Struct("qq")
+
+#: The ``ancbufsize`` for ``recvmsg`` that holds one receive time.
+RECEIVE_TIME_SPACE: int = socket.CMSG_SPACE(_TIMESPEC.size)
+
+# struct tcp_info (linux/tcp.h): after 8 one-byte fields, 32-bit ones; tcpi_rtt is the 16th
+# (offset 68, microseconds) and tcpi_total_retrans the 24th (offset 100). 104 bytes hold both,
+# and every Linux since 2.6 returns at least that much.
+_TCP_INFO_BYTES = 104
+_U32 = struct.Struct("=I")
+_TCPI_RTT_OFFSET = 68
+_TCPI_TOTAL_RETRANS_OFFSET = 100
+
+
+def enable_receive_times(sock: socket.socket) -> bool:
+    """Ask the kernel for receive times on ``sock``; False where the platform has none."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def kernel_clock_available() -> bool:
+    """Whether this platform gives TCP sockets receive times (one probe socket, no I/O)."""
+    try:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    with probe:
+        return enable_receive_times(probe) and hasattr(probe, "recvmsg")
+
+
+def receive_time_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive time in ``recvmsg``'s ancillary data, in ns since the epoch, or
+    None when it carries none (a read that returned EOF, a platform without timestamps)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
+
+
+def handshake_end_ns(sock: socket.socket, before_ns: int) -> int | None:
+    """When the TCP handshake of the connected ``sock`` ended, estimated; None when no
+    estimate holds (a SYN was sent again, so the kernel's handshake time leaves out the wait).
+
+    Args:
+        before_ns: ``time.time_ns()`` just before the ``connect()`` syscall.
+
+    The SYN leaves during the syscall and the client's ACK one round trip later, so the end is
+    ``before_ns`` plus the kernel's handshake time, early by the part of the syscall before
+    the SYN left (microseconds; ``benchmarks/truth.py`` measures the greeting against a
+    capture). The syscall's return is no bound: on loopback, and more so on a busy machine,
+    the server's whole banner can arrive before ``connect()`` returns.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _TCP_INFO_BYTES:
+        return None
+    (retransmitted,) = _U32.unpack_from(info, _TCPI_TOTAL_RETRANS_OFFSET)
+    if retransmitted:
+        return None
+    (rtt_us,) = _U32.unpack_from(info, _TCPI_RTT_OFFSET)
+    return before_ns + int(rtt_us) * 1000
