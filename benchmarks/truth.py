@@ -734,7 +734,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(row.server == "smtp-sink" for row in rows) and shutil.which("smtp-sink") is None:
         raise SystemExit("smtp-sink not found: install Postfix (sudo .ci/postfix-setup)")
     commit = smtpload_commit()
-    print(f"smtpload {commit}; {args.sessions} sessions per row; latencies in ms", flush=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # The machine's load matters to every number here: say what it was.
+    load_before = os.getloadavg()[0]
+    print(
+        f"smtpload {commit}; {args.sessions} sessions per row; latencies in ms;"
+        f" {started}, load average {load_before:.2f}",
+        flush=True,
+    )
     results = []
     with contextlib.ExitStack() as stack:
         if args.keep_captures is not None:
@@ -750,6 +757,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = measure_row(row, port, args.sessions, captures)
             print(_row_note(result), flush=True)
             results.append(result)
+    load_after = os.getloadavg()[0]
+    if args.json is not None:  # first, so that a closed stdout cannot cost the file
+        document = {
+            "smtpload": commit,
+            "started": started,
+            "load_average_1m": {"before": load_before, "after": load_after},
+            "sessions_per_row": args.sessions,
+            "scenario": "quickstart",
+            "target_rule": "|smtpload - wire| <= max(5 % of wire, 0.050 ms), at p50 and p99",
+            "wire_percentiles": "exact, nearest rank: the ceil(p/100 * n)-th smallest sample",
+            "greeting": "from the client's ACK of the SYN-ACK; greeting@syn-ack from the SYN-ACK",
+            "rows": results,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(format_table(results))
     checked = [
         entry["within_target"][key]
@@ -760,19 +781,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(
         f"{sum(checked)} of {len(checked)} step percentiles within the target"
-        " (5 % or 50 µs of the wire, whichever is larger); greeting from the handshake's ACK"
+        " (5 % or 50 µs of the wire, whichever is larger); greeting from the handshake's ACK;"
+        f" load average {load_after:.2f} at the end"
     )
-    if args.json is not None:
-        document = {
-            "smtpload": commit,
-            "sessions_per_row": args.sessions,
-            "scenario": "quickstart",
-            "target_rule": "|smtpload - wire| <= max(5 % of wire, 0.050 ms), at p50 and p99",
-            "wire_percentiles": "exact, nearest rank: the ceil(p/100 * n)-th smallest sample",
-            "greeting": "from the client's ACK of the SYN-ACK; greeting@syn-ack from the SYN-ACK",
-            "rows": results,
-        }
-        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
