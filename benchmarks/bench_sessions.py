@@ -7,14 +7,15 @@ includes smtpload's interpreter start-up (about 0.13 s); the summary's own rate,
 excludes start-up, is printed beside it. Results are ratios measured in the same run on the
 same machine, never absolute promises.
 
-``--beside DIR`` also runs the smtpload of another checkout (say, the commit before a change,
-from ``git archive``) in the same rounds, and prints its CPU per session beside this one's: what
-a change costs, measured, not guessed.
+``--loop-clock`` also runs this checkout with ``--clock loop``, for what the kernel's receive
+times cost. ``--beside DIR`` also runs the smtpload of another checkout (say, the commit before
+a change, from ``git archive``) in the same rounds. Either prints the CPU per session of both:
+what a change costs, measured, not guessed.
 
 Usage (needs Postfix's smtp-sink and smtp-source; .ci/postfix-setup installs them):
 
     python benchmarks/bench_sessions.py [--sessions 20000] [--concurrency 100] [--rounds 3]
-        [--beside DIR]
+        [--beside DIR] [--loop-clock]
 """
 
 from __future__ import annotations
@@ -116,7 +117,12 @@ CHECKOUT = HERE.parent
 
 
 def run_smtpload(
-    port: int, sessions: int, concurrency: int, checkout: Path = CHECKOUT, label: str = "smtpload"
+    port: int,
+    sessions: int,
+    concurrency: int,
+    checkout: Path = CHECKOUT,
+    label: str = "smtpload",
+    options: tuple[str, ...] = (),
 ) -> Measurement:
     with tempfile.TemporaryDirectory() as scratch:
         summary_path = Path(scratch) / "summary.json"
@@ -124,7 +130,7 @@ def run_smtpload(
             sys.executable, "-m", "smtpload", "run", str(SCENARIO),
             "--target", f"127.0.0.1:{port}",
             "--sessions", str(sessions), "--concurrency", str(concurrency),
-            "--results", scratch, "--json", str(summary_path), "--quiet",
+            "--results", scratch, "--json", str(summary_path), "--quiet", *options,
         ]  # fmt: skip
         wall, cpu = _measure(command, {**os.environ, "PYTHONPATH": str(checkout)})
         summary = json.loads(summary_path.read_text())
@@ -146,6 +152,11 @@ def main() -> int:
         metavar="DIR",
         help="another checkout whose smtpload runs in the same rounds, for its CPU per session",
     )
+    parser.add_argument(
+        "--loop-clock",
+        action="store_true",
+        help="also run this checkout with --clock loop, for what the kernel clock costs",
+    )
     args = parser.parse_args()
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool) is None:
@@ -155,6 +166,9 @@ def main() -> int:
     if args.beside is not None:
         beside = args.beside.resolve()
         runs.append(functools.partial(run_smtpload, checkout=beside, label="beside"))
+    if args.loop_clock:
+        loop = functools.partial(run_smtpload, label="loop clock", options=("--clock", "loop"))
+        runs.append(loop)
     best: dict[str, Measurement] = {}
     least_cpu_us: dict[str, float] = {}
     with smtp_sink(port):
@@ -182,13 +196,14 @@ def main() -> int:
     own = best["smtpload"].own_rate_per_s
     if own is not None:
         print(f"smtpload's own summary, start-up excluded: {own:.0f} sessions/s")
-    if "beside" in best:
-        ratio = least_cpu_us["smtpload"] / least_cpu_us["beside"]
-        print(
-            f"CPU per session, least of {args.rounds} rounds: this checkout "
-            f"{least_cpu_us['smtpload']:.1f} µs, {args.beside} {least_cpu_us['beside']:.1f} µs: "
-            f"{(ratio - 1) * 100:+.1f} %"
-        )
+    for other, named in (("beside", str(args.beside)), ("loop clock", "--clock loop")):
+        if other in best:
+            ratio = least_cpu_us["smtpload"] / least_cpu_us[other]
+            print(
+                f"CPU per session, least of {args.rounds} rounds: this checkout "
+                f"{least_cpu_us['smtpload']:.1f} µs, {named} {least_cpu_us[other]:.1f} µs: "
+                f"{(ratio - 1) * 100:+.1f} %"
+            )
     return 0
 
 

@@ -130,7 +130,13 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         assert set(step) == {"name", "count", "failed", "latency_ms", "dropped_samples", "clock"}
         assert step["clock"] in {"kernel", "loop"}
     assert summary["clock"] in {"kernel", "loop"}
-    assert set(summary["generator"]) == {"reply_lag_ms"}
+    assert set(summary["generator"]) == {
+        "cpu_percent",
+        "busy_seconds_percent",
+        "loop_lag_ms",
+        "reply_lag_ms",
+        "saturated",
+    }
 
 
 def test_summary_values_of_a_populated_run() -> None:

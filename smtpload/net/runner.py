@@ -54,6 +54,10 @@ __all__ = [
     "run_sessions",
 ]
 
+# The generator watch: a tick every 10 ms (the loop's lag), CPU about every second.
+_TICK_S = 0.01
+_CPU_SAMPLE_S = 1.0
+
 # Workers started between two checkpoints: sessions begin while the rest are still starting.
 _WORKERS_PER_BATCH = 64
 
@@ -207,6 +211,28 @@ class _Run:
             await self.workers_done.wait()
         self.cancel_running()
 
+    async def watch_generator(self) -> None:
+        """Measure smtpload's own load while the run goes: every ``_TICK_S`` how late the
+        loop woke this task (``loop_lag``), about every second the process's CPU use."""
+        load = self.stats.generator
+        now = trio.current_time
+        due = now() + _TICK_S
+        cpu_mark, wall_mark = time.process_time(), time.perf_counter()
+        try:
+            while True:
+                await trio.sleep_until(due)
+                woke = now()
+                load.loop_lag.record_us(int((woke - due) * 1e6))
+                due = woke + _TICK_S  # lateness is not carried over from tick to tick
+                wall = time.perf_counter()
+                if wall - wall_mark >= _CPU_SAMPLE_S:
+                    cpu = time.process_time()
+                    load.record_cpu(cpu - cpu_mark, wall - wall_mark)
+                    cpu_mark, wall_mark = cpu, wall
+        finally:
+            # The run's last part, shorter than a sample, is a sample of its own.
+            load.record_cpu(time.process_time() - cpu_mark, time.perf_counter() - wall_mark)
+
     async def report_progress(self, on_progress: Callable[[float], None], start: float) -> None:
         interval = self.settings.progress_interval_s
         assert interval is not None
@@ -238,6 +264,7 @@ async def run_sessions(
             await services.start(run.watch_signals, services)
         if on_progress is not None and settings.progress_interval_s is not None:
             services.start_soon(run.report_progress, on_progress, start)
+        services.start_soon(run.watch_generator)
         async with trio.open_nursery() as workers:
             await run.start_workers(workers)
         run.workers_done.set()

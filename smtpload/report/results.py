@@ -39,9 +39,14 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
                                         # (the realtime clock stepped back; left out)
          "clock": "kernel" or "loop"}   # what ended this step's latencies
       ],
-      "generator": {                    # smtpload's own delays, not the server's
-        "reply_lag_ms": LATENCY or null # per read, from the data's arrival (kernel time)
-      },                                # to smtpload handling it; null on the loop clock
+      "generator": {                    # smtpload's own load (report/generator.py)
+        "cpu_percent": float or null,   # of one core, over the run
+        "busy_seconds_percent": float,  # the run's seconds above 90 % of a core
+        "loop_lag_ms": LATENCY or null, # how late a 10 ms ticker woke
+        "reply_lag_ms": LATENCY or null,# per read, from the data's arrival (kernel time)
+                                        # to smtpload handling it; null on the loop clock
+        "saturated": bool               # smtpload was the limit (the rule: generator.py)
+      },
       "smtpload_version": str
     }
 
@@ -73,6 +78,7 @@ from smtpload._version import __version__
 from smtpload.errors import counted
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
 from smtpload.report.files import replacing, write_text
+from smtpload.report.generator import generator_summary, saturation_note
 from smtpload.report.stats import LatencyHistogram, RunStats
 
 __all__ = [
@@ -187,7 +193,7 @@ def build_summary(
             }
             for step in stats.steps.values()
         ],
-        "generator": {"reply_lag_ms": stats.reply_lag.summary_ms()},
+        "generator": generator_summary(stats),
         "smtpload_version": __version__,
     }
 
@@ -399,7 +405,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
         f"{throughput['passed_sessions_per_s']:.1f} sessions/s passed, "
         f"{throughput['messages_per_s']:.1f} messages/s"
     )
-    dropped = sum(step["dropped_samples"] for step in summary["steps"])
+    dropped = sum(step.latency.dropped for step in stats.steps.values())
     dropped += stats.session_latency.dropped
     if dropped:
         were = "was" if dropped == 1 else "were"
@@ -407,6 +413,16 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
             f"note: {counted(dropped, 'latency', 'latencies')} above 1 hour {were}"
             " counted as 1 hour"
         )
+    negative = sum(step.negative_samples for step in stats.steps.values())
+    if negative:
+        were = "was" if negative == 1 else "were"
+        lines.append(
+            f"note: {counted(negative, 'latency', 'latencies')} below zero {were} left out "
+            "(the system clock was set back during the run)"
+        )
+    saturated = saturation_note(summary)
+    if saturated is not None:
+        lines.append(saturated)
 
     shown = stats.failures[: max(max_transcripts, 0)]
     if shown:

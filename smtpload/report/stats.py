@@ -40,6 +40,7 @@ from hdrh.histogram import HdrHistogram
 from smtpload.protocol.outcome import Outcome, SessionFailure
 
 __all__ = [
+    "BUSY_CPU_PERCENT",
     "CLOCKS",
     "KERNEL_CLOCK",
     "LATENCY_HIGHEST_US",
@@ -47,6 +48,7 @@ __all__ = [
     "LATENCY_LOWEST_US",
     "LOOP_CLOCK",
     "SIGNIFICANT_FIGURES",
+    "GeneratorLoad",
     "LatencyHistogram",
     "RunStats",
     "StepStats",
@@ -273,6 +275,46 @@ class StepStats:
         return self.latency.dropped + self.negative_samples
 
 
+@dataclass(slots=True)
+class GeneratorLoad:
+    """How busy smtpload itself was: the event loop's lateness and the process's CPU use.
+
+    Attributes:
+        loop_lag: how late a ticker that asks to wake every ``tick_s`` woke, each time: the
+            delay any task of the loop (a reply being handled, a send) waited for its turn.
+        intervals: CPU samples taken (about one a second, and the run's last part).
+        busy_intervals: those where the process used more than ``BUSY_CPU_PERCENT`` of a core.
+        cpu_s: the process's CPU time (user and system, every thread) over the samples.
+        wall_s: the wall time the samples cover.
+    """
+
+    loop_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    intervals: int = 0
+    busy_intervals: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    def record_cpu(self, cpu_s: float, wall_s: float) -> None:
+        """One CPU sample: ``cpu_s`` of CPU time used in ``wall_s`` seconds."""
+        if wall_s <= 0:
+            return
+        self.intervals += 1
+        if cpu_s / wall_s * 100 > BUSY_CPU_PERCENT:
+            self.busy_intervals += 1
+        self.cpu_s += cpu_s
+        self.wall_s += wall_s
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """CPU use over the run, in percent of one core (above 100 with several threads busy);
+        None before any sample."""
+        return round(self.cpu_s / self.wall_s * 100, 1) if self.wall_s > 0 else None
+
+
+#: A CPU sample above this (percent of one core) counts as busy (GeneratorLoad.busy_intervals).
+BUSY_CPU_PERCENT = 90.0
+
+
 class RunStats:
     """Everything counted during one run; the runner records, the report reads.
 
@@ -285,6 +327,7 @@ class RunStats:
     Attributes:
         steps: one :class:`StepStats` per step name, in ``step_names`` order.
         session_latency: whole-session latencies, as the runner records them.
+        generator: how busy smtpload itself was (the runner records it).
         reply_lag: with the kernel clock, per read: from the data's arrival to smtpload
             handling it. The generator's own delay, left out of the step latencies.
         outcomes: the count of sessions per :class:`Outcome`, every outcome present.
@@ -300,6 +343,7 @@ class RunStats:
     __slots__ = (
         "failures",
         "failures_not_kept",
+        "generator",
         "max_kept_failures",
         "messages",
         "outcomes",
@@ -319,6 +363,7 @@ class RunStats:
             self.steps[name] = StepStats(name)
         self.session_latency = LatencyHistogram()
         self.reply_lag = LatencyHistogram()
+        self.generator = GeneratorLoad()
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.started = 0
         self.messages = 0

@@ -1,0 +1,79 @@
+"""Whether smtpload itself was the limit of a run: the saturation rule, its JSON, its sentence.
+
+A load generator that is out of CPU, or whose event loop runs late, no longer offers the load it
+was asked for: the sessions it starts wait for it, not for the server, so the throughput it
+reports is its own limit. On the loop's clock its step latencies then carry its own delay too.
+A run says so instead of passing that off as the server's numbers.
+
+The rule (documented in the README), from what the runner measured (``GeneratorLoad``):
+
+* the event loop's lag at p99 is above ``MAX_LOOP_LAG_P99_MS`` (2 ms), judged once there are
+  ``MIN_LOOP_LAG_SAMPLES`` ticks (1 s of run) so that one late tick of a short run does not
+  decide; or
+* the process used more than ``BUSY_CPU_PERCENT`` (90 %) of a core in more than
+  ``MAX_BUSY_SHARE`` (10 %) of the run's seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smtpload.report.stats import BUSY_CPU_PERCENT, KERNEL_CLOCK, RunStats
+
+__all__ = [
+    "MAX_BUSY_SHARE",
+    "MAX_LOOP_LAG_P99_MS",
+    "MIN_LOOP_LAG_SAMPLES",
+    "generator_summary",
+    "saturation_note",
+]
+
+MAX_LOOP_LAG_P99_MS = 2.0
+MIN_LOOP_LAG_SAMPLES = 100
+MAX_BUSY_SHARE = 0.10
+
+
+def generator_summary(stats: RunStats) -> dict[str, Any]:
+    """summary.json's ``generator``: ``cpu_percent`` (of one core, over the run; null before
+    any sample), ``busy_seconds_percent`` (the share of the run's seconds above 90 % of a
+    core), ``loop_lag_ms``, ``reply_lag_ms`` (LATENCY or null), ``saturated``."""
+    load = stats.generator
+    loop_lag = load.loop_lag.summary_ms()
+    busy_share = load.busy_intervals / load.intervals if load.intervals else 0.0
+    lagging = (
+        loop_lag is not None
+        and load.loop_lag.count >= MIN_LOOP_LAG_SAMPLES
+        and loop_lag["p99"] > MAX_LOOP_LAG_P99_MS
+    )
+    return {
+        "cpu_percent": load.cpu_percent,
+        "busy_seconds_percent": round(busy_share * 100, 1),
+        "loop_lag_ms": loop_lag,
+        "reply_lag_ms": stats.reply_lag.summary_ms(),
+        "saturated": lagging or busy_share > MAX_BUSY_SHARE,
+    }
+
+
+def saturation_note(summary: dict[str, Any]) -> str | None:
+    """The terminal's sentence for a saturated run (from summary.json), or None."""
+    generator = summary["generator"]
+    if not generator["saturated"]:
+        return None
+    facts = []
+    if generator["loop_lag_ms"] is not None:
+        facts.append(f"loop lag p99 {generator['loop_lag_ms']['p99']:.1f} ms")
+    if generator["cpu_percent"] is not None:
+        facts.append(
+            f"CPU {generator['cpu_percent']:g} % of a core "
+            f"(over {BUSY_CPU_PERCENT:g} % in {generator['busy_seconds_percent']:g} % of the run)"
+        )
+    if summary["clock"] == KERNEL_CLOCK:
+        meaning = (
+            "the step latencies are the kernel's and hold, but the load offered, and so the "
+            "throughput, is smtpload's limit, not the server's"
+        )
+    else:
+        meaning = "the latencies include smtpload's own delay and overstate the server's"
+    return (
+        f"generator saturated: {', '.join(facts)}: {meaning}; lower --concurrency or add a machine"
+    )

@@ -1,0 +1,126 @@
+"""Whether a run says smtpload itself was the limit: the rule on given numbers, and real runs
+starved of CPU or not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smtpload.report.generator import generator_summary, saturation_note
+from smtpload.report.stats import RunStats
+from tests.cli import smtpload
+from tests.peers import SmtpPeer
+
+
+def stats_with(*, lags_us: list[int], cpu: list[tuple[float, float]]) -> RunStats:
+    stats = RunStats(["connect"])
+    for lag in lags_us:
+        stats.generator.loop_lag.record_us(lag)
+    for cpu_s, wall_s in cpu:
+        stats.generator.record_cpu(cpu_s, wall_s)
+    return stats
+
+
+def summary_of(stats: RunStats, clock: str = "kernel") -> dict[str, object]:
+    return {"clock": clock, "generator": generator_summary(stats)}
+
+
+def test_a_quiet_run_is_not_saturated() -> None:
+    stats = stats_with(lags_us=[400] * 500, cpu=[(0.3, 1.0)] * 5)
+    generator = generator_summary(stats)
+    assert generator["saturated"] is False
+    assert generator["cpu_percent"] == 30.0
+    assert generator["busy_seconds_percent"] == 0.0
+    assert saturation_note(summary_of(stats)) is None
+
+
+def test_a_late_loop_saturates_once_enough_ticks_back_it() -> None:
+    # 2 % of ticks 10 ms late: the p99 is 10 ms, over the 2 ms rule.
+    late = [400] * 98 + [10_000] * 2
+    assert generator_summary(stats_with(lags_us=late, cpu=[]))["saturated"] is True
+    # The same lateness in a run too short to judge (99 ticks, under 1 s): not judged.
+    assert generator_summary(stats_with(lags_us=late[1:], cpu=[]))["saturated"] is False
+    # At the limit is not over it.
+    at_limit = [400] * 98 + [2000] * 2
+    assert generator_summary(stats_with(lags_us=at_limit, cpu=[]))["saturated"] is False
+
+
+def test_a_busy_cpu_saturates_in_more_than_a_tenth_of_the_run() -> None:
+    # 95 % of a core in 2 of 10 seconds: over 10 % of the run.
+    busy = [(0.95, 1.0)] * 2 + [(0.2, 1.0)] * 8
+    stats = stats_with(lags_us=[300] * 1000, cpu=busy)
+    generator = generator_summary(stats)
+    assert generator["saturated"] is True
+    assert generator["busy_seconds_percent"] == 20.0
+    # 1 in 10 is not more than a tenth; 90 % exactly is not busy.
+    stats = stats_with(lags_us=[300] * 1000, cpu=[(0.95, 1.0)] + [(0.2, 1.0)] * 9)
+    assert generator_summary(stats)["saturated"] is False
+    stats = stats_with(lags_us=[300] * 1000, cpu=[(0.9, 1.0)] * 10)
+    assert generator_summary(stats)["saturated"] is False
+
+
+def test_the_sentence_says_what_the_numbers_mean_on_each_clock() -> None:
+    stats = stats_with(lags_us=[12_000] * 200, cpu=[(0.98, 1.0)] * 3)
+    kernel = saturation_note(summary_of(stats, "kernel"))
+    assert kernel is not None
+    assert kernel.startswith("generator saturated: loop lag p99 12.0 ms, CPU 98 % of a core")
+    assert "throughput, is smtpload's limit" in kernel
+    assert kernel.endswith("lower --concurrency or add a machine")
+    loop = saturation_note(summary_of(stats, "loop"))
+    assert loop is not None
+    assert "include smtpload's own delay" in loop
+
+
+# -- real runs -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cpu_hogs() -> Iterator[None]:
+    """Twice as many busy processes as cores, each ending by itself within 60 s."""
+    count = 2 * (os.cpu_count() or 1)
+    spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(timeout=10)
+
+
+def run_summary(tmp_path: Path, peer: SmtpPeer, sessions: int) -> dict[str, object]:
+    result = smtpload(
+        "run", "quickstart", "--target", f"{peer.host}:{peer.port}",
+        "--sessions", str(sessions), "--results", str(tmp_path / "results"),
+        "--json", str(tmp_path / "summary.json"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary: dict[str, object] = json.loads((tmp_path / "summary.json").read_text())
+    return summary | {"stdout": result.stdout}
+
+
+def test_a_run_starved_of_cpu_says_so(
+    tmp_path: Path, postfix_smtp_sink: SmtpPeer, cpu_hogs: None
+) -> None:
+    summary = run_summary(tmp_path, postfix_smtp_sink, 400)
+    generator = summary["generator"]
+    assert isinstance(generator, dict)
+    assert generator["saturated"] is True, generator
+    assert "generator saturated:" in str(summary["stdout"])
+
+
+def test_a_quiet_run_against_postfix_does_not_say_so(
+    tmp_path: Path, postfix_server: SmtpPeer
+) -> None:
+    summary = run_summary(tmp_path, postfix_server, 200)
+    generator = summary["generator"]
+    assert isinstance(generator, dict)
+    assert generator["saturated"] is False, generator
+    assert "generator saturated" not in str(summary["stdout"])
