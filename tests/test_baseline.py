@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,7 +270,7 @@ def test_baseline_file_round_trip(tmp_path: Path) -> None:
     assert load_baseline(path) == behaviour
     text = path.read_text(encoding="utf-8")
     # Sorted keys, one per line: a changed behaviour is a readable diff in version control.
-    assert text.startswith('{\n  "format": "smtpload-baseline/1",\n')
+    assert text.startswith('{\n  "clock": "loop",\n  "format": "smtpload-baseline/1",\n')
     assert text.endswith("}\n")
     assert not (tmp_path / "baseline.json.partial").exists()
 
@@ -335,3 +336,65 @@ def test_an_unreadable_baseline_is_refused(
     with pytest.raises(BaselineError, match=message) as caught:
         load_baseline(path)
     assert str(caught.value).startswith(str(path))
+
+
+# -- the clock ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clock", ["kernel", "loop"])
+def test_a_baseline_keeps_the_clock_its_latencies_were_timed_on(tmp_path: Path, clock: str) -> None:
+    stats = RunStats(["connect", *STEPS])
+    if clock == "kernel":
+        stats.use_kernel_clock(["greeting", "ehlo"])  # as the runner marks reply-timed steps
+    behaviour = BehaviourRecorder(SCENARIO).behaviour(
+        stats, scenario="upgrade", target="x:25", sessions=0
+    )
+    assert behaviour.clock == stats.clock == clock
+    path = tmp_path / "baseline.json"
+    save_baseline(behaviour, path)
+    assert json.loads(path.read_text(encoding="utf-8"))["clock"] == clock
+    assert load_baseline(path).clock == clock
+
+
+@pytest.mark.parametrize("clock", ["kernel", "loop"])
+def test_a_baseline_without_a_clock_was_loop_timed(tmp_path: Path, clock: str) -> None:
+    # Every baseline written before the field existed: format /1, no "clock", loop-timed.
+    data = replace(varied_behaviour(), clock=clock).to_json()
+    del data["clock"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    loaded = load_baseline(path)
+    assert loaded.clock == "loop"
+    assert loaded == replace(varied_behaviour(), clock="loop")
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("wire", "'wire' is not a clock"),
+        ("Kernel", "'Kernel' is not a clock"),  # the values are exact, as the writer spells them
+        (" loop", "' loop' is not a clock"),
+        ("", "'' is not a clock"),
+        ("x" * 500, "'xxxx"),  # cut, as every value a message repeats
+        (None, "expected"),
+        (1, "expected"),
+        (True, "expected"),
+        (["kernel"], "expected"),
+        ({"steps": "kernel"}, "expected"),
+    ],
+    ids=["other", "case", "space", "empty", "long", "null", "number", "bool", "list", "object"],
+)
+def test_a_clock_that_no_recording_writes_is_refused(
+    tmp_path: Path, value: object, said: str
+) -> None:
+    data = valid_json()
+    data["clock"] = value
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BaselineError) as caught:
+        load_baseline(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: clock: {said}"), message
+    assert 'expected "kernel" or "loop"' in message
+    assert "smtpload record" in message  # what to do next
+    assert len(message) < 400

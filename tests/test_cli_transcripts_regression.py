@@ -15,6 +15,7 @@ import pytest
 from smtpload.scenario.loader import load_scenario
 from tests.cli import smtpload
 from tests.peers import RecordingPeer, SmtpPeer
+from tests.test_baseline import varied_behaviour
 from tests.test_compare_postfix import STEPS
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -207,10 +208,10 @@ def test_the_latency_floor_is_a_number_of_milliseconds(tmp_path: Path, value: st
     assert "number of milliseconds" in result.stderr
 
 
-def _record(tmp_path: Path, target: str) -> None:
+def _record(tmp_path: Path, target: str, *options: str) -> None:
     recorded = smtpload(
         "record", str(LATENCY), "--target", target, "-o", "b.json", "--sessions", "20",
-        cwd=tmp_path,
+        *options, cwd=tmp_path,
     )  # fmt: skip
     assert recorded.returncode == 0, recorded.stderr
 
@@ -283,6 +284,93 @@ def test_a_server_that_answers_rcpt_50_ms_late_is_a_latency_regression(
     result, diff = _compare(tmp_path, target, "--min-latency-delta", "1000", sessions=4)
     assert result.returncode == 0, result.stdout
     assert diff["min_latency_delta_ms"] == 1000.0
+
+
+CLOCK_WARNING = (
+    "warning: the baseline's latencies were timed on {was} clock, this run's on {now}: latency "
+    "differences may be only the clock; record the baseline again"
+)
+
+
+def _junit_suite(tmp_path: Path) -> tuple[ET.Element, dict[str, str]]:
+    (suite,) = ET.parse(tmp_path / "junit.xml").getroot().findall("testsuite")
+    return suite, {p.attrib["name"]: p.attrib["value"] for p in suite.iter("property")}
+
+
+def test_a_loop_timed_baseline_against_a_kernel_timed_run_warns_and_judges_no_latency(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    _record(tmp_path, target, "--clock", "loop")
+    assert json.loads((tmp_path / "b.json").read_text())["clock"] == "loop"
+    # 50 ms at rcpt from now on: a latency regression on either clock, were it judged.
+    aiosmtpd_server.handler.rcpt_delay_s = 0.050
+    result, diff = _compare(tmp_path, target, "--junit", "junit.xml", sessions=4)
+    assert result.returncode == 0, result.stdout
+    warning = CLOCK_WARNING.format(was="the loop's", now="the kernel's")
+    lines = result.stdout.splitlines()
+    assert lines[1] == warning, result.stdout
+    assert (
+        "note: latency not judged at any step: the baseline was timed on the loop's clock, "
+        "this run on the kernel's"
+    ) in lines
+    assert "latency grew" not in result.stdout
+    assert latency_regressions(diff) == []
+    assert (diff["baseline"]["clock"], diff["current"]["clock"]) == ("loop", "kernel")
+    assert diff["clock_warning"] == warning.removeprefix("warning: ")
+    assert diff["latency_judged"] is False
+    suite, properties = _junit_suite(tmp_path)
+    assert (properties["baseline_clock"], properties["current_clock"]) == ("loop", "kernel")
+    assert properties["clock_warning"] == diff["clock_warning"]
+    assert (suite.findtext("system-out") or "").startswith(warning)
+    assert suite.attrib["failures"] == "0"
+
+    # On the baseline's clock the same slowdown is judged, and nothing is said of clocks.
+    result, diff = _compare(tmp_path, target, "--clock", "loop", "--junit", "junit.xml", sessions=4)
+    assert result.returncode == 1, result.stdout
+    assert ("rcpt", "latency_p50") in latency_regressions(diff), result.stdout
+    assert "clock" not in result.stdout
+    assert (diff["baseline"]["clock"], diff["current"]["clock"]) == ("loop", "loop")
+    assert (diff["clock_warning"], diff["latency_judged"]) == (None, True)
+    suite, properties = _junit_suite(tmp_path)
+    assert "clock_warning" not in properties
+    assert suite.find("system-out") is None
+
+
+def test_record_keeps_the_kernel_clock_and_compare_warns_only_when_the_run_is_on_another(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    _record(tmp_path, target)  # the default clock: the kernel's, on Linux
+    assert json.loads((tmp_path / "b.json").read_text())["clock"] == "kernel"
+    result, diff = _compare(tmp_path, target, sessions=4)
+    assert result.returncode == 0, result.stdout
+    assert "clock" not in result.stdout
+    assert (diff["baseline"]["clock"], diff["current"]["clock"]) == ("kernel", "kernel")
+    assert (diff["clock_warning"], diff["latency_judged"]) == (None, True)
+
+    # The other way round, and --update-baseline keeps this run's clock.
+    result, diff = _compare(tmp_path, target, "--clock", "loop", "--update-baseline", sessions=4)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[1] == CLOCK_WARNING.format(
+        was="the kernel's", now="the loop's"
+    )
+    assert diff["latency_judged"] is False
+    assert json.loads((tmp_path / "b.json").read_text())["clock"] == "loop"
+
+
+@pytest.mark.parametrize("value", ['"wire"', "null", "1"])
+def test_compare_refuses_a_baseline_of_an_unknown_clock(tmp_path: Path, value: str) -> None:
+    baseline = tmp_path / "b.json"
+    data = varied_behaviour().to_json()
+    data["clock"] = json.loads(value)
+    baseline.write_text(json.dumps(data))
+    result = smtpload("compare", "quickstart", "--baseline", str(baseline), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"{baseline}: clock: " in result.stderr
+    assert 'expected "kernel" or "loop"' in result.stderr
+    assert result.stdout == ""  # refused before any session ran
 
 
 def test_record_warns_when_the_replies_were_not_the_expected_ones(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 
 from smtpload.regression.compare import Comparison, compare, format_comparison
 from smtpload.regression.junit import junit_xml
 from tests.test_baseline import STEPS, answers, behaviour_of
-from tests.test_regression import every_kind_of_difference, with_latency
+from tests.test_regression import OTHER_CLOCKS, every_kind_of_difference, slower_mail, with_latency
 
 EHLO_WITHOUT_DSN = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 REFUSED = b'550 5.1.1 <b@example.test>: "Recipient" & co rejected\r\n'
@@ -159,3 +160,38 @@ def test_the_text_summary_counts_what_junit_counts() -> None:
                 f"{tests} steps: {failures} regressed, {len(warned)} with warnings, "
                 f"{skipped} not run, {ok} ok"
             )
+
+
+@pytest.mark.parametrize(("was", "now"), OTHER_CLOCKS)
+@pytest.mark.parametrize("pct", [None, 10.0], ids=["no-latency", "latency"])
+def test_across_clocks_the_suite_warns_and_no_latency_fails(
+    was: str, now: str, pct: float | None
+) -> None:
+    comparison = replace(slower_mail(was, now), max_latency_regression_pct=pct)
+    root = parsed(comparison)
+    (suite,) = root.findall("testsuite")
+    properties = {p.attrib["name"]: p.attrib["value"] for p in suite.iter("property")}
+    assert (properties["baseline_clock"], properties["current_clock"]) == (was, now)
+    assert properties["clock_warning"] == comparison.clock_warning
+    assert comparison.clock_warning is not None
+    # The suite's own output, after its test cases; no test case fails or carries it.
+    assert [child.tag for child in suite][-1] == "system-out"
+    said = (suite.findtext("system-out") or "").splitlines()
+    expected = [f"warning: {comparison.clock_warning}"]
+    if pct is not None:
+        expected.append(f"note: {comparison.latency_note}")
+        assert "latency not judged at any step" in expected[-1]
+    assert said == expected
+    assert (root.attrib["failures"], suite.attrib["failures"]) == ("0", "0")
+    assert suite.find("testcase/system-out") is None
+
+
+@pytest.mark.parametrize("clock", ["kernel", "loop"])
+def test_on_one_clock_the_suite_names_it_and_says_nothing_more(clock: str) -> None:
+    root = parsed(slower_mail(clock, clock))
+    (suite,) = root.findall("testsuite")
+    properties = {p.attrib["name"]: p.attrib["value"] for p in suite.iter("property")}
+    assert (properties["baseline_clock"], properties["current_clock"]) == (clock, clock)
+    assert "clock_warning" not in properties
+    assert suite.find("system-out") is None
+    assert {step for step, found in failures_by_step(root).items() if found} == {"mail"}

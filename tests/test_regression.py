@@ -465,7 +465,9 @@ def test_json_summary() -> None:
     assert (summary["regressions"], summary["warnings"], summary["exit_status"]) == (3, 0, 1)
     # Differences above; steps by status here, as the text report's last line and JUnit count.
     assert summary["steps_by_status"] == {"regression": 3, "warning": 0, "not run": 0, "ok": 5}
-    assert summary["baseline"] == {"target": "192.0.2.1:25", "sessions": 2}
+    assert summary["baseline"] == {"target": "192.0.2.1:25", "sessions": 2, "clock": "loop"}
+    assert summary["current"] == {"target": "192.0.2.1:25", "sessions": 2, "clock": "loop"}
+    assert (summary["clock_warning"], summary["latency_judged"]) == (None, False)
     assert summary["strict"] is True
     assert [(s["name"], s["status"]) for s in summary["steps"]] == [
         ("greeting", "regression"),
@@ -587,3 +589,81 @@ def test_text_and_capability_differences_carry_the_lines_and_keywords() -> None:
     report = format_comparison(comparison).splitlines()
     greeting = report.index(next(line for line in report if line.startswith("greeting")))
     assert report[greeting + 1].startswith("ehlo")
+
+
+# -- the clocks ---------------------------------------------------------------------------------
+
+#: Each pair of differing clocks, either way round (baseline's, this run's).
+OTHER_CLOCKS = [("loop", "kernel"), ("kernel", "loop")]
+CLOCK_NAMES = {"kernel": "the kernel's", "loop": "the loop's"}
+
+
+def slower_mail(baseline_clock: str, current_clock: str, *, strict: bool = False) -> Comparison:
+    """mail's p50 from 1 ms to 50 ms (2 samples a side): a latency regression on one clock."""
+    return compare(
+        replace(behaviour_of([answers()] * 2, latency_us={"mail": 1000}), clock=baseline_clock),
+        replace(behaviour_of([answers()] * 2, latency_us={"mail": 50_000}), clock=current_clock),
+        strict=strict,
+        max_latency_regression_pct=10.0,
+    )
+
+
+@pytest.mark.parametrize(("was", "now"), OTHER_CLOCKS)
+@pytest.mark.parametrize("strict", [False, True], ids=["warning", "strict"])
+def test_across_clocks_compare_warns_and_judges_no_latency(
+    was: str, now: str, strict: bool
+) -> None:
+    comparison = slower_mail(was, now, strict=strict)
+    warning = (
+        f"the baseline's latencies were timed on {CLOCK_NAMES[was]} clock, this run's on "
+        f"{CLOCK_NAMES[now]}: latency differences may be only the clock; record the baseline again"
+    )
+    assert comparison.clock_warning == warning
+    # Not judged: no latency difference, no per-percentile notes; and the warning is no
+    # difference of a step, nor a regression with --strict.
+    assert comparison.differences == ()
+    assert comparison.not_judged == ()
+    assert comparison.latency_judged is False
+    assert comparison.exit_status == 0
+    report = format_comparison(comparison).splitlines()
+    assert report[1] == f"warning: {warning}"
+    assert report[-2] == (
+        f"note: latency not judged at any step: the baseline was timed on {CLOCK_NAMES[was]}"
+        f" clock, this run on {CLOCK_NAMES[now]}"
+    )
+    assert report[-1] == "no differences in 8 steps"
+    assert [line for line in report if line.startswith(("warning", "note"))] == [
+        report[1],
+        report[-2],
+    ]
+    summary = comparison_summary(comparison)
+    json.dumps(summary)
+    assert (summary["baseline"]["clock"], summary["current"]["clock"]) == (was, now)
+    assert (summary["clock_warning"], summary["latency_judged"]) == (warning, False)
+    assert (summary["warnings"], summary["regressions"]) == (0, 0)
+    # The replies are still compared across clocks: a changed code is found as ever.
+    changed = compare(
+        replace(behaviour_of([answers()]), clock=was),
+        replace(behaviour_of([answers(rcpt=REFUSED)]), clock=now),
+        strict=strict,
+        max_latency_regression_pct=None,
+    )
+    assert kinds(changed) == [("rcpt", "code", "regression")]
+    assert changed.clock_warning == warning
+    # Not asked to judge latencies: the warning, and no note about not judging them.
+    quiet = format_comparison(changed).splitlines()
+    assert quiet[1] == f"warning: {warning}"
+    assert not [line for line in quiet if line.startswith("note")]
+
+
+@pytest.mark.parametrize("clock", ["kernel", "loop"])
+def test_on_the_same_clock_latency_is_judged_without_a_warning(clock: str) -> None:
+    comparison = slower_mail(clock, clock)
+    assert kinds(comparison) == [("mail", "latency_p50", "regression")]
+    assert (comparison.clock_warning, comparison.latency_note) == (None, None)
+    assert comparison.latency_judged is True
+    report = format_comparison(comparison)
+    assert "clock" not in report
+    summary = comparison_summary(comparison)
+    assert (summary["baseline"]["clock"], summary["current"]["clock"]) == (clock, clock)
+    assert (summary["clock_warning"], summary["latency_judged"]) == (None, True)

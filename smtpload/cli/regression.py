@@ -118,8 +118,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=positive_percent,
         metavar="PCT",
         help="a p50, p99 or p99.9 more than PCT %% (and --min-latency-delta) above the "
-        "baseline's is a regression; p99 is judged only with 100 samples on both sides, "
-        "p99.9 with 1,000 (not checked without it)",
+        "baseline's is a regression (not checked without it); p99 is judged only with 100 "
+        "samples on both sides, p99.9 with 1,000, and no latency at all when the baseline "
+        "was timed on another --clock",
     )
     comparing.add_argument(
         "--min-latency-delta",

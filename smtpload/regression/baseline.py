@@ -17,6 +17,7 @@ shows as a readable diff::
       "scenario": "upgrade",                # the scenario's name
       "target": "127.0.0.1:10025",          # the server it was recorded against
       "sessions": 10,                       # sessions run
+      "clock": "kernel",                    # optional: what ended its latencies (below)
       "smtpload_version": "0.1.0",
       "steps": [                            # every scenario step, in scenario order
         {
@@ -45,6 +46,16 @@ counts (a step's counts above its ``sessions``, that above the file's); two step
 a latency ``count`` that is not its histogram's; NaN or Infinity (not JSON); a key given twice
 in one object; and nesting deeper than any baseline has.
 
+``clock`` is the run's clock (``RunStats.clock``, summary.json's top-level ``clock``):
+``"kernel"`` when its reply-timed steps ended on the kernel's receive times, ``"loop"`` when
+they ended when smtpload's event loop saw the reply (``--clock loop``, or a platform without
+receive times). It is optional, so that the files written before it still load: a file without
+it was loop-timed, as every baseline before the kernel clock was, and reads as ``"loop"``; any
+other value is refused. It is kept once for the run, not per step: within a run every step's
+clock follows from the run's and the step's kind (reply-timed steps take the run's, ``close``
+is always the loop's), so a field per step would only repeat it. ``compare`` warns when it
+differs from the run's, and then judges no latency (compare.py).
+
 For an EHLO (or LHLO) step that got a 2xx reply, ``text`` holds only the reply's first line
 (the server's greeting); the keyword lines are in ``capabilities`` (RFC 5321 §4.1.1.1), so a
 removed extension is one capability difference, not also a text difference. ``p50_ms`` and
@@ -72,7 +83,7 @@ from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.volatile import normalize
 from smtpload.protocol.wire import Reply
 from smtpload.report.files import write_text
-from smtpload.report.stats import LatencyHistogram, RunStats
+from smtpload.report.stats import CLOCKS, LOOP_CLOCK, LatencyHistogram, RunStats
 from smtpload.scenario.model import StepKind
 
 __all__ = [
@@ -102,6 +113,9 @@ _EVENTS = frozenset(
     {"closed", "timeout", "connection_error", "protocol_error", "skipped", "connect_error"}
 )
 
+
+#: The clock of a baseline that does not say: every one written before the field was loop-timed.
+_UNSAID_CLOCK = LOOP_CLOCK
 
 #: The longest latency a baseline can hold: the histograms' range, 1 hour (report/stats.py).
 _MAX_LATENCY_MS = 3_600_000
@@ -172,12 +186,17 @@ class StepBehaviour:
 
 @dataclass(frozen=True, slots=True)
 class Behaviour:
-    """What one run observed, per scenario step in scenario order."""
+    """What one run observed, per scenario step in scenario order.
+
+    ``clock`` is what ended the run's reply latencies, ``"kernel"`` or ``"loop"``
+    (``RunStats.clock``; see the module docstring).
+    """
 
     scenario: str
     target: str
     sessions: int
     steps: tuple[StepBehaviour, ...]
+    clock: str
 
     def step(self, name: str) -> StepBehaviour | None:
         return next((step for step in self.steps if step.name == name), None)
@@ -189,6 +208,7 @@ class Behaviour:
             "scenario": self.scenario,
             "target": self.target,
             "sessions": self.sessions,
+            "clock": self.clock,
             "smtpload_version": __version__,
             "steps": [_step_to_json(step) for step in self.steps],
         }
@@ -234,6 +254,7 @@ class Behaviour:
             target=reader.string(top.get("target"), "target"),
             sessions=sessions,
             steps=tuple(steps),
+            clock=reader.clock(top.get("clock", _UNSAID_CLOCK), "clock"),
         )
 
 
@@ -380,7 +401,13 @@ class BehaviourRecorder:
                     latency=StepLatency.of(stats.steps[name].latency),
                 )
             )
-        return Behaviour(scenario=scenario, target=target, sessions=sessions, steps=tuple(steps))
+        return Behaviour(
+            scenario=scenario,
+            target=target,
+            sessions=sessions,
+            steps=tuple(steps),
+            clock=stats.clock,
+        )
 
 
 def _bump(counts: dict[str, int], key: str) -> None:
@@ -447,6 +474,15 @@ class _Reader:
     def string(self, value: object, where: str) -> str:
         if not isinstance(value, str):
             raise self.fail(where, "expected a string")
+        return value
+
+    def clock(self, value: object, where: str) -> str:
+        """One of :data:`CLOCKS` (a missing field is the caller's business)."""
+        known = " or ".join(f'"{clock}"' for clock in CLOCKS)
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected {known}")
+        if value not in CLOCKS:
+            raise self.fail(where, f"{shown(value)} is not a clock; expected {known}")
         return value
 
     def count(self, value: object, where: str, most: int | None = None, of: str = "") -> int:

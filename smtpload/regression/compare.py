@@ -51,6 +51,17 @@ is the slowest sample, and one slow sample would decide. The ones not judged are
 replies, which move by tens of percent between two runs of the same server, from reading as
 regressions; a step that waits on a disk (a message's queue file) moves by more, and needs a
 higher floor.
+
+Latencies are judged only when the baseline and this run were timed on the same clock
+(``Behaviour.clock``: ``kernel`` or ``loop``, see net/wire_clock.py). Across clocks the
+difference is mostly the clock's: the loop's clock adds smtpload's own queueing to every
+latency, and that grows with the load (about 45 times the server's p50 at 100 sessions in
+parallel, issue 9), so a loop-timed baseline against a kernel-timed run shows improvements and
+the other way round regressions, none of them the server's. The report then warns
+(``Comparison.clock_warning``), judges no latency even with ``--max-latency-regression`` and
+says so in a note; the warning is no difference of a step and no regression, ``--strict`` or
+not: the server's replies are still compared, and recording the baseline again
+(``--update-baseline``) puts both on one clock.
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ from typing import Any
 from smtpload.errors import counted, shown
 from smtpload.regression.baseline import Behaviour, StepBehaviour
 from smtpload.report.results import step_name_shown
+from smtpload.report.stats import KERNEL_CLOCK, LOOP_CLOCK
 
 __all__ = [
     "DEFAULT_MIN_LATENCY_DELTA_MS",
@@ -89,6 +101,9 @@ DEFAULT_MIN_LATENCY_DELTA_MS = 1.0
 #: q-quantile of the samples is their maximum ("p99" of 20 samples is the slowest one), and a
 #: single slow sample on either side would decide.
 SAMPLES_NEEDED: dict[str, int] = {"p50": 2, "p99": 100, "p99.9": 1000}
+
+#: How the reports name each clock: "timed on the kernel's clock".
+_CLOCK_NAMES = {KERNEL_CLOCK: "the kernel's", LOOP_CLOCK: "the loop's"}
 
 #: How many removed or added text lines a difference shows before "(+N more)".
 _MAX_LINES_SHOWN = 5
@@ -151,7 +166,9 @@ class Comparison:
             changed; not differences of their own, but not "ok" either.
         min_latency_delta_ms: the absolute floor latencies were judged with.
         not_judged: the percentiles that too few samples back, per step, in step order
-            (only with ``max_latency_regression_pct``).
+            (only with ``max_latency_regression_pct``, and when :attr:`latency_judged`).
+        baseline_clock: what ended the baseline's latencies, ``"kernel"`` or ``"loop"``.
+        current_clock: what ended this run's.
     """
 
     scenario: str
@@ -166,6 +183,38 @@ class Comparison:
     not_run: tuple[str, ...] = ()
     min_latency_delta_ms: float = DEFAULT_MIN_LATENCY_DELTA_MS
     not_judged: tuple[NotJudged, ...] = ()
+    baseline_clock: str = LOOP_CLOCK
+    current_clock: str = LOOP_CLOCK
+
+    @property
+    def clock_warning(self) -> str | None:
+        """What the reports say when the two runs were timed on different clocks; else None."""
+        if self.baseline_clock == self.current_clock:
+            return None
+        return (
+            f"the baseline's latencies were timed on {_clock_name(self.baseline_clock)} clock,"
+            f" this run's on {_clock_name(self.current_clock)}: latency differences may be only"
+            " the clock; record the baseline again"
+        )
+
+    @property
+    def latency_judged(self) -> bool:
+        """Whether latencies were compared: asked for, and both runs on the same clock."""
+        return (
+            self.max_latency_regression_pct is not None
+            and self.baseline_clock == self.current_clock
+        )
+
+    @property
+    def latency_note(self) -> str | None:
+        """Why latencies were asked for but not compared at all (the runs' clocks); else None."""
+        if self.max_latency_regression_pct is None or self.latency_judged:
+            return None
+        return (
+            f"latency not judged at any step: the baseline was timed on"
+            f" {_clock_name(self.baseline_clock)} clock, this run on"
+            f" {_clock_name(self.current_clock)}"
+        )
 
     @property
     def regressions(self) -> tuple[Difference, ...]:
@@ -225,6 +274,8 @@ def compare(
             less is never a regression, whatever the percentage. 0 turns it off.
     """
     steps = _merged_step_names([s.name for s in baseline.steps], [s.name for s in current.steps])
+    # Across clocks a latency difference is mostly the clock's (module docstring): not judged.
+    same_clock = baseline.clock == current.clock
     differences: list[Difference] = []
     soft = REGRESSION if strict else WARNING
     dialogue_changed = False  # an earlier step's events or codes changed
@@ -249,7 +300,7 @@ def compare(
         if any(d.kind in ("event", "code") for d in found):
             dialogue_changed = True
         differences.extend(found)
-        if max_latency_regression_pct is not None:
+        if max_latency_regression_pct is not None and same_clock:
             latency = _latency_differences(
                 old, new, max_latency_regression_pct, min_latency_delta_ms, not_judged
             )
@@ -267,7 +318,13 @@ def compare(
         not_run=tuple(not_run),
         min_latency_delta_ms=min_latency_delta_ms,
         not_judged=tuple(not_judged),
+        baseline_clock=baseline.clock,
+        current_clock=current.clock,
     )
+
+
+def _clock_name(clock: str) -> str:
+    return _CLOCK_NAMES.get(clock, repr(clock))
 
 
 def _merged_step_names(baseline: Sequence[str], current: Sequence[str]) -> list[str]:
@@ -495,6 +552,8 @@ def format_comparison(comparison: Comparison) -> str:
         f"({counted(comparison.baseline_sessions, 'session')}) vs now"
         f" {comparison.current_target} ({counted(comparison.current_sessions, 'session')})"
     ]
+    if comparison.clock_warning is not None:
+        lines.append(f"warning: {comparison.clock_warning}")
     # A step name is shown cut: the report stays a table whatever the scenario calls its steps.
     width = max((len(step_name_shown(name)) for name in comparison.steps), default=4)
     for name in comparison.steps:
@@ -513,6 +572,8 @@ def format_comparison(comparison: Comparison) -> str:
                 lines.append(f"{indent}baseline: {difference.baseline}")
                 lines.append(f"{indent}now:      {difference.now}")
     lines.extend(_not_judged_notes(comparison.not_judged))
+    if comparison.latency_note is not None:
+        lines.append(f"note: {comparison.latency_note}")
     lines.append(_summary_line(comparison))
     return "\n".join(lines) + "\n"
 
@@ -551,17 +612,31 @@ def _summary_line(comparison: Comparison) -> str:
 
 
 def comparison_summary(comparison: Comparison) -> dict[str, Any]:
-    """The comparison as a JSON-able object (``compare``'s JSON summary)."""
+    """The comparison as a JSON-able object (``compare``'s JSON summary).
+
+    ``baseline.clock`` and ``current.clock`` say what ended each side's latencies;
+    ``clock_warning`` is the text report's warning when they differ (else null), and
+    ``latency_judged`` whether latencies were compared at all (asked for with
+    ``--max-latency-regression``, and both sides on one clock). ``warnings`` counts the steps'
+    differences only, as ``steps_by_status`` does: the clock's warning is not one of them.
+    """
     return {
         "scenario": comparison.scenario,
         "baseline": {
             "target": comparison.baseline_target,
             "sessions": comparison.baseline_sessions,
+            "clock": comparison.baseline_clock,
         },
-        "current": {"target": comparison.current_target, "sessions": comparison.current_sessions},
+        "current": {
+            "target": comparison.current_target,
+            "sessions": comparison.current_sessions,
+            "clock": comparison.current_clock,
+        },
+        "clock_warning": comparison.clock_warning,
         "strict": comparison.strict,
         "max_latency_regression_pct": comparison.max_latency_regression_pct,
         "min_latency_delta_ms": comparison.min_latency_delta_ms,
+        "latency_judged": comparison.latency_judged,
         "regressions": len(comparison.regressions),
         "warnings": len(comparison.warnings),
         "steps_by_status": comparison.steps_by_status(),

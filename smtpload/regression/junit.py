@@ -5,18 +5,25 @@ Jenkins, GitLab and GitHub test reporters read (the de-facto schema of Ant's JUn
 
     <testsuites name=... tests=N failures=F errors="0">
       <testsuite name=SUITE tests=N failures=F errors="0" skipped=S>
+        <properties>                        the options; each side's target, sessions and
+          <property name=... value=.../>    clock (baseline_clock, current_clock: kernel or
+        </properties>                       loop); clock_warning when the clocks differ
         <testcase classname=SCENARIO name=STEP>              one per step, in step order
           <failure type="regression" message="...">...</failure>   only when the step regressed
           <skipped message="..."/>                  when the step was not run as in the baseline
           <system-out>warning: ...</system-out>      its warnings, and the latency percentiles
                                                      too few samples back ("note: ..."), if any
         </testcase>
+        <system-out>warning: ...</system-out>   only when the clocks differ: the warning, and
+      </testsuite>                              with --max-latency-regression "note: latency
+    </testsuites>                               not judged ..." (a run's, not a step's)
 
 N, F and S are the text report's last line: steps, steps that regressed, steps not run
 (``Comparison.steps_by_status``). A step's ``failure`` lists every regression of that step (its
 ``message`` joins them in one line, which is what most CI pages show; the body adds what the
 baseline and this run saw).
-Warnings never fail a test case: with ``--strict`` they are already regressions.
+Warnings never fail a test case: with ``--strict`` they are already regressions. The clocks'
+warning fails nothing, ``--strict`` or not (compare.py).
 """
 
 from __future__ import annotations
@@ -55,8 +62,13 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
         ("strict", str(comparison.strict).lower()),
         ("max_latency_regression_pct", _optional(comparison.max_latency_regression_pct)),
         ("min_latency_delta_ms", f"{comparison.min_latency_delta_ms:g}"),
+        ("baseline_clock", comparison.baseline_clock),
+        ("current_clock", comparison.current_clock),
     ):
         ET.SubElement(properties, "property", {"name": name, "value": value})
+    if comparison.clock_warning is not None:
+        warning = {"name": "clock_warning", "value": comparison.clock_warning}
+        ET.SubElement(properties, "property", warning)
     for name in comparison.steps:
         case = ET.SubElement(suite, "testcase", {"classname": comparison.scenario, "name": name})
         differences = comparison.differences_at(name)
@@ -81,6 +93,12 @@ def junit_xml(comparison: Comparison, *, suite_name: str) -> str:
         if warnings or notes:
             out = ET.SubElement(case, "system-out")
             out.text = "\n".join([*(f"warning: {_detail(d)}" for d in warnings), *notes])
+    if comparison.clock_warning is not None:
+        # The run's, not a step's: the suite's own output, after its test cases (Ant's order).
+        said = [f"warning: {comparison.clock_warning}"]
+        if comparison.latency_note is not None:
+            said.append(f"note: {comparison.latency_note}")
+        ET.SubElement(suite, "system-out").text = "\n".join(said)
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
