@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 
+from smtpload.load.arrivals import OpenLoop
 from smtpload.net.client import (
     ResolvedTarget,
     new_session,
@@ -82,6 +83,9 @@ class RunSettings:
             one ends its session as ``protocol_error``.
         print_notices: say on stderr what the counts alone would not explain (a target that
             cannot be resolved); off for the Python API, which must not write to stderr.
+        open_loop: run open loop (sessions start when due, see load/arrivals.py) instead of
+            ``concurrency`` workers; ``sessions`` is then ignored (``OpenLoop.max_sessions``
+            caps the total).
         clock: ``kernel`` to end reply latencies on the kernel's receive times where the
             platform has them (else the run falls back to the loop and says so in its
             summary), ``loop`` to end them when the event loop sees the reply.
@@ -98,6 +102,7 @@ class RunSettings:
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     print_notices: bool = True
     clock: str = KERNEL_CLOCK
+    open_loop: OpenLoop | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +128,11 @@ class _Run:
         self.settings = settings
         self.stats = stats
         self.next_session = 1
+        self.planned = 0  # open loop: the sessions due so far (started or not)
         self.stopping = False
         self.interrupted = False
         self.running: set[trio.CancelScope] = set()
+        self.scheduling = trio.CancelScope()
         self.workers_done = trio.Event()
         self.kernel_clock = settings.clock == KERNEL_CLOCK and kernel_clock_available()
         if self.kernel_clock:
@@ -135,39 +142,85 @@ class _Run:
             )
 
     async def worker(self) -> None:
+        """Closed loop: run sessions one after the other while any are left."""
         settings = self.settings
         while not self.stopping and self.next_session <= settings.sessions:
             session = self.next_session
             self.next_session += 1
-            self.stats.session_started()
-            engine = new_session(
-                self.scenario,
-                session,
-                settings.run_id,
-                observe=settings.observe,
-                watcher=self.on_step,
-            )
-            with trio.CancelScope() as scope:
-                self.running.add(scope)
-                try:
-                    await run_session(
-                        self.scenario,
-                        self.target,
-                        engine,
-                        self.stats,
-                        max_reply_bytes=settings.max_reply_bytes,
-                        kernel_clock=self.kernel_clock,
-                    )
-                finally:
-                    self.running.discard(scope)
-            if scope.cancelled_caught:
-                record_interrupted(engine, self.stats)
-            elif self.on_session_end is not None:
-                self.on_session_end(engine)
+            await self.one_session(session, None)
+
+    async def one_session(self, session: int, due_ns: int | None) -> None:
+        """Run session number ``session`` and account for it, whatever happens; ``due_ns``:
+        when an open-loop run meant it to start (``time.time_ns()``), None in closed loop."""
+        settings = self.settings
+        self.stats.session_started()
+        engine = new_session(
+            self.scenario,
+            session,
+            settings.run_id,
+            observe=settings.observe,
+            watcher=self.on_step,
+        )
+        with trio.CancelScope() as scope:
+            self.running.add(scope)
+            try:
+                await run_session(
+                    self.scenario,
+                    self.target,
+                    engine,
+                    self.stats,
+                    max_reply_bytes=settings.max_reply_bytes,
+                    kernel_clock=self.kernel_clock,
+                    due_ns=due_ns,
+                )
+            finally:
+                self.running.discard(scope)
+        if scope.cancelled_caught:
+            record_interrupted(engine, self.stats)
+        elif self.on_session_end is not None:
+            self.on_session_end(engine)
+
+    async def start_open_loop(self, workers: trio.Nursery, load: OpenLoop) -> None:
+        """Open loop: start each session when it is due, whatever the earlier ones do.
+
+        A session due while ``max_in_flight`` run waits for a slot and starts late (its
+        latency still counts from when it was due); none is dropped. When the run's duration
+        is over, sessions still waiting are not started (``not_started``); those running end
+        by themselves. Every session due is counted in ``self.planned``.
+        """
+        slots = trio.Semaphore(load.max_in_flight)
+        start = trio.current_time()
+        start_ns = time.time_ns()
+        end = start + load.duration_s
+        due_times = load.offsets()
+
+        async def run_then_free(session: int, due_ns: int) -> None:
+            try:
+                await self.one_session(session, due_ns)
+            finally:
+                slots.release()
+
+        with self.scheduling:  # a first Ctrl-C cancels it: no waiting for the next session due
+            for offset in due_times:
+                self.planned += 1
+                await trio.sleep_until(start + offset)
+                with trio.move_on_at(end) as waiting:
+                    await slots.acquire()
+                if waiting.cancelled_caught:
+                    break  # the run's duration is over: this one and the rest never start
+                session = self.next_session
+                self.next_session += 1
+                workers.start_soon(run_then_free, session, start_ns + int(offset * 1e9))
+        # The sessions that were due and never started, counted without running them.
+        self.planned += sum(1 for _ in due_times)
 
     async def start_workers(self, workers: trio.Nursery) -> None:
-        """Start up to ``concurrency`` workers (never more than sessions), a batch at a time."""
+        """Start up to ``concurrency`` workers (never more than sessions), a batch at a time;
+        or, for an open-loop run, each session when it is due."""
         settings = self.settings
+        if settings.open_loop is not None:
+            await self.start_open_loop(workers, settings.open_loop)
+            return
         wanted = max(1, min(settings.concurrency, settings.sessions))
         for started in range(wanted):
             if self.stopping or self.next_session > settings.sessions:
@@ -203,6 +256,7 @@ class _Run:
         """The first signal: no new sessions; running ones get ``grace_s``."""
         self.stopping = True
         self.interrupted = True
+        self.scheduling.cancel()
         nursery.start_soon(self.cancel_after_grace)
 
     async def cancel_after_grace(self) -> None:
@@ -270,6 +324,8 @@ async def run_sessions(
         run.workers_done.set()
         duration_s = trio.current_time() - start
         services.cancel_scope.cancel()
+    if settings.open_loop is not None:
+        stats.sessions_due = run.planned
     return RunTiming(duration_s=duration_s, interrupted=run.interrupted)
 
 
@@ -389,5 +445,5 @@ async def run_scenario_to_summary(
         duration_s=duration_s,
         stats=stats,
         interrupted=interrupted,
-        sessions_requested=settings.sessions,
+        sessions_requested=settings.sessions if stats.sessions_due is None else stats.sessions_due,
     )

@@ -311,6 +311,9 @@ class GeneratorLoad:
         return round(self.cpu_s / self.wall_s * 100, 1) if self.wall_s > 0 else None
 
 
+#: An open-loop session that started more than this after it was due is a late start.
+LATE_START_US = 1000
+
 #: A CPU sample above this (percent of one core) counts as busy (GeneratorLoad.busy_intervals).
 BUSY_CPU_PERCENT = 90.0
 
@@ -328,6 +331,12 @@ class RunStats:
         steps: one :class:`StepStats` per step name, in ``step_names`` order.
         session_latency: whole-session latencies, as the runner records them.
         generator: how busy smtpload itself was (the runner records it).
+        sessions_due: in an open-loop run, the sessions that came due (started or not);
+            None in closed loop, where ``--sessions`` says it.
+        session_latency_uncorrected: from each session's actual start; in an open-loop run
+            ``session_latency`` runs from when the session was due (wrk2's correction).
+        start_delay: open loop: how late each session started after it was due.
+        late_starts: open-loop sessions that started more than ``LATE_START_US`` late.
         reply_lag: with the kernel clock, per read: from the data's arrival to smtpload
             handling it. The generator's own delay, left out of the step latencies.
         outcomes: the count of sessions per :class:`Outcome`, every outcome present.
@@ -347,7 +356,11 @@ class RunStats:
         "max_kept_failures",
         "messages",
         "outcomes",
+        "late_starts",
         "reply_lag",
+        "session_latency_uncorrected",
+        "sessions_due",
+        "start_delay",
         "session_latency",
         "started",
         "steps",
@@ -363,6 +376,10 @@ class RunStats:
             self.steps[name] = StepStats(name)
         self.session_latency = LatencyHistogram()
         self.reply_lag = LatencyHistogram()
+        self.sessions_due: int | None = None
+        self.session_latency_uncorrected = LatencyHistogram()
+        self.start_delay = LatencyHistogram()
+        self.late_starts = 0
         self.generator = GeneratorLoad()
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.started = 0
@@ -419,24 +436,39 @@ class RunStats:
         if lag_us >= 0:
             self.reply_lag.record_us(lag_us)
 
+    def record_start_delay(self, delay_us: int) -> None:
+        """An open-loop session started ``delay_us`` after it was due."""
+        if delay_us < 0:
+            delay_us = 0  # started a hair early: the due time is rounded to the loop's clock
+        self.start_delay.record_us(delay_us)
+        if delay_us > LATE_START_US:
+            self.late_starts += 1
+
     def record_session(
         self,
         outcome: Outcome,
         latency_us: int | None,
         failure: SessionFailure | None = None,
+        *,
+        uncorrected_us: int | None = None,
     ) -> None:
         """Count one finished session.
 
         Args:
             outcome: how the session ended.
-            latency_us: the whole session's latency, or ``None`` to leave it out of
-                :attr:`session_latency`.
+            latency_us: the whole session's latency (in open loop from when it was due), or
+                ``None`` to leave it out of :attr:`session_latency`.
+            uncorrected_us: open loop: the latency from the session's actual start.
             failure: what to show for a failed session; kept while fewer than
                 ``max_kept_failures`` are kept, otherwise counted in :attr:`failures_not_kept`.
         """
         self.outcomes[outcome] += 1
         if latency_us is not None:
             self.session_latency.record_us(latency_us)
+            # Closed loop: the same; open loop: from the actual start.
+            self.session_latency_uncorrected.record_us(
+                latency_us if uncorrected_us is None else uncorrected_us
+            )
         if failure is not None:
             if len(self.failures) < self.max_kept_failures:
                 self.failures.append(failure)

@@ -1,0 +1,1 @@
+"""How a run is driven: the open-loop arrival schedule (sans-IO; the runner in net/ uses it)."""
