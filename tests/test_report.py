@@ -135,6 +135,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "busy_seconds_percent",
         "loop_lag_ms",
         "reply_lag_ms",
+        "untimed_reads",
         "saturated",
     }
 

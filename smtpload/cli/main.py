@@ -27,6 +27,7 @@ from smtpload.cli.common import (
     add_run_options,
     check_outputs,
     listen_argument,
+    name_argument,
     parse_vars,
     path_argument,
     positive_float,
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument(
         "scenarios",
+        type=name_argument,
         nargs="+",
         metavar="SCENARIO",
         help="a scenario file, or the name of a bundled one; as many as you like",

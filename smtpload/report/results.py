@@ -31,8 +31,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "messages": int                 # data steps that got a 2xx
       },
       "session_latency_ms": LATENCY or null,
-      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used the kernel's
-                                        # receive times; "loop": none did
+      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used only the
+                                        # kernel's receive times; "loop": not all did
       "steps": [                        # "connect" first, then the scenario's steps in order
         {"name": str, "count": int, "failed": int, "latency_ms": LATENCY or null,
          "dropped_samples": int,        # latencies above 1 h (counted as 1 h) or below 0
@@ -41,10 +41,11 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       ],
       "generator": {                    # smtpload's own load (report/generator.py)
         "cpu_percent": float or null,   # of one core, over the run
-        "busy_seconds_percent": float,  # the run's seconds above 90 % of a core
+        "busy_seconds_percent": float,  # the share of the run's time above 90 % of a core
         "loop_lag_ms": LATENCY or null, # how late a 10 ms ticker woke
         "reply_lag_ms": LATENCY or null,# per read, from the data's arrival (kernel time)
                                         # to smtpload handling it; null on the loop clock
+        "untimed_reads": int,           # kernel clock: reads that came without a time
         "saturated": bool               # smtpload was the limit (the rule: generator.py)
       },
       "smtpload_version": str
@@ -360,8 +361,9 @@ _FAILED_WIDTH = 8
 def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: int = 3) -> str:
     """The end-of-run text for the terminal (plain text, no colour, ~95 columns).
 
-    Numbers come from ``summary`` (so the terminal and summary.json never disagree); the
-    transcripts of up to ``max_transcripts`` failed sessions come from ``stats``.
+    The table's numbers come from ``summary`` (so the terminal and summary.json never
+    disagree); the transcripts of up to ``max_transcripts`` failed sessions, and the notes
+    on left-out latencies, come from ``stats``.
 
     Example::
 
@@ -414,6 +416,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
             " counted as 1 hour"
         )
     negative = sum(step.negative_samples for step in stats.steps.values())
+    negative += stats.negative_session_samples
     if negative:
         were = "was" if negative == 1 else "were"
         lines.append(
