@@ -123,7 +123,7 @@ _NAME_STOPS = frozenset('.<>=!"\\')
 _METRIC_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STAT_WORD = re.compile(r"p[0-9]+(?:[._][0-9]+)?|[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_UNIT_WORD = re.compile(r"[^\s0-9.]+")
+_UNIT_WORD = re.compile(r"[A-Za-zµ%/]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
