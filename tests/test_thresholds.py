@@ -169,6 +169,8 @@ def test_a_plain_step_name_needs_no_quotes(name: str) -> None:
         ("messages<5%", 11, "drop the %"),
         ("messages_per_s>9/s", 17, "bare number"),
         ("step:rcpt.p99<1s>", 17, "unexpected '>'"),
+        ("session .p99<5", 8, "needs a statistic"),
+        ("session.p99<500 ms", 17, "unexpected 'ms'"),
     ],
 )
 def test_errors_name_the_expression_and_the_column(

@@ -6,7 +6,8 @@ files, no clock. The exit status that follows from the verdicts is ``results.exi
 
 The grammar
 -----------
-One threshold is ``METRIC[.STAT] OP VALUE[UNIT]``, with white space allowed between the parts::
+One threshold is ``METRIC[.STAT] OP VALUE[UNIT]``, with white space allowed around OP
+(and before and after the whole), nowhere else::
 
     threshold   = METRIC ["." STAT] OP VALUE [UNIT]
     METRIC      = "session" | "start_delay" | "step:" STEP            latencies
