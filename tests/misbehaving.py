@@ -270,6 +270,25 @@ def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
     return handler
 
 
+def refuses_every_nth(n: int) -> Handler:
+    """A server that refuses every ``n``-th connection with ``554`` in place of its greeting
+    (RFC 5321 §3.1: "no SMTP service here") and serves the others politely: with one session
+    at a time, exactly one session in ``n`` fails, as ``unexpected_reply``."""
+    connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        if connections % n == 0:
+            await stream.send_all(b"554 5.3.2 no service for you\r\n")
+            await stream.aclose()
+            return
+        await stream.send_all(b"220 picky.test ESMTP\r\n")
+        await _polite_replies(stream)
+
+    return handler
+
+
 BEHAVIOURS: dict[str, Handler] = {
     "garbage": garbage_banner,
     "reset": reset_after_greeting,

@@ -48,6 +48,13 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "untimed_reads": int,           # kernel clock: reads that came without a time
         "saturated": bool               # smtpload was the limit (the rule: generator.py)
       },
+      "thresholds": [                   # one per --threshold, in order; [] without any
+        {"expression": str,             # as given, e.g. "session.p99<500ms"
+         "metric": str,                 # canonical METRIC[.STAT]: "step:rcpt.p99_9", "failed"
+         "value": number or null,       # measured, in the threshold's unit (ms, %, count, /s);
+                                        # null: no data
+         "verdict": "pass" or "fail" or "no data"}   # no data counts as crossed
+      ],
       "smtpload_version": str
     }
 
@@ -55,6 +62,8 @@ where ``LATENCY`` is ``{"p50", "p90", "p99", "p99_9", "max", "mean"}`` in millis
 3 decimals), and ``null`` means no latency was recorded. ``passed + failed`` equals the
 sessions that finished, which is ``started`` unless a session was cut off before it could be
 counted. ``started + not_started`` is the number of sessions the run was asked for.
+``thresholds`` is filled in after the run (``report/thresholds.py``: the grammar, the
+evaluation); :func:`exit_status` reads it.
 :data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
@@ -81,6 +90,7 @@ from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
 from smtpload.report.files import replacing, write_text
 from smtpload.report.generator import generator_summary, saturation_note
 from smtpload.report.stats import LatencyHistogram, RunStats
+from smtpload.report.thresholds import FAILED_METRIC, format_thresholds
 
 __all__ = [
     "MAX_FAILURES_LOG_BYTES",
@@ -108,6 +118,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "clock",
     "steps",
     "generator",
+    "thresholds",
     "smtpload_version",
 )
 
@@ -195,6 +206,8 @@ def build_summary(
             for step in stats.steps.values()
         ],
         "generator": generator_summary(stats),
+        # Evaluated by the caller once the run is over (report/thresholds.py).
+        "thresholds": [],
         "smtpload_version": __version__,
     }
 
@@ -267,10 +280,20 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
 
 def exit_status(summary: Mapping[str, Any]) -> int:
     """What a finished run exits with (README, "Outcomes and exit status"): 130 interrupted
-    (it wins), 1 a session failed, 0 every session passed."""
+    (it wins); without thresholds 1 a session failed, 0 every session passed; with thresholds
+    1 any is crossed or has no data, or (unless one is on ``failed``, which then says how many
+    failures pass) a session failed; else 0. (2, a usage error, is the command's.)"""
     if summary["interrupted"]:
         return 130
-    return 1 if summary["sessions"]["failed"] else 0
+    failed = bool(summary["sessions"]["failed"])
+    # .get: a summary written before thresholds existed has none.
+    thresholds = summary.get("thresholds") or []
+    if not thresholds:
+        return 1 if failed else 0
+    crossed = any(entry["verdict"] != "pass" for entry in thresholds)
+    if not any(entry["metric"] == FAILED_METRIC for entry in thresholds):
+        crossed = crossed or failed  # the default failed==0
+    return 1 if crossed else 0
 
 
 def summary_json(summary: dict[str, Any]) -> str:
@@ -426,6 +449,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     saturated = saturation_note(summary)
     if saturated is not None:
         lines.append(saturated)
+    lines.extend(format_thresholds(summary))
 
     shown = stats.failures[: max(max_transcripts, 0)]
     if shown:
@@ -459,8 +483,10 @@ def _failure_counts(sessions: dict[str, Any]) -> list[str]:
 
 def format_outcomes(summary: dict[str, Any]) -> str:
     """One line of the run's outcomes, for ``--quiet`` when a session failed:
-    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``."""
-    return _sessions_line(summary["sessions"], outcomes=True)
+    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``; then the thresholds, if any."""
+    return "\n".join(
+        [_sessions_line(summary["sessions"], outcomes=True), *format_thresholds(summary)]
+    )
 
 
 def _wrap_items(prefix: str, items: list[str]) -> list[str]:
