@@ -178,9 +178,20 @@ async def backtracking_bait(
                     await stream.send_all(b"250 " + bait)
 
 
-async def _polite_replies(stream: trio.SocketStream, buffer: bytes = b"") -> None:
+async def _polite_replies(
+    stream: trio.SocketStream,
+    buffer: bytes = b"",
+    before_reply: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Answers every command as a sink would, until QUIT (221 and a close) or the client's
-    close: 354 to DATA, then 250 to the message's end."""
+    close: 354 to DATA, then 250 to the message's end. ``before_reply`` is awaited before
+    each reply (the banner is the caller's)."""
+
+    async def send(reply: bytes) -> None:
+        if before_reply is not None:
+            await before_reply()
+        await stream.send_all(reply)
+
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         in_message = False
         while True:
@@ -190,18 +201,18 @@ async def _polite_replies(stream: trio.SocketStream, buffer: bytes = b"") -> Non
                 if in_message:
                     if line == b".":
                         in_message = False
-                        await stream.send_all(b"250 2.0.0 queued\r\n")
+                        await send(b"250 2.0.0 queued\r\n")
                     continue
                 verb = line.split(b" ", 1)[0].upper()
                 if verb == b"QUIT":
-                    await stream.send_all(b"221 2.0.0 bye\r\n")
+                    await send(b"221 2.0.0 bye\r\n")
                     await stream.aclose()
                     return
                 if verb == b"DATA":
                     in_message = True
-                    await stream.send_all(b"354 go ahead\r\n")
+                    await send(b"354 go ahead\r\n")
                 else:
-                    await stream.send_all(b"250 2.0.0 ok\r\n")
+                    await send(b"250 2.0.0 ok\r\n")
             chunk = await stream.receive_some(4096)
             if not chunk:
                 return
@@ -244,6 +255,15 @@ async def unfinished_421_in_banner(stream: trio.SocketStream) -> None:
     await stream.aclose()
 
 
+async def first_digit_of_421_in_banner(stream: trio.SocketStream) -> None:
+    """Sends only the "4" of a 421 in the banner's write, the rest 20 ms later, then closes:
+    a 421 that has only begun to arrive is still a 421 (RFC 5321 §3.8)."""
+    await stream.send_all(b"220 closing.test ESMTP\r\n4")
+    await trio.sleep(UNSOLICITED_DELAY_S)
+    await stream.send_all(b"21 4.3.2 going away\r\n")
+    await stream.aclose()
+
+
 def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
     """A server that answers EHLO and, in the same write, says 421 (RFC 5321 §3.8). It keeps
     the connection open a little longer, noting in ``received`` what else the client sends
@@ -257,6 +277,25 @@ def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
             while chunk := await stream.receive_some(4096):
                 received.append(chunk)
         await stream.aclose()
+
+    return handler
+
+
+def refuses_every_nth(n: int) -> Handler:
+    """A server that refuses every ``n``-th connection with ``554`` in place of its greeting
+    (RFC 5321 §3.1: "no SMTP service here") and serves the others politely: with one session
+    at a time, exactly one session in ``n`` fails, as ``unexpected_reply``."""
+    connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        if connections % n == 0:
+            await stream.send_all(b"554 5.3.2 no service for you\r\n")
+            await stream.aclose()
+            return
+        await stream.send_all(b"220 picky.test ESMTP\r\n")
+        await _polite_replies(stream)
 
     return handler
 
@@ -277,4 +316,32 @@ BEHAVIOURS: dict[str, Handler] = {
     "unsolicited-late": unsolicited_late,
     "unfinished-in-banner": unfinished_in_banner,
     "unfinished-421-in-banner": unfinished_421_in_banner,
+    "first-digit-of-421-in-banner": first_digit_of_421_in_banner,
 }
+
+
+class Freeze:
+    """When a ``frozen_sink`` stops answering: from ``start`` to ``end`` on trio's clock (set
+    by the test once it knows when its run starts)."""
+
+    def __init__(self) -> None:
+        self.start = float("inf")
+        self.end = float("inf")
+
+
+def frozen_sink(freeze: Freeze) -> Handler:
+    """A polite server that answers nothing while ``freeze`` lasts: every reply due then waits
+    for its end. The connections stay open; it is a stall, not a failure."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async def hold() -> None:
+            now = trio.current_time()
+            if freeze.start <= now < freeze.end:
+                await trio.sleep_until(freeze.end)
+
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await hold()
+            await stream.send_all(b"220 frozen.test ESMTP\r\n")
+        await _polite_replies(stream, before_reply=hold)
+
+    return handler

@@ -17,6 +17,7 @@ from smtpload.errors import OutputError, UsageError, clipped, shown
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
+from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
 from smtpload.scenario.model import Target, parse_target
 
 __all__ = [
@@ -24,16 +25,21 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "ONE",
+    "Unset",
     "add_force_option",
     "add_run_options",
     "check_outputs",
+    "duration_argument",
     "listen_argument",
     "milliseconds",
+    "name_argument",
     "parse_vars",
     "path_argument",
     "positive_float",
     "positive_int",
     "positive_percent",
+    "positive_rate",
     "say_unwritten",
     "target_argument",
     "write_each",
@@ -87,6 +93,27 @@ def positive_float(text: str) -> float:
     return _positive_number(text, "a number of seconds")
 
 
+def duration_argument(text: str) -> float:
+    """A duration in seconds: ``30``, ``500ms``, ``30s``, ``5m``, ``1h`` (scenario/durations)."""
+    try:
+        return parse_duration(text)
+    except DurationError as error:
+        raise argparse.ArgumentTypeError(f"{shown(text)} {error}") from None
+
+
+def positive_rate(text: str) -> float:
+    return _positive_number(text, "a number of sessions per second", ", such as 100")
+
+
+class Unset(int):
+    """An option's default that remembers it was not given (``--concurrency`` may not be
+    given with ``--rate``); it is the number it stands for everywhere else."""
+
+
+#: ``--sessions`` and ``--concurrency`` when not given.
+ONE = Unset(1)
+
+
 def milliseconds(text: str) -> float:
     """A finite number of milliseconds, 0 or more (0 turns a floor off)."""
     try:
@@ -106,6 +133,14 @@ def path_argument(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("'' is an empty name; give a file or folder name")
     return Path(text)
+
+
+def name_argument(text: str) -> str:
+    """A file, or the name of a bundled scenario: not empty (``Path("")`` would be the current
+    folder, and the message would call it one)."""
+    if not text:
+        raise argparse.ArgumentTypeError("'' is an empty name; give a file or a bundled name")
+    return text
 
 
 def target_argument(text: str) -> Target:
@@ -138,7 +173,10 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The scenario and the options of every command that runs one (run, record, compare)."""
     parser.add_argument(
-        "scenario", metavar="SCENARIO", help="a scenario file, or the name of a bundled one"
+        "scenario",
+        type=name_argument,
+        metavar="SCENARIO",
+        help="a scenario file, or the name of a bundled one",
     )
     parser.add_argument(
         "--target",
@@ -147,20 +185,26 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="the server (default: the scenario's target, else the built-in sink)",
     )
     parser.add_argument(
-        "--sessions", type=positive_int, default=1, metavar="N", help="sessions in total"
+        "--sessions",
+        type=positive_int,
+        default=ONE,
+        metavar="N",
+        help="sessions in total (with --rate: at most, and no default)",
     )
     parser.add_argument(
         "--concurrency",
         type=positive_int,
-        default=1,
+        default=ONE,
         metavar="C",
-        help="sessions at the same time",
+        help="sessions at the same time (closed loop)",
     )
     parser.add_argument(
         "--timeout",
-        type=positive_float,
-        metavar="SECONDS",
-        help="step timeout unless a step sets its own (default: the scenario's, else 30)",
+        type=duration_argument,
+        metavar="DURATION",
+        help="step timeout unless a step sets its own, in "
+        + DURATION_HELP
+        + " (default: the scenario's, else 30 s)",
     )
     parser.add_argument(
         "--var",

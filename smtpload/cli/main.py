@@ -3,7 +3,8 @@
 
 This module reads arguments, loads and compiles scenarios, starts the run, and turns every
 local error into a one-line message and exit status 2. Exit statuses: 0 every session passed,
-1 a session failed, 2 usage or scenario error, 130 interrupted (Ctrl-C or SIGTERM).
+1 a session failed, 2 usage or scenario error, 130 interrupted (Ctrl-C or SIGTERM); with
+``--threshold``, 0 and 1 say whether every threshold held (report/results.py, exit_status).
 """
 
 from __future__ import annotations
@@ -23,19 +24,25 @@ from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    Unset,
     add_force_option,
     add_run_options,
     check_outputs,
+    duration_argument,
     listen_argument,
+    name_argument,
     parse_vars,
     path_argument,
     positive_float,
+    positive_int,
+    positive_rate,
     say_unwritten,
     write_each,
 )
 from smtpload.cli.usage import HelpFormatter, parse_arguments
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped, counted
-from smtpload.net.fd_limit import ensure_open_files
+from smtpload.load.arrivals import ARRIVALS, OpenLoop, stages_of
+from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
@@ -50,7 +57,9 @@ from smtpload.report.results import (
     write_results,
 )
 from smtpload.report.stats import RunStats
+from smtpload.report.thresholds import ThresholdError, evaluate_thresholds, parse_thresholds
 from smtpload.scenario.bundled import scenario_path
+from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 
@@ -68,12 +77,17 @@ examples:
   smtpload validate quickstart   # check a scenario without running it
 """
 
+#: The default cap of an open-loop run's sessions in flight (when open files allow that many).
+MAX_IN_FLIGHT = 10_000
+
 _RUN_EXAMPLES = """\
 examples:
   smtpload run quickstart        # bundled, against the built-in sink
   smtpload run seed-telnet --target 127.0.0.1:2525   # e.g. smtpload sink
   smtpload run quickstart --target mx.example.test:25 --sessions 10000 \\
       --concurrency 100 --quiet --json summary.json
+  smtpload run quickstart --sessions 1000 --concurrency 10 \\
+      --threshold 'session.p99<50ms' --threshold 'failed<1%'   # a CI gate
 """
 
 _VALIDATE_EXAMPLES = """\
@@ -112,6 +126,48 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_run_options(run)
+    open_loop = run.add_argument_group(
+        "open loop",
+        "Sessions start on a clock, not when earlier ones end, so a stalled server cannot slow "
+        "the load and hide its stall; session latencies then run from when each was due.",
+    )
+    open_loop.add_argument(
+        "--rate",
+        type=positive_rate,
+        metavar="R",
+        help="start R new sessions per second (open loop; not with --concurrency)",
+    )
+    open_loop.add_argument(
+        "--duration",
+        type=duration_argument,
+        metavar="DURATION",
+        help="how long sessions keep coming due; needed unless --sessions caps them",
+    )
+    open_loop.add_argument(
+        "--ramp",
+        type=duration_argument,
+        metavar="DURATION",
+        help="rise from 0 to --rate over this long, the first part of --duration",
+    )
+    open_loop.add_argument(
+        "--arrivals",
+        choices=ARRIVALS,
+        default=ARRIVALS[0],
+        help="constant: evenly spaced; poisson: independent, exponential gaps",
+    )
+    open_loop.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the poisson arrivals, for a run that can be repeated (default: random)",
+    )
+    open_loop.add_argument(
+        "--max-in-flight",
+        type=positive_int,
+        metavar="N",
+        help="sessions running at once, at most; a session due while N run starts late "
+        f"(never dropped) (default: as many as open files allow, at most {MAX_IN_FLIGHT})",
+    )
     run.add_argument(
         "--results",
         type=path_argument,
@@ -123,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=path_argument, metavar="PATH", help="also write summary.json here"
     )
     add_force_option(run, "--json", reports=True)
+    run.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a pass/fail rule on the run, METRIC[.STAT] OP VALUE[UNIT]: 'session.p99<500ms',"
+        " 'step:rcpt.p99<50ms', 'failed<0.1%%' (of sessions started), 'messages_per_s>900'"
+        " (repeatable; the grammar: README, Thresholds). When given, they decide the exit"
+        " status: 0 all hold, 1 any crossed; failed==0 applies too unless one is on failed",
+    )
     run.add_argument(
         "--quiet",
         action="store_true",
@@ -140,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument(
         "scenarios",
+        type=name_argument,
         nargs="+",
         metavar="SCENARIO",
         help="a scenario file, or the name of a bundled one; as many as you like",
@@ -224,16 +291,28 @@ def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
+    try:
+        thresholds = parse_thresholds(
+            args.threshold,
+            step_names=["connect", *compiled.step_names],
+            open_loop=args.rate is not None,
+        )
+    except ThresholdError as error:
+        raise UsageError(f"--threshold {error}") from None
     target: Target | None = args.target or scenario.target
-    ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
+    load = _open_loop(args, builtin_sink=target is None)
+    if load is None:
+        ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     run_id = new_run_id()
     # From here on there is a results folder to fill: a signal stops the run, not the writing.
     interrupts.defer()
     directory = _results_directory(args.results / run_id, path, args.json, force=args.force)
     stats = RunStats(["connect", *compiled.step_names])
     tty = sys.stderr.isatty()
-    progress = None if args.quiet else _Progress(stats, args.sessions, tty)
+    total = args.sessions if load is None else (load.max_sessions or 0)
+    progress = None if args.quiet else _Progress(stats, total, tty)
     settings = RunSettings(
+        open_loop=load,
         sessions=args.sessions,
         concurrency=args.concurrency,
         run_id=run_id,
@@ -243,6 +322,7 @@ def _command_run(args: argparse.Namespace) -> int:
         signalled_before=interrupts.pending,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+    summary["thresholds"] = evaluate_thresholds(thresholds, summary)
     if progress is not None:
         progress.clear()
     # A signal now is deferred (interrupts.py): the results are written whole first.
@@ -263,6 +343,52 @@ def _command_run(args: argparse.Namespace) -> int:
         say_unwritten([*results_unwritten, *json_unwritten])
         return EXIT_USAGE
     return exit_status(summary)
+
+
+def _open_loop(args: argparse.Namespace, *, builtin_sink: bool) -> OpenLoop | None:
+    """The open-loop load ``--rate`` asks for, checked; None for a closed-loop run.
+
+    Raises:
+        UsageError: an open-loop option without --rate, --concurrency with it, or neither
+            --duration nor --sessions to end it.
+    """
+    given = [
+        option
+        for option, value in (
+            ("--duration", args.duration),
+            ("--ramp", args.ramp),
+            ("--seed", args.seed),
+            ("--max-in-flight", args.max_in_flight),
+        )
+        if value is not None
+    ]
+    if args.arrivals != ARRIVALS[0]:
+        given.append("--arrivals")
+    if args.rate is None:
+        if given:
+            raise UsageError(f"{given[0]} is for open-loop runs: give --rate too")
+        return None
+    if not isinstance(args.concurrency, Unset):
+        raise UsageError(
+            "--concurrency is for closed-loop runs; with --rate, --max-in-flight caps the "
+            "sessions running at once"
+        )
+    sessions = None if isinstance(args.sessions, Unset) else int(args.sessions)
+    if args.duration is None and sessions is None:
+        raise UsageError("--rate needs --duration (or --sessions) to know when to stop")
+    duration_s = MAX_DURATION_S if args.duration is None else args.duration
+    if args.max_in_flight is not None:
+        ensure_open_files(args.max_in_flight, builtin_sink=builtin_sink, option="--max-in-flight")
+        max_in_flight = args.max_in_flight
+    else:
+        max_in_flight = most_connections(MAX_IN_FLIGHT, builtin_sink=builtin_sink)
+    return OpenLoop(
+        stages=stages_of(args.rate, duration_s, args.ramp or 0.0),
+        max_in_flight=max_in_flight,
+        arrivals=args.arrivals,
+        max_sessions=sessions,
+        seed=args.seed,
+    )
 
 
 def _command_validate(args: argparse.Namespace) -> int:

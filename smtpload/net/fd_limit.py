@@ -20,7 +20,7 @@ import resource
 
 from smtpload.errors import UsageError
 
-__all__ = ["FD_HEADROOM", "ensure_open_files", "open_files_needed"]
+__all__ = ["FD_HEADROOM", "ensure_open_files", "most_connections", "open_files_needed"]
 
 #: Files smtpload holds open besides its connections: the standard streams, trio's epoll and
 #: wake-up sockets, the sink's listening socket, the result files being written, and Python's
@@ -69,6 +69,25 @@ def ensure_open_files(
         f" raise it, e.g. `ulimit -n {needed}` (a hard limit is raised as root: limits.conf,"
         f" or LimitNOFILE= for a systemd service){lower}"
     )
+
+
+def most_connections(cap: int, *, builtin_sink: bool) -> int:
+    """The most sessions in flight the open-file limit allows, at most ``cap``: the soft limit
+    is raised toward the hard one as far as ``cap`` needs (``--max-in-flight``'s default)."""
+    per_session = 2 if builtin_sink else 1
+    needed = open_files_needed(cap, builtin_sink=builtin_sink)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit
+        else:
+            soft = wanted
+    if soft == resource.RLIM_INFINITY:
+        return cap
+    return max(1, min(cap, (soft - FD_HEADROOM) // per_session))
 
 
 def _shown(limit: int) -> str:

@@ -30,9 +30,16 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "messages_per_s": float,        # accepted messages / duration_s
         "messages": int                 # data steps that got a 2xx
       },
-      "session_latency_ms": LATENCY or null,
-      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used the kernel's
-                                        # receive times; "loop": none did
+      "load": {"model": "closed" or "open", "corrected": bool, ...},  # how it was driven:
+                                        # closed: "concurrency", "sessions"; open: "arrivals",
+                                        # "stages" [{"duration_s", "rate_per_s"}],
+                                        # "duration_s", "max_sessions", "max_in_flight", "seed"
+      "session_latency_ms": LATENCY or null,  # open loop: from when each session was due
+      "session_latency_uncorrected_ms": LATENCY or null,  # from each one's actual start
+      "start_delay_ms": LATENCY or null,  # open loop: actual start - due; null closed loop
+      "late_starts": int,               # open loop: sessions that started over 1 ms late
+      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used only the
+                                        # kernel's receive times; "loop": not all did
       "steps": [                        # "connect" first, then the scenario's steps in order
         {"name": str, "count": int, "failed": int, "latency_ms": LATENCY or null,
          "dropped_samples": int,        # latencies above 1 h (counted as 1 h) or below 0
@@ -41,12 +48,20 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       ],
       "generator": {                    # smtpload's own load (report/generator.py)
         "cpu_percent": float or null,   # of one core, over the run
-        "busy_seconds_percent": float,  # the run's seconds above 90 % of a core
+        "busy_seconds_percent": float,  # the share of the run's time above 90 % of a core
         "loop_lag_ms": LATENCY or null, # how late a 10 ms ticker woke
         "reply_lag_ms": LATENCY or null,# per read, from the data's arrival (kernel time)
                                         # to smtpload handling it; null on the loop clock
+        "untimed_reads": int,           # kernel clock: reads that came without a time
         "saturated": bool               # smtpload was the limit (the rule: generator.py)
       },
+      "thresholds": [                   # one per --threshold, in order; [] without any
+        {"expression": str,             # as given, e.g. "session.p99<500ms"
+         "metric": str,                 # canonical METRIC[.STAT]: "step:rcpt.p99_9", "failed"
+         "value": number or null,       # measured, in the threshold's unit (ms, %, count, /s);
+                                        # null: no data
+         "verdict": "pass" or "fail" or "no data"}   # no data counts as crossed
+      ],
       "smtpload_version": str
     }
 
@@ -54,6 +69,8 @@ where ``LATENCY`` is ``{"p50", "p90", "p99", "p99_9", "max", "mean"}`` in millis
 3 decimals), and ``null`` means no latency was recorded. ``passed + failed`` equals the
 sessions that finished, which is ``started`` unless a session was cut off before it could be
 counted. ``started + not_started`` is the number of sessions the run was asked for.
+``thresholds`` is filled in after the run (``report/thresholds.py``: the grammar, the
+evaluation); :func:`exit_status` reads it.
 :data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
@@ -80,6 +97,7 @@ from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
 from smtpload.report.files import replacing, write_text
 from smtpload.report.generator import generator_summary, saturation_note
 from smtpload.report.stats import LatencyHistogram, RunStats
+from smtpload.report.thresholds import FAILED_METRIC, format_thresholds
 
 __all__ = [
     "MAX_FAILURES_LOG_BYTES",
@@ -101,12 +119,17 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "run_id",
     "interrupted",
     "duration_s",
+    "load",
     "sessions",
     "throughput",
     "session_latency_ms",
+    "session_latency_uncorrected_ms",
+    "start_delay_ms",
+    "late_starts",
     "clock",
     "steps",
     "generator",
+    "thresholds",
     "smtpload_version",
 )
 
@@ -143,6 +166,7 @@ def build_summary(
     stats: RunStats,
     interrupted: bool,
     sessions_requested: int | None = None,
+    load: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the summary.json contents (see the module docstring for the exact shape).
 
@@ -155,6 +179,8 @@ def build_summary(
         interrupted: whether Ctrl-C or SIGTERM cut the run short.
         sessions_requested: the sessions the run was asked for (``--sessions``); None when
             every one it was asked for was started.
+        load: how the run was driven (summary.json's ``load``); None: closed loop, as far
+            as is known.
     """
     finished = stats.finished
     requested = stats.started if sessions_requested is None else sessions_requested
@@ -164,6 +190,7 @@ def build_summary(
         "run_id": run_id,
         "interrupted": interrupted,
         "duration_s": round(duration_s, 3),
+        "load": dict(load) if load is not None else {"model": "closed", "corrected": False},
         "sessions": {
             "started": stats.started,
             # Outside "failures": a session never started has no outcome (Ctrl-C came first).
@@ -181,6 +208,9 @@ def build_summary(
             "messages": stats.messages,
         },
         "session_latency_ms": stats.session_latency.summary_ms(),
+        "session_latency_uncorrected_ms": stats.session_latency_uncorrected.summary_ms(),
+        "start_delay_ms": stats.start_delay.summary_ms(),
+        "late_starts": stats.late_starts,
         "clock": stats.clock,
         "steps": [
             {
@@ -194,6 +224,8 @@ def build_summary(
             for step in stats.steps.values()
         ],
         "generator": generator_summary(stats),
+        # Evaluated by the caller once the run is over (report/thresholds.py).
+        "thresholds": [],
         "smtpload_version": __version__,
     }
 
@@ -266,10 +298,20 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
 
 def exit_status(summary: Mapping[str, Any]) -> int:
     """What a finished run exits with (README, "Outcomes and exit status"): 130 interrupted
-    (it wins), 1 a session failed, 0 every session passed."""
+    (it wins); without thresholds 1 a session failed, 0 every session passed; with thresholds
+    1 any is crossed or has no data, or (unless one is on ``failed``, which then says how many
+    failures pass) a session failed; else 0. (2, a usage error, is the command's.)"""
     if summary["interrupted"]:
         return 130
-    return 1 if summary["sessions"]["failed"] else 0
+    failed = bool(summary["sessions"]["failed"])
+    # .get: a summary written before thresholds existed has none.
+    thresholds = summary.get("thresholds") or []
+    if not thresholds:
+        return 1 if failed else 0
+    crossed = any(entry["verdict"] != "pass" for entry in thresholds)
+    if not any(entry["metric"] == FAILED_METRIC for entry in thresholds):
+        crossed = crossed or failed  # the default failed==0
+    return 1 if crossed else 0
 
 
 def summary_json(summary: dict[str, Any]) -> str:
@@ -360,8 +402,9 @@ _FAILED_WIDTH = 8
 def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: int = 3) -> str:
     """The end-of-run text for the terminal (plain text, no colour, ~95 columns).
 
-    Numbers come from ``summary`` (so the terminal and summary.json never disagree); the
-    transcripts of up to ``max_transcripts`` failed sessions come from ``stats``.
+    The table's numbers come from ``summary`` (so the terminal and summary.json never
+    disagree); the transcripts of up to ``max_transcripts`` failed sessions, and the notes
+    on left-out latencies, come from ``stats``.
 
     Example::
 
@@ -414,6 +457,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
             " counted as 1 hour"
         )
     negative = sum(step.negative_samples for step in stats.steps.values())
+    negative += stats.negative_session_samples
     if negative:
         were = "was" if negative == 1 else "were"
         lines.append(
@@ -423,6 +467,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     saturated = saturation_note(summary)
     if saturated is not None:
         lines.append(saturated)
+    lines.extend(format_thresholds(summary))
 
     shown = stats.failures[: max(max_transcripts, 0)]
     if shown:
@@ -456,8 +501,10 @@ def _failure_counts(sessions: dict[str, Any]) -> list[str]:
 
 def format_outcomes(summary: dict[str, Any]) -> str:
     """One line of the run's outcomes, for ``--quiet`` when a session failed:
-    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``."""
-    return _sessions_line(summary["sessions"], outcomes=True)
+    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``; then the thresholds, if any."""
+    return "\n".join(
+        [_sessions_line(summary["sessions"], outcomes=True), *format_thresholds(summary)]
+    )
 
 
 def _wrap_items(prefix: str, items: list[str]) -> list[str]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["DURATION_HELP", "DurationError", "parse_duration"]
+__all__ = ["DURATION_HELP", "MAX_DURATION_S", "DurationError", "parse_duration"]
 
 #: What the help and errors say a duration looks like.
 DURATION_HELP = "seconds, or a number with ms, s, m or h (500ms, 30s, 5m, 1h)"
 
 _UNIT_S = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"\s*(?P<number>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|m|h)?\s*")
+_DURATION = re.compile(
+    r"\s*(?P<number>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|s|m|h)?\s*"
+)
 
 #: The longest duration accepted: a year is far beyond any run, and a bound keeps the
 #: arithmetic on it exact enough (trio deadlines, nanosecond timestamps).

@@ -32,7 +32,7 @@ from smtpload.scenario.model import (
     parse_target,
 )
 from smtpload.scenario.step_syntax import (
-    RESERVED_STEP_NAME,
+    RESERVED_STEP_NAMES,
     StepDraft,
     positive_seconds,
     read_name,
@@ -405,7 +405,7 @@ class _Validator(NodeReader):
                     " step names must be unique",
                 )
             names[draft.number] = draft.name
-        taken = set(explicit) | {RESERVED_STEP_NAME}
+        taken = set(explicit) | set(RESERVED_STEP_NAMES)
         repeats: dict[str, int] = {}
         for draft in drafts:
             if draft.number in names or draft.kind is None:

@@ -35,6 +35,7 @@ from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceN
 
 __all__ = [
     "RESERVED_STEP_NAME",
+    "RESERVED_STEP_NAMES",
     "StepDraft",
     "positive_seconds",
     "read_name",
@@ -43,6 +44,13 @@ __all__ = [
 ]
 
 RESERVED_STEP_NAME = "connect"  # the TCP connect is always timed as a step of this name
+
+#: Names the reports use beside the steps', so that no step may take them (lower case).
+RESERVED_STEP_NAMES: dict[str, str] = {
+    RESERVED_STEP_NAME: "the TCP connect",
+    "session": "the whole session's row in the reports",
+    "start_delay": "open-loop runs' start delays",
+}
 
 _ACTIONS = ("greeting", "send", "data", "close")
 _STEP_OPTIONS = ("name", "expect", "capture", "timeout")
@@ -147,10 +155,11 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
     if "name" in keys:
         draft.name_node = keys["name"][1]
         draft.name = read_name(draft.name_node, reader, "name")
-        if draft.name is not None and draft.name.lower() == RESERVED_STEP_NAME:
+        reserved = RESERVED_STEP_NAMES.get((draft.name or "").lower())
+        if draft.name is not None and reserved is not None:
             reader.problem(
                 draft.name_node,
-                f"step name {draft.name!r} is reserved for the TCP connect; choose another",
+                f"step name {draft.name!r} is reserved for {reserved}; choose another",
             )
             draft.name = None
     if "expect" in keys:
