@@ -278,3 +278,15 @@ BEHAVIOURS: dict[str, Handler] = {
     "unfinished-in-banner": unfinished_in_banner,
     "unfinished-421-in-banner": unfinished_421_in_banner,
 }
+
+
+#: How long ``slow_greeting`` waits before its banner.
+SLOW_GREETING_S = 0.25
+
+
+async def slow_greeting(stream: trio.SocketStream) -> None:
+    """Greets after ``SLOW_GREETING_S``, then answers politely: a run of a few seconds from a
+    handful of sessions, without burning CPU."""
+    await trio.sleep(SLOW_GREETING_S)
+    await stream.send_all(b"220 slow.test ESMTP\r\n")
+    await _polite_replies(stream)

@@ -49,6 +49,7 @@ import json
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -147,9 +148,12 @@ class IntervalLog:
         self._session = stats.session_latency  # the timeline's p50 and p99
         self._counts = _Counts()
         self._max_hlog_bytes = max_hlog_bytes
-        # Open for the whole run, closed when the log is dropped (or the process ends).
+        # Open for the whole run and after it (the results are written from them), closed
+        # when the log is dropped: RunStats has no end of life to close them at.
         self._hlog: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115
         self._timeline: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115
+        weakref.finalize(self, self._hlog.close)
+        weakref.finalize(self, self._timeline.close)
         self._hlog_bytes = 0
         self._hlog_cut_at_s: float | None = None
         #: The intervals closed so far.
