@@ -640,6 +640,10 @@ def compare_row(
         "concurrency": row.concurrency,
         "busy": row.busy,
         "sessions": summary["sessions"],
+        # What ended smtpload's latencies in this row: a row on the loop clock (a platform
+        # without receive times, reads that came without one) is not the kernel clock's proof.
+        "clock": summary.get("clock", "loop"),
+        "untimed_reads": summary.get("generator", {}).get("untimed_reads"),
         "streams_used": wire.streams_used,
         "streams_skipped": dict(wire.streams_skipped),
         "packets_captured": capture_stats.captured,
@@ -680,7 +684,9 @@ def _row_note(row: Mapping[str, Any]) -> str:
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(row["streams_skipped"].items()))
     return (
         f"{row['title']}: {sessions['started']} sessions ({sessions['passed']} passed),"
-        f" {row['streams_used']} streams timed on the wire"
+        f" {row['clock']} clock"
+        + (f" ({row['untimed_reads']} reads untimed)" if row.get("untimed_reads") else "")
+        + f", {row['streams_used']} streams timed on the wire"
         + (f" (left out: {skipped})" if skipped else "")
         + f", {row['packets_captured']} packets captured, {row['packets_dropped']} dropped"
     )

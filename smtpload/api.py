@@ -30,7 +30,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,12 @@ from smtpload.protocol.compiler import compile_scenario, undeclared_variables
 from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, exit_status, write_results
 from smtpload.report.stats import CLOCKS, RunStats
+from smtpload.report.thresholds import (
+    Threshold,
+    ThresholdError,
+    evaluate_thresholds,
+    parse_thresholds,
+)
 from smtpload.scenario.bundled import is_dir, scenario_path
 from smtpload.scenario.loader import load_scenario as _load_scenario_file
 from smtpload.scenario.model import Scenario, Target, parse_target
@@ -98,8 +104,8 @@ class RunResult:
 
     @property
     def exit_status(self) -> int:
-        """The status ``smtpload run`` would exit with: 0 passed, 1 a session failed, 130
-        interrupted."""
+        """The status ``smtpload run`` would exit with: 0 passed, 1 a session failed (with
+        ``thresholds``: 0 every one held, 1 one was crossed), 130 interrupted."""
         return exit_status(self.summary)
 
 
@@ -123,6 +129,7 @@ async def arun(
     variables: Mapping[str, str] | None = None,
     results_dir: str | os.PathLike[str] | None = None,
     clock: str = "kernel",
+    thresholds: Sequence[str] | None = None,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -143,6 +150,7 @@ async def arun(
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
     compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
+    rules = _parse_thresholds(thresholds, ["connect", *compiled.step_names])
     run_id = new_run_id()
     directory = None
     if results_dir is not None and not os.fspath(results_dir):
@@ -163,6 +171,7 @@ async def arun(
         clock=clock,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
+    summary["thresholds"] = evaluate_thresholds(rules, summary)
     if directory is not None:
         write_results(directory, summary, stats)
     return RunResult(summary=summary, results_dir=directory)
@@ -178,6 +187,7 @@ def run(
     variables: Mapping[str, str] | None = None,
     results_dir: str | os.PathLike[str] | None = None,
     clock: str = "kernel",
+    thresholds: Sequence[str] | None = None,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -194,6 +204,9 @@ def run(
         clock: ``kernel`` (a reply's latency ends when it reached this machine, where the
             platform says; else the run falls back to ``loop``) or ``loop`` (when smtpload
             got to it), as ``--clock``.
+        thresholds: pass/fail rules, as ``--threshold`` (``["session.p99<500ms",
+            "failed<1%"]``); their verdicts are in ``summary["thresholds"]`` and decide
+            :attr:`RunResult.exit_status`. Checked before the first session.
 
     Returns:
         the run's :class:`RunResult`; failed sessions are counted there, never raised.
@@ -201,7 +214,7 @@ def run(
     Raises:
         ScenarioError: the scenario is invalid.
         UsageError: an argument is invalid (a variable the scenario does not declare, a bad
-            target, a count below 1).
+            target, a count below 1, a threshold that cannot be read or names no step).
         OutputError: ``results_dir`` cannot be written (checked before the first session),
             or a result file in it could not be.
     """
@@ -215,6 +228,7 @@ def run(
         variables=variables,
         results_dir=results_dir,
         clock=clock,
+        thresholds=thresholds,
     )
     try:
         return trio.run(call)
@@ -262,6 +276,25 @@ def _check_variables(scenario: Scenario, variables: Mapping[str, str] | None) ->
     for name, value in (variables or {}).items():
         if not isinstance(value, str):
             raise UsageError(f"variables[{shown(name)}]: give a str, not {type(value).__name__}")
+
+
+def _parse_thresholds(thresholds: object, step_names: list[str]) -> list[Threshold]:
+    if thresholds is None:
+        return []
+    if isinstance(thresholds, str) or not isinstance(thresholds, Sequence):
+        # A lone string would be read one character at a time.
+        raise UsageError(
+            f"thresholds={thresholds!r}: give a list of strings, e.g. ['session.p99<500ms']"
+        )
+    rules = []
+    for index, text in enumerate(thresholds):
+        if not isinstance(text, str):
+            raise UsageError(f"thresholds[{index}]: give a str, not {type(text).__name__}")
+        try:
+            rules.extend(parse_thresholds([text], step_names=step_names, open_loop=False))
+        except ThresholdError as error:
+            raise UsageError(f"thresholds[{index}] {error}") from None
+    return rules
 
 
 def _check_positive_int(name: str, value: object) -> None:

@@ -188,6 +188,11 @@ def postfix_smtp_sink() -> Iterator[SmtpPeer]:
     if os.geteuid() == 0:
         command[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) >= 2:
+        # A core of its own (tests that keep theirs busy leave it alone: SERVER_CPU): Linux
+        # would often wake it on the waker's core, behind a busy test, for milliseconds.
+        os.sched_setaffinity(process.pid, {max(cpus)})
     try:
         peer = SmtpPeer("127.0.0.1", port)
         deadline = time.monotonic() + 10

@@ -244,6 +244,15 @@ async def unfinished_421_in_banner(stream: trio.SocketStream) -> None:
     await stream.aclose()
 
 
+async def first_digit_of_421_in_banner(stream: trio.SocketStream) -> None:
+    """Sends only the "4" of a 421 in the banner's write, the rest 20 ms later, then closes:
+    a 421 that has only begun to arrive is still a 421 (RFC 5321 §3.8)."""
+    await stream.send_all(b"220 closing.test ESMTP\r\n4")
+    await trio.sleep(UNSOLICITED_DELAY_S)
+    await stream.send_all(b"21 4.3.2 going away\r\n")
+    await stream.aclose()
+
+
 def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
     """A server that answers EHLO and, in the same write, says 421 (RFC 5321 §3.8). It keeps
     the connection open a little longer, noting in ``received`` what else the client sends
@@ -257,6 +266,25 @@ def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
             while chunk := await stream.receive_some(4096):
                 received.append(chunk)
         await stream.aclose()
+
+    return handler
+
+
+def refuses_every_nth(n: int) -> Handler:
+    """A server that refuses every ``n``-th connection with ``554`` in place of its greeting
+    (RFC 5321 §3.1: "no SMTP service here") and serves the others politely: with one session
+    at a time, exactly one session in ``n`` fails, as ``unexpected_reply``."""
+    connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        if connections % n == 0:
+            await stream.send_all(b"554 5.3.2 no service for you\r\n")
+            await stream.aclose()
+            return
+        await stream.send_all(b"220 picky.test ESMTP\r\n")
+        await _polite_replies(stream)
 
     return handler
 
@@ -277,6 +305,7 @@ BEHAVIOURS: dict[str, Handler] = {
     "unsolicited-late": unsolicited_late,
     "unfinished-in-banner": unfinished_in_banner,
     "unfinished-421-in-banner": unfinished_421_in_banner,
+    "first-digit-of-421-in-banner": first_digit_of_421_in_banner,
 }
 
 

@@ -157,6 +157,8 @@ def test_an_empty_value_is_refused_as_a_usage_error_and_nothing_is_written(
     assert "Traceback" not in errors
     # The message points at the argument: argparse names it; the commands quote the name.
     assert f"argument {name}" in errors or (option or "''") in errors, errors
+    # An empty name is no folder, even though Path("") is the current one.
+    assert "is a folder" not in errors, errors
     assert [p.name for p in tmp_path.iterdir()] == ["baseline.json"]
     assert (tmp_path / "baseline.json").read_bytes() == recorded_baseline
 

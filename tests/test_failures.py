@@ -105,6 +105,7 @@ def assert_accounted(stats: RunStats, sessions: int) -> None:
         ),
         # A 421 may come at any time (§3.8): it is EHLO's reply, awaited to its end.
         ("unfinished-421-in-banner", Outcome.UNEXPECTED_REPLY, "ehlo", "421 4.3.2 going away"),
+        ("first-digit-of-421-in-banner", Outcome.UNEXPECTED_REPLY, "ehlo", "421 4.3.2 going"),
     ],
 )
 async def test_misbehaving_server_is_counted_under_its_category(
@@ -129,6 +130,7 @@ async def test_misbehaving_server_is_counted_under_its_category(
         "unsolicited-late",
         "unfinished-in-banner",
         "unfinished-421-in-banner",
+        "first-digit-of-421-in-banner",
     ],
 )
 async def test_a_command_is_not_sent_once_a_reply_is_there_before_it(

@@ -107,9 +107,11 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "clock",
         "steps",
         "generator",
+        "thresholds",
         "smtpload_version",
     ]
     assert list(summary) == list(SUMMARY_KEYS)
+    assert summary["thresholds"] == []  # filled in after the run, when there are any
     assert set(summary["sessions"]) == {"started", "not_started", "passed", "failed", "failures"}
     assert list(summary["sessions"]["failures"]) == [
         "unexpected_reply",
@@ -135,6 +137,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "busy_seconds_percent",
         "loop_lag_ms",
         "reply_lag_ms",
+        "untimed_reads",
         "saturated",
     }
 

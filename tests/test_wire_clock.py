@@ -4,6 +4,7 @@ latencies timed by them leave out the generator's own delays while loop-timed on
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -101,11 +102,18 @@ async def run_beside_a_hog(port: int, clock: str) -> dict[str, dict[str, object]
                 pass
             await trio.lowlevel.checkpoint()
 
-    with trio.fail_after(120):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(hog)
-            await run_sessions(scenario, target, settings, stats)
-            nursery.cancel_scope.cancel()
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) >= 2:
+        # Off the core the smtp-sink fixture gave the server: the hog slows us, not it.
+        os.sched_setaffinity(0, cpus - {max(cpus)})
+    try:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hog)
+                await run_sessions(scenario, target, settings, stats)
+                nursery.cancel_scope.cancel()
+    finally:
+        os.sched_setaffinity(0, cpus)
     assert stats.passed == 100, stats.failures
     summary = build_summary(
         scenario="quickstart",
@@ -142,3 +150,21 @@ async def test_kernel_timed_steps_leave_the_busy_loop_out(postfix_smtp_sink: Smt
         assert latency["p99"] < 5, (name, latency)  # the server's time, whatever our loop did
     assert steps["connect"]["clock"] == "loop"
     assert steps["close"]["clock"] == "loop"
+
+
+async def test_sessions_one_after_another_are_all_timed_by_the_kernel(
+    postfix_smtp_sink: SmtpPeer,
+) -> None:
+    # At concurrency 1 each socket closes before the next opens; the kernel's stamps must not
+    # go off between them (the runner keeps them on), or banners arrive untimed.
+    scenario = compile_scenario(load_scenario(scenario_path("quickstart")), timeout_s=10)
+    stats = RunStats(["connect", *scenario.step_names])
+    target = await resolve_target("127.0.0.1", postfix_smtp_sink.port)
+    settings = RunSettings(sessions=100, concurrency=1, run_id="c1", handle_signals=False)
+    with trio.fail_after(60):
+        await run_sessions(scenario, target, settings, stats)
+    assert stats.passed == 100, stats.failures
+    assert stats.generator.untimed_reads == 0
+    assert stats.clock == "kernel"
+    reply_timed = [step for step in stats.steps.values() if step.name not in ("connect", "close")]
+    assert {step.clock for step in reply_timed} == {"kernel"}

@@ -29,6 +29,7 @@ __all__ = [
     "check_outputs",
     "listen_argument",
     "milliseconds",
+    "name_argument",
     "parse_vars",
     "path_argument",
     "positive_float",
@@ -108,6 +109,14 @@ def path_argument(text: str) -> Path:
     return Path(text)
 
 
+def name_argument(text: str) -> str:
+    """A file, or the name of a bundled scenario: not empty (``Path("")`` would be the current
+    folder, and the message would call it one)."""
+    if not text:
+        raise argparse.ArgumentTypeError("'' is an empty name; give a file or a bundled name")
+    return text
+
+
 def target_argument(text: str) -> Target:
     try:
         return parse_target(text)
@@ -138,7 +147,10 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The scenario and the options of every command that runs one (run, record, compare)."""
     parser.add_argument(
-        "scenario", metavar="SCENARIO", help="a scenario file, or the name of a bundled one"
+        "scenario",
+        type=name_argument,
+        metavar="SCENARIO",
+        help="a scenario file, or the name of a bundled one",
     )
     parser.add_argument(
         "--target",

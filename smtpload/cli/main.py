@@ -3,7 +3,8 @@
 
 This module reads arguments, loads and compiles scenarios, starts the run, and turns every
 local error into a one-line message and exit status 2. Exit statuses: 0 every session passed,
-1 a session failed, 2 usage or scenario error, 130 interrupted (Ctrl-C or SIGTERM).
+1 a session failed, 2 usage or scenario error, 130 interrupted (Ctrl-C or SIGTERM); with
+``--threshold``, 0 and 1 say whether every threshold held (report/results.py, exit_status).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from smtpload.cli.common import (
     add_run_options,
     check_outputs,
     listen_argument,
+    name_argument,
     parse_vars,
     path_argument,
     positive_float,
@@ -50,6 +52,7 @@ from smtpload.report.results import (
     write_results,
 )
 from smtpload.report.stats import RunStats
+from smtpload.report.thresholds import ThresholdError, evaluate_thresholds, parse_thresholds
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
@@ -74,6 +77,8 @@ examples:
   smtpload run seed-telnet --target 127.0.0.1:2525   # e.g. smtpload sink
   smtpload run quickstart --target mx.example.test:25 --sessions 10000 \\
       --concurrency 100 --quiet --json summary.json
+  smtpload run quickstart --sessions 1000 --concurrency 10 \\
+      --threshold 'session.p99<50ms' --threshold 'failed<1%'   # a CI gate
 """
 
 _VALIDATE_EXAMPLES = """\
@@ -124,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_force_option(run, "--json", reports=True)
     run.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a pass/fail rule on the run, METRIC[.STAT] OP VALUE[UNIT]: 'session.p99<500ms',"
+        " 'step:rcpt.p99<50ms', 'failed<0.1%%' (of sessions started), 'messages_per_s>900'"
+        " (repeatable; the grammar: README, Thresholds). When given, they decide the exit"
+        " status: 0 all hold, 1 any crossed; failed==0 applies too unless one is on failed",
+    )
+    run.add_argument(
         "--quiet",
         action="store_true",
         help="no progress and no report when every session passes; otherwise one line of"
@@ -140,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument(
         "scenarios",
+        type=name_argument,
         nargs="+",
         metavar="SCENARIO",
         help="a scenario file, or the name of a bundled one; as many as you like",
@@ -224,6 +240,12 @@ def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
+    try:
+        thresholds = parse_thresholds(
+            args.threshold, step_names=["connect", *compiled.step_names], open_loop=False
+        )
+    except ThresholdError as error:
+        raise UsageError(f"--threshold {error}") from None
     target: Target | None = args.target or scenario.target
     ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     run_id = new_run_id()
@@ -243,6 +265,7 @@ def _command_run(args: argparse.Namespace) -> int:
         signalled_before=interrupts.pending,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+    summary["thresholds"] = evaluate_thresholds(thresholds, summary)
     if progress is not None:
         progress.clear()
     # A signal now is deferred (interrupts.py): the results are written whole first.

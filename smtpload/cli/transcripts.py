@@ -21,6 +21,7 @@ from smtpload.cli.common import (
     EXIT_OK,
     add_force_option,
     check_outputs,
+    name_argument,
     path_argument,
     positive_float,
     positive_int,
@@ -101,6 +102,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     replay.add_argument(
         "source",
+        type=name_argument,
         metavar="TRANSCRIPT|SCENARIO",
         help="a transcript, or a scenario: a .yaml file or the name of a bundled one",
     )

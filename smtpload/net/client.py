@@ -49,13 +49,22 @@ from smtpload.net.wire_clock import (
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome
-from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES, PaddedMessage, Reply, ReplyParser
+from smtpload.protocol.wire import (
+    DEFAULT_MAX_REPLY_BYTES,
+    END_OF_DATA,
+    PaddedMessage,
+    Reply,
+    ReplyParser,
+)
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import StepKind, Target
 
 __all__ = ["ResolvedTarget", "resolve_target", "run_session"]
 
 _RECEIVE_BYTES = 65536
+
+#: A payload longer than this (a message) sends its end of data in a syscall of its own.
+_SPLIT_TAIL_BYTES = 65536
 
 #: Steps that send a command (or a message) and so must find nothing waiting before they do.
 _SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA})
@@ -167,7 +176,7 @@ async def run_session(
         engine.on_connected(target.display)
         if greeting_from_ns is None:
             greeting_from_ns = connected_ns
-        wire = _Wire(sock, ReplyParser(max_reply_bytes), kernel_clock, stats)
+        wire = _Wire(sock, raw, ReplyParser(max_reply_bytes), kernel_clock, stats)
         await _converse(wire, engine, stats, greeting_from_ns)
         outcome = engine.outcome
         latency_us = (time_ns() - started_ns) // 1000 if outcome is Outcome.PASSED else None
@@ -194,28 +203,49 @@ async def _connect(
         await trio.lowlevel.checkpoint()  # connected (or refused) at once: still a checkpoint
     if error:
         raise OSError(error, os.strerror(error))
-    return handshake_end_ns(raw, before_ns) if kernel_clock else None
+    if not kernel_clock:
+        return None
+    # Without an estimate (a SYN sent again), from before connect(): early, so never negative;
+    # the loop's "connected" could come after the banner's kernel time.
+    return handshake_end_ns(raw, before_ns) or before_ns
 
 
-async def _send_all(sock: trio.socket.SocketType, data: bytes | memoryview) -> int:
+async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
     """Send all of ``data``; return ``time_ns()`` taken just before the syscall that sent its
-    last byte (the step's start: a reply can arrive before ``send()`` returns)."""
+    last byte (the step's start: a reply can arrive before ``send()`` returns).
+
+    The non-blocking loop is ours, not trio's ``send``: trio waits for room and calls the
+    syscall again inside one ``send()``, so a time taken before it would include that wait.
+    The checkpoints are the ones trio's ``send`` has.
+    """
     view = memoryview(data)
+    await trio.lowlevel.checkpoint_if_cancelled()
     while True:
         before_ns = time_ns()
-        sent = await sock.send(view)
+        try:
+            sent = raw.send(view)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(raw)
+            continue
         view = view[sent:]
         if not view:
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return before_ns
 
 
-async def _send_payload(sock: trio.socket.SocketType, data: bytes | PaddedMessage) -> int:
+async def _send_payload(raw: stdlib_socket.socket, data: bytes | PaddedMessage) -> int:
     if isinstance(data, bytes):
-        return await _send_all(sock, data)
-    # A large padded message: its padding is slices of one block shared by all sessions.
+        if len(data) <= _SPLIT_TAIL_BYTES:
+            return await _send_all(raw, data)
+        # A large message: its end in a syscall of its own, so that the step starts when the
+        # rest is in the kernel, not before the copy of the last buffer's worth.
+        await _send_all(raw, memoryview(data)[: -len(END_OF_DATA)])
+        return await _send_all(raw, END_OF_DATA)
+    # A large padded message: its padding is slices of one block shared by all sessions; its
+    # last chunk is the short tail with the end of data.
     before_ns = 0
     for chunk in data.chunks():
-        before_ns = await _send_all(sock, chunk)
+        before_ns = await _send_all(raw, chunk)
     return before_ns
 
 
@@ -224,18 +254,35 @@ class _Wire:
     with an earlier one (``backlog``, kept for the steps that come next, in order), and when
     the data that completed the last reply handed out arrived (``reply_ns``)."""
 
-    __slots__ = ("backlog", "backlog_ns", "kernel_clock", "parser", "reply_ns", "sock", "stats")
+    __slots__ = (
+        "backlog",
+        "backlog_ns",
+        "kernel_clock",
+        "parser",
+        "raw",
+        "reply_ns",
+        "sock",
+        "stats",
+        "untimed",
+    )
 
     def __init__(
-        self, sock: trio.socket.SocketType, parser: ReplyParser, kernel_clock: bool, stats: RunStats
+        self,
+        sock: trio.socket.SocketType,
+        raw: stdlib_socket.socket,
+        parser: ReplyParser,
+        kernel_clock: bool,
+        stats: RunStats,
     ) -> None:
         self.sock = sock
+        self.raw = raw  # the same socket, for sends (see _send_all)
         self.parser = parser
         self.kernel_clock = kernel_clock
         self.stats = stats
         self.backlog: deque[Reply] = deque()
         self.backlog_ns = 0  # every reply in the backlog came from one read, at this time
         self.reply_ns = 0
+        self.untimed = False  # a read since the last step recorded had no kernel time
 
     async def receive(self) -> bytes:
         """One read; sets ``reply_ns`` to its kernel time (or, on the loop clock, now)."""
@@ -249,11 +296,12 @@ class _Wire:
         handled_ns = time_ns()
         received_ns = receive_time_ns(ancillary)
         if received_ns is None:
-            # EOF carries no time; data without one would mean the kernel stopped giving them.
+            # EOF carries no time. Data without one is timed by the loop, and the step that
+            # reads it is labelled so (the runner keeps the stamps on, so this is rare).
             self.reply_ns = handled_ns
             if data:
-                self.kernel_clock = False
-                self.stats.timed_by_loop()
+                self.untimed = True
+                self.stats.generator.untimed_reads += 1
         else:
             self.reply_ns = received_ns
             # How late our code got to the data: the generator's own lag.
@@ -295,7 +343,7 @@ async def _early_reply(wire: _Wire, probe: bytearray) -> Reply | bytes | None:
     if wire.backlog:
         return wire.backlog.popleft()
     unfinished = wire.parser.partial_reply
-    if unfinished.startswith(b"421"):
+    if unfinished[:3] == b"421"[: len(unfinished[:3])]:  # "4", "42", "421 ..." (still coming)
         # RFC 5321 §3.8: a 421 may come at any time; it is the step's reply once complete.
         return await wire.reply()
     return unfinished
@@ -346,7 +394,7 @@ async def _converse(
                     continue
                 data = engine.payload(step)
                 if data:
-                    step_from_ns = await _send_payload(sock, data)
+                    step_from_ns = await _send_payload(wire.raw, data)
                 reply = await wire.reply()
             except RemoteProtocolError as error:
                 engine.on_protocol_error(step, str(error))
@@ -366,6 +414,9 @@ async def _converse(
                         latency_us = None  # an early close is no reply to time
                 if step.index >= 0:
                     stats.record_step(step.name, latency_us, failed=not passed)
+                    if wire.untimed:
+                        stats.timed_by_loop((step.name,))
+                wire.untimed = False
                 continue
             # Each exception above ends the session (the engine now has a failed outcome, so
             # next_step() returns None): the step failed without a complete reply.

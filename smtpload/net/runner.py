@@ -36,7 +36,7 @@ from smtpload.net.client import (
     run_session,
 )
 from smtpload.net.sink import serve_sink
-from smtpload.net.wire_clock import kernel_clock_available
+from smtpload.net.wire_clock import SWITCH_ON_WAIT_S, ReceiveTimesKept
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
@@ -119,6 +119,7 @@ class _Run:
         stats: RunStats,
         on_session_end: Callable[[SessionEngine], None] | None,
         on_step: Callable[[Observation], None] | None,
+        receive_times: ReceiveTimesKept,
     ) -> None:
         self.scenario = scenario
         self.on_step = on_step
@@ -131,7 +132,7 @@ class _Run:
         self.interrupted = False
         self.running: set[trio.CancelScope] = set()
         self.workers_done = trio.Event()
-        self.kernel_clock = settings.clock == KERNEL_CLOCK and kernel_clock_available()
+        self.kernel_clock = settings.clock == KERNEL_CLOCK and receive_times.available
         if self.kernel_clock:
             # connect and close end on events that carry no receive time.
             stats.use_kernel_clock(
@@ -282,7 +283,18 @@ async def run_sessions(
         on_session_end: called with each session's engine when it ends (not when interrupted).
         on_step: called with each step's observation as it completes (``smtpload replay``).
     """
-    run = _Run(scenario, target, settings, stats, on_session_end, on_step)
+    with ReceiveTimesKept() as receive_times:
+        run = _Run(scenario, target, settings, stats, on_session_end, on_step, receive_times)
+        if run.kernel_clock:
+            # The kernel switches the stamps on a moment later (wire_clock.ReceiveTimesKept).
+            await trio.sleep(SWITCH_ON_WAIT_S)
+        return await _run(run, stats, on_progress)
+
+
+async def _run(
+    run: _Run, stats: RunStats, on_progress: Callable[[float], None] | None
+) -> RunTiming:
+    settings = run.settings
     start = trio.current_time()
     async with trio.open_nursery() as services:
         if settings.handle_signals:

@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
+from types import TracebackType
 
 __all__ = [
     "RECEIVE_TIME_SPACE",
+    "SWITCH_ON_WAIT_S",
+    "ReceiveTimesKept",
     "enable_receive_times",
     "handshake_end_ns",
     "kernel_clock_available",
@@ -35,8 +39,11 @@ __all__ = [
 ]
 
 #: ``SO_TIMESTAMPNS`` on Linux (asm-generic/socket.h); Python 3.11's socket module does not
-#: name it. Its ancillary message carries the same number as its type.
-_SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
+#: name it. Its ancillary message carries the same number as its type. Elsewhere the number
+#: means something else (or nothing), so there is no fallback: the loop clock is used.
+_SO_TIMESTAMPNS: int | None = getattr(
+    socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None
+)
 
 #: The ``struct timespec`` of the ancillary message: seconds and nanoseconds, two 64-bit ints.
 _TIMESPEC = struct.Struct("qq")
@@ -55,6 +62,8 @@ _TCPI_TOTAL_RETRANS_OFFSET = 100
 
 def enable_receive_times(sock: socket.socket) -> bool:
     """Ask the kernel for receive times on ``sock``; False where the platform has none."""
+    if _SO_TIMESTAMPNS is None or not hasattr(sock, "recvmsg"):
+        return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     except OSError:
@@ -62,14 +71,61 @@ def enable_receive_times(sock: socket.socket) -> bool:
     return True
 
 
+#: How long the runner gives the kernel to switch receive times on (see ReceiveTimesKept).
+SWITCH_ON_WAIT_S = 0.005
+
+
+class ReceiveTimesKept:
+    """Keeps the kernel's receive times switched on for as long as it is open.
+
+    Linux stamps received packets only while some socket asks for it, and switching the
+    stamps on is deferred to a work queue (net_enable_timestamp in net/core/dev.c). At
+    concurrency 1 each session's socket closes before the next one opens, so the stamps went
+    off and on between sessions, and the next banner often arrived unstamped (seen in about
+    one session in five). One socket that asks for them for the whole run keeps them on. The
+    first switch-on is deferred too: the runner waits ``SWITCH_ON_WAIT_S`` after opening this,
+    far longer than the kernel's work queue takes; a read that still comes without a time is
+    timed by the loop and counted (summary.json's ``generator.untimed_reads``).
+
+    ``available`` says whether the platform has receive times at all.
+    """
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            return
+        if enable_receive_times(sock):
+            self._sock = sock
+        else:
+            sock.close()
+
+    @property
+    def available(self) -> bool:
+        return self._sock is not None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ReceiveTimesKept:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 def kernel_clock_available() -> bool:
     """Whether this platform gives TCP sockets receive times (one probe socket, no I/O)."""
-    try:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    except OSError:
-        return False
-    with probe:
-        return enable_receive_times(probe) and hasattr(probe, "recvmsg")
+    with ReceiveTimesKept() as kept:
+        return kept.available
 
 
 def receive_time_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:

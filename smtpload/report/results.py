@@ -31,8 +31,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "messages": int                 # data steps that got a 2xx
       },
       "session_latency_ms": LATENCY or null,
-      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used the kernel's
-                                        # receive times; "loop": none did
+      "clock": "kernel" or "loop",      # "kernel": every reply-timed step used only the
+                                        # kernel's receive times; "loop": not all did
       "steps": [                        # "connect" first, then the scenario's steps in order
         {"name": str, "count": int, "failed": int, "latency_ms": LATENCY or null,
          "dropped_samples": int,        # latencies above 1 h (counted as 1 h) or below 0
@@ -41,12 +41,20 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       ],
       "generator": {                    # smtpload's own load (report/generator.py)
         "cpu_percent": float or null,   # of one core, over the run
-        "busy_seconds_percent": float,  # the run's seconds above 90 % of a core
+        "busy_seconds_percent": float,  # the share of the run's time above 90 % of a core
         "loop_lag_ms": LATENCY or null, # how late a 10 ms ticker woke
         "reply_lag_ms": LATENCY or null,# per read, from the data's arrival (kernel time)
                                         # to smtpload handling it; null on the loop clock
+        "untimed_reads": int,           # kernel clock: reads that came without a time
         "saturated": bool               # smtpload was the limit (the rule: generator.py)
       },
+      "thresholds": [                   # one per --threshold, in order; [] without any
+        {"expression": str,             # as given, e.g. "session.p99<500ms"
+         "metric": str,                 # canonical METRIC[.STAT]: "step:rcpt.p99_9", "failed"
+         "value": number or null,       # measured, in the threshold's unit (ms, %, count, /s);
+                                        # null: no data
+         "verdict": "pass" or "fail" or "no data"}   # no data counts as crossed
+      ],
       "smtpload_version": str
     }
 
@@ -57,6 +65,8 @@ tag add up to (a step's ``count`` is its attempts, not all of them timed).
 ``passed + failed`` equals the sessions that finished, which is ``started`` unless a session
 was cut off before it could be counted. ``started + not_started`` is the number of sessions
 the run was asked for.
+``thresholds`` is filled in after the run (``report/thresholds.py``: the grammar, the
+evaluation); :func:`exit_status` reads it.
 :data:`SUMMARY_KEYS` lists the top-level keys.
 
 Server text in transcripts is shown with control characters escaped (``\\x1b``), so a hostile
@@ -83,6 +93,7 @@ from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
 from smtpload.report.files import replacing, write_text
 from smtpload.report.generator import generator_summary, saturation_note
 from smtpload.report.stats import LatencyHistogram, RunStats
+from smtpload.report.thresholds import FAILED_METRIC, format_thresholds
 
 __all__ = [
     "MAX_FAILURES_LOG_BYTES",
@@ -110,6 +121,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "clock",
     "steps",
     "generator",
+    "thresholds",
     "smtpload_version",
 )
 
@@ -197,6 +209,8 @@ def build_summary(
             for step in stats.steps.values()
         ],
         "generator": generator_summary(stats),
+        # Evaluated by the caller once the run is over (report/thresholds.py).
+        "thresholds": [],
         "smtpload_version": __version__,
     }
 
@@ -283,10 +297,20 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
 
 def exit_status(summary: Mapping[str, Any]) -> int:
     """What a finished run exits with (README, "Outcomes and exit status"): 130 interrupted
-    (it wins), 1 a session failed, 0 every session passed."""
+    (it wins); without thresholds 1 a session failed, 0 every session passed; with thresholds
+    1 any is crossed or has no data, or (unless one is on ``failed``, which then says how many
+    failures pass) a session failed; else 0. (2, a usage error, is the command's.)"""
     if summary["interrupted"]:
         return 130
-    return 1 if summary["sessions"]["failed"] else 0
+    failed = bool(summary["sessions"]["failed"])
+    # .get: a summary written before thresholds existed has none.
+    thresholds = summary.get("thresholds") or []
+    if not thresholds:
+        return 1 if failed else 0
+    crossed = any(entry["verdict"] != "pass" for entry in thresholds)
+    if not any(entry["metric"] == FAILED_METRIC for entry in thresholds):
+        crossed = crossed or failed  # the default failed==0
+    return 1 if crossed else 0
 
 
 def summary_json(summary: dict[str, Any]) -> str:
@@ -377,8 +401,9 @@ _FAILED_WIDTH = 8
 def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: int = 3) -> str:
     """The end-of-run text for the terminal (plain text, no colour, ~95 columns).
 
-    Numbers come from ``summary`` (so the terminal and summary.json never disagree); the
-    transcripts of up to ``max_transcripts`` failed sessions come from ``stats``.
+    The table's numbers come from ``summary`` (so the terminal and summary.json never
+    disagree); the transcripts of up to ``max_transcripts`` failed sessions, and the notes
+    on left-out latencies, come from ``stats``.
 
     Example::
 
@@ -431,6 +456,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
             " counted as 1 hour"
         )
     negative = sum(step.negative_samples for step in stats.steps.values())
+    negative += stats.negative_session_samples
     if negative:
         were = "was" if negative == 1 else "were"
         lines.append(
@@ -440,6 +466,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     saturated = saturation_note(summary)
     if saturated is not None:
         lines.append(saturated)
+    lines.extend(format_thresholds(summary))
 
     shown = stats.failures[: max(max_transcripts, 0)]
     if shown:
@@ -473,8 +500,10 @@ def _failure_counts(sessions: dict[str, Any]) -> list[str]:
 
 def format_outcomes(summary: dict[str, Any]) -> str:
     """One line of the run's outcomes, for ``--quiet`` when a session failed:
-    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``."""
-    return _sessions_line(summary["sessions"], outcomes=True)
+    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``; then the thresholds, if any."""
+    return "\n".join(
+        [_sessions_line(summary["sessions"], outcomes=True), *format_thresholds(summary)]
+    )
 
 
 def _wrap_items(prefix: str, items: list[str]) -> list[str]:

@@ -332,16 +332,21 @@ class GeneratorLoad:
         loop_lag: how late a ticker that asks to wake every ``tick_s`` woke, each time: the
             delay any task of the loop (a reply being handled, a send) waited for its turn.
         intervals: CPU samples taken (about one a second, and the run's last part).
-        busy_intervals: those where the process used more than ``BUSY_CPU_PERCENT`` of a core.
+        busy_wall_s: the wall time of those where the process used more than
+            ``BUSY_CPU_PERCENT`` of a core (weighted by time, so a short last sample counts
+            for what it covers).
         cpu_s: the process's CPU time (user and system, every thread) over the samples.
         wall_s: the wall time the samples cover.
+        untimed_reads: kernel clock: reads whose data came without a receive time (timed by
+            the loop instead; their steps say ``loop``).
     """
 
     loop_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     intervals: int = 0
-    busy_intervals: int = 0
+    busy_wall_s: float = 0.0
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    untimed_reads: int = 0
 
     def record_cpu(self, cpu_s: float, wall_s: float) -> None:
         """One CPU sample: ``cpu_s`` of CPU time used in ``wall_s`` seconds."""
@@ -349,7 +354,7 @@ class GeneratorLoad:
             return
         self.intervals += 1
         if cpu_s / wall_s * 100 > BUSY_CPU_PERCENT:
-            self.busy_intervals += 1
+            self.busy_wall_s += wall_s
         self.cpu_s += cpu_s
         self.wall_s += wall_s
 
@@ -379,6 +384,7 @@ class RunStats:
         generator: how busy smtpload itself was (the runner records it).
         intervals: the run's per-second log (report/intervals.py ``IntervalLog``), set by the
             runner when it starts one; None otherwise.
+        negative_session_samples: session latencies below zero (a clock step), left out.
         reply_lag: with the kernel clock, per read: from the data's arrival to smtpload
             handling it. The generator's own delay, left out of the step latencies.
         outcomes: the count of sessions per :class:`Outcome`, every outcome present.
@@ -392,12 +398,14 @@ class RunStats:
     """
 
     __slots__ = (
+        "_reply_timed",
         "failures",
         "failures_not_kept",
         "generator",
         "intervals",
         "max_kept_failures",
         "messages",
+        "negative_session_samples",
         "outcomes",
         "reply_lag",
         "session_latency",
@@ -417,6 +425,8 @@ class RunStats:
         self.reply_lag = LatencyHistogram()
         self.generator = GeneratorLoad()
         self.intervals: IntervalLog | None = None
+        self.negative_session_samples = 0
+        self._reply_timed: set[str] = set()
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.started = 0
         self.messages = 0
@@ -469,17 +479,22 @@ class RunStats:
         """These steps' latencies end on the kernel's receive times (the reply-timed ones)."""
         for name in step_names:
             self.steps[name].clock = KERNEL_CLOCK
+            self._reply_timed.add(name)
 
-    def timed_by_loop(self) -> None:
-        """A session could not have the kernel's receive times: its latencies end on the
-        loop's clock, and the run's steps no longer say ``kernel``."""
-        for step in self.steps.values():
-            step.clock = LOOP_CLOCK
+    def timed_by_loop(self, step_names: Iterable[str] | None = None) -> None:
+        """These steps (None: all) had a latency that ended on the loop's clock (a session
+        whose socket could not have receive times, a read without one): they no longer say
+        ``kernel``, and so neither does the run."""
+        names = self.steps if step_names is None else step_names
+        for name in names:
+            self.steps[name].clock = LOOP_CLOCK
 
     @property
     def clock(self) -> str:
-        """``kernel`` when the run's reply-timed steps all used the kernel's clock."""
-        kernel = any(step.clock == KERNEL_CLOCK for step in self.steps.values())
+        """``kernel`` when every reply-timed step used only the kernel's clock."""
+        kernel = bool(self._reply_timed) and all(
+            self.steps[name].clock == KERNEL_CLOCK for name in self._reply_timed
+        )
         return KERNEL_CLOCK if kernel else LOOP_CLOCK
 
     def record_reply_lag(self, lag_us: int) -> None:
@@ -503,7 +518,9 @@ class RunStats:
                 ``max_kept_failures`` are kept, otherwise counted in :attr:`failures_not_kept`.
         """
         self.outcomes[outcome] += 1
-        if latency_us is not None:
+        if latency_us is not None and latency_us < 0:
+            self.negative_session_samples += 1  # the realtime clock stepped back: left out
+        elif latency_us is not None:
             self.session_latency.record_us(latency_us)
         if failure is not None:
             if len(self.failures) < self.max_kept_failures:
