@@ -101,9 +101,18 @@ async def test_hlog_of_a_few_seconds_reads_back_with_hdrh_every_tag_adding_up(
         assert len(tag_starts) in (seconds, seconds + 1), tag
         assert tag_starts[0] == 0.0
         assert all(abs(b - a - 1.0) < 0.01 for a, b in itertools.pairwise(tag_starts))
-    header = (directory / HLOG_FILE).read_text().splitlines()
-    assert "#[Histogram log format version 1.3]" in header
-    assert '#[Tag step-04-rcpt: step "rcpt"]' in header
+    lines = (directory / HLOG_FILE).read_text().splitlines()
+    assert "#[Histogram log format version 1.3]" in lines
+    assert '#[Tag step-04-rcpt: step "rcpt"]' in lines
+    # Interval_Max is in ms (µs / 1,000, Java's "%.3f"): the 0.25 s greeting reads about 250.
+    greeting = [
+        line.split(",") for line in lines if line.startswith(f"Tag={step_tag(1, 'greeting')},")
+    ]
+    assert [h.get_tag() for h in intervals].count(step_tag(1, "greeting")) == len(greeting)
+    greeted = [h for h in intervals if h.get_tag() == step_tag(1, "greeting")]
+    for fields, histogram in zip(greeting, greeted, strict=True):
+        assert fields[3] == f"{histogram.get_max_value() / 1000:.3f}"
+    assert all(250 <= float(fields[3]) < 1000 for fields in greeting if fields[3] != "0.000")
 
 
 async def test_timeline_has_a_row_per_second_whose_totals_are_the_summarys(
@@ -161,6 +170,51 @@ def test_a_run_that_never_connected_still_gets_its_interval_files(tmp_path: Path
     rows = (directory / TIMELINE_FILE).read_text().splitlines()
     assert rows[1].split(",")[:4] == ["0", "2", "0", "2"]
     assert rows[1].split(",")[-2:] == ["", ""]  # no session latency in that second
+
+
+# Names of every kind: long, multibyte, controls, DEL, quotes, brackets, commas, '=', a line
+# separator, and a header line's own text.
+ODD_NAMES = [
+    "x" * 200_000,
+    "é" * 300,
+    "🙂" * 100,
+    "tab\there\nnewline\rcr\x00nul\x1b[31mred\x7fdel",
+    'quote " back \\ slash',
+    "] #[BaseTime: 0 (seconds since epoch)]",
+    "a,b c=d",
+    "line\u2028sep\u0085nel",
+    "",
+]
+
+
+def test_header_names_every_step_on_one_short_ascii_line(tmp_path: Path) -> None:
+    names = ["connect", *ODD_NAMES]
+    stats = RunStats(names)
+    stats.start_intervals()
+    log = IntervalLog(stats, 1_800_000_000.0)
+    for name in names:
+        stats.record_step(name, 1234, failed=False)
+    log.close_interval(0.0, 1.0, last=True)
+    path = tmp_path / HLOG_FILE
+    with path.open("wb") as stream:
+        log.write_hlog(stream)
+    data = path.read_bytes()
+    assert data.isascii()
+    lines = data.decode("ascii").split("\n")
+    tag_lines = [line for line in lines if line.startswith("#[Tag step-")]
+    assert len(tag_lines) == len(names)  # a name's newline did not split its line
+    for index, (name, line) in enumerate(zip(names, tag_lines, strict=True)):
+        assert line.startswith(f'#[Tag {step_tag(index, name)}: step "')
+        assert line.isprintable(), line[:100]
+        assert len(line) < 600, line[:100]
+        shown = json.loads(line.split(": step ", 1)[1].removesuffix("]"))
+        assert shown == (name if len(name) <= 40 else name[:37] + "...")
+    intervals, start_s = read_hlog(path)
+    assert start_s == 1_800_000_000.0  # the odd header lines did not change the times
+    assert sorted(h.get_tag() for h in intervals) == sorted(
+        [*(step_tag(i, n) for i, n in enumerate(names)), "session"]
+    )
+    assert all(h.get_total_count() == 1 for h in intervals if h.get_tag() != "session")
 
 
 def test_interval_log_stops_at_its_bound_and_says_so(tmp_path: Path) -> None:

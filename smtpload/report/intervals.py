@@ -12,7 +12,7 @@ latency.hlog
 The HdrHistogram interval log, format 1.3, as HdrHistogram's Java ``HistogramLogWriter`` writes
 it and ``HistogramLogReader`` (Java's, and hdrh's) reads it::
 
-    #[smtpload 0.x interval log: values in microseconds, Interval_Max in seconds]
+    #[smtpload 0.x interval log: values in microseconds, Interval_Max in milliseconds]
     #[Tag step-00-connect: step "connect"]
     ...
     #[Tag session: the sessions that passed, from before connect to their last step]
@@ -20,15 +20,22 @@ it and ``HistogramLogReader`` (Java's, and hdrh's) reads it::
     #[StartTime: 1795823950.731 (seconds since epoch), 2026-11-27T23:59:10.731Z]
     #[BaseTime: 1795823950.731 (seconds since epoch)]
     "StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"
-    Tag=step-00-connect,0.000,1.000,0.000123,HISTFAAAA...
+    Tag=step-00-connect,0.000,1.000,0.123,HISTFAAAA...
 
 Timestamps are seconds since ``BaseTime``, which is the run's start (``StartTime``), so a
-reader adds it once. ``Interval_Max`` is the interval's largest value divided by 1,000,000 (µs
-to s), the "max value unit ratio" Java's writer divides by; readers do not use it. A tag cannot
-hold ``,``, spaces or ``=``: a step's tag is the stem of its ``.hgrm`` file,
+reader adds it once. ``Interval_Max`` is the interval's largest value divided by a "max value
+unit ratio", printed ``%.3f`` as Java's writer does; readers do not use it. Java's default ratio
+is 1,000,000, documented there as "the msec : nsec ratio": its logs hold nanoseconds and show
+the max in milliseconds. Ours hold microseconds, so the ratio is 1,000 and the max is in
+milliseconds too (1,000,000 would make it seconds, and ``%.3f`` of seconds drops everything
+under a millisecond).
+
+A tag cannot hold ``,``, spaces or ``=``: a step's tag is the stem of its ``.hgrm`` file,
 ``step-NN-<safe name>`` (results.py, ``safe_file_name``), unique even when two names are made
 safe alike; the other tags are :meth:`RunStats.run_histograms`'s (``session``). The header says
-which step each tag is, with the step's name as a JSON string.
+which step each tag is, with the step's name as a JSON string (ASCII: control characters and
+the rest escaped), cut like the terminal cuts it (``MAX_SHOWN_NAME``, results.py) since a name
+can be any length: summary.json's ``steps[NN]`` has it whole.
 
 hdrh 0.10.8's own ``HistogramLogWriter`` is not used: it cannot write tags, writes format 1.2,
 crashes in ``output_start_time``, does not set the base time it writes (a reader then adds it
@@ -56,7 +63,7 @@ from typing import IO
 
 from smtpload._version import __version__
 from smtpload.report.files import replacing
-from smtpload.report.results import safe_file_name
+from smtpload.report.results import MAX_SHOWN_NAME, safe_file_name
 from smtpload.report.stats import LatencyHistogram, RunStats
 
 __all__ = [
@@ -93,7 +100,8 @@ TIMELINE_COLUMNS: tuple[str, ...] = (
     "session_p99_ms",
 )
 
-_US_PER_S = 1_000_000  # Interval_Max's unit ratio: µs values, max in seconds
+# Interval_Max's "max value unit ratio" (module docstring): µs values, the max in ms.
+_MAX_VALUE_UNIT_RATIO = 1000
 # A run's last part shorter than this, with nothing in it, adds no interval of its own.
 _MIN_LAST_INTERVAL_S = 0.001
 _TAG_DESCRIPTIONS = {
@@ -108,6 +116,13 @@ def step_tag(index: int, name: str) -> str:
     'step-04-rcpt_to__2nd'
     """
     return f"step-{index:02d}-{safe_file_name(name)}"
+
+
+def _header_name(name: str) -> str:
+    """A step name in the log's header: cut, then a JSON string, so ASCII and one line."""
+    if len(name) > MAX_SHOWN_NAME:
+        name = name[: MAX_SHOWN_NAME - 3] + "..."
+    return json.dumps(name)  # ensure_ascii: controls, DEL, quotes, non-ASCII all escaped
 
 
 @dataclass(slots=True)
@@ -160,11 +175,11 @@ class IntervalLog:
         self.intervals = 0
         header = [
             f"#[smtpload {__version__} interval log: values in microseconds, "
-            "Interval_Max in seconds]"
+            "Interval_Max in milliseconds]"
         ]
         for index, (tag, _) in enumerate(self._series):
             if index < len(stats.steps):
-                what = "step " + json.dumps(list(stats.steps)[index])
+                what = "step " + _header_name(list(stats.steps)[index])
             else:
                 what = _TAG_DESCRIPTIONS.get(tag, tag)
             header.append(f"#[Tag {tag}: {what}]")
@@ -226,7 +241,7 @@ class IntervalLog:
         if self._hlog_cut_at_s is not None:
             return
         lines = "".join(
-            f"Tag={tag},{start_s:.3f},{length_s:.3f},{interval.max_us / _US_PER_S:.6f},"
+            f"Tag={tag},{start_s:.3f},{length_s:.3f},{interval.max_us / _MAX_VALUE_UNIT_RATIO:.3f},"
             f"{interval.encode()}\n"
             for tag, interval in taken
         )
