@@ -345,3 +345,15 @@ def frozen_sink(freeze: Freeze) -> Handler:
         await _polite_replies(stream, before_reply=hold)
 
     return handler
+
+
+#: How long ``slow_greeting`` waits before its banner.
+SLOW_GREETING_S = 0.25
+
+
+async def slow_greeting(stream: trio.SocketStream) -> None:
+    """Greets after ``SLOW_GREETING_S``, then answers politely: a run of a few seconds from a
+    handful of sessions, without burning CPU."""
+    await trio.sleep(SLOW_GREETING_S)
+    await stream.send_all(b"220 slow.test ESMTP\r\n")
+    await _polite_replies(stream)

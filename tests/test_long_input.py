@@ -71,6 +71,12 @@ def test_step_names_of_any_length_and_characters_give_writable_unique_files(
         # Room to spare under NAME_MAX for a temporary file's prefix and suffix.
         assert len(path.name.encode()) <= NAME_MAX_BYTES - 100, path.name
         assert path.read_text().splitlines()[-1].startswith("#[Buckets")
+    # latency.hlog's header names every step, cut and escaped: short ASCII lines.
+    header = [
+        line for line in (run_dir / "latency.hlog").read_text().splitlines() if line[0] == "#"
+    ]
+    assert len([line for line in header if line.startswith("#[Tag step-")]) == len(hgrms)
+    assert all(line.isascii() and line.isprintable() and len(line) < 600 for line in header)
     # The terminal report stays a table: long names are cut there.
     assert max(len(line) for line in out.splitlines()) < 150
 

@@ -27,7 +27,7 @@ from smtpload.report.results import (
 from smtpload.report.stats import LATENCY_HIGHEST_US, RunStats
 
 STEP_NAMES = ["connect", "ehlo", "mail", "rcpt#2", "data", "quit"]
-LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "max", "mean"}
+LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "max", "mean", "samples"}
 
 
 def failure(session: int, outcome: Outcome, step: str = "rcpt#2") -> SessionFailure:
@@ -134,6 +134,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
     assert set(summary["session_latency_ms"]) == LATENCY_KEYS
     for step in summary["steps"]:
         assert set(step) == {"name", "count", "failed", "latency_ms", "dropped_samples", "clock"}
+        assert step["latency_ms"] is None or set(step["latency_ms"]) == LATENCY_KEYS
         assert step["clock"] in {"kernel", "loop"}
     assert summary["clock"] in {"kernel", "loop"}
     assert set(summary["generator"]) == {
@@ -179,6 +180,7 @@ def test_summary_values_of_a_populated_run() -> None:
         "p99_9": 10.007,
         "max": 10.007,
         "mean": 10.004,
+        "samples": 14,  # the passed sessions: the failed ones recorded no latency
     }
 
 
@@ -226,6 +228,9 @@ def test_summary_steps_in_order_with_counts_and_nulls() -> None:
     assert (by_name["rcpt#2"]["count"], by_name["rcpt#2"]["failed"]) == (17, 3)
     assert by_name["rcpt#2"]["latency_ms"]["max"] == 0.5
     assert by_name["connect"]["latency_ms"]["max"] == 0.119
+    # samples are the latencies recorded, count the attempts: the connect that failed has none.
+    assert by_name["connect"]["latency_ms"]["samples"] == 19
+    assert by_name["rcpt#2"]["latency_ms"]["samples"] == 17
     assert all(s["dropped_samples"] == 0 for s in steps)
 
 
@@ -295,6 +300,8 @@ def test_write_results_writes_every_file(tmp_path: Path) -> None:
         "step-05-quit.hgrm",
         "session.hgrm",
         "failures.log",
+        "latency.hlog",
+        "timeline.csv",
     ]
     assert all(p.parent == directory for p in written)
     assert sorted(p.name for p in directory.iterdir()) == sorted(p.name for p in written)

@@ -452,3 +452,37 @@ def test_reply_lag_is_recorded_and_a_negative_one_left_out() -> None:
     stats.record_reply_lag(1500)
     stats.record_reply_lag(-3)
     assert stats.reply_lag.count == 1
+
+
+def test_interval_recording_hands_out_each_interval_and_folds_it_into_the_run() -> None:
+    histogram = LatencyHistogram()
+    histogram.start_intervals()
+    for value_us in (10, 20, 30):
+        histogram.record_us(value_us)
+    assert histogram.count == 0  # until the interval is taken
+    first = histogram.take_interval()
+    histogram.record_us(2_000)  # exact: below 2048 µs
+    second = histogram.take_interval()
+    assert (first.count, first.max_us) == (3, 30)
+    assert (second.count, second.max_us) == (1, 2_000)
+    assert histogram.count == 4
+    assert histogram.max_us == 2_000
+    assert histogram.take_interval().count == 0
+
+
+def test_without_intervals_the_whole_histogram_is_the_one_interval() -> None:
+    histogram = LatencyHistogram()
+    histogram.record_us(7)
+    assert histogram.take_interval() is histogram
+    assert histogram.count == 1
+
+
+def test_run_stats_intervals_cover_every_step_and_the_sessions() -> None:
+    stats = RunStats(["connect", "ehlo"])
+    stats.start_intervals()
+    stats.record_step("ehlo", 100, failed=False)
+    stats.record_session(Outcome.PASSED, 500)
+    assert stats.steps["ehlo"].latency.take_interval().count == 1
+    assert dict(stats.run_histograms())["session"].take_interval().count == 1
+    assert stats.steps["ehlo"].latency.count == 1
+    assert stats.session_latency.count == 1

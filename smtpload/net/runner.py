@@ -42,6 +42,7 @@ from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
+from smtpload.report.intervals import IntervalLog
 from smtpload.report.results import build_summary
 from smtpload.report.stats import KERNEL_CLOCK, RunStats
 from smtpload.scenario.durations import MAX_DURATION_S
@@ -62,6 +63,9 @@ _TIMER_SLACK_S = 0.001
 # The generator watch: a tick every 10 ms (the loop's lag), CPU about every second.
 _TICK_S = 0.01
 _CPU_SAMPLE_S = 1.0
+
+# The interval log's and the timeline's interval (report/intervals.py).
+_INTERVAL_S = 1.0
 
 # Workers started between two checkpoints: sessions begin while the rest are still starting.
 _WORKERS_PER_BATCH = 64
@@ -295,6 +299,27 @@ class _Run:
             # The run's last part, shorter than a sample, is a sample of its own.
             load.record_cpu(time.process_time() - cpu_mark, time.perf_counter() - wall_mark)
 
+    async def record_intervals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Close an interval every ``_INTERVAL_S`` (latency.hlog, timeline.csv) and the last
+        one when the run ends, so that the run-wide histograms hold every sample."""
+        stats = self.stats
+        log = IntervalLog(stats, time.time())
+        stats.intervals = log
+        stats.start_intervals()
+        start = trio.current_time()
+        task_status.started()
+        mark_s = 0.0
+        try:
+            while True:
+                # On the second, not after it: the intervals do not drift with the loop's lag.
+                await trio.sleep_until(start + mark_s + _INTERVAL_S)
+                log.close_interval(mark_s, mark_s + _INTERVAL_S)
+                mark_s += _INTERVAL_S
+        finally:
+            log.close_interval(mark_s, trio.current_time() - start, last=True)
+
     async def report_progress(self, on_progress: Callable[[float], None], start: float) -> None:
         interval = self.settings.progress_interval_s
         assert interval is not None
@@ -338,6 +363,7 @@ async def _run(
         if on_progress is not None and settings.progress_interval_s is not None:
             services.start_soon(run.report_progress, on_progress, start)
         services.start_soon(run.watch_generator)
+        await services.start(run.record_intervals)  # recording before the first session
         async with trio.open_nursery() as workers:
             await run.start_workers(workers)
         run.workers_done.set()

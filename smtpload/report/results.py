@@ -66,9 +66,12 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
     }
 
 where ``LATENCY`` is ``{"p50", "p90", "p99", "p99_9", "max", "mean"}`` in milliseconds (floats,
-3 decimals), and ``null`` means no latency was recorded. ``passed + failed`` equals the
-sessions that finished, which is ``started`` unless a session was cut off before it could be
-counted. ``started + not_started`` is the number of sessions the run was asked for.
+3 decimals), and ``null`` means no latency was recorded; a step's and the sessions' LATENCY
+also has ``"samples"`` (int): the latencies it holds, which latency.hlog's intervals of that
+tag add up to (a step's ``count`` is its attempts, not all of them timed).
+``passed + failed`` equals the sessions that finished, which is ``started`` unless a session
+was cut off before it could be counted. ``started + not_started`` is the number of sessions
+the run was asked for.
 ``thresholds`` is filled in after the run (``report/thresholds.py``: the grammar, the
 evaluation); :func:`exit_status` reads it.
 :data:`SUMMARY_KEYS` lists the top-level keys.
@@ -207,9 +210,9 @@ def build_summary(
             "messages_per_s": _rate_per_s(stats.messages, duration_s),
             "messages": stats.messages,
         },
-        "session_latency_ms": stats.session_latency.summary_ms(),
-        "session_latency_uncorrected_ms": stats.session_latency_uncorrected.summary_ms(),
-        "start_delay_ms": stats.start_delay.summary_ms(),
+        "session_latency_ms": _latency_summary(stats.session_latency),
+        "session_latency_uncorrected_ms": _latency_summary(stats.session_latency_uncorrected),
+        "start_delay_ms": _latency_summary(stats.start_delay),
         "late_starts": stats.late_starts,
         "clock": stats.clock,
         "steps": [
@@ -217,7 +220,7 @@ def build_summary(
                 "name": step.name,
                 "count": step.attempts,
                 "failed": step.failed,
-                "latency_ms": step.latency.summary_ms(),
+                "latency_ms": _latency_summary(step.latency),
                 "dropped_samples": step.dropped_samples,
                 "clock": step.clock,
             }
@@ -228,6 +231,15 @@ def build_summary(
         "thresholds": [],
         "smtpload_version": __version__,
     }
+
+
+def _latency_summary(histogram: LatencyHistogram) -> dict[str, float] | None:
+    """A step's or the sessions' LATENCY, with ``samples``: how many latencies it holds (a
+    step's ``count`` is its attempts, some of which got no reply to time)."""
+    summary: dict[str, float] | None = histogram.summary_ms()
+    if summary is not None:
+        summary["samples"] = histogram.count
+    return summary
 
 
 def _rate_per_s(count: int, duration_s: float) -> float:
@@ -268,7 +280,8 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
       position (``00`` is ``connect``) and ``<name>`` its :func:`safe_file_name`;
     - ``session.hgrm`` when session latencies were recorded;
     - ``failures.log``, always: the kept failures with their transcripts, at most
-      :data:`MAX_FAILURES_LOG_BYTES`.
+      :data:`MAX_FAILURES_LOG_BYTES`;
+    - ``latency.hlog`` and ``timeline.csv``, always: the run per second (report/intervals.py).
 
     Files of an earlier run in the same folder are not removed. Every file is written through
     a temporary file and renamed into place (``report/files.py``), so none is ever half-written.
@@ -293,6 +306,10 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
         text.flush()
         text.detach()
     written.append(directory / FAILURES_FILE)
+    # latency.hlog and timeline.csv. Imported here: intervals.py uses safe_file_name.
+    from smtpload.report.intervals import write_interval_files
+
+    written.extend(write_interval_files(directory, stats, summary["duration_s"]))
     return written
 
 
