@@ -400,3 +400,12 @@ def test_a_stale_synopsis_is_found(change: tuple[str, str], problem: str) -> Non
     assert old in readme
     problems = synopsis_problems(synopsis(readme.replace(old, new, 1)))
     assert any(problem in found for found in problems), problems
+
+
+@pytest.mark.parametrize("command", ["record", "compare"])
+def test_record_and_compare_say_they_are_closed_loop_only(command: str) -> None:
+    # issue 10: open loop is run's alone for now, and their help says so.
+    sub = command_parsers(build_parser())[command]
+    text = " ".join(sub.format_help().split())
+    assert "Closed loop only (--sessions, --concurrency)" in text
+    assert "--rate" not in sub.format_usage()

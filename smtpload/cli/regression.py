@@ -79,7 +79,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="run a scenario and save what the server answered as a baseline",
         description="Run a scenario in observe mode (a reply that differs from the scenario "
         "does not end the session) and save, per step, the reply codes, enhanced codes, texts, "
-        "EHLO capabilities and latency histograms as a baseline file.",
+        "EHLO capabilities and latency histograms as a baseline file. Closed loop only "
+        "(--sessions, --concurrency): run's --rate is not offered here yet.",
         epilog=_RECORD_EXAMPLES,
         formatter_class=HelpFormatter,
     )
@@ -101,7 +102,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "changed reply codes and removed capabilities are regressions; changed texts (volatile "
         "parts such as queue ids aside), added capabilities and enhanced status codes where the "
         "baseline's replies had none are warnings, regressions with --strict. "
-        "Exit status 0 no regression, 1 regression, 2 usage.",
+        "Exit status 0 no regression, 1 regression, 2 usage. Closed loop only (--sessions, "
+        "--concurrency): run's --rate is not offered here yet.",
         epilog=_COMPARE_EXAMPLES,
         formatter_class=HelpFormatter,
     )
