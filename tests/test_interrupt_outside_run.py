@@ -235,3 +235,26 @@ def test_a_sigterm_before_the_sinks_own_handling_stops_it_cleanly() -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert stdout.startswith("smtpload sink stopped:"), stdout
+
+
+def test_a_signal_stops_an_open_loop_run_at_once_and_counts_what_never_came(
+    tmp_path: Path,
+) -> None:
+    # 50 sessions/s for 30 s would be 1,500; held at the 20th session's connect, a SIGINT stops
+    # the schedule at once (it does not wait for the next session due), and every session that
+    # was planned is either started or counted as not started.
+    summary_path = tmp_path / "summary.json"
+    args = run_args(
+        tmp_path, "quickstart", "--rate", "50", "--duration", "30s", "--json", str(summary_path)
+    )
+    with stalled("socket.connect", "127.0.0.1", 20, args) as process:
+        process.send_signal(SIGINT)
+    _, stderr = finish(process)
+    assert_clean_130(process, stderr)
+    summary = json.loads(summary_path.read_text())
+    assert summary["interrupted"] is True
+    assert summary["load"]["model"] == "open"
+    sessions = summary["sessions"]
+    assert 20 <= sessions["started"] < 1500
+    assert sessions["started"] + sessions["not_started"] == 1500
+    assert summary["duration_s"] < 15  # the run did not go on to its 30 s
