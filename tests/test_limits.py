@@ -493,7 +493,8 @@ def test_deeply_nested_yaml_is_refused_quickly_without_a_crash(tmp_path: Path, t
     path.write_text(text)
     result = python(_SMTPLOAD, "validate", str(path), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "the YAML is nested too deeply to be a scenario (more than 100 levels" in result.stderr
+    # At smtpload's 101st level, or (flow collections, libyaml 0.2.6 and later) libyaml's 1001st.
+    assert "the YAML is nested too deeply to be a scenario (more than 10" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -105,6 +105,7 @@ def test_poisson_gaps_have_the_exponentials_mean_and_variance() -> None:
         (["--rate", "10", "--duration", "5 minutes"], "is not a duration"),
         (["--rate", "0", "--duration", "1"], "must be a number of sessions per second above 0"),
         (["--timeout", "0ms"], "--timeout: '0ms' must be above 0"),
+        (["--rate", "10", "--ramp", "5s", "--duration", "2s"], "--ramp 5 s is longer than"),
     ],
 )
 def test_open_loop_options_are_checked_before_anything_runs(
@@ -197,3 +198,32 @@ async def test_a_frozen_server_shows_in_corrected_latencies_only(nursery: trio.N
     assert summary["start_delay_ms"]["max"] >= 1500
     assert summary["late_starts"] >= 100  # two seconds' worth queued behind the freeze
     assert summary["load"]["max_in_flight"] == 5
+
+
+def test_a_scenario_timeout_may_carry_its_unit(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("timeout: 500ms\nsteps:\n  - greeting: 220\n    timeout: 2m\n")
+    scenario = load_scenario(path)
+    assert scenario.timeout_s == 0.5
+    assert scenario.steps[0].timeout_s == 120.0
+    path.write_text("steps:\n  - greeting: 220\n    timeout: soon\n")
+    result = smtpload("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "s.yaml:3:14: timeout 'soon' is not a duration" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", "quickstart", "--timeout", "500ms"],
+        ["sink", "--idle-timeout", "10s"],
+        ["record", "quickstart", "-o", "b.json", "--timeout", "2s"],
+        ["run", "quickstart", "--timeout", "1m"],
+    ],
+)
+def test_every_duration_option_reads_units(argv: list[str]) -> None:
+    from smtpload.cli.main import build_parser
+
+    args = build_parser().parse_args(argv)
+    seconds = args.timeout if hasattr(args, "timeout") else args.idle_timeout
+    assert seconds == {"500ms": 0.5, "10s": 10.0, "2s": 2.0, "1m": 60.0}[argv[-1]]

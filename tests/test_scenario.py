@@ -1157,7 +1157,7 @@ def test_problem_carries_file_line_and_column() -> None:
         ),
         pytest.param("steps: &a [*a]", "1:8: step 1 must be a mapping", id="recursive-alias"),
         pytest.param(
-            "[" * 5000,
+            "[" * 500,  # under libyaml 0.2.6's own limit of 1000, so smtpload's count says it
             "1:101: the YAML is nested too deeply to be a scenario (more than 100 levels",
             id="deep-nesting",
         ),

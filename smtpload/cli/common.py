@@ -36,7 +36,6 @@ __all__ = [
     "name_argument",
     "parse_vars",
     "path_argument",
-    "positive_float",
     "positive_int",
     "positive_percent",
     "positive_rate",
@@ -87,10 +86,6 @@ def _reply_bytes(text: str) -> int:
             "requires servers to accept)"
         )
     return value
-
-
-def positive_float(text: str) -> float:
-    return _positive_number(text, "a number of seconds")
 
 
 def duration_argument(text: str) -> float:
@@ -189,7 +184,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=ONE,
         metavar="N",
-        help="sessions in total (with --rate: at most, and no default)",
+        help="sessions in total",
     )
     parser.add_argument(
         "--concurrency",

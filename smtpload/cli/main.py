@@ -33,7 +33,6 @@ from smtpload.cli.common import (
     name_argument,
     parse_vars,
     path_argument,
-    positive_float,
     positive_int,
     positive_rate,
     say_unwritten,
@@ -135,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=positive_rate,
         metavar="R",
-        help="start R new sessions per second (open loop; not with --concurrency)",
+        help="start R new sessions per second (open loop; not with --concurrency; --sessions "
+        "then caps the total instead of setting it)",
     )
     open_loop.add_argument(
         "--duration",
@@ -232,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sink.add_argument(
         "--idle-timeout",
-        type=positive_float,
+        type=duration_argument,
         default=DEFAULT_IDLE_TIMEOUT_S,
-        metavar="SECONDS",
+        metavar="DURATION",
         help="close a connection that sends nothing, or reads none of its replies, for this long",
     )
     return parser
@@ -332,12 +332,14 @@ def _command_run(args: argparse.Namespace) -> int:
         if args.json is None
         else write_each([lambda: write_text(args.json, summary_json(summary))])
     )
+    # Quiet is for runs that pass whole; one that did not (or left sessions not started:
+    # an open loop that could not offer its load) still says so, and where to look.
+    speak = not args.quiet or exit_status(summary) != EXIT_OK or summary["sessions"]["not_started"]
     if not args.quiet:
         print(format_report(summary, stats))
-    elif exit_status(summary) != EXIT_OK:
-        # Quiet is for runs that pass; one that did not still says so, and where to look.
+    elif speak:
         print(format_outcomes(summary))
-    if (not args.quiet or exit_status(summary) != EXIT_OK) and not results_unwritten:
+    if speak and not results_unwritten:
         print(f"results: {directory}/")
     if results_unwritten or json_unwritten:
         say_unwritten([*results_unwritten, *json_unwritten])
@@ -377,6 +379,11 @@ def _open_loop(args: argparse.Namespace, *, builtin_sink: bool) -> OpenLoop | No
     if args.duration is None and sessions is None:
         raise UsageError("--rate needs --duration (or --sessions) to know when to stop")
     duration_s = MAX_DURATION_S if args.duration is None else args.duration
+    if args.ramp is not None and args.duration is not None and args.ramp > args.duration:
+        raise UsageError(
+            f"--ramp {args.ramp:g} s is longer than --duration {args.duration:g} s: the run "
+            "would end before it reaches --rate"
+        )
     if args.max_in_flight is not None:
         ensure_open_files(args.max_in_flight, builtin_sink=builtin_sink, option="--max-in-flight")
         max_in_flight = args.max_in_flight

@@ -21,9 +21,9 @@ from smtpload.cli.common import (
     EXIT_OK,
     add_force_option,
     check_outputs,
+    duration_argument,
     name_argument,
     path_argument,
-    positive_float,
     positive_int,
     target_argument,
 )
@@ -38,6 +38,7 @@ from smtpload.report.results import MAX_SHOWN_NAME
 from smtpload.report.sidebyside import format_observation, format_session_header
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import bundled_scenario_names, find_scenario, is_dir, is_file
+from smtpload.scenario.durations import DURATION_HELP
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
@@ -114,9 +115,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     replay.add_argument(
         "--timeout",
-        type=positive_float,
-        metavar="SECONDS",
-        help="step timeout (default: the scenario's, else 30)",
+        type=duration_argument,
+        metavar="DURATION",
+        help="step timeout, in " + DURATION_HELP + " (default: the scenario's, else 30 s)",
     )
     _add_transcript_options(replay)
 

@@ -45,6 +45,7 @@ def stages_of(rate_per_s: float, duration_s: float, ramp_s: float = 0.0) -> tupl
     part of the duration, and the rest runs at R (a ramp longer than D ends the run at its
     share of R)."""
     if ramp_s <= 0:
+        # A first stage of no length sets where the rate starts (at R, not 0).
         return (Stage(0.0, rate_per_s), Stage(duration_s, rate_per_s))
     if ramp_s >= duration_s:
         return (Stage(duration_s, rate_per_s * duration_s / ramp_s),)

@@ -15,7 +15,7 @@ it and ``HistogramLogReader`` (Java's, and hdrh's) reads it::
     #[smtpload 0.x interval log: values in microseconds, Interval_Max in milliseconds]
     #[Tag step-00-connect: step "connect"]
     ...
-    #[Tag session: the sessions that passed, from before connect to their last step]
+    #[Tag session: the sessions that passed, to their last step from before connect (...)]
     #[Histogram log format version 1.3]
     #[StartTime: 1795823950.731 (seconds since epoch), 2026-11-27T23:59:10.731Z]
     #[BaseTime: 1795823950.731 (seconds since epoch)]
@@ -105,7 +105,10 @@ _MAX_VALUE_UNIT_RATIO = 1000
 # A run's last part shorter than this, with nothing in it, adds no interval of its own.
 _MIN_LAST_INTERVAL_S = 0.001
 _TAG_DESCRIPTIONS = {
-    "session": "the sessions that passed, from before connect to their last step",
+    "session": "the sessions that passed, to their last step from before connect (in an"
+    " open-loop run: from when each was due, as summary.json's session_latency_ms)",
+    "start_delay": "open-loop runs: how late each session started after it was due (empty in"
+    " a closed-loop run)",
 }
 
 

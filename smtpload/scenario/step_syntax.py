@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smtpload.errors import clipped, shown
+from smtpload.scenario.durations import DurationError, parse_duration
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
@@ -88,7 +89,15 @@ class StepDraft:
 
 
 def positive_seconds(node: Node, reader: NodeReader, what: str) -> float | None:
-    """A timeout: a number of seconds greater than 0, or None after reporting it."""
+    """A timeout: a number of seconds greater than 0, or a duration with its unit (``500ms``,
+    ``30s``, ``5m``, ``1h``: scenario/durations.py, as on the command line); or None after
+    reporting it."""
+    if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS and not is_blank(node):
+        try:
+            return parse_duration(node.value)
+        except DurationError as error:
+            reader.problem(node, f"{what} {clipped(node.value)!r} {error}")
+            return None
     seconds = reader.number(node, what)
     if seconds is not None and seconds <= 0:
         reader.problem(node, f"{what} must be a number of seconds greater than 0")

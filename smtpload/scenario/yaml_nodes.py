@@ -157,6 +157,13 @@ class NodeReader:
             message = f"YAML syntax error: {exc.problem}"
             if exc.context:
                 message += f" ({exc.context})"
+            if "exceeded maximum nesting depth" in str(exc.problem):
+                # libyaml 0.2.6 and later refuse more than 1000 levels of flow collections
+                # while scanning, before smtpload's own count of 100 can: the same problem.
+                message = (
+                    f"the YAML is nested too deeply to be a {kind} (more than 1000 levels,"
+                    " libyaml's own limit; a scenario needs 5)"
+                )
             # libyaml puts the end of the text on a line after the last one: say the end.
             index = min(mark.index, len(self.source)) if mark else 0
             if "'\\t'" in message or self.source[index : index + 1] == "\t":
