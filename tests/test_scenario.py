@@ -578,8 +578,8 @@ RE2 = "smtpload matches replies with RE2, which never backtracks (docs/scenario-
         ),
         case(
             "text-timeout",
-            steps_of("send: NOOP", head="timeout: 10s\n"),
-            "1:10: timeout must be a number, not the text '10s'",
+            steps_of("send: NOOP", head="timeout: soon\n"),  # 10s is a duration now
+            "1:10: timeout 'soon' is not a duration",
         ),
         case(
             "bool-timeout",
