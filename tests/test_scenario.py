@@ -579,7 +579,8 @@ RE2 = "smtpload matches replies with RE2, which never backtracks (docs/scenario-
         case(
             "text-timeout",
             steps_of("send: NOOP", head="timeout: soon\n"),  # 10s is a duration now
-            "1:10: timeout 'soon' is not a duration",
+            "1:10: timeout 'soon' is not a duration: give seconds, or a number with ms, s, m or h"
+            " (500ms, 30s, 5m, 1h)",
         ),
         case(
             "bool-timeout",
