@@ -21,22 +21,25 @@ Usage (needs Postfix's smtp-sink and smtp-source; .ci/postfix-setup installs the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Run as a script, benchmarks/ is on the path, not the checkout that holds the package.
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.smtp_sink import free_port, smtp_sink  # noqa: E402
+
 SCENARIO = HERE / "one-message.yaml"
 
 
@@ -55,41 +58,6 @@ class Measurement:
     @property
     def cpu_us_per_session(self) -> float:
         return self.cpu_s / self.sessions * 1e6
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_banner(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(512).startswith(b"220"):
-                    sock.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def smtp_sink(port: int) -> Iterator[None]:
-    command = ["smtp-sink", "-m", "2000", f"127.0.0.1:{port}", "1024"]
-    if os.geteuid() == 0:
-        command[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for_banner(port)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -161,7 +129,7 @@ def main() -> int:
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: install Postfix (sudo .ci/postfix-setup)")
-    port = _free_port()
+    port = free_port()
     runs: list[Callable[[int, int, int], Measurement]] = [run_smtp_source, run_smtpload]
     if args.beside is not None:
         beside = args.beside.resolve()

@@ -73,7 +73,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -89,6 +88,11 @@ from typing import Any, NamedTuple
 
 import trio
 import trio.lowlevel
+
+# Run as a script, benchmarks/ is on the path, not the checkout that holds the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.smtp_sink import LOOPBACK, free_port, smtp_sink
 
 # --- the pure part: segments in, wire latencies out --------------------------------------------
 
@@ -369,7 +373,6 @@ def parse_tshark_fields(lines: Iterable[str], server_port: int) -> Iterator[Segm
 # --- the runs: servers, captures, smtpload ----------------------------------------------------
 
 HERE = Path(__file__).resolve().parent
-LOOPBACK = "127.0.0.1"
 POSTFIX_PORT = 10025
 HOG_SLICE_S = 0.020
 TSHARK_START_TIMEOUT_S = 30.0
@@ -411,46 +414,6 @@ ROWS: tuple[Row, ...] = (
 def _smtpload_timeout_s(sessions: int) -> float:
     # Generous: the slowest row (busy, 20 ms per loop turn) takes ~15 ms per session.
     return 120.0 + sessions * 0.1
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_banner(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=1) as sock:
-                if sock.recv(512).startswith(b"220"):
-                    sock.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def smtp_sink(port: int) -> Iterator[None]:
-    """Postfix's smtp-sink on a loopback port, as benchmarks/bench_sessions.py runs it."""
-    command = ["smtp-sink", "-m", "2000", f"{LOOPBACK}:{port}", "1024"]
-    if os.geteuid() == 0:
-        command[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_banner(port, SMTP_SINK_START_TIMEOUT_S)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @dataclass(slots=True)
@@ -755,9 +718,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             captures.mkdir(parents=True, exist_ok=True)
         else:
             captures = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="truth-")))
-        sink_port = _free_port()
+        sink_port = free_port()
         if any(row.server == "smtp-sink" for row in rows):
-            stack.enter_context(smtp_sink(sink_port))
+            stack.enter_context(smtp_sink(sink_port, timeout_s=SMTP_SINK_START_TIMEOUT_S))
         for row in rows:
             port = sink_port if row.server == "smtp-sink" else POSTFIX_PORT
             result = measure_row(row, port, args.sessions, captures)

@@ -21,15 +21,13 @@ concerned, so never pair them with trio's ``autojump_clock``.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
 
+from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
 from tests.peers import RecordingHandler, RecordingPeer, SmtpPeer
 
 LOOPBACK = "127.0.0.1"
@@ -175,40 +173,15 @@ def postfix_upgraded_server() -> SmtpPeer:
 def postfix_smtp_sink() -> Iterator[SmtpPeer]:
     """Postfix's ``smtp-sink`` (a fast C server, one event-driven process of its own) on a
     free loopback port; fails under CI, else skips, where Postfix is not installed."""
-    # Debian puts it in /usr/sbin, which a non-root PATH may leave out.
-    program = shutil.which("smtp-sink", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-    if program is None:
+    if find_smtp_sink() is None:
         if os.environ.get("CI"):
             pytest.fail("smtp-sink not installed under CI: .ci/postfix-setup installs Postfix")
         pytest.skip("smtp-sink not installed; sudo .ci/postfix-setup installs Postfix")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [program, "-m", "1000", f"127.0.0.1:{port}", "256"]
-    if os.geteuid() == 0:
-        command[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cpus = os.sched_getaffinity(0)
-    if len(cpus) >= 2:
-        # A core of its own (tests that keep theirs busy leave it alone: SERVER_CPU): Linux
-        # would often wake it on the waker's core, behind a busy test, for milliseconds.
-        os.sched_setaffinity(process.pid, {max(cpus)})
-    try:
-        peer = SmtpPeer("127.0.0.1", port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                    if _read_reply(sock).startswith("220"):
-                        sock.sendall(b"QUIT\r\n")
-                        break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-            # Polling for a process to listen (smtp-sink says nothing when it is ready); no
-            # test's result depends on this wait.
-            time.sleep(0.05)
-        yield peer
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    port = free_port()
+    with smtp_sink(port, messages=1000, backlog=256) as process:
+        cpus = os.sched_getaffinity(0)
+        if len(cpus) >= 2:
+            # A core of its own (tests that keep theirs busy leave it alone): Linux would
+            # often wake it on the waker's core, behind a busy test, for milliseconds.
+            os.sched_setaffinity(process.pid, {max(cpus)})
+        yield SmtpPeer(LOOPBACK, port)
