@@ -15,9 +15,9 @@ from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.wire_clock import (
     RECEIVE_TIME_SPACE,
+    ReceiveTimesKept,
     enable_receive_times,
     handshake_end_ns,
-    kernel_clock_available,
     receive_time_ns,
 )
 from smtpload.protocol.compiler import compile_scenario
@@ -37,7 +37,8 @@ def connected_pair() -> tuple[socket.socket, socket.socket]:
 
 def test_this_platform_has_receive_times() -> None:
     # Linux does; where this fails, every run is on the loop clock and says so.
-    assert kernel_clock_available()
+    with ReceiveTimesKept() as kept:
+        assert kept.available
 
 
 async def test_a_receive_time_is_when_the_data_arrived_not_when_it_was_read() -> None:

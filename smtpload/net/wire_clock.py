@@ -34,7 +34,6 @@ __all__ = [
     "ReceiveTimesKept",
     "enable_receive_times",
     "handshake_end_ns",
-    "kernel_clock_available",
     "receive_time_ns",
 ]
 
@@ -120,12 +119,6 @@ class ReceiveTimesKept:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def kernel_clock_available() -> bool:
-    """Whether this platform gives TCP sockets receive times (one probe socket, no I/O)."""
-    with ReceiveTimesKept() as kept:
-        return kept.available
 
 
 def receive_time_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
