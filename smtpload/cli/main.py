@@ -10,6 +10,7 @@ local error into a one-line message and exit status 2. Exit statuses: 0 every se
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from smtpload.cli.common import (
     say_unwritten,
     write_each,
 )
+from smtpload.cli.live import LiveView
 from smtpload.cli.usage import HelpFormatter, parse_arguments
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped, counted
 from smtpload.load.arrivals import ARRIVALS, OpenLoop, stages_of
@@ -46,6 +48,7 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
+from smtpload.report.live import live_view_possible
 from smtpload.report.progress import DEFAULT_WINDOW_S, RecentRate, format_progress
 from smtpload.report.results import (
     SUMMARY_FILE,
@@ -259,32 +262,26 @@ def _results_directory(
 
 
 class _Progress:
-    """A live status line on a terminal; an occasional plain line elsewhere."""
+    """Where the live view cannot be drawn (not a terminal, ``TERM=dumb``): a plain line every
+    10 s, with the rate of those 10 s (cli/live.py draws the terminal's view)."""
 
-    def __init__(self, stats: RunStats, total: int, tty: bool) -> None:
+    interval_s = 10.0
+
+    def __init__(self, stats: RunStats, total: int) -> None:
         self.stats = stats
         self.total = total
-        self.tty = tty
-        self.shown = False
-        self.interval_s = 0.25 if tty else 10.0
-        # The rate of the last few seconds; plain lines, further apart, widen it to theirs.
+        # The rate of the last few seconds, widened to the lines' spacing.
         self.rate = RecentRate(window_s=max(DEFAULT_WINDOW_S, self.interval_s))
 
     def __call__(self, elapsed_s: float) -> None:
         stats = self.stats
         self.rate.add(elapsed_s, stats.finished)
         line = format_progress(stats.finished, stats.failed, self.total, self.rate.rate())
-        if self.tty:
-            sys.stderr.write("\r\x1b[K" + line)
-            self.shown = True
-        else:
-            sys.stderr.write(line + "\n")
+        sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    def clear(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+    def end(self, duration_s: float) -> None:
+        """Nothing to tidy: the lines stay as they are."""
 
 
 def _command_run(args: argparse.Namespace) -> int:
@@ -308,9 +305,15 @@ def _command_run(args: argparse.Namespace) -> int:
     interrupts.defer()
     directory = _results_directory(args.results / run_id, path, args.json, force=args.force)
     stats = RunStats(["connect", *compiled.step_names])
-    tty = sys.stderr.isatty()
     total = args.sessions if load is None else (load.max_sessions or 0)
-    progress = None if args.quiet else _Progress(stats, total, tty)
+    progress: _Progress | LiveView | None = None
+    if args.quiet:
+        pass
+    elif live_view_possible(is_terminal=sys.stderr.isatty(), term=os.environ.get("TERM")):
+        progress = LiveView(stats, sys.stderr, load, total or None)
+    else:
+        # Not a terminal (or TERM=dumb): the periodic plain lines CI logs want.
+        progress = _Progress(stats, total)
     settings = RunSettings(
         open_loop=load,
         sessions=args.sessions,
@@ -324,7 +327,7 @@ def _command_run(args: argparse.Namespace) -> int:
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)
     if progress is not None:
-        progress.clear()
+        progress.end(summary["duration_s"])
     # A signal now is deferred (interrupts.py): the results are written whole first.
     results_unwritten = write_each([lambda: write_results(directory, summary, stats)])
     json_unwritten = (

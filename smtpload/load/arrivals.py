@@ -26,7 +26,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ARRIVALS", "OpenLoop", "Stage", "arrival_offsets", "stages_of"]
+__all__ = ["ARRIVALS", "OpenLoop", "Stage", "arrival_offsets", "rate_at", "stages_of"]
 
 #: The arrival processes ``--arrivals`` names.
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
@@ -91,6 +91,21 @@ def _segments(stages: Sequence[Stage]) -> list[_Segment]:
             start += stage.duration_s
         rate = stage.rate_per_s
     return segments
+
+
+def rate_at(stages: Sequence[Stage], elapsed_s: float) -> float:
+    """The rate, in sessions per second, that ``stages`` ask for ``elapsed_s`` seconds into
+    the run: 0 before it and after its last stage (the live view's target rate).
+
+    >>> rate_at(stages_of(100.0, 60.0, ramp_s=10.0), 5.0)
+    50.0
+    """
+    for segment in _segments(stages):
+        offset_s = elapsed_s - segment.start_s
+        if 0 <= offset_s < segment.duration_s:
+            share = offset_s / segment.duration_s
+            return segment.from_rate + (segment.to_rate - segment.from_rate) * share
+    return 0.0
 
 
 def arrival_offsets(

@@ -29,6 +29,7 @@ __all__ = [
     "MIN_CPU_WALL_S",
     "MIN_LOOP_LAG_SAMPLES",
     "generator_summary",
+    "saturation_facts",
     "saturation_note",
 ]
 
@@ -62,11 +63,9 @@ def generator_summary(stats: RunStats) -> dict[str, Any]:
     }
 
 
-def saturation_note(summary: dict[str, Any]) -> str | None:
-    """The terminal's sentence for a saturated run (from summary.json), or None."""
-    generator = summary["generator"]
-    if not generator["saturated"]:
-        return None
+def saturation_facts(generator: dict[str, Any]) -> list[str]:
+    """What a saturated run measured, short (from :func:`generator_summary`'s dict): the loop
+    lag's p99 and the CPU use, where known; the terminal's note and the live view say them."""
     facts = []
     if generator["loop_lag_ms"] is not None:
         facts.append(f"loop lag p99 {generator['loop_lag_ms']['p99']:.1f} ms")
@@ -75,6 +74,15 @@ def saturation_note(summary: dict[str, Any]) -> str | None:
             f"CPU {generator['cpu_percent']:g} % of a core "
             f"(over {BUSY_CPU_PERCENT:g} % in {generator['busy_seconds_percent']:g} % of the run)"
         )
+    return facts
+
+
+def saturation_note(summary: dict[str, Any]) -> str | None:
+    """The terminal's sentence for a saturated run (from summary.json), or None."""
+    generator = summary["generator"]
+    if not generator["saturated"]:
+        return None
+    facts = saturation_facts(generator)
     if summary["clock"] == KERNEL_CLOCK:
         meaning = (
             "the step latencies are the kernel's and hold, but the load offered, and so the "

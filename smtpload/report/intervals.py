@@ -48,6 +48,10 @@ temporary files (``tempfile.SpooledTemporaryFile``: in memory up to 1 MiB, then 
 system's temporary folder, ``TMPDIR``), never in memory as a list. The interval log stops
 growing at :data:`MAX_HLOG_BYTES`; later intervals are left out of it (the timeline and every
 other result still have them) and its last line says from when.
+
+Each closed interval is also kept as a :class:`Second` (:attr:`IntervalLog.latest`): the
+timeline's row is made from it, and so is the terminal's live view (report/live.py), so the
+two cannot disagree.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ __all__ = [
     "TIMELINE_COLUMNS",
     "TIMELINE_FILE",
     "IntervalLog",
+    "Second",
     "step_tag",
     "write_interval_files",
 ]
@@ -136,6 +141,60 @@ class _Counts:
     messages: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Second:
+    """One closed interval (a second of the run, or its last part): timeline.csv's row, and
+    the counts up to its end.
+
+    Attributes:
+        start_s: when it began, in seconds from the run's start.
+        length_s: how long it was, in seconds (1, or less for the run's last part).
+        started, passed, failed, messages: sessions started, passed and failed, and messages
+            accepted, in it.
+        in_flight: sessions running at its end.
+        session_p50_ms, session_p99_ms: of the sessions that passed in it; None when none.
+        started_total, passed_total, failed_total: the run's counts at its end.
+    """
+
+    start_s: float
+    length_s: float
+    started: int
+    passed: int
+    failed: int
+    messages: int
+    in_flight: int
+    session_p50_ms: float | None
+    session_p99_ms: float | None
+    started_total: int
+    passed_total: int
+    failed_total: int
+
+    @property
+    def sessions_per_s(self) -> float:
+        """Sessions finished in it (passed or failed), per second."""
+        finished = self.passed + self.failed
+        return finished / self.length_s if self.length_s > 0 else 0.0
+
+    @property
+    def started_per_s(self) -> float:
+        """Sessions started in it, per second."""
+        return self.started / self.length_s if self.length_s > 0 else 0.0
+
+    def timeline_row(self) -> list[str]:
+        """Its row of timeline.csv (:data:`TIMELINE_COLUMNS`)."""
+        return [
+            str(int(self.start_s)),
+            str(self.started),
+            str(self.passed),
+            str(self.failed),
+            str(self.messages),
+            f"{self.sessions_per_s:.3f}",
+            str(self.in_flight),
+            "" if self.session_p50_ms is None else f"{self.session_p50_ms:.3f}",
+            "" if self.session_p99_ms is None else f"{self.session_p99_ms:.3f}",
+        ]
+
+
 class IntervalLog:
     """The run's intervals as they are closed, kept for :func:`write_interval_files`.
 
@@ -176,6 +235,8 @@ class IntervalLog:
         self._hlog_cut_at_s: float | None = None
         #: The intervals closed so far.
         self.intervals = 0
+        #: The last interval closed, None before the first.
+        self.latest: Second | None = None
         header = [
             f"#[smtpload {__version__} interval log: values in microseconds, "
             "Interval_Max in milliseconds]"
@@ -223,19 +284,22 @@ class IntervalLog:
         self.intervals += 1
         self._log_histograms(start_s, length_s, taken)
         latency = dict(taken).get("session", self._session).summary_ms()
-        finished = (now.passed - before.passed) + (now.failed - before.failed)
-        rate = finished / length_s if length_s > 0 else 0.0
-        row = [
-            str(int(start_s)),
-            str(now.started - before.started),
-            str(now.passed - before.passed),
-            str(now.failed - before.failed),
-            str(now.messages - before.messages),
-            f"{rate:.3f}",
-            str(now.started - now.passed - now.failed),
-            "" if latency is None else f"{latency['p50']:.3f}",
-            "" if latency is None else f"{latency['p99']:.3f}",
-        ]
+        second = Second(
+            start_s=start_s,
+            length_s=length_s,
+            started=now.started - before.started,
+            passed=now.passed - before.passed,
+            failed=now.failed - before.failed,
+            messages=now.messages - before.messages,
+            in_flight=now.started - now.passed - now.failed,
+            session_p50_ms=None if latency is None else latency["p50"],
+            session_p99_ms=None if latency is None else latency["p99"],
+            started_total=now.started,
+            passed_total=now.passed,
+            failed_total=now.failed,
+        )
+        self.latest = second
+        row = second.timeline_row()
         self._timeline.write((",".join(row) + "\n").encode("ascii"))
 
     def _log_histograms(
