@@ -71,10 +71,19 @@ def smtpload(
     )
 
 
-def start_smtpload(*args: str, **popen: Any) -> subprocess.Popen[str]:
+def start_smtpload(
+    *args: str, env: dict[str, str | None] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
     """Start ``smtpload ARGS...`` from this checkout; the caller stops it and waits for it.
 
     ``popen`` goes to ``subprocess.Popen`` (``stdout=subprocess.PIPE``, ``cwd``, ...); the
-    process's pipes are text.
+    process's pipes are text. ``env`` changes the environment: a name set to None is removed
+    (a test on a terminal sets ``TERM`` and drops ``COLUMNS``).
     """
-    return subprocess.Popen([*COMMAND, *args], env=environment(), text=True, **popen)
+    variables = environment()
+    for name, value in (env or {}).items():
+        if value is None:
+            variables.pop(name, None)
+        else:
+            variables[name] = value
+    return subprocess.Popen([*COMMAND, *args], env=variables, text=True, **popen)
