@@ -8,7 +8,7 @@ import pytest
 
 from smtpload.report.progress import DEFAULT_WINDOW_S, Rate, RecentRate, format_progress
 
-#: How often a terminal's progress line is redrawn (cli/main.py).
+#: A frequent update, as a terminal's progress line had (the rate does not depend on it).
 TTY_INTERVAL_S = 0.25
 
 

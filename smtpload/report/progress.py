@@ -1,4 +1,7 @@
-"""The live progress line: sessions done, failures, and the rate of the last few seconds.
+"""The plain progress line: sessions done, failures, and the rate of the last few seconds.
+
+``smtpload run`` prints it every 10 s where the live view (report/live.py) cannot be drawn:
+a pipe, a file, CI, ``TERM=dumb``.
 
 Nothing here reads a clock: the caller hands in the counts and the seconds since the run
 started, so the line is a pure function of them (and is tested so).
