@@ -88,6 +88,17 @@ def test_the_sentence_says_what_the_numbers_mean_on_each_clock() -> None:
     assert "include smtpload's own delay" in loop
 
 
+def test_the_sentence_names_the_open_loops_knob_in_an_open_loop_run() -> None:
+    stats = stats_with(lags_us=[12_000] * 200, cpu=[(0.98, 1.0)] * 3)
+    summary = {**summary_of(stats, "kernel"), "load": {"model": "open"}}
+    note = saturation_note(summary)
+    assert note is not None
+    assert note.endswith("lower --rate or add a machine")
+    closed = saturation_note({**summary_of(stats, "kernel"), "load": {"model": "closed"}})
+    assert closed is not None
+    assert closed.endswith("lower --concurrency or add a machine")
+
+
 # -- real runs -----------------------------------------------------------------------------
 
 

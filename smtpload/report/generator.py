@@ -90,6 +90,7 @@ def saturation_note(summary: dict[str, Any]) -> str | None:
         )
     else:
         meaning = "the latencies include smtpload's own delay and overstate the server's"
-    return (
-        f"generator saturated: {', '.join(facts)}: {meaning}; lower --concurrency or add a machine"
-    )
+    # The load's own knob: in open loop the sessions due per second, in closed loop how many
+    # run at once (summary["load"] is absent from summaries made before open loop existed).
+    knob = "--rate" if summary.get("load", {}).get("model") == "open" else "--concurrency"
+    return f"generator saturated: {', '.join(facts)}: {meaning}; lower {knob} or add a machine"
