@@ -26,10 +26,9 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ARRIVALS", "OpenLoop", "Stage", "arrival_offsets", "stages_of"]
+from smtpload.scenario.model import ARRIVALS  # the names, shared with the scenario's load:
 
-#: The arrival processes ``--arrivals`` names.
-ARRIVALS: tuple[str, ...] = ("constant", "poisson")
+__all__ = ["ARRIVALS", "OpenLoop", "Stage", "arrival_offsets", "stages_of"]
 
 
 @dataclass(frozen=True, slots=True)
