@@ -41,7 +41,7 @@ from smtpload.cli.common import (
 from smtpload.cli.usage import HelpFormatter, parse_arguments
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped, counted
 from smtpload.load.arrivals import ARRIVALS, OpenLoop
-from smtpload.load.plan import LoadOptions, LoadPlan, LoadPlanError, plan_load
+from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanError, plan_load
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
@@ -81,9 +81,6 @@ examples:
   smtpload run quickstart        # bundled, against the built-in sink
   smtpload validate quickstart   # check a scenario without running it
 """
-
-#: The default cap of an open-loop run's sessions in flight (when open files allow that many).
-MAX_IN_FLIGHT = 10_000
 
 _RUN_EXAMPLES = """\
 examples:

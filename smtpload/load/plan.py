@@ -26,7 +26,10 @@ from smtpload.load.arrivals import OpenLoop, Stage, stages_of
 from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.model import ARRIVALS, Load
 
-__all__ = ["LoadOptions", "LoadPlan", "LoadPlanError", "plan_load"]
+__all__ = ["MAX_IN_FLIGHT", "LoadOptions", "LoadPlan", "LoadPlanError", "plan_load"]
+
+#: The default cap of an open-loop run's sessions in flight (when open files allow that many).
+MAX_IN_FLIGHT = 10_000
 
 
 class LoadPlanError(ValueError):
