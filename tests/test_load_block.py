@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import smtpload as smtpload_api
 from smtpload.errors import ScenarioError
 from smtpload.load.arrivals import Stage
 from smtpload.load.plan import LoadOptions, LoadPlanError, plan_load
@@ -533,3 +534,36 @@ def test_a_run_of_stages_starts_sessions_at_the_stages_rate(tmp_path: Path) -> N
     assert not any(started[len(EXPECTED_PER_SECOND) :])  # nothing due after the stages
     for second, (seen, due) in enumerate(zip(started, EXPECTED_PER_SECOND, strict=False)):
         assert abs(seen - due) <= TOLERANCE, (second, started, EXPECTED_PER_SECOND)
+
+
+# -- the Python API: the same rules --------------------------------------------------------
+
+
+def test_the_api_runs_the_block_and_its_arguments_replace_its_keys(tmp_path: Path) -> None:
+    scenario = write(tmp_path, "rate: 300\nsessions: 4\nthresholds: ['passed>=1000000']\n")
+    alone = smtpload_api.run(scenario)
+    assert alone.summary["load"]["model"] == "open"
+    assert alone.summary["load"]["max_sessions"] == 4
+    assert alone.summary["sessions"]["started"] == 4
+    assert alone.exit_status == 1  # the block's threshold cannot hold
+    capped = smtpload_api.run(scenario, sessions=2, thresholds=[])
+    assert capped.summary["load"]["max_sessions"] == 2
+    assert capped.summary["thresholds"] == []
+    assert capped.exit_status == 0
+    closed = smtpload_api.run(scenario, concurrency=2, sessions=3)
+    assert closed.summary["load"] == {
+        "model": "closed",
+        "corrected": False,
+        "concurrency": 2,
+        "sessions": 3,
+    }
+    assert [entry["expression"] for entry in closed.summary["thresholds"]] == ["passed>=1000000"]
+
+
+def test_the_api_reports_a_bad_block_threshold_at_its_place(tmp_path: Path) -> None:
+    scenario = write(tmp_path, "thresholds:\n  - start_delay.p99<5ms\n")
+    with pytest.raises(ScenarioError) as info:
+        smtpload_api.run(scenario, concurrency=1)
+    assert str(info.value).startswith(
+        f"{scenario}:3:7: load: threshold 'start_delay.p99<5ms': start_delay is measured only"
+    )
