@@ -14,7 +14,7 @@ import pytest
 
 import smtpload as smtpload_api
 from smtpload.errors import ScenarioError
-from smtpload.load.arrivals import Stage
+from smtpload.load.arrivals import OpenLoop, Stage, sessions_due_by
 from smtpload.load.plan import LoadOptions, LoadPlanError, plan_load
 from smtpload.scenario.load_syntax import MAX_RATE_PER_S, MAX_STAGES
 from smtpload.scenario.loader import parse_scenario
@@ -534,6 +534,30 @@ def test_a_run_of_stages_starts_sessions_at_the_stages_rate(tmp_path: Path) -> N
     assert not any(started[len(EXPECTED_PER_SECOND) :])  # nothing due after the stages
     for second, (seen, due) in enumerate(zip(started, EXPECTED_PER_SECOND, strict=False)):
         assert abs(seen - due) <= TOLERANCE, (second, started, EXPECTED_PER_SECOND)
+    # The timeline shows the stages as run: the schedule's own rate in each second.
+    targets = [float(row["target_rate_per_s"]) for row in rows[: len(EXPECTED_PER_SECOND)]]
+    assert targets == pytest.approx(EXPECTED_PER_SECOND)
+
+
+def test_the_schedule_says_how_many_sessions_are_due_by_when() -> None:
+    stages = (Stage(0.0, 20.0), Stage(2.0, 20.0), Stage(2.0, 60.0), Stage(2.0, 60.0))
+    due = [sessions_due_by(stages, float(second)) for second in range(8)]
+    assert due == pytest.approx([0, 20, 40, 70, 120, 180, 240, 240])
+    load = OpenLoop(stages=stages, max_in_flight=1)
+    assert load.rate_between(2.0, 3.0) == pytest.approx(30.0)
+    assert load.rate_between(2.5, 2.5) == 0.0
+    assert sessions_due_by(stages, -1.0) == 0.0
+
+
+def test_a_closed_loop_timeline_has_no_target_rate(tmp_path: Path) -> None:
+    scenario = write(tmp_path, "thresholds: [failed==0]\n")
+    status, stderr, _ = run(tmp_path, scenario, "--sessions", "2")
+    assert status == 0, stderr
+    (folder,) = (tmp_path / "r").iterdir()
+    with (folder / "timeline.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows
+    assert {row["target_rate_per_s"] for row in rows} == {""}
 
 
 # -- the Python API: the same rules --------------------------------------------------------

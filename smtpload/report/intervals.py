@@ -57,6 +57,7 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -98,6 +99,7 @@ TIMELINE_COLUMNS: tuple[str, ...] = (
     "in_flight",
     "session_p50_ms",
     "session_p99_ms",
+    "target_rate_per_s",
 )
 
 # Interval_Max's "max value unit ratio" (module docstring): µs values, the max in ms.
@@ -147,6 +149,9 @@ class IntervalLog:
         max_hlog_bytes: the interval log's bound (:data:`MAX_HLOG_BYTES`).
         spool_bytes: how much of each file is kept in memory before it goes to a temporary
             file (:data:`SPOOL_BYTES`).
+        target_rate: an open-loop run's schedule: its mean rate per second between two times
+            (seconds from the start), the timeline's ``target_rate_per_s``; None (closed
+            loop): that column is empty.
     """
 
     def __init__(
@@ -156,8 +161,10 @@ class IntervalLog:
         *,
         max_hlog_bytes: int = MAX_HLOG_BYTES,
         spool_bytes: int = SPOOL_BYTES,
+        target_rate: Callable[[float, float], float] | None = None,
     ) -> None:
         self._stats = stats
+        self._target_rate = target_rate
         self._series: list[tuple[str, LatencyHistogram]] = [
             (step_tag(index, step.name), step.latency)
             for index, step in enumerate(stats.steps.values())
@@ -235,6 +242,7 @@ class IntervalLog:
             str(now.started - now.passed - now.failed),
             "" if latency is None else f"{latency['p50']:.3f}",
             "" if latency is None else f"{latency['p99']:.3f}",
+            "" if self._target_rate is None else f"{self._target_rate(start_s, end_s):.3f}",
         ]
         self._timeline.write((",".join(row) + "\n").encode("ascii"))
 
