@@ -16,7 +16,7 @@ import smtpload as smtpload_api
 from smtpload.errors import ScenarioError
 from smtpload.load.arrivals import OpenLoop, Stage, sessions_due_by
 from smtpload.load.plan import LoadOptions, LoadPlanError, plan_load
-from smtpload.scenario.load_syntax import MAX_RATE_PER_S, MAX_STAGES
+from smtpload.scenario.load_syntax import MAX_RATE_PER_S, MAX_STAGES, MAX_THRESHOLDS
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import Load, LoadStage, Scenario, ThresholdText
 from tests.cli import smtpload
@@ -591,3 +591,33 @@ def test_the_api_reports_a_bad_block_threshold_at_its_place(tmp_path: Path) -> N
     assert str(info.value).startswith(
         f"{scenario}:3:7: load: threshold 'start_delay.p99<5ms': start_delay is measured only"
     )
+
+
+# -- the bounds (README, "Limits") -------------------------------------------------------------
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    load = parse(f"rate: {MAX_RATE_PER_S:.0f}\nsessions: 1\n").load
+    assert load is not None
+    assert load.rate_per_s == MAX_RATE_PER_S
+    many = ", ".join(["{duration: 1, rate: 1}"] * MAX_STAGES)
+    staged = parse(f"stages: [{many}]\n").load
+    assert staged is not None
+    assert len(staged.stages) == MAX_STAGES
+    rules = parse("thresholds: [" + ", ".join(["failed==0"] * MAX_THRESHOLDS) + "]\n").load
+    assert rules is not None
+    assert len(rules.thresholds) == MAX_THRESHOLDS
+
+
+def test_more_thresholds_than_the_bound_are_refused() -> None:
+    found = problems("thresholds: [" + ", ".join(["failed==0"] * (MAX_THRESHOLDS + 1)) + "]\n")
+    assert found == [
+        f"s.yaml:2:15: load: thresholds has 1,001 entries; at most {MAX_THRESHOLDS} are allowed"
+    ]
+
+
+def test_stages_longer_than_a_year_in_all_are_refused() -> None:
+    found = problems("stages:\n  - {duration: 200d, rate: 1}\n")
+    assert found[0].startswith("s.yaml:3:18: load: stage 1: duration '200d' is not a duration")
+    found = problems("stages:\n  - {duration: 8000h, rate: 1}\n  - {duration: 8000h, rate: 1}\n")
+    assert found == ["s.yaml:3:5: load: the stages last 57,600,000 s in all, longer than a year"]

@@ -268,7 +268,7 @@ def _stages(node: Node | None, reader: NodeReader) -> tuple[LoadStage, ...] | No
         return None
     total_s = sum(stage.duration_s for stage in stages)
     if total_s > MAX_DURATION_S:
-        reader.problem(node, f"load: the stages last {total_s:g} s in all, longer than a year")
+        reader.problem(node, f"load: the stages last {total_s:,.0f} s in all, longer than a year")
         return None
     # Sessions come due only while a stage has a rate above 0 for some time.
     rising_from = 0.0
