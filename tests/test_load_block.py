@@ -621,3 +621,15 @@ def test_stages_longer_than_a_year_in_all_are_refused() -> None:
     assert found[0].startswith("s.yaml:3:18: load: stage 1: duration '200d' is not a duration")
     found = problems("stages:\n  - {duration: 8000h, rate: 1}\n  - {duration: 8000h, rate: 1}\n")
     assert found == ["s.yaml:3:5: load: the stages last 57,600,000 s in all, longer than a year"]
+
+
+def test_the_bundled_example_runs_its_block_against_the_sink(tmp_path: Path) -> None:
+    status, stderr, summary = run(tmp_path, Path("ramping-arrivals"))
+    assert status == 0, stderr
+    assert summary["load"]["model"] == "open"
+    assert summary["load"]["stages"] == [
+        {"duration_s": 2.0, "rate_per_s": 20.0},
+        {"duration_s": 2.0, "rate_per_s": 20.0},
+    ]
+    assert summary["sessions"]["started"] == summary["sessions"]["passed"] == 60
+    assert [entry["verdict"] for entry in summary["thresholds"]] == ["pass", "pass"]
