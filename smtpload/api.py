@@ -156,12 +156,15 @@ async def arun(
     compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
     try:
         plan = plan_load(scenario.load, LoadOptions(sessions=sessions, concurrency=concurrency))
-    except LoadPlanError as error:  # not reached with only these two options; kept safe
+    except LoadPlanError as error:  # none of its refusals concerns these two: kept for safety
         raise UsageError(str(error)) from None
     step_names = ["connect", *compiled.step_names]
     if thresholds is None and scenario.load is not None:
         rules = parse_scenario_thresholds(
-            scenario.path, scenario.load.thresholds, step_names=step_names, open_loop=bool(plan)
+            scenario.path,
+            scenario.load.thresholds,
+            step_names=step_names,
+            open_loop=plan is not None,
         )
     else:
         rules = _parse_thresholds(thresholds, step_names, open_loop=plan is not None)
