@@ -48,6 +48,8 @@ from smtpload.errors import (
     UsageError,
     shown,
 )
+from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlanError, plan_load
+from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario, undeclared_variables
 from smtpload.report.files import probe_output
@@ -57,6 +59,7 @@ from smtpload.report.thresholds import (
     Threshold,
     ThresholdError,
     evaluate_thresholds,
+    parse_scenario_thresholds,
     parse_thresholds,
 )
 from smtpload.scenario.bundled import is_dir, scenario_path
@@ -123,8 +126,8 @@ async def arun(
     scenario: Scenario | str | os.PathLike[str],
     *,
     target: str | None = None,
-    sessions: int = 1,
-    concurrency: int = 1,
+    sessions: int | None = None,
+    concurrency: int | None = None,
     timeout_s: float | None = None,
     variables: Mapping[str, str] | None = None,
     results_dir: str | os.PathLike[str] | None = None,
@@ -137,8 +140,9 @@ async def arun(
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    _check_positive_int("sessions", sessions)
-    _check_positive_int("concurrency", concurrency)
+    for name, count in (("sessions", sessions), ("concurrency", concurrency)):
+        if count is not None:
+            _check_positive_int(name, count)
     if clock not in CLOCKS:
         raise UsageError(f"clock={clock!r}: give one of {', '.join(map(repr, CLOCKS))}")
     if timeout_s is not None and not (
@@ -150,7 +154,30 @@ async def arun(
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
     compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
-    rules = _parse_thresholds(thresholds, ["connect", *compiled.step_names])
+    try:
+        plan = plan_load(scenario.load, LoadOptions(sessions=sessions, concurrency=concurrency))
+    except LoadPlanError as error:  # none of its refusals concerns these two: kept for safety
+        raise UsageError(str(error)) from None
+    step_names = ["connect", *compiled.step_names]
+    if thresholds is None and scenario.load is not None:
+        rules = parse_scenario_thresholds(
+            scenario.path,
+            scenario.load.thresholds,
+            step_names=step_names,
+            open_loop=plan is not None,
+        )
+    else:
+        rules = _parse_thresholds(thresholds, step_names, open_loop=plan is not None)
+    open_loop = None
+    if plan is not None:
+        builtin_sink = chosen_target is None
+        if plan.max_in_flight is not None:
+            ensure_open_files(
+                plan.max_in_flight, builtin_sink=builtin_sink, option=plan.max_in_flight_from
+            )
+            open_loop = plan.open_loop(plan.max_in_flight)
+        else:
+            open_loop = plan.open_loop(most_connections(MAX_IN_FLIGHT, builtin_sink=builtin_sink))
     run_id = new_run_id()
     directory = None
     if results_dir is not None and not os.fspath(results_dir):
@@ -163,8 +190,9 @@ async def arun(
     stats = RunStats(["connect", *compiled.step_names])
     # No signal handling here: that is the command line's (see the module docstring).
     settings = RunSettings(
-        sessions=sessions,
-        concurrency=concurrency,
+        open_loop=open_loop,
+        sessions=sessions or 1,
+        concurrency=concurrency or 1,
         run_id=run_id,
         handle_signals=False,
         print_notices=False,
@@ -181,8 +209,8 @@ def run(
     scenario: Scenario | str | os.PathLike[str],
     *,
     target: str | None = None,
-    sessions: int = 1,
-    concurrency: int = 1,
+    sessions: int | None = None,
+    concurrency: int | None = None,
     timeout_s: float | None = None,
     variables: Mapping[str, str] | None = None,
     results_dir: str | os.PathLike[str] | None = None,
@@ -196,8 +224,12 @@ def run(
         target: the server as ``HOST:PORT`` (``[::1]:2525`` for IPv6). None: the scenario's
             ``target``, and without one the built-in sink, started for this run on a free
             loopback port.
-        sessions: sessions to run in total.
-        concurrency: sessions at the same time, at most.
+        sessions: sessions to run in total (default 1). Over a scenario whose ``load:``
+            block runs open loop (``rate`` or ``stages``), it replaces the block's
+            ``sessions`` cap, as ``--sessions`` does.
+        concurrency: sessions at the same time, at most (default 1). Given over an
+            open-loop ``load:`` block, the run is closed loop, as with ``--concurrency``:
+            the block's load is set aside (its thresholds still apply).
         timeout_s: the step timeout, as ``--timeout`` (a step's own ``timeout`` wins).
         variables: values for variables the scenario declares, as ``--var NAME=VALUE``.
         results_dir: write ``results_dir/<run-id>/`` (summary.json, .hgrm, failures.log).
@@ -206,13 +238,15 @@ def run(
             got to it), as ``--clock``.
         thresholds: pass/fail rules, as ``--threshold`` (``["session.p99<500ms",
             "failed<1%"]``); their verdicts are in ``summary["thresholds"]`` and decide
-            :attr:`RunResult.exit_status`. Checked before the first session.
+            :attr:`RunResult.exit_status`. Checked before the first session. None: the
+            scenario's ``load: thresholds``; a list (even an empty one) replaces them.
 
     Returns:
         the run's :class:`RunResult`; failed sessions are counted there, never raised.
 
     Raises:
-        ScenarioError: the scenario is invalid.
+        ScenarioError: the scenario is invalid (a threshold of its ``load:`` block too, at
+            its place in the file).
         UsageError: an argument is invalid (a variable the scenario does not declare, a bad
             target, a count below 1, a threshold that cannot be read or names no step).
         OutputError: ``results_dir`` cannot be written (checked before the first session),
@@ -278,7 +312,9 @@ def _check_variables(scenario: Scenario, variables: Mapping[str, str] | None) ->
             raise UsageError(f"variables[{shown(name)}]: give a str, not {type(value).__name__}")
 
 
-def _parse_thresholds(thresholds: object, step_names: list[str]) -> list[Threshold]:
+def _parse_thresholds(
+    thresholds: object, step_names: list[str], *, open_loop: bool
+) -> list[Threshold]:
     if thresholds is None:
         return []
     if isinstance(thresholds, str) or not isinstance(thresholds, Sequence):
@@ -291,7 +327,7 @@ def _parse_thresholds(thresholds: object, step_names: list[str]) -> list[Thresho
         if not isinstance(text, str):
             raise UsageError(f"thresholds[{index}]: give a str, not {type(text).__name__}")
         try:
-            rules.extend(parse_thresholds([text], step_names=step_names, open_loop=False))
+            rules.extend(parse_thresholds([text], step_names=step_names, open_loop=open_loop))
         except ThresholdError as error:
             raise UsageError(f"thresholds[{index}] {error}") from None
     return rules

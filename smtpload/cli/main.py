@@ -42,7 +42,8 @@ from smtpload.cli.common import (
 from smtpload.cli.live import LiveView
 from smtpload.cli.usage import HelpFormatter, parse_arguments
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped, counted
-from smtpload.load.arrivals import ARRIVALS, OpenLoop, stages_of
+from smtpload.load.arrivals import ARRIVALS, OpenLoop
+from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanError, plan_load
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
@@ -59,11 +60,16 @@ from smtpload.report.results import (
     write_results,
 )
 from smtpload.report.stats import RunStats
-from smtpload.report.thresholds import ThresholdError, evaluate_thresholds, parse_thresholds
+from smtpload.report.thresholds import (
+    Threshold,
+    ThresholdError,
+    evaluate_thresholds,
+    parse_scenario_thresholds,
+    parse_thresholds,
+)
 from smtpload.scenario.bundled import scenario_path
-from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.loader import load_scenario
-from smtpload.scenario.model import Target
+from smtpload.scenario.model import Scenario, Target
 
 __all__ = ["build_parser", "main"]
 
@@ -78,9 +84,6 @@ examples:
   smtpload run quickstart        # bundled, against the built-in sink
   smtpload validate quickstart   # check a scenario without running it
 """
-
-#: The default cap of an open-loop run's sessions in flight (when open files allow that many).
-MAX_IN_FLIGHT = 10_000
 
 _RUN_EXAMPLES = """\
 examples:
@@ -131,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     open_loop = run.add_argument_group(
         "open loop",
         "Sessions start on a clock, not when earlier ones end, so a stalled server cannot slow "
-        "the load and hide its stall; session latencies then run from when each was due.",
+        "the load and hide its stall; session latencies then run from when each was due. A "
+        "scenario's load: block (rate or stages) runs open loop by itself; each option here "
+        "replaces its key there (--rate replaces rate and stages), and --concurrency runs "
+        "closed loop instead, setting the block's load aside.",
     )
     open_loop.add_argument(
         "--rate",
@@ -155,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     open_loop.add_argument(
         "--arrivals",
         choices=ARRIVALS,
-        default=ARRIVALS[0],
-        help="constant: evenly spaced; poisson: independent, exponential gaps",
+        help="constant: evenly spaced; poisson: independent, exponential gaps (default: the"
+        " scenario's load: arrivals, else constant)",
     )
     open_loop.add_argument(
         "--seed",
@@ -190,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a pass/fail rule on the run, METRIC[.STAT] OP VALUE[UNIT]: 'session.p99<500ms',"
         " 'step:rcpt.p99<50ms', 'failed<0.1%%' (of sessions started), 'messages_per_s>900'"
         " (repeatable; the grammar: README, Thresholds). When given, they decide the exit"
-        " status: 0 all hold, 1 any crossed; failed==0 applies too unless one is on failed",
+        " status: 0 all hold, 1 any crossed; failed==0 applies too unless one is on failed."
+        " Given here, they replace the scenario's load: thresholds",
     )
     run.add_argument(
         "--quiet",
@@ -288,16 +295,11 @@ def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
     compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
-    try:
-        thresholds = parse_thresholds(
-            args.threshold,
-            step_names=["connect", *compiled.step_names],
-            open_loop=args.rate is not None,
-        )
-    except ThresholdError as error:
-        raise UsageError(f"--threshold {error}") from None
+    plan = _load_plan(args, scenario)
+    step_names = ["connect", *compiled.step_names]
+    thresholds = _thresholds(args, scenario, step_names, open_loop=plan is not None)
     target: Target | None = args.target or scenario.target
-    load = _open_loop(args, builtin_sink=target is None)
+    load = None if plan is None else _open_loop(plan, builtin_sink=target is None)
     if load is None:
         ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     run_id = new_run_id()
@@ -350,54 +352,51 @@ def _command_run(args: argparse.Namespace) -> int:
     return exit_status(summary)
 
 
-def _open_loop(args: argparse.Namespace, *, builtin_sink: bool) -> OpenLoop | None:
-    """The open-loop load ``--rate`` asks for, checked; None for a closed-loop run.
+def _load_plan(args: argparse.Namespace, scenario: Scenario) -> LoadPlan | None:
+    """The open-loop load of ``--rate`` and the scenario's ``load:`` block (the command line
+    over the block: load/plan.py); None for a closed-loop run.
 
     Raises:
-        UsageError: an open-loop option without --rate, --concurrency with it, or neither
-            --duration nor --sessions to end it.
+        UsageError: the options and the block make no load (plan_load's rules).
     """
-    given = [
-        option
-        for option, value in (
-            ("--duration", args.duration),
-            ("--ramp", args.ramp),
-            ("--seed", args.seed),
-            ("--max-in-flight", args.max_in_flight),
-        )
-        if value is not None
-    ]
-    if args.arrivals != ARRIVALS[0]:
-        given.append("--arrivals")
-    if args.rate is None:
-        if given:
-            raise UsageError(f"{given[0]} is for open-loop runs: give --rate too")
-        return None
-    if not isinstance(args.concurrency, Unset):
-        raise UsageError(
-            "--concurrency is for closed-loop runs; with --rate, --max-in-flight caps the "
-            "sessions running at once"
-        )
-    sessions = None if isinstance(args.sessions, Unset) else int(args.sessions)
-    if args.duration is None and sessions is None:
-        raise UsageError("--rate needs --duration (or --sessions) to know when to stop")
-    duration_s = MAX_DURATION_S if args.duration is None else args.duration
-    if args.ramp is not None and args.duration is not None and args.ramp > args.duration:
-        raise UsageError(
-            f"--ramp {args.ramp:g} s is longer than --duration {args.duration:g} s: the run "
-            "would end before it reaches --rate"
-        )
-    if args.max_in_flight is not None:
-        ensure_open_files(args.max_in_flight, builtin_sink=builtin_sink, option="--max-in-flight")
-        max_in_flight = args.max_in_flight
-    else:
-        max_in_flight = most_connections(MAX_IN_FLIGHT, builtin_sink=builtin_sink)
-    return OpenLoop(
-        stages=stages_of(args.rate, duration_s, args.ramp or 0.0),
-        max_in_flight=max_in_flight,
+    given = LoadOptions(
+        rate_per_s=args.rate,
+        duration_s=args.duration,
+        ramp_s=args.ramp,
         arrivals=args.arrivals,
-        max_sessions=sessions,
         seed=args.seed,
+        max_in_flight=args.max_in_flight,
+        sessions=None if isinstance(args.sessions, Unset) else int(args.sessions),
+        concurrency=None if isinstance(args.concurrency, Unset) else int(args.concurrency),
+    )
+    try:
+        return plan_load(scenario.load, given)
+    except LoadPlanError as error:
+        raise UsageError(str(error)) from None
+
+
+def _open_loop(plan: LoadPlan, *, builtin_sink: bool) -> OpenLoop:
+    """The plan's open loop, with room for its sessions in flight (the open-file limit)."""
+    if plan.max_in_flight is not None:
+        ensure_open_files(
+            plan.max_in_flight, builtin_sink=builtin_sink, option=plan.max_in_flight_from
+        )
+        return plan.open_loop(plan.max_in_flight)
+    return plan.open_loop(most_connections(MAX_IN_FLIGHT, builtin_sink=builtin_sink))
+
+
+def _thresholds(
+    args: argparse.Namespace, scenario: Scenario, step_names: list[str], *, open_loop: bool
+) -> list[Threshold]:
+    """``--threshold``, or without any the scenario's ``load: thresholds`` (errors at their
+    place in the file)."""
+    if args.threshold or scenario.load is None:
+        try:
+            return parse_thresholds(args.threshold, step_names=step_names, open_loop=open_loop)
+        except ThresholdError as error:
+            raise UsageError(f"--threshold {error}") from None
+    return parse_scenario_thresholds(
+        scenario.path, scenario.load.thresholds, step_names=step_names, open_loop=open_loop
     )
 
 
@@ -407,6 +406,13 @@ def _command_validate(args: argparse.Namespace) -> int:
     for name in args.scenarios:
         try:
             scenario = load_scenario(scenario_path(name))
+            if scenario.load is not None:  # as a run without --threshold reads them
+                parse_scenario_thresholds(
+                    scenario.path,
+                    scenario.load.thresholds,
+                    step_names=["connect", *(step.name for step in scenario.steps)],
+                    open_loop=scenario.load.open_loop,
+                )
         except ScenarioError as error:
             problems.extend(error.problems)
         except UsageError as error:

@@ -26,10 +26,17 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ARRIVALS", "OpenLoop", "Stage", "arrival_offsets", "rate_at", "stages_of"]
+from smtpload.scenario.model import ARRIVALS  # the names, shared with the scenario's load:
 
-#: The arrival processes ``--arrivals`` names.
-ARRIVALS: tuple[str, ...] = ("constant", "poisson")
+__all__ = [
+    "ARRIVALS",
+    "OpenLoop",
+    "Stage",
+    "arrival_offsets",
+    "rate_at",
+    "sessions_due_by",
+    "stages_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,12 @@ class _Segment:
     @property
     def sessions(self) -> float:
         return (self.from_rate + self.to_rate) / 2 * self.duration_s
+
+    def sessions_by(self, time_s: float) -> float:
+        """N at ``time_s`` (clamped to the segment)."""
+        t = min(max(time_s - self.start_s, 0.0), self.duration_s)
+        slope = (self.to_rate - self.from_rate) / self.duration_s
+        return self.sessions_before + self.from_rate * t + slope / 2 * t * t
 
     def time_of(self, sessions: float) -> float:
         """The time within this segment at which N reaches ``sessions`` (in its range)."""
@@ -106,6 +119,18 @@ def rate_at(stages: Sequence[Stage], elapsed_s: float) -> float:
             share = offset_s / segment.duration_s
             return segment.from_rate + (segment.to_rate - segment.from_rate) * share
     return 0.0
+
+
+def sessions_due_by(stages: Sequence[Stage], time_s: float) -> float:
+    """``N(t)``: the sessions the stages expect by ``time_s`` seconds from the start (the
+    integral of their rate; not a whole number)."""
+    segments = _segments(stages)
+    if not segments or time_s <= 0:
+        return 0.0
+    for segment in segments:
+        if time_s < segment.start_s + segment.duration_s:
+            return segment.sessions_by(time_s)
+    return segments[-1].sessions_before + segments[-1].sessions
 
 
 def arrival_offsets(
@@ -165,6 +190,14 @@ class OpenLoop:
     @property
     def duration_s(self) -> float:
         return sum(stage.duration_s for stage in self.stages)
+
+    def rate_between(self, start_s: float, end_s: float) -> float:
+        """The stages' mean rate from ``start_s`` to ``end_s`` (seconds from the run's start),
+        per second: what timeline.csv shows as ``target_rate_per_s``."""
+        if end_s <= start_s:
+            return 0.0
+        due = sessions_due_by(self.stages, end_s) - sessions_due_by(self.stages, start_s)
+        return due / (end_s - start_s)
 
     def offsets(self) -> Iterator[float]:
         """When each session is due, in seconds from the run's start."""

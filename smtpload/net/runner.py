@@ -305,7 +305,10 @@ class _Run:
         """Close an interval every ``_INTERVAL_S`` (latency.hlog, timeline.csv) and the last
         one when the run ends, so that the run-wide histograms hold every sample."""
         stats = self.stats
-        log = IntervalLog(stats, time.time())
+        load = self.settings.open_loop
+        log = IntervalLog(
+            stats, time.time(), target_rate=None if load is None else load.rate_between
+        )
         stats.intervals = log
         stats.start_intervals()
         start = trio.current_time()

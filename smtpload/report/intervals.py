@@ -61,6 +61,7 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -103,6 +104,7 @@ TIMELINE_COLUMNS: tuple[str, ...] = (
     "in_flight",
     "session_p50_ms",
     "session_p99_ms",
+    "target_rate_per_s",
 )
 
 # Interval_Max's "max value unit ratio" (module docstring): µs values, the max in ms.
@@ -154,6 +156,7 @@ class Second:
         in_flight: sessions running at its end.
         session_p50_ms, session_p99_ms: of the sessions that passed in it; None when none.
         started_total, passed_total, failed_total: the run's counts at its end.
+        target_rate_per_s: the open-loop schedule's mean rate in it; None in closed loop.
     """
 
     start_s: float
@@ -168,6 +171,7 @@ class Second:
     started_total: int
     passed_total: int
     failed_total: int
+    target_rate_per_s: float | None = None
 
     @property
     def sessions_per_s(self) -> float:
@@ -192,6 +196,7 @@ class Second:
             str(self.in_flight),
             "" if self.session_p50_ms is None else f"{self.session_p50_ms:.3f}",
             "" if self.session_p99_ms is None else f"{self.session_p99_ms:.3f}",
+            "" if self.target_rate_per_s is None else f"{self.target_rate_per_s:.3f}",
         ]
 
 
@@ -206,6 +211,9 @@ class IntervalLog:
         max_hlog_bytes: the interval log's bound (:data:`MAX_HLOG_BYTES`).
         spool_bytes: how much of each file is kept in memory before it goes to a temporary
             file (:data:`SPOOL_BYTES`).
+        target_rate: an open-loop run's schedule: its mean rate per second between two times
+            (seconds from the start), the timeline's ``target_rate_per_s``; None (closed
+            loop): that column is empty.
     """
 
     def __init__(
@@ -215,8 +223,10 @@ class IntervalLog:
         *,
         max_hlog_bytes: int = MAX_HLOG_BYTES,
         spool_bytes: int = SPOOL_BYTES,
+        target_rate: Callable[[float, float], float] | None = None,
     ) -> None:
         self._stats = stats
+        self._target_rate = target_rate
         self._series: list[tuple[str, LatencyHistogram]] = [
             (step_tag(index, step.name), step.latency)
             for index, step in enumerate(stats.steps.values())
@@ -297,6 +307,9 @@ class IntervalLog:
             started_total=now.started,
             passed_total=now.passed,
             failed_total=now.failed,
+            target_rate_per_s=(
+                None if self._target_rate is None else self._target_rate(start_s, end_s)
+            ),
         )
         self.latest = second
         row = second.timeline_row()

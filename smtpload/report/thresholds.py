@@ -56,7 +56,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from smtpload.errors import clipped, shown
+from smtpload.errors import Problem, ScenarioError, clipped, shown
+from smtpload.scenario.model import ThresholdText
 
 __all__ = [
     "COUNT_METRICS",
@@ -69,6 +70,7 @@ __all__ = [
     "Verdict",
     "evaluate_thresholds",
     "format_thresholds",
+    "parse_scenario_thresholds",
     "parse_threshold",
     "parse_thresholds",
 ]
@@ -302,6 +304,34 @@ def parse_thresholds(
     return [
         parse_threshold(text, step_names=step_names, open_loop=open_loop) for text in expressions
     ]
+
+
+def parse_scenario_thresholds(
+    path: str,
+    thresholds: Sequence[ThresholdText],
+    *,
+    step_names: Collection[str],
+    open_loop: bool,
+) -> list[Threshold]:
+    """Read the thresholds of a scenario's ``load:`` block, in order.
+
+    Raises:
+        ScenarioError: every threshold that cannot be read, each at its place in the file
+            (``FILE:LINE:COL``: the column of the problem inside the expression where the
+            expression is written on one line as it is read, else the expression's start).
+    """
+    rules = []
+    problems = []
+    for written in thresholds:
+        try:
+            rules.append(parse_threshold(written.text, step_names=step_names, open_loop=open_loop))
+        except ThresholdError as error:
+            line, column = written.position(error.column - 1)
+            message = f"load: threshold {shown(written.text)}: {error.reason}"
+            problems.append(Problem(path, line, column, message))
+    if problems:
+        raise ScenarioError(problems)
+    return rules
 
 
 def _read_metric(

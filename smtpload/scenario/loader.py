@@ -22,6 +22,7 @@ from pathlib import Path
 
 from smtpload.errors import Problem, ScenarioError, clipped, shown
 from smtpload.scenario.input_file import InputTooLargeError, read_input
+from smtpload.scenario.load_syntax import read_load
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     PER_MESSAGE_VARIABLES,
@@ -45,7 +46,7 @@ from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceN
 
 __all__ = ["load_scenario", "parse_scenario"]
 
-_TOP_KEYS = ("name", "description", "target", "timeout", "variables", "steps")
+_TOP_KEYS = ("name", "description", "target", "timeout", "variables", "load", "steps")
 _TARGET_KEYS = ("host", "port")
 _DEFAULT_PORT = 25  # the well-known SMTP port (IANA "smtp")
 
@@ -155,6 +156,7 @@ class _Validator(NodeReader):
         if "timeout" in keys:
             timeout_s = positive_seconds(keys["timeout"][1], self, "timeout")
         variables = self._variables(keys["variables"][1]) if "variables" in keys else []
+        load = read_load(keys["load"][1], self) if "load" in keys else None
         if "steps" not in keys:
             self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
             return None
@@ -189,6 +191,7 @@ class _Validator(NodeReader):
             timeout_s=timeout_s,
             variables=tuple((v.name, v.text) for v in variables),
             steps=steps,
+            load=load,
         )
 
     def _target(self, node: Node) -> Target | None:

@@ -12,14 +12,18 @@ from dataclasses import dataclass
 from smtpload.errors import shown
 
 __all__ = [
+    "ARRIVALS",
     "BUILTIN_VARIABLES",
     "MAX_DATA_SIZE_BYTES",
     "PER_MESSAGE_VARIABLES",
     "Expectation",
+    "Load",
+    "LoadStage",
     "Scenario",
     "Step",
     "StepKind",
     "Target",
+    "ThresholdText",
     "parse_target",
 ]
 
@@ -38,6 +42,11 @@ PER_MESSAGE_VARIABLES = ("message_id",)
 #: nearly always a slip of the keyboard (``1000000000000``). The padding is sent from one block
 #: shared by every session (``protocol/wire.py``), so the bound is not about memory.
 MAX_DATA_SIZE_BYTES = 1 << 30
+
+
+#: The arrival processes of an open-loop run (``load: arrivals``, ``--arrivals``): evenly
+#: spaced, or at independent exponential gaps (load/arrivals.py).
+ARRIVALS: tuple[str, ...] = ("constant", "poisson")
 
 
 class StepKind(enum.Enum):
@@ -171,6 +180,7 @@ class Scenario:
         variables: declared variables in file order, each a template that may use built-ins
             and variables declared before it.
         timeout_s: the scenario's default step timeout, or None.
+        load: the ``load:`` block, or None without one.
     """
 
     path: str
@@ -180,3 +190,69 @@ class Scenario:
     timeout_s: float | None
     variables: tuple[tuple[str, str], ...]
     steps: tuple[Step, ...]
+    load: Load | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadStage:
+    """One of ``load: stages``: over ``duration_s`` the rate moves in a straight line from
+    where the stage before left it (0 before the first) to ``rate_per_s``."""
+
+    duration_s: float
+    rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdText:
+    """A threshold of ``load: thresholds`` as written, with where it stands in the file.
+
+    The scenario layer keeps the text only: the threshold language is report/thresholds.py's,
+    read once the run's step names and loop are known.
+
+    Attributes:
+        text: the expression.
+        line, column: where its first character stands (1-based).
+        exact: whether character ``i`` of ``text`` stands at ``column + i`` on that line (a
+            one-line scalar without escapes); otherwise only ``line`` and ``column`` are known.
+    """
+
+    text: str
+    line: int
+    column: int
+    exact: bool = False
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """The line and column (1-based) of character ``offset`` (0-based) of the text."""
+        if self.exact and 0 <= offset <= len(self.text):
+            return self.line, self.column + offset
+        return self.line, self.column
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A scenario's ``load:`` block: the open-loop load it runs with by default.
+
+    Either ``rate_per_s`` (with ``duration_s`` and ``ramp_s``, as ``--rate``, ``--duration``,
+    ``--ramp``) or ``stages`` is set when the block is open loop; a block of ``thresholds``
+    alone leaves the run closed loop. Every field the file leaves out is None (or empty).
+
+    Attributes:
+        line, column: where the block's value starts (1-based), for messages.
+    """
+
+    rate_per_s: float | None = None
+    duration_s: float | None = None
+    ramp_s: float | None = None
+    stages: tuple[LoadStage, ...] = ()
+    arrivals: str | None = None
+    seed: int | None = None
+    max_in_flight: int | None = None
+    sessions: int | None = None
+    thresholds: tuple[ThresholdText, ...] = ()
+    line: int = 0
+    column: int = 0
+
+    @property
+    def open_loop(self) -> bool:
+        """Whether the block sets a rate (or stages), so that the run is open loop."""
+        return self.rate_per_s is not None or bool(self.stages)
