@@ -50,6 +50,7 @@ from smtpload.errors import (
 )
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario, undeclared_variables
+from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, exit_status, write_results
 from smtpload.report.stats import CLOCKS, RunStats
@@ -130,6 +131,8 @@ async def arun(
     results_dir: str | os.PathLike[str] | None = None,
     clock: str = "kernel",
     thresholds: Sequence[str] | None = None,
+    abort_on_threshold: bool = False,
+    abort_warmup_s: float = DEFAULT_WARMUP_S,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -141,16 +144,17 @@ async def arun(
     _check_positive_int("concurrency", concurrency)
     if clock not in CLOCKS:
         raise UsageError(f"clock={clock!r}: give one of {', '.join(map(repr, CLOCKS))}")
-    if timeout_s is not None and not (
-        isinstance(timeout_s, int | float)
-        and not isinstance(timeout_s, bool)
-        and 0 < timeout_s < math.inf
-    ):
+    if timeout_s is not None and not _is_seconds(timeout_s):
         raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
     compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
     rules = _parse_thresholds(thresholds, ["connect", *compiled.step_names])
+    if not isinstance(abort_on_threshold, bool):
+        raise UsageError(f"abort_on_threshold={abort_on_threshold!r}: give True or False")
+    if not _is_seconds(abort_warmup_s):
+        raise UsageError(f"abort_warmup_s={abort_warmup_s!r}: give a number of seconds above 0")
+    abort = AbortCheck(rules, warmup_s=abort_warmup_s) if abort_on_threshold else None
     run_id = new_run_id()
     directory = None
     if results_dir is not None and not os.fspath(results_dir):
@@ -169,6 +173,7 @@ async def arun(
         handle_signals=False,
         print_notices=False,
         clock=clock,
+        abort=abort,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     summary["thresholds"] = evaluate_thresholds(rules, summary)
@@ -188,6 +193,8 @@ def run(
     results_dir: str | os.PathLike[str] | None = None,
     clock: str = "kernel",
     thresholds: Sequence[str] | None = None,
+    abort_on_threshold: bool = False,
+    abort_warmup_s: float = DEFAULT_WARMUP_S,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -207,6 +214,11 @@ def run(
         thresholds: pass/fail rules, as ``--threshold`` (``["session.p99<500ms",
             "failed<1%"]``); their verdicts are in ``summary["thresholds"]`` and decide
             :attr:`RunResult.exit_status`. Checked before the first session.
+        abort_on_threshold: as ``--abort-on-threshold``: stop early when a threshold (or,
+            without one on ``failed``, the default ``failed==0``) is crossed, judged every
+            second after ``abort_warmup_s``; ``summary["aborted"]`` then names it and
+            :attr:`RunResult.exit_status` is 1.
+        abort_warmup_s: as ``--abort-warmup``, in seconds.
 
     Returns:
         the run's :class:`RunResult`; failed sessions are counted there, never raised.
@@ -229,6 +241,8 @@ def run(
         results_dir=results_dir,
         clock=clock,
         thresholds=thresholds,
+        abort_on_threshold=abort_on_threshold,
+        abort_warmup_s=abort_warmup_s,
     )
     try:
         return trio.run(call)
@@ -295,6 +309,11 @@ def _parse_thresholds(thresholds: object, step_names: list[str]) -> list[Thresho
         except ThresholdError as error:
             raise UsageError(f"thresholds[{index}] {error}") from None
     return rules
+
+
+def _is_seconds(value: object) -> bool:
+    """A number of seconds above 0 and finite (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def _check_positive_int(name: str, value: object) -> None:

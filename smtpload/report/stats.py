@@ -194,6 +194,28 @@ class LatencyHistogram:
         summary["mean"] = _us_to_ms(self._mean_and_stddev_us()[0])
         return summary
 
+    def stat_ms(self, key: str) -> float | None:
+        """One statistic of :meth:`summary_ms` (a key of :data:`LATENCY_KEYS`), the same value
+        to the microsecond, or ``None`` when nothing was recorded. Cheaper than the whole
+        summary when only one is wanted (``--abort-on-threshold`` judges one a second): a
+        percentile is one pass over the counts, ``max`` none; ``mean`` costs what it does
+        there.
+
+        Raises:
+            KeyError: ``key`` is not one of :data:`LATENCY_KEYS`.
+        """
+        histogram = self._histogram
+        if key not in LATENCY_KEYS:
+            raise KeyError(key)
+        if histogram.get_total_count() == 0:
+            return None
+        if key == "max":
+            return _us_to_ms(histogram.get_max_value())
+        if key == "mean":
+            return _us_to_ms(self._mean_and_stddev_us()[0])
+        percentile = _PERCENTILES[key]
+        return _us_to_ms(histogram.get_percentile_to_value_dict([percentile])[percentile])
+
     def encode(self) -> str:
         """The histogram as an ASCII HdrHistogram V2 blob (zlib + base64, ``HISTF...``).
 
