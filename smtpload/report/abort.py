@@ -50,8 +50,12 @@ p99 of the first second of a short run is the p99 of too few sessions.
 
 Cost: one judgement computes only the statistics its thresholds name, from the run-wide
 histograms the interval task has just brought up to date: no histogram is built or copied, and
-no file is touched. A percentile is one pass over a histogram's counts (about 1 ms); ``max``
-and the counts are free; ``mean`` is the most expensive (a pass computing midpoints).
+no file is touched. Measured here (2 shared cores) after 100 s of history at 100 sessions/s, a
+scenario of 100 steps: ``session.p99<1h`` with ``failed<1%`` took 1.3 ms a judgement, a p99 on
+each of the 100 steps 146 ms (about 1.5 ms a percentile: LatencyHistogram.stat_ms), a ``max``
+on each 3.4 ms, a ``mean`` 48 ms (a pass over every bucket in Python: prefer a percentile). The
+counts cost nothing. The judgement runs on the event loop once a second, so a hundred latency
+thresholds would show in ``generator.loop_lag_ms``; a few do not.
 """
 
 from __future__ import annotations
