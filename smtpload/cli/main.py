@@ -88,8 +88,8 @@ examples:
       --concurrency 100 --quiet --json summary.json
   smtpload run quickstart --sessions 1000 --concurrency 10 \\
       --threshold 'session.p99<50ms' --threshold 'failed<1%'   # a CI gate
-  smtpload run quickstart --rate 100 --duration 10m \
-      --threshold 'session.p99<50ms' --abort-on-threshold   # stop once it fails
+  smtpload run quickstart --rate 100 --duration 10m \\
+      --threshold 'session.p99<50ms' --abort-on-threshold   # stop early
 """
 
 _VALIDATE_EXAMPLES = """\
