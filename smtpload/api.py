@@ -52,6 +52,7 @@ from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlanError, plan_l
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario, undeclared_variables
+from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, exit_status, write_results
 from smtpload.report.stats import CLOCKS, RunStats
@@ -133,6 +134,8 @@ async def arun(
     results_dir: str | os.PathLike[str] | None = None,
     clock: str = "kernel",
     thresholds: Sequence[str] | None = None,
+    abort_on_threshold: bool = False,
+    abort_warmup_s: float = DEFAULT_WARMUP_S,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -145,11 +148,7 @@ async def arun(
             _check_positive_int(name, count)
     if clock not in CLOCKS:
         raise UsageError(f"clock={clock!r}: give one of {', '.join(map(repr, CLOCKS))}")
-    if timeout_s is not None and not (
-        isinstance(timeout_s, int | float)
-        and not isinstance(timeout_s, bool)
-        and 0 < timeout_s < math.inf
-    ):
+    if timeout_s is not None and not _is_seconds(timeout_s):
         raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
@@ -178,6 +177,11 @@ async def arun(
             open_loop = plan.open_loop(plan.max_in_flight)
         else:
             open_loop = plan.open_loop(most_connections(MAX_IN_FLIGHT, builtin_sink=builtin_sink))
+    if not isinstance(abort_on_threshold, bool):
+        raise UsageError(f"abort_on_threshold={abort_on_threshold!r}: give True or False")
+    if not _is_seconds(abort_warmup_s):
+        raise UsageError(f"abort_warmup_s={abort_warmup_s!r}: give a number of seconds above 0")
+    abort = AbortCheck(rules, warmup_s=abort_warmup_s) if abort_on_threshold else None
     run_id = new_run_id()
     directory = None
     if results_dir is not None and not os.fspath(results_dir):
@@ -197,6 +201,7 @@ async def arun(
         handle_signals=False,
         print_notices=False,
         clock=clock,
+        abort=abort,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     summary["thresholds"] = evaluate_thresholds(rules, summary)
@@ -216,6 +221,8 @@ def run(
     results_dir: str | os.PathLike[str] | None = None,
     clock: str = "kernel",
     thresholds: Sequence[str] | None = None,
+    abort_on_threshold: bool = False,
+    abort_warmup_s: float = DEFAULT_WARMUP_S,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -240,6 +247,11 @@ def run(
             "failed<1%"]``); their verdicts are in ``summary["thresholds"]`` and decide
             :attr:`RunResult.exit_status`. Checked before the first session. None: the
             scenario's ``load: thresholds``; a list (even an empty one) replaces them.
+        abort_on_threshold: as ``--abort-on-threshold``: stop early when a threshold (or,
+            without one on ``failed``, the default ``failed==0``) is crossed, judged every
+            second after ``abort_warmup_s``; ``summary["aborted"]`` then names it and
+            :attr:`RunResult.exit_status` is 1.
+        abort_warmup_s: as ``--abort-warmup``, in seconds.
 
     Returns:
         the run's :class:`RunResult`; failed sessions are counted there, never raised.
@@ -263,6 +275,8 @@ def run(
         results_dir=results_dir,
         clock=clock,
         thresholds=thresholds,
+        abort_on_threshold=abort_on_threshold,
+        abort_warmup_s=abort_warmup_s,
     )
     try:
         return trio.run(call)
@@ -331,6 +345,11 @@ def _parse_thresholds(
         except ThresholdError as error:
             raise UsageError(f"thresholds[{index}] {error}") from None
     return rules
+
+
+def _is_seconds(value: object) -> bool:
+    """A number of seconds above 0 and finite (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def _check_positive_int(name: str, value: object) -> None:

@@ -300,6 +300,30 @@ def refuses_every_nth(n: int) -> Handler:
     return handler
 
 
+def slows_down_after(n: int, delay_s: float) -> Handler:
+    """A polite server that serves its first ``n`` connections at once and, from the next
+    one on, waits ``delay_s`` before every reply, its banner too: a server that degrades mid-run
+    (a queue filling up, a tarpit switching on). Slow, not failing: every session still passes
+    if it has the time."""
+    connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        slow = connections > n
+
+        async def wait() -> None:
+            if slow:
+                await trio.sleep(delay_s)
+
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await wait()
+            await stream.send_all(b"220 degrading.test ESMTP\r\n")
+        await _polite_replies(stream, before_reply=wait)
+
+    return handler
+
+
 BEHAVIOURS: dict[str, Handler] = {
     "garbage": garbage_banner,
     "reset": reset_after_greeting,

@@ -48,6 +48,7 @@ from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.live import live_view_possible
 from smtpload.report.progress import DEFAULT_WINDOW_S, RecentRate, format_progress
@@ -93,6 +94,8 @@ examples:
       --concurrency 100 --quiet --json summary.json
   smtpload run quickstart --sessions 1000 --concurrency 10 \\
       --threshold 'session.p99<50ms' --threshold 'failed<1%'   # a CI gate
+  smtpload run quickstart --rate 100 --duration 10m \\
+      --threshold 'session.p99<50ms' --abort-on-threshold   # stop early
 """
 
 _VALIDATE_EXAMPLES = """\
@@ -200,6 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
         " Given here, they replace the scenario's load: thresholds",
     )
     run.add_argument(
+        "--abort-on-threshold",
+        action="store_true",
+        help="stop early when a threshold is crossed, judged every second after"
+        " --abort-warmup: as a first Ctrl-C (2 s for running sessions, the rest interrupted),"
+        " then exit 1; latency upper bounds, count upper bounds and percentages abort, rates"
+        " and count lower bounds are judged at the end only; without --threshold, the"
+        " default failed==0 aborts at the first failure (README, Thresholds)",
+    )
+    run.add_argument(
+        "--abort-warmup",
+        type=duration_argument,
+        metavar="DURATION",
+        help="with --abort-on-threshold, judge nothing before this much of the run"
+        f" (default: {DEFAULT_WARMUP_S:g} s)",
+    )
+    run.add_argument(
         "--quiet",
         action="store_true",
         help="no progress and no report when every session passes; otherwise one line of"
@@ -298,6 +317,11 @@ def _command_run(args: argparse.Namespace) -> int:
     plan = _load_plan(args, scenario)
     step_names = ["connect", *compiled.step_names]
     thresholds = _thresholds(args, scenario, step_names, open_loop=plan is not None)
+    if args.abort_warmup is not None and not args.abort_on_threshold:
+        raise UsageError("--abort-warmup is for --abort-on-threshold: give it too")
+    abort = None
+    if args.abort_on_threshold:
+        abort = AbortCheck(thresholds, warmup_s=args.abort_warmup or DEFAULT_WARMUP_S)
     target: Target | None = args.target or scenario.target
     load = None if plan is None else _open_loop(plan, builtin_sink=target is None)
     if load is None:
@@ -325,6 +349,7 @@ def _command_run(args: argparse.Namespace) -> int:
         clock=args.clock,
         progress_interval_s=None if progress is None else progress.interval_s,
         signalled_before=interrupts.pending,
+        abort=abort,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)

@@ -14,6 +14,11 @@ cancelled and counted as ``interrupted``. A second signal cancels at once. Eithe
 returns normally, so every result file is still written. A signal that came before this
 handling was in place, and that the caller noted (``RunSettings.signalled_before``, see
 cli/interrupts.py), counts as the first.
+
+``--abort-on-threshold`` (``RunSettings.abort``, report/abort.py) stops the run the same way
+when a threshold is crossed, judged once a second right after an interval closes; the run is
+then aborted, not interrupted (exit 1, not 130). A signal during an abort's grace marks the
+run interrupted (130 wins); a second one cancels at once, as ever.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
 from smtpload.protocol.outcome import Outcome, SessionFailure
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
+from smtpload.report.abort import AbortCheck
 from smtpload.report.intervals import IntervalLog
 from smtpload.report.results import build_summary
 from smtpload.report.stats import KERNEL_CLOCK, RunStats
@@ -97,6 +103,8 @@ class RunSettings:
         clock: ``kernel`` to end reply latencies on the kernel's receive times where the
             platform has them (else the run falls back to the loop and says so in its
             summary), ``loop`` to end them when the event loop sees the reply.
+        abort: ``--abort-on-threshold``: judged once a second; its first crossing stops the
+            run as a first signal does (its ``crossing`` then says which); one per run.
     """
 
     sessions: int
@@ -111,6 +119,7 @@ class RunSettings:
     print_notices: bool = True
     clock: str = KERNEL_CLOCK
     open_loop: OpenLoop | None = None
+    abort: AbortCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,15 +268,18 @@ class _Run:
                 self.stop(nursery)
             task_status.started()
             async for _ in signals:
-                if self.stopping:
+                if self.interrupted:
                     self.cancel_running()  # a second signal: stop now
+                elif self.stopping:
+                    self.interrupted = True  # during an abort's grace: the run ends with 130
                 else:
                     self.stop(nursery)
 
-    def stop(self, nursery: trio.Nursery) -> None:
-        """The first signal: no new sessions; running ones get ``grace_s``."""
+    def stop(self, nursery: trio.Nursery, *, interrupted: bool = True) -> None:
+        """The first signal (or an abort, not ``interrupted``): no new sessions; running ones
+        get ``grace_s``."""
         self.stopping = True
-        self.interrupted = True
+        self.interrupted = interrupted
         self.scheduling.cancel()
         nursery.start_soon(self.cancel_after_grace)
 
@@ -299,11 +311,24 @@ class _Run:
             # The run's last part, shorter than a sample, is a sample of its own.
             load.record_cpu(time.process_time() - cpu_mark, time.perf_counter() - wall_mark)
 
+    def abort_if_crossed(self, nursery: trio.Nursery, elapsed_s: float) -> None:
+        """``--abort-on-threshold``: judge the thresholds on the run so far; on a crossing,
+        stop as at a first signal, but not interrupted."""
+        check = self.settings.abort
+        if check is None or self.stopping:
+            return
+        if check.check(self.stats, elapsed_s) is not None:
+            self.stop(nursery, interrupted=False)
+
     async def record_intervals(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        nursery: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Close an interval every ``_INTERVAL_S`` (latency.hlog, timeline.csv) and the last
-        one when the run ends, so that the run-wide histograms hold every sample."""
+        one when the run ends, so that the run-wide histograms hold every sample; after each
+        one, the run-wide histograms are up to date: the moment to judge an abort."""
         stats = self.stats
         load = self.settings.open_loop
         log = IntervalLog(
@@ -320,6 +345,7 @@ class _Run:
                 await trio.sleep_until(start + mark_s + _INTERVAL_S)
                 log.close_interval(mark_s, mark_s + _INTERVAL_S)
                 mark_s += _INTERVAL_S
+                self.abort_if_crossed(nursery, mark_s)
         finally:
             log.close_interval(mark_s, trio.current_time() - start, last=True)
 
@@ -366,7 +392,7 @@ async def _run(
         if on_progress is not None and settings.progress_interval_s is not None:
             services.start_soon(run.report_progress, on_progress, start)
         services.start_soon(run.watch_generator)
-        await services.start(run.record_intervals)  # recording before the first session
+        await services.start(run.record_intervals, services)  # before the first session
         async with trio.open_nursery() as workers:
             await run.start_workers(workers)
         run.workers_done.set()
@@ -495,7 +521,14 @@ async def run_scenario_to_summary(
         interrupted=interrupted,
         sessions_requested=settings.sessions if stats.sessions_due is None else stats.sessions_due,
         load=_load_summary(settings),
+        aborted=_aborted(settings),
     )
+
+
+def _aborted(settings: RunSettings) -> dict[str, Any] | None:
+    """summary.json's ``aborted``: the threshold that stopped the run, or None."""
+    crossing = None if settings.abort is None else settings.abort.crossing
+    return None if crossing is None else crossing.summary()
 
 
 def _load_summary(settings: RunSettings) -> dict[str, Any]:

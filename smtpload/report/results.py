@@ -14,6 +14,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       "target": "host:port",
       "run_id": str,
       "interrupted": bool,              # true when Ctrl-C / SIGTERM cut the run short
+      "aborted": {"threshold": str, "metric": str, "at_s": float, "measured": number or null}
+                 or null,               # --abort-on-threshold stopped the run (report/abort.py)
       "duration_s": float,              # wall time of the run, 3 decimals
       "sessions": {
         "started": int,
@@ -97,6 +99,7 @@ from typing import Any, TextIO
 from smtpload._version import __version__
 from smtpload.errors import counted
 from smtpload.protocol.outcome import FAILURE_CATEGORIES, SessionFailure
+from smtpload.report.abort import format_abort
 from smtpload.report.files import replacing, write_text
 from smtpload.report.generator import generator_summary, saturation_note
 from smtpload.report.stats import LatencyHistogram, RunStats
@@ -121,6 +124,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "target",
     "run_id",
     "interrupted",
+    "aborted",
     "duration_s",
     "load",
     "sessions",
@@ -170,6 +174,7 @@ def build_summary(
     interrupted: bool,
     sessions_requested: int | None = None,
     load: Mapping[str, Any] | None = None,
+    aborted: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the summary.json contents (see the module docstring for the exact shape).
 
@@ -184,6 +189,8 @@ def build_summary(
             every one it was asked for was started.
         load: how the run was driven (summary.json's ``load``); None: closed loop, as far
             as is known.
+        aborted: the threshold that stopped the run (``report/abort.py``, ``Crossing``'s
+            summary), or None.
     """
     finished = stats.finished
     requested = stats.started if sessions_requested is None else sessions_requested
@@ -192,6 +199,7 @@ def build_summary(
         "target": target,
         "run_id": run_id,
         "interrupted": interrupted,
+        "aborted": dict(aborted) if aborted is not None else None,
         "duration_s": round(duration_s, 3),
         "load": dict(load) if load is not None else {"model": "closed", "corrected": False},
         "sessions": {
@@ -315,11 +323,14 @@ def write_results(directory: Path, summary: dict[str, Any], stats: RunStats) -> 
 
 def exit_status(summary: Mapping[str, Any]) -> int:
     """What a finished run exits with (README, "Outcomes and exit status"): 130 interrupted
-    (it wins); without thresholds 1 a session failed, 0 every session passed; with thresholds
-    1 any is crossed or has no data, or (unless one is on ``failed``, which then says how many
-    failures pass) a session failed; else 0. (2, a usage error, is the command's.)"""
+    (it wins); 1 aborted by a threshold (``--abort-on-threshold``); without thresholds 1 a
+    session failed, 0 every session passed; with thresholds 1 any is crossed or has no data,
+    or (unless one is on ``failed``, which then says how many failures pass) a session
+    failed; else 0. (2, a usage error, is the command's.)"""
     if summary["interrupted"]:
         return 130
+    if summary.get("aborted"):  # .get: a summary written before aborts existed has none
+        return 1
     failed = bool(summary["sessions"]["failed"])
     # .get: a summary written before thresholds existed has none.
     thresholds = summary.get("thresholds") or []
@@ -484,6 +495,7 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     saturated = saturation_note(summary)
     if saturated is not None:
         lines.append(saturated)
+    lines.extend(format_abort(summary))
     lines.extend(format_thresholds(summary))
 
     shown = stats.failures[: max(max_transcripts, 0)]
@@ -518,9 +530,14 @@ def _failure_counts(sessions: dict[str, Any]) -> list[str]:
 
 def format_outcomes(summary: dict[str, Any]) -> str:
     """One line of the run's outcomes, for ``--quiet`` when a session failed:
-    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``; then the thresholds, if any."""
+    ``sessions: 3 started, 1 passed, 2 failed (timeout 2)``; then the abort and the thresholds,
+    if any."""
     return "\n".join(
-        [_sessions_line(summary["sessions"], outcomes=True), *format_thresholds(summary)]
+        [
+            _sessions_line(summary["sessions"], outcomes=True),
+            *format_abort(summary),
+            *format_thresholds(summary),
+        ]
     )
 
 
