@@ -111,6 +111,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "clock",
         "steps",
         "generator",
+        "tls",
         "thresholds",
         "smtpload_version",
     ]
@@ -164,6 +165,7 @@ def test_summary_values_of_a_populated_run() -> None:
             "connect_error": 1,
             "connection_closed": 0,
             "protocol_error": 0,
+            "tls_error": 0,
             "interrupted": 0,
         },
     }
@@ -569,7 +571,8 @@ def test_report_is_plain_text_within_100_columns() -> None:
     assert categories[1].split() == [
         *("unexpected_reply", "1000000000,", "timeout", "1000000000,"),
         *("connect_error", "1000000000,", "connection_closed", "1000000000,"),
-        *("protocol_error", "1000000000,", "interrupted", "1000000000"),
+        *("protocol_error", "1000000000,", "tls_error", "1000000000,"),
+        *("interrupted", "1000000000"),
     ]
 
 

@@ -28,6 +28,7 @@ from smtpload.cli.common import (
     add_force_option,
     add_run_options,
     check_outputs,
+    compile_with_tls,
     duration_argument,
     listen_argument,
     name_argument,
@@ -44,7 +45,6 @@ from smtpload.load.arrivals import ARRIVALS, OpenLoop, stages_of
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
-from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.progress import DEFAULT_WINDOW_S, RecentRate, format_progress
 from smtpload.report.results import (
@@ -290,7 +290,8 @@ class _Progress:
 def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
-    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
+    target: Target | None = args.target or scenario.target
+    compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
     try:
         thresholds = parse_thresholds(
             args.threshold,
@@ -299,7 +300,6 @@ def _command_run(args: argparse.Namespace) -> int:
         )
     except ThresholdError as error:
         raise UsageError(f"--threshold {error}") from None
-    target: Target | None = args.target or scenario.target
     load = _open_loop(args, builtin_sink=target is None)
     if load is None:
         ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
@@ -320,6 +320,7 @@ def _command_run(args: argparse.Namespace) -> int:
         clock=args.clock,
         progress_interval_s=None if progress is None else progress.interval_s,
         signalled_before=interrupts.pending,
+        tls=tls,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)
