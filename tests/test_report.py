@@ -124,8 +124,10 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "connect_error",
         "connection_closed",
         "protocol_error",
+        "tls_error",
         "interrupted",
     ]
+    assert summary["tls"] is None  # no session did TLS
     assert set(summary["throughput"]) == {
         "sessions_per_s",
         "passed_sessions_per_s",

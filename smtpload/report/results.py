@@ -139,6 +139,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "clock",
     "steps",
     "generator",
+    "tls",
     "thresholds",
     "smtpload_version",
 )
