@@ -539,3 +539,36 @@ def test_cli_replay_takes_the_tls_options(
         "replay", str(scenario), "--target", target, "--tls-ca", str(ca_file), cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_baselines_and_junit_know_tls_and_tls_error(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    target = ["--target", f"smtps://{LOOPBACK}:{implicit_port}"]
+    trust = ["--tls-ca", str(ca_file)]
+    baseline = tmp_path / "baseline.json"
+    done = smtpload(
+        "record", str(scenario), *target, *trust, "-o", str(baseline), "--sessions", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    steps = {step["name"]: step for step in json.loads(baseline.read_text())["steps"]}
+    assert steps["tls"]["events"] == {"tls": 2}
+    # The baseline reads back (its tls events are known), and the same server passes.
+    done = smtpload(
+        "compare", str(scenario), "--baseline", str(baseline), *target, *trust, "--sessions", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    # Without the CA, the handshake fails: a regression at the tls step, in JUnit too.
+    junit = tmp_path / "report.xml"
+    done = smtpload(
+        "compare", str(scenario), "--baseline", str(baseline), *target, "--sessions", "2",
+        "--junit", str(junit), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert "tls_error" in done.stdout
+    report = junit.read_text()
+    assert 'name="tls"' in report
+    assert "tls_error" in report
