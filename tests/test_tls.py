@@ -20,6 +20,7 @@ import trio
 import trustme
 from aiosmtpd.controller import Controller
 
+from smtpload.errors import ScenarioError
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
@@ -27,7 +28,7 @@ from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
 from smtpload.report.stats import KERNEL_CLOCK, RunStats
 from smtpload.scenario.loader import parse_scenario
-from smtpload.scenario.model import TlsSettings
+from smtpload.scenario.model import StepKind, TlsSettings
 from tests.cli import smtpload
 from tests.misbehaving import TLS_BEHAVIOURS, Handler, starttls_server, tls_alerting_server
 from tests.peers import RecordingHandler
@@ -572,3 +573,92 @@ def test_baselines_and_junit_know_tls_and_tls_error(
     report = junit.read_text()
     assert 'name="tls"' in report
     assert "tls_error" in report
+
+
+# -- the scenario: starttls, the target's TLS keys ---------------------------------------------
+
+
+def problems_of(text: str, path: str = "s.yaml") -> list[str]:
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, path)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_a_starttls_step_sends_starttls_expects_220_and_is_followed_by_the_tls_step() -> None:
+    scenario = parse_scenario(STARTTLS_EHLO)
+    assert [step.kind for step in scenario.steps][2] is StepKind.STARTTLS
+    compiled = compile_scenario(scenario)
+    assert compiled.step_names == ("greeting", "ehlo", "starttls", "tls", "ehlo#2", "quit")
+    starttls = compiled.steps[2]
+    assert starttls.payload == b"STARTTLS\r\n"
+    assert starttls.expectation is not None
+    assert starttls.expectation.codes == frozenset({220})
+    assert compiled.uses_tls
+    implicit = compile_scenario(parse_scenario(IMPLICIT_MAIL), implicit_tls=True)
+    assert implicit.step_names[0] == "tls"
+    assert not compile_scenario(parse_scenario(IMPLICIT_MAIL)).uses_tls
+
+
+@pytest.mark.parametrize(
+    ("steps", "said"),
+    [
+        (
+            ["{send: STARTTLS, expect: 220}", "send: EHLO x"],
+            "3:5: this `send: STARTTLS` accepts a 2xx reply, and step 3 would then be sent in"
+            " the clear while the server waits for a TLS handshake: a raw send cannot upgrade"
+            " the connection. Write `- starttls: true` instead",
+        ),
+        (["starttls: 250"], "3:15: a starttls step upgrades on 220 only (RFC 3207 §4)"),
+        (["{starttls: true, expect: 2xx}"], "3:30: a starttls step upgrades on 220 only"),
+        (["starttls: true", "starttls: true"], "4:5: a session upgrades to TLS once"),
+        (
+            ["starttls: true", "send: MAIL FROM:<a@b>"],
+            "4:5: after starttls the session starts over",
+        ),
+        (["starttls: no"], "3:15: starttls takes `true` or an expectation of its 220"),
+    ],
+    ids=["raw-send", "not-220", "expect-2xx", "twice", "no-ehlo-after", "false"],
+)
+def test_starttls_problems(steps: list[str], said: str) -> None:
+    text = "steps:\n  - greeting: 220\n" + "".join(f"  - {step}\n" for step in steps)
+    found = problems_of(text)
+    assert any(problem.startswith(f"s.yaml:{said}") for problem in found), found
+
+
+def test_a_starttls_step_with_an_implicit_tls_target_is_refused() -> None:
+    text = "target: {host: mx.test, tls: implicit}\n" + STARTTLS_EHLO
+    (problem,) = problems_of(text)
+    assert "the target uses implicit TLS" in problem
+
+
+def test_the_target_takes_tls_keys(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    path = tmp_path / "s.yaml"
+    text = (
+        "target: {host: mx.test, tls: implicit, ca: ca.pem, server_name: mx.example.test,"
+        ' min_version: "1.3"}\n' + IMPLICIT_MAIL
+    )
+    scenario = parse_scenario(text, str(path))
+    assert scenario.target is not None
+    assert (scenario.target.port, scenario.target.implicit_tls) == (465, True)
+    assert scenario.tls == TlsSettings(
+        ca_file=str(tmp_path / "ca.pem"), server_name="mx.example.test", min_version="1.3"
+    )
+    assert parse_scenario('target: "smtps://mx.test"\n' + IMPLICIT_MAIL).target == (
+        parse_scenario("target: {host: mx.test, tls: implicit}\n" + IMPLICIT_MAIL).target
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("{host: mx.test, ca: missing.pem}", "1:29: target: ca 'missing.pem': no such file"),
+        ("{host: mx.test, tls: starttls}", "1:30: target: tls 'starttls' is not a TLS mode"),
+        ("{host: mx.test, min_version: 1.1}", "1:38: target: min_version must be"),
+        ("'smtpx://mx.test'", "1:9: bad target 'smtpx://mx.test'"),
+    ],
+    ids=["missing-ca", "mode", "min-version", "scheme"],
+)
+def test_target_tls_problems_are_located(target: str, said: str, tmp_path: Path) -> None:
+    found = problems_of(f"target: {target}\n" + IMPLICIT_MAIL, str(tmp_path / "s.yaml"))
+    assert any(problem.startswith(f"{tmp_path / 's.yaml'}:{said}") for problem in found), found
