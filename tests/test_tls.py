@@ -24,8 +24,10 @@ from smtpload.errors import ScenarioError
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
-from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.compiler import CompiledScenario, CompiledStep, compile_scenario
+from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.wire import Reply, ReplyParser
 from smtpload.report.stats import KERNEL_CLOCK, RunStats
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import StepKind, TlsSettings
@@ -662,3 +664,65 @@ def test_the_target_takes_tls_keys(tmp_path: Path) -> None:
 def test_target_tls_problems_are_located(target: str, said: str, tmp_path: Path) -> None:
     found = problems_of(f"target: {target}\n" + IMPLICIT_MAIL, str(tmp_path / "s.yaml"))
     assert any(problem.startswith(f"{tmp_path / 's.yaml'}:{said}") for problem in found), found
+
+
+# -- the engine, without sockets -----------------------------------------------------------------
+
+
+def _engine(observe: bool = False) -> tuple[SessionEngine, CompiledScenario]:
+    compiled = compile_scenario(parse_scenario(STARTTLS_EHLO))
+    return SessionEngine(compiled, 1, observe=observe), compiled
+
+
+def _reply(raw: bytes) -> Reply:
+    (reply,) = ReplyParser().feed(raw)
+    return reply
+
+
+def _through_starttls(engine: SessionEngine) -> CompiledStep:
+    for raw in (b"220 x\r\n", b"250 x\r\n", b"220 go\r\n"):
+        step = engine.next_step()
+        assert step is not None
+        engine.payload(step)
+        assert engine.on_reply(step, _reply(raw))
+    tls = engine.next_step()
+    assert tls is not None
+    assert tls.kind is StepKind.TLS
+    return tls
+
+
+def test_engine_a_tls_error_fails_the_session_without_a_quit() -> None:
+    engine, _ = _engine()
+    tls = _through_starttls(engine)
+    engine.on_tls_error(tls, "handshake failed: wrong version number")
+    assert engine.next_step() is None  # no QUIT over a broken TLS connection
+    assert engine.outcome is Outcome.TLS_ERROR
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.step, failure.expected) == ("tls", "a TLS handshake")
+
+
+def test_engine_after_the_handshake_the_session_goes_on() -> None:
+    engine, _ = _engine()
+    tls = _through_starttls(engine)
+    engine.on_tls_established(tls, "TLSv1.3 TLS_AES_256_GCM_SHA384")
+    step = engine.next_step()
+    assert step is not None
+    assert step.name == "ehlo#2"
+
+
+def test_engine_observe_mode_stops_at_a_refused_starttls_with_a_quit() -> None:
+    engine, _ = _engine(observe=True)
+    for raw in (b"220 x\r\n", b"250 x\r\n"):
+        step = engine.next_step()
+        assert step is not None
+        engine.on_reply(step, _reply(raw))
+    starttls = engine.next_step()
+    assert starttls is not None
+    assert not engine.on_reply(starttls, _reply(b"454 4.7.0 TLS not available\r\n"))
+    quit_step = engine.next_step()
+    assert quit_step is not None
+    assert quit_step.index == -1  # our polite QUIT, not the steps meant for inside TLS
+    assert engine.on_reply(quit_step, _reply(b"221 bye\r\n"))
+    assert engine.next_step() is None
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
