@@ -245,15 +245,23 @@ def add_tls_options(parser: argparse.ArgumentParser) -> None:
         help="implicit: TLS from the first byte (RFC 8314, port 465; as smtps://HOST:PORT)",
     )
     group.add_argument(
-        "--tls-ca", metavar="FILE", help="trust the certificates in FILE (PEM), not the system's"
+        "--tls-ca",
+        type=path_argument,
+        metavar="FILE",
+        help="trust the certificates in FILE (PEM), not the system's",
     )
     group.add_argument(
         "--tls-server-name",
+        type=_server_name,
         metavar="NAME",
         help="the name sent as SNI and checked in the certificate (default: the target's host)",
     )
-    group.add_argument("--tls-cert", metavar="FILE", help="a client certificate (PEM)")
-    group.add_argument("--tls-key", metavar="FILE", help="the client certificate's key (PEM)")
+    group.add_argument(
+        "--tls-cert", type=path_argument, metavar="FILE", help="a client certificate (PEM)"
+    )
+    group.add_argument(
+        "--tls-key", type=path_argument, metavar="FILE", help="the client certificate's key (PEM)"
+    )
     group.add_argument(
         "--tls-min-version",
         choices=TLS_MIN_VERSIONS,
@@ -305,12 +313,12 @@ def compile_with_tls(
         ("--tls-key", args.tls_key),
     ):
         if path is not None and not os.path.isfile(path):
-            raise UsageError(f"{option} {shown(path)}: no such file; check the path")
+            raise UsageError(f"{option} {shown(str(path))}: no such file; check the path")
     given = TlsSettings(
-        ca_file=args.tls_ca,
+        ca_file=_optional_name(args.tls_ca),
         server_name=args.tls_server_name,
-        cert_file=args.tls_cert,
-        key_file=args.tls_key,
+        cert_file=_optional_name(args.tls_cert),
+        key_file=_optional_name(args.tls_key),
         min_version=args.tls_min_version,
     )
     options = TlsOptions(
@@ -319,6 +327,18 @@ def compile_with_tls(
         resume=args.tls_resume == "on",
     )
     return compiled, build_tls_client(options, target.host)
+
+
+def _server_name(text: str) -> str:
+    if not text or any(ch.isspace() for ch in text):
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not a host name; give one, e.g. mx.example.test"
+        )
+    return text
+
+
+def _optional_name(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def positive_percent(text: str) -> float:
