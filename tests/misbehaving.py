@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 
 import trio
 
-__all__ = ["BEHAVIOURS", "Handler"]
+__all__ = ["BEHAVIOURS", "TLS_BEHAVIOURS", "Handler", "starttls_server", "tls_alerting_server"]
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -179,7 +180,7 @@ async def backtracking_bait(
 
 
 async def _polite_replies(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     buffer: bytes = b"",
     before_reply: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
@@ -381,3 +382,100 @@ async def slow_greeting(stream: trio.SocketStream) -> None:
     await trio.sleep(SLOW_GREETING_S)
     await stream.send_all(b"220 slow.test ESMTP\r\n")
     await _polite_replies(stream)
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+def starttls_server(
+    context: ssl.SSLContext, *, inject: bytes = b"", later: bool = False
+) -> Handler:
+    """A server that offers STARTTLS and, after its ``220``, upgrades with ``context`` and then
+    answers politely over TLS. With ``inject``, it sends those bytes after its 220 and before
+    the handshake (RFC 3207 §5's response injection): in the 220's own write, or with
+    ``later`` in a write of its own; a client that took them as a reply after the handshake
+    would see ``250 injected`` as the answer to its EHLO."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(b"220 tls.test ESMTP\r\n")
+            line = await _read_line(stream)  # EHLO
+            await stream.send_all(b"250-tls.test\r\n250 STARTTLS\r\n")
+            line = await _read_line(stream)
+            if line.strip().upper() != b"STARTTLS":
+                return
+            if later:
+                await stream.send_all(b"220 go ahead\r\n")
+                await stream.send_all(inject)
+            else:
+                await stream.send_all(b"220 go ahead\r\n" + inject)
+            tls = trio.SSLStream(stream, context, server_side=True)
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError:
+                return  # the client refused to go on: what it should do after an injection
+            await _polite_replies(tls)
+
+    return handler
+
+
+async def _read_client_hello(stream: trio.SocketStream) -> bytes:
+    return await stream.receive_some(65536)
+
+
+async def tls_garbage_hello(stream: trio.SocketStream) -> None:
+    """Implicit TLS: answers the ClientHello with plain text instead of a ServerHello."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await _read_client_hello(stream)
+        await stream.send_all(b"220 not.tls ESMTP, no TLS here\r\n" * 100)
+        await trio.sleep_forever()  # the client must give up by itself, and quickly
+
+
+async def tls_stall_in_handshake(stream: trio.SocketStream) -> None:
+    """Implicit TLS: reads the ClientHello and never answers it."""
+    await _read_client_hello(stream)
+    await trio.sleep_forever()
+
+
+async def tls_close_in_handshake(stream: trio.SocketStream) -> None:
+    """Implicit TLS: reads the ClientHello, then closes (a TCP FIN, no TLS alert)."""
+    await _read_client_hello(stream)
+    await stream.aclose()
+
+
+def tls_alerting_server(context: ssl.SSLContext) -> Handler:
+    """Implicit TLS, its handshake done with ``context`` through memory buffers, so that a
+    handshake that fails sends its alert before the close, as OpenSSL servers (Postfix) do:
+    trio's ``SSLStream`` and asyncio's SSL layer close without it. A handshake that succeeds
+    is then closed: the tests need only the failure."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLError:
+                    await stream.send_all(outgoing.read())  # the alert
+                    break
+                else:
+                    break
+                if outgoing.pending:
+                    await stream.send_all(outgoing.read())
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                incoming.write(data)
+            await stream.aclose()
+
+    return handler
+
+
+TLS_BEHAVIOURS: dict[str, Handler] = {
+    "tls-garbage-hello": tls_garbage_hello,
+    "tls-stall": tls_stall_in_handshake,
+    "tls-close": tls_close_in_handshake,
+}

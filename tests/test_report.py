@@ -112,6 +112,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "clock",
         "steps",
         "generator",
+        "tls",
         "thresholds",
         "smtpload_version",
     ]
@@ -125,8 +126,10 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "connect_error",
         "connection_closed",
         "protocol_error",
+        "tls_error",
         "interrupted",
     ]
+    assert summary["tls"] is None  # no session did TLS
     assert set(summary["throughput"]) == {
         "sessions_per_s",
         "passed_sessions_per_s",
@@ -166,6 +169,7 @@ def test_summary_values_of_a_populated_run() -> None:
             "connect_error": 1,
             "connection_closed": 0,
             "protocol_error": 0,
+            "tls_error": 0,
             "interrupted": 0,
         },
     }
@@ -571,7 +575,8 @@ def test_report_is_plain_text_within_100_columns() -> None:
     assert categories[1].split() == [
         *("unexpected_reply", "1000000000,", "timeout", "1000000000,"),
         *("connect_error", "1000000000,", "connection_closed", "1000000000,"),
-        *("protocol_error", "1000000000,", "interrupted", "1000000000"),
+        *("protocol_error", "1000000000,", "tls_error", "1000000000,"),
+        *("interrupted", "1000000000"),
     ]
 
 

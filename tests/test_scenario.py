@@ -494,7 +494,8 @@ ONE_LINE = (
     " and `data:` for the message"
 )
 ONE_ACTION = (
-    "must be a mapping with one action (greeting, send, data or close), such as `- send: QUIT`"
+    "must be a mapping with one action (greeting, send, data, close or starttls), such as"
+    " `- send: QUIT`"
 )
 CLOSE_TRUE = (
     "close takes only `true` (the server must close the connection); remove the step if it"
@@ -502,9 +503,10 @@ CLOSE_TRUE = (
 )
 AFTER_DATA = "a data step must follow `send: DATA` with `expect: 354`"
 IN_THE_CLEAR = (
-    "would then be sent in the clear while the server waits for a TLS handshake: smtpload does"
-    " not speak TLS yet. Expect a refusal (such as `expect: 454`) to test one, or end the"
-    " session here with `close: true`"
+    "would then be sent in the clear while the server waits for a TLS handshake: a raw send"
+    " cannot upgrade the connection. Write `- starttls: true` instead (it sends STARTTLS,"
+    " expects 220 and upgrades), or expect a refusal (such as `expect: 454`) to test one, or"
+    " end the session here with `close: true`"
 )
 NOT_A_CODE = (
     "is not a reply code; write three digits from 100 to 599 (250), a class with x for any"
@@ -820,7 +822,7 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "no-action",
             steps_of("{name: x, expect: 250}"),
-            "2:5: step 1 has no action; give one of greeting, send, data, close",
+            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls",
         ),
         case(
             "misspelt-action-reported-once",

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from smtpload.cli.interrupts import EXIT_INTERRUPTED
 from smtpload.errors import OutputError, UsageError, clipped, shown
+from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
+from smtpload.protocol.compiler import CompiledScenario, compile_scenario
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
-from smtpload.scenario.model import Target, parse_target
+from smtpload.scenario.model import TLS_MIN_VERSIONS, Scenario, Target, TlsSettings, parse_target
 
 __all__ = [
     "EXIT_FAILED",
@@ -29,7 +31,9 @@ __all__ = [
     "Unset",
     "add_force_option",
     "add_run_options",
+    "add_tls_options",
     "check_outputs",
+    "compile_with_tls",
     "duration_argument",
     "listen_argument",
     "milliseconds",
@@ -223,6 +227,118 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "kernel's receive time; falls back to loop where the platform has none), loop = when "
         "smtpload got to it, its own delays included",
     )
+    add_tls_options(parser)
+
+
+def add_tls_options(parser: argparse.ArgumentParser) -> None:
+    """The TLS options of every command that runs sessions (run, replay, record, compare)."""
+    group = parser.add_argument_group(
+        "TLS",
+        "STARTTLS is a scenario step (`- starttls: true`); these set up the TLS it and implicit"
+        " TLS use. Certificates are verified by default (the system's store, or SSL_CERT_FILE)."
+        " Each option wins over the scenario target's own (ca, server_name, cert, key,"
+        " min_version).",
+    )
+    group.add_argument(
+        "--tls",
+        choices=("implicit",),
+        help="implicit: TLS from the first byte (RFC 8314, port 465; as smtps://HOST:PORT)",
+    )
+    group.add_argument(
+        "--tls-ca",
+        type=path_argument,
+        metavar="FILE",
+        help="trust the certificates in FILE (PEM), not the system's",
+    )
+    group.add_argument(
+        "--tls-server-name",
+        type=_server_name,
+        metavar="NAME",
+        help="the name sent as SNI and checked in the certificate (default: the target's host)",
+    )
+    group.add_argument(
+        "--tls-cert", type=path_argument, metavar="FILE", help="a client certificate (PEM)"
+    )
+    group.add_argument(
+        "--tls-key", type=path_argument, metavar="FILE", help="the client certificate's key (PEM)"
+    )
+    group.add_argument(
+        "--tls-min-version",
+        choices=TLS_MIN_VERSIONS,
+        help="refuse a server that offers only an older TLS version (a tls_error)",
+    )
+    group.add_argument(
+        "--tls-insecure",
+        action="store_true",
+        help="do not verify certificates (the terminal and summary.json say so)",
+    )
+    group.add_argument(
+        "--tls-resume",
+        choices=("on", "off"),
+        default="on",
+        help="resume the run's newest TLS session in each new connection (counted in"
+        " summary.json's tls.resumed)",
+    )
+
+
+def compile_with_tls(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    target: Target | None,
+    *,
+    overrides: dict[str, str] | None = None,
+) -> tuple[CompiledScenario, TlsClient | None]:
+    """Compile ``scenario`` for ``target`` with the TLS options of ``args`` (see
+    :func:`add_tls_options`), and build the run's TLS client when a session does TLS: once
+    per run, before it, so that a CA file that cannot be read is said now.
+
+    Raises:
+        UsageError: implicit TLS without a target, or with a starttls step; a TLS file that
+            cannot be read or used.
+    """
+    implicit = args.tls == "implicit" or (target is not None and target.implicit_tls)
+    if implicit and target is None:
+        raise UsageError(
+            "--tls implicit needs --target (or a target in the scenario): the built-in sink"
+            " does not speak TLS"
+        )
+    compiled = compile_scenario(
+        scenario, timeout_s=args.timeout, overrides=overrides, implicit_tls=implicit
+    )
+    if not compiled.uses_tls or target is None:
+        return compiled, None
+    for option, path in (
+        ("--tls-ca", args.tls_ca),
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+    ):
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{option} {shown(str(path))}: no such file; check the path")
+    given = TlsSettings(
+        ca_file=_optional_name(args.tls_ca),
+        server_name=args.tls_server_name,
+        cert_file=_optional_name(args.tls_cert),
+        key_file=_optional_name(args.tls_key),
+        min_version=args.tls_min_version,
+    )
+    options = TlsOptions(
+        settings=scenario.tls.overridden_by(given),
+        insecure=args.tls_insecure,
+        resume=args.tls_resume == "on",
+    )
+    return compiled, build_tls_client(options, target.host)
+
+
+def _server_name(text: str) -> str:
+    if not text or any(ch.isspace() for ch in text):
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not a host name; give one, e.g. mx.example.test"
+        )
+    return text
+
+
+def _optional_name(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def positive_percent(text: str) -> float:

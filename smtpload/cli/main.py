@@ -29,6 +29,7 @@ from smtpload.cli.common import (
     add_force_option,
     add_run_options,
     check_outputs,
+    compile_with_tls,
     duration_argument,
     listen_argument,
     name_argument,
@@ -47,7 +48,6 @@ from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanErr
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
-from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.live import live_view_possible
@@ -313,7 +313,8 @@ class _Progress:
 def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
-    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
+    target: Target | None = args.target or scenario.target
+    compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
     plan = _load_plan(args, scenario)
     step_names = ["connect", *compiled.step_names]
     thresholds = _thresholds(args, scenario, step_names, open_loop=plan is not None)
@@ -322,7 +323,6 @@ def _command_run(args: argparse.Namespace) -> int:
     abort = None
     if args.abort_on_threshold:
         abort = AbortCheck(thresholds, warmup_s=args.abort_warmup or DEFAULT_WARMUP_S)
-    target: Target | None = args.target or scenario.target
     load = None if plan is None else _open_loop(plan, builtin_sink=target is None)
     if load is None:
         ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
@@ -350,6 +350,7 @@ def _command_run(args: argparse.Namespace) -> int:
         progress_interval_s=None if progress is None else progress.interval_s,
         signalled_before=interrupts.pending,
         abort=abort,
+        tls=tls,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)

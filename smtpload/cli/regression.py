@@ -24,6 +24,7 @@ from smtpload.cli.common import (
     add_force_option,
     add_run_options,
     check_outputs,
+    compile_with_tls,
     milliseconds,
     parse_vars,
     path_argument,
@@ -34,7 +35,6 @@ from smtpload.cli.common import (
 from smtpload.cli.usage import HelpFormatter
 from smtpload.errors import counted, shown
 from smtpload.net.fd_limit import ensure_open_files
-from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
 from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
 from smtpload.regression.compare import (
@@ -167,8 +167,8 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
     """Run the scenario of ``args`` in observe mode: what it saw, the run's counts, and whether
     it was interrupted."""
     scenario = load_scenario(scenario_path(args.scenario))
-    compiled = compile_scenario(scenario, timeout_s=args.timeout, overrides=parse_vars(args.var))
     target: Target | None = args.target or scenario.target
+    compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
     ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
     stats = RunStats(["connect", *compiled.step_names])
     # What is written after the run (baseline, JUnit, JSON) is written whole; a signal before
@@ -186,6 +186,7 @@ def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats
             max_reply_bytes=args.max_reply_bytes,
             clock=args.clock,
             signalled_before=interrupts.pending,
+            tls=tls,
         )
     )
     return behaviour, stats, interrupted

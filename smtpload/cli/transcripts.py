@@ -20,7 +20,9 @@ from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_force_option,
+    add_tls_options,
     check_outputs,
+    compile_with_tls,
     duration_argument,
     name_argument,
     path_argument,
@@ -30,7 +32,6 @@ from smtpload.cli.common import (
 from smtpload.cli.usage import HelpFormatter
 from smtpload.errors import UsageError, counted, shown
 from smtpload.net.runner import RunSettings, run_scenario
-from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import Observation
 from smtpload.protocol.outcome import Outcome
 from smtpload.report.files import write_text
@@ -120,6 +121,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="step timeout, in " + DURATION_HELP + " (default: the scenario's, else 30 s)",
     )
     _add_transcript_options(replay)
+    add_tls_options(replay)
 
 
 def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
@@ -253,8 +255,8 @@ def command_replay(args: argparse.Namespace) -> int:
     interrupts.defer()
     failed = 0
     for number, item in enumerate(replayables, start=1):
-        compiled = compile_scenario(item.scenario, timeout_s=args.timeout)
         target: Target | None = args.target or item.scenario.target
+        compiled, tls = compile_with_tls(args, item.scenario, target)
         stats = RunStats(["connect", *compiled.step_names])
         # Observe mode: a difference does not end the session, so the report names every step
         # whose reply differs, not just the first.
@@ -264,6 +266,7 @@ def command_replay(args: argparse.Namespace) -> int:
             run_id=f"replay-{number}",
             observe=True,
             signalled_before=interrupts.pending,
+            tls=tls,
         )
         # Long names are cut to the column (format_observation), not the column to them.
         name_width = min(

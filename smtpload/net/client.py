@@ -23,10 +23,21 @@ together, in the parser's unfinished reply, and in the kernel's receive queue. T
 ``ioctl(FIONREAD)``, about 1 µs: the cheapest look at the queue (a non-blocking ``MSG_PEEK``
 costs about 2.5 µs in Python, as it raises BlockingIOError when there is nothing), and
 ``benchmarks/bench_sessions.py --beside`` measures what it costs a session.
+
+TLS (``tls.py`` has the TLS layer and says why it is memory buffers, not ``trio.SSLStream``):
+the ``tls`` step is the handshake, timed from just before the send of the ClientHello to the
+kernel time of the read that completed the handshake. Reads and sends stay this module's, so
+replies over TLS keep the kernel clock: a reply is timed by the read that completed the TLS
+record that completed it. Before the handshake that follows a ``220`` to STARTTLS, nothing may
+be waiting: a byte the server sent after its 220 (read with it, or in the kernel's queue) is a
+``protocol_error``, never a reply after the handshake (RFC 3207 §5: the response injection
+attack). Over TLS, the look for a reply out of turn passes what the kernel holds through the TLS
+layer first (a TLS 1.3 session ticket is bytes waiting, but no reply).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -40,6 +51,7 @@ from time import time_ns
 import trio
 
 from smtpload.errors import RemoteProtocolError
+from smtpload.net.tls import WRITE_CHUNK_BYTES, TlsChannel, TlsClient, TlsFailure
 from smtpload.net.wire_clock import (
     RECEIVE_TIME_SPACE,
     enable_receive_times,
@@ -67,7 +79,10 @@ _RECEIVE_BYTES = 65536
 _SPLIT_TAIL_BYTES = 65536
 
 #: Steps that send a command (or a message) and so must find nothing waiting before they do.
-_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA})
+_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA, StepKind.STARTTLS})
+
+#: How much of the bytes injected after a 220 to STARTTLS a failure quotes.
+_INJECTION_PREVIEW_BYTES = 80
 
 _NOTHING_WAITING = b"\0\0\0\0"
 
@@ -79,6 +94,7 @@ class ResolvedTarget:
     family: int
     address: tuple[object, ...]
     display: str
+    host: str = ""  # as given: the TLS server name unless one is set
 
 
 async def resolve_target(host: str, port: int) -> ResolvedTarget:
@@ -91,7 +107,7 @@ async def resolve_target(host: str, port: int) -> ResolvedTarget:
         reason = error.__cause__ or error
         raise OSError(f"not a valid host name ({reason})") from None
     family, _type, _proto, _canonname, address = infos[0]
-    return ResolvedTarget(int(family), tuple(address), str(Target(host, port)))
+    return ResolvedTarget(int(family), tuple(address), str(Target(host, port)), host)
 
 
 def _describe_os_error(error: OSError) -> str:
@@ -131,8 +147,11 @@ async def run_session(
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     kernel_clock: bool = False,
     due_ns: int | None = None,
+    tls: TlsClient | None = None,
 ) -> None:
     """Run one whole session and record it in ``stats``.
+
+    ``tls``: the run's TLS client, needed when the scenario has a ``tls`` step.
 
     A reply longer than ``max_reply_bytes`` ends the session as ``protocol_error``. With
     ``kernel_clock``, replies are timed by the kernel's receive times (``wire_clock.py``);
@@ -183,7 +202,7 @@ async def run_session(
         engine.on_connected(target.display)
         if greeting_from_ns is None:
             greeting_from_ns = connected_ns
-        wire = _Wire(sock, raw, ReplyParser(max_reply_bytes), kernel_clock, stats)
+        wire = _Wire(sock, raw, ReplyParser(max_reply_bytes), kernel_clock, stats, tls)
         await _converse(wire, engine, stats, greeting_from_ns)
         outcome = engine.outcome
         if outcome is Outcome.PASSED:
@@ -264,9 +283,9 @@ async def _send_payload(raw: stdlib_socket.socket, data: bytes | PaddedMessage) 
 
 
 class _Wire:
-    """One connection's receiving side: the socket, the parser, the replies read together
-    with an earlier one (``backlog``, kept for the steps that come next, in order), and when
-    the data that completed the last reply handed out arrived (``reply_ns``)."""
+    """One connection: the socket, the parser, the replies read together with an earlier one
+    (``backlog``, kept for the steps that come next, in order), when the data that completed
+    the last reply handed out arrived (``reply_ns``), and once TLS is up its layer (``tls``)."""
 
     __slots__ = (
         "backlog",
@@ -277,6 +296,9 @@ class _Wire:
         "reply_ns",
         "sock",
         "stats",
+        "tls",
+        "tls_client",
+        "tls_ended",
         "untimed",
     )
 
@@ -287,6 +309,7 @@ class _Wire:
         parser: ReplyParser,
         kernel_clock: bool,
         stats: RunStats,
+        tls_client: TlsClient | None = None,
     ) -> None:
         self.sock = sock
         self.raw = raw  # the same socket, for sends (see _send_all)
@@ -297,8 +320,97 @@ class _Wire:
         self.backlog_ns = 0  # every reply in the backlog came from one read, at this time
         self.reply_ns = 0
         self.untimed = False  # a read since the last step recorded had no kernel time
+        self.tls_client = tls_client
+        self.tls: TlsChannel | None = None
+        self.tls_ended = False  # the TCP stream under TLS ended
 
     async def receive(self) -> bytes:
+        """The next data: one read, or over TLS the plaintext of the reads that complete a
+        record; ``b""`` at the end of the stream. Sets ``reply_ns`` to the kernel time of the
+        (last) read (or, on the loop clock, when it was handled).
+
+        Raises:
+            TlsFailure: a TLS record did not decrypt, or came with an alert.
+        """
+        tls = self.tls
+        if tls is None:
+            return await self._receive_raw()
+        while True:
+            data = tls.read()
+            await self._send_tls_output()  # a post-handshake message may want an answer
+            if data is not None:
+                return data
+            if self.tls_ended:
+                return b""
+            raw = await self._receive_raw()
+            self.tls_ended = not raw
+            tls.feed(raw)
+
+    async def _send_tls_output(self) -> None:
+        assert self.tls is not None
+        out = self.tls.outgoing()
+        if out:
+            await _send_all(self.raw, out)
+
+    async def send(self, data: bytes | PaddedMessage) -> int:
+        """Send a step's bytes (through TLS once it is up); return the time just before the
+        syscall that sent the last of them (see ``_send_all``)."""
+        tls = self.tls
+        if tls is None:
+            return await _send_payload(self.raw, data)
+        before_ns = 0
+        for chunk in (data,) if isinstance(data, bytes) else data.chunks():
+            view = memoryview(chunk)
+            # A chunk at a time: the outgoing buffer never holds a whole large message.
+            for start in range(0, len(view), WRITE_CHUNK_BYTES):
+                ciphertext = tls.encrypt(view[start : start + WRITE_CHUNK_BYTES])
+                before_ns = await _send_all(self.raw, ciphertext)
+        return before_ns
+
+    async def handshake(self) -> int | None:
+        """The TLS handshake; returns the time just before the ClientHello was sent (the
+        ``tls`` step's start), or None when the server closed the connection during it.
+
+        Raises:
+            TlsFailure: the handshake failed (the alert that says why is sent, if it can be).
+            OSError: the connection failed (a reset).
+        """
+        assert self.tls_client is not None, "a tls step needs the run's TlsClient"
+        tls = self.tls = self.tls_client.channel()
+        started_ns = 0
+        try:
+            while not tls.handshake():
+                out = tls.outgoing()
+                if out:
+                    before_ns = await _send_all(self.raw, out)
+                    started_ns = started_ns or before_ns
+                raw = await self._receive_raw()
+                if not raw:
+                    return None
+                tls.feed(raw)
+        except TlsFailure:
+            with contextlib.suppress(OSError):
+                await self._send_tls_output()  # the alert, so that the server knows why
+            raise
+        await self._send_tls_output()  # the client's Finished
+        return started_ns or time_ns()
+
+    async def drain_tls(self, probe: bytearray) -> bool:
+        """Over TLS: pass what the kernel holds through the TLS layer, without waiting, and
+        say whether a reply (or part of one) is there before a command."""
+        tls = self.tls
+        assert tls is not None
+        while not self.tls_ended and _bytes_waiting(self.sock.fileno(), probe):
+            raw = await self._receive_raw()  # never waits: the kernel holds bytes
+            self.tls_ended = not raw
+            tls.feed(raw)
+            while data := tls.read():
+                self.backlog.extend(self.parser.feed(data))
+                self.backlog_ns = self.reply_ns
+            await self._send_tls_output()
+        return bool(self.backlog) or self.parser.has_partial_reply
+
+    async def _receive_raw(self) -> bytes:
         """One read; sets ``reply_ns`` to its kernel time (or, on the loop clock, now)."""
         if not self.kernel_clock:
             data = await self.sock.recv(_RECEIVE_BYTES)
@@ -351,7 +463,7 @@ async def _early_reply(wire: _Wire, probe: bytearray) -> Reply | bytes | None:
 
     Only called when something is there, so the one read here never waits.
     """
-    if not wire.backlog and _bytes_waiting(wire.sock.fileno(), probe):
+    if not wire.backlog and wire.tls is None and _bytes_waiting(wire.sock.fileno(), probe):
         wire.backlog.extend(wire.parser.feed(await wire.receive()))
         wire.backlog_ns = wire.reply_ns
     if wire.backlog:
@@ -361,6 +473,19 @@ async def _early_reply(wire: _Wire, probe: bytearray) -> Reply | bytes | None:
         # RFC 5321 §3.8: a 421 may come at any time; it is the step's reply once complete.
         return await wire.reply()
     return unfinished
+
+
+async def _injected(wire: _Wire, probe: bytearray) -> str:
+    """What the server sent after its 220 to STARTTLS and before the handshake, in words (the
+    bytes already read, and one read of what the kernel holds: it never waits)."""
+    injected = b"".join(reply.raw for reply in wire.backlog) + wire.parser.partial_reply
+    if _bytes_waiting(wire.sock.fileno(), probe):
+        injected += await wire.receive()
+    preview = injected[:_INJECTION_PREVIEW_BYTES].decode("utf-8", "replace")
+    return (
+        f"{len(injected)} bytes sent after 220 to STARTTLS, before the TLS handshake (RFC 3207"
+        f" §5, response injection): {preview!r}; nothing read before TLS is taken as a reply"
+    )
 
 
 async def _converse(
@@ -390,10 +515,46 @@ async def _converse(
         while (step := engine.next_step()) is not None:
             deadline.deadline = now() + step.timeout_s
             try:
+                if step.kind is StepKind.TLS:
+                    if step.index > 0 and (
+                        backlog or parser.has_partial_reply or _bytes_waiting(fd, probe)
+                    ):
+                        engine.on_protocol_error(step, await _injected(wire, probe))
+                        stats.record_step(step.name, None, failed=True)
+                        continue
+                    handshake_from_ns = await wire.handshake()
+                    if handshake_from_ns is None:
+                        engine.on_closed(step)
+                        stats.record_step(step.name, None, failed=True)
+                        continue
+                    assert wire.tls is not None
+                    version, cipher, resumed = wire.tls.description()
+                    engine.on_tls_established(
+                        step, f"{version} {cipher}" + (", resumed" if resumed else "")
+                    )
+                    if stats.tls is not None:
+                        stats.tls.record(version, cipher, resumed=resumed)
+                    stats.record_step(
+                        step.name, (wire.reply_ns - handshake_from_ns) // 1000, failed=False
+                    )
+                    if wire.untimed:
+                        stats.timed_by_loop((step.name,))
+                    wire.untimed = False
+                    # A greeting next (implicit TLS) runs from the handshake's end.
+                    step_from_ns = wire.reply_ns
+                    continue
                 if (
                     step.kind in _SENDING_STEPS
                     and step.index >= 0  # not our QUIT after a failure: any reply ends that
-                    and (backlog or parser.has_partial_reply or _bytes_waiting(fd, probe))
+                    and (
+                        backlog
+                        or parser.has_partial_reply
+                        or (
+                            await wire.drain_tls(probe)
+                            if wire.tls is not None
+                            else _bytes_waiting(fd, probe)
+                        )
+                    )
                 ):
                     early = await _early_reply(wire, probe)
                     if isinstance(early, Reply):
@@ -408,10 +569,12 @@ async def _converse(
                     continue
                 data = engine.payload(step)
                 if data:
-                    step_from_ns = await _send_payload(wire.raw, data)
+                    step_from_ns = await wire.send(data)
                 reply = await wire.reply()
             except RemoteProtocolError as error:
                 engine.on_protocol_error(step, str(error))
+            except TlsFailure as error:
+                engine.on_tls_error(step, str(error))
             except OSError as error:
                 engine.on_connection_error(step, _describe_os_error(error))
             else:

@@ -42,6 +42,7 @@ from smtpload.net.client import (
     run_session,
 )
 from smtpload.net.sink import serve_sink
+from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
 from smtpload.net.wire_clock import SWITCH_ON_WAIT_S, ReceiveTimesKept
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEngine
@@ -51,6 +52,7 @@ from smtpload.report.abort import AbortCheck
 from smtpload.report.intervals import IntervalLog
 from smtpload.report.results import build_summary
 from smtpload.report.stats import KERNEL_CLOCK, RunStats
+from smtpload.report.tls_counts import TlsCounts
 from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.model import StepKind, Target
 
@@ -100,6 +102,9 @@ class RunSettings:
         open_loop: run open loop (sessions start when due, see load/arrivals.py) instead of
             ``concurrency`` workers; ``sessions`` is then ignored (``OpenLoop.max_sessions``
             caps the total).
+        tls: the run's TLS client (one context for every session: net/tls.py), for a
+            scenario with a ``tls`` step; None builds one with the defaults (the system's
+            certificates, verified; resumption on) for the target.
         clock: ``kernel`` to end reply latencies on the kernel's receive times where the
             platform has them (else the run falls back to the loop and says so in its
             summary), ``loop`` to end them when the event loop sees the reply.
@@ -120,6 +125,7 @@ class RunSettings:
     clock: str = KERNEL_CLOCK
     open_loop: OpenLoop | None = None
     abort: AbortCheck | None = None
+    tls: TlsClient | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,11 @@ class _Run:
         self.running: set[trio.CancelScope] = set()
         self.scheduling = trio.CancelScope()
         self.workers_done = trio.Event()
+        self.tls = settings.tls
+        if scenario.uses_tls:
+            if self.tls is None:
+                self.tls = build_tls_client(TlsOptions(), target.host)
+            stats.tls = TlsCounts(verified=self.tls.verified, resume=self.tls.resume)
         self.kernel_clock = settings.clock == KERNEL_CLOCK and receive_times.available
         if self.kernel_clock:
             # connect and close end on events that carry no receive time.
@@ -190,6 +201,7 @@ class _Run:
                     max_reply_bytes=settings.max_reply_bytes,
                     kernel_clock=self.kernel_clock,
                     due_ns=due_ns,
+                    tls=self.tls,
                 )
             finally:
                 self.running.discard(scope)

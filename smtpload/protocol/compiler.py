@@ -32,6 +32,7 @@ from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "TLS_STEP_NAME",
     "CompiledScenario",
     "CompiledStep",
     "compile_scenario",
@@ -67,7 +68,8 @@ class CompiledStep:
     """A step ready to run.
 
     Attributes:
-        index: position in the scenario's steps (-1 for smtpload's own polite QUIT).
+        index: position in the compiled steps (-1 for smtpload's own polite QUIT); the
+            ``tls`` handshake steps are compiled steps too.
         name: the histogram label.
         payload: the bytes to send (a ``PaddedMessage`` for a large padded message) when
             they never change; None when the step sends nothing or its text must be rendered
@@ -91,7 +93,7 @@ class CompiledStep:
 
     @property
     def sends(self) -> bool:
-        return self.kind is StepKind.SEND or self.kind is StepKind.DATA
+        return self.kind in (StepKind.SEND, StepKind.DATA, StepKind.STARTTLS)
 
     def render(self, variables: Mapping[str, str]) -> bytes | PaddedMessage:
         """The bytes this step sends in a session with these variables."""
@@ -123,6 +125,11 @@ class CompiledScenario:
     uses_variables: bool
     uses_date: bool
     timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether a session does a TLS handshake (a starttls step, or implicit TLS)."""
+        return any(step.kind is StepKind.TLS for step in self.steps)
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -196,21 +203,55 @@ def undeclared_variables(scenario: Scenario, names: Iterable[str]) -> list[str]:
     return sorted(set(names) - {name for name, _ in scenario.variables})
 
 
+#: The name of the TLS handshake's step (reserved: step_syntax.RESERVED_STEP_NAMES).
+TLS_STEP_NAME = "tls"
+
+#: What a starttls step sends (RFC 3207 §4).
+_STARTTLS_COMMAND = b"STARTTLS\r\n"
+
+
+def _tls_step(index: int, timeout_s: float) -> CompiledStep:
+    """The TLS handshake as a timed step of its own: it sends and expects nothing SMTP."""
+    return CompiledStep(
+        index=index,
+        kind=StepKind.TLS,
+        name=TLS_STEP_NAME,
+        payload=None,
+        template=None,
+        data_size=None,
+        expectation=None,
+        capture=None,
+        timeout_s=timeout_s,
+    )
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
     timeout_s: float | None = None,
     overrides: Mapping[str, str] | None = None,
+    implicit_tls: bool = False,
 ) -> CompiledScenario:
     """Compile a validated scenario.
+
+    The TLS handshake becomes a step of its own, ``tls``: right after a ``starttls`` step
+    (with that step's timeout), or first of all with ``implicit_tls`` (RFC 8314).
 
     Args:
         timeout_s: the --timeout value, if given.
         overrides: --var values; each must name a declared variable. They are taken literally.
+        implicit_tls: TLS from the connection's first byte (``--tls implicit``, ``smtps://``).
 
     Raises:
-        UsageError: an override names a variable the scenario does not declare.
+        UsageError: an override names a variable the scenario does not declare, or
+            ``implicit_tls`` is asked of a scenario with a starttls step.
     """
+    if implicit_tls and any(step.kind is StepKind.STARTTLS for step in scenario.steps):
+        raise UsageError(
+            "implicit TLS (--tls implicit, smtps://) encrypts the session from its start, and"
+            " the scenario has a starttls step (RFC 3207 §4.2: no STARTTLS inside TLS); drop"
+            " one of them"
+        )
     overrides = dict(overrides or {})
     declared = [name for name, _ in scenario.variables]
     unknown = undeclared_variables(scenario, overrides)
@@ -225,12 +266,16 @@ def compile_scenario(
         for name, text in scenario.variables
     )
     steps: list[CompiledStep] = []
+    if implicit_tls:
+        steps.append(_tls_step(0, _timeout(None, timeout_s, scenario)))
     uses_variables = False
     uses_date = any("date" in t.names for _, t in variables)
-    for index, step in enumerate(scenario.steps):
+    for step in scenario.steps:
         template = None
         payload: bytes | PaddedMessage | None = None
-        if step.kind is StepKind.SEND:
+        if step.kind is StepKind.STARTTLS:
+            payload = _STARTTLS_COMMAND
+        elif step.kind is StepKind.SEND:
             template = parse_template(step.text or "")
         elif step.kind is StepKind.DATA:
             template = parse_template(generated_message(step))
@@ -249,7 +294,7 @@ def compile_scenario(
         uses_variables = uses_variables or capture is not None
         steps.append(
             CompiledStep(
-                index=index,
+                index=len(steps),
                 kind=step.kind,
                 name=step.name,
                 payload=payload,
@@ -260,6 +305,8 @@ def compile_scenario(
                 timeout_s=_timeout(step, timeout_s, scenario),
             )
         )
+        if step.kind is StepKind.STARTTLS:
+            steps.append(_tls_step(len(steps), _timeout(step, timeout_s, scenario)))
     return CompiledScenario(
         name=scenario.name,
         path=scenario.path,

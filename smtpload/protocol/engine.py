@@ -22,6 +22,15 @@ taken as the step's reply, the command is not sent, and no QUIT follows. A reply
 after the look but before the command's own reply cannot be told from it; the reply that
 follows it is then found before the next command.
 
+TLS (RFC 3207, RFC 8314): a ``starttls`` step sends STARTTLS and expects 220; the compiled
+``tls`` step after it (or first of all, with implicit TLS) is the handshake, which the I/O layer
+does and reports with ``on_tls_established`` or ``on_tls_error`` (``tls_error``: a certificate
+that does not verify, an alert, no common version); a close during it is ``on_closed``, as
+anywhere. What the server said before TLS is not kept for after it: expectations are checked
+per reply, and the scenario says EHLO again (RFC 3207 §4.2). In observe mode a starttls step
+that got no 220 ends the session (with a polite QUIT): going on would send the steps meant for
+inside TLS in the clear.
+
 In *observe* mode (``smtpload record``, ``compare`` and ``replay``) an unexpected reply does not
 end the session: every step's reply is kept in ``observations`` and the dialogue goes on as far
 as the server lets it, so one changed reply shows as one difference, not a cascade. Two replies
@@ -76,7 +85,8 @@ class Observation:
     Attributes:
         step: the scenario step.
         event: ``reply``, ``closed`` (the server closed the connection), ``timeout``,
-            ``connection_error``, ``protocol_error``, or ``skipped`` (not sent, see above).
+            ``connection_error``, ``protocol_error``, ``skipped`` (not sent, see above),
+            ``tls`` (a ``tls`` step's handshake completed) or ``tls_error``.
         reply: the reply, for ``reply`` events.
         mismatch: why the step's expectation did not hold, or None when it did.
         sent: the bytes the step sent (empty for greeting and close steps).
@@ -270,6 +280,20 @@ class SessionEngine:
             more = f"... ({len(received)} bytes in all)"
         self.on_protocol_error(step, f"reply before command: {preview!r}{more} (incomplete)")
 
+    def on_tls_established(self, step: CompiledStep, detail: str) -> None:
+        """The ``tls`` step's handshake completed; ``detail`` says how (version, cipher)."""
+        self._transcript.append(("*", f"TLS established: {detail}"))
+        self._observe_event(step, "tls", None, None)
+        self._index += 1
+
+    def on_tls_error(self, step: CompiledStep, detail: str) -> None:
+        """TLS failed: the handshake (a certificate, an alert, no common version), or a record
+        after it. The connection cannot be used any more, so no QUIT follows."""
+        self._transcript.append(("*", f"TLS error: {detail}"))
+        self._observe_event(step, "tls_error", None, detail)
+        if step.index >= 0:
+            self._fail(step, Outcome.TLS_ERROR, detail)
+
     def on_closed(self, step: CompiledStep) -> bool:
         """The server closed the connection while ``step`` waited. Returns whether it passed."""
         self._transcript.append(("*", "connection closed by the server"))
@@ -328,6 +352,8 @@ class SessionEngine:
         if step is not None:
             if step.kind is StepKind.CLOSE:
                 expected = "the server to close the connection"
+            elif step.kind is StepKind.TLS:
+                expected = "a TLS handshake"
             elif step.expectation is not None:
                 expected = step.expectation.description
             else:
@@ -360,7 +386,12 @@ class SessionEngine:
             self._failure_got = f"{_first_line(reply)} ({why})"
         codes = step.expectation.codes if step.expectation is not None else None
         expects_354 = codes is None or 354 in codes
-        if reply.code == 354 and not expects_354:
+        if step.kind is StepKind.STARTTLS:
+            # No TLS to go on in: the steps after it were meant for inside TLS.
+            self.outcome = Outcome.UNEXPECTED_REPLY
+            if reply.code not in _NO_QUIT_AFTER:
+                self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
+        elif reply.code == 354 and not expects_354:
             # The server now reads message text: any command would become part of a message.
             self.outcome = Outcome.UNEXPECTED_REPLY
         elif reply.code != 354 and codes is not None and 354 in codes:

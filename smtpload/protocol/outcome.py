@@ -35,6 +35,7 @@ class Outcome(enum.Enum):
     CONNECT_ERROR = "connect_error"  # the TCP connection could not be made
     CONNECTION_CLOSED = "connection_closed"  # the server closed or reset the connection early
     PROTOCOL_ERROR = "protocol_error"  # the server sent bytes that are not SMTP replies
+    TLS_ERROR = "tls_error"  # the TLS handshake or a TLS record failed (certificate, alert)
     INTERRUPTED = "interrupted"  # cut off by Ctrl-C or SIGTERM
 
 

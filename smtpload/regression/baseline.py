@@ -27,7 +27,9 @@ shows as a readable diff::
           "enhanced": {"2.1.5": 10},        # sessions per enhanced status code (RFC 3463)
           "events": {},                     # sessions per other event: closed, timeout,
                                             #   connection_error, protocol_error, skipped,
-                                            #   connect_error (first step only)
+                                            #   connect_error (first step only); tls (a
+                                            #   tls step's handshake completed) and
+                                            #   tls_error: optional additions to format /1
           "unexpected": 0,                  # sessions whose reply missed the step's expect
           "text": ["2.1.5 Ok"],             # the distinct reply lines, volatile parts
                                             #   normalized (volatile.normalize), sorted
@@ -110,7 +112,17 @@ _RECORD_HINT = "record a new one with: smtpload record SCENARIO --target HOST:PO
 _REPLY_CODE = re.compile(r"[0-9]{3}")
 _ENHANCED_CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 _EVENTS = frozenset(
-    {"closed", "timeout", "connection_error", "protocol_error", "skipped", "connect_error"}
+    {
+        "closed",
+        "timeout",
+        "connection_error",
+        "protocol_error",
+        "skipped",
+        "connect_error",
+        # TLS (a tls step): an addition to format /1 that older baselines simply never hold.
+        "tls",
+        "tls_error",
+    }
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smtpload.net.runner import RunSettings, run_scenario
+from smtpload.net.tls import TlsClient
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.regression.baseline import Behaviour, BehaviourRecorder
@@ -31,6 +32,7 @@ async def observe_run(
     stats: RunStats | None = None,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     clock: str = KERNEL_CLOCK,
+    tls: TlsClient | None = None,
 ) -> tuple[Behaviour, bool]:
     """Run ``sessions`` observed sessions of ``scenario`` against ``target``.
 
@@ -48,6 +50,7 @@ async def observe_run(
             to report them; by default a fresh RunStats of the scenario's steps.
         max_reply_bytes: the longest reply accepted; a longer one is a ``protocol_error``.
         clock: what ends reply latencies (``RunSettings.clock``).
+        tls: the run's TLS client (``RunSettings.tls``).
 
     Returns:
         What the sessions observed, with each step's latency histogram; and whether the run
@@ -65,6 +68,7 @@ async def observe_run(
         observe=True,
         max_reply_bytes=max_reply_bytes,
         clock=clock,
+        tls=tls,
     )
     shown, _, interrupted = await run_scenario(
         scenario, target, settings, stats, on_session_end=recorder.add_session

@@ -57,6 +57,13 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "untimed_reads": int,           # kernel clock: reads that came without a time
         "saturated": bool               # smtpload was the limit (the rule: generator.py)
       },
+      "tls": {                          # null when no session does TLS (report/tls_counts.py)
+        "versions": {str: int},         # completed handshakes per version, "TLSv1.3": 20
+        "ciphers": {str: int},          # per cipher suite
+        "handshakes": int, "resumed": int,  # completed; of those, resumed (--tls-resume)
+        "resume": bool,                 # whether sessions were offered for resumption
+        "verified": bool                # false with --tls-insecure: certificates unchecked
+      } or null,
       "thresholds": [                   # one per --threshold, in order; [] without any
         {"expression": str,             # as given, e.g. "session.p99<500ms"
          "metric": str,                 # canonical METRIC[.STAT]: "step:rcpt.p99_9", "failed"
@@ -136,6 +143,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "clock",
     "steps",
     "generator",
+    "tls",
     "thresholds",
     "smtpload_version",
 )
@@ -235,6 +243,7 @@ def build_summary(
             for step in stats.steps.values()
         ],
         "generator": generator_summary(stats),
+        "tls": None if stats.tls is None else stats.tls.summary(),
         # Evaluated by the caller once the run is over (report/thresholds.py).
         "thresholds": [],
         "smtpload_version": __version__,
@@ -476,6 +485,8 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
         f"{throughput['passed_sessions_per_s']:.1f} sessions/s passed, "
         f"{throughput['messages_per_s']:.1f} messages/s"
     )
+    if stats.tls is not None:
+        lines.append(stats.tls.describe())
     dropped = sum(step.latency.dropped for step in stats.steps.values())
     dropped += stats.session_latency.dropped
     if dropped:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from hdrh.histogram import HdrHistogram
 
 from smtpload.protocol.outcome import Outcome, SessionFailure
+from smtpload.report.tls_counts import TlsCounts
 
 if TYPE_CHECKING:
     from smtpload.report.intervals import IntervalLog
@@ -446,6 +447,8 @@ class RunStats:
         messages: messages accepted by the server (:meth:`message_accepted`).
         failures: the first ``max_kept_failures`` failures passed to :meth:`record_session`.
         failures_not_kept: the failures passed after that.
+        tls: the run's TLS handshakes (report/tls_counts.py), set by the runner when the
+            scenario does TLS; None otherwise.
 
     Raises:
         ValueError: a step name appears twice, or ``max_kept_failures`` is negative.
@@ -469,6 +472,7 @@ class RunStats:
         "start_delay",
         "started",
         "steps",
+        "tls",
     )
 
     def __init__(self, step_names: Sequence[str], *, max_kept_failures: int = 100) -> None:
@@ -495,6 +499,7 @@ class RunStats:
         self.max_kept_failures = max_kept_failures
         self.failures: list[SessionFailure] = []
         self.failures_not_kept = 0
+        self.tls: TlsCounts | None = None
 
     def run_histograms(self) -> list[tuple[str, LatencyHistogram]]:
         """The run's histograms beside the steps' that are kept per second (latency.hlog), by

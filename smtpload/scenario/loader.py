@@ -25,11 +25,14 @@ from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.load_syntax import read_load
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
+    IMPLICIT_TLS_PORT,
     PER_MESSAGE_VARIABLES,
+    TLS_MIN_VERSIONS,
     Scenario,
     Step,
     StepKind,
     Target,
+    TlsSettings,
     parse_target,
 )
 from smtpload.scenario.step_syntax import (
@@ -47,7 +50,10 @@ from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceN
 __all__ = ["load_scenario", "parse_scenario"]
 
 _TOP_KEYS = ("name", "description", "target", "timeout", "variables", "load", "steps")
-_TARGET_KEYS = ("host", "port")
+_TARGET_KEYS = ("host", "port", "tls", "ca", "server_name", "cert", "key", "min_version")
+_TLS_MODES = ("implicit",)
+# The target's TLS files: its key, and the TlsSettings field it sets.
+_TLS_FILES = {"ca": "ca_file", "cert": "cert_file", "key": "key_file"}
 _DEFAULT_PORT = 25  # the well-known SMTP port (IANA "smtp")
 
 
@@ -152,6 +158,7 @@ class _Validator(NodeReader):
         if "description" in keys:
             description = self.text(keys["description"][1], "description") or ""
         target = self._target(keys["target"][1]) if "target" in keys else None
+        tls = self._tls_settings(keys["target"][1]) if "target" in keys else TlsSettings()
         timeout_s = None
         if "timeout" in keys:
             timeout_s = positive_seconds(keys["timeout"][1], self, "timeout")
@@ -164,6 +171,7 @@ class _Validator(NodeReader):
         self._check_variables_used(variables, drafts)
         self._check_data_follows_354(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
+        self._check_starttls_steps(drafts, target)
         self._check_nothing_after_close(drafts)
         names = self._step_names(drafts)
         if self.problems:
@@ -192,6 +200,7 @@ class _Validator(NodeReader):
             variables=tuple((v.name, v.text) for v in variables),
             steps=steps,
             load=load,
+            tls=tls,
         )
 
     def _target(self, node: Node) -> Target | None:
@@ -204,9 +213,22 @@ class _Validator(NodeReader):
             port: float | None = _DEFAULT_PORT
             if "port" in keys:
                 port = self._port(keys["port"][1])
+            implicit = False
+            if "tls" in keys:
+                mode = self.text(keys["tls"][1], "target: tls")
+                if mode is not None and mode not in _TLS_MODES:
+                    self.problem(
+                        keys["tls"][1],
+                        f"target: tls {shown(mode)} is not a TLS mode; write `tls: implicit`"
+                        " (TLS from the first byte, RFC 8314, port 465), or use a `starttls`"
+                        " step for STARTTLS",
+                    )
+                implicit = mode == "implicit"
+            if "port" not in keys and implicit:
+                port = IMPLICIT_TLS_PORT
             if host is None or port is None:
                 return None
-            return Target(host, int(port))
+            return Target(host, int(port), implicit_tls=implicit)
         if isinstance(node, SequenceNode):
             self.problem(node, 'target must be "host:port"; quote IPv6 forms: "[::1]:2525"')
             return None
@@ -218,6 +240,53 @@ class _Validator(NodeReader):
         except ValueError as error:
             self.problem(node, str(error))
             return None
+
+    def _tls_settings(self, node: Node) -> TlsSettings:
+        """The TLS settings of a ``target`` mapping (files made relative to the scenario's
+        folder, and checked to exist: a missing CA file is said here, before any run)."""
+        if not isinstance(node, MappingNode):
+            return TlsSettings()
+        keys = {key.value: value for key, value in node.value if isinstance(key, ScalarNode)}
+        values: dict[str, str | None] = {}
+        for key, field in _TLS_FILES.items():
+            if key in keys:
+                values[field] = self._tls_file(keys[key], key)
+        if "server_name" in keys:
+            name = self.text(keys["server_name"], "target: server_name")
+            if name is not None and (not name or any(ch.isspace() for ch in name)):
+                self.problem(keys["server_name"], "target: server_name must be a host name")
+                name = None
+            values["server_name"] = name
+        if "min_version" in keys:
+            version = keys["min_version"]
+            written = version.value if isinstance(version, ScalarNode) else None
+            if written not in TLS_MIN_VERSIONS:
+                self.problem(
+                    version,
+                    "target: min_version must be "
+                    + " or ".join(f'"{v}"' for v in TLS_MIN_VERSIONS)
+                    + ' (quote it: min_version: "1.3")',
+                )
+            else:
+                values["min_version"] = written
+        if ("cert" in keys) != ("key" in keys) and "cert" not in keys:
+            self.problem(keys["key"], "target: key needs a `cert:` (the client certificate)")
+        return TlsSettings(**values)
+
+    def _tls_file(self, node: Node, key: str) -> str | None:
+        written = self.text(node, f"target: {key}")
+        if written is None:
+            return None
+        base = Path(self.path).parent if self.path != "<string>" else Path()
+        path = base / Path(written).expanduser()
+        if not path.is_file():
+            self.problem(
+                node,
+                f"target: {key} {shown(written)}: no such file ({path}); a relative name is"
+                " read from the scenario's folder",
+            )
+            return None
+        return str(path)
 
     def _host(self, node: Node) -> str | None:
         host = self.text(node, "target: host")
@@ -360,9 +429,10 @@ class _Validator(NodeReader):
 
     def _check_nothing_in_the_clear_after_starttls(self, drafts: list[StepDraft]) -> None:
         # RFC 3207 §4: after a 220 to STARTTLS the server expects a TLS handshake, and §4.2: the
-        # session starts over inside TLS. smtpload does not speak TLS yet, so the next steps
-        # would go out in the clear, to a server waiting for a ClientHello. A test that the
-        # server refuses STARTTLS (expect: 454, 502...) is fine, and so is a close after it.
+        # session starts over inside TLS. A raw `send: STARTTLS` cannot upgrade the connection,
+        # so the next steps would go out in the clear, to a server waiting for a ClientHello:
+        # the `starttls` step does the upgrade. A test that the server refuses STARTTLS
+        # (expect: 454, 502...) is fine, and so is a close after it.
         by_number = {draft.number: draft for draft in drafts}
         for draft in drafts:
             if draft.kind is not StepKind.SEND or (draft.text or "").strip().upper() != "STARTTLS":
@@ -377,9 +447,42 @@ class _Validator(NodeReader):
             self.problem(
                 draft.node,
                 f"this `send: STARTTLS` {accepted}, and step {after.number} would then be sent"
-                " in the clear while the server waits for a TLS handshake: smtpload does not"
-                " speak TLS yet. Expect a refusal (such as `expect: 454`) to test one, or end"
-                " the session here with `close: true`",
+                " in the clear while the server waits for a TLS handshake: a raw send cannot"
+                " upgrade the connection. Write `- starttls: true` instead (it sends STARTTLS,"
+                " expects 220 and upgrades), or expect a refusal (such as `expect: 454`) to"
+                " test one, or end the session here with `close: true`",
+            )
+
+    def _check_starttls_steps(self, drafts: list[StepDraft], target: Target | None) -> None:
+        """RFC 3207 §4.2: one STARTTLS per session, never inside implicit TLS, and after it the
+        session starts over (what was learned before, capabilities too, is forgotten): the
+        scenario says EHLO again."""
+        starttls = [draft for draft in drafts if draft.kind is StepKind.STARTTLS]
+        for extra in starttls[1:]:
+            self.problem(
+                extra.node,
+                f"a session upgrades to TLS once (RFC 3207 §4.2): step {starttls[0].number}"
+                " is already a starttls step",
+            )
+        if starttls and target is not None and target.implicit_tls:
+            self.problem(
+                starttls[0].node,
+                "the target uses implicit TLS, so the session is encrypted from its start:"
+                " remove this starttls step, or the target's TLS",
+            )
+        by_number = {draft.number: draft for draft in drafts}
+        for draft in starttls[:1]:
+            after = by_number.get(draft.number + 1)
+            if after is None or after.kind is None or after.kind is StepKind.CLOSE:
+                continue
+            verb = (after.text or "").split()[0].upper() if (after.text or "").split() else ""
+            if after.kind is StepKind.SEND and verb in ("EHLO", "HELO", "LHLO", "QUIT"):
+                continue
+            self.problem(
+                after.node,
+                "after starttls the session starts over (RFC 3207 §4.2: what the server said"
+                " before TLS is forgotten): send EHLO again here, e.g. `send: EHLO"
+                " client.example`",
             )
 
     def _check_nothing_after_close(self, drafts: list[StepDraft]) -> None:
@@ -433,7 +536,13 @@ class _Variable:
     template: Template | None
 
 
-_DERIVED_NAMES = {StepKind.GREETING: "greeting", StepKind.DATA: "message", StepKind.CLOSE: "close"}
+_DERIVED_NAMES = {
+    StepKind.GREETING: "greeting",
+    StepKind.DATA: "message",
+    StepKind.CLOSE: "close",
+    StepKind.STARTTLS: "starttls",
+    StepKind.TLS: "tls",
+}
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:

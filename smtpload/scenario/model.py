@@ -14,8 +14,10 @@ from smtpload.errors import shown
 __all__ = [
     "ARRIVALS",
     "BUILTIN_VARIABLES",
+    "IMPLICIT_TLS_PORT",
     "MAX_DATA_SIZE_BYTES",
     "PER_MESSAGE_VARIABLES",
+    "TLS_MIN_VERSIONS",
     "Expectation",
     "Load",
     "LoadStage",
@@ -24,6 +26,7 @@ __all__ = [
     "StepKind",
     "Target",
     "ThresholdText",
+    "TlsSettings",
     "parse_target",
 ]
 
@@ -54,12 +57,24 @@ class StepKind(enum.Enum):
     SEND = "send"  # one command line; CRLF is added
     DATA = "data"  # the message after a 354; dot-stuffed and terminated by "."
     CLOSE = "close"  # expect the server to close the connection
+    STARTTLS = "starttls"  # send STARTTLS, expect 220, then upgrade (RFC 3207)
+    TLS = "tls"  # the TLS handshake: after a starttls step, or first with implicit TLS
+
+
+#: The lowest TLS versions a run may insist on (``--tls-min-version``, ``min_version:``).
+TLS_MIN_VERSIONS = ("1.2", "1.3")
+
+#: The port of SMTP over implicit TLS, "submissions" (RFC 8314 §7.3).
+IMPLICIT_TLS_PORT = 465
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """A server. ``implicit_tls``: TLS from the first byte (RFC 8314), as ``smtps://`` says."""
+
     host: str
     port: int
+    implicit_tls: bool = False
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -76,10 +91,25 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
     A bare IPv6 address is refused: ``::1:2626`` could be the address ``::1:2626`` or
     ``::1`` port 2626, and guessing wrong would send traffic to another host.
 
+    ``smtps://HOST[:PORT]`` is the same with implicit TLS (RFC 8314), port 465 by default;
+    ``smtp://`` is accepted too, for symmetry.
+
     Raises:
         ValueError: with a message fit to show the user.
     """
     text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() not in ("smtp", "smtps") or not rest:
+            raise ValueError(
+                f"bad target {shown(text)}: write HOST:PORT, smtp://HOST:PORT or"
+                " smtps://HOST:PORT (implicit TLS)"
+            )
+        implicit = scheme.lower() == "smtps"
+        plain = parse_target(
+            rest, IMPLICIT_TLS_PORT if implicit else default_port, allow_port_zero=allow_port_zero
+        )
+        return Target(plain.host, plain.port, implicit_tls=implicit)
     host, port_text = text, ""
     if text.startswith("["):
         end = text.find("]")
@@ -171,6 +201,44 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """How TLS is set up, from a scenario's ``target`` or the command line; None: not given.
+
+    Attributes:
+        ca_file: certificates to trust instead of the system's store (PEM).
+        server_name: the name sent as SNI and checked against the certificate (default: the
+            target's host).
+        cert_file, key_file: a client certificate and its key (PEM).
+        min_version: ``"1.2"`` or ``"1.3"``.
+    """
+
+    ca_file: str | None = None
+    server_name: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    min_version: str | None = None
+
+    def overridden_by(self, other: TlsSettings) -> TlsSettings:
+        """These settings with each one that ``other`` gives taken from it."""
+        return TlsSettings(
+            *(
+                theirs if theirs is not None else ours
+                for ours, theirs in zip(_tls_fields(self), _tls_fields(other), strict=True)
+            )
+        )
+
+
+def _tls_fields(settings: TlsSettings) -> tuple[str | None, ...]:
+    return (
+        settings.ca_file,
+        settings.server_name,
+        settings.cert_file,
+        settings.key_file,
+        settings.min_version,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole validated scenario file.
 
@@ -181,6 +249,8 @@ class Scenario:
             and variables declared before it.
         timeout_s: the scenario's default step timeout, or None.
         load: the ``load:`` block, or None without one.
+        tls: the TLS settings its ``target`` gives (file names relative to the scenario's
+            folder already made whole).
     """
 
     path: str
@@ -191,6 +261,7 @@ class Scenario:
     variables: tuple[tuple[str, str], ...]
     steps: tuple[Step, ...]
     load: Load | None = None
+    tls: TlsSettings = TlsSettings()
 
 
 @dataclass(frozen=True, slots=True)

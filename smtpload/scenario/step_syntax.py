@@ -1,8 +1,8 @@
 """The grammar of one step: a mapping from the `steps:` list in, a ``StepDraft`` out.
 
 ``loader.py`` walks the file and hands each item of `steps:` here; this module reads its one
-action (``greeting``, ``send``, ``data`` or ``close``) and the step's options (``name``,
-``expect``, ``capture``, ``timeout``), reporting what is wrong through the caller's
+action (``greeting``, ``send``, ``data``, ``close`` or ``starttls``) and the step's options
+(``name``, ``expect``, ``capture``, ``timeout``), reporting what is wrong through the caller's
 ``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with steps (a
 non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even when parts
 of it are invalid, so that the checks across steps (variables used, data after 354, nothing after
@@ -51,14 +51,17 @@ RESERVED_STEP_NAMES: dict[str, str] = {
     RESERVED_STEP_NAME: "the TCP connect",
     "session": "the whole session's row in the reports",
     "start_delay": "open-loop runs' start delays",
+    "tls": "the TLS handshake (after starttls, or first with implicit TLS)",
 }
 
-_ACTIONS = ("greeting", "send", "data", "close")
+_ACTIONS = ("greeting", "send", "data", "close", "starttls")
 _STEP_OPTIONS = ("name", "expect", "capture", "timeout")
 _DATA_KEYS = ("message", "size")
 # RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
 _GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
 _DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
+# RFC 3207 §4: "220 Ready to start TLS"; any other reply means no TLS.
+STARTTLS_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
 
 
 @dataclass(slots=True)
@@ -143,8 +146,8 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
             example = f"send: {clipped(node.value)}"
         reader.problem(
             node,
-            f"step {number} must be a mapping with one action (greeting, send, data or"
-            f" close), such as `- {example}`",
+            f"step {number} must be a mapping with one action (greeting, send, data, close"
+            f" or starttls), such as `- {example}`",
         )
         return None
     draft = StepDraft(number, node)
@@ -189,6 +192,8 @@ def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
         else:
             draft.expect = parse_expectation(node, reader, "greeting")
             draft.greeting_expects = True
+    elif draft.kind is StepKind.STARTTLS:
+        _starttls(draft, node, reader)
     elif draft.kind is StepKind.SEND:
         draft.text = _send(draft, node, reader)
     elif draft.kind is StepKind.DATA:
@@ -197,6 +202,30 @@ def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     elif draft.kind is StepKind.CLOSE and not is_true(node):
         message = "close takes only `true` (the server must close the connection)"
         reader.problem(node, message + "; remove the step if it should not")
+
+
+def _starttls(draft: StepDraft, node: Node, reader: NodeReader) -> None:
+    """``starttls: true``, or an expectation of its 220 (with a text pattern, say)."""
+    draft.text = "STARTTLS"
+    if isinstance(node, ScalarNode) and node.tag == BOOL_TAG:
+        if not is_true(node):
+            reader.problem(node, "starttls takes `true` or an expectation of its 220")
+        draft.expect = STARTTLS_DEFAULT
+        return
+    draft.expect = parse_expectation(node, reader, "starttls")
+    draft.greeting_expects = True
+    _check_starttls_expects_220(draft, node, reader)
+
+
+def _check_starttls_expects_220(draft: StepDraft, node: Node, reader: NodeReader) -> None:
+    codes = None if draft.expect is None else draft.expect.codes
+    if codes is not None and codes != frozenset({220}):
+        reader.problem(
+            node,
+            "a starttls step upgrades on 220 only (RFC 3207 §4); to test that a server refuses"
+            " STARTTLS, write `send: STARTTLS` with the refusal it should give (`expect: 454`)",
+        )
+        draft.expect = STARTTLS_DEFAULT
 
 
 def _send(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
@@ -262,12 +291,15 @@ def _expect(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> None
     if draft.kind is StepKind.CLOSE:
         reader.problem(key, "a close step takes no `expect`: it waits for the connection to end")
     elif draft.greeting_expects:
+        action = "starttls" if draft.kind is StepKind.STARTTLS else "greeting"
         reader.problem(
             key,
-            "give the expectation once: `greeting: 220`, or `greeting: true` with `expect:`",
+            f"give the expectation once: `{action}: 220`, or `{action}: true` with `expect:`",
         )
     elif draft.kind is not None:
         draft.expect = parse_expectation(node, reader, "expect")
+        if draft.kind is StepKind.STARTTLS:
+            _check_starttls_expects_220(draft, node, reader)
 
 
 def _capture(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> None:

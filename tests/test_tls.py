@@ -1,0 +1,728 @@
+"""TLS: the starttls step, implicit TLS, verification, options, resumption and tls_error.
+
+Every peer is real and on loopback: aiosmtpd with a TLS context (STARTTLS, required, and
+implicit TLS on its own port), trio servers that misbehave in TLS (tests/misbehaving.py), and
+certificates made here by trustme, so that no CA of ours lives in the repository.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trustme
+from aiosmtpd.controller import Controller
+
+from smtpload.errors import ScenarioError
+from smtpload.net.client import resolve_target
+from smtpload.net.runner import RunSettings, run_sessions
+from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
+from smtpload.protocol.compiler import CompiledScenario, CompiledStep, compile_scenario
+from smtpload.protocol.engine import SessionEngine
+from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.report.stats import KERNEL_CLOCK, RunStats
+from smtpload.scenario.loader import parse_scenario
+from smtpload.scenario.model import StepKind, TlsSettings
+from tests.cli import smtpload
+from tests.misbehaving import TLS_BEHAVIOURS, Handler, starttls_server, tls_alerting_server
+from tests.peers import RecordingHandler
+
+LOOPBACK = "127.0.0.1"
+
+STARTTLS_MAIL = """\
+steps:
+  - greeting: 220
+  - send: EHLO client.test
+    expect: 250
+  - starttls: true
+  - send: EHLO client.test
+    expect: {code: 250, absent_capabilities: [STARTTLS]}
+  - send: MAIL FROM:<a@client.test>
+    expect: 250
+  - send: RCPT TO:<b@server.test>
+    expect: 250
+  - send: DATA
+    expect: 354
+  - data: {message: "Subject: over TLS\\n\\nhello\\n", size: %d}
+  - send: QUIT
+    expect: 221
+"""
+
+IMPLICIT_MAIL = """\
+steps:
+  - greeting: 220
+  - send: EHLO client.test
+    expect: 250
+  - send: MAIL FROM:<a@client.test>
+    expect: 250
+  - send: RCPT TO:<b@server.test>
+    expect: 250
+  - send: DATA
+    expect: 354
+  - data: "Subject: implicit\\n\\nhello\\n"
+  - send: QUIT
+    expect: 221
+"""
+
+
+def starttls_mail(size: int = 0) -> str:
+    return STARTTLS_MAIL % size
+
+
+# -- certificates and servers ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def server_context(
+    ca: trustme.CA, maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", LOOPBACK).configure_cert(context)
+    context.maximum_version = maximum
+    return context
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _controller(handler: RecordingHandler, **tls: Any) -> Iterator[int]:
+    """aiosmtpd with ``tls`` (``tls_context=``/``require_starttls=`` or ``ssl_context=``);
+    yields its port. It cannot take port 0 (aio-libs/aiosmtpd#388): retry a bind race."""
+    for _ in range(5):
+        controller = Controller(handler, hostname=LOOPBACK, port=_free_port(), **tls)
+        try:
+            controller.start()
+        except (OSError, RuntimeError):
+            controller.stop(no_assert=True)
+            continue
+        try:
+            yield int(controller.port)
+        finally:
+            controller.stop()
+        return
+    raise RuntimeError("aiosmtpd did not start")
+
+
+@pytest.fixture
+def handler() -> RecordingHandler:
+    return RecordingHandler()
+
+
+@pytest.fixture
+def starttls_port(ca: trustme.CA, handler: RecordingHandler) -> Iterator[int]:
+    """aiosmtpd that requires STARTTLS before mail (and offers AUTH only inside TLS)."""
+    yield from _controller(handler, tls_context=server_context(ca), require_starttls=True)
+
+
+@pytest.fixture
+def implicit_port(ca: trustme.CA, handler: RecordingHandler) -> Iterator[int]:
+    """aiosmtpd speaking TLS from the first byte, as on port 465."""
+    yield from _controller(handler, ssl_context=server_context(ca))
+
+
+@pytest.fixture
+def tls12_port(ca: trustme.CA, handler: RecordingHandler) -> Iterator[int]:
+    """aiosmtpd whose implicit TLS goes up to TLS 1.2 only."""
+    yield from _controller(handler, ssl_context=server_context(ca, ssl.TLSVersion.TLSv1_2))
+
+
+def trusting(ca_file: Path, **options: object) -> TlsClient:
+    settings = TlsSettings(ca_file=str(ca_file), **options)  # type: ignore[arg-type]
+    return build_tls_client(TlsOptions(settings=settings), LOOPBACK)
+
+
+async def run(
+    text: str,
+    port: int,
+    tls: TlsClient | None,
+    *,
+    implicit: bool = False,
+    sessions: int = 1,
+    concurrency: int = 1,
+    timeout_s: float = 5.0,
+) -> RunStats:
+    scenario = compile_scenario(parse_scenario(text), timeout_s=timeout_s, implicit_tls=implicit)
+    stats = RunStats(["connect", *scenario.step_names])
+    target = await resolve_target(LOOPBACK, port)
+    settings = RunSettings(
+        sessions=sessions,
+        concurrency=concurrency,
+        run_id="tls",
+        handle_signals=False,
+        print_notices=False,
+        clock=KERNEL_CLOCK,
+        tls=tls,
+    )
+    await run_sessions(scenario, target, settings, stats)
+    return stats
+
+
+def only_outcome(stats: RunStats) -> Outcome:
+    (outcome,) = [o for o, n in stats.outcomes.items() if n]
+    return outcome
+
+
+def got(stats: RunStats) -> str:
+    return stats.failures[0].got
+
+
+# -- STARTTLS and implicit TLS pass -------------------------------------------------------------
+
+
+async def test_starttls_then_ehlo_again_then_mail_passes(
+    starttls_port: int, ca_file: Path, handler: RecordingHandler
+) -> None:
+    stats = await run(starttls_mail(), starttls_port, trusting(ca_file))
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+    (message,) = handler.messages  # aiosmtpd takes mail only after STARTTLS: it was over TLS
+    assert b"Subject: over TLS" in message.content
+    assert list(stats.steps)[3:5] == ["starttls", "tls"]
+    assert stats.steps["tls"].latency.count == 1
+    assert stats.tls is not None
+    assert stats.tls.handshakes == 1
+    assert stats.tls.verified
+
+
+async def test_steps_over_tls_keep_the_kernel_clock(starttls_port: int, ca_file: Path) -> None:
+    stats = await run(starttls_mail(), starttls_port, trusting(ca_file), sessions=3)
+    assert stats.outcomes[Outcome.PASSED] == 3, stats.failures
+    assert stats.generator.untimed_reads == 0
+    assert stats.clock == "kernel"
+    assert {step.clock for name, step in stats.steps.items() if name != "connect"} == {"kernel"}
+    assert stats.reply_lag.count > 0  # the replies over TLS were read with their kernel time
+
+
+async def test_a_large_message_over_tls_passes(
+    starttls_port: int, ca_file: Path, handler: RecordingHandler
+) -> None:
+    size = 3 * 1024 * 1024  # sent through the TLS layer 64 KiB at a time
+    stats = await run(starttls_mail(size), starttls_port, trusting(ca_file), timeout_s=20)
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+    (message,) = handler.messages
+    assert len(message.content) >= size - 100
+
+
+async def test_implicit_tls_passes(implicit_port: int, ca_file: Path) -> None:
+    stats = await run(IMPLICIT_MAIL, implicit_port, trusting(ca_file), implicit=True)
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+    assert list(stats.steps)[:3] == ["connect", "tls", "greeting"]
+
+
+# -- verification and versions: tls_error --------------------------------------------------------
+
+
+async def test_an_unknown_ca_is_a_tls_error(starttls_port: int) -> None:
+    tls = build_tls_client(TlsOptions(), LOOPBACK)  # the system's store: trustme's CA is not in it
+    stats = await run(starttls_mail(), starttls_port, tls)
+    assert only_outcome(stats) is Outcome.TLS_ERROR
+    assert "certificate verification failed" in got(stats)
+    assert stats.failures[0].step == "tls"
+
+
+async def test_a_server_name_the_certificate_does_not_have_is_a_tls_error(
+    implicit_port: int, ca_file: Path
+) -> None:
+    tls = trusting(ca_file, server_name="other.example.test")
+    stats = await run(IMPLICIT_MAIL, implicit_port, tls, implicit=True)
+    assert only_outcome(stats) is Outcome.TLS_ERROR
+    assert "other.example.test" in got(stats) or "Hostname mismatch" in got(stats)
+
+
+async def test_min_version_13_against_a_12_only_server_is_a_tls_error(
+    ca: trustme.CA, tls12_port: int, ca_file: Path
+) -> None:
+    # An OpenSSL server that says why (a protocol_version alert, RFC 8446 §6.2); aiosmtpd's
+    # asyncio closes without the alert, which is a close during the handshake.
+    tls12 = server_context(ca, ssl.TLSVersion.TLSv1_2)
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, tls_alerting_server(tls12))
+        tls = trusting(ca_file, min_version="1.3")
+        stats = await run(IMPLICIT_MAIL, port, tls, implicit=True)
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.TLS_ERROR
+    assert "handshake failed" in got(stats)
+    assert "protocol version" in got(stats)
+    # A TLS 1.2 server passes without the minimum: it is the version that failed.
+    stats = await run(IMPLICIT_MAIL, tls12_port, trusting(ca_file), implicit=True)
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+    assert stats.tls is not None
+    assert stats.tls.versions == {"TLSv1.2": 1}
+
+
+# -- resumption -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resume", "port_fixture"), [(True, "implicit_port"), (True, "tls12_port")]
+)
+async def test_resumption_is_counted_in_a_run_of_20_sessions(
+    resume: bool, port_fixture: str, ca_file: Path, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue(port_fixture)
+    tls = trusting(ca_file)
+    stats = await run(IMPLICIT_MAIL, port, tls, implicit=True, sessions=20, concurrency=4)
+    assert stats.outcomes[Outcome.PASSED] == 20, stats.failures
+    assert stats.tls is not None
+    assert stats.tls.handshakes == 20
+    assert stats.tls.resumed >= 1
+
+
+async def test_no_resumption_with_resume_off(starttls_port: int, ca_file: Path) -> None:
+    settings = TlsSettings(ca_file=str(ca_file))
+    tls = build_tls_client(TlsOptions(settings=settings, resume=False), LOOPBACK)
+    stats = await run(starttls_mail(), starttls_port, tls, sessions=20, concurrency=4)
+    assert stats.outcomes[Outcome.PASSED] == 20, stats.failures
+    assert stats.tls is not None
+    assert stats.tls.resumed == 0
+    assert not stats.tls.summary()["resume"]
+
+
+async def test_starttls_sessions_resume_too(starttls_port: int, ca_file: Path) -> None:
+    stats = await run(starttls_mail(), starttls_port, trusting(ca_file), sessions=20)
+    assert stats.outcomes[Outcome.PASSED] == 20, stats.failures
+    assert stats.tls is not None
+    assert stats.tls.resumed >= 1
+
+
+# -- hostile TLS peers ------------------------------------------------------------
+
+
+async def _serve(nursery: trio.Nursery, handler: Handler) -> int:
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host=LOOPBACK))
+    port: int = listeners[0].socket.getsockname()[1]
+    return port
+
+
+STARTTLS_EHLO = """\
+steps:
+  - greeting: 220
+  - send: EHLO client.test
+    expect: 250
+  - starttls: true
+  - send: EHLO client.test
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+
+
+async def test_the_polite_starttls_server_passes(ca: trustme.CA, ca_file: Path) -> None:
+    # The injection tests' server without the injection: so they fail for the injection only.
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, starttls_server(server_context(ca)))
+        stats = await run(STARTTLS_EHLO, port, trusting(ca_file))
+        nursery.cancel_scope.cancel()
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+
+
+@pytest.mark.parametrize(
+    "injected",
+    [b"250 injected\r\n", b"250-injected\r\n250 STARTTLS\r\n", b"250 inj", b"\r\n", b"4"],
+    ids=["reply", "multiline", "partial", "blank-line", "one-byte"],
+)
+async def test_bytes_after_220_to_starttls_in_the_same_write_are_a_protocol_error(
+    injected: bytes, ca: trustme.CA, ca_file: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, starttls_server(server_context(ca), inject=injected))
+        stats = await run(STARTTLS_EHLO, port, trusting(ca_file))
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.PROTOCOL_ERROR
+    if injected == b"\r\n":
+        # Read with the 220, a blank line is no SMTP reply at all: refused at starttls.
+        assert stats.failures[0].step == "starttls"
+    else:
+        assert stats.failures[0].step == "tls"
+        assert "sent after 220 to STARTTLS, before the TLS handshake" in got(stats)
+        assert "RFC 3207 §5" in got(stats)
+    assert stats.steps["ehlo#2"].attempts == 0  # nothing went on to use it
+
+
+async def test_bytes_after_220_to_starttls_in_a_later_write_are_never_a_reply(
+    ca: trustme.CA, ca_file: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = starttls_server(server_context(ca), inject=b"250 injected\r\n", later=True)
+        port = await _serve(nursery, server)
+        stats = await run(STARTTLS_EHLO, port, trusting(ca_file), sessions=5)
+        nursery.cancel_scope.cancel()
+    # Waiting in the kernel before the ClientHello: a protocol_error; arriving after it, the
+    # bytes reach the TLS layer, which refuses them as no TLS record. Never a reply.
+    assert stats.outcomes[Outcome.PASSED] == 0
+    assert stats.outcomes[Outcome.PROTOCOL_ERROR] + stats.outcomes[Outcome.TLS_ERROR] == 5
+    assert stats.steps["ehlo#2"].attempts == 0
+
+
+async def test_garbage_for_a_server_hello_is_a_tls_error_at_once(ca_file: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, TLS_BEHAVIOURS["tls-garbage-hello"])
+        start = trio.current_time()
+        stats = await run(IMPLICIT_MAIL, port, trusting(ca_file), implicit=True, timeout_s=30)
+        elapsed_s = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.TLS_ERROR
+    assert "handshake failed" in got(stats)
+    assert elapsed_s < 10  # refused on the first bad record, not after the 30 s timeout
+
+
+async def test_a_stall_in_the_handshake_is_a_timeout(ca_file: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, TLS_BEHAVIOURS["tls-stall"])
+        stats = await run(IMPLICIT_MAIL, port, trusting(ca_file), implicit=True, timeout_s=0.3)
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.TIMEOUT
+    assert stats.failures[0].step == "tls"
+
+
+async def test_a_close_during_the_handshake_is_connection_closed(ca_file: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, TLS_BEHAVIOURS["tls-close"])
+        stats = await run(IMPLICIT_MAIL, port, trusting(ca_file), implicit=True)
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.CONNECTION_CLOSED
+    assert stats.failures[0].step == "tls"
+
+
+# -- the command line ------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def summary_of(tmp_path: Path) -> dict[str, object]:
+    (path,) = (tmp_path / "results").glob("*/summary.json")
+    result: dict[str, object] = json.loads(path.read_text())
+    return result
+
+
+def test_cli_starttls_summary_counts_versions_and_ciphers(
+    tmp_path: Path, starttls_port: int, ca_file: Path
+) -> None:
+    scenario = write(tmp_path, starttls_mail())
+    target = f"{LOOPBACK}:{starttls_port}"
+    done = smtpload(
+        "run", str(scenario), "--target", target, "--tls-ca", str(ca_file), "--sessions", "3",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    tls = summary_of(tmp_path)["tls"]
+    assert isinstance(tls, dict)
+    assert sum(tls["versions"].values()) == 3
+    assert sum(tls["ciphers"].values()) == 3
+    assert tls["handshakes"] == 3
+    assert tls["verified"] is True
+    assert "certificates verified" in done.stdout
+
+
+@pytest.mark.parametrize("form", ["--tls implicit", "smtps://"])
+def test_cli_implicit_tls_passes(
+    form: str, tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    if form == "smtps://":
+        where = ["--target", f"smtps://{LOOPBACK}:{implicit_port}"]
+    else:
+        where = ["--target", f"{LOOPBACK}:{implicit_port}", "--tls", "implicit"]
+    done = smtpload("run", str(scenario), *where, "--tls-ca", str(ca_file), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    steps = [step["name"] for step in summary_of(tmp_path)["steps"]]  # type: ignore[attr-defined]
+    assert steps[:3] == ["connect", "tls", "greeting"]
+
+
+def test_cli_scenario_target_with_implicit_tls_and_its_ca(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_bytes(ca_file.read_bytes())
+    head = f"target: {{host: {LOOPBACK}, port: {implicit_port}, tls: implicit, ca: certs/ca.pem}}\n"
+    scenario = write(tmp_path, head + IMPLICIT_MAIL)
+    done = smtpload("run", str(scenario), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_cli_unknown_ca_fails_and_tls_insecure_passes_and_says_so(
+    tmp_path: Path, implicit_port: int
+) -> None:
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    target = f"smtps://{LOOPBACK}:{implicit_port}"
+    done = smtpload("run", str(scenario), "--target", target, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "tls_error 1" in done.stdout
+    assert "certificate verification failed" in done.stdout
+    for path in (tmp_path / "results").glob("*"):
+        for file in path.iterdir():
+            file.unlink()
+        path.rmdir()
+    done = smtpload("run", str(scenario), "--target", target, "--tls-insecure", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "certificates NOT verified (--tls-insecure)" in done.stdout
+    tls = summary_of(tmp_path)["tls"]
+    assert isinstance(tls, dict)
+    assert tls["verified"] is False
+
+
+def test_cli_resume_off_counts_no_resumption(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    target = f"smtps://{LOOPBACK}:{implicit_port}"
+    done = smtpload(
+        "run", str(scenario), "--target", target, "--tls-ca", str(ca_file), "--sessions", "5",
+        "--tls-resume", "off", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    tls = summary_of(tmp_path)["tls"]
+    assert isinstance(tls, dict)
+    assert tls["resumed"] == 0
+    assert tls["handshakes"] == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--tls-ca", "missing.pem"], "--tls-ca 'missing.pem': no such file"),
+        (["--tls-cert", "missing.pem"], "--tls-cert 'missing.pem': no such file"),
+        (["--tls-ca", "not-pem.txt"], "--tls-ca 'not-pem.txt':"),
+    ],
+    ids=["missing-ca", "missing-cert", "ca-not-pem"],
+)
+def test_cli_a_tls_file_that_cannot_be_used_is_a_usage_error_before_the_run(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    (tmp_path / "not-pem.txt").write_text("not a certificate\n")
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    done = smtpload("run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_cli_implicit_tls_with_a_starttls_step_is_a_usage_error(tmp_path: Path) -> None:
+    scenario = write(tmp_path, STARTTLS_EHLO)
+    done = smtpload(
+        "run", str(scenario), "--target", "127.0.0.1:1", "--tls", "implicit", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "starttls step" in done.stderr
+
+
+def test_cli_replay_takes_the_tls_options(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    target = f"smtps://{LOOPBACK}:{implicit_port}"
+    done = smtpload(
+        "replay", str(scenario), "--target", target, "--tls-ca", str(ca_file), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_baselines_and_junit_know_tls_and_tls_error(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    target = ["--target", f"smtps://{LOOPBACK}:{implicit_port}"]
+    trust = ["--tls-ca", str(ca_file)]
+    baseline = tmp_path / "baseline.json"
+    done = smtpload(
+        "record", str(scenario), *target, *trust, "-o", str(baseline), "--sessions", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    steps = {step["name"]: step for step in json.loads(baseline.read_text())["steps"]}
+    assert steps["tls"]["events"] == {"tls": 2}
+    # The baseline reads back (its tls events are known), and the same server passes.
+    done = smtpload(
+        "compare", str(scenario), "--baseline", str(baseline), *target, *trust, "--sessions", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    # Without the CA, the handshake fails: a regression at the tls step, in JUnit too.
+    junit = tmp_path / "report.xml"
+    done = smtpload(
+        "compare", str(scenario), "--baseline", str(baseline), *target, "--sessions", "2",
+        "--junit", str(junit), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert "tls_error" in done.stdout
+    report = junit.read_text()
+    assert 'name="tls"' in report
+    assert "tls_error" in report
+
+
+# -- the scenario: starttls, the target's TLS keys ---------------------------------------------
+
+
+def problems_of(text: str, path: str = "s.yaml") -> list[str]:
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, path)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_a_starttls_step_sends_starttls_expects_220_and_is_followed_by_the_tls_step() -> None:
+    scenario = parse_scenario(STARTTLS_EHLO)
+    assert [step.kind for step in scenario.steps][2] is StepKind.STARTTLS
+    compiled = compile_scenario(scenario)
+    assert compiled.step_names == ("greeting", "ehlo", "starttls", "tls", "ehlo#2", "quit")
+    starttls = compiled.steps[2]
+    assert starttls.payload == b"STARTTLS\r\n"
+    assert starttls.expectation is not None
+    assert starttls.expectation.codes == frozenset({220})
+    assert compiled.uses_tls
+    implicit = compile_scenario(parse_scenario(IMPLICIT_MAIL), implicit_tls=True)
+    assert implicit.step_names[0] == "tls"
+    assert not compile_scenario(parse_scenario(IMPLICIT_MAIL)).uses_tls
+
+
+@pytest.mark.parametrize(
+    ("steps", "said"),
+    [
+        (
+            ["{send: STARTTLS, expect: 220}", "send: EHLO x"],
+            "3:5: this `send: STARTTLS` accepts a 2xx reply, and step 3 would then be sent in"
+            " the clear while the server waits for a TLS handshake: a raw send cannot upgrade"
+            " the connection. Write `- starttls: true` instead",
+        ),
+        (["starttls: 250"], "3:15: a starttls step upgrades on 220 only (RFC 3207 §4)"),
+        (["{starttls: true, expect: 2xx}"], "3:30: a starttls step upgrades on 220 only"),
+        (["starttls: true", "starttls: true"], "4:5: a session upgrades to TLS once"),
+        (
+            ["starttls: true", "send: MAIL FROM:<a@b>"],
+            "4:5: after starttls the session starts over",
+        ),
+        (["starttls: no"], "3:15: starttls takes `true` or an expectation of its 220"),
+    ],
+    ids=["raw-send", "not-220", "expect-2xx", "twice", "no-ehlo-after", "false"],
+)
+def test_starttls_problems(steps: list[str], said: str) -> None:
+    text = "steps:\n  - greeting: 220\n" + "".join(f"  - {step}\n" for step in steps)
+    found = problems_of(text)
+    assert any(problem.startswith(f"s.yaml:{said}") for problem in found), found
+
+
+def test_a_starttls_step_with_an_implicit_tls_target_is_refused() -> None:
+    text = "target: {host: mx.test, tls: implicit}\n" + STARTTLS_EHLO
+    (problem,) = problems_of(text)
+    assert "the target uses implicit TLS" in problem
+
+
+def test_the_target_takes_tls_keys(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    path = tmp_path / "s.yaml"
+    text = (
+        "target: {host: mx.test, tls: implicit, ca: ca.pem, server_name: mx.example.test,"
+        ' min_version: "1.3"}\n' + IMPLICIT_MAIL
+    )
+    scenario = parse_scenario(text, str(path))
+    assert scenario.target is not None
+    assert (scenario.target.port, scenario.target.implicit_tls) == (465, True)
+    assert scenario.tls == TlsSettings(
+        ca_file=str(tmp_path / "ca.pem"), server_name="mx.example.test", min_version="1.3"
+    )
+    assert parse_scenario('target: "smtps://mx.test"\n' + IMPLICIT_MAIL).target == (
+        parse_scenario("target: {host: mx.test, tls: implicit}\n" + IMPLICIT_MAIL).target
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("{host: mx.test, ca: missing.pem}", "1:29: target: ca 'missing.pem': no such file"),
+        ("{host: mx.test, tls: starttls}", "1:30: target: tls 'starttls' is not a TLS mode"),
+        ("{host: mx.test, min_version: 1.1}", "1:38: target: min_version must be"),
+        ("'smtpx://mx.test'", "1:9: bad target 'smtpx://mx.test'"),
+    ],
+    ids=["missing-ca", "mode", "min-version", "scheme"],
+)
+def test_target_tls_problems_are_located(target: str, said: str, tmp_path: Path) -> None:
+    found = problems_of(f"target: {target}\n" + IMPLICIT_MAIL, str(tmp_path / "s.yaml"))
+    assert any(problem.startswith(f"{tmp_path / 's.yaml'}:{said}") for problem in found), found
+
+
+# -- the engine, without sockets -----------------------------------------------------------------
+
+
+def _engine(observe: bool = False) -> tuple[SessionEngine, CompiledScenario]:
+    compiled = compile_scenario(parse_scenario(STARTTLS_EHLO))
+    return SessionEngine(compiled, 1, observe=observe), compiled
+
+
+def _reply(raw: bytes) -> Reply:
+    (reply,) = ReplyParser().feed(raw)
+    return reply
+
+
+def _through_starttls(engine: SessionEngine) -> CompiledStep:
+    for raw in (b"220 x\r\n", b"250 x\r\n", b"220 go\r\n"):
+        step = engine.next_step()
+        assert step is not None
+        engine.payload(step)
+        assert engine.on_reply(step, _reply(raw))
+    tls = engine.next_step()
+    assert tls is not None
+    assert tls.kind is StepKind.TLS
+    return tls
+
+
+def test_engine_a_tls_error_fails_the_session_without_a_quit() -> None:
+    engine, _ = _engine()
+    tls = _through_starttls(engine)
+    engine.on_tls_error(tls, "handshake failed: wrong version number")
+    assert engine.next_step() is None  # no QUIT over a broken TLS connection
+    assert engine.outcome is Outcome.TLS_ERROR
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.step, failure.expected) == ("tls", "a TLS handshake")
+
+
+def test_engine_after_the_handshake_the_session_goes_on() -> None:
+    engine, _ = _engine()
+    tls = _through_starttls(engine)
+    engine.on_tls_established(tls, "TLSv1.3 TLS_AES_256_GCM_SHA384")
+    step = engine.next_step()
+    assert step is not None
+    assert step.name == "ehlo#2"
+
+
+def test_engine_observe_mode_stops_at_a_refused_starttls_with_a_quit() -> None:
+    engine, _ = _engine(observe=True)
+    for raw in (b"220 x\r\n", b"250 x\r\n"):
+        step = engine.next_step()
+        assert step is not None
+        engine.on_reply(step, _reply(raw))
+    starttls = engine.next_step()
+    assert starttls is not None
+    assert not engine.on_reply(starttls, _reply(b"454 4.7.0 TLS not available\r\n"))
+    quit_step = engine.next_step()
+    assert quit_step is not None
+    assert quit_step.index == -1  # our polite QUIT, not the steps meant for inside TLS
+    assert engine.on_reply(quit_step, _reply(b"221 bye\r\n"))
+    assert engine.next_step() is None
+    assert engine.outcome is Outcome.UNEXPECTED_REPLY
