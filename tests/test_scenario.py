@@ -494,7 +494,8 @@ ONE_LINE = (
     " and `data:` for the message"
 )
 ONE_ACTION = (
-    "must be a mapping with one action (greeting, send, data or close), such as `- send: QUIT`"
+    "must be a mapping with one action (greeting, send, data, close or auth), such as"
+    " `- send: QUIT`"
 )
 CLOSE_TRUE = (
     "close takes only `true` (the server must close the connection); remove the step if it"
@@ -820,7 +821,7 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "no-action",
             steps_of("{name: x, expect: 250}"),
-            "2:5: step 1 has no action; give one of greeting, send, data, close",
+            "2:5: step 1 has no action; give one of greeting, send, data, close, auth",
         ),
         case(
             "misspelt-action-reported-once",

@@ -177,6 +177,7 @@ class _Validator(NodeReader):
                 timeout_s=d.timeout_s,
                 line=d.node.start_mark.line + 1,
                 column=d.node.start_mark.column + 1,
+                auth=d.auth,
             )
             for d in drafts
             if d.kind is not None
@@ -430,7 +431,12 @@ class _Variable:
     template: Template | None
 
 
-_DERIVED_NAMES = {StepKind.GREETING: "greeting", StepKind.DATA: "message", StepKind.CLOSE: "close"}
+_DERIVED_NAMES = {
+    StepKind.GREETING: "greeting",
+    StepKind.DATA: "message",
+    StepKind.CLOSE: "close",
+    StepKind.AUTH: "auth",
+}
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
