@@ -78,7 +78,9 @@ def _outputs(tmp_path: Path, target: str, scenario: Path, tag: str) -> list[str]
     return [text for result in said for text in (result.stdout, result.stderr)]
 
 
-def _assert_nothing_leaks(tmp_path: Path, texts: list[str], secret: str, blobs: list[bytes]):
+def _assert_nothing_leaks(
+    tmp_path: Path, texts: list[str], secret: str, blobs: list[bytes]
+) -> None:
     forbidden = [secret.encode(), *blobs, *aligned_base64(secret.encode())]
     files = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert any(path.name == "failures.log" for path in files)

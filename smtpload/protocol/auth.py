@@ -51,6 +51,7 @@ import unicodedata
 from collections.abc import Callable
 
 from smtpload.errors import RemoteProtocolError
+from smtpload.scenario.model import AUTH_MECHANISMS
 
 __all__ = [
     "CANCEL",
@@ -63,8 +64,8 @@ __all__ = [
     "saslprep",
 ]
 
-#: Mechanisms smtpload speaks, by their IANA names.
-MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "SCRAM-SHA-256")
+#: Mechanisms smtpload speaks, by their IANA names (the scenario's list, so they agree).
+MECHANISMS = AUTH_MECHANISMS
 
 #: The most ``334`` challenges one AUTH exchange may have: the longest honest one (SCRAM, or
 #: a long initial response sent after an empty challenge) has 3; a server that keeps
