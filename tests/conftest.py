@@ -3,6 +3,9 @@
 ``aiosmtpd_server``
     A fresh in-process aiosmtpd server per test, on a free loopback port, whose handler records
     every message (``tests.peers.RecordingHandler``). Always available.
+``aiosmtpd_auth_server``
+    The same, offering AUTH (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256) in the clear, with
+    one account (``tests.peers.AuthHandler``).
 ``postfix_server``
     The Postfix test server that ``.ci/postfix-setup`` configures (default ``127.0.0.1:10025``,
     override with ``SMTPLOAD_POSTFIX=HOST:PORT``). Without it a test is skipped on a developer's
@@ -23,12 +26,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
-from tests.peers import RecordingHandler, RecordingPeer, SmtpPeer
+from tests.peers import AuthHandler, RecordingHandler, RecordingPeer, SmtpPeer
 
 LOOPBACK = "127.0.0.1"
 POSTFIX_ENV = "SMTPLOAD_POSTFIX"
@@ -67,10 +71,10 @@ def _discard(controller: Controller) -> None:
         controller.loop.close()
 
 
-def _start_controller(handler: RecordingHandler) -> Controller:
+def _start_controller(handler: RecordingHandler, **options: Any) -> Controller:
     errors: list[Exception] = []
     for _ in range(_CONTROLLER_START_ATTEMPTS):
-        controller = Controller(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK))
+        controller = Controller(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK), **options)
         try:
             controller.start()
         except (OSError, RuntimeError) as exc:  # bind race (OSError), or the server never answered
@@ -88,6 +92,20 @@ def aiosmtpd_server() -> Iterator[RecordingPeer]:
     """An in-process SMTP server that records each message and refuses ``@reject.test``."""
     handler = RecordingHandler()
     controller = _start_controller(handler)
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def aiosmtpd_auth_server() -> Iterator[RecordingPeer]:
+    """aiosmtpd offering AUTH PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and SCRAM-SHA-256 without TLS
+    (``tests.peers.AuthHandler``: one account, ``AUTH_USER``/``AUTH_PASSWORD``)."""
+    handler = AuthHandler()
+    controller = _start_controller(
+        handler, authenticator=handler.authenticate, auth_require_tls=False
+    )
     try:
         yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
     finally:

@@ -6,6 +6,7 @@ their nursery and point smtpload's runner at it. They are servers in every sense
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import ssl
@@ -474,8 +475,97 @@ def tls_alerting_server(context: ssl.SSLContext) -> Handler:
     return handler
 
 
+# -- AUTH (RFC 4954) gone wrong ------------------------------------------------------------------
+
+#: How many empty challenges ``endless_auth_challenges`` sends at most (the client stops first).
+ENDLESS_CHALLENGES = 100
+
+
+def misbehaving_auth(challenges: Callable[[bytes], list[bytes]]) -> Handler:
+    """A server that answers everything politely except AUTH: each line the client sends after
+    ``AUTH`` is given to ``challenges`` (the AUTH line first), which returns the replies to
+    send to it (none: stay silent, for a stall); it ends once it returns a reply that is not
+    334, or a line is ``*`` (answered 501)."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(b"220 auth.test ESMTP\r\n")
+            while True:
+                line = await _read_line(stream)
+                if not line:
+                    return
+                verb = line.split(b" ", 1)[0].strip().upper()
+                if verb == b"EHLO":
+                    await stream.send_all(b"250-auth.test\r\n250 AUTH PLAIN SCRAM-SHA-256\r\n")
+                    continue
+                if verb != b"AUTH":
+                    await _polite_replies(stream, line)
+                    return
+                for _ in range(ENDLESS_CHALLENGES):
+                    replies = challenges(line.rstrip(b"\r\n"))
+                    if not replies:
+                        await trio.sleep_forever()
+                    await stream.send_all(b"".join(replies))
+                    if not replies[-1].startswith(b"334"):
+                        break
+                    line = await _read_line(stream)
+                    if line.strip() == b"*":
+                        await stream.send_all(b"501 5.7.0 AUTH cancelled\r\n")
+                        break
+
+    return handler
+
+
 TLS_BEHAVIOURS: dict[str, Handler] = {
     "tls-garbage-hello": tls_garbage_hello,
     "tls-stall": tls_stall_in_handshake,
     "tls-close": tls_close_in_handshake,
 }
+
+
+def not_base64_challenge(line: bytes) -> list[bytes]:
+    """The first challenge is not base64."""
+    return [b"334 this is not base64!\r\n"] if line.startswith(b"AUTH") else [b"235 2.7.0 ok\r\n"]
+
+
+def endless_auth_challenges(line: bytes) -> list[bytes]:
+    """Challenge after challenge, never an end."""
+    return [b"334 \r\n"]
+
+
+def stalls_after_auth(line: bytes) -> list[bytes]:
+    """Never answers the AUTH command."""
+    return []
+
+
+def wrong_scram_signature(line: bytes) -> list[bytes]:
+    """A SCRAM-SHA-256 server that does not know the password: a server-first message that
+    extends the client's nonce, then a server signature of zeros (RFC 5802 §5 says the client
+    must check it)."""
+    if line.startswith(b"AUTH"):
+        client_first = base64.b64decode(line.split(b" ")[2]).decode()
+        nonce = client_first.split("r=", 1)[1]
+        first = f"r={nonce}server,s={base64.b64encode(b'salt').decode()},i=4096"
+        return [b"334 " + base64.b64encode(first.encode()) + b"\r\n"]
+    if line.strip() == b"":
+        return [b"235 2.7.0 ok\r\n"]
+    final = b"v=" + base64.b64encode(bytes(32))
+    return [b"334 " + base64.b64encode(final) + b"\r\n"]
+
+
+def accepts_without_scram_signature(line: bytes) -> list[bytes]:
+    """Takes any SCRAM client-final message with 235, never proving itself."""
+    if line.startswith(b"AUTH"):
+        return wrong_scram_signature(line)
+    return [b"235 2.7.0 ok\r\n"]
+
+
+BEHAVIOURS.update(
+    {
+        "auth-not-base64": misbehaving_auth(not_base64_challenge),
+        "auth-endless": misbehaving_auth(endless_auth_challenges),
+        "auth-stall": misbehaving_auth(stalls_after_auth),
+        "auth-wrong-scram-signature": misbehaving_auth(wrong_scram_signature),
+        "auth-no-scram-signature": misbehaving_auth(accepts_without_scram_signature),
+    }
+)

@@ -11,12 +11,27 @@ talked to the server has finished (for example after ``trio.to_thread.run_sync``
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["REJECT_DOMAIN", "ReceivedMessage", "RecordingHandler", "RecordingPeer", "SmtpPeer"]
+__all__ = [
+    "AUTH_PASSWORD",
+    "AUTH_TOKEN",
+    "AUTH_USER",
+    "REJECT_DOMAIN",
+    "AuthHandler",
+    "ReceivedMessage",
+    "RecordingHandler",
+    "RecordingPeer",
+    "SmtpPeer",
+]
 
 #: Recipients in this domain are refused by both test servers (aiosmtpd and Postfix alike).
 REJECT_DOMAIN = "reject.test"
@@ -102,3 +117,105 @@ class RecordingPeer(SmtpPeer):
     """The in-process aiosmtpd server: where it listens, and its handler's record."""
 
     handler: RecordingHandler = field(compare=False)
+
+
+# -- AUTH (RFC 4954): the server side of each mechanism smtpload speaks ------------------------
+
+#: The one account the AUTH test server knows. The password is long and odd enough that a leak
+#: test's search for it (and its base64) cannot match by chance.
+AUTH_USER = "alice@example.test"
+AUTH_PASSWORD = "pw-Zq7!correct horse battery staple#9"
+AUTH_TOKEN = "ya29.token-Xk3vQp9LmN2rT8sW4yZ6bC1dF5gH7jK0"
+
+_SCRAM_SALT = b"smtpload-test-salt"
+_SCRAM_ITERATIONS = 4096
+
+
+def _hmac256(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+class AuthHandler(RecordingHandler):
+    """``RecordingHandler`` that also speaks CRAM-MD5, XOAUTH2 and SCRAM-SHA-256 (aiosmtpd
+    speaks PLAIN and LOGIN itself, through ``authenticate``), knowing one account:
+    ``AUTH_USER`` with ``AUTH_PASSWORD`` (XOAUTH2: ``AUTH_TOKEN``).
+
+    The server sides follow the RFCs independently of smtpload's client code: RFC 2195's
+    keyed MD5 over a fresh challenge; the XOAUTH2 error round (334 base64 JSON, an empty line,
+    535); RFC 5802's server for SCRAM-SHA-256, which checks the client proof and sends the
+    real server signature.
+    """
+
+    @staticmethod
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == AUTH_USER.encode()
+            and auth_data.password == AUTH_PASSWORD.encode()
+        )
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535
+
+    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
+        challenge = f"<{secrets.randbelow(10**9)}.{time.time_ns()}@auth.test>".encode()
+        response = await server.challenge_auth(challenge)
+        if response is MISSING:
+            return AuthResult(success=False, handled=True)
+        assert isinstance(response, bytes)
+        user, _, digest = response.partition(b" ")
+        expected = hmac.new(AUTH_PASSWORD.encode(), challenge, hashlib.md5).hexdigest()
+        ok = user == AUTH_USER.encode() and hmac.compare_digest(digest, expected.encode())
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) < 2:
+            blob = await server.challenge_auth(b"")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = base64.b64decode(args[1], validate=True)
+        assert isinstance(blob, bytes)
+        expected = f"user={AUTH_USER}\x01auth=Bearer {AUTH_TOKEN}\x01\x01".encode()
+        if blob == expected:
+            return AuthResult(success=True)
+        # Google's failure: a 334 with base64 JSON; the client answers with an empty line.
+        error = b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}'
+        await server.challenge_auth(error)
+        return AuthResult(success=False, handled=False)
+
+    async def auth_SCRAM__SHA__256(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) < 2:
+            return AuthResult(
+                success=False, handled=False, message="501 5.5.2 initial response expected"
+            )
+        client_first = base64.b64decode(args[1], validate=True).decode()
+        gs2, _, client_first_bare = client_first.partition(",,")
+        if gs2 != "n":
+            return AuthResult(success=False, handled=False, message="501 5.5.2 bad gs2 header")
+        fields = dict(part.split("=", 1) for part in client_first_bare.split(","))
+        nonce = fields["r"] + secrets.token_urlsafe(12)
+        salt = base64.b64encode(_SCRAM_SALT).decode()
+        server_first = f"r={nonce},s={salt},i={_SCRAM_ITERATIONS}"
+        client_final = await server.challenge_auth(server_first.encode())
+        if client_final is MISSING:
+            return AuthResult(success=False, handled=True)
+        assert isinstance(client_final, bytes)
+        without_proof, _, proof_text = client_final.decode().rpartition(",p=")
+        auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
+        salted = hashlib.pbkdf2_hmac(
+            "sha256", AUTH_PASSWORD.encode(), _SCRAM_SALT, _SCRAM_ITERATIONS
+        )
+        client_key = _hmac256(salted, b"Client Key")
+        stored_key = hashlib.sha256(client_key).digest()
+        signature = _hmac256(stored_key, auth_message)
+        proof = base64.b64decode(proof_text)
+        claimed_key = bytes(a ^ b for a, b in zip(proof, signature, strict=False))
+        user_ok = fields.get("n") == AUTH_USER and without_proof.startswith(f"c=biws,r={nonce}")
+        if not (user_ok and hashlib.sha256(claimed_key).digest() == stored_key):
+            return AuthResult(success=False, handled=False)
+        server_signature = _hmac256(_hmac256(salted, b"Server Key"), auth_message)
+        final = f"v={base64.b64encode(server_signature).decode()}".encode()
+        if await server.challenge_auth(final) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=True)

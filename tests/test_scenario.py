@@ -494,7 +494,7 @@ ONE_LINE = (
     " and `data:` for the message"
 )
 ONE_ACTION = (
-    "must be a mapping with one action (greeting, send, data, close or starttls), such as"
+    "must be a mapping with one action (greeting, send, data, close, starttls or auth), such as"
     " `- send: QUIT`"
 )
 CLOSE_TRUE = (
@@ -822,7 +822,7 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "no-action",
             steps_of("{name: x, expect: 250}"),
-            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls",
+            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls, auth",
         ),
         case(
             "misspelt-action-reported-once",

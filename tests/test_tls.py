@@ -33,7 +33,7 @@ from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import StepKind, TlsSettings
 from tests.cli import smtpload
 from tests.misbehaving import TLS_BEHAVIOURS, Handler, starttls_server, tls_alerting_server
-from tests.peers import RecordingHandler
+from tests.peers import AUTH_PASSWORD, AUTH_TOKEN, AUTH_USER, AuthHandler, RecordingHandler
 
 LOOPBACK = "127.0.0.1"
 
@@ -726,3 +726,49 @@ def test_engine_observe_mode_stops_at_a_refused_starttls_with_a_quit() -> None:
     assert engine.on_reply(quit_step, _reply(b"221 bye\r\n"))
     assert engine.next_step() is None
     assert engine.outcome is Outcome.UNEXPECTED_REPLY
+
+
+# -- AUTH inside TLS ----------------------------------------------------------------------------
+
+STARTTLS_AUTH = """\
+variables:
+  user: %s
+  secret: "%s"
+steps:
+  - greeting: 220
+  - send: EHLO client.test
+    expect: 250
+  - starttls: true
+  - send: EHLO client.test
+    expect: 250
+  - auth: {mechanism: %s, username: "{user}", %s: "{secret}"}
+  - send: MAIL FROM:<a@client.test>
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+
+
+@pytest.fixture
+def starttls_auth_port(ca: trustme.CA) -> Iterator[int]:
+    """aiosmtpd that requires STARTTLS and offers AUTH (every mechanism) only inside it."""
+    handler = AuthHandler()
+    yield from _controller(
+        handler,
+        tls_context=server_context(ca),
+        require_starttls=True,
+        authenticator=handler.authenticate,
+        auth_require_tls=True,
+    )
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "SCRAM-SHA-256"])
+async def test_every_round_of_auth_goes_through_tls(
+    starttls_auth_port: int, ca_file: Path, mechanism: str
+) -> None:
+    # LOGIN, CRAM-MD5 and SCRAM answer challenges after the AUTH line: each answer must be
+    # encrypted too (one sent in the clear inside TLS breaks the session at the server).
+    key, secret = ("token", AUTH_TOKEN) if mechanism == "XOAUTH2" else ("password", AUTH_PASSWORD)
+    text = STARTTLS_AUTH % (AUTH_USER, secret, mechanism, key)
+    stats = await run(text, starttls_auth_port, trusting(ca_file))
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures

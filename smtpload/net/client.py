@@ -13,6 +13,8 @@ receive times; trio's own clock still sets the timeouts):
 * each reply-timed step: from just before the send syscall that carried its last byte (the
   greeting: from the handshake's end) to when its reply's last data arrived: the kernel's
   receive time with the kernel clock (``wire_clock.py``), else the moment the loop read it.
+* ``auth``: from just before the send of the AUTH command to the exchange's final reply
+  (235, 535...), the ``334`` rounds between included: one step, however many rounds.
 * ``close``: from the last command sent to the end of the connection seen by the loop (a read
   that returns EOF carries no time).
 * the session: from before ``connect()`` to its last step handled.
@@ -79,7 +81,7 @@ _RECEIVE_BYTES = 65536
 _SPLIT_TAIL_BYTES = 65536
 
 #: Steps that send a command (or a message) and so must find nothing waiting before they do.
-_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA, StepKind.STARTTLS})
+_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH})
 
 #: How much of the bytes injected after a 220 to STARTTLS a failure quotes.
 _INJECTION_PREVIEW_BYTES = 80
@@ -571,6 +573,12 @@ async def _converse(
                 if data:
                     step_from_ns = await wire.send(data)
                 reply = await wire.reply()
+                if step.kind is StepKind.AUTH:
+                    # The rounds of an AUTH exchange are one step, timed from the AUTH command
+                    # to the final reply, each round answered before the next is read.
+                    while reply is not None and (line := engine.auth_response(step, reply)):
+                        await wire.send(line)  # through TLS once it is up
+                        reply = await wire.reply()
             except RemoteProtocolError as error:
                 engine.on_protocol_error(step, str(error))
             except TlsFailure as error:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smtpload.errors import UsageError, clipped, shown
+from smtpload.protocol.auth import AuthExchange
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
 from smtpload.protocol.wire import (
     END_OF_DATA,
@@ -26,13 +27,14 @@ from smtpload.protocol.wire import (
     PaddedMessage,
     encode_message_text,
 )
-from smtpload.scenario.model import Scenario, Step, StepKind
+from smtpload.scenario.model import Credential, Scenario, Step, StepKind
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TLS_STEP_NAME",
+    "CompiledAuth",
     "CompiledScenario",
     "CompiledStep",
     "compile_scenario",
@@ -64,6 +66,30 @@ _GENERATED_HEADERS = (
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledAuth:
+    """An ``auth`` step's mechanism and credentials, as templates (an environment variable's
+    value is a template of one literal part). Kept out of every repr: they hold secrets."""
+
+    mechanism: str
+    username: Template = field(repr=False)
+    secret: Template = field(repr=False)
+
+    def exchange(self, variables: Mapping[str, str]) -> AuthExchange:
+        """A new exchange with this session's credentials.
+
+        Raises:
+            ValueError: SCRAM-SHA-256 credentials that SASLprep refuses.
+        """
+        return AuthExchange(
+            self.mechanism, self.username.render(variables), self.secret.render(variables)
+        )
+
+
+def _credential(credential: Credential) -> Template:
+    return Template((credential.text,)) if credential.literal else parse_template(credential.text)
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledStep:
     """A step ready to run.
 
@@ -79,6 +105,7 @@ class CompiledStep:
         expectation: None accepts any reply.
         capture: named groups become variables for later steps.
         timeout_s: how long to wait for this step's reply (or close), in seconds.
+        auth: AUTH steps: what the exchange authenticates with.
     """
 
     index: int
@@ -90,10 +117,11 @@ class CompiledStep:
     expectation: CompiledExpectation | None
     capture: ReplyPattern | None
     timeout_s: float
+    auth: CompiledAuth | None = None
 
     @property
     def sends(self) -> bool:
-        return self.kind in (StepKind.SEND, StepKind.DATA, StepKind.STARTTLS)
+        return self.kind in (StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH)
 
     def render(self, variables: Mapping[str, str]) -> bytes | PaddedMessage:
         """The bytes this step sends in a session with these variables."""
@@ -292,6 +320,23 @@ def compile_scenario(
                 uses_variables = True
         capture = compile_capture(step.capture) if step.capture is not None else None
         uses_variables = uses_variables or capture is not None
+        auth = None
+        if step.auth is not None:
+            auth = CompiledAuth(
+                step.auth.mechanism,
+                _credential(step.auth.username),
+                _credential(step.auth.secret),
+            )
+            if auth.username.is_constant and auth.secret.is_constant:
+                try:  # SASLprep's refusal of a value known now is said before the run
+                    auth.exchange({})
+                except ValueError as error:
+                    raise UsageError(
+                        f"{scenario.path}:{step.line}:{step.column}: step {shown(step.name)}:"
+                        f" {error}"
+                    ) from None
+            else:
+                uses_variables = True
         steps.append(
             CompiledStep(
                 index=len(steps),
@@ -303,6 +348,7 @@ def compile_scenario(
                 expectation=compile_expectation(step.expect) if step.expect else None,
                 capture=capture,
                 timeout_s=_timeout(step, timeout_s, scenario),
+                auth=auth,
             )
         )
         if step.kind is StepKind.STARTTLS:

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smtpload.errors import counted
+from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
@@ -122,6 +123,8 @@ class SessionEngine:
     """
 
     __slots__ = (
+        "_auth",
+        "_auth_abort",
         "_connected",
         "_current",
         "_failed_step",
@@ -167,6 +170,8 @@ class SessionEngine:
         self._transcript: list[tuple[str, object]] = []
         self._failed_step: CompiledStep | None = None
         self._failure_got = ""
+        self._auth: AuthExchange | None = None
+        self._auth_abort: str | None = None
         self.outcome = Outcome.PASSED
         self.messages_accepted = 0
 
@@ -208,6 +213,8 @@ class SessionEngine:
     def payload(self, step: CompiledStep) -> bytes | PaddedMessage:
         """The bytes to send for ``step`` (empty for greeting and close steps); a large padded
         message comes as a ``PaddedMessage``, to be sent chunk by chunk."""
+        if step.kind is StepKind.AUTH and step.auth is not None:
+            return self._auth_command(step)
         if step.kind is StepKind.DATA:
             self._messages_sent += 1
             if step.payload is None:
@@ -217,6 +224,56 @@ class SessionEngine:
         if data:
             self._transcript.append(("C", (step, data)))
         return data
+
+    def _auth_command(self, step: CompiledStep) -> bytes:
+        """The AUTH line of an auth step; the transcript and observations get it redacted."""
+        assert step.auth is not None
+        try:
+            self._auth = step.auth.exchange(self._variables)
+        except ValueError as error:  # SASLprep refused credentials rendered from variables
+            raise AuthError(str(error)) from None
+        self._auth_abort = None
+        line = self._auth.command()
+        shown = redacted(line)
+        self._last_sent = shown.encode("utf-8") + b"\r\n"
+        self._transcript.append(("C", shown))
+        return line
+
+    def auth_response(self, step: CompiledStep, reply: Reply) -> bytes | None:
+        """An auth step's ``reply`` arrived: the line to send when it is a ``334`` challenge,
+        None when it is the final reply (then given to ``on_reply`` as any step's).
+
+        A challenge the mechanism cannot answer (not base64, a wrong SCRAM server signature,
+        one round too many) is answered with ``*``, which cancels the exchange (RFC 4954 §4);
+        the reply to it ends the step as a ``protocol_error`` naming the cause, as does a
+        timeout or close while waiting for it.
+
+        Raises:
+            AuthError: the exchange failed (as the reply parser raises RemoteProtocolError);
+                the I/O layer reports it with ``on_protocol_error``.
+        """
+        exchange = self._auth
+        if exchange is None or step.kind is not StepKind.AUTH:
+            return None
+        if self._auth_abort is not None:
+            self._transcript.append(("S", reply))
+            raise AuthError(self._auth_abort)
+        if reply.code != 334:
+            self._auth = None
+            try:
+                exchange.finish(reply.code)
+            except AuthError:
+                self._transcript.append(("S", reply))
+                raise
+            return None
+        self._transcript.append(("S", reply))
+        try:
+            line = exchange.respond("".join(reply.lines))
+        except AuthError as error:
+            self._auth_abort = str(error)
+            line = CANCEL
+        self._transcript.append(("C", redacted(line)))
+        return line
 
     # -- what happened ---------------------------------------------------------------------
 
@@ -426,6 +483,9 @@ class SessionEngine:
             self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
 
     def _fail(self, step: CompiledStep, outcome: Outcome, got: str) -> None:
+        if self._auth_abort is not None and outcome is not Outcome.PROTOCOL_ERROR:
+            # The exchange was cancelled for the server's fault; what followed is secondary.
+            outcome, got = Outcome.PROTOCOL_ERROR, f"{self._auth_abort} (then: {got})"
         self.outcome = outcome
         self._failed_step = step
         self._failure_got = got

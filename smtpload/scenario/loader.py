@@ -187,6 +187,7 @@ class _Validator(NodeReader):
                 timeout_s=d.timeout_s,
                 line=d.node.start_mark.line + 1,
                 column=d.node.start_mark.column + 1,
+                auth=d.auth,
             )
             for d in drafts
             if d.kind is not None
@@ -542,6 +543,7 @@ _DERIVED_NAMES = {
     StepKind.CLOSE: "close",
     StepKind.STARTTLS: "starttls",
     StepKind.TLS: "tls",
+    StepKind.AUTH: "auth",
 }
 
 

@@ -7,17 +7,20 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smtpload.errors import shown
 
 __all__ = [
     "ARRIVALS",
+    "AUTH_MECHANISMS",
     "BUILTIN_VARIABLES",
     "IMPLICIT_TLS_PORT",
     "MAX_DATA_SIZE_BYTES",
     "PER_MESSAGE_VARIABLES",
     "TLS_MIN_VERSIONS",
+    "AuthSpec",
+    "Credential",
     "Expectation",
     "Load",
     "LoadStage",
@@ -59,6 +62,7 @@ class StepKind(enum.Enum):
     CLOSE = "close"  # expect the server to close the connection
     STARTTLS = "starttls"  # send STARTTLS, expect 220, then upgrade (RFC 3207)
     TLS = "tls"  # the TLS handshake: after a starttls step, or first with implicit TLS
+    AUTH = "auth"  # an SMTP AUTH exchange (RFC 4954), one step however many rounds it takes
 
 
 #: The lowest TLS versions a run may insist on (``--tls-min-version``, ``min_version:``).
@@ -66,6 +70,39 @@ TLS_MIN_VERSIONS = ("1.2", "1.3")
 
 #: The port of SMTP over implicit TLS, "submissions" (RFC 8314 §7.3).
 IMPLICIT_TLS_PORT = 465
+
+
+#: The SASL mechanisms an ``auth`` step may name (protocol/auth.py speaks them).
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "SCRAM-SHA-256")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A user name, password or token of an ``auth`` step.
+
+    Attributes:
+        text: a template over the variables, or (``literal``) a value taken as it is, read
+            from the environment (``{env: NAME}``). Never in a repr: it may be a secret.
+        literal: whether ``text`` is a value rather than a template.
+    """
+
+    text: str = field(repr=False)
+    literal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    """What an ``auth`` step authenticates with.
+
+    Attributes:
+        mechanism: one of ``AUTH_MECHANISMS``.
+        username: the authentication identity.
+        secret: the password; for XOAUTH2, the OAuth 2.0 access token.
+    """
+
+    mechanism: str
+    username: Credential
+    secret: Credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +223,7 @@ class Step:
             GREETING defaults to 220 and DATA to 250 when the file gives none.
         capture: a regex whose named groups become variables for later steps.
         timeout_s: this step's own timeout, or None for the run's default.
+        auth: AUTH only: the mechanism and credentials (AUTH's expect defaults to 235).
         line, column: where the step starts in the file (1-based).
     """
 
@@ -198,6 +236,7 @@ class Step:
     timeout_s: float | None = None
     line: int = 0
     column: int = 0
+    auth: AuthSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,25 +1,30 @@
 """The grammar of one step: a mapping from the `steps:` list in, a ``StepDraft`` out.
 
 ``loader.py`` walks the file and hands each item of `steps:` here; this module reads its one
-action (``greeting``, ``send``, ``data``, ``close`` or ``starttls``) and the step's options
-(``name``, ``expect``, ``capture``, ``timeout``), reporting what is wrong through the caller's
-``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with steps (a
-non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even when parts
-of it are invalid, so that the checks across steps (variables used, data after 354, nothing after
-close, unique step names), which are ``loader.py``'s, still see it. The ``expect`` values
-themselves are ``expectation_syntax.py``'s; this module knows nothing of other steps or files.
+action (``greeting``, ``send``, ``data``, ``close``, ``starttls`` or ``auth``) and the step's
+options (``name``, ``expect``, ``capture``, ``timeout``), reporting what is wrong through the
+caller's ``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with
+steps (a non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even
+when parts of it are invalid, so that the checks across steps (variables used, data after 354,
+nothing after close, unique step names), which are ``loader.py``'s, still see it. The
+``expect`` values themselves are ``expectation_syntax.py``'s; this module knows nothing of other
+steps or files.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from smtpload.errors import clipped, shown
 from smtpload.scenario.durations import DurationError, parse_duration
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import (
+    AUTH_MECHANISMS,
     BUILTIN_VARIABLES,
     MAX_DATA_SIZE_BYTES,
+    AuthSpec,
+    Credential,
     Expectation,
     StepKind,
 )
@@ -54,7 +59,7 @@ RESERVED_STEP_NAMES: dict[str, str] = {
     "tls": "the TLS handshake (after starttls, or first with implicit TLS)",
 }
 
-_ACTIONS = ("greeting", "send", "data", "close", "starttls")
+_ACTIONS = ("greeting", "send", "data", "close", "starttls", "auth")
 _STEP_OPTIONS = ("name", "expect", "capture", "timeout")
 _DATA_KEYS = ("message", "size")
 # RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
@@ -62,6 +67,9 @@ _GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
 _DATA_DEFAULT = Expectation(codes=frozenset({250}), codes_text="250")
 # RFC 3207 §4: "220 Ready to start TLS"; any other reply means no TLS.
 STARTTLS_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
+# RFC 4954 §6: 235 2.7.0 Authentication Succeeded.
+_AUTH_DEFAULT = Expectation(codes=frozenset({235}), codes_text="235")
+_AUTH_KEYS = ("mechanism", "username", "password", "token")
 
 
 @dataclass(slots=True)
@@ -86,6 +94,7 @@ class StepDraft:
     groups: tuple[str, ...] = ()
     timeout_s: float | None = None
     templates: tuple[tuple[Node, Template], ...] = ()
+    auth: AuthSpec | None = None
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -146,8 +155,8 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
             example = f"send: {clipped(node.value)}"
         reader.problem(
             node,
-            f"step {number} must be a mapping with one action (greeting, send, data, close"
-            f" or starttls), such as `- {example}`",
+            f"step {number} must be a mapping with one action (greeting, send, data, close,"
+            f" starttls or auth), such as `- {example}`",
         )
         return None
     draft = StepDraft(number, node)
@@ -199,6 +208,9 @@ def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     elif draft.kind is StepKind.DATA:
         _data(draft, node, reader)
         draft.expect = _DATA_DEFAULT
+    elif draft.kind is StepKind.AUTH:
+        draft.auth = _auth(draft, node, reader)
+        draft.expect = _AUTH_DEFAULT
     elif draft.kind is StepKind.CLOSE and not is_true(node):
         message = "close takes only `true` (the server must close the connection)"
         reader.problem(node, message + "; remove the step if it should not")
@@ -244,7 +256,96 @@ def _send(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
             f" command, and `data:` for the message{hint}",
         )
         return None
+    if text.split(" ", 1)[0].upper() == "AUTH":
+        # A raw AUTH line carries the credentials in the file (base64 is no protection), and
+        # its 334 challenges need answers a send step cannot give.
+        reader.problem(
+            node,
+            "send: AUTH is not allowed: use the auth step, which answers the server's"
+            " challenges and keeps the secret out of the file, e.g. `- auth: {mechanism: PLAIN,"
+            ' username: "{user}", password: {env: SMTP_PASSWORD}}`',
+        )
+        return None
     return text if _add_template(node, text, draft, reader) else None
+
+
+def _auth(draft: StepDraft, node: Node, reader: NodeReader) -> AuthSpec | None:
+    if not isinstance(node, MappingNode):
+        reader.problem(
+            node,
+            "auth takes a mapping: {mechanism: PLAIN, username: USER, password: PASSWORD}"
+            f" (mechanisms: {', '.join(AUTH_MECHANISMS)})",
+        )
+        return None
+    keys = reader.mapping(node, "in auth", _AUTH_KEYS)
+    mechanism = None
+    if "mechanism" not in keys:
+        reader.problem(node, f"auth needs a `mechanism:`, one of {', '.join(AUTH_MECHANISMS)}")
+    else:
+        mechanism_node = keys["mechanism"][1]
+        written = reader.text(mechanism_node, "auth: mechanism")
+        if written is not None and written.upper() not in AUTH_MECHANISMS:
+            reader.problem(
+                mechanism_node,
+                f"auth: mechanism {shown(written)} is not one smtpload speaks; use one of"
+                f" {', '.join(AUTH_MECHANISMS)}",
+            )
+        elif written is not None:
+            mechanism = written.upper()
+    username = None
+    if "username" not in keys:
+        reader.problem(node, "auth needs a `username:`")
+    else:
+        username = _credential(draft, keys["username"][1], reader, "auth: username")
+    secret_key = "token" if mechanism == "XOAUTH2" else "password"
+    wrong_key = "password" if secret_key == "token" else "token"
+    if mechanism is not None and wrong_key in keys:
+        why = (
+            "XOAUTH2 sends an OAuth 2.0 access token: write `token:`"
+            if mechanism == "XOAUTH2"
+            else f"`token:` is for XOAUTH2 only; {mechanism} takes a `password:`"
+        )
+        reader.problem(keys[wrong_key][0], f"auth: {why}")
+        return None
+    secret = None
+    if mechanism is not None and secret_key not in keys:
+        reader.problem(node, f"auth with {mechanism} needs a `{secret_key}:`")
+    elif mechanism is not None:
+        secret = _credential(draft, keys[secret_key][1], reader, f"auth: {secret_key}")
+    if mechanism is None or username is None or secret is None:
+        return None
+    return AuthSpec(mechanism, username, secret)
+
+
+def _credential(draft: StepDraft, node: Node, reader: NodeReader, what: str) -> Credential | None:
+    """A template over the variables, or ``{env: NAME}``: the value of an environment
+    variable, read now (so that a missing one is found before the run) and taken literally."""
+    if isinstance(node, MappingNode):
+        keys = reader.mapping(node, f"in {what}", ("env",))
+        if "env" not in keys:
+            if not node.value:
+                reader.problem(node, f"{what} takes text, or {{env: NAME}}")
+            return None
+        name_node = keys["env"][1]
+        name = reader.text(name_node, f"{what}: env")
+        if name is None:
+            return None
+        value = os.environ.get(name)
+        if value is None:
+            reader.problem(
+                name_node,
+                f"{what}: the environment variable {shown(name)} is not set; set it before"
+                " the run (export " + clipped(name) + "=...)",
+            )
+            return None
+        return Credential(value, literal=True)
+    text = reader.text(node, what)
+    if text is None:
+        return None
+    if "\r" in text or "\n" in text:
+        reader.problem(node, f"{what} must not hold a line break")
+        return None
+    return Credential(text) if _add_template(node, text, draft, reader) else None
 
 
 def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
