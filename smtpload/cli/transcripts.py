@@ -8,7 +8,9 @@ Replay observes rather than stops (engine.py's observe mode), so every differing
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections import ChainMap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +93,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="write here, with -2, -3... before .yaml for more sessions (default: stdout)",
     )
     add_force_option(importing, "-o", reports=False)
+    importing.add_argument(
+        "--keep-secrets",
+        action="store_true",
+        help="write AUTH passwords into the scenario as they are (default: the scenario reads"
+        " each from an environment variable, SMTPLOAD_PASSWORD_<USER>, that stderr names)",
+    )
     _add_transcript_options(importing)
 
     replay = commands.add_parser(
@@ -159,7 +167,13 @@ def _read_transcript(path: Path, args: argparse.Namespace) -> ImportResult:
     # Universal newlines, as reading in text mode would: CRLF and lone CR become LF.
     text = raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
     del raw
-    result = import_transcript(text, str(path), format=args.format, strict=args.strict)
+    result = import_transcript(
+        text,
+        str(path),
+        format=args.format,
+        strict=args.strict,
+        keep_secrets=getattr(args, "keep_secrets", False),
+    )
     for note in result.notes:
         print(f"{path}: {note}", file=sys.stderr)
     return result
@@ -243,7 +257,12 @@ def _replayables(args: argparse.Namespace) -> list[_Replayable]:
     return [
         _Replayable(
             f"{path} line {session.first_line}",
-            parse_scenario(session.yaml_text, f"{path}#session-{session.number}"),
+            # The transcript's passwords are handed over in memory: never written, never shown.
+            parse_scenario(
+                session.yaml_text,
+                f"{path}#session-{session.number}",
+                environ=ChainMap(dict(session.secrets), dict(os.environ)),
+            ),
         )
         for session in _chosen(result.sessions, args.session)
     ]

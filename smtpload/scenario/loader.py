@@ -16,7 +16,7 @@ import contextlib
 import difflib
 import gc
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,18 +88,22 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     return parse_scenario(text, name)
 
 
-def parse_scenario(text: str, path: str = "<string>") -> Scenario:
+def parse_scenario(
+    text: str, path: str = "<string>", *, environ: Mapping[str, str] | None = None
+) -> Scenario:
     """Validate scenario YAML.
 
     Args:
         text: the YAML document.
         path: the file it came from, used in messages and as ``Scenario.path``; the scenario's
             default name is its stem.
+        environ: where ``{env: NAME}`` values are read, instead of the process's environment:
+            replay hands an imported transcript's passwords over this way, in memory only.
 
     Raises:
         ScenarioError: with every problem found in the text.
     """
-    validator = _Validator(text, path)
+    validator = _Validator(text, path, environ)
     try:
         with _collector_paused():
             scenario = validator.scenario()

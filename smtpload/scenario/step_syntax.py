@@ -13,7 +13,6 @@ steps or files.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from smtpload.errors import clipped, shown
@@ -330,7 +329,7 @@ def _credential(draft: StepDraft, node: Node, reader: NodeReader, what: str) -> 
         name = reader.text(name_node, f"{what}: env")
         if name is None:
             return None
-        value = os.environ.get(name)
+        value = reader.environ.get(name)
         if value is None:
             reader.problem(
                 name_node,

@@ -16,7 +16,9 @@ particular file format.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+from collections.abc import Mapping
 
 import yaml
 import yaml.nodes
@@ -81,11 +83,13 @@ class NodeReader:
     Args:
         text: the YAML source, composed by ``compose`` and used to locate positions in it.
         path: the file it came from, named in every ``Problem``.
+        environ: where ``{env: NAME}`` values are read (default: the process's environment).
     """
 
-    def __init__(self, text: str, path: str) -> None:
+    def __init__(self, text: str, path: str, environ: Mapping[str, str] | None = None) -> None:
         self.source = text
         self.path = path
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.problems: list[Problem] = []
         self._lines: list[str] | None = None
 

@@ -24,9 +24,19 @@ The rules:
   of dot-stuffing is removed (RFC 5321 §4.5.2: ``..x`` is the line ``.x``; a line ``.x`` that was
   not stuffed is read as ``x``, as a server would, and reported). A message with no final ``.``,
   or a reply inside it, is an error at its ``354``.
-* Not supported yet, refused at their line: ``STARTTLS`` and swaks' TLS lines (TLS cannot be
-  replayed as plain lines), ``AUTH`` (its exchanges are not commands and replies) and ``BDAT``
-  (chunks are not lines).
+* STARTTLS (RFC 3207): a ``STARTTLS`` answered ``220`` is a STARTTLS exchange, and the
+  session goes on in TLS; answered otherwise (``454``) it is a plain command with its reply.
+  In TLS the next command must be ``EHLO`` (or LMTP's ``LHLO``): §4.2, the client forgets what
+  the server offered before. swaks marks the lines in TLS (`` ~>``, ``<~``): such a line before
+  STARTTLS, or a plain one after it, is an error; ``C:``/``S:`` listings mark nothing. A
+  telnet session cannot go on in TLS (a person at a terminal cannot type a TLS handshake), so
+  after the ``220`` it can only end: any line after it is an error.
+* AUTH (RFC 4954): ``AUTH mechanism [initial-response]``, each ``334`` challenge and the
+  client's answer to it, up to the final reply (``235``, ``535``...), is one AUTH exchange;
+  ``credentials.py`` decodes the user name and password (PLAIN, LOGIN, CRAM-MD5). The blobs
+  are secrets: no message here quotes a line of the exchange.
+* Not supported yet, refused at their line: ``BDAT`` (chunks are not lines), AUTH with another
+  mechanism.
 * A session of server lines only is an error (it is a server log, not a dialogue).
 
 A session is read no further than its first problem (``DialogueProblem``).
@@ -38,19 +48,27 @@ import enum
 import re
 from dataclasses import dataclass
 
-from smtpload.errors import shown
+from smtpload.errors import clipped, shown
+from smtpload.transcripts.credentials import (
+    IMPORTED_MECHANISMS,
+    CredentialProblem,
+    Credentials,
+    decode_credentials,
+)
 from smtpload.transcripts.formats import REPLY_LINE, DialogueLine, RawSession, Role
 
-__all__ = ["DialogueProblem", "Exchange", "ExchangeKind", "Reply", "read_dialogue"]
+__all__ = ["Credentials", "DialogueProblem", "Exchange", "ExchangeKind", "Reply", "read_dialogue"]
 
 # RFC 5322 §2.2: a header field is a name of printable ASCII but ":", then ":"; §2.2.3: a line
 # starting with whitespace continues the field before it.
 _HEADER = re.compile(r"[!-9;-~]+:.*|[ \t].*")
 _UNSUPPORTED = {
-    "STARTTLS": "STARTTLS is not supported by import yet: TLS cannot be replayed as plain lines",
-    "AUTH": "AUTH is not supported by import yet: its exchanges are not plain commands",
     "BDAT": "BDAT is not supported by import yet: its chunks are not lines",
 }
+# RFC 3207 §4.2: after the handshake the client sends EHLO again (LHLO in LMTP, RFC 2033).
+_HELLO_IN_TLS = ("EHLO", "LHLO")
+# As the auth step's own bound (protocol/auth.py): more challenges than any mechanism needs.
+_MAX_AUTH_ROUNDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +103,8 @@ class ExchangeKind(enum.Enum):
     GREETING = "greeting"  # the banner; the client sends nothing
     COMMAND = "command"  # one command line and its reply
     MESSAGE = "message"  # the message after a 354, and the reply to its final "."
+    STARTTLS = "starttls"  # STARTTLS answered 220: the session goes on in TLS
+    AUTH = "auth"  # AUTH, its 334 rounds and the client's answers, and the final reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +114,13 @@ class Exchange:
     Attributes:
         line: where the command, the message's first line, or the greeting stands.
         text: COMMAND: the line as typed; MESSAGE: the message, its lines ended by ``\\n``, one
-            level of dot-stuffing removed; GREETING: None.
-        reply: the server's answer; None only for a final QUIT the transcript shows no reply to.
+            level of dot-stuffing removed; STARTTLS: the line as typed; AUTH: ``AUTH`` and the
+            mechanism only (the rest of the line is a secret); GREETING: None.
+        reply: the server's answer (AUTH: the final one); None only for a final QUIT the
+            transcript shows no reply to.
         notes: the author's notes on its lines.
+        credentials: AUTH only: what the exchange authenticated with.
+        challenges: AUTH only: the server's ``334`` replies, in order.
     """
 
     kind: ExchangeKind
@@ -104,6 +128,8 @@ class Exchange:
     text: str | None
     reply: Reply | None
     notes: tuple[str, ...] = ()
+    credentials: Credentials | None = None
+    challenges: tuple[Reply, ...] = ()
 
 
 def read_dialogue(raw: RawSession) -> tuple[list[Exchange], list[tuple[int, str]]]:
@@ -143,6 +169,8 @@ class _SessionReader:
         ]
         self.pos = 0
         self.notes: list[tuple[int, str]] = []
+        self.tls_line: int | None = None  # where the 220 to STARTTLS stands, once in TLS
+        self.hello_due = False  # in TLS, and the EHLO that must come first has not come yet
 
     def peek(self) -> DialogueLine | None:
         """The next line that is not blank, without taking it."""
@@ -154,7 +182,24 @@ class _SessionReader:
         line = self.peek()
         assert line is not None
         self.pos += 1
-        return _not_tls(line)
+        return self.tls_checked(line)
+
+    def tls_checked(self, line: DialogueLine) -> DialogueLine:
+        """``line``, after checking that it is marked as in TLS exactly when the session is."""
+        if line.tls and self.tls_line is None:
+            raise DialogueProblem(
+                line.number,
+                "this line is marked as sent in TLS (swaks' '~>' and '<~'), but no STARTTLS"
+                " answered 220 comes before it (a session made with --tls-on-connect is not"
+                " read yet): import a session that uses STARTTLS (swaks --tls)",
+            )
+        if self.tls_line is not None and not line.tls and self.raw.format == "swaks":
+            raise DialogueProblem(
+                line.number,
+                f"this line is not marked as in TLS, but TLS started at line {self.tls_line}"
+                " (swaks marks every line after it with '~>' or '<~'): a session cannot leave TLS",
+            )
+        return line
 
     def read(self) -> list[Exchange]:
         if not any(line.role is Role.CLIENT for line in self.lines):
@@ -188,12 +233,114 @@ class _SessionReader:
             verb = text.split(" ")[0].upper()
             if verb in _UNSUPPORTED:
                 raise DialogueProblem(command.number, f"{shown(text)}: {_UNSUPPORTED[verb]}")
-            reply = self.reply_to(command, verb)
+            if self.hello_due and verb not in _HELLO_IN_TLS:
+                raise DialogueProblem(
+                    command.number,
+                    f"the first command in TLS must be EHLO (RFC 3207 §4.2: the client discards"
+                    f" what it learnt before TLS), not {verb if verb == 'AUTH' else shown(text)};"
+                    f" add the EHLO and its reply after the 220 at line {self.tls_line}",
+                )
+            self.hello_due = False
             notes = (command.note,) if command.note else ()
+            if verb == "AUTH":
+                exchanges.append(self.auth(command, text, notes))
+                continue
+            if verb == "STARTTLS" and self.tls_line is not None:
+                raise DialogueProblem(
+                    command.number,
+                    f"STARTTLS inside TLS: TLS started at line {self.tls_line} already (RFC 3207"
+                    " §4.2: STARTTLS is not offered again)",
+                )
+            reply = self.reply_to(command, verb)
+            if verb == "STARTTLS" and reply is not None and reply.code == 220:
+                exchanges.append(
+                    Exchange(ExchangeKind.STARTTLS, command.number, text, reply, notes)
+                )
+                self.start_tls(reply)
+                continue
             exchanges.append(Exchange(ExchangeKind.COMMAND, command.number, text, reply, notes))
             if reply is not None and reply.code == 354:
                 exchanges.append(self.message(reply))
         return exchanges
+
+    def start_tls(self, go_ahead: Reply) -> None:
+        """The server said 220 to STARTTLS: what follows is inside TLS."""
+        following = self.peek()
+        if following is not None and self.raw.format == "telnet":
+            raise DialogueProblem(
+                following.number,
+                f"the session goes on after the 220 to STARTTLS (line {go_ahead.line}), but a"
+                " telnet or nc session cannot: a TLS handshake cannot be typed, so what a"
+                " terminal shows after the 220 is not the session in TLS; end the transcript at"
+                " the 220, or capture the session with swaks --tls",
+            )
+        self.tls_line = go_ahead.line
+        self.hello_due = True
+
+    def auth(self, command: DialogueLine, text: str, notes: tuple[str, ...]) -> Exchange:
+        """The AUTH exchange starting at ``command``: its rounds and final reply, and its
+        credentials. No message quotes its lines: they hold the secret."""
+        words = text.split()
+        mechanism = words[1].upper() if len(words) > 1 else ""
+        if len(words) not in (2, 3):
+            raise DialogueProblem(
+                command.number,
+                "AUTH takes a mechanism and at most an initial response (RFC 4954 §4: AUTH"
+                f" mechanism [initial-response]); this line has {len(words) - 1} words after it",
+            )
+        if mechanism not in IMPORTED_MECHANISMS:
+            raise DialogueProblem(
+                command.number,
+                f"AUTH {shown(clipped(mechanism, 40))}: import reads the PLAIN, LOGIN and"
+                " CRAM-MD5 exchanges; remove this one from the transcript and write its auth"
+                " step by hand (docs/scenario-language.md, auth)",
+            )
+        challenges: list[Reply] = []
+        answers: list[tuple[int, str]] = []
+        last = command.number
+        while True:
+            following = self.peek()
+            if following is None or following.role is not Role.SERVER:
+                raise DialogueProblem(
+                    last,
+                    f"the AUTH {mechanism} exchange has no reply here"
+                    + (" (the session ends)" if following is None else "")
+                    + "; add the server's reply (334 or the final 235 or 535)",
+                )
+            reply = self.reply()
+            if reply.code != 334:
+                break
+            challenges.append(reply)
+            if len(challenges) > _MAX_AUTH_ROUNDS:
+                raise DialogueProblem(
+                    reply.line,
+                    f"the AUTH {mechanism} exchange has more than {_MAX_AUTH_ROUNDS} challenges"
+                    " (334): import cannot read it",
+                )
+            following = self.peek()
+            if following is None or following.role is not Role.CLIENT:
+                raise DialogueProblem(
+                    reply.line,
+                    f"this 334 challenge has no answer from the client after it: the AUTH"
+                    f" {mechanism} exchange is cut off",
+                )
+            answer = self.take()
+            answers.append((answer.number, answer.text.strip()))
+            last = answer.number
+        initial = words[2] if len(words) == 3 else None
+        try:
+            credentials = decode_credentials(mechanism, command.number, initial, answers)
+        except CredentialProblem as problem:
+            raise DialogueProblem(problem.line, problem.message) from None
+        return Exchange(
+            ExchangeKind.AUTH,
+            command.number,
+            f"AUTH {mechanism}",
+            reply,
+            notes,
+            credentials,
+            tuple(challenges),
+        )
 
     def reply_to(self, command: DialogueLine, verb: str) -> Reply | None:
         following = self.peek()
@@ -264,7 +411,7 @@ class _SessionReader:
                     f"the message after this {go_ahead.code} has no lone '.' line ending it:"
                     " the transcript is cut off; add the '.' line and the server's reply",
                 )
-            line = _not_tls(self.lines[self.pos])
+            line = self.tls_checked(self.lines[self.pos])
             self.pos += 1
             if line.note:
                 notes.append(line.note)
@@ -320,16 +467,6 @@ class _SessionReader:
                 )
                 return [*texts[:index], "", *texts[index:]]
         return texts
-
-
-def _not_tls(line: DialogueLine) -> DialogueLine:
-    if line.tls:
-        raise DialogueProblem(
-            line.number,
-            "the session uses TLS here (swaks' '~>' and '<~' lines); STARTTLS is not supported"
-            " by import yet: import a session run without --tls",
-        )
-    return line
 
 
 def _is_double_spaced(raw: RawSession) -> bool:

@@ -127,6 +127,8 @@ class RawSession:
         first_line, last_line: where the session starts and ends in the transcript (1-based).
         blank_lines_kept: the format keeps blank lines (telnet), which may be layout.
         closed: the transcript shows the server closing the connection after the last line.
+        format: the transcript's format (one of ``FORMATS``): whether a session can go on in
+            TLS depends on it.
     """
 
     first_line: int
@@ -135,6 +137,7 @@ class RawSession:
     target: Target | None = None
     blank_lines_kept: bool = False
     closed: bool = False
+    format: str = "telnet"
 
     def has_dialogue(self) -> bool:
         return any(line.role is not Role.BLANK for line in self.lines)
@@ -182,7 +185,8 @@ def segment(lines: Sequence[str], format: str) -> Segmented:
     """Find the sessions of a transcript in ``format`` (one of ``FORMATS``)."""
     if format == "telnet":
         return _TelnetSegmenter(lines).run()
-    return _LabelledSegmenter(lines, _swaks_line if format == "swaks" else _cs_line).run()
+    labeller = _swaks_line if format == "swaks" else _cs_line
+    return _LabelledSegmenter(lines, labeller, format).run()
 
 
 # -- telnet and nc -----------------------------------------------------------------------------
@@ -437,9 +441,10 @@ def _cs_line(line: str) -> tuple[str, str] | None:
 class _LabelledSegmenter:
     """swaks and C:/S: listings: every line of dialogue says whose it is."""
 
-    def __init__(self, lines: Sequence[str], labeller: _Labeller) -> None:
+    def __init__(self, lines: Sequence[str], labeller: _Labeller, format: str) -> None:
         self.lines = lines
         self.labeller = labeller
+        self.format = format
         self.out = Segmented()
 
     def run(self) -> Segmented:
@@ -457,7 +462,7 @@ class _LabelledSegmenter:
             kind, content = label
             new_connection = kind == "trying" and session is not None and session.has_dialogue()
             if session is None or new_connection or (finished and kind in ("client", "server")):
-                session = RawSession(first_line=number)
+                session = RawSession(first_line=number, format=self.format)
                 self.out.sessions.append(session)
                 finished = False
             session.last_line = number

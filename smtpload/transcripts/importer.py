@@ -20,6 +20,17 @@ What each session becomes:
   that all sent one literal Message-ID would be one message to a server or filter that
   deduplicates by it (RFC 5322 §3.6.4: the id is unique to one message), and a stale Date
   looks wrong. ``{message_id}`` is new for each message, also when a session sends several.
+* A ``STARTTLS`` answered ``220`` is a ``starttls`` step (the handshake and the EHLO in TLS
+  follow it, as in the transcript).
+* An AUTH exchange is an ``auth`` step with the mechanism, the decoded user name and
+  ``password: {env: NAME}`` (``credentials.password_variable``: ``SMTPLOAD_PASSWORD_`` and the
+  user name in upper case, other characters ``_``; ``_2``, ``_3``... for another password of
+  the same name in one transcript); the notes say which variable and how to set it, never the
+  password. ``keep_secrets`` writes the password into the file instead (and a note warns). A
+  password the transcript does not hold (CRAM-MD5's HMAC, swaks' ``--auth-hide-password``)
+  must be set in that variable already, or the transcript is refused at the AUTH line: the
+  scenario cannot be checked, nor replayed, without it. ``ImportedSession.secrets`` carries
+  the passwords, in memory only, for ``replay``.
 * Each expectation is the reply's code, with the reply's lines as a comment above the step. With
   ``strict``, also the enhanced status code (RFC 3463, at the start of the reply's text, when its
   class matches the code's) and ``text``: ``volatile.pattern_for`` of the reply's first line,
@@ -34,14 +45,18 @@ steps compared with the dialogue; a mismatch is a bug, reported as an internal e
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from collections import ChainMap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from smtpload.errors import ScenarioError
+from smtpload.errors import ScenarioError, shown
 from smtpload.protocol.volatile import pattern_for
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import Scenario, StepKind, Target
+from smtpload.transcripts.credentials import password_variable
 from smtpload.transcripts.reader import (
     Exchange,
     ExchangeKind,
@@ -77,12 +92,15 @@ class ImportedSession:
         first_line: the line in the transcript where the session starts.
         yaml_text: a complete scenario file (it validates with ``parse_scenario``).
         target: from the telnet/nc command line when the transcript shows one.
+        secrets: the environment the scenario's ``{env: NAME}`` passwords are read from, as
+            the transcript shows them: for ``replay``, in memory only. Never in a repr.
     """
 
     number: int
     first_line: int
     yaml_text: str
     target: Target | None
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +126,8 @@ def import_transcript(
     format: str = "auto",
     strict: bool = False,
     name: str | None = None,
+    keep_secrets: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> ImportResult:
     """Turn every session of a transcript into scenario YAML.
 
@@ -118,28 +138,129 @@ def import_transcript(
         format: ``"telnet"``, ``"swaks"``, ``"cs"``, or ``"auto"`` to decide (a note says what).
         strict: also expect each reply's enhanced status code and text, not just its code.
         name: the scenarios' name instead of the file's stem.
+        keep_secrets: write AUTH passwords into the scenarios, instead of ``{env: NAME}``.
+        environ: where a password the transcript does not hold is looked for (default: the
+            process's environment).
 
     Raises:
         TranscriptError: the transcript cannot be read as SMTP sessions; every problem, with
             its line number.
     """
     transcript = parse_transcript(text, path, format)
+    environ = os.environ if environ is None else environ
     base = name if name is not None else PurePath(path).stem or "imported"
     several = len(transcript.sessions) > 1
     imported = []
     notes = list(transcript.notes)
+    passwords = _Passwords(path, keep_secrets, environ)
+    for session in transcript.sessions:
+        for exchange in session.exchanges:
+            passwords.add(exchange)
+    if passwords.problems:
+        raise TranscriptError(sorted(passwords.problems, key=_line_in_problem))
     for session in transcript.sessions:
         scenario_name = f"{base}-{session.number}" if several and session.number > 1 else base
-        yaml_text = _scenario_yaml(session, transcript.format, path, scenario_name, strict)
-        _check(yaml_text, session, path)
+        yaml_text = _scenario_yaml(
+            session, transcript.format, path, scenario_name, strict, passwords.values
+        )
+        secrets = passwords.secrets(session)
+        _check(yaml_text, session, path, ChainMap(dict(secrets), dict(environ)))
         imported.append(
-            ImportedSession(session.number, session.first_line, yaml_text, session.target)
+            ImportedSession(session.number, session.first_line, yaml_text, session.target, secrets)
         )
         notes += _message_notes(session)
+    notes += passwords.notes
     return ImportResult(transcript.format, tuple(imported), tuple(_by_line(notes)))
 
 
-def _scenario_yaml(session: Session, format: str, path: str, name: str, strict: bool) -> str:
+def _line_in_problem(problem: str) -> int:
+    match = re.search(r":([0-9]+): ", problem)
+    return int(match.group(1)) if match else 0
+
+
+class _Passwords:
+    """Where each AUTH exchange's password comes from: the YAML value of its ``password:``
+    (by the exchange's line), the notes that say so, and the passwords for ``replay``."""
+
+    def __init__(self, path: str, keep_secrets: bool, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.keep_secrets = keep_secrets
+        self.environ = environ
+        self.values: dict[int, str] = {}  # exchange line -> the YAML of its password
+        self.variables: dict[str, str] = {}  # variable -> the password it stands for
+        self.used: dict[int, tuple[str, str]] = {}  # exchange line -> (variable, password)
+        self.notes: list[str] = []
+        self.problems: list[str] = []
+
+    def add(self, exchange: Exchange) -> None:
+        credentials = exchange.credentials
+        if exchange.kind is not ExchangeKind.AUTH or credentials is None:
+            return
+        line = exchange.line
+        who = f"AUTH {credentials.mechanism} as {shown(credentials.username)}"
+        password = credentials.password
+        if password is None:
+            # The transcript does not hold it: only the environment can. Required now, as the
+            # issue asks: the scenario could be neither checked nor replayed without it.
+            variable = password_variable(credentials.username)
+            value = self.environ.get(variable)
+            if value is None:
+                self.problems.append(
+                    f"{self.path}:{line}: {who}: the transcript does not hold the password"
+                    f" ({credentials.missing_why}); set it in the environment variable"
+                    f" {variable} (export {variable}=...) and import again: the scenario reads"
+                    " it from there"
+                )
+                return
+            self.used[line] = (variable, value)
+            self.values[line] = f"{{env: {_double_quoted(variable)}}}"
+            self.notes.append(
+                f"line {line}: {who}: the transcript does not hold the password"
+                f" ({credentials.missing_why}); the scenario reads it from {variable}, which is"
+                " set"
+            )
+            return
+        variable = self.variable_for(credentials.username, password)
+        self.used[line] = (variable, password)
+        if self.keep_secrets and not ("\r" in password or "\n" in password):
+            self.values[line] = _double_quoted(_template_escaped(password))
+            self.notes.append(
+                f"line {line}: warning: {who}: --keep-secrets wrote the password into the"
+                " scenario as it is: keep the file private (without --keep-secrets the scenario"
+                f" reads it from {variable} instead)"
+            )
+            return
+        self.values[line] = f"{{env: {_double_quoted(variable)}}}"
+        # The line to export it is printed with a placeholder, not the password: stderr goes
+        # to terminals' scrollback, CI logs and bug reports, and "no secret in any output" is
+        # the promise of the auth step (README, AUTH). The transcript still holds the
+        # password for whoever needs it, and --keep-secrets writes it where it is wanted.
+        self.notes.append(
+            f"line {line}: {who}: the password is not written into the scenario, which reads"
+            f" it from the environment: before running it, export {variable}=... (the password"
+            " the transcript shows; replay uses it without being told; --keep-secrets writes"
+            " it into the file instead)"
+        )
+
+    def variable_for(self, username: str, password: str) -> str:
+        """``username``'s variable; ``_2``, ``_3``... when one transcript shows the same name
+        with another password (a wrong one that got 535, say)."""
+        base = password_variable(username)
+        variable, number = base, 1
+        while self.variables.get(variable, password) != password:
+            number += 1
+            variable = f"{base}_{number}"
+        self.variables[variable] = password
+        return variable
+
+    def secrets(self, session: Session) -> dict[str, str]:
+        lines = {e.line for e in session.exchanges if e.kind is ExchangeKind.AUTH}
+        return dict(value for line, value in self.used.items() if line in lines)
+
+
+def _scenario_yaml(
+    session: Session, format: str, path: str, name: str, strict: bool, passwords: dict[int, str]
+) -> str:
     where = f"{path} line {session.first_line}"
     out = [
         f"# Imported by `smtpload import` from {_comment(where)}"
@@ -157,7 +278,10 @@ def _scenario_yaml(session: Session, format: str, path: str, name: str, strict: 
         out.append(f"target: {_double_quoted(str(session.target))}")
     out.append("steps:")
     for exchange in session.exchanges:
-        out.extend(_step(exchange, strict))
+        if exchange.kind is ExchangeKind.AUTH:
+            out.extend(_auth_step(exchange, strict, passwords[exchange.line]))
+        else:
+            out.extend(_step(exchange, strict))
     if session.closed:
         out.append(f"{_STEP_INDENT}# the server closed the connection")
         out.append(f"{_STEP_INDENT}- close: true")
@@ -181,6 +305,12 @@ def _step(exchange: Exchange, strict: bool) -> list[str]:
         if len(expect) == 1:
             return [*lines, f"{_STEP_INDENT}- greeting:{expect[0]}"]
         return [*lines, f"{_STEP_INDENT}- greeting:", *(f"{_KEY_INDENT}{e}" for e in expect[1:])]
+    if exchange.kind is ExchangeKind.STARTTLS:
+        assert reply is not None
+        expect = _expectation(reply, strict, ehlo=False)
+        if len(expect) == 1:
+            return [*lines, f"{_STEP_INDENT}- starttls: true"]
+        return [*lines, f"{_STEP_INDENT}- starttls:", *(f"{_KEY_INDENT}{e}" for e in expect[1:])]
     assert exchange.text is not None
     if exchange.kind is ExchangeKind.COMMAND:
         lines.append(f"{_STEP_INDENT}- send: {_double_quoted(_template_escaped(exchange.text))}")
@@ -192,6 +322,32 @@ def _step(exchange: Exchange, strict: bool) -> list[str]:
         expect = _expectation(reply, strict, ehlo=verb in ("EHLO", "LHLO"))
         lines.append(f"{_KEY_INDENT}expect:{expect[0]}")
         lines += [f"{_KEY_INDENT}{e}" for e in expect[1:]]
+    return lines
+
+
+def _auth_step(exchange: Exchange, strict: bool, password: str) -> list[str]:
+    """The ``auth`` step of an AUTH exchange; ``password`` is the YAML of its value. The
+    comments show the server's words only: every client line of the exchange is a secret."""
+    credentials, reply = exchange.credentials, exchange.reply
+    assert credentials is not None
+    assert reply is not None
+    lines = [f"{_STEP_INDENT}# note in the transcript: {_comment(note)}" for note in exchange.notes]
+    lines.append(
+        f"{_STEP_INDENT}# AUTH {credentials.mechanism} as {_comment(credentials.username)}"
+        " (the transcript's blobs are not copied)"
+    )
+    for challenge in exchange.challenges:
+        lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in challenge.wire_lines()]
+    lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in reply.wire_lines()]
+    lines += [
+        f"{_STEP_INDENT}- auth:",
+        f"{_KEY_INDENT}  mechanism: {_double_quoted(credentials.mechanism)}",
+        f"{_KEY_INDENT}  username: {_double_quoted(_template_escaped(credentials.username))}",
+        f"{_KEY_INDENT}  password: {password}",
+    ]
+    expect = _expectation(reply, strict, ehlo=False)
+    lines.append(f"{_KEY_INDENT}expect:{expect[0]}")
+    lines += [f"{_KEY_INDENT}{e}" for e in expect[1:]]
     return lines
 
 
@@ -364,10 +520,10 @@ def _comment(text: str) -> str:
     return _double_quoted(text)[1:-1]
 
 
-def _check(yaml_text: str, session: Session, path: str) -> None:
-    """The file must validate and hold the dialogue's texts exactly."""
+def _check(yaml_text: str, session: Session, path: str, environ: Mapping[str, str]) -> None:
+    """The file must validate and hold the dialogue's texts (and credentials) exactly."""
     try:
-        scenario = parse_scenario(yaml_text, path)
+        scenario = parse_scenario(yaml_text, path, environ=environ)
     except ScenarioError as error:
         raise TranscriptError(
             [
@@ -375,21 +531,7 @@ def _check(yaml_text: str, session: Session, path: str) -> None:
                 f" is invalid ({error}); please report it"
             ]
         ) from None
-    if _texts(scenario) != [
-        (
-            StepKind.GREETING
-            if e.kind is ExchangeKind.GREETING
-            else StepKind.SEND
-            if e.kind is ExchangeKind.COMMAND
-            else StepKind.DATA,
-            None
-            if e.text is None
-            else _MessageTemplate(e.text).text
-            if e.kind is ExchangeKind.MESSAGE
-            else _template_escaped(e.text),
-        )
-        for e in session.exchanges
-    ]:
+    if _texts(scenario) != [_expected_step(e, environ) for e in session.exchanges]:
         raise TranscriptError(
             [
                 f"{path}:{session.first_line}: internal error: the scenario made of this session"
@@ -398,5 +540,45 @@ def _check(yaml_text: str, session: Session, path: str) -> None:
         )
 
 
-def _texts(scenario: Scenario) -> list[tuple[StepKind, str | None]]:
-    return [(step.kind, step.text) for step in scenario.steps if step.kind is not StepKind.CLOSE]
+# (kind, text, (mechanism, username, password)): what a step must hold.
+_StepTexts = tuple[StepKind, str | None, tuple[str, str, str] | None]
+
+
+def _expected_step(exchange: Exchange, environ: Mapping[str, str]) -> _StepTexts:
+    if exchange.kind is ExchangeKind.AUTH:
+        credentials = exchange.credentials
+        assert credentials is not None
+        password = credentials.password
+        if password is None:
+            password = environ.get(password_variable(credentials.username), "")
+        return (
+            StepKind.AUTH,
+            None,
+            (credentials.mechanism, _template_escaped(credentials.username), password),
+        )
+    if exchange.kind is ExchangeKind.STARTTLS:
+        return (StepKind.STARTTLS, "STARTTLS", None)
+    if exchange.kind is ExchangeKind.GREETING:
+        return (StepKind.GREETING, None, None)
+    assert exchange.text is not None
+    if exchange.kind is ExchangeKind.MESSAGE:
+        return (StepKind.DATA, _MessageTemplate(exchange.text).text, None)
+    return (StepKind.SEND, _template_escaped(exchange.text), None)
+
+
+def _texts(scenario: Scenario) -> list[_StepTexts]:
+    out: list[_StepTexts] = []
+    for step in scenario.steps:
+        if step.kind is StepKind.CLOSE:
+            continue
+        auth = None
+        if step.auth is not None:
+            secret = step.auth.secret
+            # A value from the environment is the password itself; a template (written by
+            # --keep-secrets) is the password with its braces doubled.
+            password = (
+                secret.text if secret.literal else secret.text.replace("{{", "{").replace("}}", "}")
+            )
+            auth = (step.auth.mechanism, step.auth.username.text, password)
+        out.append((step.kind, step.text, auth))
+    return out
