@@ -529,11 +529,10 @@ def test_a_final_quit_without_its_reply_expects_any_reply() -> None:
 
 def test_an_unreadable_transcript_is_a_local_error_with_every_problem() -> None:
     with pytest.raises(TranscriptError) as caught:
-        import_transcript(lines(PLAIN[0], "STARTTLS", "220 go"), "t.txt")
+        import_transcript(lines(PLAIN[0], "BDAT 4 LAST", "250 ok"), "t.txt")
     assert isinstance(caught.value, LocalError)
     assert caught.value.problems == [
-        "t.txt:2: 'STARTTLS': STARTTLS is not supported by import yet: TLS cannot be replayed as"
-        " plain lines"
+        "t.txt:2: 'BDAT 4 LAST': BDAT is not supported by import yet: its chunks are not lines"
     ]
 
 
@@ -543,5 +542,6 @@ def test_public_api_fields() -> None:
         "first_line",
         "yaml_text",
         "target",
+        "secrets",
     ]
     assert [f.name for f in dataclasses.fields(ImportResult)] == ["format", "sessions", "notes"]

@@ -541,12 +541,12 @@ REFUSED = [
     (lines(*PLAIN[:3], "\x1b[1mMAIL\x1b[0m"), "t.txt:4: character U+001B is not text"),
     (lines(*PLAIN[:3], "MAIL \udcff"), "t.txt:4: byte 0xff is not UTF-8 text"),
     (
-        lines(PLAIN[0], "EHLO c", "250-mx", "250 STARTTLS", "STARTTLS", "220 2.0.0 Ready"),
-        "t.txt:5: 'STARTTLS': STARTTLS is not supported by import yet",
+        lines(*PLAIN[:3], "STARTTLS", "220 2.0.0 Ready", "EHLO c", "250 mx"),
+        "t.txt:6: the session goes on after the 220 to STARTTLS (line 5), but a telnet",
     ),
     (
-        lines(PLAIN[0], "EHLO c", "250 AUTH PLAIN", "AUTH PLAIN AGEAYg==", "235 2.7.0 ok"),
-        "t.txt:4: 'AUTH PLAIN AGEAYg==': AUTH is not supported by import yet",
+        lines(PLAIN[0], "EHLO c", "250 AUTH PLAIN", "AUTH PLAIN AGEAYg=", "235 2.7.0 ok"),
+        "t.txt:4: the AUTH PLAIN response here is not base64",
     ),
     (
         lines(
@@ -555,13 +555,13 @@ REFUSED = [
             "<-  250 STARTTLS",
             " -> STARTTLS",
             "<-  220 go",
-            " ~> EHLO vm",
+            " -> EHLO vm",
         ),
-        "t.txt:4: 'STARTTLS': STARTTLS is not supported by import yet",
+        "t.txt:6: this line is not marked as in TLS, but TLS started at line 5",
     ),
     (
         lines("<-  220 mx", " ~> EHLO vm", "<~  250 ok"),
-        "t.txt:2: the session uses TLS here (swaks' '~>' and '<~' lines)",
+        "t.txt:2: this line is marked as sent in TLS (swaks' '~>' and '<~'), but no STARTTLS",
     ),
     (
         lines(*PLAIN[:3], "MAIL FROM:<a@example.test>", "RCPT TO:<b@example.test>", "250 ok"),
@@ -596,10 +596,10 @@ REFUSED = [
         "nul",
         "terminal-escape",
         "not-utf8",
-        "starttls",
-        "auth",
-        "swaks-starttls",
-        "swaks-tls-lines",
+        "telnet-in-tls",
+        "auth-not-base64",
+        "swaks-plain-in-tls",
+        "swaks-tls-lines-before-starttls",
         "pipelined",
         "no-reply",
         "no-reply-to-dot",
