@@ -24,7 +24,7 @@ from smtpload.transcripts.credentials import password_variable
 from smtpload.transcripts.importer import import_transcript
 from smtpload.transcripts.reader import ExchangeKind, TranscriptError, parse_transcript
 from tests.cli import smtpload
-from tests.peers import AUTH_PASSWORD, AUTH_USER, AuthHandler
+from tests.peers import AUTH_PASSWORD, AUTH_USER, AuthHandler, TlsPostfixPeers
 from tests.test_auth_secrets import aligned_base64
 from tests.test_tls import _controller, server_context
 
@@ -454,3 +454,32 @@ def test_import_keep_secrets_on_the_command_line(tmp_path: Path) -> None:
     assert f'password: "{AUTH_PASSWORD}"' in result.stdout
     assert "warning" in result.stderr
     assert AUTH_PASSWORD not in result.stderr
+
+
+# -- the command line, against Postfix's submission service (STARTTLS required, Dovecot SASL) --
+
+POSTFIX_VARIABLE = "SMTPLOAD_PASSWORD_SMTPLOAD_EXAMPLE_TEST"
+
+
+@pytest.mark.parametrize(
+    "name", ["postfix-swaks-plain.txt", "postfix-swaks-login.txt", "postfix-swaks-hidden.txt"]
+)
+def test_real_postfix_transcripts_import_run_and_replay_against_postfix(
+    tmp_path: Path, postfix_tls: TlsPostfixPeers, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(POSTFIX_VARIABLE, postfix_tls.password)
+    transcript = DATA / name
+    scenario = tmp_path / "imported.yaml"
+    target = f"{postfix_tls.host}:{postfix_tls.submission_port}"
+    tls = ["--tls-ca", str(postfix_tls.ca_file)]
+    said = [
+        smtpload("import", str(transcript), "-o", str(scenario), cwd=tmp_path),
+        smtpload("run", str(scenario), "--target", target, *tls, "--results", "r", cwd=tmp_path),
+        smtpload("replay", str(transcript), "--target", target, *tls, cwd=tmp_path),
+    ]
+    for result in said:
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "auth     AUTH " in said[2].stdout
+    forbidden = [postfix_tls.password.encode(), *aligned_base64(postfix_tls.password.encode())]
+    texts = [text for result in said for text in (result.stdout, result.stderr)]
+    _assert_nothing_leaks(tmp_path, transcript, texts, forbidden)
