@@ -15,6 +15,11 @@
     The same Postfix's second smtpd, "after an upgrade" (default ``127.0.0.1:10026``, override
     with ``SMTPLOAD_POSTFIX_B``): another banner, ``changed@example.test`` refused, no DSN.
     Skipped or failed like ``postfix_server``; use it together with that one (for the marker).
+``postfix_tls``
+    The same Postfix's TLS and SASL services (``tests.peers.TlsPostfixPeers``): STARTTLS on
+    10027, submission on 10587, implicit TLS on 10465, the CA files from ``/etc/smtpload-tls``
+    (override with ``SMTPLOAD_TLS_DIR``), the SASL user. Skipped or failed like
+    ``postfix_server``, and marked ``postfix`` as well.
 
 All are plain synchronous fixtures, usable from trio tests: aiosmtpd runs its own asyncio loop
 in a thread, and Postfix is another process. Each is an external server as far as trio is
@@ -23,16 +28,25 @@ concerned, so never pair them with trio's ``autojump_clock``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import ssl
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
-from tests.peers import AuthHandler, RecordingHandler, RecordingPeer, SmtpPeer
+from tests.peers import (
+    AuthHandler,
+    RecordingHandler,
+    RecordingPeer,
+    SmtpPeer,
+    TlsPostfixPeers,
+)
 
 LOOPBACK = "127.0.0.1"
 POSTFIX_ENV = "SMTPLOAD_POSTFIX"
@@ -43,7 +57,7 @@ _CONTROLLER_START_ATTEMPTS = 3
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "postfix_server" in getattr(item, "fixturenames", ()):
+        if {"postfix_server", "postfix_tls"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postfix)
 
 
@@ -161,6 +175,10 @@ def _postfix_peer(env: str, default: str, what: str) -> SmtpPeer:
     problem = _postfix_problem(peer)
     if problem is None:
         return peer
+    _missing(what, problem)
+
+
+def _missing(what: str, problem: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(
             f"{what} not running under CI: {problem}. "
@@ -185,6 +203,61 @@ def postfix_upgraded_server() -> SmtpPeer:
     return _postfix_peer(
         POSTFIX_UPGRADED_ENV, POSTFIX_UPGRADED_DEFAULT, "Postfix's upgraded test smtpd"
     )
+
+
+# Where .ci/postfix-setup puts them (its TLS_DIR, STARTTLS_PORT, ...): keep in step with it.
+TLS_DIR_ENV = "SMTPLOAD_TLS_DIR"
+TLS_DIR_DEFAULT = "/etc/smtpload-tls"
+POSTFIX_TLS = TlsPostfixPeers(
+    host=LOOPBACK,
+    starttls_port=10027,
+    submission_port=10587,
+    submissions_port=10465,
+    ca_file=Path(TLS_DIR_DEFAULT, "ca.pem"),
+    unknown_ca_file=Path(TLS_DIR_DEFAULT, "unknown-ca.pem"),
+    user="smtpload@example.test",
+    password="smtpload-test-password",
+)
+
+
+def _implicit_tls_problem(peers: TlsPostfixPeers) -> str | None:
+    """Why the implicit-TLS port does not greet as Postfix through a verified TLS session."""
+    context = ssl.create_default_context(cafile=str(peers.ca_file))
+    address = (peers.host, peers.submissions_port)
+    try:
+        with (
+            socket.create_connection(address, timeout=PROBE_TIMEOUT_S) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as sock,
+        ):
+            banner = _read_reply(sock)  # an SSLSocket reads like a socket
+            sock.sendall(b"QUIT\r\n")
+            _read_reply(sock)
+    except (OSError, ssl.SSLError) as exc:
+        return f"no verified TLS session at {peers.host}:{peers.submissions_port} ({exc})"
+    if not (banner.startswith("220") and "Postfix" in banner):
+        return f"{peers.host}:{peers.submissions_port} is not Postfix: {banner.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postfix_tls() -> TlsPostfixPeers:
+    """Postfix's STARTTLS, submission and implicit-TLS services, their CAs and SASL user."""
+    tls_dir = Path(os.environ.get(TLS_DIR_ENV, TLS_DIR_DEFAULT))
+    peers = dataclasses.replace(
+        POSTFIX_TLS, ca_file=tls_dir / "ca.pem", unknown_ca_file=tls_dir / "unknown-ca.pem"
+    )
+    what = "Postfix's TLS test services"
+    for ca_file in (peers.ca_file, peers.unknown_ca_file):
+        if not ca_file.is_file():
+            _missing(what, f"no CA file {ca_file}")
+    for port in (peers.starttls_port, peers.submission_port):
+        problem = _postfix_problem(SmtpPeer(peers.host, port))
+        if problem is not None:
+            _missing(what, problem)
+    problem = _implicit_tls_problem(peers)
+    if problem is not None:
+        _missing(what, problem)
+    return peers
 
 
 @pytest.fixture(scope="session")

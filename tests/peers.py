@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -31,6 +32,7 @@ __all__ = [
     "RecordingHandler",
     "RecordingPeer",
     "SmtpPeer",
+    "TlsPostfixPeers",
 ]
 
 #: Recipients in this domain are refused by both test servers (aiosmtpd and Postfix alike).
@@ -43,6 +45,33 @@ class SmtpPeer:
 
     host: str
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPostfixPeers:
+    """Postfix's TLS and SASL services (``.ci/postfix-setup``), which discard what they accept.
+
+    Attributes:
+        host: where all three listen.
+        starttls_port: STARTTLS offered, not required; no AUTH (RFC 3207).
+        submission_port: submission (RFC 6409): STARTTLS required (MAIL before it gets 530),
+            AUTH offered only after it; RCPT without AUTH gets 554 5.7.1.
+        submissions_port: the same submission service over implicit TLS (RFC 8314): TLS from
+            the first byte, so a plain-text client never sees the banner.
+        ca_file: the CA that signed the servers' certificate (for ``localhost``, 127.0.0.1
+            and ::1).
+        unknown_ca_file: an unrelated CA, which signed nothing the servers present.
+        user, password: the one SASL account (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256).
+    """
+
+    host: str
+    starttls_port: int
+    submission_port: int
+    submissions_port: int
+    ca_file: Path
+    unknown_ca_file: Path
+    user: str
+    password: str
 
 
 @dataclass(frozen=True, slots=True)

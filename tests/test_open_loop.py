@@ -7,14 +7,17 @@ import functools
 import itertools
 import json
 import statistics
+import time
 from pathlib import Path
 
 import pytest
 import trio
 
 from smtpload.load.arrivals import OpenLoop, Stage, arrival_offsets, stages_of
+from smtpload.net.client import new_session, resolve_target, run_session
 from smtpload.net.runner import RunSettings, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.outcome import Outcome
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.durations import DurationError, parse_duration
@@ -22,6 +25,7 @@ from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
 from tests.cli import smtpload
 from tests.misbehaving import Freeze, frozen_sink
+from tests.peers import RecordingPeer
 
 # -- durations -----------------------------------------------------------------------------
 
@@ -227,3 +231,28 @@ def test_every_duration_option_reads_units(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     seconds = args.timeout if hasattr(args, "timeout") else args.idle_timeout
     assert seconds == {"500ms": 0.5, "10s": 10.0, "2s": 2.0, "1m": 60.0}[argv[-1]]
+
+
+# -- a session that starts before it is due ---------------------------------------------------
+
+
+async def test_a_session_that_starts_early_is_timed_from_its_start(
+    aiosmtpd_server: RecordingPeer,
+) -> None:
+    # The runner wakes a millisecond early, so a session may start before it is due; one
+    # that then ends before its due time must not come out below zero (dropped), and its
+    # corrected latency is never shorter than its uncorrected one. Here the due time is a
+    # whole second after the start: far more than the session takes.
+    scenario = compile_scenario(load_scenario(scenario_path("quickstart")), timeout_s=10)
+    stats = RunStats(["connect", *scenario.step_names])
+    target = await resolve_target(aiosmtpd_server.host, aiosmtpd_server.port)
+    engine = new_session(scenario, 1, "early")
+    with trio.fail_after(10):
+        await run_session(scenario, target, engine, stats, due_ns=time.time_ns() + 10**9)
+    assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+    assert stats.negative_session_samples == 0
+    corrected = stats.session_latency.summary_ms()
+    uncorrected = stats.session_latency_uncorrected.summary_ms()
+    assert corrected is not None
+    assert uncorrected is not None
+    assert corrected["max"] == uncorrected["max"]

@@ -148,7 +148,11 @@ async def test_kernel_timed_steps_leave_the_busy_loop_out(postfix_smtp_sink: Smt
         assert steps[name]["clock"] == "kernel"
         latency = steps[name]["latency_ms"]
         assert isinstance(latency, dict)
-        assert latency["p99"] < 5, (name, latency)  # the server's time, whatever our loop did
+        # The server's time, whatever our loop did: an order below the hog's 20 ms at the
+        # median, and under half of it at p99 (the machine's other load can reach the server's
+        # own p99 of a few ms, which is no part of what this test is about).
+        assert latency["p50"] < 2, (name, latency)
+        assert latency["p99"] < 10, (name, latency)
     assert steps["connect"]["clock"] == "loop"
     assert steps["close"]["clock"] == "loop"
 

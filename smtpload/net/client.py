@@ -210,7 +210,11 @@ async def run_session(
         if outcome is Outcome.PASSED:
             ended_ns = time_ns()
             uncorrected_us = (ended_ns - started_ns) // 1000
-            latency_us = uncorrected_us if due_ns is None else (ended_ns - due_ns) // 1000
+            # From when it was due, or from its start if that came first: the runner wakes a
+            # millisecond early, and a session that started before it was due must not be
+            # timed from a later moment (a fast one would come out below zero).
+            from_ns = started_ns if due_ns is None else min(due_ns, started_ns)
+            latency_us = (ended_ns - from_ns) // 1000
             stats.record_session(
                 outcome, latency_us, engine.failure(), uncorrected_us=uncorrected_us
             )
