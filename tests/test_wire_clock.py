@@ -148,11 +148,12 @@ async def test_kernel_timed_steps_leave_the_busy_loop_out(postfix_smtp_sink: Smt
         assert steps[name]["clock"] == "kernel"
         latency = steps[name]["latency_ms"]
         assert isinstance(latency, dict)
-        # The server's time, whatever our loop did: an order below the hog's 20 ms at the
-        # median, and under half of it at p99 (the machine's other load can reach the server's
-        # own p99 of a few ms, which is no part of what this test is about).
-        assert latency["p50"] < 2, (name, latency)
-        assert latency["p99"] < 10, (name, latency)
+        # The server's time, whatever our loop did: under a quarter of the hog's 20 ms at the
+        # median (the loop's clock sees over 5 ms there), and under its 20 ms at p99. The
+        # machine's other load alone can put the server's own median at a few ms (3.6 ms
+        # seen beside other test suites), which is no part of what this test is about.
+        assert latency["p50"] < 5, (name, latency)
+        assert latency["p99"] < 15, (name, latency)
     assert steps["connect"]["clock"] == "loop"
     assert steps["close"]["clock"] == "loop"
 

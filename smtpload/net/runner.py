@@ -312,7 +312,7 @@ class _Run:
             while True:
                 await trio.sleep_until(due)
                 woke = now()
-                load.loop_lag.record_us(int((woke - due) * 1e6))
+                load.record_tick(_TICK_S, woke - due)
                 due = woke + _TICK_S  # lateness is not carried over from tick to tick
                 wall = time.perf_counter()
                 if wall - wall_mark >= _CPU_SAMPLE_S:

@@ -7,11 +7,12 @@ A run says so instead of passing that off as the server's numbers.
 
 The rule (documented in the README), from what the runner measured (``GeneratorLoad``):
 
-* the event loop's lag at p99 is above ``MAX_LOOP_LAG_P99_MS`` (5 ms), judged once there are
-  ``MIN_LOOP_LAG_SAMPLES`` ticks (1 s of run) so that one late tick of a short run does not
-  decide. The timer alone makes a tick up to about 1 ms late (epoll waits in whole
-  milliseconds): a quiet run measured here has a p99 of 1.4 ms, one beside 2 busy processes
-  per core 9 ms; or
+* the event loop's lag at p99 is above ``MAX_LOOP_LAG_P99_MS`` (5 ms), judged once the ticks
+  cover ``MIN_LOOP_LAG_SPAN_S`` (1 s) of run, so that one late tick of a short run does not
+  decide. Time, not a count of ticks: a loop 40 ms late ticks every 50 ms, not every 10, and
+  a count of 100 ticks would leave the latest loops of a few seconds' run unjudged. The timer
+  alone makes a tick up to about 1 ms late (epoll waits in whole milliseconds): a quiet run
+  measured here has a p99 of 1.4 ms, one beside 2 busy processes per core 9 ms; or
 * the process used more than ``BUSY_CPU_PERCENT`` (90 %) of a core for more than
   ``MAX_BUSY_SHARE`` (10 %) of the run's time, judged once ``MIN_CPU_WALL_S`` (3 s) of run
   are sampled: a run of a few milliseconds is all CPU and says nothing.
@@ -27,16 +28,22 @@ __all__ = [
     "MAX_BUSY_SHARE",
     "MAX_LOOP_LAG_P99_MS",
     "MIN_CPU_WALL_S",
-    "MIN_LOOP_LAG_SAMPLES",
+    "MIN_LOOP_LAG_SPAN_S",
+    "OTHERS_CPU_PERCENT",
     "generator_summary",
     "saturation_facts",
     "saturation_note",
 ]
 
 MAX_LOOP_LAG_P99_MS = 5.0
-MIN_LOOP_LAG_SAMPLES = 100
+MIN_LOOP_LAG_SPAN_S = 1.0
 MAX_BUSY_SHARE = 0.10
 MIN_CPU_WALL_S = 3.0
+
+#: A saturated run whose process used less than this share of a core (and was never busy)
+#: was late because of the machine's other work: its sentence says so instead of "lower the
+#: load".
+OTHERS_CPU_PERCENT = 50.0
 
 
 def generator_summary(stats: RunStats) -> dict[str, Any]:
@@ -50,7 +57,7 @@ def generator_summary(stats: RunStats) -> dict[str, Any]:
     busy = load.wall_s >= MIN_CPU_WALL_S and busy_share > MAX_BUSY_SHARE
     lagging = (
         loop_lag is not None
-        and load.loop_lag.count >= MIN_LOOP_LAG_SAMPLES
+        and load.loop_lag_span_s >= MIN_LOOP_LAG_SPAN_S
         and loop_lag["p99"] > MAX_LOOP_LAG_P99_MS
     )
     return {
@@ -90,7 +97,14 @@ def saturation_note(summary: dict[str, Any]) -> str | None:
         )
     else:
         meaning = "the latencies include smtpload's own delay and overstate the server's"
-    # The load's own knob: in open loop the sessions due per second, in closed loop how many
-    # run at once (summary["load"] is absent from summaries made before open loop existed).
-    knob = "--rate" if summary.get("load", {}).get("model") == "open" else "--concurrency"
-    return f"generator saturated: {', '.join(facts)}: {meaning}; lower {knob} or add a machine"
+    cpu = generator["cpu_percent"]
+    if not generator["busy_seconds_percent"] and cpu is not None and cpu < OTHERS_CPU_PERCENT:
+        # A late loop in a process that used little CPU waited for the machine, not for its
+        # own work: lowering the load would not help, freeing the machine would.
+        advice = "other processes are taking this machine's CPU: run smtpload on a quieter one"
+    else:
+        # The load's own knob: in open loop the sessions due per second, in closed loop how
+        # many run at once (summary["load"] is absent from summaries made before open loop).
+        knob = "--rate" if summary.get("load", {}).get("model") == "open" else "--concurrency"
+        advice = f"lower {knob} or add a machine"
+    return f"generator saturated: {', '.join(facts)}: {meaning}; {advice}"

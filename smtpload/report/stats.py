@@ -385,6 +385,9 @@ class GeneratorLoad:
         wall_s: the wall time the samples cover.
         untimed_reads: kernel clock: reads whose data came without a receive time (timed by
             the loop instead; their steps say ``loop``).
+        loop_lag_span_s: the run time the ticks of ``loop_lag`` cover (each tick's wait plus
+            its lateness): a late loop ticks less often, so time, not a count, says when
+            there is enough of it to judge.
     """
 
     loop_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -393,6 +396,12 @@ class GeneratorLoad:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     untimed_reads: int = 0
+    loop_lag_span_s: float = 0.0
+
+    def record_tick(self, tick_s: float, lag_s: float) -> None:
+        """One tick of the loop's watch: it asked to sleep ``tick_s`` and woke ``lag_s`` late."""
+        self.loop_lag.record_us(int(lag_s * 1e6))
+        self.loop_lag_span_s += tick_s + max(lag_s, 0.0)
 
     def record_cpu(self, cpu_s: float, wall_s: float) -> None:
         """One CPU sample: ``cpu_s`` of CPU time used in ``wall_s`` seconds."""
