@@ -466,6 +466,21 @@ def test_cli_scenario_target_with_implicit_tls_and_its_ca(
     assert done.returncode == 0, done.stderr + done.stdout
 
 
+def test_cli_a_plain_target_keeps_the_scenarios_implicit_tls(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    # --target replaces the host and port; the scenario's `tls: implicit` stays (without it
+    # the client would wait for a banner the server never sends before a ClientHello).
+    head = f"target: {{host: mx.invalid, port: 465, tls: implicit, ca: {ca_file}}}\n"
+    scenario = write(tmp_path, head + IMPLICIT_MAIL)
+    target = f"{LOOPBACK}:{implicit_port}"
+    done = smtpload("run", str(scenario), "--target", target, "--timeout", "5s", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    tls = summary_of(tmp_path)["tls"]
+    assert isinstance(tls, dict)
+    assert tls["handshakes"] == 1
+
+
 def test_cli_unknown_ca_fails_and_tls_insecure_passes_and_says_so(
     tmp_path: Path, implicit_port: int
 ) -> None:

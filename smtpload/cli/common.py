@@ -296,7 +296,14 @@ def compile_with_tls(
         UsageError: implicit TLS without a target, or with a starttls step; a TLS file that
             cannot be read or used.
     """
-    implicit = args.tls == "implicit" or (target is not None and target.implicit_tls)
+    # A scenario whose target says `tls: implicit` speaks TLS from the first byte wherever
+    # --target points it (--target replaces the host and port, as each --tls-* option replaces
+    # only its own key): a plain client at a port that waits for a ClientHello gets nothing.
+    implicit = (
+        args.tls == "implicit"
+        or (target is not None and target.implicit_tls)
+        or (scenario.target is not None and scenario.target.implicit_tls and target is not None)
+    )
     if implicit and target is None:
         raise UsageError(
             "--tls implicit needs --target (or a target in the scenario): the built-in sink"
