@@ -95,6 +95,7 @@ class StepDraft:
     timeout_s: float | None = None
     templates: tuple[tuple[Node, Template], ...] = ()
     auth: AuthSpec | None = None
+    secret_nodes: tuple[Node, ...] = ()  # templates whose text no message may quote
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -311,24 +312,48 @@ def _auth(draft: StepDraft, node: Node, reader: NodeReader) -> AuthSpec | None:
     if mechanism is not None and secret_key not in keys:
         reader.problem(node, f"auth with {mechanism} needs a `{secret_key}:`")
     elif mechanism is not None:
-        secret = _credential(draft, keys[secret_key][1], reader, f"auth: {secret_key}")
+        secret = _credential(draft, keys[secret_key][1], reader, f"auth: {secret_key}", secret=True)
     if mechanism is None or username is None or secret is None:
         return None
     return AuthSpec(mechanism, username, secret)
 
 
-def _credential(draft: StepDraft, node: Node, reader: NodeReader, what: str) -> Credential | None:
+def _credential(
+    draft: StepDraft, node: Node, reader: NodeReader, what: str, *, secret: bool = False
+) -> Credential | None:
     """A template over the variables, or ``{env: NAME}``: the value of an environment
-    variable, read now (so that a missing one is found before the run) and taken literally."""
+    variable, read now (so that a missing one is found before the run) and taken literally.
+
+    With ``secret`` (a password, a token), no message quotes any of the value's text: not a
+    tag, a key, a variable's name in it, nor an environment variable "name" that cannot be
+    one (the secret itself, typed in the wrong place). Issue 11.
+    """
     if isinstance(node, MappingNode):
+        if secret and not all(
+            isinstance(key, ScalarNode) and key.value == "env" for key, _ in node.value
+        ):
+            reader.problem(
+                node,
+                f"{what}: a mapping here must be {{env: NAME}} (its text is not shown); to"
+                ' start a value with {, quote it: "{{..."',
+            )
+            return None
         keys = reader.mapping(node, f"in {what}", ("env",))
         if "env" not in keys:
             if not node.value:
                 reader.problem(node, f"{what} takes text, or {{env: NAME}}")
             return None
         name_node = keys["env"][1]
-        name = reader.text(name_node, f"{what}: env")
+        name = reader.text(name_node, f"{what}: env", secret=secret)
         if name is None:
+            return None
+        if secret and not is_variable_name(name):
+            reader.problem(
+                name_node,
+                f"{what}: env: this is not an environment variable name (letters, digits and _,"
+                " not starting with a digit; its text is not shown): did you put the secret"
+                " itself here? Write its name, {env: SMTP_PASSWORD}, and export it",
+            )
             return None
         value = os.environ.get(name)
         if value is None:
@@ -339,12 +364,14 @@ def _credential(draft: StepDraft, node: Node, reader: NodeReader, what: str) -> 
             )
             return None
         return Credential(value, literal=True)
-    text = reader.text(node, what)
+    text = reader.text(node, what, secret=secret)
     if text is None:
         return None
     if "\r" in text or "\n" in text:
         reader.problem(node, f"{what} must not hold a line break")
         return None
+    if secret:
+        draft.secret_nodes = (*draft.secret_nodes, node)
     return Credential(text) if _add_template(node, text, draft, reader) else None
 
 
