@@ -141,3 +141,49 @@ def test_syntax_errors_do_not_quote_alias_anchor_or_tag_names(text: str, said: s
     assert message.startswith("s.yaml:"), message
     assert said in message
     assert SECRET not in message
+
+
+VAR_SECRET = "CliVarSecret55k"
+
+
+@pytest.mark.parametrize(
+    ("argument", "shown"),
+    [
+        (f"secret:{VAR_SECRET}", "--var secret: write NAME=VALUE"),
+        (f"secret {VAR_SECRET}", "--var secret: write NAME=VALUE"),
+        (f"secret:{VAR_SECRET}=x", "--var secret: what comes before '='"),
+        (f"my var={VAR_SECRET}", "--var my: what comes before '='"),
+        (f"={VAR_SECRET}", "--var: nothing before '='"),
+        (f"-{VAR_SECRET}", "--var: write NAME=VALUE"),
+        (f"{VAR_SECRET}-x", "--var: write NAME=VALUE"),
+        (f"9{VAR_SECRET}", "--var: write NAME=VALUE"),
+        (f"é={VAR_SECRET}", "--var: what comes before '='"),
+    ],
+    ids=["colon", "space", "colon-then-equals", "space-in-name", "no-name", "dash", "not-a-name",
+         "digit-first", "non-ascii-name"],
+)  # fmt: skip
+def test_a_var_argument_s_value_is_never_quoted(tmp_path: Path, argument: str, shown: str) -> None:
+    # --var=ARG, so that argparse takes an argument starting with - as the value too.
+    result = smtpload("run", "quickstart", f"--var={argument}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"smtpload: {shown}"), result.stderr
+    output = result.stdout + result.stderr
+    assert VAR_SECRET not in output
+    assert VAR_SECRET[:6] not in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_undeclared_var_is_named_but_its_value_is_not(tmp_path: Path) -> None:
+    result = smtpload("run", "quickstart", "--var", f"nope={VAR_SECRET}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "declares no variable 'nope'" in result.stderr
+    assert VAR_SECRET not in result.stdout + result.stderr
+
+
+def test_a_bare_name_is_quoted_as_the_name_it_looks_like(tmp_path: Path) -> None:
+    result = smtpload("run", "quickstart", "--var", "novalue", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("smtpload: --var novalue: write NAME=VALUE, e.g."), (
+        result.stderr
+    )
