@@ -662,7 +662,7 @@ def test_top_level_problems(text: str, expected: list[str]) -> None:
             "map-port-misspelt-and-quoted",
             steps_of("send: NOOP", head="target: {host: mx, prot: 25, port: '25'}\n"),
             "1:20: unknown key 'prot' in target (did you mean 'port'?)",
-            "1:36: target: port must be a whole number, not the text '25'",
+            "1:36: target: port must be a whole number: the quotes make it text; remove them",
         ),
         case(
             "map-port-octal",

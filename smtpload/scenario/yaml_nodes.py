@@ -60,6 +60,8 @@ TEXT_TAGS = frozenset(_TAG + t for t in ("str", "timestamp", "merge", "value"))
 _READ_AS_OTHER = frozenset((BOOL_TAG, NULL_TAG, INT_TAG, FLOAT_TAG))
 _DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
+_EXPONENT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+_NUMBER_LIKE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
 _CONSTRUCTOR = SafeConstructor()
 # What YAML 1.1 does not allow in a document (PyYAML's reader.NON_PRINTABLE).
@@ -334,9 +336,25 @@ class NodeReader:
             )
         elif node.tag == BOOL_TAG:
             self.problem(node, f"{what} must be {kind}; YAML reads {shown(raw)} as a boolean")
+        elif node.style is None and _EXPONENT_WITHOUT_DOT.fullmatch(digits):
+            # YAML 1.1's float needs a dot (1.0e-3); 1e-3 is a string to it.
+            self.problem(
+                node,
+                f"{what}: YAML reads a number with an exponent but no dot as text; write"
+                f" {kind} in plain decimal, such as {_examples(whole)}",
+            )
+        elif node.style is not None and _NUMBER_LIKE.fullmatch(digits.strip()):
+            self.problem(node, f"{what} must be {kind}: the quotes make it text; remove them")
         else:
-            self.problem(node, f"{what} must be {kind}, not the text {shown(raw)}")
+            self.problem(
+                node,
+                f"{what} must be {kind}, such as {_examples(whole)}, not the text {shown(raw)}",
+            )
         return None
+
+
+def _examples(whole: bool) -> str:
+    return "100" if whole else "100 or 0.5"
 
 
 def is_blank(node: Node) -> bool:
