@@ -170,7 +170,7 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
             values[name] = value
             continue
         start = re.split(r"[=:\s]", pair, maxsplit=1)[0]
-        shown_start = f" {start}" if is_variable_name(start) else ""
+        shown_start = f" {clipped(start)}" if is_variable_name(start) else ""
         if not sep:
             why = "write NAME=VALUE"
         elif not name:
