@@ -65,8 +65,9 @@ def test_a_missing_environment_variable_is_located(monkeypatch: pytest.MonkeyPat
         ("{mechanism: XOAUTH2, username: u, password: p}", "write `token:`"),
         ("{mechanism: CRAM-MD5, username: u, token: t}", "is for XOAUTH2 only"),
         ("{mechanism: PLAIN, username: u, password: p, pasword: q}", "unknown key 'pasword'"),
-        ("{mechanism: PLAIN, username: u, password: {file: x}}", "unknown key 'file'"),
-        ("{mechanism: PLAIN, username: u, password: '{nope}'}", "unknown variable {nope}"),
+        ("{mechanism: PLAIN, username: u, password: {file: x}}", "must be {env: NAME}"),
+        ("{mechanism: PLAIN, username: u, password: '{nope}'}", "unknown variable (the"),
+        ("{mechanism: PLAIN, username: '{nope}', password: p}", "unknown variable {nope}"),
         ("PLAIN", "auth takes a mapping"),
     ],
 )

@@ -140,7 +140,19 @@ EXAMPLE = "e.g. `- {duration: 30s, rate: 50}`"
          ["s.yaml:2:9: load: rate 1e+07 must be a number of sessions per second above 0, and at"
           " most 1,000,000"]),
         ("rate: fast\nduration: 1m\n",
-         ["s.yaml:2:9: load: rate must be a number, not the text 'fast'"]),
+         ["s.yaml:2:9: load: rate must be a number, such as 100 or 0.5, not the text 'fast'"]),
+        # YAML 1.1 reads an exponent without a dot (1e-300, 1E+3) as text, quotes too.
+        ("rate: 1e-300\nduration: 1m\n",
+         ["s.yaml:2:9: load: rate: YAML reads a number with an exponent but no dot as text;"
+          " write a number in plain decimal, such as 100 or 0.5"]),
+        ("rate: 1E+3\nduration: 1m\n", ["s.yaml:2:9: load: rate: YAML reads a number with an"]),
+        ("rate: -2e3\nduration: 1m\n", ["s.yaml:2:9: load: rate: YAML reads a number with an"]),
+        ("rate: 5\nsessions: 1e3\n",
+         ["s.yaml:3:13: load: sessions: YAML reads a number with an exponent but no dot as text;"
+          " write a whole number in plain decimal, such as 100"]),
+        ("rate: '100'\nduration: 1m\n",
+         ["s.yaml:2:9: load: rate must be a number: the quotes make it text; remove them"]),
+        ('rate: "0.5e-1"\nduration: 1m\n', ["s.yaml:2:9: load: rate must be a number: the quotes"]),
         ("rate: 5\nstages: [{duration: 1s, rate: 5}]\nsessions: 1\n",
          ["s.yaml:3:3: load: give either rate (with duration and ramp) or stages, not both"]),
         ("stages: [{duration: 1s, rate: 5}]\nduration: 1m\nramp: 5s\n",
@@ -633,3 +645,17 @@ def test_the_bundled_example_runs_its_block_against_the_sink(tmp_path: Path) -> 
     ]
     assert summary["sessions"]["started"] == summary["sessions"]["passed"] == 60
     assert [entry["verdict"] for entry in summary["thresholds"]] == ["pass", "pass"]
+
+
+@pytest.mark.parametrize("rate", ["1e-300", "2E+2"])
+def test_an_exponent_without_a_dot_is_explained_by_the_command(tmp_path: Path, rate: str) -> None:
+    scenario = tmp_path / "r.yaml"
+    scenario.write_text(f"steps:\n  - greeting: 220\nload: {{rate: {rate}, duration: 1s}}\n")
+    for command in ("validate", "run"):
+        result = smtpload(command, str(scenario), cwd=tmp_path)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert result.stderr == (
+            f"{scenario}:3:14: load: rate: YAML reads a number with an exponent but no dot as"
+            " text; write a number in plain decimal, such as 100 or 0.5\n"
+        )

@@ -662,7 +662,7 @@ def test_top_level_problems(text: str, expected: list[str]) -> None:
             "map-port-misspelt-and-quoted",
             steps_of("send: NOOP", head="target: {host: mx, prot: 25, port: '25'}\n"),
             "1:20: unknown key 'prot' in target (did you mean 'port'?)",
-            "1:36: target: port must be a whole number, not the text '25'",
+            "1:36: target: port must be a whole number: the quotes make it text; remove them",
         ),
         case(
             "map-port-octal",
@@ -1155,7 +1155,8 @@ def test_problem_carries_file_line_and_column() -> None:
         ),
         pytest.param(
             "steps: *nowhere",
-            "1:8: YAML syntax error: found undefined alias 'nowhere'",
+            "1:8: YAML syntax error: found an undefined alias (a *name with no &name before"
+            " it; the name is not shown)",
             id="undefined-alias",
         ),
         pytest.param("steps: &a [*a]", "1:8: step 1 must be a mapping", id="recursive-alias"),

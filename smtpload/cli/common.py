@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
 from smtpload.scenario.model import TLS_MIN_VERSIONS, Scenario, Target, TlsSettings, parse_target
+from smtpload.scenario.template import is_variable_name
 
 __all__ = [
     "EXIT_FAILED",
@@ -158,14 +160,25 @@ def listen_argument(text: str) -> Target:
 
 
 def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    """The --var NAME=VALUE pairs. A message never quotes a value, which may be a password
+    (issue 11): at most the name-like start of the argument, before its first ``=``, ``:`` or
+    space."""
     values: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise UsageError(
-                f"--var {shown(pair)}: write NAME=VALUE, e.g. --var to=user@example.test"
-            )
-        values[name] = value
+        if sep and is_variable_name(name):
+            values[name] = value
+            continue
+        start = re.split(r"[=:\s]", pair, maxsplit=1)[0]
+        shown_start = f" {clipped(start)}" if is_variable_name(start) else ""
+        if not sep:
+            why = "write NAME=VALUE"
+        elif not name:
+            why = "nothing before '='; write NAME=VALUE"
+        else:
+            why = "what comes before '=' must be a variable's name (letters, digits and _)"
+        hidden = "" if shown_start and start == pair else " (the argument's text is not shown)"
+        raise UsageError(f"--var{shown_start}: {why}{hidden}, e.g. --var to=user@example.test")
     return values
 
 

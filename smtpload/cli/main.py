@@ -48,6 +48,7 @@ from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanErr
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
+from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
 from smtpload.report.live import live_view_possible
@@ -229,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         "validate",
         help="check scenario files without running them",
         description="Check scenario files. Every problem is printed as FILE:LINE:COL: message; "
-        "the exit status is 2 when there is any.",
+        "the exit status is 2 when there is any. A load: block is judged as `smtpload run "
+        "SCENARIO` with no options would run it: start_delay thresholds need the block's own "
+        "rate or stages (not --rate), a step:tls threshold a starttls step or an smtps:// "
+        "target (not --tls implicit).",
         epilog=_VALIDATE_EXAMPLES,
         formatter_class=HelpFormatter,
     )
@@ -432,11 +436,17 @@ def _command_validate(args: argparse.Namespace) -> int:
     for name in args.scenarios:
         try:
             scenario = load_scenario(scenario_path(name))
-            if scenario.load is not None:  # as a run without --threshold reads them
+            if scenario.load is not None:  # as a run with no options reads them
+                # The compiled steps, as that run has them: with `tls` after a starttls step,
+                # or first for an smtps:// target.
+                target = scenario.target
+                compiled = compile_scenario(
+                    scenario, implicit_tls=target is not None and target.implicit_tls
+                )
                 parse_scenario_thresholds(
                     scenario.path,
                     scenario.load.thresholds,
-                    step_names=["connect", *(step.name for step in scenario.steps)],
+                    step_names=["connect", *compiled.step_names],
                     open_loop=scenario.load.open_loop,
                 )
         except ScenarioError as error:

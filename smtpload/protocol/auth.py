@@ -25,9 +25,8 @@ Mechanisms:
   run against one server derives it once, not once a session.
 
 SASLprep (RFC 4013, replaced by RFC 7613's OpaqueString for passwords) is approximated for
-SCRAM: non-ASCII space characters become U+0020 and the text is NFC-normalised (both as
-OpaqueString does); control characters are refused. The rest of OpaqueString's table (its
-disallowed code points) is not applied.
+SCRAM as scenario/saslprep.py says (that module is shared with the scenario's reader, which
+refuses a literal password SASLprep would refuse at its position in the file).
 
 The initial response goes on the AUTH line only when that line fits in 512 octets (RFC 4954
 §4, RFC 5321 §4.5.3.1.4); otherwise AUTH is sent alone and the response follows the server's
@@ -47,11 +46,11 @@ import functools
 import hashlib
 import hmac
 import secrets
-import unicodedata
 from collections.abc import Callable
 
 from smtpload.errors import RemoteProtocolError
 from smtpload.scenario.model import AUTH_MECHANISMS
+from smtpload.scenario.saslprep import saslprep
 
 __all__ = [
     "CANCEL",
@@ -101,24 +100,6 @@ def redacted(line: bytes) -> str:
             f" <redacted {len(parts[2])} bytes>"
         )
     return f"<redacted {len(text)} bytes>"
-
-
-def saslprep(text: str) -> str:
-    """The approximation of SASLprep / OpaqueString described above.
-
-    Raises:
-        ValueError: the text is empty or holds a control character.
-    """
-    mapped = "".join(
-        " " if unicodedata.category(ch) == "Zs" else ch for ch in text
-    )  # RFC 7613 §4.2.1: non-ASCII spaces map to U+0020
-    prepared = unicodedata.normalize("NFC", mapped)
-    if not prepared:
-        raise ValueError("it is empty")
-    for ch in prepared:
-        if unicodedata.category(ch) == "Cc":
-            raise ValueError(f"it holds the control character U+{ord(ch):04X}")
-    return prepared
 
 
 def _b64(data: bytes) -> bytes:

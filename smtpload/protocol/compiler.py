@@ -29,6 +29,7 @@ from smtpload.protocol.wire import (
 )
 from smtpload.scenario.model import Credential, Scenario, Step, StepKind
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
+from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
@@ -253,6 +254,34 @@ def _tls_step(index: int, timeout_s: float) -> CompiledStep:
     )
 
 
+def _check_saslprep(
+    step: Step, auth: CompiledAuth, constants: Mapping[str, str], overrides: Mapping[str, str]
+) -> None:
+    """Refuse, before the run, a SCRAM credential made from variables that SASLprep refuses
+    and that is the same in every session. (The scenario's reader refused the ones written in
+    the file or read from the environment, at their place; one that depends on the session is
+    refused when it is rendered, as that session's failure.)
+
+    Raises:
+        UsageError: naming the step and the variables, never quoting the value.
+    """
+    for what, template in (("user name", auth.username), ("password", auth.secret)):
+        if template.is_constant or not all(name in constants for name in template.names):
+            continue
+        try:
+            saslprep(template.render(constants))
+        except SaslprepError as error:
+            names = sorted(set(template.names))
+            given = [f"--var {name}" for name in sorted(overrides)]
+            raise UsageError(
+                f"step {shown(step.name)} (line {step.line}): SCRAM-SHA-256 refuses the {what}"
+                f" made from {', '.join('{' + name + '}' for name in names)}"
+                f" (SASLprep, RFC 4013/RFC 7613): {error.reason}; check "
+                + ", ".join([*given, "the variables it uses"])
+                + " (the value is not shown)"
+            ) from None
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -293,6 +322,12 @@ def compile_scenario(
         (name, Template((overrides[name],)) if name in overrides else parse_template(text))
         for name, text in scenario.variables
     )
+    # The variables whose values are the same in every session: --var values, and declared
+    # variables made of them and of text alone (no built-in is: each is per session).
+    constants: dict[str, str] = {}
+    for name, value_template in variables:
+        if all(used in constants for used in value_template.names):
+            constants[name] = value_template.render(constants)
     steps: list[CompiledStep] = []
     if implicit_tls:
         steps.append(_tls_step(0, _timeout(None, timeout_s, scenario)))
@@ -327,15 +362,9 @@ def compile_scenario(
                 _credential(step.auth.username),
                 _credential(step.auth.secret),
             )
-            if auth.username.is_constant and auth.secret.is_constant:
-                try:  # SASLprep's refusal of a value known now is said before the run
-                    auth.exchange({})
-                except ValueError as error:
-                    raise UsageError(
-                        f"{scenario.path}:{step.line}:{step.column}: step {shown(step.name)}:"
-                        f" {error}"
-                    ) from None
-            else:
+            if auth.mechanism == "SCRAM-SHA-256":
+                _check_saslprep(step, auth, constants, overrides)
+            if not (auth.username.is_constant and auth.secret.is_constant):
                 uses_variables = True
         steps.append(
             CompiledStep(

@@ -396,7 +396,13 @@ class _Validator(NodeReader):
                     if name in available:
                         continue
                     capturer = captured_by.get(name)
-                    if capturer is None:
+                    if capturer is None and any(node is n for n in draft.secret_nodes):
+                        # A password's {...} may be its own text: neither it nor a near name.
+                        message = (
+                            "unknown variable (the secret's text is not shown); declare it"
+                            " under variables:, or write a literal { as {{"
+                        )
+                    elif capturer is None:
                         message = _unknown_variable(name, available)
                     else:
                         by = "this step" if capturer is draft else f"step {capturer.number}"

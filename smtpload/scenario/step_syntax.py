@@ -28,6 +28,7 @@ from smtpload.scenario.model import (
     StepKind,
 )
 from smtpload.scenario.patterns import PatternError, compile_capture
+from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import (
     Template,
     TemplateSyntaxError,
@@ -94,6 +95,7 @@ class StepDraft:
     timeout_s: float | None = None
     templates: tuple[tuple[Node, Template], ...] = ()
     auth: AuthSpec | None = None
+    secret_nodes: tuple[Node, ...] = ()  # templates whose text no message may quote
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -291,11 +293,12 @@ def _auth(draft: StepDraft, node: Node, reader: NodeReader) -> AuthSpec | None:
             )
         elif written is not None:
             mechanism = written.upper()
+    scram = mechanism == "SCRAM-SHA-256"
     username = None
     if "username" not in keys:
         reader.problem(node, "auth needs a `username:`")
     else:
-        username = _credential(draft, keys["username"][1], reader, "auth: username")
+        username = _credential(draft, keys["username"][1], reader, "auth: username", scram=scram)
     secret_key = "token" if mechanism == "XOAUTH2" else "password"
     wrong_key = "password" if secret_key == "token" else "token"
     if mechanism is not None and wrong_key in keys:
@@ -310,24 +313,60 @@ def _auth(draft: StepDraft, node: Node, reader: NodeReader) -> AuthSpec | None:
     if mechanism is not None and secret_key not in keys:
         reader.problem(node, f"auth with {mechanism} needs a `{secret_key}:`")
     elif mechanism is not None:
-        secret = _credential(draft, keys[secret_key][1], reader, f"auth: {secret_key}")
+        secret = _credential(
+            draft, keys[secret_key][1], reader, f"auth: {secret_key}", secret=True, scram=scram
+        )
     if mechanism is None or username is None or secret is None:
         return None
     return AuthSpec(mechanism, username, secret)
 
 
-def _credential(draft: StepDraft, node: Node, reader: NodeReader, what: str) -> Credential | None:
+def _credential(
+    draft: StepDraft,
+    node: Node,
+    reader: NodeReader,
+    what: str,
+    *,
+    secret: bool = False,
+    scram: bool = False,
+) -> Credential | None:
     """A template over the variables, or ``{env: NAME}``: the value of an environment
-    variable, read now (so that a missing one is found before the run) and taken literally."""
+    variable, read now (so that a missing one is found before the run) and taken literally.
+
+    With ``secret`` (a password, a token), no message quotes any of the value's text: not a
+    tag, a key, a variable's name in it, nor an environment variable "name" that cannot be
+    one (the secret itself, typed in the wrong place). Issue 11.
+
+    With ``scram``, what SASLprep refuses (scenario/saslprep.py) is said here, at its place:
+    the environment's value, a text without variables, a control character in a template's
+    literal text; a value made from variables is the compiler's to check.
+    """
     if isinstance(node, MappingNode):
+        if secret and not all(
+            isinstance(key, ScalarNode) and key.value == "env" for key, _ in node.value
+        ):
+            reader.problem(
+                node,
+                f"{what}: a mapping here must be {{env: NAME}} (its text is not shown); to"
+                ' start a value with {, quote it: "{{..."',
+            )
+            return None
         keys = reader.mapping(node, f"in {what}", ("env",))
         if "env" not in keys:
             if not node.value:
                 reader.problem(node, f"{what} takes text, or {{env: NAME}}")
             return None
         name_node = keys["env"][1]
-        name = reader.text(name_node, f"{what}: env")
+        name = reader.text(name_node, f"{what}: env", secret=secret)
         if name is None:
+            return None
+        if secret and not is_variable_name(name):
+            reader.problem(
+                name_node,
+                f"{what}: env: this is not an environment variable name (letters, digits and _,"
+                " not starting with a digit; its text is not shown): did you put the secret"
+                " itself here? Write its name, {env: SMTP_PASSWORD}, and export it",
+            )
             return None
         value = reader.environ.get(name)
         if value is None:
@@ -337,14 +376,48 @@ def _credential(draft: StepDraft, node: Node, reader: NodeReader, what: str) -> 
                 " the run (export " + clipped(name) + "=...)",
             )
             return None
+        if scram and not _saslprep_accepts(value, name_node, reader, what, secret=secret):
+            return None
         return Credential(value, literal=True)
-    text = reader.text(node, what)
+    text = reader.text(node, what, secret=secret)
     if text is None:
         return None
     if "\r" in text or "\n" in text:
         reader.problem(node, f"{what} must not hold a line break")
         return None
-    return Credential(text) if _add_template(node, text, draft, reader) else None
+    if secret:
+        draft.secret_nodes = (*draft.secret_nodes, node)
+    if not _add_template(node, text, draft, reader):
+        return None
+    if scram:
+        template = parse_template(text)
+        for at, part in enumerate(template.parts[::2]):
+            # A variable's value may not be empty; a control character in the text around it
+            # is refused whatever the values are.
+            exact = at == 0 and text.startswith(part)  # then offsets in part are the text's
+            if (part or template.is_constant) and not _saslprep_accepts(
+                part, node, reader, what, secret=secret, at_offset=exact
+            ):
+                return None
+    return Credential(text)
+
+
+def _saslprep_accepts(
+    value: str, node: Node, reader: NodeReader, what: str, *, secret: bool, at_offset: bool = False
+) -> bool:
+    """Whether SASLprep takes ``value``; else its refusal is reported at ``node`` (at the
+    refused character with ``at_offset``: ``value`` starts the node's text)."""
+    try:
+        saslprep(value)
+    except SaslprepError as error:
+        why = f"{error.reason} (the text is not shown)" if secret else str(error)
+        message = f"{what}: SCRAM-SHA-256 refuses it (SASLprep, RFC 4013/RFC 7613): {why}"
+        if at_offset:
+            reader.problem_at(node, error.offset, message)
+        else:
+            reader.problem(node, message)
+        return False
+    return True
 
 
 def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:

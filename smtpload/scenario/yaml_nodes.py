@@ -62,6 +62,8 @@ TEXT_TAGS = frozenset(_TAG + t for t in ("str", "timestamp", "merge", "value"))
 _READ_AS_OTHER = frozenset((BOOL_TAG, NULL_TAG, INT_TAG, FLOAT_TAG))
 _DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
+_EXPONENT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+_NUMBER_LIKE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
 _CONSTRUCTOR = SafeConstructor()
 # What YAML 1.1 does not allow in a document (PyYAML's reader.NON_PRINTABLE).
@@ -72,6 +74,16 @@ _NOT_ALLOWED = re.compile(
 _MAX_NUMBER_CHARACTERS = 100
 # How YAML 1.1 reads an int that is not plain decimal, by what its digits start with.
 _INT_PREFIXES = (("0x", " (hexadecimal)"), ("0b", " (binary)"), ("0", " (octal)"))
+# PyYAML's syntax errors that quote a name the user wrote (found undefined tag handle '!x!').
+_NAMING = re.compile(r"\b(?:alias|anchor|tag)", re.IGNORECASE)
+_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
+# What YAML made of a secret, said without its value (a number would tell the digits).
+_SECRET_READINGS = {
+    BOOL_TAG: "a boolean",
+    NULL_TAG: "null",
+    INT_TAG: "a number",
+    FLOAT_TAG: "a number",
+}
 
 
 class NodeReader:
@@ -158,9 +170,9 @@ class NodeReader:
             document = compose_document(self.source)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            message = f"YAML syntax error: {exc.problem}"
+            message = f"YAML syntax error: {_unnamed(exc.problem)}"
             if exc.context:
-                message += f" ({exc.context})"
+                message += f" ({_unnamed(exc.context)})"
             if "exceeded maximum nesting depth" in str(exc.problem):
                 # libyaml 0.2.6 and later refuse more than 1000 levels of flow collections
                 # while scanning, before smtpload's own count of 100 can: the same problem.
@@ -238,28 +250,41 @@ class NodeReader:
             known[key] = (key_node, value_node)
         return known
 
-    def _encodable(self, node: Node, what: str, value: str) -> str | None:
+    def _encodable(self, node: Node, what: str, value: str, *, secret: bool) -> str | None:
         """``value``, unless it holds half a UTF-16 surrogate pair: YAML's ``"\\ud83d"``
         escape makes one, and no such text can be sent, nor written to a UTF-8 file."""
         half = _SURROGATE.search(value)
         if half is None:
             return value
+        which = "" if secret else f" \\u{ord(half.group()):04x},"
         self.problem(
             node,
-            f"{what} holds \\u{ord(half.group()):04x}, half of a UTF-16 surrogate pair; write"
-            " the character itself, or escape it whole, as in \\U0001F642",
+            f"{what} holds{which} half of a UTF-16 surrogate pair; write the character itself,"
+            " or escape it whole, as in \\U0001F642",
         )
         return None
 
-    def text(self, node: Node, what: str) -> str | None:
-        """A scalar as text: its raw text, if YAML 1.1 did not read it as something else."""
+    def text(self, node: Node, what: str, *, secret: bool = False) -> str | None:
+        """A scalar as text: its raw text, if YAML 1.1 did not read it as something else.
+
+        Args:
+            secret: the value may be a secret (a password), so no message quotes any of its
+                text, nor a tag written on it (the secret itself, typed after a ``!``).
+        """
         if not isinstance(node, ScalarNode):
             self.problem(node, f"{what} must be text, not a {kind_of(node)}")
             return None
         if node.tag in TEXT_TAGS:
-            return self._encodable(node, what, str(node.value))
+            return self._encodable(node, what, str(node.value), secret=secret)
         if is_blank(node):
             self.problem(node, f"{what} has no value")
+            return None
+        if node.tag not in _READ_AS_OTHER and secret:
+            self.problem(
+                node,
+                f"{what}: a YAML tag is not allowed here (its text is not shown); to start a"
+                ' value with !, quote it: "!..."',
+            )
             return None
         if node.tag not in _READ_AS_OTHER:  # a tag such as !cmd or !!binary
             self.problem(
@@ -269,6 +294,13 @@ class NodeReader:
         reading = _yaml_reading(node)
         if reading is None:
             return str(node.value)
+        if secret:
+            self.problem(
+                node,
+                f"{what} is read by YAML as {_SECRET_READINGS[node.tag]}, not as text (its text"
+                ' is not shown); put it in quotes: "..."',
+            )
+            return None
         self.problem(
             node,
             f"value {shown(node.value)} is read by YAML as {reading};"
@@ -308,9 +340,25 @@ class NodeReader:
             )
         elif node.tag == BOOL_TAG:
             self.problem(node, f"{what} must be {kind}; YAML reads {shown(raw)} as a boolean")
+        elif node.style is None and _EXPONENT_WITHOUT_DOT.fullmatch(digits):
+            # YAML 1.1's float needs a dot (1.0e-3); 1e-3 is a string to it.
+            self.problem(
+                node,
+                f"{what}: YAML reads a number with an exponent but no dot as text; write"
+                f" {kind} in plain decimal, such as {_examples(whole)}",
+            )
+        elif node.style is not None and _NUMBER_LIKE.fullmatch(digits.strip()):
+            self.problem(node, f"{what} must be {kind}: the quotes make it text; remove them")
         else:
-            self.problem(node, f"{what} must be {kind}, not the text {shown(raw)}")
+            self.problem(
+                node,
+                f"{what} must be {kind}, such as {_examples(whole)}, not the text {shown(raw)}",
+            )
         return None
+
+
+def _examples(whole: bool) -> str:
+    return "100" if whole else "100 or 0.5"
 
 
 def is_blank(node: Node) -> bool:
@@ -358,6 +406,15 @@ def _yaml_reading(node: ScalarNode) -> str | None:
         except ValueError:
             return "a number"
     return None
+
+
+def _unnamed(problem: str | None) -> str | None:
+    """PyYAML's text of a syntax error, without the name of an alias, anchor or tag it quotes:
+    that "name" may be a secret that happens to start with ``*``, ``&`` or ``!``. (libyaml's
+    messages quote none; PyYAML's parser, which reads what libyaml cannot, does.)"""
+    if problem is None or not _NAMING.search(problem):
+        return problem
+    return _QUOTED.sub("(the name is not shown)", problem)
 
 
 def _pyyaml(node: ScalarNode) -> yaml.nodes.ScalarNode:

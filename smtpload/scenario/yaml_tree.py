@@ -274,7 +274,11 @@ def _compose_root(loader: yaml.SafeLoader | yaml.CSafeLoader, lines: _Lines) -> 
             found = anchors.get(event.anchor)
             if found is None:
                 mark = event.start_mark
-                message = f"found undefined alias {event.anchor!r}"
+                # The name is not quoted: it may be a secret typed after a `*`.
+                message = (
+                    "found an undefined alias (a *name with no &name before it; the name is"
+                    ' not shown); to start a value with *, quote it: "*..."'
+                )
                 raise ComposeError(mark.line, mark.column, message)
             node = found
         elif issubclass(kind, yaml.events.CollectionStartEvent):
@@ -322,6 +326,8 @@ def _anchor(anchors: dict[str, Node], event: Any, node: Node) -> None:
         mark = event.start_mark
         where = first.start_mark.line + 1
         raise ComposeError(
-            mark.line, mark.column, f"anchor &{anchor} is defined twice (first on line {where})"
+            mark.line,
+            mark.column,
+            f"an anchor (&name) is defined twice, first on line {where} (the name is not shown)",
         )
     anchors[anchor] = node
