@@ -32,7 +32,13 @@ from smtpload.report.stats import KERNEL_CLOCK, RunStats
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import StepKind, TlsSettings
 from tests.cli import smtpload
-from tests.misbehaving import TLS_BEHAVIOURS, Handler, starttls_server, tls_alerting_server
+from tests.misbehaving import (
+    TLS_BEHAVIOURS,
+    Handler,
+    starttls_extra_records,
+    starttls_server,
+    tls_alerting_server,
+)
 from tests.peers import AUTH_PASSWORD, AUTH_TOKEN, AUTH_USER, AuthHandler, RecordingHandler
 
 LOOPBACK = "127.0.0.1"
@@ -374,6 +380,73 @@ async def test_bytes_after_220_to_starttls_in_a_later_write_are_never_a_reply(
     assert stats.outcomes[Outcome.PASSED] == 0
     assert stats.outcomes[Outcome.PROTOCOL_ERROR] + stats.outcomes[Outcome.TLS_ERROR] == 5
     assert stats.steps["ehlo#2"].attempts == 0
+
+
+STARTTLS_EHLO_MAIL = """\
+steps:
+  - greeting: 220
+  - send: EHLO client.test
+    expect: 250
+  - starttls: true
+  - send: EHLO client.test
+    expect: 250
+  - send: MAIL FROM:<a@client.test>
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "got_before_mail"),
+    [
+        ((b"250 extra-unsolicited\r\n",), "250 extra-unsolicited"),
+        ((b"250-extra\r\n250 more\r\n",), "250 extra (+1 line)"),
+        ((b"250-extra\r\n", b"250 more\r\n"), "250 extra (+1 line)"),  # across records
+        ((b"250 extra-unsolicited\r\n", b"250 another\r\n"), "250 extra-unsolicited"),
+        ((b"250 unfinis",), "'250 unfinis' (incomplete)"),
+    ],
+    ids=["one-record", "multiline", "multiline-two-records", "two-replies", "unfinished"],
+)
+async def test_a_reply_out_of_turn_in_a_later_tls_record_of_the_same_read_is_an_error(
+    extra: tuple[bytes, ...], got_before_mail: str, ca: trustme.CA, ca_file: Path
+) -> None:
+    # One read carries EHLO's record and the extra ones; SSLObject.read() hands out one record
+    # at a time, so the extra replies wait in the TLS layer, not in the kernel. Taken as MAIL's
+    # reply, "250 extra" would pass a session the server refuses (550 to MAIL).
+    received: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, starttls_extra_records(server_context(ca), extra, received))
+        stats = await run(STARTTLS_EHLO_MAIL, port, trusting(ca_file))
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.PROTOCOL_ERROR, stats.failures
+    assert stats.failures[0].step == "mail"
+    assert got(stats) == f"reply before command: {got_before_mail}"
+    assert not any(line.startswith(b"MAIL") for line in received)  # MAIL was not sent
+    assert stats.steps["mail"].latency.count == 0
+    assert stats.steps["mail"].negative_samples == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(b"421 4.3.2 going away\r\n",), (b"421-4.3.2 going\r\n", b"421 4.3.2 away\r\n")],
+    ids=["one-record", "two-records"],
+)
+async def test_a_421_in_a_later_tls_record_of_the_same_read_is_the_next_commands_reply(
+    extra: tuple[bytes, ...], ca: trustme.CA, ca_file: Path
+) -> None:
+    # RFC 5321 §3.8, as in plain text: MAIL's reply, judged by its expectation; not sent.
+    received: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, starttls_extra_records(server_context(ca), extra, received))
+        stats = await run(STARTTLS_EHLO_MAIL, port, trusting(ca_file))
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.UNEXPECTED_REPLY, stats.failures
+    assert stats.failures[0].step == "mail"
+    assert got(stats).startswith("421 4.3.2 going")
+    assert received == []  # neither MAIL nor a QUIT after the 421
+    assert stats.steps["mail"].latency.count == 0
+    assert stats.steps["mail"].negative_samples == 0
 
 
 async def test_garbage_for_a_server_hello_is_a_tls_error_at_once(ca_file: Path) -> None:
