@@ -20,7 +20,7 @@ import trio
 import trustme
 from aiosmtpd.controller import Controller
 
-from smtpload.errors import ScenarioError
+from smtpload.errors import ScenarioError, shown
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
@@ -595,6 +595,78 @@ def test_cli_a_tls_file_that_cannot_be_used_is_a_usage_error_before_the_run(
     assert said in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+#: Names ssl's IDNA encoding refuses (an empty label, one over 63 characters), and names with
+#: no host name in them at all.
+BAD_SERVER_NAMES = ["a..b", ".", ".mx.test", "x" * 64 + ".test", "mx." + "y" * 100, "", "a b"]
+BAD_SERVER_NAME_IDS = [
+    "empty-label",
+    "dot",
+    "leading-dot",
+    "label-64",
+    "label-100",
+    "empty",
+    "space",
+]
+
+
+@pytest.mark.parametrize(
+    "name", ["a..b", ".", "x" * 64 + ".test", ""], ids=["a..b", "dot", "64", "empty"]
+)
+def test_cli_a_server_name_ssl_cannot_send_is_a_usage_error(
+    name: str, implicit_port: int, ca_file: Path, tmp_path: Path
+) -> None:
+    # A server that completes the handshake: before the check, the run reached wrap_bio and
+    # crashed there with a UnicodeError traceback and no results.
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    done = smtpload(
+        "run", str(scenario), "--target", f"smtps://{LOOPBACK}:{implicit_port}",
+        "--tls-ca", str(ca_file), "--tls-server-name", name, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "--tls-server-name" in done.stderr
+    assert " host name" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", BAD_SERVER_NAMES[:5], ids=BAD_SERVER_NAME_IDS[:5])
+def test_a_scenario_server_name_ssl_cannot_send_is_located(name: str, tmp_path: Path) -> None:
+    target = f'target: {{host: mx.test, tls: implicit, server_name: "{name}"}}'
+    found = problems_of(target + "\n" + IMPLICIT_MAIL, str(tmp_path / "s.yaml"))
+    column = target.index('"') + 1
+    said = f"{tmp_path / 's.yaml'}:1:{column}: target: server_name {shown(name)} is not a valid"
+    assert any(problem.startswith(said) for problem in found), found
+
+
+def test_cli_a_scenario_server_name_ssl_cannot_send_is_exit_2_located(
+    implicit_port: int, ca_file: Path, tmp_path: Path
+) -> None:
+    target = (
+        f'target: {{host: {LOOPBACK}, port: {implicit_port}, tls: implicit, server_name: "a..b"}}'
+    )
+    scenario = write(tmp_path, target + "\n" + IMPLICIT_MAIL)
+    column = target.index('"') + 1
+    for command in ("run", "validate"):
+        args = ["--tls-ca", str(ca_file)] if command == "run" else []
+        done = smtpload(command, str(scenario), *args, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr + done.stdout
+        assert f"s.yaml:1:{column}: target: server_name 'a..b' is not a valid" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+async def test_a_server_name_that_reaches_the_tls_layer_anyway_is_a_tls_error(
+    implicit_port: int, ca_file: Path
+) -> None:
+    # The safety net under the checks: TlsSettings made in code are not checked, and a
+    # target's own host is the server name when none is given.
+    for name in BAD_SERVER_NAMES[:5]:
+        stats = await run(
+            IMPLICIT_MAIL, implicit_port, trusting(ca_file, server_name=name), implicit=True,
+            sessions=2,
+        )  # fmt: skip
+        assert stats.outcomes[Outcome.TLS_ERROR] == 2, (name, stats.failures)
+        assert "cannot be sent" in got(stats)
 
 
 def test_cli_implicit_tls_with_a_starttls_step_is_a_usage_error(tmp_path: Path) -> None:

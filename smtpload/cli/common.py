@@ -20,7 +20,14 @@ from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
-from smtpload.scenario.model import TLS_MIN_VERSIONS, Scenario, Target, TlsSettings, parse_target
+from smtpload.scenario.model import (
+    TLS_MIN_VERSIONS,
+    Scenario,
+    Target,
+    TlsSettings,
+    parse_target,
+    server_name_problem,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -330,10 +337,9 @@ def compile_with_tls(
 
 
 def _server_name(text: str) -> str:
-    if not text or any(ch.isspace() for ch in text):
-        raise argparse.ArgumentTypeError(
-            f"{shown(text)} is not a host name; give one, e.g. mx.example.test"
-        )
+    problem = server_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem}; give one, e.g. mx.example.test")
     return text
 
 

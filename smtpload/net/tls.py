@@ -103,7 +103,11 @@ class TlsClient:
 
 
 class TlsChannel:
-    """One connection's TLS layer, as memory buffers (see the module docstring)."""
+    """One connection's TLS layer, as memory buffers (see the module docstring).
+
+    Making one raises TlsFailure when the server name cannot be sent (ssl's IDNA encoding
+    refuses it): that session's ``tls_error``, never the run's crash.
+    """
 
     __slots__ = ("_client", "_incoming", "_outgoing", "_session_kept", "obj")
 
@@ -112,12 +116,20 @@ class TlsChannel:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._session_kept = False
-        self.obj = client.context.wrap_bio(
-            self._incoming,
-            self._outgoing,
-            server_hostname=client.server_name,
-            session=client.session_to_offer,
-        )
+        try:
+            self.obj = client.context.wrap_bio(
+                self._incoming,
+                self._outgoing,
+                server_hostname=client.server_name,
+                session=client.session_to_offer,
+            )
+        except (ValueError, TypeError) as error:  # UnicodeError is a ValueError
+            # The options and the loader refuse such a name first (server_name_problem); a
+            # target host that is no valid name must still fail its session, not the run.
+            reason = error.__cause__ or error
+            raise TlsFailure(
+                f"server name {shown(client.server_name)} cannot be sent: {reason}"
+            ) from None
 
     def handshake(self) -> bool:
         """Take the handshake as far as the bytes fed allow: True once it is complete.

@@ -34,6 +34,7 @@ from smtpload.scenario.model import (
     Target,
     TlsSettings,
     parse_target,
+    server_name_problem,
 )
 from smtpload.scenario.step_syntax import (
     RESERVED_STEP_NAMES,
@@ -254,8 +255,9 @@ class _Validator(NodeReader):
                 values[field] = self._tls_file(keys[key], key)
         if "server_name" in keys:
             name = self.text(keys["server_name"], "target: server_name")
-            if name is not None and (not name or any(ch.isspace() for ch in name)):
-                self.problem(keys["server_name"], "target: server_name must be a host name")
+            problem = None if name is None else server_name_problem(name)
+            if problem is not None:
+                self.problem(keys["server_name"], f"target: server_name {problem}")
                 name = None
             values["server_name"] = name
         if "min_version" in keys:

@@ -31,6 +31,7 @@ __all__ = [
     "ThresholdText",
     "TlsSettings",
     "parse_target",
+    "server_name_problem",
 ]
 
 #: Variables every template may use without declaring them.
@@ -265,6 +266,28 @@ class TlsSettings:
                 for ours, theirs in zip(_tls_fields(self), _tls_fields(other), strict=True)
             )
         )
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a TLS server name, in words (None: it can be).
+
+    The name is encoded as ``ssl`` encodes it before the handshake (the IDNA codec): an empty
+    label (``a..b``, ``.``, a leading dot) or one over 63 characters (RFC 1035 §2.3.4) is
+    refused there, so it is refused here, before any run, rather than in every session.
+    """
+    if not name or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return (
+            f"{shown(name)} is not a host name (it is empty, or has spaces or control characters)"
+        )
+    try:
+        name.encode("idna")
+    except UnicodeError as error:
+        reason = error.__cause__ or error
+        return (
+            f"{shown(name)} is not a valid host name ({reason}: each dot-separated label must"
+            " have 1 to 63 characters, RFC 1035 §2.3.4)"
+        )
+    return None
 
 
 def _tls_fields(settings: TlsSettings) -> tuple[str | None, ...]:
