@@ -576,25 +576,155 @@ def test_cli_resume_off_counts_no_resumption(
     assert tls["handshakes"] == 5
 
 
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        (["--tls-ca", "missing.pem"], "--tls-ca 'missing.pem': no such file"),
-        (["--tls-cert", "missing.pem"], "--tls-cert 'missing.pem': no such file"),
-        (["--tls-ca", "not-pem.txt"], "--tls-ca 'not-pem.txt':"),
-    ],
-    ids=["missing-ca", "missing-cert", "ca-not-pem"],
-)
-def test_cli_a_tls_file_that_cannot_be_used_is_a_usage_error_before_the_run(
-    args: list[str], said: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> Path:
+    """In ``tmp_path``: a client certificate and its key, each alone and both in one file,
+    the key encrypted, another certificate's key, a text file and an empty one."""
+    from cryptography.hazmat.primitives import serialization
+
+    client = ca.issue_cert("client.test")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
+    ca.issue_cert("other.test").private_key_pem.write_to_path(str(tmp_path / "other-key.pem"))
+    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    (tmp_path / "encrypted-key.pem").write_bytes(encrypted)
     (tmp_path / "not-pem.txt").write_text("not a certificate\n")
-    scenario = write(tmp_path, IMPLICIT_MAIL)
-    done = smtpload("run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, cwd=tmp_path)
+    (tmp_path / "empty.pem").write_text("")
+    return tmp_path
+
+
+#: A TLS file problem on the command line: the options, and what must be said (its option).
+CLI_TLS_FILE_PROBLEMS = [
+    (["--tls-ca", "missing.pem"], "--tls-ca 'missing.pem': no such file"),
+    (["--tls-cert", "missing.pem"], "--tls-cert 'missing.pem': no such file"),
+    (["--tls-ca", "not-pem.txt"], "--tls-ca 'not-pem.txt': no PEM certificate found in it"),
+    (["--tls-ca", "empty.pem"], "--tls-ca 'empty.pem': no PEM certificate found in it"),
+    (["--tls-ca", "key.pem"], "--tls-ca 'key.pem': no PEM certificate found in it"),
+    (
+        ["--tls-cert", "not-pem.txt", "--tls-key", "key.pem"],
+        "--tls-cert 'not-pem.txt': no PEM certificate found in it",
+    ),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "not-pem.txt"],
+        "--tls-key 'not-pem.txt': not a PEM private key",
+    ),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "cert.pem"],
+        "--tls-key 'cert.pem': not a PEM private key",
+    ),
+    (["--tls-cert", "cert.pem"], "--tls-cert 'cert.pem': no private key found in it"),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "encrypted-key.pem"],
+        "--tls-key 'encrypted-key.pem': the key is encrypted: smtpload cannot ask for its"
+        " passphrase; give an unencrypted key",
+    ),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "other-key.pem"],
+        "--tls-key 'other-key.pem': this key is not the client certificate's ('cert.pem')",
+    ),
+    (["--tls-key", "key.pem"], "--tls-key needs --tls-cert"),
+]
+CLI_TLS_FILE_IDS = [
+    "missing-ca", "missing-cert", "ca-not-pem", "ca-empty", "ca-a-key", "cert-not-pem",
+    "key-not-pem", "key-a-cert", "no-key", "encrypted-key", "other-key", "key-alone",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "said"), CLI_TLS_FILE_PROBLEMS, ids=CLI_TLS_FILE_IDS)
+def test_cli_a_tls_file_that_cannot_be_used_is_a_usage_error_before_the_run(
+    args: list[str], said: str, tls_files: Path
+) -> None:
+    scenario = write(tls_files, IMPLICIT_MAIL)
+    done = smtpload(
+        "run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, cwd=tls_files,
+    )  # fmt: skip
     assert done.returncode == 2, done.stdout
-    assert said in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "results").exists()
+    assert f"smtpload: {said}" in done.stderr
+    for noise in ("_ssl.c", "[X509", "[SSL", "PEM lib", "Traceback", "pass phrase"):
+        assert noise not in done.stderr
+    assert not (tls_files / "results").exists()
+
+
+def test_cli_a_client_certificate_and_key_in_one_file_or_two_load(tls_files: Path) -> None:
+    # The same files as above, used rightly: so that the failures above are the files' fault.
+    scenario = write(tls_files, IMPLICIT_MAIL)
+    for args in (["--tls-cert", "both.pem"], ["--tls-cert", "cert.pem", "--tls-key", "key.pem"]):
+        done = smtpload(
+            "run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, "--quiet",
+            cwd=tls_files,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr  # the connection is refused: a run failed
+        assert "connect_error" in done.stdout + done.stderr
+
+
+#: A TLS file problem in the scenario's target: its keys, the key located, what is said.
+SCENARIO_TLS_FILE_PROBLEMS = [
+    ("ca: not-pem.txt", "ca", "target: ca '{d}/not-pem.txt': no PEM certificate found in it"),
+    ("ca: key.pem", "ca", "target: ca '{d}/key.pem': no PEM certificate found in it"),
+    (
+        "cert: not-pem.txt, key: key.pem",
+        "cert",
+        "target: cert '{d}/not-pem.txt': no PEM certificate found in it",
+    ),
+    (
+        "cert: cert.pem, key: not-pem.txt",
+        "key",
+        "target: key '{d}/not-pem.txt': not a PEM private key",
+    ),
+    ("cert: cert.pem", "cert", "target: cert '{d}/cert.pem': no private key found in it"),
+    (
+        "cert: cert.pem, key: encrypted-key.pem",
+        "key",
+        "target: key '{d}/encrypted-key.pem': the key is encrypted",
+    ),
+    (
+        "cert: cert.pem, key: other-key.pem",
+        "key",
+        "target: key '{d}/other-key.pem': this key is not the client certificate's",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "said"),
+    SCENARIO_TLS_FILE_PROBLEMS,
+    ids=["ca-not-pem", "ca-a-key", "cert-not-pem", "key-not-pem", "no-key", "encrypted", "other"],
+)
+def test_a_scenario_tls_file_that_cannot_be_used_is_located_at_its_key(
+    keys: str, key: str, said: str, tls_files: Path
+) -> None:
+    target = f"target: {{host: mx.test, tls: implicit, {keys}}}"
+    path = tls_files / "s.yaml"
+    scenario = parse_scenario(target + "\n" + IMPLICIT_MAIL, str(path))
+    with pytest.raises(ScenarioError) as raised:
+        build_tls_client(TlsOptions(settings=scenario.tls), "mx.test")
+    (problem,) = raised.value.problems
+    column = target.index(f" {key}: ") + len(f" {key}: ") + 1  # at the key's value
+    assert str(problem).startswith(f"{path}:1:{column}: {said.format(d=tls_files)}")
+    for noise in ("_ssl.c", "[X509", "[SSL", "PEM lib", "--tls"):
+        assert noise not in str(problem)
+
+
+def test_cli_run_and_validate_locate_a_scenario_tls_file_that_cannot_be_used(
+    tls_files: Path,
+) -> None:
+    target = "target: {host: 127.0.0.1, port: 1, tls: implicit, ca: not-pem.txt}"
+    scenario = write(tls_files, target + "\n" + IMPLICIT_MAIL)
+    said = f"s.yaml:1:{target.index('not-pem') + 1}: target: ca "
+    for command in ("run", "validate"):
+        done = smtpload(command, str(scenario), cwd=tls_files)
+        assert done.returncode == 2, done.stderr + done.stdout
+        assert said in done.stderr
+        assert "no PEM certificate found in it" in done.stderr
+        assert "--tls-ca" not in done.stderr  # the user never gave it
+        assert "_ssl.c" not in done.stderr
+    assert not (tls_files / "results").exists()
 
 
 #: Names ssl's IDNA encoding refuses (an empty label, one over 63 characters), and names with

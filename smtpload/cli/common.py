@@ -22,6 +22,7 @@ from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
 from smtpload.scenario.model import (
     TLS_MIN_VERSIONS,
+    Origin,
     Scenario,
     Target,
     TlsSettings,
@@ -300,9 +301,13 @@ def compile_with_tls(
     per run, before it, so that a CA file that cannot be read is said now.
 
     Raises:
-        UsageError: implicit TLS without a target, or with a starttls step; a TLS file that
-            cannot be read or used.
+        UsageError: implicit TLS without a target, or with a starttls step; --tls-key without
+            --tls-cert; a TLS file of an option that cannot be read or used.
+        ScenarioError: a TLS file of the scenario's target that cannot be read or used.
     """
+    if args.tls_key is not None and args.tls_cert is None:
+        # As a scenario target's `key:` without `cert:`: a key alone is no client certificate.
+        raise UsageError("--tls-key needs --tls-cert (the client certificate it is the key of)")
     implicit = args.tls == "implicit" or (target is not None and target.implicit_tls)
     if implicit and target is None:
         raise UsageError(
@@ -327,6 +332,11 @@ def compile_with_tls(
         cert_file=_optional_name(args.tls_cert),
         key_file=_optional_name(args.tls_key),
         min_version=args.tls_min_version,
+        origins=(
+            ("ca_file", Origin("--tls-ca")),
+            ("cert_file", Origin("--tls-cert")),
+            ("key_file", Origin("--tls-key")),
+        ),
     )
     options = TlsOptions(
         settings=scenario.tls.overridden_by(given),

@@ -28,6 +28,7 @@ from smtpload.scenario.model import (
     IMPLICIT_TLS_PORT,
     PER_MESSAGE_VARIABLES,
     TLS_MIN_VERSIONS,
+    Origin,
     Scenario,
     Step,
     StepKind,
@@ -250,9 +251,14 @@ class _Validator(NodeReader):
             return TlsSettings()
         keys = {key.value: value for key, value in node.value if isinstance(key, ScalarNode)}
         values: dict[str, str | None] = {}
+        origins: list[tuple[str, Origin]] = []
         for key, field in _TLS_FILES.items():
             if key in keys:
                 values[field] = self._tls_file(keys[key], key)
+                mark = keys[key].start_mark
+                origins.append(
+                    (field, Origin(f"target: {key}", self.path, mark.line + 1, mark.column + 1))
+                )
         if "server_name" in keys:
             name = self.text(keys["server_name"], "target: server_name")
             problem = None if name is None else server_name_problem(name)
@@ -274,7 +280,7 @@ class _Validator(NodeReader):
                 values["min_version"] = written
         if ("cert" in keys) != ("key" in keys) and "cert" not in keys:
             self.problem(keys["key"], "target: key needs a `cert:` (the client certificate)")
-        return TlsSettings(**values)
+        return TlsSettings(**values, origins=tuple(origins))
 
     def _tls_file(self, node: Node, key: str) -> str | None:
         written = self.text(node, f"target: {key}")

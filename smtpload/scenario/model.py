@@ -24,6 +24,7 @@ __all__ = [
     "Expectation",
     "Load",
     "LoadStage",
+    "Origin",
     "Scenario",
     "Step",
     "StepKind",
@@ -241,6 +242,18 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a setting was given, so that a problem found later (a TLS file that does not
+    load) names it: a command-line option (``name`` alone, e.g. ``--tls-ca``), or a
+    scenario's key (``name`` such as ``target: ca``, at ``file:line:column``, 1-based)."""
+
+    name: str
+    file: str | None = None
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     """How TLS is set up, from a scenario's ``target`` or the command line; None: not given.
 
@@ -250,6 +263,7 @@ class TlsSettings:
             target's host).
         cert_file, key_file: a client certificate and its key (PEM).
         min_version: ``"1.2"`` or ``"1.3"``.
+        origins: where each file setting was given (field name, origin); not compared.
     """
 
     ca_file: str | None = None
@@ -257,14 +271,22 @@ class TlsSettings:
     cert_file: str | None = None
     key_file: str | None = None
     min_version: str | None = None
+    origins: tuple[tuple[str, Origin], ...] = field(default=(), compare=False)
+
+    def origin(self, name: str) -> Origin | None:
+        """Where the setting ``name`` (a field, such as ``"ca_file"``) was given, if known."""
+        return dict(self.origins).get(name)
 
     def overridden_by(self, other: TlsSettings) -> TlsSettings:
-        """These settings with each one that ``other`` gives taken from it."""
+        """These settings with each one that ``other`` gives taken from it (and its origin)."""
+        origins = dict(self.origins)
+        origins.update((name, o) for name, o in other.origins if getattr(other, name) is not None)
+        ca_file, server_name, cert_file, key_file, min_version = (
+            theirs if theirs is not None else ours
+            for ours, theirs in zip(_tls_fields(self), _tls_fields(other), strict=True)
+        )
         return TlsSettings(
-            *(
-                theirs if theirs is not None else ours
-                for ours, theirs in zip(_tls_fields(self), _tls_fields(other), strict=True)
-            )
+            ca_file, server_name, cert_file, key_file, min_version, tuple(origins.items())
         )
 
 
