@@ -513,6 +513,19 @@ def test_cli_starttls_summary_counts_versions_and_ciphers(
     assert "certificates verified" in done.stdout
 
 
+def test_cli_a_run_where_no_handshake_completed_says_so(tmp_path: Path) -> None:
+    # The built-in sink refuses STARTTLS (502): no TLS was made, so nothing was verified.
+    scenario = write(tmp_path, STARTTLS_EHLO)
+    done = smtpload("run", str(scenario), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "tls: no TLS handshake completed" in done.stdout
+    assert "certificates verified" not in done.stdout
+    assert "tls: none" not in done.stdout
+    tls = summary_of(tmp_path)["tls"]
+    assert isinstance(tls, dict)
+    assert (tls["handshakes"], tls["versions"], tls["ciphers"]) == (0, {}, {})
+
+
 @pytest.mark.parametrize("form", ["--tls implicit", "smtps://"])
 def test_cli_implicit_tls_passes(
     form: str, tmp_path: Path, implicit_port: int, ca_file: Path
