@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import socket
 import ssl
 import struct
@@ -652,6 +653,24 @@ def wrong_scram_signature(line: bytes) -> list[bytes]:
     return [b"334 " + base64.b64encode(final) + b"\r\n"]
 
 
+#: What ``costly_scram_iterations`` asks for: ~0.5 s of PBKDF2 for each session, under the old
+#: bound (1,000,000) and over the new one (``MAX_SCRAM_ITERATIONS``).
+COSTLY_SCRAM_ITERATIONS = 500_000
+
+
+def costly_scram_iterations(line: bytes) -> list[bytes]:
+    """A SCRAM-SHA-256 server that asks for ``COSTLY_SCRAM_ITERATIONS`` with a fresh salt each
+    time, so that no cache of the derivation helps: each session's PBKDF2 would run on the
+    event loop's thread, which no step timeout can interrupt."""
+    if line.startswith(b"AUTH"):
+        client_first = base64.b64decode(line.split(b" ")[2]).decode()
+        nonce = client_first.split("r=", 1)[1]
+        salt = base64.b64encode(os.urandom(16)).decode()
+        first = f"r={nonce}server,s={salt},i={COSTLY_SCRAM_ITERATIONS}"
+        return [b"334 " + base64.b64encode(first.encode()) + b"\r\n"]
+    return [b"535 5.7.8 no\r\n"]
+
+
 def accepts_without_scram_signature(line: bytes) -> list[bytes]:
     """Takes any SCRAM client-final message with 235, never proving itself."""
     if line.startswith(b"AUTH"):
@@ -665,6 +684,7 @@ BEHAVIOURS.update(
         "auth-endless": misbehaving_auth(endless_auth_challenges),
         "auth-stall": misbehaving_auth(stalls_after_auth),
         "auth-wrong-scram-signature": misbehaving_auth(wrong_scram_signature),
+        "auth-costly-scram": misbehaving_auth(costly_scram_iterations),
         "auth-no-scram-signature": misbehaving_auth(accepts_without_scram_signature),
     }
 )
