@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import socket
 import ssl
 import struct
@@ -15,7 +16,14 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-__all__ = ["BEHAVIOURS", "TLS_BEHAVIOURS", "Handler", "starttls_server", "tls_alerting_server"]
+__all__ = [
+    "BEHAVIOURS",
+    "TLS_BEHAVIOURS",
+    "Handler",
+    "starttls_extra_records",
+    "starttls_server",
+    "tls_alerting_server",
+]
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -420,6 +428,98 @@ def starttls_server(
     return handler
 
 
+class _BioTls:
+    """The server side of TLS through memory buffers, so that a test decides what goes in one
+    TCP write: several ``write()`` calls make as many TLS records, sent by one ``flush()``."""
+
+    def __init__(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
+        self.stream = stream
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._lines = b""
+
+    async def _pump(self) -> bool:
+        await self.flush()
+        data = await self.stream.receive_some(65536)
+        if not data:
+            return False
+        self._incoming.write(data)
+        return True
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                if not await self._pump():
+                    raise trio.BrokenResourceError("closed in the handshake") from None
+            else:
+                await self.flush()
+                return
+
+    def write(self, record: bytes) -> None:
+        self.obj.write(record)  # one TLS record (each is far under 16 KiB)
+
+    async def flush(self) -> None:
+        if self._outgoing.pending:
+            await self.stream.send_all(self._outgoing.read())
+
+    async def read_line(self) -> bytes:
+        """The next plaintext line, or b"" at the end of the stream."""
+        while b"\n" not in self._lines:
+            try:
+                self._lines += self.obj.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            if not await self._pump():
+                return b""
+        line, self._lines = self._lines.split(b"\n", 1)
+        return line + b"\n"
+
+
+def starttls_extra_records(
+    context: ssl.SSLContext, extra: tuple[bytes, ...], received: list[bytes]
+) -> Handler:
+    """A STARTTLS server that, inside TLS, answers EHLO with ``250 tls.test`` and then the
+    ``extra`` replies nobody asked for, each in a TLS record of its own, all in one TCP write;
+    then MAIL with 550 (a client that took an extra reply as MAIL's would see 250 and pass),
+    anything else with 250, QUIT with 221. Once an extra reply is a 421 it only listens.
+    ``received`` gets every line the client sent after the second EHLO."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(b"220 tls.test ESMTP\r\n")
+            await _read_line(stream)  # EHLO
+            await stream.send_all(b"250-tls.test\r\n250 STARTTLS\r\n")
+            if (await _read_line(stream)).strip().upper() != b"STARTTLS":
+                return
+            await stream.send_all(b"220 go ahead\r\n")
+            tls = _BioTls(stream, context)
+            await tls.handshake()
+            await tls.read_line()  # EHLO again
+            tls.write(b"250 tls.test\r\n")
+            for reply in extra:
+                tls.write(reply)
+            await tls.flush()
+            closing = any(reply.startswith(b"421") for reply in extra)
+            while line := await tls.read_line():
+                received.append(line)
+                if closing:
+                    continue
+                verb = line.split(b" ", 1)[0].strip().upper()
+                if verb == b"QUIT":
+                    tls.write(b"221 2.0.0 bye\r\n")
+                    await tls.flush()
+                    return
+                tls.write(b"550 5.7.1 no\r\n" if verb == b"MAIL" else b"250 2.0.0 ok\r\n")
+                await tls.flush()
+
+    return handler
+
+
 async def _read_client_hello(stream: trio.SocketStream) -> bytes:
     return await stream.receive_some(65536)
 
@@ -553,6 +653,24 @@ def wrong_scram_signature(line: bytes) -> list[bytes]:
     return [b"334 " + base64.b64encode(final) + b"\r\n"]
 
 
+#: What ``costly_scram_iterations`` asks for: ~0.5 s of PBKDF2 for each session, under the old
+#: bound (1,000,000) and over the new one (``MAX_SCRAM_ITERATIONS``).
+COSTLY_SCRAM_ITERATIONS = 500_000
+
+
+def costly_scram_iterations(line: bytes) -> list[bytes]:
+    """A SCRAM-SHA-256 server that asks for ``COSTLY_SCRAM_ITERATIONS`` with a fresh salt each
+    time, so that no cache of the derivation helps: each session's PBKDF2 would run on the
+    event loop's thread, which no step timeout can interrupt."""
+    if line.startswith(b"AUTH"):
+        client_first = base64.b64decode(line.split(b" ")[2]).decode()
+        nonce = client_first.split("r=", 1)[1]
+        salt = base64.b64encode(os.urandom(16)).decode()
+        first = f"r={nonce}server,s={salt},i={COSTLY_SCRAM_ITERATIONS}"
+        return [b"334 " + base64.b64encode(first.encode()) + b"\r\n"]
+    return [b"535 5.7.8 no\r\n"]
+
+
 def accepts_without_scram_signature(line: bytes) -> list[bytes]:
     """Takes any SCRAM client-final message with 235, never proving itself."""
     if line.startswith(b"AUTH"):
@@ -566,6 +684,7 @@ BEHAVIOURS.update(
         "auth-endless": misbehaving_auth(endless_auth_challenges),
         "auth-stall": misbehaving_auth(stalls_after_auth),
         "auth-wrong-scram-signature": misbehaving_auth(wrong_scram_signature),
+        "auth-costly-scram": misbehaving_auth(costly_scram_iterations),
         "auth-no-scram-signature": misbehaving_auth(accepts_without_scram_signature),
     }
 )

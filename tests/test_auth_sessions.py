@@ -124,6 +124,8 @@ async def run_hostile(
         ("auth-endless", "SCRAM-SHA-256", "not a SCRAM message"),
         ("auth-wrong-scram-signature", "SCRAM-SHA-256", "wrong server signature"),
         ("auth-no-scram-signature", "SCRAM-SHA-256", "never proved it knows the password"),
+        # Refused before any PBKDF2 work: 500,000 was allowed, ~0.5 s on the loop's thread.
+        ("auth-costly-scram", "SCRAM-SHA-256", "iteration count 500000 is not from 1 to 100000"),
     ],
 )
 async def test_a_broken_exchange_is_a_protocol_error_naming_it(

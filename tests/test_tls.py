@@ -20,7 +20,7 @@ import trio
 import trustme
 from aiosmtpd.controller import Controller
 
-from smtpload.errors import ScenarioError
+from smtpload.errors import ScenarioError, shown
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
@@ -32,7 +32,13 @@ from smtpload.report.stats import KERNEL_CLOCK, RunStats
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import StepKind, TlsSettings
 from tests.cli import smtpload
-from tests.misbehaving import TLS_BEHAVIOURS, Handler, starttls_server, tls_alerting_server
+from tests.misbehaving import (
+    TLS_BEHAVIOURS,
+    Handler,
+    starttls_extra_records,
+    starttls_server,
+    tls_alerting_server,
+)
 from tests.peers import AUTH_PASSWORD, AUTH_TOKEN, AUTH_USER, AuthHandler, RecordingHandler
 
 LOOPBACK = "127.0.0.1"
@@ -376,6 +382,73 @@ async def test_bytes_after_220_to_starttls_in_a_later_write_are_never_a_reply(
     assert stats.steps["ehlo#2"].attempts == 0
 
 
+STARTTLS_EHLO_MAIL = """\
+steps:
+  - greeting: 220
+  - send: EHLO client.test
+    expect: 250
+  - starttls: true
+  - send: EHLO client.test
+    expect: 250
+  - send: MAIL FROM:<a@client.test>
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "got_before_mail"),
+    [
+        ((b"250 extra-unsolicited\r\n",), "250 extra-unsolicited"),
+        ((b"250-extra\r\n250 more\r\n",), "250 extra (+1 line)"),
+        ((b"250-extra\r\n", b"250 more\r\n"), "250 extra (+1 line)"),  # across records
+        ((b"250 extra-unsolicited\r\n", b"250 another\r\n"), "250 extra-unsolicited"),
+        ((b"250 unfinis",), "'250 unfinis' (incomplete)"),
+    ],
+    ids=["one-record", "multiline", "multiline-two-records", "two-replies", "unfinished"],
+)
+async def test_a_reply_out_of_turn_in_a_later_tls_record_of_the_same_read_is_an_error(
+    extra: tuple[bytes, ...], got_before_mail: str, ca: trustme.CA, ca_file: Path
+) -> None:
+    # One read carries EHLO's record and the extra ones; SSLObject.read() hands out one record
+    # at a time, so the extra replies wait in the TLS layer, not in the kernel. Taken as MAIL's
+    # reply, "250 extra" would pass a session the server refuses (550 to MAIL).
+    received: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, starttls_extra_records(server_context(ca), extra, received))
+        stats = await run(STARTTLS_EHLO_MAIL, port, trusting(ca_file))
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.PROTOCOL_ERROR, stats.failures
+    assert stats.failures[0].step == "mail"
+    assert got(stats) == f"reply before command: {got_before_mail}"
+    assert not any(line.startswith(b"MAIL") for line in received)  # MAIL was not sent
+    assert stats.steps["mail"].latency.count == 0
+    assert stats.steps["mail"].negative_samples == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(b"421 4.3.2 going away\r\n",), (b"421-4.3.2 going\r\n", b"421 4.3.2 away\r\n")],
+    ids=["one-record", "two-records"],
+)
+async def test_a_421_in_a_later_tls_record_of_the_same_read_is_the_next_commands_reply(
+    extra: tuple[bytes, ...], ca: trustme.CA, ca_file: Path
+) -> None:
+    # RFC 5321 §3.8, as in plain text: MAIL's reply, judged by its expectation; not sent.
+    received: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, starttls_extra_records(server_context(ca), extra, received))
+        stats = await run(STARTTLS_EHLO_MAIL, port, trusting(ca_file))
+        nursery.cancel_scope.cancel()
+    assert only_outcome(stats) is Outcome.UNEXPECTED_REPLY, stats.failures
+    assert stats.failures[0].step == "mail"
+    assert got(stats).startswith("421 4.3.2 going")
+    assert received == []  # neither MAIL nor a QUIT after the 421
+    assert stats.steps["mail"].latency.count == 0
+    assert stats.steps["mail"].negative_samples == 0
+
+
 async def test_garbage_for_a_server_hello_is_a_tls_error_at_once(ca_file: Path) -> None:
     async with trio.open_nursery() as nursery:
         port = await _serve(nursery, TLS_BEHAVIOURS["tls-garbage-hello"])
@@ -438,6 +511,19 @@ def test_cli_starttls_summary_counts_versions_and_ciphers(
     assert tls["handshakes"] == 3
     assert tls["verified"] is True
     assert "certificates verified" in done.stdout
+
+
+def test_cli_a_run_where_no_handshake_completed_says_so(tmp_path: Path) -> None:
+    # The built-in sink refuses STARTTLS (502): no TLS was made, so nothing was verified.
+    scenario = write(tmp_path, STARTTLS_EHLO)
+    done = smtpload("run", str(scenario), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "tls: no TLS handshake completed" in done.stdout
+    assert "certificates verified" not in done.stdout
+    assert "tls: none" not in done.stdout
+    tls = summary_of(tmp_path)["tls"]
+    assert isinstance(tls, dict)
+    assert (tls["handshakes"], tls["versions"], tls["ciphers"]) == (0, {}, {})
 
 
 @pytest.mark.parametrize("form", ["--tls implicit", "smtps://"])
@@ -518,25 +604,227 @@ def test_cli_resume_off_counts_no_resumption(
     assert tls["handshakes"] == 5
 
 
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        (["--tls-ca", "missing.pem"], "--tls-ca 'missing.pem': no such file"),
-        (["--tls-cert", "missing.pem"], "--tls-cert 'missing.pem': no such file"),
-        (["--tls-ca", "not-pem.txt"], "--tls-ca 'not-pem.txt':"),
-    ],
-    ids=["missing-ca", "missing-cert", "ca-not-pem"],
-)
-def test_cli_a_tls_file_that_cannot_be_used_is_a_usage_error_before_the_run(
-    args: list[str], said: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> Path:
+    """In ``tmp_path``: a client certificate and its key, each alone and both in one file,
+    the key encrypted, another certificate's key, a text file and an empty one."""
+    from cryptography.hazmat.primitives import serialization
+
+    client = ca.issue_cert("client.test")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
+    ca.issue_cert("other.test").private_key_pem.write_to_path(str(tmp_path / "other-key.pem"))
+    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    (tmp_path / "encrypted-key.pem").write_bytes(encrypted)
     (tmp_path / "not-pem.txt").write_text("not a certificate\n")
-    scenario = write(tmp_path, IMPLICIT_MAIL)
-    done = smtpload("run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, cwd=tmp_path)
+    (tmp_path / "empty.pem").write_text("")
+    return tmp_path
+
+
+#: A TLS file problem on the command line: the options, and what must be said (its option).
+CLI_TLS_FILE_PROBLEMS = [
+    (["--tls-ca", "missing.pem"], "--tls-ca 'missing.pem': no such file"),
+    (["--tls-cert", "missing.pem"], "--tls-cert 'missing.pem': no such file"),
+    (["--tls-ca", "not-pem.txt"], "--tls-ca 'not-pem.txt': no PEM certificate found in it"),
+    (["--tls-ca", "empty.pem"], "--tls-ca 'empty.pem': no PEM certificate found in it"),
+    (["--tls-ca", "key.pem"], "--tls-ca 'key.pem': no PEM certificate found in it"),
+    (
+        ["--tls-cert", "not-pem.txt", "--tls-key", "key.pem"],
+        "--tls-cert 'not-pem.txt': no PEM certificate found in it",
+    ),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "not-pem.txt"],
+        "--tls-key 'not-pem.txt': not a PEM private key",
+    ),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "cert.pem"],
+        "--tls-key 'cert.pem': not a PEM private key",
+    ),
+    (["--tls-cert", "cert.pem"], "--tls-cert 'cert.pem': no private key found in it"),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "encrypted-key.pem"],
+        "--tls-key 'encrypted-key.pem': the key is encrypted: smtpload cannot ask for its"
+        " passphrase; give an unencrypted key",
+    ),
+    (
+        ["--tls-cert", "cert.pem", "--tls-key", "other-key.pem"],
+        "--tls-key 'other-key.pem': this key is not the client certificate's ('cert.pem')",
+    ),
+    (["--tls-key", "key.pem"], "--tls-key needs --tls-cert"),
+]
+CLI_TLS_FILE_IDS = [
+    "missing-ca", "missing-cert", "ca-not-pem", "ca-empty", "ca-a-key", "cert-not-pem",
+    "key-not-pem", "key-a-cert", "no-key", "encrypted-key", "other-key", "key-alone",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "said"), CLI_TLS_FILE_PROBLEMS, ids=CLI_TLS_FILE_IDS)
+def test_cli_a_tls_file_that_cannot_be_used_is_a_usage_error_before_the_run(
+    args: list[str], said: str, tls_files: Path
+) -> None:
+    scenario = write(tls_files, IMPLICIT_MAIL)
+    done = smtpload(
+        "run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, cwd=tls_files,
+    )  # fmt: skip
     assert done.returncode == 2, done.stdout
-    assert said in done.stderr
+    assert f"smtpload: {said}" in done.stderr
+    for noise in ("_ssl.c", "[X509", "[SSL", "PEM lib", "Traceback", "pass phrase"):
+        assert noise not in done.stderr
+    assert not (tls_files / "results").exists()
+
+
+def test_cli_a_client_certificate_and_key_in_one_file_or_two_load(tls_files: Path) -> None:
+    # The same files as above, used rightly: so that the failures above are the files' fault.
+    scenario = write(tls_files, IMPLICIT_MAIL)
+    for args in (["--tls-cert", "both.pem"], ["--tls-cert", "cert.pem", "--tls-key", "key.pem"]):
+        done = smtpload(
+            "run", str(scenario), "--target", "smtps://127.0.0.1:1", *args, "--quiet",
+            cwd=tls_files,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr  # the connection is refused: a run failed
+        assert "connect_error" in done.stdout + done.stderr
+
+
+#: A TLS file problem in the scenario's target: its keys, the key located, what is said.
+SCENARIO_TLS_FILE_PROBLEMS = [
+    ("ca: not-pem.txt", "ca", "target: ca '{d}/not-pem.txt': no PEM certificate found in it"),
+    ("ca: key.pem", "ca", "target: ca '{d}/key.pem': no PEM certificate found in it"),
+    (
+        "cert: not-pem.txt, key: key.pem",
+        "cert",
+        "target: cert '{d}/not-pem.txt': no PEM certificate found in it",
+    ),
+    (
+        "cert: cert.pem, key: not-pem.txt",
+        "key",
+        "target: key '{d}/not-pem.txt': not a PEM private key",
+    ),
+    ("cert: cert.pem", "cert", "target: cert '{d}/cert.pem': no private key found in it"),
+    (
+        "cert: cert.pem, key: encrypted-key.pem",
+        "key",
+        "target: key '{d}/encrypted-key.pem': the key is encrypted",
+    ),
+    (
+        "cert: cert.pem, key: other-key.pem",
+        "key",
+        "target: key '{d}/other-key.pem': this key is not the client certificate's",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "said"),
+    SCENARIO_TLS_FILE_PROBLEMS,
+    ids=["ca-not-pem", "ca-a-key", "cert-not-pem", "key-not-pem", "no-key", "encrypted", "other"],
+)
+def test_a_scenario_tls_file_that_cannot_be_used_is_located_at_its_key(
+    keys: str, key: str, said: str, tls_files: Path
+) -> None:
+    target = f"target: {{host: mx.test, tls: implicit, {keys}}}"
+    path = tls_files / "s.yaml"
+    scenario = parse_scenario(target + "\n" + IMPLICIT_MAIL, str(path))
+    with pytest.raises(ScenarioError) as raised:
+        build_tls_client(TlsOptions(settings=scenario.tls), "mx.test")
+    (problem,) = raised.value.problems
+    column = target.index(f" {key}: ") + len(f" {key}: ") + 1  # at the key's value
+    assert str(problem).startswith(f"{path}:1:{column}: {said.format(d=tls_files)}")
+    for noise in ("_ssl.c", "[X509", "[SSL", "PEM lib", "--tls"):
+        assert noise not in str(problem)
+
+
+def test_cli_run_and_validate_locate_a_scenario_tls_file_that_cannot_be_used(
+    tls_files: Path,
+) -> None:
+    target = "target: {host: 127.0.0.1, port: 1, tls: implicit, ca: not-pem.txt}"
+    scenario = write(tls_files, target + "\n" + IMPLICIT_MAIL)
+    said = f"s.yaml:1:{target.index('not-pem') + 1}: target: ca "
+    for command in ("run", "validate"):
+        done = smtpload(command, str(scenario), cwd=tls_files)
+        assert done.returncode == 2, done.stderr + done.stdout
+        assert said in done.stderr
+        assert "no PEM certificate found in it" in done.stderr
+        assert "--tls-ca" not in done.stderr  # the user never gave it
+        assert "_ssl.c" not in done.stderr
+    assert not (tls_files / "results").exists()
+
+
+#: Names ssl's IDNA encoding refuses (an empty label, one over 63 characters), and names with
+#: no host name in them at all.
+BAD_SERVER_NAMES = ["a..b", ".", ".mx.test", "x" * 64 + ".test", "mx." + "y" * 100, "", "a b"]
+BAD_SERVER_NAME_IDS = [
+    "empty-label",
+    "dot",
+    "leading-dot",
+    "label-64",
+    "label-100",
+    "empty",
+    "space",
+]
+
+
+@pytest.mark.parametrize(
+    "name", ["a..b", ".", "x" * 64 + ".test", ""], ids=["a..b", "dot", "64", "empty"]
+)
+def test_cli_a_server_name_ssl_cannot_send_is_a_usage_error(
+    name: str, implicit_port: int, ca_file: Path, tmp_path: Path
+) -> None:
+    # A server that completes the handshake: before the check, the run reached wrap_bio and
+    # crashed there with a UnicodeError traceback and no results.
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    done = smtpload(
+        "run", str(scenario), "--target", f"smtps://{LOOPBACK}:{implicit_port}",
+        "--tls-ca", str(ca_file), "--tls-server-name", name, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "--tls-server-name" in done.stderr
+    assert " host name" in done.stderr
     assert "Traceback" not in done.stderr
-    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", BAD_SERVER_NAMES[:5], ids=BAD_SERVER_NAME_IDS[:5])
+def test_a_scenario_server_name_ssl_cannot_send_is_located(name: str, tmp_path: Path) -> None:
+    target = f'target: {{host: mx.test, tls: implicit, server_name: "{name}"}}'
+    found = problems_of(target + "\n" + IMPLICIT_MAIL, str(tmp_path / "s.yaml"))
+    column = target.index('"') + 1
+    said = f"{tmp_path / 's.yaml'}:1:{column}: target: server_name {shown(name)} is not a valid"
+    assert any(problem.startswith(said) for problem in found), found
+
+
+def test_cli_a_scenario_server_name_ssl_cannot_send_is_exit_2_located(
+    implicit_port: int, ca_file: Path, tmp_path: Path
+) -> None:
+    target = (
+        f'target: {{host: {LOOPBACK}, port: {implicit_port}, tls: implicit, server_name: "a..b"}}'
+    )
+    scenario = write(tmp_path, target + "\n" + IMPLICIT_MAIL)
+    column = target.index('"') + 1
+    for command in ("run", "validate"):
+        args = ["--tls-ca", str(ca_file)] if command == "run" else []
+        done = smtpload(command, str(scenario), *args, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr + done.stdout
+        assert f"s.yaml:1:{column}: target: server_name 'a..b' is not a valid" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+async def test_a_server_name_that_reaches_the_tls_layer_anyway_is_a_tls_error(
+    implicit_port: int, ca_file: Path
+) -> None:
+    # The safety net under the checks: TlsSettings made in code are not checked, and a
+    # target's own host is the server name when none is given.
+    for name in BAD_SERVER_NAMES[:5]:
+        stats = await run(
+            IMPLICIT_MAIL, implicit_port, trusting(ca_file, server_name=name), implicit=True,
+            sessions=2,
+        )  # fmt: skip
+        assert stats.outcomes[Outcome.TLS_ERROR] == 2, (name, stats.failures)
+        assert "cannot be sent" in got(stats)
 
 
 def test_cli_implicit_tls_with_a_starttls_step_is_a_usage_error(tmp_path: Path) -> None:

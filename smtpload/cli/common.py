@@ -21,7 +21,15 @@ from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
-from smtpload.scenario.model import TLS_MIN_VERSIONS, Scenario, Target, TlsSettings, parse_target
+from smtpload.scenario.model import (
+    TLS_MIN_VERSIONS,
+    Origin,
+    Scenario,
+    Target,
+    TlsSettings,
+    parse_target,
+    server_name_problem,
+)
 from smtpload.scenario.template import is_variable_name
 
 __all__ = [
@@ -306,9 +314,13 @@ def compile_with_tls(
     per run, before it, so that a CA file that cannot be read is said now.
 
     Raises:
-        UsageError: implicit TLS without a target, or with a starttls step; a TLS file that
-            cannot be read or used.
+        UsageError: implicit TLS without a target, or with a starttls step; --tls-key without
+            --tls-cert; a TLS file of an option that cannot be read or used.
+        ScenarioError: a TLS file of the scenario's target that cannot be read or used.
     """
+    if args.tls_key is not None and args.tls_cert is None and scenario.tls.cert_file is None:
+        # As a scenario target's `key:` without `cert:`: a key alone is no client certificate.
+        raise UsageError("--tls-key needs --tls-cert (the client certificate it is the key of)")
     # A scenario whose target says `tls: implicit` speaks TLS from the first byte wherever
     # --target points it (--target replaces the host and port, as each --tls-* option replaces
     # only its own key): a plain client at a port that waits for a ClientHello gets nothing.
@@ -340,6 +352,11 @@ def compile_with_tls(
         cert_file=_optional_name(args.tls_cert),
         key_file=_optional_name(args.tls_key),
         min_version=args.tls_min_version,
+        origins=(
+            ("ca_file", Origin("--tls-ca")),
+            ("cert_file", Origin("--tls-cert")),
+            ("key_file", Origin("--tls-key")),
+        ),
     )
     options = TlsOptions(
         settings=scenario.tls.overridden_by(given),
@@ -350,10 +367,9 @@ def compile_with_tls(
 
 
 def _server_name(text: str) -> str:
-    if not text or any(ch.isspace() for ch in text):
-        raise argparse.ArgumentTypeError(
-            f"{shown(text)} is not a host name; give one, e.g. mx.example.test"
-        )
+    problem = server_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem}; give one, e.g. mx.example.test")
     return text
 
 

@@ -48,6 +48,7 @@ from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanErr
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
+from smtpload.net.tls import tls_context
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
@@ -449,6 +450,7 @@ def _command_validate(args: argparse.Namespace) -> int:
                     step_names=["connect", *compiled.step_names],
                     open_loop=scenario.load.open_loop,
                 )
+            tls_context(scenario.tls)  # the target's TLS files load as a run loads them
         except ScenarioError as error:
             problems.extend(error.problems)
         except UsageError as error:

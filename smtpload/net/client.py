@@ -33,8 +33,9 @@ replies over TLS keep the kernel clock: a reply is timed by the read that comple
 record that completed it. Before the handshake that follows a ``220`` to STARTTLS, nothing may
 be waiting: a byte the server sent after its 220 (read with it, or in the kernel's queue) is a
 ``protocol_error``, never a reply after the handshake (RFC 3207 §5: the response injection
-attack). Over TLS, the look for a reply out of turn passes what the kernel holds through the TLS
-layer first (a TLS 1.3 session ticket is bytes waiting, but no reply).
+attack). Over TLS, the look for a reply out of turn first takes every record the TLS layer
+already holds (one read may have carried a reply's record and more after it), then passes what
+the kernel holds through the TLS layer (a TLS 1.3 session ticket is bytes waiting, but no reply).
 """
 
 from __future__ import annotations
@@ -402,19 +403,26 @@ class _Wire:
         return started_ns or time_ns()
 
     async def drain_tls(self, probe: bytearray) -> bool:
-        """Over TLS: pass what the kernel holds through the TLS layer, without waiting, and
-        say whether a reply (or part of one) is there before a command."""
+        """Over TLS: take all the plaintext the TLS layer holds or can decrypt, then what the
+        kernel holds through it, without waiting, and say whether a reply (or part of one) is
+        there before a command.
+
+        The TLS layer first: one read can carry several records and ``SSLObject.read()``
+        hands out one record at a time, so a reply out of turn in a later record of the read
+        that completed the last reply is in neither the parser nor the kernel's queue.
+        """
         tls = self.tls
         assert tls is not None
-        while not self.tls_ended and _bytes_waiting(self.sock.fileno(), probe):
-            raw = await self._receive_raw()  # never waits: the kernel holds bytes
-            self.tls_ended = not raw
-            tls.feed(raw)
+        while True:
             while data := tls.read():
                 self.backlog.extend(self.parser.feed(data))
                 self.backlog_ns = self.reply_ns
-            await self._send_tls_output()
-        return bool(self.backlog) or self.parser.has_partial_reply
+            await self._send_tls_output()  # a post-handshake message may want an answer
+            if self.tls_ended or not _bytes_waiting(self.sock.fileno(), probe):
+                return bool(self.backlog) or self.parser.has_partial_reply
+            raw = await self._receive_raw()  # never waits: the kernel holds bytes
+            self.tls_ended = not raw
+            tls.feed(raw)
 
     async def _receive_raw(self) -> bytes:
         """One read; sets ``reply_ns`` to its kernel time (or, on the loop clock, now)."""

@@ -31,8 +31,8 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
-from smtpload.errors import UsageError, shown
-from smtpload.scenario.model import TlsSettings
+from smtpload.errors import Problem, ScenarioError, UsageError, shown
+from smtpload.scenario.model import Origin, TlsSettings
 
 __all__ = [
     "WRITE_CHUNK_BYTES",
@@ -41,6 +41,7 @@ __all__ = [
     "TlsFailure",
     "TlsOptions",
     "build_tls_client",
+    "tls_context",
 ]
 
 #: Plaintext handed to the TLS layer at a time: its ciphertext is sent before the next chunk.
@@ -103,7 +104,11 @@ class TlsClient:
 
 
 class TlsChannel:
-    """One connection's TLS layer, as memory buffers (see the module docstring)."""
+    """One connection's TLS layer, as memory buffers (see the module docstring).
+
+    Making one raises TlsFailure when the server name cannot be sent (ssl's IDNA encoding
+    refuses it): that session's ``tls_error``, never the run's crash.
+    """
 
     __slots__ = ("_client", "_incoming", "_outgoing", "_session_kept", "obj")
 
@@ -112,12 +117,20 @@ class TlsChannel:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._session_kept = False
-        self.obj = client.context.wrap_bio(
-            self._incoming,
-            self._outgoing,
-            server_hostname=client.server_name,
-            session=client.session_to_offer,
-        )
+        try:
+            self.obj = client.context.wrap_bio(
+                self._incoming,
+                self._outgoing,
+                server_hostname=client.server_name,
+                session=client.session_to_offer,
+            )
+        except (ValueError, TypeError) as error:  # UnicodeError is a ValueError
+            # The options and the loader refuse such a name first (server_name_problem); a
+            # target host that is no valid name must still fail its session, not the run.
+            reason = error.__cause__ or error
+            raise TlsFailure(
+                f"server name {shown(client.server_name)} cannot be sent: {reason}"
+            ) from None
 
     def handshake(self) -> bool:
         """Take the handshake as far as the bytes fed allow: True once it is complete.
@@ -200,26 +213,14 @@ def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
     """The run's TLS client, for a target whose host is ``host`` (the default server name).
 
     Raises:
-        UsageError: a CA file, certificate or key that cannot be read or used.
+        UsageError: a CA file, certificate or key given on the command line that cannot be
+            read or used (the message names the option).
+        ScenarioError: the same for a file a scenario's target names (at its key).
     """
     settings = options.settings
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_file)
-    except (OSError, ssl.SSLError) as error:
-        raise UsageError(
-            f"--tls-ca {shown(settings.ca_file or '')}: {_reason(error)}; give a PEM file of"
-            " the certificates to trust"
-        ) from None
+    context = tls_context(settings)
     if settings.min_version is not None:
         context.minimum_version = _VERSIONS[settings.min_version]
-    if settings.cert_file is not None:
-        try:
-            context.load_cert_chain(settings.cert_file, settings.key_file)
-        except (OSError, ssl.SSLError) as error:
-            raise UsageError(
-                f"--tls-cert {shown(settings.cert_file)}: {_reason(error)}; give a PEM"
-                " certificate (and its key, with --tls-key)"
-            ) from None
     if options.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -231,7 +232,114 @@ def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
     )
 
 
-def _reason(error: Exception) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return _OPENSSL_NOISE.sub("", str(error)).strip() or type(error).__name__
+class _EncryptedKey(Exception):
+    """Raised from the key's password callback: OpenSSL asks for a passphrase only when the
+    key is encrypted, and without a callback it would ask on the terminal, in the middle of
+    a run."""
+
+
+def _no_passphrase() -> str:
+    raise _EncryptedKey
+
+
+def tls_context(settings: TlsSettings) -> ssl.SSLContext:
+    """The context with the CA file, client certificate and key of ``settings`` loaded, as a
+    run loads them (``validate`` uses it to check a scenario's files).
+
+    Each problem names where its file was given (``settings.origin``) and says in words what
+    is wrong with it, without OpenSSL's codes.
+
+    Raises:
+        UsageError, ScenarioError: as ``build_tls_client``.
+    """
+    ca_file, cert_file, key_file = settings.ca_file, settings.cert_file, settings.key_file
+    for name, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        if path is not None:
+            _check_readable(settings, name, path)
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        assert ca_file is not None  # the system's store loads without a complaint
+        raise _file_error(
+            settings, "ca_file", ca_file, _reason(error, "certificate"),
+            "give a PEM file of the certificates to trust",
+        ) from None  # fmt: skip
+    if cert_file is None:
+        return context
+    try:
+        # The certificate alone first: load_cert_chain says "PEM lib" for a bad certificate
+        # and for a bad key alike, so its error alone cannot say which file is wrong.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cert_file)
+    except (OSError, ssl.SSLError) as error:
+        raise _file_error(
+            settings, "cert_file", cert_file, _reason(error, "certificate"),
+            "give the client certificate in PEM",
+        ) from None  # fmt: skip
+    # Without a key file, the key is looked for in the certificate's file.
+    key_name, key_path = (
+        ("key_file", key_file) if key_file is not None else ("cert_file", cert_file)
+    )
+    try:
+        context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+    except _EncryptedKey:
+        raise _file_error(
+            settings, key_name, key_path,
+            "the key is encrypted: smtpload cannot ask for its passphrase",
+            "give an unencrypted key (e.g. openssl pkey -in KEY -out PLAIN.pem)",
+        ) from None  # fmt: skip
+    except (OSError, ssl.SSLError) as error:
+        if isinstance(error, ssl.SSLError) and error.reason == "KEY_VALUES_MISMATCH":
+            raise _file_error(
+                settings, key_name, key_path,
+                f"this key is not the client certificate's ({shown(cert_file)})",
+                "give the key that belongs to the certificate",
+            ) from None  # fmt: skip
+        if key_file is None:
+            raise _file_error(
+                settings, "cert_file", cert_file, "no private key found in it",
+                "give its key too, in a file of its own or in this one",
+            ) from None  # fmt: skip
+        raise _file_error(
+            settings, "key_file", key_file, _reason(error, "private key"),
+            "give the client certificate's private key in PEM",
+        ) from None  # fmt: skip
+    return context
+
+
+#: The option that sets each file, named when its origin is not known (TlsSettings made in
+#: code, e.g. by the API).
+_DEFAULT_ORIGINS = {"ca_file": "--tls-ca", "cert_file": "--tls-cert", "key_file": "--tls-key"}
+
+
+def _check_readable(settings: TlsSettings, name: str, path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise _file_error(
+            settings, name, path, error.strerror or type(error).__name__, "check the path"
+        ) from None
+
+
+def _file_error(
+    settings: TlsSettings, name: str, path: str, what: str, hint: str
+) -> UsageError | ScenarioError:
+    """A TLS file's problem, said where its file was given: the option, or the scenario's key
+    (``FILE:LINE:COL``)."""
+    origin = settings.origin(name) or Origin(_DEFAULT_ORIGINS[name])
+    message = f"{origin.name} {shown(path)}: {what}; {hint}"
+    if origin.file is None:
+        return UsageError(message)
+    return ScenarioError([Problem(origin.file, origin.line, origin.column, message)])
+
+
+def _reason(error: OSError, wanted: str) -> str:
+    """Why a file did not load, in words: ``wanted`` is what it should have held."""
+    if isinstance(error, ssl.SSLError):
+        if error.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            return f"no PEM {wanted} found in it"
+        if error.reason is None or error.reason == "PEM_LIB":
+            return f"not a PEM {wanted} (or a damaged one)"
+        text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else ""
+        return _OPENSSL_NOISE.sub("", text).strip() or error.reason.replace("_", " ").lower()
+    return error.strerror or str(error) or type(error).__name__

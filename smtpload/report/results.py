@@ -60,7 +60,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       "tls": {                          # null when no session does TLS (report/tls_counts.py)
         "versions": {str: int},         # completed handshakes per version, "TLSv1.3": 20
         "ciphers": {str: int},          # per cipher suite
-        "handshakes": int, "resumed": int,  # completed; of those, resumed (--tls-resume)
+        "handshakes": int, "resumed": int,  # completed (0: none did, and nothing was
+                                        # verified); of those, resumed (--tls-resume)
         "resume": bool,                 # whether sessions were offered for resumption
         "verified": bool                # false with --tls-insecure: certificates unchecked
       } or null,

@@ -53,7 +53,10 @@ class TlsCounts:
         }
 
     def describe(self) -> str:
-        """One line for the terminal."""
+        """One line for the terminal: what the completed handshakes agreed, or that none
+        completed (then nothing was verified or resumed, whatever the settings were)."""
+        if not self.handshakes:
+            return "tls: no TLS handshake completed"
         versions = ", ".join(f"{v} x{n}" for v, n in sorted(self.versions.items())) or "none"
         ciphers = ", ".join(f"{c} x{n}" for c, n in sorted(self.ciphers.items()))
         cipher_part = f" ({ciphers})" if ciphers else ""

@@ -28,12 +28,14 @@ from smtpload.scenario.model import (
     IMPLICIT_TLS_PORT,
     PER_MESSAGE_VARIABLES,
     TLS_MIN_VERSIONS,
+    Origin,
     Scenario,
     Step,
     StepKind,
     Target,
     TlsSettings,
     parse_target,
+    server_name_problem,
 )
 from smtpload.scenario.step_syntax import (
     RESERVED_STEP_NAMES,
@@ -253,13 +255,19 @@ class _Validator(NodeReader):
             return TlsSettings()
         keys = {key.value: value for key, value in node.value if isinstance(key, ScalarNode)}
         values: dict[str, str | None] = {}
+        origins: list[tuple[str, Origin]] = []
         for key, field in _TLS_FILES.items():
             if key in keys:
                 values[field] = self._tls_file(keys[key], key)
+                mark = keys[key].start_mark
+                origins.append(
+                    (field, Origin(f"target: {key}", self.path, mark.line + 1, mark.column + 1))
+                )
         if "server_name" in keys:
             name = self.text(keys["server_name"], "target: server_name")
-            if name is not None and (not name or any(ch.isspace() for ch in name)):
-                self.problem(keys["server_name"], "target: server_name must be a host name")
+            problem = None if name is None else server_name_problem(name)
+            if problem is not None:
+                self.problem(keys["server_name"], f"target: server_name {problem}")
                 name = None
             values["server_name"] = name
         if "min_version" in keys:
@@ -276,7 +284,7 @@ class _Validator(NodeReader):
                 values["min_version"] = written
         if ("cert" in keys) != ("key" in keys) and "cert" not in keys:
             self.problem(keys["key"], "target: key needs a `cert:` (the client certificate)")
-        return TlsSettings(**values)
+        return TlsSettings(**values, origins=tuple(origins))
 
     def _tls_file(self, node: Node, key: str) -> str | None:
         written = self.text(node, f"target: {key}")

@@ -24,6 +24,7 @@ __all__ = [
     "Expectation",
     "Load",
     "LoadStage",
+    "Origin",
     "Scenario",
     "Step",
     "StepKind",
@@ -31,6 +32,7 @@ __all__ = [
     "ThresholdText",
     "TlsSettings",
     "parse_target",
+    "server_name_problem",
 ]
 
 #: Variables every template may use without declaring them.
@@ -240,6 +242,18 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a setting was given, so that a problem found later (a TLS file that does not
+    load) names it: a command-line option (``name`` alone, e.g. ``--tls-ca``), or a
+    scenario's key (``name`` such as ``target: ca``, at ``file:line:column``, 1-based)."""
+
+    name: str
+    file: str | None = None
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     """How TLS is set up, from a scenario's ``target`` or the command line; None: not given.
 
@@ -249,6 +263,7 @@ class TlsSettings:
             target's host).
         cert_file, key_file: a client certificate and its key (PEM).
         min_version: ``"1.2"`` or ``"1.3"``.
+        origins: where each file setting was given (field name, origin); not compared.
     """
 
     ca_file: str | None = None
@@ -256,15 +271,45 @@ class TlsSettings:
     cert_file: str | None = None
     key_file: str | None = None
     min_version: str | None = None
+    origins: tuple[tuple[str, Origin], ...] = field(default=(), compare=False)
+
+    def origin(self, name: str) -> Origin | None:
+        """Where the setting ``name`` (a field, such as ``"ca_file"``) was given, if known."""
+        return dict(self.origins).get(name)
 
     def overridden_by(self, other: TlsSettings) -> TlsSettings:
-        """These settings with each one that ``other`` gives taken from it."""
-        return TlsSettings(
-            *(
-                theirs if theirs is not None else ours
-                for ours, theirs in zip(_tls_fields(self), _tls_fields(other), strict=True)
-            )
+        """These settings with each one that ``other`` gives taken from it (and its origin)."""
+        origins = dict(self.origins)
+        origins.update((name, o) for name, o in other.origins if getattr(other, name) is not None)
+        ca_file, server_name, cert_file, key_file, min_version = (
+            theirs if theirs is not None else ours
+            for ours, theirs in zip(_tls_fields(self), _tls_fields(other), strict=True)
         )
+        return TlsSettings(
+            ca_file, server_name, cert_file, key_file, min_version, tuple(origins.items())
+        )
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a TLS server name, in words (None: it can be).
+
+    The name is encoded as ``ssl`` encodes it before the handshake (the IDNA codec): an empty
+    label (``a..b``, ``.``, a leading dot) or one over 63 characters (RFC 1035 §2.3.4) is
+    refused there, so it is refused here, before any run, rather than in every session.
+    """
+    if not name or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return (
+            f"{shown(name)} is not a host name (it is empty, or has spaces or control characters)"
+        )
+    try:
+        name.encode("idna")
+    except UnicodeError as error:
+        reason = error.__cause__ or error
+        return (
+            f"{shown(name)} is not a valid host name ({reason}: each dot-separated label must"
+            " have 1 to 63 characters, RFC 1035 §2.3.4)"
+        )
+    return None
 
 
 def _tls_fields(settings: TlsSettings) -> tuple[str | None, ...]:
