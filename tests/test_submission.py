@@ -114,6 +114,7 @@ def assert_all_passed(summary: dict[str, Any], sessions: int) -> None:
 
 def step(summary: dict[str, Any], name: str) -> dict[str, Any]:
     (found,) = [s for s in summary["steps"] if s["name"] == name]
+    assert isinstance(found, dict)
     return found
 
 
