@@ -236,3 +236,30 @@ def test_resumption_is_counted_against_postfix(
         assert tls["resumed"] >= resumed_at_least
     else:
         assert tls["resumed"] == 0
+
+
+# --- under load -------------------------------------------------------------------------------
+
+
+def test_a_thousand_sessions_over_starttls_and_auth_all_pass_and_add_up(
+    tmp_path: Path, postfix_tls: TlsPostfixPeers, password: str
+) -> None:
+    # Issue 11's load run, closed loop. It took ~14 s here (Postfix sustained ~80 sessions/s
+    # with Dovecot's SASL in each), so it stays in the main suite.
+    sessions = 1000
+    scenario = submission(postfix_tls, mechanism="SCRAM-SHA-256")
+    args = [*trusted(postfix_tls), "--sessions", str(sessions), "--concurrency", "20"]
+    status, summary = run(tmp_path, scenario, submission_target(postfix_tls), *args, timeout_s=300)
+    assert status == 0, failures_log(tmp_path)
+    counts = summary["sessions"]
+    assert counts["started"] == sessions
+    assert counts["started"] == counts["passed"] + sum(counts["failures"].values())
+    assert counts["passed"] == sessions
+    assert counts["not_started"] == 0
+    tls = summary["tls"]
+    assert tls["handshakes"] == sessions
+    assert sum(tls["versions"].values()) == sessions
+    assert sum(tls["ciphers"].values()) == sessions
+    assert 0 < tls["resumed"] <= sessions
+    for name in ("tls", "auth", "message", "quit"):
+        assert step(summary, name)["count"] == sessions, name
