@@ -35,10 +35,12 @@ from smtpload.errors import UsageError, shown
 from smtpload.scenario.model import TlsSettings
 
 __all__ = [
+    "COMMAND_LINE_NAMES",
     "WRITE_CHUNK_BYTES",
     "TlsChannel",
     "TlsClient",
     "TlsFailure",
+    "TlsNames",
     "TlsOptions",
     "build_tls_client",
 ]
@@ -52,6 +54,34 @@ _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)" -> "wrong version number"
 _OPENSSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsNames:
+    """What a caller calls its TLS choices, for the error messages: the command line's options
+    (``--tls-ca FILE``) or the API's keyword arguments (``tls_ca='FILE'``)."""
+
+    implicit: str
+    target: str
+    ca: str
+    cert: str
+    key: str
+    #: between a name and its value: " " for an option, "=" for a keyword argument
+    separator: str
+
+    def given(self, name: str, value: str) -> str:
+        """``--tls-ca 'ca.pem'``, or ``tls_ca='ca.pem'``."""
+        return f"{name}{self.separator}{shown(value)}"
+
+
+COMMAND_LINE_NAMES = TlsNames(
+    implicit="--tls implicit",
+    target="--target",
+    ca="--tls-ca",
+    cert="--tls-cert",
+    key="--tls-key",
+    separator=" ",
+)
 
 
 class TlsFailure(Exception):
@@ -196,8 +226,13 @@ def describe_ssl_error(error: ssl.SSLError, *, handshake: bool) -> str:
     return f"{where}: {text}"
 
 
-def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
+def build_tls_client(
+    options: TlsOptions, host: str, *, names: TlsNames = COMMAND_LINE_NAMES
+) -> TlsClient:
     """The run's TLS client, for a target whose host is ``host`` (the default server name).
+
+    ``names`` says what the caller calls the settings, for the messages (see
+    ``COMMAND_LINE_NAMES``).
 
     Raises:
         UsageError: a CA file, certificate or key that cannot be read or used.
@@ -207,8 +242,8 @@ def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_file)
     except (OSError, ssl.SSLError) as error:
         raise UsageError(
-            f"--tls-ca {shown(settings.ca_file or '')}: {_reason(error)}; give a PEM file of"
-            " the certificates to trust"
+            f"{names.given(names.ca, settings.ca_file or '')}: {_reason(error)}; give a PEM"
+            " file of the certificates to trust"
         ) from None
     if settings.min_version is not None:
         context.minimum_version = _VERSIONS[settings.min_version]
@@ -217,8 +252,8 @@ def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
             context.load_cert_chain(settings.cert_file, settings.key_file)
         except (OSError, ssl.SSLError) as error:
             raise UsageError(
-                f"--tls-cert {shown(settings.cert_file)}: {_reason(error)}; give a PEM"
-                " certificate (and its key, with --tls-key)"
+                f"{names.given(names.cert, settings.cert_file)}: {_reason(error)}; give a"
+                f" PEM certificate (and its key, with {names.key})"
             ) from None
     if options.insecure:
         context.check_hostname = False
