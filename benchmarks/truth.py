@@ -9,7 +9,8 @@ and at p99. The capture is the ground truth that smtpload's step timing is meant
 Usage (as root, on Linux; needs Postfix's ``smtp-sink`` and Debian's ``tshark``)::
 
     python3 benchmarks/truth.py [--sessions 2000] [--rows sink-1,sink-100,...]
-                                [--json truth.json] [--keep-captures DIR]
+                                [--json truth.json] [--update-json truth.json]
+                                [--keep-captures DIR]
 
 It installs nothing. Without tshark it says how (``apt-get install tshark``, with the debconf
 answer that keeps the install non-interactive). It measures the smtpload it imports (run it with
@@ -24,7 +25,16 @@ The rows (``--rows`` takes a comma-separated subset):
   127.0.0.1:10025 (``.ci/postfix-setup``);
 * ``sink-10-busy``: smtp-sink at 10 in parallel, smtpload run in this process through
   ``smtpload.api.arun`` beside a task in the same trio loop that burns the CPU in 20 ms slices,
-  so that smtpload's own event loop is what is late.
+  so that smtpload's own event loop is what is late;
+* ``starttls-1``, ``starttls-10``: Postfix's STARTTLS service on 10027 (``.ci/postfix-setup``;
+  the test CA from ``/etc/smtpload-tls``, or ``SMTPLOAD_TLS_DIR``), at 1 and 10 in parallel,
+  running ``benchmarks/starttls-message.yaml`` (EHLO, STARTTLS, the quickstart's transaction
+  inside TLS 1.3) against ``localhost:10027``. The capture sees TLS records, not lines:
+  ``benchmarks/truth_tls.py`` says how each step is found in them (NewSessionTickets
+  included), and the marker is in the first, plain-text EHLO.
+
+``--update-json FILE`` puts the rows run into an existing ``--json`` table (replacing rows of
+the same name), so that one row can be measured again without the others.
 
 What the wire's numbers are
 ---------------------------
@@ -726,6 +736,20 @@ def measure_row(row: Row, port: int, sessions: int, captures: Path) -> dict[str,
     return compare_row(row, summary, wire, capture_stats)
 
 
+def update_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Put ``rows`` into the table at ``path`` (a ``--json`` file): each replaces the row of
+    its name, or is added at the end."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    kept: list[Any] = document["rows"]
+    for row in rows:
+        names = [old["row"] for old in kept]
+        if row["row"] in names:
+            kept[names.index(row["row"])] = row
+        else:
+            kept.append(row)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -739,6 +763,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated subset of: {', '.join(row.name for row in ROWS)}",
     )
     parser.add_argument("--json", type=Path, help="also write the table as JSON to this file")
+    parser.add_argument(
+        "--update-json",
+        type=Path,
+        metavar="FILE",
+        help="replace (or add) the rows run in an existing --json FILE, keeping its other rows;"
+        " each row run notes its own commit, time and load",
+    )
     parser.add_argument("--keep-captures", type=Path, metavar="DIR", help="keep the .pcapng files")
     args = parser.parse_args(argv)
     if args.sessions < 1:
@@ -788,6 +819,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": results,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.update_json is not None:
+        measured = {
+            "smtpload": commit,
+            "started": started,
+            "load_average_1m": {"before": load_before, "after": load_after},
+            "sessions": args.sessions,
+        }
+        update_rows(args.update_json, [{**row, "measured": measured} for row in results])
     print(format_table(results))
     checked = [
         entry["within_target"][key]
