@@ -244,10 +244,11 @@ def test_resumption_is_counted_against_postfix(
 def test_a_thousand_sessions_over_starttls_and_auth_all_pass_and_add_up(
     tmp_path: Path, postfix_tls: TlsPostfixPeers, password: str
 ) -> None:
-    # Issue 11's load run, closed loop. It took ~14 s here (Postfix sustained ~80 sessions/s
-    # with Dovecot's SASL in each), so it stays in the main suite.
+    # Issue 11's load run, closed loop. With PLAIN it took 7-14 s here (Postfix with Dovecot's
+    # SASL sustained 70-150 sessions/s, with the machine's other load), so it stays in the main
+    # suite; SCRAM-SHA-256 doubles that (PBKDF2 on both sides), and is tested alone above.
     sessions = 1000
-    scenario = submission(postfix_tls, mechanism="SCRAM-SHA-256")
+    scenario = submission(postfix_tls, mechanism="PLAIN")
     args = [*trusted(postfix_tls), "--sessions", str(sessions), "--concurrency", "20"]
     status, summary = run(tmp_path, scenario, submission_target(postfix_tls), *args, timeout_s=300)
     assert status == 0, failures_log(tmp_path)
