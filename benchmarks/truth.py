@@ -9,7 +9,8 @@ and at p99. The capture is the ground truth that smtpload's step timing is meant
 Usage (as root, on Linux; needs Postfix's ``smtp-sink`` and Debian's ``tshark``)::
 
     python3 benchmarks/truth.py [--sessions 2000] [--rows sink-1,sink-100,...]
-                                [--json truth.json] [--keep-captures DIR]
+                                [--json truth.json] [--update-json truth.json]
+                                [--keep-captures DIR]
 
 It installs nothing. Without tshark it says how (``apt-get install tshark``, with the debconf
 answer that keeps the install non-interactive). It measures the smtpload it imports (run it with
@@ -24,7 +25,16 @@ The rows (``--rows`` takes a comma-separated subset):
   127.0.0.1:10025 (``.ci/postfix-setup``);
 * ``sink-10-busy``: smtp-sink at 10 in parallel, smtpload run in this process through
   ``smtpload.api.arun`` beside a task in the same trio loop that burns the CPU in 20 ms slices,
-  so that smtpload's own event loop is what is late.
+  so that smtpload's own event loop is what is late;
+* ``starttls-1``, ``starttls-10``: Postfix's STARTTLS service on 10027 (``.ci/postfix-setup``;
+  the test CA from ``/etc/smtpload-tls``, or ``SMTPLOAD_TLS_DIR``), at 1 and 10 in parallel,
+  running ``benchmarks/starttls-message.yaml`` (EHLO, STARTTLS, the quickstart's transaction
+  inside TLS 1.3) against ``localhost:10027``. The capture sees TLS records, not lines:
+  ``benchmarks/truth_tls.py`` says how each step is found in them (NewSessionTickets
+  included), and the marker is in the first, plain-text EHLO.
+
+``--update-json FILE`` puts the rows run into an existing ``--json`` table (replacing rows of
+the same name), so that one row can be measured again without the others.
 
 What the wire's numbers are
 ---------------------------
@@ -391,13 +401,18 @@ INSTALL_TSHARK = (
 @dataclass(frozen=True, slots=True)
 class Row:
     name: str
-    server: str  # "smtp-sink" or "postfix"
+    server: str  # "smtp-sink", "postfix" or "postfix-starttls"
     concurrency: int
     busy: bool = False
 
     @property
     def title(self) -> str:
         return f"{self.server} c={self.concurrency}" + (" busy" if self.busy else "")
+
+    @property
+    def starttls(self) -> bool:
+        """The STARTTLS row: its scenario, its server and its capture reading (truth_tls.py)."""
+        return self.server == "postfix-starttls"
 
 
 ROWS: tuple[Row, ...] = (
@@ -408,7 +423,23 @@ ROWS: tuple[Row, ...] = (
     Row("postfix-10", "postfix", 10),
     Row("postfix-100", "postfix", 100),
     Row("sink-10-busy", "smtp-sink", 10, busy=True),
+    Row("starttls-1", "postfix-starttls", 1),
+    Row("starttls-10", "postfix-starttls", 10),
 )
+
+#: The STARTTLS rows' server: Postfix offering STARTTLS without AUTH (.ci/postfix-setup).
+POSTFIX_STARTTLS_PORT = 10027
+#: Its name in the test CA's certificate (an IP address would be sent as no SNI at all).
+POSTFIX_STARTTLS_HOST = "localhost"
+STARTTLS_SCENARIO = HERE / "starttls-message.yaml"
+#: The test CA's folder, as the test fixture reads it (tests/conftest.py).
+TLS_DIR = Path(os.environ.get("SMTPLOAD_TLS_DIR", "/etc/smtpload-tls"))
+
+
+def _steps(row: Row) -> tuple[str, ...]:
+    from benchmarks.truth_tls import STARTTLS_STEPS
+
+    return STARTTLS_STEPS if row.starttls else QUICKSTART_STEPS
 
 
 def _smtpload_timeout_s(sessions: int) -> float:
@@ -501,11 +532,17 @@ def run_smtpload_command(port: int, row: Row, sessions: int, sender: str) -> dic
     """``smtpload run quickstart`` in a subprocess; its summary."""
     with tempfile.TemporaryDirectory(prefix="truth-results-") as scratch:
         summary_path = Path(scratch) / "summary.json"
+        scenario, host, extra = "quickstart", LOOPBACK, []
+        if row.starttls:
+            # The marker goes in the first EHLO: the only command the capture can read.
+            scenario, host = str(STARTTLS_SCENARIO), POSTFIX_STARTTLS_HOST
+            extra = ["--var", f"helo={sender.partition('@')[0]}.example.test",
+                     "--tls-ca", str(TLS_DIR / "ca.pem")]  # fmt: skip
         command = [
-            sys.executable, "-m", "smtpload", "run", "quickstart",
-            "--target", f"{LOOPBACK}:{port}",
+            sys.executable, "-m", "smtpload", "run", scenario,
+            "--target", f"{host}:{port}",
             "--sessions", str(sessions), "--concurrency", str(row.concurrency),
-            "--var", f"from={sender}",
+            "--var", f"from={sender}", *extra,
             "--results", scratch, "--json", str(summary_path), "--quiet",
         ]  # fmt: skip
         environment = dict(os.environ)
@@ -573,10 +610,13 @@ def compare_row(
     """One row of the table: per step, smtpload's p50/p99 beside the wire's, and the verdict."""
     own = {step["name"]: step for step in summary["steps"]}
     names = [step["name"] for step in summary["steps"] if step["name"] not in ("connect", "close")]
-    if tuple(names) != QUICKSTART_STEPS:
-        raise SystemExit(f"{row.name}: the quickstart's steps are now {names}: update truth.py")
+    if tuple(names) != _steps(row):
+        raise SystemExit(f"{row.name}: the scenario's steps are now {names}: update truth.py")
+    if row.starttls and set(summary["tls"]["versions"]) != {"TLSv1.3"}:
+        # truth_tls.py reads TLS 1.3's record sequence only.
+        raise SystemExit(f"{row.name}: TLS versions {summary['tls']['versions']}, not 1.3 only")
     steps = []
-    for name in (*QUICKSTART_STEPS, GREETING_FROM_SYN_ACK):
+    for name in (*_steps(row), GREETING_FROM_SYN_ACK):
         samples = wire.samples_ns[name]
         latency = own[name if name != GREETING_FROM_SYN_ACK else "greeting"]["latency_ms"]
         entry: dict[str, Any] = {"step": name, "samples": len(samples)}
@@ -611,8 +651,18 @@ def compare_row(
         "streams_skipped": dict(wire.streams_skipped),
         "packets_captured": capture_stats.captured,
         "packets_dropped": capture_stats.dropped,
+        **({"tls": summary["tls"], "tickets_per_stream": _tickets(wire)} if row.starttls else {}),
         "steps": steps,
     }
+
+
+def _tickets(wire: WireSamples) -> dict[str, int]:
+    """How many streams showed how many NewSessionTickets (TLS rows only)."""
+    from benchmarks.truth_tls import TlsWireSamples
+
+    if not isinstance(wire, TlsWireSamples):
+        return {}
+    return {str(count): streams for count, streams in sorted(wire.tickets.items())}
 
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -676,8 +726,28 @@ def measure_row(row: Row, port: int, sessions: int, captures: Path) -> dict[str,
     run = run_smtpload_busy if row.busy else run_smtpload_command
     with capture(port, pcap, capture_stats):
         summary = run(port, row, sessions, sender)
-    wire = wire_samples(read_capture(pcap, port), marker=marker.encode())
+    segments = read_capture(pcap, port)
+    if row.starttls:
+        from benchmarks.truth_tls import tls_wire_samples
+
+        wire: WireSamples = tls_wire_samples(segments, marker=marker.encode())
+    else:
+        wire = wire_samples(segments, marker=marker.encode())
     return compare_row(row, summary, wire, capture_stats)
+
+
+def update_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Put ``rows`` into the table at ``path`` (a ``--json`` file): each replaces the row of
+    its name, or is added at the end."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    kept: list[Any] = document["rows"]
+    for row in rows:
+        names = [old["row"] for old in kept]
+        if row["row"] in names:
+            kept[names.index(row["row"])] = row
+        else:
+            kept.append(row)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -693,6 +763,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated subset of: {', '.join(row.name for row in ROWS)}",
     )
     parser.add_argument("--json", type=Path, help="also write the table as JSON to this file")
+    parser.add_argument(
+        "--update-json",
+        type=Path,
+        metavar="FILE",
+        help="replace (or add) the rows run in an existing --json FILE, keeping its other rows;"
+        " each row run notes its own commit, time and load",
+    )
     parser.add_argument("--keep-captures", type=Path, metavar="DIR", help="keep the .pcapng files")
     args = parser.parse_args(argv)
     if args.sessions < 1:
@@ -722,7 +799,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(row.server == "smtp-sink" for row in rows):
             stack.enter_context(smtp_sink(sink_port, timeout_s=SMTP_SINK_START_TIMEOUT_S))
         for row in rows:
-            port = sink_port if row.server == "smtp-sink" else POSTFIX_PORT
+            port = {"smtp-sink": sink_port, "postfix-starttls": POSTFIX_STARTTLS_PORT}.get(
+                row.server, POSTFIX_PORT
+            )
             result = measure_row(row, port, args.sessions, captures)
             print(_row_note(result), flush=True)
             results.append(result)
@@ -740,6 +819,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": results,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.update_json is not None:
+        measured = {
+            "smtpload": commit,
+            "started": started,
+            "load_average_1m": {"before": load_before, "after": load_after},
+            "sessions": args.sessions,
+        }
+        update_rows(args.update_json, [{**row, "measured": measured} for row in results])
     print(format_table(results))
     checked = [
         entry["within_target"][key]
@@ -757,4 +844,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package's module, not this __main__ copy of it: truth_tls.py imports
+    # benchmarks.truth, whose Side and Segment must be the ones the capture is read into.
+    from benchmarks.truth import main as package_main
+
+    sys.exit(package_main())

@@ -51,7 +51,9 @@ from smtpload.errors import (
 from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlanError, plan_load
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
-from smtpload.protocol.compiler import compile_scenario, undeclared_variables
+from smtpload.net.tls import TlsNames
+from smtpload.net.tls_setup import TlsRequest, compile_for_target
+from smtpload.protocol.compiler import undeclared_variables
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output
 from smtpload.report.results import SUMMARY_FILE, exit_status, write_results
@@ -65,7 +67,15 @@ from smtpload.report.thresholds import (
 )
 from smtpload.scenario.bundled import is_dir, scenario_path
 from smtpload.scenario.loader import load_scenario as _load_scenario_file
-from smtpload.scenario.model import Scenario, Target, parse_target
+from smtpload.scenario.model import (
+    TLS_MIN_VERSIONS,
+    Origin,
+    Scenario,
+    Target,
+    TlsSettings,
+    parse_target,
+    server_name_problem,
+)
 
 __all__ = [
     "LocalError",
@@ -136,6 +146,14 @@ async def arun(
     thresholds: Sequence[str] | None = None,
     abort_on_threshold: bool = False,
     abort_warmup_s: float = DEFAULT_WARMUP_S,
+    tls: str | None = None,
+    tls_ca: str | os.PathLike[str] | None = None,
+    tls_server_name: str | None = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
+    tls_min_version: str | None = None,
+    tls_insecure: bool = False,
+    tls_resume: bool = True,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -152,7 +170,24 @@ async def arun(
         raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
-    compiled = compile_scenario(scenario, timeout_s=timeout_s, overrides=variables)
+    request = _tls_request(
+        tls=tls,
+        ca=tls_ca,
+        server_name=tls_server_name,
+        cert=tls_cert,
+        key=tls_key,
+        min_version=tls_min_version,
+        insecure=tls_insecure,
+        resume=tls_resume,
+    )
+    compiled, tls_client = compile_for_target(
+        scenario,
+        chosen_target,
+        request,
+        timeout_s=timeout_s,
+        overrides=variables,
+        names=_TLS_NAMES,
+    )
     try:
         plan = plan_load(scenario.load, LoadOptions(sessions=sessions, concurrency=concurrency))
     except LoadPlanError as error:  # none of its refusals concerns these two: kept for safety
@@ -202,6 +237,7 @@ async def arun(
         print_notices=False,
         clock=clock,
         abort=abort,
+        tls=tls_client,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     summary["thresholds"] = evaluate_thresholds(rules, summary)
@@ -223,6 +259,14 @@ def run(
     thresholds: Sequence[str] | None = None,
     abort_on_threshold: bool = False,
     abort_warmup_s: float = DEFAULT_WARMUP_S,
+    tls: str | None = None,
+    tls_ca: str | os.PathLike[str] | None = None,
+    tls_server_name: str | None = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
+    tls_min_version: str | None = None,
+    tls_insecure: bool = False,
+    tls_resume: bool = True,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -252,6 +296,26 @@ def run(
             second after ``abort_warmup_s``; ``summary["aborted"]`` then names it and
             :attr:`RunResult.exit_status` is 1.
         abort_warmup_s: as ``--abort-warmup``, in seconds.
+        tls: ``"implicit"``: TLS from the first byte (RFC 8314, port 465), as ``--tls
+            implicit`` or a ``smtps://HOST:PORT`` target. None: TLS only where the scenario
+            has a ``starttls`` step.
+        tls_ca: trust the certificates in this PEM file, not the system's store
+            (``--tls-ca``). Certificates are verified by default.
+        tls_server_name: the name sent as SNI and checked in the certificate (default: the
+            target's host), as ``--tls-server-name``.
+        tls_cert, tls_key: a client certificate and its key (PEM), as ``--tls-cert`` and
+            ``--tls-key``.
+        tls_min_version: ``"1.2"`` or ``"1.3"``: refuse a server that offers only an older
+            version (the session is a ``tls_error``), as ``--tls-min-version``.
+        tls_insecure: do not verify certificates (``--tls-insecure``); ``summary["tls"]
+            ["verified"]`` then says False.
+        tls_resume: offer the run's newest TLS session in each new connection
+            (``--tls-resume on``, the default); False: every handshake is full. The summary
+            counts ``tls.resumed`` of ``tls.handshakes``.
+
+        Each TLS setting given wins over the scenario target's own (``ca``, ``server_name``,
+        ``cert``, ``key``, ``min_version``); they are used only when a session does TLS, and
+        the files are read once, before the first session.
 
     Returns:
         the run's :class:`RunResult`; failed sessions are counted there, never raised.
@@ -260,7 +324,9 @@ def run(
         ScenarioError: the scenario is invalid (a threshold of its ``load:`` block too, at
             its place in the file).
         UsageError: an argument is invalid (a variable the scenario does not declare, a bad
-            target, a count below 1, a threshold that cannot be read or names no step).
+            target, a count below 1, a threshold that cannot be read or names no step, a TLS
+            file that does not exist or cannot be used, ``tls="implicit"`` without a target
+            or with a ``starttls`` step).
         OutputError: ``results_dir`` cannot be written (checked before the first session),
             or a result file in it could not be.
     """
@@ -277,6 +343,14 @@ def run(
         thresholds=thresholds,
         abort_on_threshold=abort_on_threshold,
         abort_warmup_s=abort_warmup_s,
+        tls=tls,
+        tls_ca=tls_ca,
+        tls_server_name=tls_server_name,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_min_version=tls_min_version,
+        tls_insecure=tls_insecure,
+        tls_resume=tls_resume,
     )
     try:
         return trio.run(call)
@@ -345,6 +419,67 @@ def _parse_thresholds(
         except ThresholdError as error:
             raise UsageError(f"thresholds[{index}] {error}") from None
     return rules
+
+
+#: The API's names for the TLS settings, in its error messages.
+_TLS_NAMES = TlsNames(
+    implicit="tls='implicit'", target="target=", ca="tls_ca", cert="tls_cert", key="tls_key",
+    separator="=",
+)  # fmt: skip
+
+
+def _tls_request(
+    *,
+    tls: str | None,
+    ca: str | os.PathLike[str] | None,
+    server_name: str | None,
+    cert: str | os.PathLike[str] | None,
+    key: str | os.PathLike[str] | None,
+    min_version: str | None,
+    insecure: bool,
+    resume: bool,
+) -> TlsRequest:
+    """The keyword arguments' TLS, checked as the command line's argparse checks its options."""
+    if tls not in (None, "implicit"):
+        raise UsageError(f"tls={tls!r}: give 'implicit' (TLS from the first byte), or None")
+    if min_version is not None and min_version not in TLS_MIN_VERSIONS:
+        raise UsageError(
+            f"tls_min_version={min_version!r}: give one of"
+            f" {', '.join(map(repr, TLS_MIN_VERSIONS))}, or None"
+        )
+    if server_name is not None and (
+        not isinstance(server_name, str) or server_name_problem(server_name) is not None
+    ):
+        raise UsageError(
+            f"tls_server_name={server_name!r}: give a host name, e.g. 'mx.example.test', or None"
+        )
+    for name, flag in (("tls_insecure", insecure), ("tls_resume", resume)):
+        if not isinstance(flag, bool):
+            raise UsageError(f"{name}={flag!r}: give True or False")
+    files: dict[str, str | None] = {}
+    for name, path in (("tls_ca", ca), ("tls_cert", cert), ("tls_key", key)):
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise UsageError(f"{name}={path!r}: give a file name (str or Path), or None")
+        files[name] = None if path is None else os.fspath(path)
+        if files[name] == "":
+            raise UsageError(f"{name}='': an empty name; give a file, or None")
+    return TlsRequest(
+        implicit=tls == "implicit",
+        settings=TlsSettings(
+            ca_file=files["tls_ca"],
+            server_name=server_name,
+            cert_file=files["tls_cert"],
+            key_file=files["tls_key"],
+            min_version=min_version,
+            origins=(
+                ("ca_file", Origin("tls_ca=")),
+                ("cert_file", Origin("tls_cert=")),
+                ("key_file", Origin("tls_key=")),
+            ),
+        ),
+        insecure=insecure,
+        resume=resume,
+    )
 
 
 def _is_seconds(value: object) -> bool:

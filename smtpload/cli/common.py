@@ -15,8 +15,9 @@ from pathlib import Path
 
 from smtpload.cli.interrupts import EXIT_INTERRUPTED
 from smtpload.errors import OutputError, UsageError, clipped, shown
-from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
-from smtpload.protocol.compiler import CompiledScenario, compile_scenario
+from smtpload.net.tls import TlsClient
+from smtpload.net.tls_setup import TlsRequest, compile_for_target
+from smtpload.protocol.compiler import CompiledScenario
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.files import is_smtpload_report, is_stream, probe_output
 from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
@@ -321,31 +322,6 @@ def compile_with_tls(
     if args.tls_key is not None and args.tls_cert is None and scenario.tls.cert_file is None:
         # As a scenario target's `key:` without `cert:`: a key alone is no client certificate.
         raise UsageError("--tls-key needs --tls-cert (the client certificate it is the key of)")
-    # A scenario whose target says `tls: implicit` speaks TLS from the first byte wherever
-    # --target points it (--target replaces the host and port, as each --tls-* option replaces
-    # only its own key): a plain client at a port that waits for a ClientHello gets nothing.
-    implicit = (
-        args.tls == "implicit"
-        or (target is not None and target.implicit_tls)
-        or (scenario.target is not None and scenario.target.implicit_tls and target is not None)
-    )
-    if implicit and target is None:
-        raise UsageError(
-            "--tls implicit needs --target (or a target in the scenario): the built-in sink"
-            " does not speak TLS"
-        )
-    compiled = compile_scenario(
-        scenario, timeout_s=args.timeout, overrides=overrides, implicit_tls=implicit
-    )
-    if not compiled.uses_tls or target is None:
-        return compiled, None
-    for option, path in (
-        ("--tls-ca", args.tls_ca),
-        ("--tls-cert", args.tls_cert),
-        ("--tls-key", args.tls_key),
-    ):
-        if path is not None and not os.path.isfile(path):
-            raise UsageError(f"{option} {shown(str(path))}: no such file; check the path")
     given = TlsSettings(
         ca_file=_optional_name(args.tls_ca),
         server_name=args.tls_server_name,
@@ -358,12 +334,15 @@ def compile_with_tls(
             ("key_file", Origin("--tls-key")),
         ),
     )
-    options = TlsOptions(
-        settings=scenario.tls.overridden_by(given),
+    request = TlsRequest(
+        implicit=args.tls == "implicit",
+        settings=given,
         insecure=args.tls_insecure,
         resume=args.tls_resume == "on",
     )
-    return compiled, build_tls_client(options, target.host)
+    return compile_for_target(
+        scenario, target, request, timeout_s=args.timeout, overrides=overrides
+    )
 
 
 def _server_name(text: str) -> str:

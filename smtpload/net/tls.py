@@ -35,10 +35,12 @@ from smtpload.errors import Problem, ScenarioError, UsageError, shown
 from smtpload.scenario.model import Origin, TlsSettings
 
 __all__ = [
+    "COMMAND_LINE_NAMES",
     "WRITE_CHUNK_BYTES",
     "TlsChannel",
     "TlsClient",
     "TlsFailure",
+    "TlsNames",
     "TlsOptions",
     "build_tls_client",
     "tls_context",
@@ -53,6 +55,34 @@ _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)" -> "wrong version number"
 _OPENSSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsNames:
+    """What a caller calls its TLS choices, for the error messages: the command line's options
+    (``--tls-ca FILE``) or the API's keyword arguments (``tls_ca='FILE'``)."""
+
+    implicit: str
+    target: str
+    ca: str
+    cert: str
+    key: str
+    #: between a name and its value: " " for an option, "=" for a keyword argument
+    separator: str
+
+    def given(self, name: str, value: str) -> str:
+        """``--tls-ca 'ca.pem'``, or ``tls_ca='ca.pem'``."""
+        return f"{name}{self.separator}{shown(value)}"
+
+
+COMMAND_LINE_NAMES = TlsNames(
+    implicit="--tls implicit",
+    target="--target",
+    ca="--tls-ca",
+    cert="--tls-cert",
+    key="--tls-key",
+    separator=" ",
+)
 
 
 class TlsFailure(Exception):
@@ -209,8 +239,13 @@ def describe_ssl_error(error: ssl.SSLError, *, handshake: bool) -> str:
     return f"{where}: {text}"
 
 
-def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
+def build_tls_client(
+    options: TlsOptions, host: str, *, names: TlsNames = COMMAND_LINE_NAMES
+) -> TlsClient:
     """The run's TLS client, for a target whose host is ``host`` (the default server name).
+
+    ``names`` says what the caller calls the settings, for the messages (see
+    ``COMMAND_LINE_NAMES``).
 
     Raises:
         UsageError: a CA file, certificate or key given on the command line that cannot be
@@ -327,7 +362,10 @@ def _file_error(
     """A TLS file's problem, said where its file was given: the option, or the scenario's key
     (``FILE:LINE:COL``)."""
     origin = settings.origin(name) or Origin(_DEFAULT_ORIGINS[name])
-    message = f"{origin.name} {shown(path)}: {what}; {hint}"
+    # An option is followed by its value ("--tls-ca 'ca.pem'"), a keyword argument by "=" and
+    # its value ("tls_ca='ca.pem'", the API's names end in "=").
+    between = "" if origin.name.endswith("=") else " "
+    message = f"{origin.name}{between}{shown(path)}: {what}; {hint}"
     if origin.file is None:
         return UsageError(message)
     return ScenarioError([Problem(origin.file, origin.line, origin.column, message)])
