@@ -7,6 +7,7 @@ their nursery and point smtpload's runner at it. They are servers in every sense
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import os
 import socket
@@ -678,6 +679,53 @@ def accepts_without_scram_signature(line: bytes) -> list[bytes]:
     return [b"235 2.7.0 ok\r\n"]
 
 
+def _echoed(line: bytes) -> bytes:
+    """``line`` as a careless server quotes it: as sent, and its base64 decoded (NUL and all)."""
+    parts = line.split(b" ")
+    try:
+        decoded = base64.b64decode(parts[-1], validate=True)
+    except binascii.Error:
+        decoded = b""
+    return line + b" (" + decoded + b")"
+
+
+def echoes_auth(accept: bool) -> Handler:
+    """A server that speaks AUTH PLAIN, LOGIN and XOAUTH2 and quotes each line the client sent
+    in its replies: LOGIN's second 334 is the user name's blob sent back (base64, so the client
+    answers it), the final reply a 535 quoting the last line, or (``accept``) a 235 quoting it
+    and then a 250 (where QUIT expects 221) quoting the AUTH line again."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(b"220 auth.test ESMTP\r\n")
+            auth_line = b""
+            for _ in range(10):
+                line = (await _read_line(stream)).rstrip(b"\r\n")
+                verb = line.split(b" ", 1)[0].upper()
+                if not line or verb == b"QUIT":
+                    if line:
+                        await stream.send_all(b"250 ok " + _echoed(auth_line) + b"\r\n")
+                    return
+                if verb == b"EHLO":
+                    await stream.send_all(b"250-auth.test\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n")
+                    continue
+                if verb != b"AUTH":
+                    await stream.send_all(b"500 what: " + line + b"\r\n")
+                    continue
+                auth_line = line
+                if line.upper() == b"AUTH LOGIN":
+                    await stream.send_all(b"334 VXNlcm5hbWU6\r\n")
+                    username = (await _read_line(stream)).rstrip(b"\r\n")
+                    await stream.send_all(b"334 " + username + b"\r\n")
+                    line = (await _read_line(stream)).rstrip(b"\r\n")
+                if accept:
+                    await stream.send_all(b"235 2.7.0 welcome " + _echoed(line) + b"\r\n")
+                else:
+                    await stream.send_all(b"535 5.7.8 bad credentials " + _echoed(line) + b"\r\n")
+
+    return handler
+
+
 BEHAVIOURS.update(
     {
         "auth-not-base64": misbehaving_auth(not_base64_challenge),
@@ -686,5 +734,7 @@ BEHAVIOURS.update(
         "auth-wrong-scram-signature": misbehaving_auth(wrong_scram_signature),
         "auth-costly-scram": misbehaving_auth(costly_scram_iterations),
         "auth-no-scram-signature": misbehaving_auth(accepts_without_scram_signature),
+        "auth-echo-535": echoes_auth(accept=False),
+        "auth-echo-235": echoes_auth(accept=True),
     }
 )

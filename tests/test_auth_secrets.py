@@ -151,3 +151,80 @@ async def test_no_output_holds_the_secret_after_a_protocol_error(
     )
     assert "wrong server signature" in "".join(texts)
     _assert_nothing_leaks(tmp_path, texts, AUTH_PASSWORD, [])
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "key", "secret", "blobs"),
+    [
+        (
+            "PLAIN",
+            "password",
+            AUTH_PASSWORD,
+            [_blob(f"\0{AUTH_USER}\0{AUTH_PASSWORD}")],
+        ),
+        ("LOGIN", "password", AUTH_PASSWORD, [_blob(AUTH_USER), _blob(AUTH_PASSWORD)]),
+        (
+            "XOAUTH2",
+            "token",
+            AUTH_TOKEN,
+            [_blob(f"user={AUTH_USER}\x01auth=Bearer {AUTH_TOKEN}\x01\x01")],
+        ),
+    ],
+)
+@pytest.mark.parametrize("behaviour", ["auth-echo-535", "auth-echo-235"])
+async def test_no_output_holds_the_secret_a_server_echoes(
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    mechanism: str,
+    key: str,
+    secret: str,
+    blobs: list[bytes],
+    behaviour: str,
+) -> None:
+    """A server that quotes every AUTH line back (a 535, LOGIN's second 334, a 235, the 250
+    to QUIT), as sent and decoded: what is shown of its replies is scrubbed."""
+    monkeypatch.setenv("SMTP_SECRET", secret)
+    port = await start_server(nursery, behaviour)
+    scenario = _scenario(tmp_path / "auth.yaml", mechanism, key, "SMTP_SECRET")
+    texts = await trio.to_thread.run_sync(
+        functools.partial(_outputs, tmp_path, f"127.0.0.1:{port}", scenario, "o")
+    )
+    assert "unexpected_reply" in "".join(texts)
+    _assert_nothing_leaks(tmp_path, texts, secret, blobs)
+    # The replies were shown, with the secret's place marked.
+    assert any("<redacted>" in text for text in texts)
+
+
+async def test_a_difference_shown_by_compare_holds_no_echoed_secret(
+    tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded where the server quotes the AUTH line in a 535, compared where it quotes it in
+    a 235 and a 250: the differences (terminal, --json, JUnit) show the replies scrubbed."""
+    monkeypatch.setenv("SMTP_SECRET", AUTH_PASSWORD)
+    before = await start_server(nursery, "auth-echo-535")
+    after = await start_server(nursery, "auth-echo-235")
+    scenario = _scenario(tmp_path / "auth.yaml", "PLAIN", "password", "SMTP_SECRET")
+    baseline, junit, report = tmp_path / "b.json", tmp_path / "junit.xml", tmp_path / "c.json"
+
+    def commands() -> list[subprocess.CompletedProcess[str]]:
+        return [
+            smtpload(
+                "record", str(scenario), "-o", str(baseline), "--target",
+                f"127.0.0.1:{before}", cwd=tmp_path,
+            ),
+            smtpload(
+                "compare", str(scenario), "--baseline", str(baseline), "--target",
+                f"127.0.0.1:{after}", "--junit", str(junit), "--json", str(report), cwd=tmp_path,
+            ),
+        ]  # fmt: skip
+
+    said = await trio.to_thread.run_sync(commands)
+    assert said[1].returncode != 0, said[1].stdout + said[1].stderr
+    outputs = [junit.read_bytes(), report.read_bytes()]
+    outputs += [text.encode() for result in said for text in (result.stdout, result.stderr)]
+    assert b"welcome" in b"".join(outputs)  # the 235 that differs is shown
+    blob = _blob(f"\0{AUTH_USER}\0{AUTH_PASSWORD}")
+    for needle in [AUTH_PASSWORD.encode(), blob, *aligned_base64(AUTH_PASSWORD.encode())]:
+        for n, data in enumerate(outputs):
+            assert needle not in data, f"{needle!r} leaked into output {n}"

@@ -58,6 +58,7 @@ from smtpload.protocol.outcome import (
     TranscriptLine,
     reply_transcript_lines,
 )
+from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.wire import PaddedMessage, Reply
 from smtpload.scenario.model import StepKind
 
@@ -135,6 +136,7 @@ class SessionEngine:
         "_observe",
         "_quit_step",
         "_scenario",
+        "_scrubber",
         "_skip_data",
         "_transcript",
         "_variables",
@@ -172,6 +174,9 @@ class SessionEngine:
         self._failure_got = ""
         self._auth: AuthExchange | None = None
         self._auth_abort: str | None = None
+        # What an auth step sent or knows, kept out of what is shown of replies (scrub.py);
+        # None until one runs, so sessions without secrets compute nothing.
+        self._scrubber: Scrubber | None = None
         self.outcome = Outcome.PASSED
         self.messages_accepted = 0
 
@@ -233,7 +238,11 @@ class SessionEngine:
         except ValueError as error:  # SASLprep refused credentials rendered from variables
             raise AuthError(str(error)) from None
         self._auth_abort = None
+        if self._scrubber is None:
+            self._scrubber = Scrubber()
+        self._scrubber.add_secret(step.auth.secret.render(self._variables))
         line = self._auth.command()
+        self._scrubber.add_sent(line)
         shown = redacted(line)
         self._last_sent = shown.encode("utf-8") + b"\r\n"
         self._transcript.append(("C", shown))
@@ -272,6 +281,8 @@ class SessionEngine:
         except AuthError as error:
             self._auth_abort = str(error)
             line = CANCEL
+        if self._scrubber is not None:
+            self._scrubber.add_sent(line)
         self._transcript.append(("C", redacted(line)))
         return line
 
@@ -288,7 +299,7 @@ class SessionEngine:
             return True
         if step.kind is StepKind.CLOSE:
             self._observe_event(step, "reply", reply, "the server did not close the connection")
-            self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(reply)}")
+            self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(self._shown(reply))}")
             return False
         expectation = step.expectation
         if expectation is not None:
@@ -324,13 +335,15 @@ class SessionEngine:
         if reply.code == 421:
             return self.on_reply(step, reply)
         self._transcript.append(("S", reply))
-        self.on_protocol_error(step, f"reply before command: {_first_line(reply)}")
+        self.on_protocol_error(step, f"reply before command: {_first_line(self._shown(reply))}")
         return False
 
     def on_early_bytes(self, step: CompiledStep, received: bytes) -> None:
         """The start of a reply (not ending in a line end yet, and not a 421) was already there
         when ``step``'s command was about to be sent: a protocol error, as in ``on_early_reply``;
         the command is not sent."""
+        if self._scrubber is not None:  # before the preview cuts a secret in two
+            received = self._scrubber.scrub_bytes(received)
         preview = received[:_EARLY_PREVIEW_BYTES].decode("utf-8", "replace")
         more = ""
         if len(received) > _EARLY_PREVIEW_BYTES:
@@ -420,7 +433,7 @@ class SessionEngine:
             outcome=self.outcome,
             step=step.name if step is not None else "connect",
             expected=expected,
-            got=self._failure_got,
+            got=self._shown_text(self._failure_got),
             transcript=tuple(self._transcript_lines()),
         )
 
@@ -429,7 +442,14 @@ class SessionEngine:
     ) -> None:
         if step.index < 0 or not (self._observe or self._watcher is not None):
             return
-        observation = Observation(step, event, reply, mismatch, self._last_sent)
+        sent = self._last_sent
+        if self._scrubber is not None:
+            # Baselines and replay's view show these: the scrubbed reply, not the judged one.
+            reply = self._shown(reply) if reply is not None else None
+            mismatch = self._shown_text(mismatch) if mismatch is not None else None
+            if isinstance(sent, bytes):
+                sent = self._scrubber.scrub_bytes(sent)
+        observation = Observation(step, event, reply, mismatch, sent)
         if self._observe:
             self.observations.append(observation)
         if self._watcher is not None:
@@ -440,7 +460,7 @@ class SessionEngine:
         self._observe_event(step, "reply", reply, why)
         if self._failed_step is None:
             self._failed_step = step
-            self._failure_got = f"{_first_line(reply)} ({why})"
+            self._failure_got = f"{_first_line(self._shown(reply))} ({why})"
         codes = step.expectation.codes if step.expectation is not None else None
         expects_354 = codes is None or 354 in codes
         if step.kind is StepKind.STARTTLS:
@@ -478,7 +498,7 @@ class SessionEngine:
 
     def _unexpected(self, step: CompiledStep, reply: Reply, why: str) -> None:
         self._observe_event(step, "reply", reply, why)
-        self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(reply)} ({why})")
+        self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(self._shown(reply))} ({why})")
         if reply.code not in _NO_QUIT_AFTER:
             self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
 
@@ -490,11 +510,27 @@ class SessionEngine:
         self._failed_step = step
         self._failure_got = got
 
+    def _shown(self, reply: Reply) -> Reply:
+        """``reply`` as reports may show it: without this session's secrets (scrub.py)."""
+        return reply if self._scrubber is None else self._scrubber.reply(reply)
+
+    def _shown_text(self, text: str) -> str:
+        return text if self._scrubber is None else self._scrubber.scrub(text)
+
     def _transcript_lines(self) -> list[TranscriptLine]:
+        lines = self._raw_transcript_lines()
+        scrubber = self._scrubber
+        if scrubber is None:
+            return lines
+        # Replies are scrubbed before they are cut (below), so no cut leaves half a secret;
+        # the other lines here too, since a capture can carry a quoted secret into a command.
+        return [TranscriptLine(line.direction, scrubber.scrub(line.text)) for line in lines]
+
+    def _raw_transcript_lines(self) -> list[TranscriptLine]:
         lines: list[TranscriptLine] = []
         for direction, item in self._transcript:
             if isinstance(item, Reply):
-                lines.extend(reply_transcript_lines(item.raw))
+                lines.extend(reply_transcript_lines(self._shown(item).raw))
             elif isinstance(item, tuple):
                 step, data = item
                 if step.kind is StepKind.DATA:
