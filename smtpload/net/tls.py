@@ -239,13 +239,11 @@ def describe_ssl_error(error: ssl.SSLError, *, handshake: bool) -> str:
     return f"{where}: {text}"
 
 
-def build_tls_client(
-    options: TlsOptions, host: str, *, names: TlsNames = COMMAND_LINE_NAMES
-) -> TlsClient:
+def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
     """The run's TLS client, for a target whose host is ``host`` (the default server name).
 
-    ``names`` says what the caller calls the settings, for the messages (see
-    ``COMMAND_LINE_NAMES``).
+    A file that does not load is named by its origin in ``options.settings`` (the option,
+    the API's keyword or the scenario's key).
 
     Raises:
         UsageError: a CA file, certificate or key given on the command line that cannot be

@@ -97,4 +97,4 @@ def compile_for_target(
         insecure=request.insecure,
         resume=request.resume,
     )
-    return compiled, build_tls_client(options, target.host, names=names)
+    return compiled, build_tls_client(options, target.host)
