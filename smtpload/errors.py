@@ -119,4 +119,16 @@ class ResultsError(LocalError):
 
 
 class RemoteProtocolError(SmtploadError):
-    """The server sent something that is not an SMTP reply (RFC 5321 §4.2)."""
+    """The server sent something that is not an SMTP reply (RFC 5321 §4.2).
+
+    Attributes:
+        line: the offending bytes when the message shows a preview of them, else None, so
+            that a session with secrets can scrub them before the preview is made (a cut
+            could otherwise leave part of a secret, and the preview escapes bytes).
+        prefix: the message's words before that preview.
+    """
+
+    def __init__(self, message: str, *, line: bytes | None = None, prefix: str = "") -> None:
+        super().__init__(message)
+        self.line = line
+        self.prefix = prefix

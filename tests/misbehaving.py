@@ -726,8 +726,27 @@ def echoes_auth(accept: bool) -> Handler:
     return handler
 
 
+async def auth_answered_with_garbage(stream: trio.SocketStream) -> None:
+    """A server that answers the AUTH line with a line that is no SMTP reply, quoting it (and
+    its blob decoded) after 20 bytes of filler, so that a 60-byte preview cuts the blob."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(b"220 auth.test ESMTP\r\n")
+        for _ in range(10):
+            line = (await _read_line(stream)).rstrip(b"\r\n")
+            verb = line.split(b" ", 1)[0].upper()
+            if not line or verb == b"QUIT":
+                return
+            if verb == b"EHLO":
+                await stream.send_all(b"250-auth.test\r\n250 AUTH PLAIN\r\n")
+            elif verb == b"AUTH":
+                await stream.send_all(b"oops " + b"x" * 20 + b" " + _echoed(line) + b"\r\n")
+            else:
+                await stream.send_all(b"500 what\r\n")
+
+
 BEHAVIOURS.update(
     {
+        "auth-garbage": auth_answered_with_garbage,
         "auth-not-base64": misbehaving_auth(not_base64_challenge),
         "auth-endless": misbehaving_auth(endless_auth_challenges),
         "auth-stall": misbehaving_auth(stalls_after_auth),

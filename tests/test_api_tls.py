@@ -79,7 +79,8 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("ca-empty", {"tls_ca": ""}, "tls_ca='': an empty name"),
     ("ca-missing", {"tls_ca": "no-such-ca.pem"}, "tls_ca='no-such-ca.pem': no such file"),
     ("cert-missing", {"tls_cert": Path("no.pem")}, "tls_cert='no.pem': no such file"),
-    ("key-missing", {"tls_key": "no.key"}, "tls_key='no.key': no such file"),
+    ("key-alone", {"tls_key": "no.key"}, "tls_key needs tls_cert"),  # as --tls-key's
+    ("key-missing", {"tls_cert": __file__, "tls_key": "no.key"}, "tls_key='no.key': no such"),
 ]
 
 

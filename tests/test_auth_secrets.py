@@ -196,6 +196,32 @@ async def test_no_output_holds_the_secret_a_server_echoes(
     assert any("<redacted>" in text for text in texts)
 
 
+@pytest.mark.parametrize(
+    "secret", [AUTH_PASSWORD, "pässwörd-Zq7-not-ascii", 'back\\slash-"quoted"-Zq7']
+)
+async def test_a_protocol_error_quoting_the_secret_shows_it_scrubbed(
+    tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """A server that answers AUTH with a line that is no reply, quoting the blob after 20
+    bytes (so the 60-byte preview cuts it) and the password decoded: the preview is made from
+    the scrubbed bytes, so neither a cut blob nor an escaped password (non-ASCII, a backslash,
+    quotes: shown as \\xc3\\xa4, \\\\, \\') is left."""
+    monkeypatch.setenv("SMTP_SECRET", secret)
+    port = await start_server(nursery, "auth-garbage")
+    scenario = _scenario(tmp_path / "auth.yaml", "PLAIN", "password", "SMTP_SECRET")
+    texts = await trio.to_thread.run_sync(
+        functools.partial(_outputs, tmp_path, f"127.0.0.1:{port}", scenario, "o")
+    )
+    assert "not an SMTP reply line" in "".join(texts)
+    blob = _blob(f"\0{AUTH_USER}\0{secret}")
+    _assert_nothing_leaks(tmp_path, texts, secret, [blob])
+    escaped = repr(secret.encode())[2:-1]
+    for text in texts:
+        assert escaped not in text
+        assert blob.decode()[:20] not in text  # the blob's start, as a cut preview left it
+    assert any("<redacted>" in text for text in texts)
+
+
 async def test_a_difference_shown_by_compare_holds_no_echoed_secret(
     tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:

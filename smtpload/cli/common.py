@@ -319,9 +319,6 @@ def compile_with_tls(
             --tls-cert; a TLS file of an option that cannot be read or used.
         ScenarioError: a TLS file of the scenario's target that cannot be read or used.
     """
-    if args.tls_key is not None and args.tls_cert is None and scenario.tls.cert_file is None:
-        # As a scenario target's `key:` without `cert:`: a key alone is no client certificate.
-        raise UsageError("--tls-key needs --tls-cert (the client certificate it is the key of)")
     given = TlsSettings(
         ca_file=_optional_name(args.tls_ca),
         server_name=args.tls_server_name,

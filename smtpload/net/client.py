@@ -592,7 +592,7 @@ async def _converse(
                         await wire.send(line)  # through TLS once it is up
                         reply = await wire.reply()
             except RemoteProtocolError as error:
-                engine.on_protocol_error(step, str(error))
+                engine.on_protocol_error(step, engine.protocol_error_detail(error))
             except TlsFailure as error:
                 engine.on_tls_error(step, str(error))
             except OSError as error:

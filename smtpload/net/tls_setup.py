@@ -65,6 +65,12 @@ def compile_for_target(
             does not exist or cannot be used.
         ScenarioError: the scenario does not compile (as ``compile_scenario``).
     """
+    given = request.settings
+    if given.key_file is not None and given.cert_file is None and scenario.tls.cert_file is None:
+        # As a scenario target's `key:` without `cert:`: a key alone is no client certificate.
+        raise UsageError(
+            f"{names.key} needs {names.cert} (the client certificate it is the key of)"
+        )
     # A scenario whose target says `tls: implicit` speaks TLS from the first byte wherever
     # the caller's target points it (a target replaces the host and port, as each TLS setting
     # replaces only its own key): a plain client at a port that waits for a ClientHello gets
@@ -84,7 +90,6 @@ def compile_for_target(
     )
     if not compiled.uses_tls or target is None:
         return compiled, None
-    given = request.settings
     for name, path in (
         (names.ca, given.ca_file),
         (names.cert, given.cert_file),

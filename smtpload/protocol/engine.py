@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from smtpload.errors import counted
+from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.outcome import (
@@ -59,7 +59,7 @@ from smtpload.protocol.outcome import (
     reply_transcript_lines,
 )
 from smtpload.protocol.scrub import Scrubber
-from smtpload.protocol.wire import PaddedMessage, Reply
+from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.scenario.model import StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
@@ -390,7 +390,19 @@ class SessionEngine:
         if step.index >= 0:
             self._fail(step, Outcome.CONNECTION_CLOSED, detail)
 
+    def protocol_error_detail(self, error: RemoteProtocolError) -> str:
+        """What a protocol error says, with this session's secrets scrubbed from the bytes it
+        previews before the preview cuts and escapes them (a cut blob or an escaped non-ASCII
+        password would no longer match)."""
+        if self._scrubber is None:
+            return str(error)
+        if error.line is None:
+            return self._scrubber.scrub(str(error))
+        return error.prefix + preview_line(self._scrubber.scrub_bytes(error.line))
+
     def on_protocol_error(self, step: CompiledStep, detail: str) -> None:
+        if self._scrubber is not None:
+            detail = self._scrubber.scrub(detail)
         self._transcript.append(("*", f"protocol error: {detail}"))
         self._observe_event(step, "protocol_error", None, detail)
         if step.index >= 0:

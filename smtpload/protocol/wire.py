@@ -40,6 +40,7 @@ __all__ = [
     "ReplyParser",
     "encode_message",
     "encode_message_text",
+    "preview_line",
 ]
 
 #: RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer ones
@@ -200,7 +201,10 @@ class ReplyParser:
             line = buffer[position:end]
             line_code = _code_of(line)
             if line_code < 0:
-                raise RemoteProtocolError(f"not an SMTP reply line: {_preview(line)}")
+                prefix = "not an SMTP reply line: "
+                raise RemoteProtocolError(
+                    f"{prefix}{preview_line(line)}", line=bytes(line), prefix=prefix
+                )
             if code == -1:
                 code = line_code
                 reply_start = position
@@ -238,7 +242,8 @@ def _reply_too_long(limit: int) -> RemoteProtocolError:
     )
 
 
-def _preview(line: bytes, limit: int = 60) -> str:
+def preview_line(line: bytes, limit: int = 60) -> str:
+    """The first ``limit`` bytes of a line that is not a reply, escaped as Python does."""
     text = repr(line[:limit])[2:-1]
     return text + ("..." if len(line) > limit else "")
 
