@@ -94,7 +94,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, overload
 
 import trio
 import trio.lowlevel
@@ -264,13 +264,23 @@ class StreamDialogue:
             del buffer[: end + 2]
 
 
-def dialogues(segments: Iterable[Segment]) -> dict[int, StreamDialogue]:
-    """Every stream's dialogue, from segments in capture order."""
+_Dialogue = TypeVar("_Dialogue", bound=StreamDialogue)
+
+
+@overload
+def dialogues(segments: Iterable[Segment]) -> dict[int, StreamDialogue]: ...
+@overload
+def dialogues(segments: Iterable[Segment], kind: type[_Dialogue]) -> dict[int, _Dialogue]: ...
+def dialogues(
+    segments: Iterable[Segment], kind: type[StreamDialogue] = StreamDialogue
+) -> dict[int, Any]:
+    """Every stream's dialogue, from segments in capture order, each read by a ``kind``
+    (``StreamDialogue``, or a reader of its own such as truth_tls.py's)."""
     streams: dict[int, StreamDialogue] = {}
     for segment in segments:
         dialogue = streams.get(segment.stream)
         if dialogue is None:
-            dialogue = streams[segment.stream] = StreamDialogue(segment.stream)
+            dialogue = streams[segment.stream] = kind(segment.stream)
         dialogue.feed(segment)
     return streams
 
@@ -282,6 +292,20 @@ class WireSamples:
     samples_ns: dict[str, list[int]]
     streams_used: int = 0
     streams_skipped: Counter[str] = field(default_factory=Counter)
+
+    def add_stream(
+        self, step_names: Sequence[str], latencies_ns: Sequence[int], syn_ack_greeting_ns: int
+    ) -> bool:
+        """One stream's latency per step (and its greeting from the SYN-ACK); False, and the
+        stream counted as skipped, when a reply came before its command."""
+        if min(latencies_ns) < 0:
+            self.streams_skipped["reply before its command"] += 1
+            return False
+        for name, latency_ns in zip(step_names, latencies_ns, strict=True):
+            self.samples_ns[name].append(latency_ns)
+        self.samples_ns[GREETING_FROM_SYN_ACK].append(syn_ack_greeting_ns)
+        self.streams_used += 1
+        return True
 
 
 def wire_samples(
@@ -318,13 +342,7 @@ def wire_samples(
             continue
         latencies = [dialogue.reply_ns[0] - dialogue.ack_ns]
         latencies += [dialogue.reply_ns[k + 1] - dialogue.command_ns[k] for k in range(commands)]
-        if min(latencies) < 0:
-            result.streams_skipped["reply before its command"] += 1
-            continue
-        for name, latency_ns in zip(step_names, latencies, strict=True):
-            result.samples_ns[name].append(latency_ns)
-        result.samples_ns[GREETING_FROM_SYN_ACK].append(dialogue.reply_ns[0] - dialogue.syn_ack_ns)
-        result.streams_used += 1
+        result.add_stream(step_names, latencies, dialogue.reply_ns[0] - dialogue.syn_ack_ns)
     return result
 
 

@@ -43,14 +43,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from benchmarks.truth import GREETING_FROM_SYN_ACK, Segment, StreamDialogue, WireSamples
+from benchmarks.truth import (
+    GREETING_FROM_SYN_ACK,
+    Segment,
+    StreamDialogue,
+    WireSamples,
+    dialogues,
+)
 
 __all__ = [
     "STARTTLS_STEPS",
     "Record",
     "TlsDialogue",
     "TlsWireSamples",
-    "tls_dialogues",
     "tls_wire_samples",
 ]
 
@@ -155,17 +160,6 @@ class TlsDialogue(StreamDialogue):
         self.client_records += self._client_tls.feed(data, time_ns, self._segment)
 
 
-def tls_dialogues(segments: Iterable[Segment]) -> dict[int, TlsDialogue]:
-    """Every stream's dialogue, from segments in capture order."""
-    streams: dict[int, TlsDialogue] = {}
-    for segment in segments:
-        dialogue = streams.get(segment.stream)
-        if dialogue is None:
-            dialogue = streams[segment.stream] = TlsDialogue(segment.stream)
-        dialogue.feed(segment)
-    return streams
-
-
 @dataclass(slots=True)
 class TlsWireSamples(WireSamples):
     """``WireSamples``, and the NewSessionTickets seen per stream (records that are no reply)."""
@@ -257,7 +251,7 @@ def tls_wire_samples(
     plain_steps = step_names.index("tls")
     tls_steps = len(step_names) - plain_steps - 1
     result = TlsWireSamples({name: [] for name in (*step_names, GREETING_FROM_SYN_ACK)})
-    for dialogue in tls_dialogues(segments).values():
+    for dialogue in dialogues(segments, TlsDialogue).values():
         if marker is not None and not any(marker in command for command in dialogue.commands):
             result.streams_skipped["not this run's"] += 1
             continue
@@ -269,12 +263,6 @@ def tls_wire_samples(
             result.streams_skipped[outcome] += 1
             continue
         latencies, tickets = outcome
-        if min(latencies) < 0:
-            result.streams_skipped["reply before its command"] += 1
-            continue
-        for name, latency_ns in zip(step_names, latencies, strict=True):
-            result.samples_ns[name].append(latency_ns)
-        result.samples_ns[GREETING_FROM_SYN_ACK].append(dialogue.reply_ns[0] - dialogue.syn_ack_ns)
-        result.tickets[tickets] += 1
-        result.streams_used += 1
+        if result.add_stream(step_names, latencies, dialogue.reply_ns[0] - dialogue.syn_ack_ns):
+            result.tickets[tickets] += 1
     return result
