@@ -299,18 +299,15 @@ def _step(exchange: Exchange, strict: bool) -> list[str]:
         lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in reply.wire_lines()]
     else:
         lines.append(f"{_STEP_INDENT}# (the transcript shows no reply)")
-    if exchange.kind is ExchangeKind.GREETING:
+    if exchange.kind in (ExchangeKind.GREETING, ExchangeKind.STARTTLS):
         assert reply is not None
         expect = _expectation(reply, strict, ehlo=False)
+        action = "greeting" if exchange.kind is ExchangeKind.GREETING else "starttls"
         if len(expect) == 1:
-            return [*lines, f"{_STEP_INDENT}- greeting:{expect[0]}"]
-        return [*lines, f"{_STEP_INDENT}- greeting:", *(f"{_KEY_INDENT}{e}" for e in expect[1:])]
-    if exchange.kind is ExchangeKind.STARTTLS:
-        assert reply is not None
-        expect = _expectation(reply, strict, ehlo=False)
-        if len(expect) == 1:
-            return [*lines, f"{_STEP_INDENT}- starttls: true"]
-        return [*lines, f"{_STEP_INDENT}- starttls:", *(f"{_KEY_INDENT}{e}" for e in expect[1:])]
+            # The greeting's code is its value; starttls's 220 is the step's own default.
+            value = expect[0] if action == "greeting" else " true"
+            return [*lines, f"{_STEP_INDENT}- {action}:{value}"]
+        return [*lines, f"{_STEP_INDENT}- {action}:", *(f"{_KEY_INDENT}{e}" for e in expect[1:])]
     assert exchange.text is not None
     if exchange.kind is ExchangeKind.COMMAND:
         lines.append(f"{_STEP_INDENT}- send: {_double_quoted(_template_escaped(exchange.text))}")
