@@ -263,11 +263,8 @@ async def test_min_version_13_against_a_12_only_server_is_a_tls_error(
     # An OpenSSL server that says why (a protocol_version alert, RFC 8446 §6.2); aiosmtpd's
     # asyncio closes without the alert, which is a close during the handshake.
     tls12 = server_context(ca, ssl.TLSVersion.TLSv1_2)
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, tls_alerting_server(tls12))
-        tls = trusting(ca_file, min_version="1.3")
-        stats = await run(IMPLICIT_MAIL, port, tls, implicit=True)
-        nursery.cancel_scope.cancel()
+    tls = trusting(ca_file, min_version="1.3")
+    stats = await run_against(tls_alerting_server(tls12), IMPLICIT_MAIL, tls, implicit=True)
     assert only_outcome(stats) is Outcome.TLS_ERROR
     assert "handshake failed" in got(stats)
     assert "protocol version" in got(stats)
@@ -322,6 +319,15 @@ async def _serve(nursery: trio.Nursery, handler: Handler) -> int:
     return port
 
 
+async def run_against(handler: Handler, text: str, tls: TlsClient, **options: Any) -> RunStats:
+    """``run`` the scenario ``text`` against a server of our own (``handler``), stopped after."""
+    async with trio.open_nursery() as nursery:
+        port = await _serve(nursery, handler)
+        stats = await run(text, port, tls, **options)
+        nursery.cancel_scope.cancel()
+    return stats
+
+
 STARTTLS_EHLO = """\
 steps:
   - greeting: 220
@@ -337,10 +343,7 @@ steps:
 
 async def test_the_polite_starttls_server_passes(ca: trustme.CA, ca_file: Path) -> None:
     # The injection tests' server without the injection: so they fail for the injection only.
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, starttls_server(server_context(ca)))
-        stats = await run(STARTTLS_EHLO, port, trusting(ca_file))
-        nursery.cancel_scope.cancel()
+    stats = await run_against(starttls_server(server_context(ca)), STARTTLS_EHLO, trusting(ca_file))
     assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
 
 
@@ -352,10 +355,9 @@ async def test_the_polite_starttls_server_passes(ca: trustme.CA, ca_file: Path) 
 async def test_bytes_after_220_to_starttls_in_the_same_write_are_a_protocol_error(
     injected: bytes, ca: trustme.CA, ca_file: Path
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, starttls_server(server_context(ca), inject=injected))
-        stats = await run(STARTTLS_EHLO, port, trusting(ca_file))
-        nursery.cancel_scope.cancel()
+    stats = await run_against(
+        starttls_server(server_context(ca), inject=injected), STARTTLS_EHLO, trusting(ca_file)
+    )
     assert only_outcome(stats) is Outcome.PROTOCOL_ERROR
     if injected == b"\r\n":
         # Read with the 220, a blank line is no SMTP reply at all: refused at starttls.
@@ -370,11 +372,8 @@ async def test_bytes_after_220_to_starttls_in_the_same_write_are_a_protocol_erro
 async def test_bytes_after_220_to_starttls_in_a_later_write_are_never_a_reply(
     ca: trustme.CA, ca_file: Path
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        server = starttls_server(server_context(ca), inject=b"250 injected\r\n", later=True)
-        port = await _serve(nursery, server)
-        stats = await run(STARTTLS_EHLO, port, trusting(ca_file), sessions=5)
-        nursery.cancel_scope.cancel()
+    server = starttls_server(server_context(ca), inject=b"250 injected\r\n", later=True)
+    stats = await run_against(server, STARTTLS_EHLO, trusting(ca_file), sessions=5)
     # Waiting in the kernel before the ClientHello: a protocol_error; arriving after it, the
     # bytes reach the TLS layer, which refuses them as no TLS record. Never a reply.
     assert stats.outcomes[Outcome.PASSED] == 0
@@ -415,10 +414,11 @@ async def test_a_reply_out_of_turn_in_a_later_tls_record_of_the_same_read_is_an_
     # at a time, so the extra replies wait in the TLS layer, not in the kernel. Taken as MAIL's
     # reply, "250 extra" would pass a session the server refuses (550 to MAIL).
     received: list[bytes] = []
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, starttls_extra_records(server_context(ca), extra, received))
-        stats = await run(STARTTLS_EHLO_MAIL, port, trusting(ca_file))
-        nursery.cancel_scope.cancel()
+    stats = await run_against(
+        starttls_extra_records(server_context(ca), extra, received),
+        STARTTLS_EHLO_MAIL,
+        trusting(ca_file),
+    )
     assert only_outcome(stats) is Outcome.PROTOCOL_ERROR, stats.failures
     assert stats.failures[0].step == "mail"
     assert got(stats) == f"reply before command: {got_before_mail}"
@@ -437,10 +437,11 @@ async def test_a_421_in_a_later_tls_record_of_the_same_read_is_the_next_commands
 ) -> None:
     # RFC 5321 §3.8, as in plain text: MAIL's reply, judged by its expectation; not sent.
     received: list[bytes] = []
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, starttls_extra_records(server_context(ca), extra, received))
-        stats = await run(STARTTLS_EHLO_MAIL, port, trusting(ca_file))
-        nursery.cancel_scope.cancel()
+    stats = await run_against(
+        starttls_extra_records(server_context(ca), extra, received),
+        STARTTLS_EHLO_MAIL,
+        trusting(ca_file),
+    )
     assert only_outcome(stats) is Outcome.UNEXPECTED_REPLY, stats.failures
     assert stats.failures[0].step == "mail"
     assert got(stats).startswith("421 4.3.2 going")
@@ -450,31 +451,29 @@ async def test_a_421_in_a_later_tls_record_of_the_same_read_is_the_next_commands
 
 
 async def test_garbage_for_a_server_hello_is_a_tls_error_at_once(ca_file: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, TLS_BEHAVIOURS["tls-garbage-hello"])
-        start = trio.current_time()
-        stats = await run(IMPLICIT_MAIL, port, trusting(ca_file), implicit=True, timeout_s=30)
-        elapsed_s = trio.current_time() - start
-        nursery.cancel_scope.cancel()
+    start = trio.current_time()
+    stats = await run_against(
+        TLS_BEHAVIOURS["tls-garbage-hello"], IMPLICIT_MAIL, trusting(ca_file), implicit=True,
+        timeout_s=30,
+    )  # fmt: skip
+    elapsed_s = trio.current_time() - start
     assert only_outcome(stats) is Outcome.TLS_ERROR
     assert "handshake failed" in got(stats)
     assert elapsed_s < 10  # refused on the first bad record, not after the 30 s timeout
 
 
 async def test_a_stall_in_the_handshake_is_a_timeout(ca_file: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, TLS_BEHAVIOURS["tls-stall"])
-        stats = await run(IMPLICIT_MAIL, port, trusting(ca_file), implicit=True, timeout_s=0.3)
-        nursery.cancel_scope.cancel()
+    stats = await run_against(
+        TLS_BEHAVIOURS["tls-stall"], IMPLICIT_MAIL, trusting(ca_file), implicit=True, timeout_s=0.3
+    )
     assert only_outcome(stats) is Outcome.TIMEOUT
     assert stats.failures[0].step == "tls"
 
 
 async def test_a_close_during_the_handshake_is_connection_closed(ca_file: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await _serve(nursery, TLS_BEHAVIOURS["tls-close"])
-        stats = await run(IMPLICIT_MAIL, port, trusting(ca_file), implicit=True)
-        nursery.cancel_scope.cancel()
+    stats = await run_against(
+        TLS_BEHAVIOURS["tls-close"], IMPLICIT_MAIL, trusting(ca_file), implicit=True
+    )
     assert only_outcome(stats) is Outcome.CONNECTION_CLOSED
     assert stats.failures[0].step == "tls"
 
