@@ -15,6 +15,10 @@
     The same Postfix's second smtpd, "after an upgrade" (default ``127.0.0.1:10026``, override
     with ``SMTPLOAD_POSTFIX_B``): another banner, ``changed@example.test`` refused, no DSN.
     Skipped or failed like ``postfix_server``; use it together with that one (for the marker).
+``postfix_record``
+    Postfix's recording transport (mail to ``@record.test`` is stored, one file per message,
+    in ``/var/spool/smtpload-record``) and its PROXY (10028) and XCLIENT (10029) services
+    (``tests.peers.RecordingPostfix``). Skipped or failed like ``postfix_server``, and marked.
 ``postfix_tls``
     The same Postfix's TLS and SASL services (``tests.peers.TlsPostfixPeers``): STARTTLS on
     10027, submission on 10587, implicit TLS on 10465, the CA files from ``/etc/smtpload-tls``
@@ -44,6 +48,7 @@ from tests.peers import (
     AuthHandler,
     RecordingHandler,
     RecordingPeer,
+    RecordingPostfix,
     SmtpPeer,
     TlsPostfixPeers,
 )
@@ -57,7 +62,9 @@ _CONTROLLER_START_ATTEMPTS = 3
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if {"postfix_server", "postfix_tls"} & set(getattr(item, "fixturenames", ())):
+        if {"postfix_server", "postfix_tls", "postfix_record"} & set(
+            getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.postfix)
 
 
@@ -257,6 +264,30 @@ def postfix_tls() -> TlsPostfixPeers:
     problem = _implicit_tls_problem(peers)
     if problem is not None:
         _missing(what, problem)
+    return peers
+
+
+RECORD_DIR_ENV = "SMTPLOAD_RECORD_DIR"
+RECORD_DIR_DEFAULT = "/var/spool/smtpload-record"
+
+
+@pytest.fixture(scope="session")
+def postfix_record() -> RecordingPostfix:
+    """Postfix's recording transport and its PROXY and XCLIENT services."""
+    peers = RecordingPostfix(
+        host=LOOPBACK,
+        plain_port=10025,
+        proxy_port=10028,
+        xclient_port=10029,
+        directory=Path(os.environ.get(RECORD_DIR_ENV, RECORD_DIR_DEFAULT)),
+    )
+    what = "Postfix's recording transport"
+    if not peers.directory.is_dir():
+        _missing(what, f"no folder {peers.directory}")
+    for port in (peers.plain_port, peers.xclient_port):
+        problem = _postfix_problem(SmtpPeer(peers.host, port))
+        if problem is not None:
+            _missing(what, problem)
     return peers
 
 

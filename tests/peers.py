@@ -31,6 +31,7 @@ __all__ = [
     "ReceivedMessage",
     "RecordingHandler",
     "RecordingPeer",
+    "RecordingPostfix",
     "SmtpPeer",
     "TlsPostfixPeers",
 ]
@@ -72,6 +73,57 @@ class TlsPostfixPeers:
     unknown_ca_file: Path
     user: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingPostfix:
+    """Postfix's recording transport and its client-address services (``.ci/postfix-setup``).
+
+    Mail to any address in ``domain`` (on any of Postfix's ports: 10025 plain, 10027 STARTTLS,
+    ...) is stored as delivered, one file per message and recipient, in
+    ``directory/<recipient>/<queue id>.eml``: the bytes received, with LF line ends (pipe(8)
+    delivers the queue file's lines), Postfix's ``Received:`` header on top, and the headers
+    its cleanup adds to a message without them (``Message-Id``, ``Date``, ``From``). Delivery
+    follows the 250 by a fraction of a second: use ``wait_for``.
+
+    Attributes:
+        host: where the ports listen.
+        plain_port: 10025 (the stock server; record.test goes to the recording transport).
+        proxy_port: takes a PROXY protocol header (v1 or v2) before the greeting; the
+            ``Received:`` header names the client address the header gave.
+        xclient_port: XCLIENT allowed from loopback; ``Received:`` names XCLIENT's address.
+    """
+
+    host: str
+    plain_port: int
+    proxy_port: int
+    xclient_port: int
+    directory: Path
+    domain: str = "record.test"
+
+    def folder(self, recipient: str) -> Path:
+        """Where the messages to ``recipient`` land (the script's safe-name rule)."""
+        safe = "".join(
+            ch if ch.isascii() and (ch.isalnum() or ch in "@._+-") else "_"
+            for ch in recipient.encode("utf-8").decode("latin-1")
+        )
+        return self.directory / safe
+
+    def wait_for(self, recipient: str, count: int = 1, timeout_s: float = 20.0) -> list[bytes]:
+        """The ``count`` messages delivered to ``recipient``, oldest first, waiting up to
+        ``timeout_s`` for them (AssertionError naming how many came if they do not)."""
+        folder = self.folder(recipient)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            files = sorted(folder.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)
+            if len(files) >= count or time.monotonic() >= deadline:
+                break
+            threading.Event().wait(0.05)  # another process delivers: poll, bounded
+        assert len(files) >= count, (
+            f"{len(files)} of {count} messages to {recipient} arrived in {folder} within"
+            f" {timeout_s:g} s (see /var/log/postfix.log)"
+        )
+        return [path.read_bytes() for path in files]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,12 @@ the fixtures and the servers, not smtpload's own client.
 from __future__ import annotations
 
 import smtplib
+import uuid
 
 import pytest
 import trio
 
-from tests.peers import ReceivedMessage, RecordingPeer, SmtpPeer
+from tests.peers import ReceivedMessage, RecordingPeer, RecordingPostfix, SmtpPeer
 
 SENDER = "hoge00@exsample.jp"
 RECIPIENT = "hoge01@exsample.jp"
@@ -93,3 +94,25 @@ async def test_postfix_server_answers_the_seed_dialogue(postfix_server: SmtpPeer
     assert rcpt == (250, b"2.1.5 Ok")
     assert data[0] == 250
     assert data[1].startswith(b"2.0.0 Ok: queued as ")
+
+
+def test_postfix_record_stores_each_message_as_it_was_sent(
+    postfix_record: RecordingPostfix,
+) -> None:
+    # The recording transport's contract (tests.peers.RecordingPostfix): one file per message
+    # and recipient, the bytes sent (8-bit included) with LF line ends under Postfix's
+    # Received: header; a recipient elsewhere is still discarded.
+    recipient = f"fixture-{uuid.uuid4().hex}@{postfix_record.domain}"
+    body = "Subject: recorded\r\n\r\nhello \u00e9\r\n.leading dot\r\n".encode()
+    peer = SmtpPeer(postfix_record.host, postfix_record.plain_port)
+    with smtplib.SMTP(peer.host, peer.port, local_hostname="client.test", timeout=10) as smtp:
+        refused = smtp.sendmail(
+            SENDER, [recipient, RECIPIENT], body, mail_options=["BODY=8BITMIME"]
+        )
+    assert refused == {}
+    (received,) = postfix_record.wait_for(recipient)
+    assert received.startswith(b"Received: from client.test ")
+    headers, _, content = received.partition(b"\n\n")
+    assert b"\nSubject: recorded\n" in headers + b"\n"
+    assert content == "hello \u00e9\n.leading dot\n".encode()
+    assert not postfix_record.folder(RECIPIENT).exists()
