@@ -1074,3 +1074,23 @@ async def test_every_round_of_auth_goes_through_tls(
     text = STARTTLS_AUTH % (AUTH_USER, secret, mechanism, key)
     stats = await run(text, starttls_auth_port, trusting(ca_file))
     assert stats.outcomes[Outcome.PASSED] == 1, stats.failures
+
+
+def test_cli_tls_options_without_tls_are_said_to_have_no_effect(
+    tmp_path: Path, implicit_port: int, ca_file: Path
+) -> None:
+    # A plain run given --tls-insecure must not leave the user believing it was TLS; a run that
+    # does TLS with the same options says nothing of the kind.
+    plain = smtpload(
+        "run", "quickstart", "--sessions", "1", "--tls-insecure", "--tls-ca", str(ca_file),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr + plain.stdout
+    assert "note: --tls-ca, --tls-insecure have no effect: no session does TLS" in plain.stderr
+    scenario = write(tmp_path, IMPLICIT_MAIL)
+    target = f"smtps://{LOOPBACK}:{implicit_port}"
+    done = smtpload(
+        "run", str(scenario), "--target", target, "--tls-insecure", "--force", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "no effect" not in done.stderr

@@ -337,9 +337,40 @@ def compile_with_tls(
         insecure=args.tls_insecure,
         resume=args.tls_resume == "on",
     )
-    return compile_for_target(
+    compiled, tls = compile_for_target(
         scenario, target, request, timeout_s=args.timeout, overrides=overrides
     )
+    unused = _tls_options_given(args)
+    if unused and not compiled.uses_tls:
+        # Said, not refused: one set of options may serve scenarios with and without TLS,
+        # but a user who asked for --tls-insecure should not believe a plain run was TLS.
+        print(
+            f"smtpload: note: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no"
+            " effect: no session does TLS (the scenario has no starttls step, and neither"
+            " --tls implicit nor smtps:// was given)",
+            file=sys.stderr,
+        )
+    return compiled, tls
+
+
+def _tls_options_given(args: argparse.Namespace) -> list[str]:
+    """The TLS options of the command line that were given (not left at their default)."""
+    given = [
+        option
+        for option, value in (
+            ("--tls-ca", args.tls_ca),
+            ("--tls-server-name", args.tls_server_name),
+            ("--tls-cert", args.tls_cert),
+            ("--tls-key", args.tls_key),
+            ("--tls-min-version", args.tls_min_version),
+        )
+        if value is not None
+    ]
+    if args.tls_insecure:
+        given.append("--tls-insecure")
+    if args.tls_resume != "on":
+        given.append("--tls-resume")
+    return given
 
 
 def _server_name(text: str) -> str:
