@@ -518,8 +518,8 @@ def source_binder(sources: SourceList, target: ResolvedTarget) -> SourceBinder:
     if usable is None:
         others = family_name(FAMILIES[10 - version])
         raise UsageError(
-            f"--source has only {others} addresses, and the target {target.display} is"
-            f" {family_name(target.family)}: give sources of its family"
+            f"the source addresses (--source) are all {others}, and the target"
+            f" {target.display} is {family_name(target.family)}: give sources of its family"
         )
     return SourceBinder(usable, other_family=len(sources) - len(usable))
 
