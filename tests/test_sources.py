@@ -284,6 +284,7 @@ def test_without_source_the_summary_says_null(tmp_path: Path) -> None:
         # a family mismatch, both ways (the built-in sink follows IPv6-only sources to ::1)
         (["--source", "::1", "--target", "127.0.0.1:9"], "are all IPv6, and the target"),
         (["--source", "127.0.0.2", "--target", "[::1]:9"], "are all IPv4, and the target"),
+        (["--source", "::1", "--target", "localhost:9"], "the target localhost:9 is IPv4"),
     ],
 )
 def test_a_bad_source_is_a_usage_error_before_any_session(
