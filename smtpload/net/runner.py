@@ -66,6 +66,7 @@ __all__ = [
     "run_scenario",
     "run_scenario_to_summary",
     "run_sessions",
+    "source_binder",
 ]
 
 # How much earlier than due an open-loop run wakes to start a session (see start_open_loop).
