@@ -49,8 +49,10 @@ from smtpload.errors import (
     shown,
 )
 from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlanError, plan_load
+from smtpload.load.sources import SourceError, SourceList, parse_sources
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
+from smtpload.net.source import check_sources
 from smtpload.net.tls import TlsNames
 from smtpload.net.tls_setup import TlsRequest, compile_for_target
 from smtpload.protocol.compiler import undeclared_variables
@@ -154,6 +156,7 @@ async def arun(
     tls_min_version: str | None = None,
     tls_insecure: bool = False,
     tls_resume: bool = True,
+    source: str | Sequence[str] | None = None,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -170,6 +173,7 @@ async def arun(
         raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
+    sources = _sources(source)
     request = _tls_request(
         tls=tls,
         ca=tls_ca,
@@ -238,6 +242,7 @@ async def arun(
         clock=clock,
         abort=abort,
         tls=tls_client,
+        sources=sources,
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     summary["thresholds"] = evaluate_thresholds(rules, summary)
@@ -267,6 +272,7 @@ def run(
     tls_min_version: str | None = None,
     tls_insecure: bool = False,
     tls_resume: bool = True,
+    source: str | Sequence[str] | None = None,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -312,6 +318,10 @@ def run(
         tls_resume: offer the run's newest TLS session in each new connection
             (``--tls-resume on``, the default); False: every handshake is full. The summary
             counts ``tls.resumed`` of ``tls.handshakes``.
+        source: local addresses to bind the sessions' sockets to, round-robin by session
+            number, as ``--source``: ``"127.0.0.2,127.0.0.3"``, ranges and blocks, or a list
+            of such items; ``summary["sources"]`` says the spread. Checked before the first
+            session (each address must be this machine's).
 
         Each TLS setting given wins over the scenario target's own (``ca``, ``server_name``,
         ``cert``, ``key``, ``min_version``); they are used only when a session does TLS, and
@@ -351,6 +361,7 @@ def run(
         tls_min_version=tls_min_version,
         tls_insecure=tls_insecure,
         tls_resume=tls_resume,
+        source=source,
     )
     try:
         return trio.run(call)
@@ -480,6 +491,24 @@ def _tls_request(
         insecure=insecure,
         resume=resume,
     )
+
+
+def _sources(source: str | Sequence[str] | None) -> SourceList | None:
+    """``source=`` as a checked list (the syntax of ``--source``), or None."""
+    if source is None:
+        return None
+    if isinstance(source, str):
+        text = source
+    elif isinstance(source, Sequence) and all(isinstance(item, str) for item in source):
+        text = ",".join(source)
+    else:
+        raise UsageError(f"source={source!r}: give a string such as '127.0.0.2,127.0.0.3'")
+    try:
+        sources = parse_sources(text)
+    except SourceError as error:
+        raise UsageError(f"source= {error}") from None
+    check_sources(sources)
+    return sources
 
 
 def _is_seconds(value: object) -> bool:

@@ -6,6 +6,12 @@
 ``aiosmtpd_auth_server``
     The same, offering AUTH (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256) in the clear, with
     one account (``tests.peers.AuthHandler``).
+``aiosmtpd_at``
+    A factory: ``aiosmtpd_at(host, handler, **options)`` starts aiosmtpd on ``host`` (``::1``,
+    an address of ``ipv6_lo_addresses``...), stopped after the test.
+``ipv6_lo_addresses``
+    Three IPv6 addresses (``fd00:5a::2``...) added to ``lo`` for the test and removed after it.
+    Needs root and ``ip``: skipped without them, but failed under CI.
 ``postfix_server``
     The Postfix test server that ``.ci/postfix-setup`` configures (default ``127.0.0.1:10025``,
     override with ``SMTPLOAD_POSTFIX=HOST:PORT``). Without it a test is skipped on a developer's
@@ -34,9 +40,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import ssl
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -78,7 +86,8 @@ def _free_port(host: str) -> int:
     the server is up: aio-libs/aiosmtpd#388), so ask the kernel for one and give it back. Another
     process may take it in between; the caller retries.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
@@ -92,10 +101,12 @@ def _discard(controller: Controller) -> None:
         controller.loop.close()
 
 
-def _start_controller(handler: RecordingHandler, **options: Any) -> Controller:
+def _start_controller(
+    handler: RecordingHandler, host: str = LOOPBACK, **options: Any
+) -> Controller:
     errors: list[Exception] = []
     for _ in range(_CONTROLLER_START_ATTEMPTS):
-        controller = Controller(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK), **options)
+        controller = Controller(handler, hostname=host, port=_free_port(host), **options)
         try:
             controller.start()
         except (OSError, RuntimeError) as exc:  # bind race (OSError), or the server never answered
@@ -104,7 +115,7 @@ def _start_controller(handler: RecordingHandler, **options: Any) -> Controller:
         else:
             return controller
     raise RuntimeError(
-        f"aiosmtpd did not start on {LOOPBACK} in {_CONTROLLER_START_ATTEMPTS} attempts: {errors!r}"
+        f"aiosmtpd did not start on {host} in {_CONTROLLER_START_ATTEMPTS} attempts: {errors!r}"
     )
 
 
@@ -131,6 +142,61 @@ def aiosmtpd_auth_server() -> Iterator[RecordingPeer]:
         yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def aiosmtpd_at() -> Iterator[Callable[..., RecordingPeer]]:
+    """Start aiosmtpd servers where a test says: ``aiosmtpd_at(host, handler, **options)``
+    (``options`` as aiosmtpd's ``Controller`` takes them: ``tls_context=``...) returns the
+    server's ``RecordingPeer``; every server started is stopped after the test."""
+    controllers: list[Controller] = []
+
+    def start(host: str, handler: RecordingHandler, **options: Any) -> RecordingPeer:
+        controller = _start_controller(handler, host, **options)
+        controllers.append(controller)
+        return RecordingPeer(host=host, port=int(controller.port), handler=handler)
+
+    try:
+        yield start
+    finally:
+        for controller in controllers:
+            controller.stop()
+
+
+#: The IPv6 addresses ``ipv6_lo_addresses`` adds to ``lo`` (a ULA prefix of the tests' own,
+#: RFC 4193, so that nothing else on the machine uses them).
+IPV6_TEST_ADDRESSES = ("fd00:5a::2", "fd00:5a::3", "fd00:5a::4")
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=False)
+
+
+@pytest.fixture
+def ipv6_lo_addresses() -> Iterator[tuple[str, ...]]:
+    """Adds ``IPV6_TEST_ADDRESSES`` to ``lo`` (as /128, no duplicate-address detection) for the
+    test, and removes them after it, whatever happened. Needs root and ``ip``: without them the
+    test is skipped, except under CI, where it fails."""
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        _cannot_add("needs root and the ip command")
+    added: list[str] = []
+    try:
+        for address in IPV6_TEST_ADDRESSES:
+            # replace, not add: an address left over by a killed run is taken over, not refused.
+            done = _ip("-6", "addr", "replace", f"{address}/128", "dev", "lo", "nodad")
+            if done.returncode != 0:
+                _cannot_add(f"ip addr: {done.stderr.strip()}")
+            added.append(address)
+        yield IPV6_TEST_ADDRESSES
+    finally:
+        for address in added:
+            _ip("-6", "addr", "del", f"{address}/128", "dev", "lo")
+
+
+def _cannot_add(problem: str) -> NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(f"cannot add IPv6 test addresses to lo under CI: {problem}")
+    pytest.skip(f"cannot add IPv6 test addresses to lo: {problem}")
 
 
 # --- Postfix ----------------------------------------------------------------------------------

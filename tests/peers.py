@@ -28,6 +28,7 @@ __all__ = [
     "AUTH_USER",
     "REJECT_DOMAIN",
     "AuthHandler",
+    "PeerRecordingHandler",
     "ReceivedMessage",
     "RecordingHandler",
     "RecordingPeer",
@@ -191,6 +192,28 @@ class RecordingHandler:
         with self._lock:
             self._messages.append(message)
         return "250 2.0.0 Ok: queued"
+
+
+class PeerRecordingHandler(RecordingHandler):
+    """``RecordingHandler`` that also records the client address of each accepted message
+    (``session.peer``'s address, as the server's socket saw it): where ``--source`` bound it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._peers: list[str] = []
+
+    @property
+    def peers(self) -> list[str]:
+        """The client address of each message accepted so far, oldest first."""
+        with self._lock:
+            return list(self._peers)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = session.peer
+        address = str(peer[0] if isinstance(peer, tuple) else peer)
+        with self._lock:
+            self._peers.append(address)
+        return await super().handle_DATA(server, session, envelope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "aborted",
         "duration_s",
         "load",
+        "sources",
         "sessions",
         "throughput",
         "session_latency_ms",
@@ -119,6 +120,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
     assert list(summary) == list(SUMMARY_KEYS)
     assert summary["thresholds"] == []  # filled in after the run, when there are any
     assert summary["aborted"] is None  # only --abort-on-threshold fills it in
+    assert summary["sources"] is None  # only --source fills it in
     assert set(summary["sessions"]) == {"started", "not_started", "passed", "failed", "failures"}
     assert list(summary["sessions"]["failures"]) == [
         "unexpected_reply",

@@ -45,9 +45,11 @@ from smtpload.cli.usage import HelpFormatter, parse_arguments
 from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, clipped, counted
 from smtpload.load.arrivals import ARRIVALS, OpenLoop
 from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanError, plan_load
+from smtpload.load.sources import MAX_SOURCE_ADDRESSES, SourceError, SourceList, parse_sources
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
+from smtpload.net.source import check_sources
 from smtpload.net.tls import tls_context
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
@@ -183,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"(never dropped) (default: as many as open files allow, at most {MAX_IN_FLIGHT})",
     )
     run.add_argument(
+        "--source",
+        type=_source_argument,
+        metavar="LIST",
+        help="bind sessions' sockets to these local addresses, round-robin by session number:"
+        " addresses, ranges and blocks, comma-separated (127.0.0.2,127.0.0.3;"
+        " 127.0.0.2-127.0.0.20; 127.0.0.0/28; fd00::/120), at most"
+        f" {MAX_SOURCE_ADDRESSES:,}; only those of the target's family are used",
+    )
+    run.add_argument(
         "--results",
         type=path_argument,
         default=Path("results"),
@@ -274,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _source_argument(text: str) -> SourceList:
+    try:
+        return parse_sources(text)
+    except SourceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _results_directory(
     directory: Path, scenario: Path, json_path: Path | None, *, force: bool
 ) -> Path:
@@ -331,6 +349,8 @@ def _command_run(args: argparse.Namespace) -> int:
     load = None if plan is None else _open_loop(plan, builtin_sink=target is None)
     if load is None:
         ensure_open_files(min(args.concurrency, args.sessions), builtin_sink=target is None)
+    if args.source is not None:
+        check_sources(args.source)  # an address not on this machine: one error, not N failures
     run_id = new_run_id()
     # From here on there is a results folder to fill: a signal stops the run, not the writing.
     interrupts.defer()
@@ -356,6 +376,7 @@ def _command_run(args: argparse.Namespace) -> int:
         signalled_before=interrupts.pending,
         abort=abort,
         tls=tls,
+        sources=args.source,
     )
     summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)

@@ -54,6 +54,7 @@ from time import time_ns
 import trio
 
 from smtpload.errors import RemoteProtocolError
+from smtpload.net.source import SourceBinder
 from smtpload.net.tls import WRITE_CHUNK_BYTES, TlsChannel, TlsClient, TlsFailure
 from smtpload.net.wire_clock import (
     RECEIVE_TIME_SPACE,
@@ -100,8 +101,14 @@ class ResolvedTarget:
     host: str = ""  # as given: the TLS server name unless one is set
 
 
-async def resolve_target(host: str, port: int) -> ResolvedTarget:
-    """Resolve ``host`` once; raises OSError when it cannot be resolved."""
+async def resolve_target(
+    host: str, port: int, families: frozenset[int] = frozenset()
+) -> ResolvedTarget:
+    """Resolve ``host`` once; raises OSError when it cannot be resolved.
+
+    ``families``: the address families preferred (those of ``--source``): the first address
+    of one of them, else the first of any.
+    """
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
     except UnicodeError as error:
@@ -109,7 +116,8 @@ async def resolve_target(host: str, port: int) -> ResolvedTarget:
         # empty one (RFC 1035 §2.3.4). Nothing can connect to it, as to a name that is unknown.
         reason = error.__cause__ or error
         raise OSError(f"not a valid host name ({reason})") from None
-    family, _type, _proto, _canonname, address = infos[0]
+    preferred = [info for info in infos if info[0] in families]
+    family, _type, _proto, _canonname, address = (preferred or infos)[0]
     return ResolvedTarget(int(family), tuple(address), str(Target(host, port)), host)
 
 
@@ -151,10 +159,13 @@ async def run_session(
     kernel_clock: bool = False,
     due_ns: int | None = None,
     tls: TlsClient | None = None,
+    source: SourceBinder | None = None,
 ) -> None:
     """Run one whole session and record it in ``stats``.
 
     ``tls``: the run's TLS client, needed when the scenario has a ``tls`` step.
+    ``source``: the run's source addresses (``--source``): the socket is bound to this
+    session's before it connects; a bind that fails is the session's ``connect_error``.
 
     A reply longer than ``max_reply_bytes`` ends the session as ``protocol_error``. With
     ``kernel_clock``, replies are timed by the kernel's receive times (``wire_clock.py``);
@@ -190,6 +201,8 @@ async def run_session(
             kernel_clock = False
             stats.timed_by_loop()
         try:
+            if source is not None:
+                source.bind(raw, engine.session)
             with trio.fail_after(scenario.timeout_s):
                 greeting_from_ns = await _connect(raw, target.address, kernel_clock)
         except trio.TooSlowError:

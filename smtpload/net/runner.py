@@ -33,7 +33,9 @@ from typing import Any
 
 import trio
 
+from smtpload.errors import UsageError
 from smtpload.load.arrivals import OpenLoop
+from smtpload.load.sources import SourceList
 from smtpload.net.client import (
     ResolvedTarget,
     new_session,
@@ -42,6 +44,7 @@ from smtpload.net.client import (
     run_session,
 )
 from smtpload.net.sink import serve_sink
+from smtpload.net.source import FAMILIES, SourceBinder, family_name
 from smtpload.net.tls import TlsClient, TlsOptions, build_tls_client
 from smtpload.net.wire_clock import SWITCH_ON_WAIT_S, ReceiveTimesKept
 from smtpload.protocol.compiler import CompiledScenario
@@ -63,6 +66,7 @@ __all__ = [
     "run_scenario",
     "run_scenario_to_summary",
     "run_sessions",
+    "source_binder",
 ]
 
 # How much earlier than due an open-loop run wakes to start a session (see start_open_loop).
@@ -110,6 +114,8 @@ class RunSettings:
             summary), ``loop`` to end them when the event loop sees the reply.
         abort: ``--abort-on-threshold``: judged once a second; its first crossing stops the
             run as a first signal does (its ``crossing`` then says which); one per run.
+        sources: ``--source``: the local addresses sessions bind to, round-robin by session
+            number (net/source.py); only those of the target's family are used.
     """
 
     sessions: int
@@ -126,6 +132,7 @@ class RunSettings:
     open_loop: OpenLoop | None = None
     abort: AbortCheck | None = None
     tls: TlsClient | None = None
+    sources: SourceList | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +151,10 @@ class _Run:
         on_session_end: Callable[[SessionEngine], None] | None,
         on_step: Callable[[Observation], None] | None,
         receive_times: ReceiveTimesKept,
+        source: SourceBinder | None = None,
     ) -> None:
         self.scenario = scenario
+        self.source = source
         self.on_step = on_step
         self.on_session_end = on_session_end
         self.target = target
@@ -202,6 +211,7 @@ class _Run:
                     kernel_clock=self.kernel_clock,
                     due_ns=due_ns,
                     tls=self.tls,
+                    source=self.source,
                 )
             finally:
                 self.running.discard(scope)
@@ -377,6 +387,7 @@ async def run_sessions(
     on_progress: Callable[[float], None] | None = None,
     on_session_end: Callable[[SessionEngine], None] | None = None,
     on_step: Callable[[Observation], None] | None = None,
+    source: SourceBinder | None = None,
 ) -> RunTiming:
     """Run ``settings.sessions`` sessions of ``scenario`` against ``target``, into ``stats``.
 
@@ -384,9 +395,12 @@ async def run_sessions(
         on_progress: called every ``settings.progress_interval_s`` with the seconds elapsed.
         on_session_end: called with each session's engine when it ends (not when interrupted).
         on_step: called with each step's observation as it completes (``smtpload replay``).
+        source: binds each session's socket to its source address (``source_binder``).
     """
     with ReceiveTimesKept() as receive_times:
-        run = _Run(scenario, target, settings, stats, on_session_end, on_step, receive_times)
+        run = _Run(
+            scenario, target, settings, stats, on_session_end, on_step, receive_times, source
+        )
         if run.kernel_clock:
             # The kernel switches the stamps on a moment later (wire_clock.ReceiveTimesKept).
             await trio.sleep(SWITCH_ON_WAIT_S)
@@ -429,16 +443,39 @@ async def run_scenario(
 
     Returns:
         the target as shown in reports, the run's duration, and whether it was interrupted.
+
+    Raises:
+        UsageError: ``settings.sources`` has no address of the target's family.
     """
+    shown, duration_s, interrupted, _source = await _run_scenario(
+        scenario, target, settings, stats, on_progress, on_session_end, on_step
+    )
+    return shown, duration_s, interrupted
+
+
+async def _run_scenario(
+    scenario: CompiledScenario,
+    target: Target | None,
+    settings: RunSettings,
+    stats: RunStats,
+    on_progress: Callable[[float], None] | None = None,
+    on_session_end: Callable[[SessionEngine], None] | None = None,
+    on_step: Callable[[Observation], None] | None = None,
+) -> tuple[str, float, bool, SourceBinder | None]:
+    """:func:`run_scenario`, and the run's source binder (for its counts) when it had one."""
+    mismatch: UsageError | None = None
     async with trio.open_nursery() as nursery:
         if target is None:
-            address = await nursery.start(serve_sink, "127.0.0.1", 0)
+            # The built-in sink listens where the sources can reach it: ::1 for IPv6 ones.
+            sources = settings.sources
+            loopback = "::1" if sources is not None and 4 not in sources.versions else "127.0.0.1"
+            address = await nursery.start(serve_sink, loopback, 0)
             target = Target(address.host, address.port)
         resolution = await _resolve_unless_signalled(target, settings, scenario.timeout_s)
         if resolution is None:
             # Ctrl-C or SIGTERM while the name was being looked up: no session was started.
             nursery.cancel_scope.cancel()
-            return str(target), 0.0, True
+            return str(target), 0.0, True, None
         if not isinstance(resolution, ResolvedTarget):
             # Nothing can connect: every session fails to, and the run still reports that.
             error = resolution
@@ -454,12 +491,38 @@ async def run_scenario(
             if settings.print_notices:
                 print(f"smtpload: {detail}", file=sys.stderr)
             nursery.cancel_scope.cancel()
-            return str(target), 0.0, False
-        timing = await run_sessions(
-            scenario, resolution, settings, stats, on_progress, on_session_end, on_step
-        )
+            return str(target), 0.0, False, None
+        source = None
+        if settings.sources is not None:
+            try:
+                source = source_binder(settings.sources, resolution)
+            except UsageError as error:
+                mismatch = error
+        if mismatch is None:
+            timing = await run_sessions(
+                scenario, resolution, settings, stats, on_progress, on_session_end, on_step, source
+            )
         nursery.cancel_scope.cancel()
-    return resolution.display, timing.duration_s, timing.interrupted
+    if mismatch is not None:
+        raise mismatch  # out here, not inside the nursery: not wrapped in an exception group
+    return resolution.display, timing.duration_s, timing.interrupted, source
+
+
+def source_binder(sources: SourceList, target: ResolvedTarget) -> SourceBinder:
+    """The binder of ``sources``'s addresses of ``target``'s family.
+
+    Raises:
+        UsageError: ``sources`` holds none of that family.
+    """
+    version = 6 if target.family == FAMILIES[6] else 4
+    usable = sources.of_version(version)
+    if usable is None:
+        others = family_name(FAMILIES[10 - version])
+        raise UsageError(
+            f"the source addresses (--source) are all {others}, and the target"
+            f" {target.display} is {family_name(target.family)}: give sources of its family"
+        )
+    return SourceBinder(usable, other_family=len(sources) - len(usable))
 
 
 async def _resolve_unless_signalled(
@@ -494,7 +557,12 @@ async def _resolve_unless_signalled(
                 nursery.cancel_scope.cancel()
         try:
             with trio.fail_after(timeout_s):
-                result = await resolve_target(target.host, target.port)
+                families = frozenset(
+                    ()
+                    if settings.sources is None
+                    else (FAMILIES[v] for v in settings.sources.versions)
+                )
+                result = await resolve_target(target.host, target.port, families)
         except (OSError, trio.TooSlowError) as error:
             result = error
         nursery.cancel_scope.cancel()  # the signal receiver closes: run_sessions opens its own
@@ -521,7 +589,7 @@ async def run_scenario_to_summary(
         stats: an empty ``RunStats`` for ``connect`` and the scenario's steps; the caller keeps
             it for the files and the table that are made from it.
     """
-    shown_target, duration_s, interrupted = await run_scenario(
+    shown_target, duration_s, interrupted, source = await _run_scenario(
         scenario, target, settings, stats, on_progress
     )
     return build_summary(
@@ -534,6 +602,7 @@ async def run_scenario_to_summary(
         sessions_requested=settings.sessions if stats.sessions_due is None else stats.sessions_due,
         load=_load_summary(settings),
         aborted=_aborted(settings),
+        sources=None if source is None else source.summary(),
     )
 
 

@@ -36,6 +36,9 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
                                         # closed: "concurrency", "sessions"; open: "arrivals",
                                         # "stages" [{"duration_s", "rate_per_s"}],
                                         # "duration_s", "max_sessions", "max_in_flight", "seed"
+      "sources": {"addresses": int, "family": "IPv4" or "IPv6", "sessions_min": int,
+                  "sessions_max": int, "by_address": {str: int} or null,
+                  "other_family_left_out": int} or null,  # --source: sessions per address
       "session_latency_ms": LATENCY or null,  # open loop: from when each session was due
       "session_latency_uncorrected_ms": LATENCY or null,  # from each one's actual start
       "start_delay_ms": LATENCY or null,  # open loop: actual start - due; null closed loop
@@ -135,6 +138,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "aborted",
     "duration_s",
     "load",
+    "sources",
     "sessions",
     "throughput",
     "session_latency_ms",
@@ -184,6 +188,7 @@ def build_summary(
     sessions_requested: int | None = None,
     load: Mapping[str, Any] | None = None,
     aborted: Mapping[str, Any] | None = None,
+    sources: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the summary.json contents (see the module docstring for the exact shape).
 
@@ -200,6 +205,8 @@ def build_summary(
             as is known.
         aborted: the threshold that stopped the run (``report/abort.py``, ``Crossing``'s
             summary), or None.
+        sources: how sessions were spread over ``--source`` addresses (net/source.py,
+            ``SourceBinder.summary``), or None without ``--source``.
     """
     finished = stats.finished
     requested = stats.started if sessions_requested is None else sessions_requested
@@ -211,6 +218,7 @@ def build_summary(
         "aborted": dict(aborted) if aborted is not None else None,
         "duration_s": round(duration_s, 3),
         "load": dict(load) if load is not None else {"model": "closed", "corrected": False},
+        "sources": dict(sources) if sources is not None else None,
         "sessions": {
             "started": stats.started,
             # Outside "failures": a session never started has no outcome (Ctrl-C came first).
