@@ -19,6 +19,10 @@
     Postfix's recording transport (mail to ``@record.test`` is stored, one file per message,
     in ``/var/spool/smtpload-record``) and its PROXY (10028) and XCLIENT (10029) services
     (``tests.peers.RecordingPostfix``). Skipped or failed like ``postfix_server``, and marked.
+``dovecot_lmtp``
+    Dovecot's LMTP server (``tests.peers.DovecotLmtp``): 127.0.0.1:10024 and the unix socket
+    ``/run/dovecot-smtpload-lmtp/lmtp``, two mailboxes delivered as maildirs. Skipped or
+    failed like ``postfix_server``, and marked ``postfix`` (``.ci/postfix-setup`` starts it).
 ``postfix_tls``
     The same Postfix's TLS and SASL services (``tests.peers.TlsPostfixPeers``): STARTTLS on
     10027, submission on 10587, implicit TLS on 10465, the CA files from ``/etc/smtpload-tls``
@@ -46,6 +50,7 @@ from aiosmtpd.controller import Controller
 from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
 from tests.peers import (
     AuthHandler,
+    DovecotLmtp,
     RecordingHandler,
     RecordingPeer,
     RecordingPostfix,
@@ -62,7 +67,7 @@ _CONTROLLER_START_ATTEMPTS = 3
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if {"postfix_server", "postfix_tls", "postfix_record"} & set(
+        if {"postfix_server", "postfix_tls", "postfix_record", "dovecot_lmtp"} & set(
             getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.postfix)
@@ -289,6 +294,48 @@ def postfix_record() -> RecordingPostfix:
         if problem is not None:
             _missing(what, problem)
     return peers
+
+
+# Where .ci/postfix-setup puts Dovecot's LMTP server (its LMTP_* settings): keep in step.
+DOVECOT_LMTP = DovecotLmtp(
+    host=LOOPBACK,
+    port=10024,
+    socket_path=Path("/run/dovecot-smtpload-lmtp/lmtp"),
+    mailboxes=("mailbox1@lmtp.test", "mailbox2@lmtp.test"),
+    maildir_root=Path("/var/mail/smtpload-lmtp"),
+)
+
+
+def _lmtp_banner_problem(family: int, address: object, where: str) -> str | None:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(PROBE_TIMEOUT_S)
+            sock.connect(address)
+            banner = _read_reply(sock)
+            sock.sendall(b"QUIT\r\n")
+            _read_reply(sock)
+    except OSError as exc:
+        return f"nothing usable at {where} ({exc})"
+    if not (banner.startswith("220") and "Dovecot" in banner):
+        return f"{where} is not Dovecot: its banner is {banner.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def dovecot_lmtp() -> DovecotLmtp:
+    """Dovecot's LMTP server over TCP and its unix socket, with two maildir mailboxes."""
+    peer = DOVECOT_LMTP
+    what = "Dovecot's LMTP test server"
+    for family, address, where in (
+        (socket.AF_INET, (peer.host, peer.port), f"{peer.host}:{peer.port}"),
+        (socket.AF_UNIX, str(peer.socket_path), f"unix:{peer.socket_path}"),
+    ):
+        problem = _lmtp_banner_problem(family, address, where)
+        if problem is not None:
+            _missing(what, problem)
+    if not peer.maildir_root.is_dir():
+        _missing(what, f"no folder {peer.maildir_root}")
+    return peer
 
 
 @pytest.fixture(scope="session")

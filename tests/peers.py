@@ -28,6 +28,7 @@ __all__ = [
     "AUTH_USER",
     "REJECT_DOMAIN",
     "AuthHandler",
+    "DovecotLmtp",
     "ReceivedMessage",
     "RecordingHandler",
     "RecordingPeer",
@@ -73,6 +74,31 @@ class TlsPostfixPeers:
     unknown_ca_file: Path
     user: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class DovecotLmtp:
+    """Dovecot's LMTP server (``.ci/postfix-setup``), which delivers to two maildirs.
+
+    Attributes:
+        host, port: its TCP listener (127.0.0.1:10024).
+        socket_path: its unix-socket listener (``/run/dovecot-smtpload-lmtp/lmtp``).
+        mailboxes: the two users it delivers to; any other recipient gets ``550 5.1.1`` at RCPT.
+        maildir_root: each mailbox's maildir is ``maildir_root/<user>/``.
+    """
+
+    host: str
+    port: int
+    socket_path: Path
+    mailboxes: tuple[str, str]
+    maildir_root: Path
+
+    def delivered(self, mailbox: str, marker: bytes) -> list[bytes]:
+        """The messages in ``mailbox``'s ``new/`` folder that contain ``marker``."""
+        folder = self.maildir_root / mailbox / "new"
+        if not folder.is_dir():
+            return []
+        return [data for path in folder.iterdir() if marker in (data := path.read_bytes())]
 
 
 @dataclass(frozen=True, slots=True)
