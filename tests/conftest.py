@@ -306,7 +306,7 @@ DOVECOT_LMTP = DovecotLmtp(
 )
 
 
-def _lmtp_banner_problem(family: int, address: object, where: str) -> str | None:
+def _lmtp_banner_problem(family: int, address: tuple[str, int] | str, where: str) -> str | None:
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(PROBE_TIMEOUT_S)

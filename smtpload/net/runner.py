@@ -167,7 +167,10 @@ class _Run:
         if self.kernel_clock:
             # connect and close end on events that carry no receive time.
             stats.use_kernel_clock(
-                step.name for step in scenario.steps if step.kind is not StepKind.CLOSE
+                name
+                for step in scenario.steps
+                if step.kind is not StepKind.CLOSE
+                for name in (step.name, *step.parts)
             )
 
     async def worker(self) -> None:
@@ -494,7 +497,7 @@ async def _resolve_unless_signalled(
                 nursery.cancel_scope.cancel()
         try:
             with trio.fail_after(timeout_s):
-                result = await resolve_target(target.host, target.port)
+                result = await resolve_target(target.host, target.port, target.unix_path)
         except (OSError, trio.TooSlowError) as error:
             result = error
         nursery.cancel_scope.cancel()  # the signal receiver closes: run_sessions opens its own
