@@ -3,6 +3,11 @@
 ``aiosmtpd_server``
     A fresh in-process aiosmtpd server per test, on a free loopback port, whose handler records
     every message (``tests.peers.RecordingHandler``). Always available.
+``aiosmtpd_lmtp_server``
+    aiosmtpd's LMTP mode (``aiosmtpd.lmtp.LMTP``) with ``tests.peers.LmtpHandler``: a reply per
+    recipient after the message (452 for ``@full.test``).
+``aiosmtpd_unix_server``
+    ``aiosmtpd_server``'s SMTP server on a unix socket in a temporary folder (``unix_path``).
 ``aiosmtpd_auth_server``
     The same, offering AUTH (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256) in the clear, with
     one account (``tests.peers.AuthHandler``).
@@ -45,12 +50,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from aiosmtpd.controller import Controller
+from aiosmtpd.controller import Controller, UnixSocketController
+from aiosmtpd.lmtp import LMTP
 
 from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
 from tests.peers import (
     AuthHandler,
     DovecotLmtp,
+    LmtpHandler,
     RecordingHandler,
     RecordingPeer,
     RecordingPostfix,
@@ -120,6 +127,46 @@ def aiosmtpd_server() -> Iterator[RecordingPeer]:
     controller = _start_controller(handler)
     try:
         yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+class _LmtpController(Controller):
+    """aiosmtpd 1.4.6's Controller has no server class option: its factory makes the server."""
+
+    def factory(self) -> LMTP:
+        return LMTP(self.handler, **self.SMTP_kwargs)
+
+
+@pytest.fixture
+def aiosmtpd_lmtp_server() -> Iterator[RecordingPeer]:
+    """aiosmtpd's LMTP server: LHLO, and one reply per recipient after the message."""
+    handler = LmtpHandler()
+    controller = _LmtpController(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK))
+    controller.start()
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnixPeer:
+    """An in-process SMTP server on a unix socket, and its handler's record."""
+
+    unix_path: Path
+    handler: RecordingHandler
+
+
+@pytest.fixture
+def aiosmtpd_unix_server(tmp_path: Path) -> Iterator[UnixPeer]:
+    """aiosmtpd's SMTP server on a unix socket (``UnixSocketController``)."""
+    handler = RecordingHandler()
+    path = tmp_path / "smtp.sock"
+    controller = UnixSocketController(handler, unix_socket=path)
+    controller.start()
+    try:
+        yield UnixPeer(unix_path=path, handler=handler)
     finally:
         controller.stop()
 

@@ -26,9 +26,11 @@ __all__ = [
     "AUTH_PASSWORD",
     "AUTH_TOKEN",
     "AUTH_USER",
+    "FULL_DOMAIN",
     "REJECT_DOMAIN",
     "AuthHandler",
     "DovecotLmtp",
+    "LmtpHandler",
     "ReceivedMessage",
     "RecordingHandler",
     "RecordingPeer",
@@ -217,6 +219,29 @@ class RecordingHandler:
         with self._lock:
             self._messages.append(message)
         return "250 2.0.0 Ok: queued"
+
+
+#: The LMTP handler answers a recipient in this domain "452 4.2.2" after the message.
+FULL_DOMAIN = "full.test"
+
+
+class LmtpHandler(RecordingHandler):
+    """The recording handler as an LMTP server's (``aiosmtpd.lmtp.LMTP``): one reply per
+    accepted recipient after the message, in RCPT order (RFC 2033 §4.2).
+
+    aiosmtpd 1.4.6's LMTP class only swaps HELO/EHLO for LHLO and sends whatever the DATA hook
+    returns, so the hook returns the replies joined by CRLF: ``250 2.0.0 <rcpt> Saved`` for
+    each, but ``452 4.2.2 <rcpt> Mailbox full`` for ``@full.test``.
+    """
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await super().handle_DATA(server, session, envelope)
+        return "\r\n".join(
+            f"452 4.2.2 <{rcpt}> Mailbox full"
+            if rcpt.lower().endswith("@" + FULL_DOMAIN)
+            else f"250 2.0.0 <{rcpt}> Saved"
+            for rcpt in envelope.rcpt_tos
+        )
 
 
 @dataclass(frozen=True, slots=True)
