@@ -380,3 +380,60 @@ def test_transaction_recipients_are_the_rcpts_since_the_last_mail_or_rset() -> N
         ("message#2", "", True),
     ]
     assert transaction_recipients(steps) == {"message": ("r1",), "message#2": ("r3", "r4")}
+
+
+# --- import and observe mode -----------------------------------------------------------------
+
+LMTP_TRANSCRIPT = """\
+S: 220 vm Dovecot (Debian) ready.
+C: LHLO client.example
+S: 250-vm
+S: 250 PIPELINING
+C: MAIL FROM:<sender@example.test>
+S: 250 2.1.0 OK
+C: RCPT TO:<mailbox1@lmtp.test>
+S: 250 2.1.5 OK
+C: DATA
+S: 354 OK
+C: Subject: imported
+C:
+C: hello
+C: .
+S: 250 2.0.0 <mailbox1@lmtp.test> Saved
+C: QUIT
+S: 221 2.0.0 Bye
+"""
+
+
+def test_an_imported_lhlo_dialogue_is_an_lmtp_scenario_that_runs(
+    tmp_path: Path, dovecot_lmtp: DovecotLmtp
+) -> None:
+    (tmp_path / "lmtp.txt").write_text(LMTP_TRANSCRIPT, encoding="utf-8")
+    result = smtpload("import", "lmtp.txt", "-o", "imported.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    imported = (tmp_path / "imported.yaml").read_text(encoding="utf-8")
+    assert "\nprotocol: lmtp\n" in imported
+    code, summary = run(tmp_path, imported, f"unix:{dovecot_lmtp.socket_path}")
+    assert code == 0, summary["sessions"]
+    assert step(summary, "message/rcpt")["count"] == 1
+
+
+def test_a_baseline_keeps_each_recipients_reply(tmp_path: Path, dovecot_lmtp: DovecotLmtp) -> None:
+    path = tmp_path / "lmtp.yaml"
+    path.write_text(DOVECOT_SCENARIO.format(mailbox2="250"), encoding="utf-8")
+    target = f"{dovecot_lmtp.host}:{dovecot_lmtp.port}"
+    result = smtpload(
+        "record", str(path), "-o", "base.json", "--target", target, "--sessions", "2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    baseline = json.loads((tmp_path / "base.json").read_text(encoding="utf-8"))
+    by_name = {s["name"]: s for s in baseline["steps"]}
+    assert by_name["message/rcpt"]["codes"] == {"250": 2}
+    assert by_name["message/rcpt#3"]["codes"] == {"250": 2}
+    assert by_name["message/rcpt#2"]["sessions"] == 0  # refused at RCPT: no reply to keep
+    compared = smtpload(
+        "compare", str(path), "--baseline", "base.json", "--target",
+        f"unix:{dovecot_lmtp.socket_path}", "--sessions", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "no differences" in compared.stdout
