@@ -436,4 +436,5 @@ def test_a_baseline_keeps_each_recipients_reply(tmp_path: Path, dovecot_lmtp: Do
         f"unix:{dovecot_lmtp.socket_path}", "--sessions", "2", cwd=tmp_path,
     )  # fmt: skip
     assert compared.returncode == 0, compared.stdout + compared.stderr
-    assert "no differences" in compared.stdout
+    # Dovecot's session ids in the 250 texts may differ (a warning), never a regression.
+    assert "0 regressed" in compared.stdout or "no differences" in compared.stdout
