@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from smtpload.api import run as api_run
 from smtpload.protocol.lmtp import Recipients, transaction_recipients
 from tests.cli import smtpload
 from tests.conftest import UnixPeer
@@ -438,3 +439,12 @@ def test_a_baseline_keeps_each_recipients_reply(tmp_path: Path, dovecot_lmtp: Do
     assert compared.returncode == 0, compared.stdout + compared.stderr
     # Dovecot's session ids in the 250 texts may differ (a warning), never a regression.
     assert "0 regressed" in compared.stdout or "no differences" in compared.stdout
+
+
+def test_the_api_takes_a_unix_target(tmp_path: Path, dovecot_lmtp: DovecotLmtp) -> None:
+    path = tmp_path / "lmtp.yaml"
+    path.write_text(DOVECOT_SCENARIO.format(mailbox2="250"), encoding="utf-8")
+    result = api_run(path, target=f"unix:{dovecot_lmtp.socket_path}", sessions=2)
+    assert result.summary["target"] == f"unix:{dovecot_lmtp.socket_path}"
+    assert result.summary["sessions"]["passed"] == 2
+    assert step(dict(result.summary), "message/rcpt#3")["count"] == 2
