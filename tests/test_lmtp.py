@@ -448,3 +448,10 @@ def test_the_api_takes_a_unix_target(tmp_path: Path, dovecot_lmtp: DovecotLmtp) 
     assert result.summary["target"] == f"unix:{dovecot_lmtp.socket_path}"
     assert result.summary["sessions"]["passed"] == 2
     assert step(dict(result.summary), "message/rcpt#3")["count"] == 2
+
+
+def test_the_sink_refuses_a_unix_listen_address(tmp_path: Path) -> None:
+    # parse_target takes unix: now; the sink must not read it as host "" (every address).
+    result = smtpload("sink", "--listen", f"unix:{tmp_path / 's.sock'}", cwd=tmp_path, timeout_s=30)
+    assert result.returncode == 2
+    assert "the sink listens on HOST:PORT" in result.stderr
