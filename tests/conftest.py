@@ -3,6 +3,11 @@
 ``aiosmtpd_server``
     A fresh in-process aiosmtpd server per test, on a free loopback port, whose handler records
     every message (``tests.peers.RecordingHandler``). Always available.
+``aiosmtpd_lmtp_server``
+    aiosmtpd's LMTP mode (``aiosmtpd.lmtp.LMTP``) with ``tests.peers.LmtpHandler``: a reply per
+    recipient after the message (452 for ``@full.test``).
+``aiosmtpd_unix_server``
+    ``aiosmtpd_server``'s SMTP server on a unix socket in a temporary folder (``unix_path``).
 ``aiosmtpd_auth_server``
     The same, offering AUTH (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256) in the clear, with
     one account (``tests.peers.AuthHandler``).
@@ -25,6 +30,10 @@
     Postfix's recording transport (mail to ``@record.test`` is stored, one file per message,
     in ``/var/spool/smtpload-record``) and its PROXY (10028) and XCLIENT (10029) services
     (``tests.peers.RecordingPostfix``). Skipped or failed like ``postfix_server``, and marked.
+``dovecot_lmtp``
+    Dovecot's LMTP server (``tests.peers.DovecotLmtp``): 127.0.0.1:10024 and the unix socket
+    ``/run/dovecot-smtpload-lmtp/lmtp``, two mailboxes delivered as maildirs. Skipped or
+    failed like ``postfix_server``, and marked ``postfix`` (``.ci/postfix-setup`` starts it).
 ``postfix_tls``
     The same Postfix's TLS and SASL services (``tests.peers.TlsPostfixPeers``): STARTTLS on
     10027, submission on 10587, implicit TLS on 10465, the CA files from ``/etc/smtpload-tls``
@@ -49,11 +58,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from aiosmtpd.controller import Controller
+from aiosmtpd.controller import Controller, UnixSocketController
+from aiosmtpd.lmtp import LMTP
 
 from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
 from tests.peers import (
     AuthHandler,
+    DovecotLmtp,
+    LmtpHandler,
     RecordingHandler,
     RecordingPeer,
     RecordingPostfix,
@@ -70,7 +82,7 @@ _CONTROLLER_START_ATTEMPTS = 3
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if {"postfix_server", "postfix_tls", "postfix_record"} & set(
+        if {"postfix_server", "postfix_tls", "postfix_record", "dovecot_lmtp"} & set(
             getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.postfix)
@@ -126,6 +138,46 @@ def aiosmtpd_server() -> Iterator[RecordingPeer]:
     controller = _start_controller(handler)
     try:
         yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+class _LmtpController(Controller):
+    """aiosmtpd 1.4.6's Controller has no server class option: its factory makes the server."""
+
+    def factory(self) -> LMTP:
+        return LMTP(self.handler, **self.SMTP_kwargs)
+
+
+@pytest.fixture
+def aiosmtpd_lmtp_server() -> Iterator[RecordingPeer]:
+    """aiosmtpd's LMTP server: LHLO, and one reply per recipient after the message."""
+    handler = LmtpHandler()
+    controller = _LmtpController(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK))
+    controller.start()
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnixPeer:
+    """An in-process SMTP server on a unix socket, and its handler's record."""
+
+    unix_path: Path
+    handler: RecordingHandler
+
+
+@pytest.fixture
+def aiosmtpd_unix_server(tmp_path: Path) -> Iterator[UnixPeer]:
+    """aiosmtpd's SMTP server on a unix socket (``UnixSocketController``)."""
+    handler = RecordingHandler()
+    path = tmp_path / "smtp.sock"
+    controller = UnixSocketController(handler, unix_socket=path)
+    controller.start()
+    try:
+        yield UnixPeer(unix_path=path, handler=handler)
     finally:
         controller.stop()
 
@@ -355,6 +407,48 @@ def postfix_record() -> RecordingPostfix:
         if problem is not None:
             _missing(what, problem)
     return peers
+
+
+# Where .ci/postfix-setup puts Dovecot's LMTP server (its LMTP_* settings): keep in step.
+DOVECOT_LMTP = DovecotLmtp(
+    host=LOOPBACK,
+    port=10024,
+    socket_path=Path("/run/dovecot-smtpload-lmtp/lmtp"),
+    mailboxes=("mailbox1@lmtp.test", "mailbox2@lmtp.test"),
+    maildir_root=Path("/var/mail/smtpload-lmtp"),
+)
+
+
+def _lmtp_banner_problem(family: int, address: tuple[str, int] | str, where: str) -> str | None:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(PROBE_TIMEOUT_S)
+            sock.connect(address)
+            banner = _read_reply(sock)
+            sock.sendall(b"QUIT\r\n")
+            _read_reply(sock)
+    except OSError as exc:
+        return f"nothing usable at {where} ({exc})"
+    if not (banner.startswith("220") and "Dovecot" in banner):
+        return f"{where} is not Dovecot: its banner is {banner.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def dovecot_lmtp() -> DovecotLmtp:
+    """Dovecot's LMTP server over TCP and its unix socket, with two maildir mailboxes."""
+    peer = DOVECOT_LMTP
+    what = "Dovecot's LMTP test server"
+    for family, address, where in (
+        (socket.AF_INET, (peer.host, peer.port), f"{peer.host}:{peer.port}"),
+        (socket.AF_UNIX, str(peer.socket_path), f"unix:{peer.socket_path}"),
+    ):
+        problem = _lmtp_banner_problem(family, address, where)
+        if problem is not None:
+            _missing(what, problem)
+    if not peer.maildir_root.is_dir():
+        _missing(what, f"no folder {peer.maildir_root}")
+    return peer
 
 
 @pytest.fixture(scope="session")

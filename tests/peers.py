@@ -26,8 +26,11 @@ __all__ = [
     "AUTH_PASSWORD",
     "AUTH_TOKEN",
     "AUTH_USER",
+    "FULL_DOMAIN",
     "REJECT_DOMAIN",
     "AuthHandler",
+    "DovecotLmtp",
+    "LmtpHandler",
     "PeerRecordingHandler",
     "ReceivedMessage",
     "RecordingHandler",
@@ -74,6 +77,31 @@ class TlsPostfixPeers:
     unknown_ca_file: Path
     user: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class DovecotLmtp:
+    """Dovecot's LMTP server (``.ci/postfix-setup``), which delivers to two maildirs.
+
+    Attributes:
+        host, port: its TCP listener (127.0.0.1:10024).
+        socket_path: its unix-socket listener (``/run/dovecot-smtpload-lmtp/lmtp``).
+        mailboxes: the two users it delivers to; any other recipient gets ``550 5.1.1`` at RCPT.
+        maildir_root: each mailbox's maildir is ``maildir_root/<user>/``.
+    """
+
+    host: str
+    port: int
+    socket_path: Path
+    mailboxes: tuple[str, str]
+    maildir_root: Path
+
+    def delivered(self, mailbox: str, marker: bytes) -> list[bytes]:
+        """The messages in ``mailbox``'s ``new/`` folder that contain ``marker``."""
+        folder = self.maildir_root / mailbox / "new"
+        if not folder.is_dir():
+            return []
+        return [data for path in folder.iterdir() if marker in (data := path.read_bytes())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +242,29 @@ class PeerRecordingHandler(RecordingHandler):
         with self._lock:
             self._peers.append(address)
         return await super().handle_DATA(server, session, envelope)
+
+
+#: The LMTP handler answers a recipient in this domain "452 4.2.2" after the message.
+FULL_DOMAIN = "full.test"
+
+
+class LmtpHandler(RecordingHandler):
+    """The recording handler as an LMTP server's (``aiosmtpd.lmtp.LMTP``): one reply per
+    accepted recipient after the message, in RCPT order (RFC 2033 §4.2).
+
+    aiosmtpd 1.4.6's LMTP class only swaps HELO/EHLO for LHLO and sends whatever the DATA hook
+    returns, so the hook returns the replies joined by CRLF: ``250 2.0.0 <rcpt> Saved`` for
+    each, but ``452 4.2.2 <rcpt> Mailbox full`` for ``@full.test``.
+    """
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await super().handle_DATA(server, session, envelope)
+        return "\r\n".join(
+            f"452 4.2.2 <{rcpt}> Mailbox full"
+            if rcpt.lower().endswith("@" + FULL_DOMAIN)
+            else f"250 2.0.0 <{rcpt}> Saved"
+            for rcpt in envelope.rcpt_tos
+        )
 
 
 @dataclass(frozen=True, slots=True)

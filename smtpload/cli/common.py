@@ -163,9 +163,13 @@ def target_argument(text: str) -> Target:
 def listen_argument(text: str) -> Target:
     """A HOST:PORT to listen on; port 0 picks a free port."""
     try:
-        return parse_target(text, allow_port_zero=True)
+        address = parse_target(text, allow_port_zero=True)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error).replace("bad target", "bad address")) from None
+    if address.unix_path is not None:
+        # The sink listens on TCP only; without this, the empty host would mean every address.
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: the sink listens on HOST:PORT")
+    return address
 
 
 def parse_vars(pairs: Sequence[str]) -> dict[str, str]:

@@ -36,6 +36,15 @@ be waiting: a byte the server sent after its 220 (read with it, or in the kernel
 attack). Over TLS, the look for a reply out of turn first takes every record the TLS layer
 already holds (one read may have carried a reply's record and more after it), then passes what
 the kernel holds through the TLS layer (a TLS 1.3 session ticket is bytes waiting, but no reply).
+
+LMTP (RFC 2033 §4.2): when a message's final reply is due, the engine's ``replies_due`` names
+the recipients whose replies to read; each is timed from the same send as the message and
+recorded as ``NAME/RCPTSTEP``, and the message step ``NAME`` runs to the last of them.
+
+Unix sockets (``unix:/path``): the same dialogue over an AF_UNIX stream socket. Linux gives no
+``SO_TIMESTAMPNS`` receive times on those (a probe on Linux 6.x: the ancillary data stays
+empty), so such a run is timed by the loop and its steps say ``loop``; TCP_NODELAY and the
+handshake estimate are TCP's and are not asked of them.
 """
 
 from __future__ import annotations
@@ -62,8 +71,9 @@ from smtpload.net.wire_clock import (
     handshake_end_ns,
     receive_time_ns,
 )
-from smtpload.protocol.compiler import CompiledScenario
+from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.engine import Observation, SessionEngine
+from smtpload.protocol.lmtp import part_name
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.wire import (
     DEFAULT_MAX_REPLY_BYTES,
@@ -102,13 +112,22 @@ class ResolvedTarget:
 
 
 async def resolve_target(
-    host: str, port: int, families: frozenset[int] = frozenset()
+    host: str,
+    port: int,
+    families: frozenset[int] = frozenset(),
+    unix_path: str | None = None,
 ) -> ResolvedTarget:
     """Resolve ``host`` once; raises OSError when it cannot be resolved.
 
     ``families``: the address families preferred (those of ``--source``): the first address
-    of one of them, else the first of any.
+    of one of them, else the first of any. A ``unix_path`` (a unix socket) needs no lookup:
+    a missing file is each session's connect error.
     """
+    if unix_path is not None:
+        await trio.lowlevel.checkpoint()
+        return ResolvedTarget(
+            int(stdlib_socket.AF_UNIX), (unix_path,), str(Target("", 0, unix_path=unix_path))
+        )
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
     except UnicodeError as error:
@@ -195,9 +214,12 @@ async def run_session(
         return
     sock = trio.socket.from_stdlib_socket(raw)  # makes it non-blocking; closes `raw` with it
     try:
-        # Commands are small writes, each answered before the next: never let Nagle hold one.
-        raw.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
-        if kernel_clock and not enable_receive_times(raw):
+        unix = target.family == stdlib_socket.AF_UNIX
+        if not unix:
+            # Commands are small writes, each answered before the next: never let Nagle hold one.
+            raw.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        if kernel_clock and (unix or not enable_receive_times(raw)):
+            # Unix stream sockets carry no receive times (see the module's docstring).
             kernel_clock = False
             stats.timed_by_loop()
         try:
@@ -208,7 +230,8 @@ async def run_session(
         except trio.TooSlowError:
             engine.on_connect_error(f"no connection within {scenario.timeout_s:g} s")
         except OSError as error:
-            engine.on_connect_error(_describe_os_error(error))
+            where = f" ({target.display})" if unix else ""
+            engine.on_connect_error(_describe_os_error(error) + where)
         if engine.outcome is not Outcome.PASSED:
             stats.record_step("connect", None, failed=True)
             stats.record_session(engine.outcome, None, engine.failure())
@@ -248,7 +271,8 @@ async def _connect(
     is ours to take (``wire_clock.handshake_end_ns``).
     """
     before_ns = time_ns()
-    error = raw.connect_ex(address)
+    unix = raw.family == stdlib_socket.AF_UNIX
+    error = raw.connect_ex(str(address[0]) if unix else address)
     if error in (errno.EINPROGRESS, errno.EINTR):
         await trio.lowlevel.wait_writable(raw)
         error = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
@@ -256,7 +280,7 @@ async def _connect(
         await trio.lowlevel.checkpoint()  # connected (or refused) at once: still a checkpoint
     if error:
         raise OSError(error, os.strerror(error))
-    if not kernel_clock:
+    if not kernel_clock or unix:
         return None
     # Without an estimate (a SYN sent again), from before connect(): early, so never negative;
     # the loop's "connected" could come after the banner's kernel time.
@@ -478,6 +502,38 @@ class _Wire:
                 return replies[0]
 
 
+async def _recipient_replies(
+    wire: _Wire,
+    engine: SessionEngine,
+    stats: RunStats,
+    step: CompiledStep,
+    recipients: tuple[str, ...],
+    from_ns: int,
+) -> None:
+    """LMTP: read the replies of ``recipients`` to ``step``'s message, in order, each timed
+    from ``from_ns`` (the send of the end of data) and recorded as ``NAME/RCPTSTEP``; then the
+    step itself, timed to the last reply (the delivery complete; it fails only when not every
+    reply came, a recipient's wrong reply fails that part alone). All are read even after one
+    fails: the server sends them anyway, and the dialogue stays in step for the QUIT."""
+    for recipient in recipients:
+        name = part_name(step.name, recipient)
+        reply = await wire.reply()
+        if reply is None:
+            engine.on_closed(step)
+            stats.record_step(name, None, failed=True)
+            stats.record_step(step.name, None, failed=True)
+            wire.untimed = False
+            return
+        passed = engine.on_recipient_reply(step, recipient, reply)
+        stats.record_step(name, (wire.reply_ns - from_ns) // 1000, failed=not passed)
+        if wire.untimed:
+            stats.timed_by_loop((name, step.name))
+    engine.on_recipients_done(step)
+    # Every reply came: the delivery is complete, and a failure is its recipient's part's.
+    stats.record_step(step.name, (wire.reply_ns - from_ns) // 1000, failed=False)
+    wire.untimed = False
+
+
 def _bytes_waiting(fd: int, probe: bytearray) -> bool:
     """Whether the kernel holds received bytes not read yet (``probe``: 4 bytes of scratch)."""
     fcntl.ioctl(fd, termios.FIONREAD, probe)
@@ -597,6 +653,13 @@ async def _converse(
                 data = engine.payload(step)
                 if data:
                     step_from_ns = await wire.send(data)
+                recipients = engine.replies_due(step)
+                if recipients:
+                    await _recipient_replies(wire, engine, stats, step, recipients, step_from_ns)
+                    if engine.messages_accepted > messages:
+                        messages += 1
+                        stats.message_accepted()
+                    continue
                 reply = await wire.reply()
                 if step.kind is StepKind.AUTH:
                     # The rounds of an AUTH exchange are one step, timed from the AUTH command

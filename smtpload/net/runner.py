@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -176,7 +177,10 @@ class _Run:
         if self.kernel_clock:
             # connect and close end on events that carry no receive time.
             stats.use_kernel_clock(
-                step.name for step in scenario.steps if step.kind is not StepKind.CLOSE
+                name
+                for step in scenario.steps
+                if step.kind is not StepKind.CLOSE
+                for name in (step.name, *step.parts)
             )
 
     async def worker(self) -> None:
@@ -512,8 +516,13 @@ def source_binder(sources: SourceList, target: ResolvedTarget) -> SourceBinder:
     """The binder of ``sources``'s addresses of ``target``'s family.
 
     Raises:
-        UsageError: ``sources`` holds none of that family.
+        UsageError: ``sources`` holds none of that family, or the target is a unix socket.
     """
+    if target.family == socket.AF_UNIX:
+        raise UsageError(
+            f"source addresses (--source) are for TCP: the target {target.display} is a unix"
+            " socket, which has no source address to choose"
+        )
     version = 6 if target.family == FAMILIES[6] else 4
     usable = sources.of_version(version)
     if usable is None:
@@ -562,7 +571,7 @@ async def _resolve_unless_signalled(
                     if settings.sources is None
                     else (FAMILIES[v] for v in settings.sources.versions)
                 )
-                result = await resolve_target(target.host, target.port, families)
+                result = await resolve_target(target.host, target.port, families, target.unix_path)
         except (OSError, trio.TooSlowError) as error:
             result = error
         nursery.cancel_scope.cancel()  # the signal receiver closes: run_sessions opens its own

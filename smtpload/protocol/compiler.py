@@ -21,6 +21,12 @@ from dataclasses import dataclass, field
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
+from smtpload.protocol.lmtp import (
+    PROTOCOL_LMTP,
+    command_verb,
+    part_name,
+    transaction_recipients,
+)
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
@@ -107,6 +113,11 @@ class CompiledStep:
         capture: named groups become variables for later steps.
         timeout_s: how long to wait for this step's reply (or close), in seconds.
         auth: AUTH steps: what the exchange authenticates with.
+        verb: SEND steps: the command's verb, upper case (``RCPT``), for LMTP's bookkeeping.
+        expect_each: LMTP message steps: (RCPT step name, expectation) pairs judging that
+            recipient's reply instead of ``expectation``.
+        parts: LMTP message steps: the report names of the per-recipient replies it may get
+            (``message/rcpt``, ``message/rcpt#2``), in RCPT order.
     """
 
     index: int
@@ -119,6 +130,9 @@ class CompiledStep:
     capture: ReplyPattern | None
     timeout_s: float
     auth: CompiledAuth | None = None
+    verb: str = ""
+    expect_each: tuple[tuple[str, CompiledExpectation], ...] = ()
+    parts: tuple[str, ...] = ()
 
     @property
     def sends(self) -> bool:
@@ -154,6 +168,7 @@ class CompiledScenario:
     uses_variables: bool
     uses_date: bool
     timeout_s: float = DEFAULT_TIMEOUT_S
+    protocol: str = "smtp"
 
     @property
     def uses_tls(self) -> bool:
@@ -162,7 +177,8 @@ class CompiledScenario:
 
     @property
     def step_names(self) -> tuple[str, ...]:
-        return tuple(step.name for step in self.steps)
+        """Every step's name, an LMTP message's per-recipient parts right after it."""
+        return tuple(name for step in self.steps for name in (step.name, *step.parts))
 
     def session_variables(self, session: int, run_id: str) -> dict[str, str]:
         """The variables of one session: built-ins, then declared variables in order."""
@@ -328,6 +344,14 @@ def compile_scenario(
     for name, value_template in variables:
         if all(used in constants for used in value_template.names):
             constants[name] = value_template.render(constants)
+    lmtp = scenario.protocol == PROTOCOL_LMTP
+    recipients = transaction_recipients(
+        [
+            (step.name, command_verb(step.text or ""), step.kind is StepKind.DATA)
+            for step in scenario.steps
+            if lmtp
+        ]
+    )
     steps: list[CompiledStep] = []
     if implicit_tls:
         steps.append(_tls_step(0, _timeout(None, timeout_s, scenario)))
@@ -378,6 +402,11 @@ def compile_scenario(
                 capture=capture,
                 timeout_s=_timeout(step, timeout_s, scenario),
                 auth=auth,
+                verb=command_verb(step.text or "") if step.kind is StepKind.SEND else "",
+                expect_each=tuple(
+                    (name, compile_expectation(expect)) for name, expect in step.expect_each
+                ),
+                parts=tuple(part_name(step.name, rcpt) for rcpt in recipients.get(step.name, ())),
             )
         )
         if step.kind is StepKind.STARTTLS:
@@ -390,4 +419,5 @@ def compile_scenario(
         uses_variables=uses_variables,
         uses_date=uses_date,
         timeout_s=_timeout(None, timeout_s, scenario),
+        protocol=scenario.protocol,
     )

@@ -41,16 +41,26 @@ the step before it expected the server to close (``221`` or ``421``: RFC 5321 §
 it answered otherwise: a server that did not say it closes keeps the connection open, so the
 close step would only sit out its timeout. The session ends there, failed at the step before,
 with a polite ``QUIT`` where one can be sent.
+
+LMTP (RFC 2033, ``protocol/lmtp.py``): the message step gets one reply per recipient accepted
+at RCPT in its transaction, in RCPT order (§4.2). When a message's final reply is due, the I/O
+layer asks ``replies_due(step)`` which recipients' replies to read, hands each to
+``on_recipient_reply`` (judged by the step's ``expect_each`` entry for that RCPT step, else by
+its ``expect``) and then calls ``on_recipients_done``. A failing recipient reply fails the
+session at the part ``NAME/RCPTSTEP``; the other replies are still read (the server sends them
+anyway), then the polite QUIT. With no recipient accepted nothing is due and the step is an
+ordinary one: an LMTP server refuses DATA then (503), as handled above.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.lmtp import PROTOCOL_LMTP, Recipients, part_name
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
     Outcome,
@@ -120,7 +130,7 @@ class SessionEngine:
 
     Attributes:
         outcome: PASSED until something fails; final once ``next_step()`` returns None.
-        messages_accepted: DATA steps that got a 2xx reply.
+        messages_accepted: DATA steps that got a 2xx reply (LMTP: for at least one recipient).
     """
 
     __slots__ = (
@@ -135,6 +145,9 @@ class SessionEngine:
         "_messages_sent",
         "_observe",
         "_quit_step",
+        "_recipient_failed",
+        "_recipient_passed",
+        "_recipients",
         "_scenario",
         "_scrubber",
         "_skip_data",
@@ -179,6 +192,10 @@ class SessionEngine:
         self._scrubber: Scrubber | None = None
         self.outcome = Outcome.PASSED
         self.messages_accepted = 0
+        # LMTP only: the recipients whose replies follow the message (protocol/lmtp.py).
+        self._recipients = Recipients() if scenario.protocol == PROTOCOL_LMTP else None
+        self._recipient_failed = False
+        self._recipient_passed = False
 
     # -- what to do next -------------------------------------------------------------------
 
@@ -297,6 +314,10 @@ class SessionEngine:
         self._transcript.append(("S", reply))
         if step.index < 0:  # our own QUIT after a failure: any reply ends the session
             return True
+        if self._recipients is not None and step.verb:
+            # What the server did counts, expected or not: in observe mode an RCPT accepted
+            # against its expectation still has a reply after the message.
+            self._recipients.on_reply(step.verb, step.name, reply.code)
         if step.kind is StepKind.CLOSE:
             self._observe_event(step, "reply", reply, "the server did not close the connection")
             self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(self._shown(reply))}")
@@ -327,6 +348,56 @@ class SessionEngine:
         self._observe_event(step, "reply", reply, None)
         self._index += 1
         return True
+
+    def replies_due(self, step: CompiledStep) -> tuple[str, ...]:
+        """``step``'s final reply is due (a message's end of data; BDAT's LAST chunk): in LMTP
+        the RCPT steps whose replies to read now, in order; empty when one ordinary reply is
+        due (SMTP, or no recipient accepted)."""
+        if self._recipients is None or step.kind is not StepKind.DATA:
+            return ()
+        return self._recipients.replies_due()
+
+    def on_recipient_reply(self, step: CompiledStep, recipient: str, reply: Reply) -> bool:
+        """LMTP: the reply for ``recipient`` (an RCPT step's name, from ``replies_due``) to the
+        message of ``step`` arrived. Returns whether it passed (its ``expect_each`` entry, else
+        the step's ``expect``). The first failing one fails the session at ``NAME/RCPT``."""
+        self._transcript.append(("S", reply))
+        expectation = dict(step.expect_each).get(recipient, step.expectation)
+        part = replace(step, name=part_name(step.name, recipient), expectation=expectation)
+        why = expectation.mismatch(reply) if expectation is not None else None
+        if 200 <= reply.code < 300:
+            self._recipient_passed = True
+        if why is None:
+            self._observe_event(part, "reply", reply, None)
+            return True
+        self._observe_event(part, "reply", reply, why)
+        if not self._recipient_failed and self._failed_step is None:
+            # The first difference is the session's; the replies after it are still read.
+            got = f"{_first_line(self._shown(reply))} ({why})"
+            if self._observe:
+                self._failed_step, self._failure_got = part, got
+            else:
+                self._fail(part, Outcome.UNEXPECTED_REPLY, got)
+        self._recipient_failed = True
+        return False
+
+    def on_recipients_done(self, step: CompiledStep) -> bool:
+        """LMTP: every recipient's reply to ``step``'s message was read. Returns whether all
+        of them passed; the step then counts as done (delivery complete)."""
+        assert self._recipients is not None
+        self._recipients.message_done()
+        failed, passed = self._recipient_failed, self._recipient_passed
+        self._recipient_failed = self._recipient_passed = False
+        if passed:
+            self.messages_accepted += 1
+        if failed and not self._observe and self.outcome is not Outcome.PASSED:
+            last = self._transcript[-1][1] if self._transcript else None
+            code = last.code if isinstance(last, Reply) else 0
+            if code not in _NO_QUIT_AFTER:
+                self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
+            return False
+        self._index += 1
+        return not failed
 
     def on_early_reply(self, step: CompiledStep, reply: Reply) -> bool:
         """``reply`` was already there when ``step``'s command was about to be sent, so the

@@ -342,7 +342,9 @@ class BehaviourRecorder:
 
     def __init__(self, scenario: CompiledScenario) -> None:
         self._scenario = scenario
-        self._tallies = {step.name: _StepTally() for step in scenario.steps}
+        # Every step's name, LMTP's per-recipient parts (``message/rcpt``) included: each
+        # recipient's reply is an observation of its own, a step of the baseline's format /1.
+        self._tallies = {name: _StepTally() for name in scenario.step_names}
         self._hello_steps = frozenset(s.name for s in scenario.steps if _sends_hello(s))
 
     def add_session(self, engine: SessionEngine) -> None:

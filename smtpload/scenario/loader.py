@@ -27,6 +27,7 @@ from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     IMPLICIT_TLS_PORT,
     PER_MESSAGE_VARIABLES,
+    PROTOCOLS,
     TLS_MIN_VERSIONS,
     Origin,
     Scenario,
@@ -51,7 +52,16 @@ from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceN
 
 __all__ = ["load_scenario", "parse_scenario"]
 
-_TOP_KEYS = ("name", "description", "target", "timeout", "variables", "load", "steps")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "target",
+    "timeout",
+    "variables",
+    "load",
+    "steps",
+    "protocol",
+)
 _TARGET_KEYS = ("host", "port", "tls", "ca", "server_name", "cert", "key", "min_version")
 _TLS_MODES = ("implicit",)
 # The target's TLS files: its key, and the TlsSettings field it sets.
@@ -170,6 +180,7 @@ class _Validator(NodeReader):
             timeout_s = positive_seconds(keys["timeout"][1], self, "timeout")
         variables = self._variables(keys["variables"][1]) if "variables" in keys else []
         load = read_load(keys["load"][1], self) if "load" in keys else None
+        protocol = self._protocol(keys["protocol"][1]) if "protocol" in keys else "smtp"
         if "steps" not in keys:
             self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
             return None
@@ -180,6 +191,7 @@ class _Validator(NodeReader):
         self._check_starttls_steps(drafts, target)
         self._check_nothing_after_close(drafts)
         names = self._step_names(drafts)
+        self._check_lmtp(drafts, protocol, names)
         if self.problems:
             return None
         steps = tuple(
@@ -194,6 +206,7 @@ class _Validator(NodeReader):
                 line=d.node.start_mark.line + 1,
                 column=d.node.start_mark.column + 1,
                 auth=d.auth,
+                expect_each=tuple((name, expect) for name, _node, expect in d.expect_each),
             )
             for d in drafts
             if d.kind is not None
@@ -208,7 +221,19 @@ class _Validator(NodeReader):
             steps=steps,
             load=load,
             tls=tls,
+            protocol=protocol,
         )
+
+    def _protocol(self, node: Node) -> str:
+        written = self.text(node, "protocol")
+        if written is not None and written.lower() not in PROTOCOLS:
+            self.problem(
+                node,
+                f"protocol {shown(written)} is not one smtpload speaks; write"
+                f" {' or '.join(PROTOCOLS)} (LMTP: RFC 2033)",
+            )
+            return "smtp"
+        return "smtp" if written is None else written.lower()
 
     def _target(self, node: Node) -> Target | None:
         if isinstance(node, MappingNode):
@@ -243,7 +268,8 @@ class _Validator(NodeReader):
         if written is None:
             return None
         try:
-            return parse_target(written)
+            base = str(Path(self.path).parent) if self.path != "<string>" else None
+            return parse_target(written, unix_base=base)
         except ValueError as error:
             self.problem(node, str(error))
             return None
@@ -504,6 +530,41 @@ class _Validator(NodeReader):
                 " client.example`",
             )
 
+    def _check_lmtp(self, drafts: list[StepDraft], protocol: str, names: dict[int, str]) -> None:
+        """LMTP's rules (RFC 2033): LHLO, never HELO or EHLO (§4.1: an LMTP server must refuse
+        them); ``expect_each`` only in LMTP, naming RCPT steps."""
+        rcpt_names = {
+            names[d.number]
+            for d in drafts
+            if d.kind is StepKind.SEND and d.number in names and _verb(d.text) == "RCPT"
+        }
+        for draft in drafts:
+            if protocol == "lmtp" and draft.kind is StepKind.SEND:
+                verb = _verb(draft.text)
+                if verb in ("HELO", "EHLO"):
+                    self.problem(
+                        draft.node,
+                        f"an LMTP scenario says LHLO, not {verb} (RFC 2033 §4.1: an LMTP server"
+                        f" refuses HELO and EHLO); write `send: LHLO client.example`",
+                    )
+            if draft.expect_each_node is None:
+                continue
+            if protocol != "lmtp":
+                self.problem(
+                    draft.expect_each_node,
+                    "expect_each is for LMTP, where each recipient gets its own reply after the"
+                    " message (RFC 2033 §4.2); add `protocol: lmtp`, or use `expect`",
+                )
+                continue
+            for name, node, _expectation in draft.expect_each:
+                if name not in rcpt_names:
+                    known = ", ".join(sorted(rcpt_names)) or "none"
+                    self.problem(
+                        node,
+                        f"expect_each: {shown(name)} is not the name of an RCPT step of this"
+                        f" scenario (its RCPT steps: {known})",
+                    )
+
     def _check_nothing_after_close(self, drafts: list[StepDraft]) -> None:
         closes = [draft.number for draft in drafts if draft.kind is StepKind.CLOSE]
         for draft in drafts:
@@ -580,6 +641,12 @@ def _per_message_only(name: str, where: str) -> str:
 def _uses(template: Template | None) -> list[tuple[str, int]]:
     """The variables a template uses, each with the offset of its ``{``."""
     return [] if template is None else list(zip(template.names, template.name_offsets, strict=True))
+
+
+def _verb(text: str | None) -> str:
+    """A send step's command verb, upper case (``RCPT TO:<a>`` -> ``RCPT``)."""
+    words = (text or "").split()
+    return words[0].partition(":")[0].upper() if words else ""
 
 
 def _derived_name(kind: StepKind, text: str | None) -> str:

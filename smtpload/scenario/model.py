@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 
 from smtpload.errors import shown
@@ -18,7 +19,9 @@ __all__ = [
     "IMPLICIT_TLS_PORT",
     "MAX_DATA_SIZE_BYTES",
     "PER_MESSAGE_VARIABLES",
+    "PROTOCOLS",
     "TLS_MIN_VERSIONS",
+    "UNIX_PREFIX",
     "AuthSpec",
     "Credential",
     "Expectation",
@@ -55,6 +58,11 @@ MAX_DATA_SIZE_BYTES = 1 << 30
 #: The arrival processes of an open-loop run (``load: arrivals``, ``--arrivals``): evenly
 #: spaced, or at independent exponential gaps (load/arrivals.py).
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
+
+
+#: The dialogues a scenario may speak (``protocol:``): SMTP (RFC 5321), or LMTP (RFC 2033),
+#: whose hello is LHLO and whose message gets one reply per accepted recipient.
+PROTOCOLS: tuple[str, ...] = ("smtp", "lmtp")
 
 
 class StepKind(enum.Enum):
@@ -109,13 +117,17 @@ class AuthSpec:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A server. ``implicit_tls``: TLS from the first byte (RFC 8314), as ``smtps://`` says."""
+    """A server. ``implicit_tls``: TLS from the first byte (RFC 8314), as ``smtps://`` says.
+    ``unix_path``: a unix stream socket (``unix:/path``) instead of ``host`` and ``port``."""
 
     host: str
     port: int
     implicit_tls: bool = False
+    unix_path: str | None = None
 
     def __str__(self) -> str:
+        if self.unix_path is not None:
+            return f"{UNIX_PREFIX}{self.unix_path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
@@ -124,7 +136,17 @@ class Target:
 MAX_HOST_CHARS = 253
 
 
-def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = False) -> Target:
+#: A target that is a unix socket's path: ``unix:/run/dovecot/lmtp``.
+UNIX_PREFIX = "unix:"
+
+
+def parse_target(
+    text: str,
+    default_port: int = 25,
+    *,
+    allow_port_zero: bool = False,
+    unix_base: str | None = None,
+) -> Target:
     """Parse ``host``, ``host:port``, ``[v6-address]:port`` or ``[v6-address]``.
 
     A bare IPv6 address is refused: ``::1:2626`` could be the address ``::1:2626`` or
@@ -133,10 +155,20 @@ def parse_target(text: str, default_port: int = 25, *, allow_port_zero: bool = F
     ``smtps://HOST[:PORT]`` is the same with implicit TLS (RFC 8314), port 465 by default;
     ``smtp://`` is accepted too, for symmetry.
 
+    ``unix:PATH`` is a unix stream socket; a relative PATH is taken from ``unix_base`` (the
+    scenario's folder), else from the current directory.
+
     Raises:
         ValueError: with a message fit to show the user.
     """
     text = text.strip()
+    if text[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX:
+        path = text[len(UNIX_PREFIX) :]
+        if not path or "\0" in path:
+            raise ValueError(
+                f"bad target {shown(text)}: write unix:/path/to/socket (a unix socket's path)"
+            )
+        return Target("", 0, unix_path=os.path.join(unix_base or os.getcwd(), path))
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme.lower() not in ("smtp", "smtps") or not rest:
@@ -226,6 +258,8 @@ class Step:
         capture: a regex whose named groups become variables for later steps.
         timeout_s: this step's own timeout, or None for the run's default.
         auth: AUTH only: the mechanism and credentials (AUTH's expect defaults to 235).
+        expect_each: LMTP's DATA only: (RCPT step name, expectation) pairs that judge that
+            recipient's reply after the message instead of ``expect`` (RFC 2033 §4.2).
         line, column: where the step starts in the file (1-based).
     """
 
@@ -239,6 +273,7 @@ class Step:
     line: int = 0
     column: int = 0
     auth: AuthSpec | None = None
+    expect_each: tuple[tuple[str, Expectation], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +370,7 @@ class Scenario:
         load: the ``load:`` block, or None without one.
         tls: the TLS settings its ``target`` gives (file names relative to the scenario's
             folder already made whole).
+        protocol: ``smtp`` or ``lmtp`` (``PROTOCOLS``).
     """
 
     path: str
@@ -346,6 +382,7 @@ class Scenario:
     steps: tuple[Step, ...]
     load: Load | None = None
     tls: TlsSettings = TlsSettings()
+    protocol: str = "smtp"
 
 
 @dataclass(frozen=True, slots=True)

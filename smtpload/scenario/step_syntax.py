@@ -60,7 +60,7 @@ RESERVED_STEP_NAMES: dict[str, str] = {
 }
 
 _ACTIONS = ("greeting", "send", "data", "close", "starttls", "auth")
-_STEP_OPTIONS = ("name", "expect", "capture", "timeout")
+_STEP_OPTIONS = ("name", "expect", "capture", "timeout", "expect_each")
 _DATA_KEYS = ("message", "size")
 # RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
 _GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
@@ -96,6 +96,9 @@ class StepDraft:
     templates: tuple[tuple[Node, Template], ...] = ()
     auth: AuthSpec | None = None
     secret_nodes: tuple[Node, ...] = ()  # templates whose text no message may quote
+    # LMTP: (RCPT step name, its node, expectation); the loader checks the names.
+    expect_each: tuple[tuple[str, Node, Expectation], ...] = ()
+    expect_each_node: Node | None = None
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -184,13 +187,50 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
                 f"step name {draft.name!r} is reserved for {reserved}; choose another",
             )
             draft.name = None
+        elif draft.name is not None and "/" in draft.name:
+            # Reports name a step's extra replies NAME/PART (LMTP's message/rcpt#2, BDAT's
+            # message/chunk), so a "/" of the user's own could collide with one.
+            reader.problem(
+                draft.name_node,
+                f"step name {shown(draft.name)} must not contain '/': reports name the parts of"
+                " a step NAME/PART (LMTP's per-recipient replies, such as message/rcpt#2)",
+            )
+            draft.name = None
     if "expect" in keys:
         _expect(draft, *keys["expect"], reader)
     if "capture" in keys:
         _capture(draft, *keys["capture"], reader)
     if "timeout" in keys:
         draft.timeout_s = positive_seconds(keys["timeout"][1], reader, "timeout")
+    if "expect_each" in keys:
+        _expect_each(draft, *keys["expect_each"], reader)
     return draft
+
+
+def _expect_each(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> None:
+    """LMTP's per-recipient expectations: ``{RCPT_STEP_NAME: EXPECTATION, ...}`` (the names
+    are checked against the scenario's RCPT steps by the loader)."""
+    draft.expect_each_node = key
+    if draft.kind is not StepKind.DATA:
+        reader.problem(
+            key,
+            "expect_each belongs on the data step of an LMTP scenario: it judges each"
+            " recipient's reply after the message (RFC 2033 §4.2)",
+        )
+        return
+    if not isinstance(node, MappingNode) or not node.value:
+        reader.problem(
+            node,
+            "expect_each takes a mapping from RCPT step names to expectations, such as"
+            ' `expect_each: {rcpt: 250, "rcpt#2": 452}`',
+        )
+        return
+    entries = []
+    for name, (name_node, value_node) in reader.mapping(node, "in expect_each", None).items():
+        expectation = parse_expectation(value_node, reader, f"expect_each: {clipped(name)}")
+        if expectation is not None:
+            entries.append((name, name_node, expectation))
+    draft.expect_each = tuple(entries)
 
 
 def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:

@@ -276,6 +276,12 @@ def _scenario_yaml(
     ]
     if session.target is not None:
         out.append(f"target: {_double_quoted(str(session.target))}")
+    if any(
+        exchange.kind is ExchangeKind.COMMAND
+        and (exchange.text or "").split(" ")[0].upper() == "LHLO"
+        for exchange in session.exchanges
+    ):
+        out.append("protocol: lmtp")  # RFC 2033: the hello was LHLO
     out.append("steps:")
     for exchange in session.exchanges:
         if exchange.kind is ExchangeKind.AUTH:
