@@ -480,7 +480,7 @@ def check(text: str, expected: list[str]) -> None:
 
 EMPTY_FILE = "the file is empty; a scenario needs at least a list of `steps:`"
 NOT_A_MAPPING = "a scenario must be a mapping of keys ({}), not a {}".format(
-    "name, description, target, timeout, variables, load, steps", "{}"
+    "name, description, protocol, target, timeout, variables, load, steps", "{}"
 )
 KEEPS_LAST = "YAML would silently keep only the last one, so remove one"
 BAD_NAME = "must be a word of letters, digits and _ (not starting with a digit) so that"
@@ -558,7 +558,7 @@ RE2 = "smtpload matches replies with RE2, which never backtracks (docs/scenario-
             "unknown-key-lists-valid-keys",
             steps_of("send: NOOP", head="colour: red\n"),
             "1:1: unknown key 'colour' at the top level (valid keys here: name, description,"
-            " target, timeout, variables, load, steps)",
+            " protocol, target, timeout, variables, load, steps)",
         ),
         case(
             "duplicate-key",

@@ -55,12 +55,12 @@ __all__ = ["load_scenario", "parse_scenario"]
 _TOP_KEYS = (
     "name",
     "description",
+    "protocol",
     "target",
     "timeout",
     "variables",
     "load",
     "steps",
-    "protocol",
 )
 _TARGET_KEYS = ("host", "port", "tls", "ca", "server_name", "cert", "key", "min_version")
 _TLS_MODES = ("implicit",)
