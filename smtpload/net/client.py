@@ -82,7 +82,9 @@ _RECEIVE_BYTES = 65536
 _SPLIT_TAIL_BYTES = 65536
 
 #: Steps that send a command (or a message) and so must find nothing waiting before they do.
-_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH})
+_SENDING_STEPS = frozenset(
+    {StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH, StepKind.XCLIENT}
+)
 
 #: How much of the bytes injected after a 220 to STARTTLS a failure quotes.
 _INJECTION_PREVIEW_BYTES = 80
@@ -465,6 +467,12 @@ class _Wire:
                 return replies[0]
 
 
+def _tcp_address(raw: stdlib_socket.socket, *, peer: bool) -> tuple[str, int] | None:
+    """The socket's own (or its peer's) IP address and port; None for a socket without one."""
+    address = raw.getpeername() if peer else raw.getsockname()
+    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+
+
 def _bytes_waiting(fd: int, probe: bytearray) -> bool:
     """Whether the kernel holds received bytes not read yet (``probe``: 4 bytes of scratch)."""
     fcntl.ioctl(fd, termios.FIONREAD, probe)
@@ -525,10 +533,20 @@ async def _converse(
     step_from_ns = greeting_from_ns
     fd = sock.fileno()
     probe = bytearray(4)  # one per session: ioctl writes into it
+    proxy_pending = engine.has_proxy_header
     with trio.CancelScope() as deadline:
         while (step := engine.next_step()) is not None:
             deadline.deadline = now() + step.timeout_s
             try:
+                if proxy_pending:
+                    # The PROXY header comes before any byte of the session's (TLS's too) and
+                    # is no step of its own: the first step's timeout bounds its send, and the
+                    # greeting is timed from just before it (the server greets once it read it).
+                    proxy_pending = False
+                    header = engine.proxy_header(
+                        _tcp_address(wire.raw, peer=False), _tcp_address(wire.raw, peer=True)
+                    )
+                    step_from_ns = await wire.send(header)
                 if step.kind is StepKind.TLS:
                     if step.index > 0 and (
                         backlog or parser.has_partial_reply or _bytes_waiting(fd, probe)

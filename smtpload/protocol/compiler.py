@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
+from smtpload.protocol.proxy import ProxyHeaderTemplate
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
     PaddedMessage,
     encode_message_text,
 )
-from smtpload.scenario.model import Credential, Scenario, Step, StepKind
+from smtpload.protocol.xclient import XclientError, XclientTemplate
+from smtpload.scenario.model import Credential, ProxySpec, Scenario, Step, StepKind
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
@@ -107,6 +109,7 @@ class CompiledStep:
         capture: named groups become variables for later steps.
         timeout_s: how long to wait for this step's reply (or close), in seconds.
         auth: AUTH steps: what the exchange authenticates with.
+        xclient: XCLIENT steps whose attributes use variables: rendered per session.
     """
 
     index: int
@@ -119,15 +122,28 @@ class CompiledStep:
     capture: ReplyPattern | None
     timeout_s: float
     auth: CompiledAuth | None = None
+    xclient: XclientTemplate | None = None
 
     @property
     def sends(self) -> bool:
-        return self.kind in (StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH)
+        return self.kind in (
+            StepKind.SEND,
+            StepKind.DATA,
+            StepKind.STARTTLS,
+            StepKind.AUTH,
+            StepKind.XCLIENT,
+        )
 
     def render(self, variables: Mapping[str, str]) -> bytes | PaddedMessage:
-        """The bytes this step sends in a session with these variables."""
+        """The bytes this step sends in a session with these variables.
+
+        Raises:
+            XclientError: an XCLIENT line rendered over 512 octets.
+        """
         if self.payload is not None:
             return self.payload
+        if self.xclient is not None:
+            return self.xclient.command(variables)
         if self.template is None:
             return b""
         text = self.template.render(variables).encode("utf-8")
@@ -145,6 +161,7 @@ class CompiledScenario:
         uses_variables: False when no step needs per-session values (the fast path).
         uses_date: whether any template uses the ``date`` built-in (costly to format).
         timeout_s: the default timeout (--timeout, the scenario's, or 30 s); it bounds connect.
+        proxy: the PROXY protocol header each session writes first, or None.
     """
 
     name: str
@@ -154,6 +171,7 @@ class CompiledScenario:
     uses_variables: bool
     uses_date: bool
     timeout_s: float = DEFAULT_TIMEOUT_S
+    proxy: ProxyHeaderTemplate | None = None
 
     @property
     def uses_tls(self) -> bool:
@@ -282,6 +300,38 @@ def _check_saslprep(
             ) from None
 
 
+def _proxy(spec: ProxySpec) -> ProxyHeaderTemplate:
+    def template(text: str | None) -> Template | None:
+        return None if text is None else parse_template(text)
+
+    return ProxyHeaderTemplate(
+        version=spec.version,
+        local=spec.local,
+        source=template(spec.source),
+        source_port=template(spec.source_port),
+        destination=template(spec.destination),
+        destination_port=template(spec.destination_port),
+    )
+
+
+def _xclient(step: Step, path: str) -> tuple[bytes | None, XclientTemplate | None]:
+    """An xclient step's line when its attributes are constant (checked here, once per run),
+    else its template.
+
+    Raises:
+        UsageError: the constant line is over 512 octets, at the step's FILE:LINE:COL.
+    """
+    xclient = XclientTemplate(
+        tuple((name, parse_template(text)) for name, text in step.xclient or ())
+    )
+    if not xclient.is_constant:
+        return None, xclient
+    try:
+        return xclient.command({}), None
+    except XclientError as error:
+        raise UsageError(f"{path}:{step.line}:{step.column}: xclient: {error}") from None
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -342,6 +392,10 @@ def compile_scenario(
             template = parse_template(step.text or "")
         elif step.kind is StepKind.DATA:
             template = parse_template(generated_message(step))
+        xclient = None
+        if step.kind is StepKind.XCLIENT:
+            payload, xclient = _xclient(step, scenario.path)
+            uses_variables = uses_variables or xclient is not None
         if template is not None:
             uses_date = uses_date or "date" in template.names
             if template.is_constant:
@@ -378,10 +432,15 @@ def compile_scenario(
                 capture=capture,
                 timeout_s=_timeout(step, timeout_s, scenario),
                 auth=auth,
+                xclient=xclient,
             )
         )
         if step.kind is StepKind.STARTTLS:
             steps.append(_tls_step(len(steps), _timeout(step, timeout_s, scenario)))
+    proxy = None if scenario.proxy is None else _proxy(scenario.proxy)
+    if proxy is not None:
+        uses_variables = uses_variables or bool(proxy.names)
+        uses_date = uses_date or "date" in proxy.names
     return CompiledScenario(
         name=scenario.name,
         path=scenario.path,
@@ -390,4 +449,5 @@ def compile_scenario(
         uses_variables=uses_variables,
         uses_date=uses_date,
         timeout_s=_timeout(None, timeout_s, scenario),
+        proxy=proxy,
     )

@@ -37,6 +37,7 @@ from smtpload.scenario.model import (
     parse_target,
     server_name_problem,
 )
+from smtpload.scenario.proxy_syntax import read_proxy
 from smtpload.scenario.step_syntax import (
     RESERVED_STEP_NAMES,
     StepDraft,
@@ -51,7 +52,7 @@ from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceN
 
 __all__ = ["load_scenario", "parse_scenario"]
 
-_TOP_KEYS = ("name", "description", "target", "timeout", "variables", "load", "steps")
+_TOP_KEYS = ("name", "description", "target", "timeout", "variables", "load", "proxy", "steps")
 _TARGET_KEYS = ("host", "port", "tls", "ca", "server_name", "cert", "key", "min_version")
 _TLS_MODES = ("implicit",)
 # The target's TLS files: its key, and the TlsSettings field it sets.
@@ -170,6 +171,10 @@ class _Validator(NodeReader):
             timeout_s = positive_seconds(keys["timeout"][1], self, "timeout")
         variables = self._variables(keys["variables"][1]) if "variables" in keys else []
         load = read_load(keys["load"][1], self) if "load" in keys else None
+        proxy = None
+        if "proxy" in keys:
+            declared = [variable.name for variable in variables]
+            proxy = read_proxy(keys["proxy"][1], self, [*BUILTIN_VARIABLES, *declared])
         if "steps" not in keys:
             self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
             return None
@@ -178,6 +183,7 @@ class _Validator(NodeReader):
         self._check_data_follows_354(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
         self._check_starttls_steps(drafts, target)
+        self._check_ehlo_after_xclient(drafts)
         self._check_nothing_after_close(drafts)
         names = self._step_names(drafts)
         if self.problems:
@@ -194,6 +200,7 @@ class _Validator(NodeReader):
                 line=d.node.start_mark.line + 1,
                 column=d.node.start_mark.column + 1,
                 auth=d.auth,
+                xclient=d.xclient,
             )
             for d in drafts
             if d.kind is not None
@@ -208,6 +215,7 @@ class _Validator(NodeReader):
             steps=steps,
             load=load,
             tls=tls,
+            proxy=proxy,
         )
 
     def _target(self, node: Node) -> Target | None:
@@ -504,6 +512,25 @@ class _Validator(NodeReader):
                 " client.example`",
             )
 
+    def _check_ehlo_after_xclient(self, drafts: list[StepDraft]) -> None:
+        """XCLIENT_README: after XCLIENT the server resets the session and greets again (220);
+        like after STARTTLS, the scenario says EHLO (or HELO, LHLO) again, or ends."""
+        by_number = {draft.number: draft for draft in drafts}
+        for draft in drafts:
+            if draft.kind is not StepKind.XCLIENT:
+                continue
+            after = by_number.get(draft.number + 1)
+            if after is None or after.kind in (None, StepKind.CLOSE, StepKind.XCLIENT):
+                continue
+            words = (after.text or "").split()
+            if after.kind is StepKind.SEND and words and words[0].upper() in _HELLO_VERBS:
+                continue
+            self.problem(
+                after.node,
+                "after xclient the server starts the session over with a new 220 greeting"
+                " (XCLIENT_README): send EHLO again here, e.g. `send: EHLO client.example`",
+            )
+
     def _check_nothing_after_close(self, drafts: list[StepDraft]) -> None:
         closes = [draft.number for draft in drafts if draft.kind is StepKind.CLOSE]
         for draft in drafts:
@@ -562,7 +589,11 @@ _DERIVED_NAMES = {
     StepKind.STARTTLS: "starttls",
     StepKind.TLS: "tls",
     StepKind.AUTH: "auth",
+    StepKind.XCLIENT: "xclient",
 }
+
+# What may follow an xclient step (besides close, or another xclient step).
+_HELLO_VERBS = ("EHLO", "HELO", "LHLO", "QUIT")
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
