@@ -46,6 +46,7 @@ from aiosmtpd.controller import Controller
 from benchmarks.smtp_sink import find_smtp_sink, free_port, smtp_sink
 from tests.peers import (
     AuthHandler,
+    ProxyRecordingHandler,
     RecordingHandler,
     RecordingPeer,
     RecordingPostfix,
@@ -92,10 +93,14 @@ def _discard(controller: Controller) -> None:
         controller.loop.close()
 
 
-def _start_controller(handler: RecordingHandler, **options: Any) -> Controller:
+def _start_controller(
+    handler: RecordingHandler, controller_class: type[Controller] = Controller, **options: Any
+) -> Controller:
     errors: list[Exception] = []
     for _ in range(_CONTROLLER_START_ATTEMPTS):
-        controller = Controller(handler, hostname=LOOPBACK, port=_free_port(LOOPBACK), **options)
+        controller = controller_class(
+            handler, hostname=LOOPBACK, port=_free_port(LOOPBACK), **options
+        )
         try:
             controller.start()
         except (OSError, RuntimeError) as exc:  # bind race (OSError), or the server never answered
@@ -127,6 +132,32 @@ def aiosmtpd_auth_server() -> Iterator[RecordingPeer]:
     controller = _start_controller(
         handler, authenticator=handler.authenticate, auth_require_tls=False
     )
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+class _ProxyController(Controller):
+    """A Controller whose start-up check speaks the PROXY protocol: the stock one connects and
+    waits for a greeting that a PROXY server only sends after a header, and leaves that
+    connection to be torn down with the loop (ResourceWarnings in a later test)."""
+
+    def _trigger_server(self) -> None:
+        with socket.create_connection((self.hostname, self.port), 1.0) as sock:
+            sock.sendall(b"PROXY UNKNOWN\r\n")
+            sock.recv(1024)  # the greeting: the factory has run
+            sock.sendall(b"QUIT\r\n")
+            sock.recv(1024)
+
+
+@pytest.fixture
+def aiosmtpd_proxy_server() -> Iterator[RecordingPeer]:
+    """aiosmtpd that reads a PROXY protocol header (v1 or v2) first and records what each one
+    said (``tests.peers.ProxyRecordingHandler.proxied``), then records messages as usual."""
+    handler = ProxyRecordingHandler()
+    controller = _start_controller(handler, _ProxyController, proxy_protocol_timeout=5)
+    handler.forget_proxied()  # the start-up check's own connection
     try:
         yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
     finally:
