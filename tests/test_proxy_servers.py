@@ -61,17 +61,20 @@ def received(message: bytes) -> str:
 # -- PROXY: Postfix 10028 ----------------------------------------------------------------------
 
 
+V4_SOURCE = 'source: "198.51.100.{session}", source_port: "40{session}"'
+V6_SOURCE = 'source: "2001:db8::{session}", destination: "::1"'
+
+
 @pytest.mark.parametrize(
     ("proxy", "expected"),
     [
-        ('{version: 1, source: "198.51.100.{session}", source_port: "40{session}"}', "[198.51.100.{n}]"),
-        ('{version: 2, source: "198.51.100.{session}", source_port: "40{session}"}', "[198.51.100.{n}]"),
-        ('{version: 1, source: "2001:db8::{session}", destination: "::1"}', "[2001:db8::{n}]"),
-        ('{version: 2, source: "2001:db8::{session}", destination: "::1", destination_port: 25}',
-         "[2001:db8::{n}]"),
+        ("{version: 1, " + V4_SOURCE + "}", "[198.51.100.{n}]"),
+        ("{version: 2, " + V4_SOURCE + "}", "[198.51.100.{n}]"),
+        ("{version: 1, " + V6_SOURCE + "}", "[2001:db8::{n}]"),
+        ("{version: 2, " + V6_SOURCE + ", destination_port: 25}", "[2001:db8::{n}]"),
     ],
     ids=["v1-ipv4", "v2-ipv4", "v1-ipv6", "v2-ipv6"],
-)  # fmt: skip
+)
 def test_postfix_takes_each_sessions_proxied_address(
     tmp_path: Path, postfix_record: RecordingPostfix, proxy: str, expected: str
 ) -> None:
