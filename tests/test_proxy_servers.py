@@ -223,6 +223,38 @@ def test_by_default_the_header_carries_the_connections_own_addresses(
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "option", "version", "source"),
+    [
+        ("", "v1", 1, "127.0.0.1"),
+        ("proxy: {version: 1, source: 198.51.100.9}\n", "v2", 2, "198.51.100.9"),
+    ],
+    ids=["no-key", "over-the-key"],
+)
+def test_the_proxy_option_sets_the_version(
+    tmp_path: Path,
+    aiosmtpd_proxy_server: RecordingPeer,
+    key: str,
+    option: str,
+    version: int,
+    source: str,
+) -> None:
+    scenario = key + "steps:\n  - greeting: 220\n  - send: QUIT\n    expect: 221\n"
+    status, _summary, failures = run(
+        tmp_path,
+        scenario,
+        "--target",
+        f"{aiosmtpd_proxy_server.host}:{aiosmtpd_proxy_server.port}",
+        "--proxy",
+        option,
+    )
+    assert status == 0, failures
+    handler = aiosmtpd_proxy_server.handler
+    assert isinstance(handler, ProxyRecordingHandler)
+    (connection,) = handler.proxied
+    assert (connection.version, connection.source) == (version, source)
+
+
 # -- XCLIENT: Postfix 10029 and 10025 ------------------------------------------------------------
 
 

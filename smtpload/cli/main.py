@@ -10,6 +10,7 @@ local error into a one-line message and exit status 2. Exit statuses: 0 every se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -72,7 +73,7 @@ from smtpload.report.thresholds import (
 )
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
-from smtpload.scenario.model import Scenario, Target
+from smtpload.scenario.model import ProxySpec, Scenario, Target
 
 __all__ = ["build_parser", "main"]
 
@@ -181,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="sessions running at once, at most; a session due while N run starts late "
         f"(never dropped) (default: as many as open files allow, at most {MAX_IN_FLIGHT})",
+    )
+    run.add_argument(
+        "--proxy",
+        choices=("v1", "v2"),
+        help="start each session with a PROXY protocol header of this version (HAProxy's"
+        " spec): the version of the scenario's proxy: key, or, without one, a header naming"
+        " the connection's own addresses",
     )
     run.add_argument(
         "--results",
@@ -318,6 +326,12 @@ class _Progress:
 def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
+    if args.proxy is not None:
+        # --proxy v2 sets the version only: the key's addresses (or the defaults) stay.
+        spec = scenario.proxy or ProxySpec()
+        scenario = dataclasses.replace(
+            scenario, proxy=dataclasses.replace(spec, version=int(args.proxy[1:]))
+        )
     target: Target | None = args.target or scenario.target
     compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
     plan = _load_plan(args, scenario)
