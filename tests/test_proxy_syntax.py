@@ -237,3 +237,20 @@ def test_a_constant_xclient_line_over_512_octets_is_refused_before_the_run(
     assert result.returncode == 2, result.stderr
     assert "x.yaml:3:5: xclient: the XCLIENT command would be 521 octets" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_values_made_of_var_options_are_checked_once_before_the_run() -> None:
+    text = (
+        'variables:\n  src: "198.51.100.7"\n  pad: x\n'
+        'proxy: {source: "{src}", destination: 127.0.0.1}\n'
+        "steps:\n  - greeting: 220\n"
+        '  - xclient: {name: "{pad}"}\n  - send: EHLO x\n'
+    )
+    scenario = parse_scenario(text, "s.yaml")
+    compile_scenario(scenario)  # the file's own values are fine
+    with pytest.raises(UsageError, match=r"^s\.yaml:4:8: proxy: source 'example' is not an"):
+        compile_scenario(scenario, overrides={"src": "example"})
+    with pytest.raises(UsageError, match=r"^s\.yaml:4:8: proxy: the source 2001:db8::7 is IPv6"):
+        compile_scenario(scenario, overrides={"src": "2001:db8::7"})
+    with pytest.raises(UsageError, match=r"^s\.yaml:7:5: xclient: the XCLIENT command would be"):
+        compile_scenario(scenario, overrides={"pad": "p" * 500})

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
-from smtpload.protocol.proxy import ProxyHeaderTemplate
+from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
@@ -314,22 +314,27 @@ def _proxy(spec: ProxySpec) -> ProxyHeaderTemplate:
     )
 
 
-def _xclient(step: Step, path: str) -> tuple[bytes | None, XclientTemplate | None]:
-    """An xclient step's line when its attributes are constant (checked here, once per run),
-    else its template.
+def _xclient(
+    step: Step, path: str, constants: Mapping[str, str]
+) -> tuple[bytes | None, XclientTemplate | None]:
+    """An xclient step's line when its attributes are constant, else its template; a line
+    made of text and ``constants`` alone (``--var`` values) is checked here, once per run.
 
     Raises:
-        UsageError: the constant line is over 512 octets, at the step's FILE:LINE:COL.
+        UsageError: such a line is over 512 octets, at the step's FILE:LINE:COL.
     """
     xclient = XclientTemplate(
         tuple((name, parse_template(text)) for name, text in step.xclient or ())
     )
-    if not xclient.is_constant:
-        return None, xclient
+    names = [name for _, template in xclient.attributes for name in template.names]
     try:
-        return xclient.command({}), None
+        if xclient.is_constant:
+            return xclient.command({}), None
+        if all(name in constants for name in names):
+            xclient.command(constants)
     except XclientError as error:
         raise UsageError(f"{path}:{step.line}:{step.column}: xclient: {error}") from None
+    return None, xclient
 
 
 def compile_scenario(
@@ -394,7 +399,7 @@ def compile_scenario(
             template = parse_template(generated_message(step))
         xclient = None
         if step.kind is StepKind.XCLIENT:
-            payload, xclient = _xclient(step, scenario.path)
+            payload, xclient = _xclient(step, scenario.path, constants)
             uses_variables = uses_variables or xclient is not None
         if template is not None:
             uses_date = uses_date or "date" in template.names
@@ -438,7 +443,12 @@ def compile_scenario(
         if step.kind is StepKind.STARTTLS:
             steps.append(_tls_step(len(steps), _timeout(step, timeout_s, scenario)))
     proxy = None if scenario.proxy is None else _proxy(scenario.proxy)
-    if proxy is not None:
+    if proxy is not None and scenario.proxy is not None:
+        try:
+            proxy.check(constants)
+        except ProxyHeaderError as error:
+            spec = scenario.proxy
+            raise UsageError(f"{scenario.path}:{spec.line}:{spec.column}: proxy: {error}") from None
         uses_variables = uses_variables or bool(proxy.names)
         uses_date = uses_date or "date" in proxy.names
     return CompiledScenario(

@@ -223,6 +223,32 @@ class ProxyHeaderTemplate:
             parse_port(destination_port, "destination_port"),
         )
 
+    def check(self, constants: Mapping[str, str]) -> None:
+        """Check, once per run, each value made of text and ``constants`` alone (``--var``
+        values, and variables made of them): the same in every session.
+
+        Raises:
+            ProxyHeaderError: one such value is no address or port, or the two addresses (both
+                constant) differ in family.
+        """
+        found: dict[str, IPAddress] = {}
+        fields = (
+            ("source", self.source),
+            ("source_port", self.source_port),
+            ("destination", self.destination),
+            ("destination_port", self.destination_port),
+        )
+        for what, template in fields:
+            if template is None or not all(name in constants for name in template.names):
+                continue
+            text = template.render(constants)
+            if what.endswith("_port"):
+                parse_port(text, what)
+            else:
+                found[what] = parse_address(text, what)
+        if len(found) == 2:
+            proxy_addresses(found["source"], 0, found["destination"], 0)
+
     def header(self, addresses: ProxyAddresses | None) -> bytes:
         """The header's bytes for ``addresses`` (from ``addresses()``)."""
         return encode_v1(addresses) if self.version == 1 else encode_v2(addresses)
