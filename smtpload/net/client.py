@@ -11,7 +11,8 @@ receive times; trio's own clock still sets the timeouts):
 * ``connect``: from just before the ``connect()`` syscall to the connection seen established
   by the loop (no kernel time marks it).
 * each reply-timed step: from just before the send syscall that carried its last byte (the
-  greeting: from the handshake's end) to when its reply's last data arrived: the kernel's
+  greeting: from the handshake's end, or with a PROXY protocol header, which is written first
+  and is no step, from just before its send) to when its reply's last data arrived: the kernel's
   receive time with the kernel clock (``wire_clock.py``), else the moment the loop read it.
 * ``auth``: from just before the send of the AUTH command to the exchange's final reply
   (235, 535...), the ``334`` rounds between included: one step, however many rounds.

@@ -315,7 +315,8 @@ class SessionEngine:
             addresses = proxy.addresses(self._variables, local, peer)
         except ProxyHeaderError as error:
             raise RemoteProtocolError(f"PROXY header not sent: {error}") from None
-        what = "LOCAL" if addresses is None else str(addresses)
+        unknown = "UNKNOWN" if proxy.version == 1 else "LOCAL"  # no addresses, in each form
+        what = unknown if addresses is None else str(addresses)
         self._transcript.append(("*", f"PROXY protocol v{proxy.version} header: {what}"))
         return proxy.header(addresses)
 
