@@ -233,10 +233,11 @@ def test_a_constant_xclient_line_over_512_octets_is_refused_before_the_run(
     with pytest.raises(UsageError, match=r"s\.yaml:3:5: xclient: the XCLIENT command would be"):
         compile_scenario(parse_scenario(text, "s.yaml"))
     (tmp_path / "x.yaml").write_text(text)
-    result = smtpload("run", "x.yaml", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert "x.yaml:3:5: xclient: the XCLIENT command would be 521 octets" in result.stderr
-    assert "Traceback" not in result.stderr
+    for command in ("run", "validate"):
+        result = smtpload(command, "x.yaml", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "x.yaml:3:5: xclient: the XCLIENT command would be 521 octets" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_values_made_of_var_options_are_checked_once_before_the_run() -> None:

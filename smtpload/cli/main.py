@@ -451,13 +451,14 @@ def _command_validate(args: argparse.Namespace) -> int:
     for name in args.scenarios:
         try:
             scenario = load_scenario(scenario_path(name))
+            # The compiled steps, as a run has them: with `tls` after a starttls step, or
+            # first for an smtps:// target; compiling also refuses what only the compiler
+            # sees (an xclient line over 512 octets).
+            target = scenario.target
+            compiled = compile_scenario(
+                scenario, implicit_tls=target is not None and target.implicit_tls
+            )
             if scenario.load is not None:  # as a run with no options reads them
-                # The compiled steps, as that run has them: with `tls` after a starttls step,
-                # or first for an smtps:// target.
-                target = scenario.target
-                compiled = compile_scenario(
-                    scenario, implicit_tls=target is not None and target.implicit_tls
-                )
                 parse_scenario_thresholds(
                     scenario.path,
                     scenario.load.thresholds,
