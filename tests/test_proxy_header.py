@@ -6,6 +6,9 @@ import ipaddress
 
 import pytest
 
+from smtpload.errors import RemoteProtocolError
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.proxy import (
     V1_MAX_BYTES,
     V2_SIGNATURE,
@@ -18,6 +21,7 @@ from smtpload.protocol.proxy import (
     parse_port,
     proxy_addresses,
 )
+from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.template import parse_template
 
 
@@ -127,3 +131,48 @@ def test_template_rendering_a_bad_value_raises() -> None:
     template = ProxyHeaderTemplate(version=2, source=parse_template("198.51.100.{session}"))
     with pytest.raises(ProxyHeaderError, match=r"'198\.51\.100\.300' is not an IPv4"):
         template.addresses({"session": "300"}, ("127.0.0.1", 1), ("127.0.0.1", 25))
+
+
+def _engine(proxy: str, session: int = 1) -> SessionEngine:
+    scenario = parse_scenario(f"proxy: {proxy}\nsteps:\n  - greeting: 220\n")
+    compiled = compile_scenario(scenario)
+    return SessionEngine(compiled, session, compiled.session_variables(session, "run"))
+
+
+def test_the_engine_renders_the_header_and_notes_it_in_the_transcript() -> None:
+    engine = _engine('{version: 2, source: "2001:db8::{session}", destination: "::1"}', 7)
+    assert engine.has_proxy_header
+    header = engine.proxy_header(("127.0.0.1", 50000), ("::1", 10030))
+    assert header == encode_v2(_addresses("2001:db8::7", 50000, "::1", 10030))
+    engine.on_interrupted()  # any failure shows the transcript
+    failure = engine.failure()
+    assert failure is not None
+    assert "*: PROXY protocol v2 header: [2001:db8::7]:50000 -> [::1]:10030" in [
+        str(line) for line in failure.transcript
+    ]
+
+
+@pytest.mark.parametrize(("version", "shown"), [(1, "UNKNOWN"), (2, "LOCAL")])
+def test_a_header_without_addresses_is_named_by_its_form(version: int, shown: str) -> None:
+    engine = _engine(f"{{version: {version}, command: local}}")
+    assert engine.proxy_header(None, None) in (b"PROXY UNKNOWN\r\n", encode_v2(None))
+    engine.on_interrupted()
+    failure = engine.failure()
+    assert failure is not None
+    assert f"*: PROXY protocol v{version} header: {shown}" in [
+        str(line) for line in failure.transcript
+    ]
+
+
+def test_a_bad_rendered_value_is_a_remote_protocol_error_for_the_session() -> None:
+    # The I/O layer turns RemoteProtocolError into the session's protocol_error.
+    engine = _engine('{source: "198.51.100.{session}"}', 300)
+    with pytest.raises(
+        RemoteProtocolError, match=r"PROXY header not sent: source '198\.51\.100\.300'"
+    ):
+        engine.proxy_header(("127.0.0.1", 1), ("127.0.0.1", 25))
+
+
+def test_a_scenario_without_the_key_has_no_header() -> None:
+    compiled = compile_scenario(parse_scenario("steps:\n  - greeting: 220\n"))
+    assert not SessionEngine(compiled, 1).has_proxy_header
