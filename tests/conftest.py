@@ -66,6 +66,7 @@ from tests.peers import (
     AuthHandler,
     DovecotLmtp,
     LmtpHandler,
+    ProxyRecordingHandler,
     RecordingHandler,
     RecordingPeer,
     RecordingPostfix,
@@ -114,11 +115,14 @@ def _discard(controller: Controller) -> None:
 
 
 def _start_controller(
-    handler: RecordingHandler, host: str = LOOPBACK, **options: Any
+    handler: RecordingHandler,
+    host: str = LOOPBACK,
+    controller_class: type[Controller] = Controller,
+    **options: Any,
 ) -> Controller:
     errors: list[Exception] = []
     for _ in range(_CONTROLLER_START_ATTEMPTS):
-        controller = Controller(handler, hostname=host, port=_free_port(host), **options)
+        controller = controller_class(handler, hostname=host, port=_free_port(host), **options)
         try:
             controller.start()
         except (OSError, RuntimeError) as exc:  # bind race (OSError), or the server never answered
@@ -249,6 +253,34 @@ def _cannot_add(problem: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"cannot add IPv6 test addresses to lo under CI: {problem}")
     pytest.skip(f"cannot add IPv6 test addresses to lo: {problem}")
+
+
+class _ProxyController(Controller):
+    """A Controller whose start-up check speaks the PROXY protocol: the stock one connects and
+    waits for a greeting that a PROXY server only sends after a header, and leaves that
+    connection to be torn down with the loop (ResourceWarnings in a later test)."""
+
+    def _trigger_server(self) -> None:
+        with socket.create_connection((self.hostname, self.port), 1.0) as sock:
+            sock.sendall(b"PROXY UNKNOWN\r\n")
+            sock.recv(1024)  # the greeting: the factory has run
+            sock.sendall(b"QUIT\r\n")
+            sock.recv(1024)
+
+
+@pytest.fixture
+def aiosmtpd_proxy_server() -> Iterator[RecordingPeer]:
+    """aiosmtpd that reads a PROXY protocol header (v1 or v2) first and records what each one
+    said (``tests.peers.ProxyRecordingHandler.proxied``), then records messages as usual."""
+    handler = ProxyRecordingHandler()
+    controller = _start_controller(
+        handler, controller_class=_ProxyController, proxy_protocol_timeout=5
+    )
+    handler.forget_proxied()  # the start-up check's own connection
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
 
 
 # --- Postfix ----------------------------------------------------------------------------------

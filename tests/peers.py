@@ -32,6 +32,8 @@ __all__ = [
     "DovecotLmtp",
     "LmtpHandler",
     "PeerRecordingHandler",
+    "ProxiedConnection",
+    "ProxyRecordingHandler",
     "ReceivedMessage",
     "RecordingHandler",
     "RecordingPeer",
@@ -121,6 +123,8 @@ class RecordingPostfix:
         proxy_port: takes a PROXY protocol header (v1 or v2) before the greeting; the
             ``Received:`` header names the client address the header gave.
         xclient_port: XCLIENT allowed from loopback; ``Received:`` names XCLIENT's address.
+        proxy6_port: as ``proxy_port``, and takes IPv6 client addresses (TCP6) too.
+        xclient6_port: as ``xclient_port``, and takes IPv6 addresses (``ADDR=IPV6:...``) too.
     """
 
     host: str
@@ -129,6 +133,8 @@ class RecordingPostfix:
     xclient_port: int
     directory: Path
     domain: str = "record.test"
+    proxy6_port: int = 10030
+    xclient6_port: int = 10031
 
     def folder(self, recipient: str) -> Path:
         """Where the messages to ``recipient`` land (the script's safe-name rule)."""
@@ -374,3 +380,52 @@ class AuthHandler(RecordingHandler):
         if await server.challenge_auth(final) is MISSING:
             return AuthResult(success=False, handled=True)
         return AuthResult(success=True)
+
+
+# -- PROXY protocol (HAProxy's spec): what the in-process server was told --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProxiedConnection:
+    """What one connection's PROXY header said, as aiosmtpd parsed it (``ProxyData``)."""
+
+    version: int | None
+    source: str
+    source_port: int | None
+    destination: str
+    destination_port: int | None
+
+
+class ProxyRecordingHandler(RecordingHandler):
+    """``RecordingHandler`` that also records each connection's PROXY header (aiosmtpd's
+    ``handle_PROXY`` hook, called when the server runs with ``proxy_protocol_timeout``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._proxied: list[ProxiedConnection] = []
+
+    @property
+    def proxied(self) -> list[ProxiedConnection]:
+        """A snapshot of the headers received so far, oldest first."""
+        with self._lock:
+            return list(self._proxied)
+
+    def forget_proxied(self) -> None:
+        """Forget the headers received so far (the controller's start-up check's)."""
+        with self._lock:
+            self._proxied.clear()
+
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, proxy_data: object
+    ) -> bool:
+        data = proxy_data
+        connection = ProxiedConnection(
+            version=getattr(data, "version", None),
+            source=str(getattr(data, "src_addr", "")),
+            source_port=getattr(data, "src_port", None),
+            destination=str(getattr(data, "dst_addr", "")),
+            destination_port=getattr(data, "dst_port", None),
+        )
+        with self._lock:
+            self._proxied.append(connection)
+        return True  # accept the connection

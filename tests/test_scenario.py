@@ -480,7 +480,7 @@ def check(text: str, expected: list[str]) -> None:
 
 EMPTY_FILE = "the file is empty; a scenario needs at least a list of `steps:`"
 NOT_A_MAPPING = "a scenario must be a mapping of keys ({}), not a {}".format(
-    "name, description, protocol, target, timeout, variables, load, steps", "{}"
+    "name, description, protocol, target, timeout, variables, load, proxy, steps", "{}"
 )
 KEEPS_LAST = "YAML would silently keep only the last one, so remove one"
 BAD_NAME = "must be a word of letters, digits and _ (not starting with a digit) so that"
@@ -494,8 +494,8 @@ ONE_LINE = (
     " and `data:` for the message"
 )
 ONE_ACTION = (
-    "must be a mapping with one action (greeting, send, data, close, starttls or auth), such as"
-    " `- send: QUIT`"
+    "must be a mapping with one action (greeting, send, data, close, starttls, auth or xclient),"
+    " such as `- send: QUIT`"
 )
 CLOSE_TRUE = (
     "close takes only `true` (the server must close the connection); remove the step if it"
@@ -558,7 +558,7 @@ RE2 = "smtpload matches replies with RE2, which never backtracks (docs/scenario-
             "unknown-key-lists-valid-keys",
             steps_of("send: NOOP", head="colour: red\n"),
             "1:1: unknown key 'colour' at the top level (valid keys here: name, description,"
-            " protocol, target, timeout, variables, load, steps)",
+            " protocol, target, timeout, variables, load, proxy, steps)",
         ),
         case(
             "duplicate-key",
@@ -822,7 +822,8 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "no-action",
             steps_of("{name: x, expect: 250}"),
-            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls, auth",
+            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls, auth,"
+            " xclient",
         ),
         case(
             "misspelt-action-reported-once",

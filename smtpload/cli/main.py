@@ -10,6 +10,7 @@ local error into a one-line message and exit status 2. Exit statuses: 0 every se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -74,7 +75,7 @@ from smtpload.report.thresholds import (
 )
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
-from smtpload.scenario.model import Scenario, Target
+from smtpload.scenario.model import ProxySpec, Scenario, Target
 
 __all__ = ["build_parser", "main"]
 
@@ -192,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         " addresses, ranges and blocks, comma-separated (127.0.0.2,127.0.0.3;"
         " 127.0.0.2-127.0.0.20; 127.0.0.0/28; fd00::/120), at most"
         f" {MAX_SOURCE_ADDRESSES:,}; only those of the target's family are used",
+    )
+    run.add_argument(
+        "--proxy",
+        choices=("v1", "v2"),
+        help="start each session with a PROXY protocol header of this version (HAProxy's"
+        " spec): the version of the scenario's proxy: key, or, without one, a header naming"
+        " the connection's own addresses",
     )
     run.add_argument(
         "--results",
@@ -336,6 +344,12 @@ class _Progress:
 def _command_run(args: argparse.Namespace) -> int:
     path = scenario_path(args.scenario)
     scenario = load_scenario(path)
+    if args.proxy is not None:
+        # --proxy v2 sets the version only: the key's addresses (or the defaults) stay.
+        spec = scenario.proxy or ProxySpec()
+        scenario = dataclasses.replace(
+            scenario, proxy=dataclasses.replace(spec, version=int(args.proxy[1:]))
+        )
     target: Target | None = args.target or scenario.target
     compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
     plan = _load_plan(args, scenario)
@@ -458,13 +472,14 @@ def _command_validate(args: argparse.Namespace) -> int:
     for name in args.scenarios:
         try:
             scenario = load_scenario(scenario_path(name))
+            # The compiled steps, as a run has them: with `tls` after a starttls step, or
+            # first for an smtps:// target; compiling also refuses what only the compiler
+            # sees (an xclient line over 512 octets).
+            target = scenario.target
+            compiled = compile_scenario(
+                scenario, implicit_tls=target is not None and target.implicit_tls
+            )
             if scenario.load is not None:  # as a run with no options reads them
-                # The compiled steps, as that run has them: with `tls` after a starttls step,
-                # or first for an smtps:// target.
-                target = scenario.target
-                compiled = compile_scenario(
-                    scenario, implicit_tls=target is not None and target.implicit_tls
-                )
                 parse_scenario_thresholds(
                     scenario.path,
                     scenario.load.thresholds,

@@ -11,7 +11,8 @@ receive times; trio's own clock still sets the timeouts):
 * ``connect``: from just before the ``connect()`` syscall to the connection seen established
   by the loop (no kernel time marks it).
 * each reply-timed step: from just before the send syscall that carried its last byte (the
-  greeting: from the handshake's end) to when its reply's last data arrived: the kernel's
+  greeting: from the handshake's end, or with a PROXY protocol header, which is written first
+  and is no step, from just before its send) to when its reply's last data arrived: the kernel's
   receive time with the kernel clock (``wire_clock.py``), else the moment the loop read it.
 * ``auth``: from just before the send of the AUTH command to the exchange's final reply
   (235, 535...), the ``334`` rounds between included: one step, however many rounds.
@@ -93,7 +94,9 @@ _RECEIVE_BYTES = 65536
 _SPLIT_TAIL_BYTES = 65536
 
 #: Steps that send a command (or a message) and so must find nothing waiting before they do.
-_SENDING_STEPS = frozenset({StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH})
+_SENDING_STEPS = frozenset(
+    {StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH, StepKind.XCLIENT}
+)
 
 #: How much of the bytes injected after a 220 to STARTTLS a failure quotes.
 _INJECTION_PREVIEW_BYTES = 80
@@ -534,6 +537,12 @@ async def _recipient_replies(
     wire.untimed = False
 
 
+def _tcp_address(raw: stdlib_socket.socket, *, peer: bool) -> tuple[str, int] | None:
+    """The socket's own (or its peer's) IP address and port; None for a socket without one."""
+    address = raw.getpeername() if peer else raw.getsockname()
+    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+
+
 def _bytes_waiting(fd: int, probe: bytearray) -> bool:
     """Whether the kernel holds received bytes not read yet (``probe``: 4 bytes of scratch)."""
     fcntl.ioctl(fd, termios.FIONREAD, probe)
@@ -594,10 +603,20 @@ async def _converse(
     step_from_ns = greeting_from_ns
     fd = sock.fileno()
     probe = bytearray(4)  # one per session: ioctl writes into it
+    proxy_pending = engine.has_proxy_header
     with trio.CancelScope() as deadline:
         while (step := engine.next_step()) is not None:
             deadline.deadline = now() + step.timeout_s
             try:
+                if proxy_pending:
+                    # The PROXY header comes before any byte of the session's (TLS's too) and
+                    # is no step of its own: the first step's timeout bounds its send, and the
+                    # greeting is timed from just before it (the server greets once it read it).
+                    proxy_pending = False
+                    header = engine.proxy_header(
+                        _tcp_address(wire.raw, peer=False), _tcp_address(wire.raw, peer=True)
+                    )
+                    step_from_ns = await wire.send(header)
                 if step.kind is StepKind.TLS:
                     if step.index > 0 and (
                         backlog or parser.has_partial_reply or _bytes_waiting(fd, probe)

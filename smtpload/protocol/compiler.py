@@ -27,13 +27,15 @@ from smtpload.protocol.lmtp import (
     part_name,
     transaction_recipients,
 )
+from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
     PaddedMessage,
     encode_message_text,
 )
-from smtpload.scenario.model import Credential, Scenario, Step, StepKind
+from smtpload.protocol.xclient import XclientError, XclientTemplate
+from smtpload.scenario.model import Credential, ProxySpec, Scenario, Step, StepKind
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
@@ -118,6 +120,7 @@ class CompiledStep:
             recipient's reply instead of ``expectation``.
         parts: LMTP message steps: the report names of the per-recipient replies it may get
             (``message/rcpt``, ``message/rcpt#2``), in RCPT order.
+        xclient: XCLIENT steps whose attributes use variables: rendered per session.
     """
 
     index: int
@@ -133,15 +136,28 @@ class CompiledStep:
     verb: str = ""
     expect_each: tuple[tuple[str, CompiledExpectation], ...] = ()
     parts: tuple[str, ...] = ()
+    xclient: XclientTemplate | None = None
 
     @property
     def sends(self) -> bool:
-        return self.kind in (StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH)
+        return self.kind in (
+            StepKind.SEND,
+            StepKind.DATA,
+            StepKind.STARTTLS,
+            StepKind.AUTH,
+            StepKind.XCLIENT,
+        )
 
     def render(self, variables: Mapping[str, str]) -> bytes | PaddedMessage:
-        """The bytes this step sends in a session with these variables."""
+        """The bytes this step sends in a session with these variables.
+
+        Raises:
+            XclientError: an XCLIENT line rendered over 512 octets.
+        """
         if self.payload is not None:
             return self.payload
+        if self.xclient is not None:
+            return self.xclient.command(variables)
         if self.template is None:
             return b""
         text = self.template.render(variables).encode("utf-8")
@@ -159,6 +175,7 @@ class CompiledScenario:
         uses_variables: False when no step needs per-session values (the fast path).
         uses_date: whether any template uses the ``date`` built-in (costly to format).
         timeout_s: the default timeout (--timeout, the scenario's, or 30 s); it bounds connect.
+        proxy: the PROXY protocol header each session writes first, or None.
     """
 
     name: str
@@ -169,6 +186,7 @@ class CompiledScenario:
     uses_date: bool
     timeout_s: float = DEFAULT_TIMEOUT_S
     protocol: str = "smtp"
+    proxy: ProxyHeaderTemplate | None = None
 
     @property
     def uses_tls(self) -> bool:
@@ -298,6 +316,43 @@ def _check_saslprep(
             ) from None
 
 
+def _proxy(spec: ProxySpec) -> ProxyHeaderTemplate:
+    def template(text: str | None) -> Template | None:
+        return None if text is None else parse_template(text)
+
+    return ProxyHeaderTemplate(
+        version=spec.version,
+        local=spec.local,
+        source=template(spec.source),
+        source_port=template(spec.source_port),
+        destination=template(spec.destination),
+        destination_port=template(spec.destination_port),
+    )
+
+
+def _xclient(
+    step: Step, path: str, constants: Mapping[str, str]
+) -> tuple[bytes | None, XclientTemplate | None]:
+    """An xclient step's line when its attributes are constant, else its template; a line
+    made of text and ``constants`` alone (``--var`` values) is checked here, once per run.
+
+    Raises:
+        UsageError: such a line is over 512 octets, at the step's FILE:LINE:COL.
+    """
+    xclient = XclientTemplate(
+        tuple((name, parse_template(text)) for name, text in step.xclient or ())
+    )
+    names = [name for _, template in xclient.attributes for name in template.names]
+    try:
+        if xclient.is_constant:
+            return xclient.command({}), None
+        if all(name in constants for name in names):
+            xclient.command(constants)
+    except XclientError as error:
+        raise UsageError(f"{path}:{step.line}:{step.column}: xclient: {error}") from None
+    return None, xclient
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -366,6 +421,10 @@ def compile_scenario(
             template = parse_template(step.text or "")
         elif step.kind is StepKind.DATA:
             template = parse_template(generated_message(step))
+        xclient = None
+        if step.kind is StepKind.XCLIENT:
+            payload, xclient = _xclient(step, scenario.path, constants)
+            uses_variables = uses_variables or xclient is not None
         if template is not None:
             uses_date = uses_date or "date" in template.names
             if template.is_constant:
@@ -407,10 +466,20 @@ def compile_scenario(
                     (name, compile_expectation(expect)) for name, expect in step.expect_each
                 ),
                 parts=tuple(part_name(step.name, rcpt) for rcpt in recipients.get(step.name, ())),
+                xclient=xclient,
             )
         )
         if step.kind is StepKind.STARTTLS:
             steps.append(_tls_step(len(steps), _timeout(step, timeout_s, scenario)))
+    proxy = None if scenario.proxy is None else _proxy(scenario.proxy)
+    if proxy is not None and scenario.proxy is not None:
+        try:
+            proxy.check(constants)
+        except ProxyHeaderError as error:
+            spec = scenario.proxy
+            raise UsageError(f"{scenario.path}:{spec.line}:{spec.column}: proxy: {error}") from None
+        uses_variables = uses_variables or bool(proxy.names)
+        uses_date = uses_date or "date" in proxy.names
     return CompiledScenario(
         name=scenario.name,
         path=scenario.path,
@@ -420,4 +489,5 @@ def compile_scenario(
         uses_date=uses_date,
         timeout_s=_timeout(None, timeout_s, scenario),
         protocol=scenario.protocol,
+        proxy=proxy,
     )

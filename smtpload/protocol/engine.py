@@ -68,8 +68,10 @@ from smtpload.protocol.outcome import (
     TranscriptLine,
     reply_transcript_lines,
 )
+from smtpload.protocol.proxy import ProxyHeaderError
 from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
+from smtpload.protocol.xclient import XclientError
 from smtpload.scenario.model import StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
@@ -241,7 +243,12 @@ class SessionEngine:
             self._messages_sent += 1
             if step.payload is None:
                 self._scenario.message_variables(self._variables, self._messages_sent)
-        data = step.payload if step.payload is not None else step.render(self._variables)
+        try:
+            data = step.payload if step.payload is not None else step.render(self._variables)
+        except XclientError as error:
+            # Made from this session's variables: nothing was sent; the session ends as a
+            # SCRAM credential that SASLprep refuses does (protocol_error), the run goes on.
+            raise RemoteProtocolError(f"not sent: {error}") from None
         self._last_sent = data
         if data:
             self._transcript.append(("C", (step, data)))
@@ -302,6 +309,33 @@ class SessionEngine:
             self._scrubber.add_sent(line)
         self._transcript.append(("C", redacted(line)))
         return line
+
+    @property
+    def has_proxy_header(self) -> bool:
+        """Whether the session starts with a PROXY protocol header (``proxy_header``)."""
+        return self._scenario.proxy is not None
+
+    def proxy_header(self, local: tuple[str, int] | None, peer: tuple[str, int] | None) -> bytes:
+        """The PROXY protocol header to write before anything else (the scenario's ``proxy:``),
+        with this session's values; ``local`` and ``peer`` are the connection's own address
+        and the server's (the defaults of the source and the destination).
+
+        Raises:
+            RemoteProtocolError: a value made from this session's variables is no address or
+                port, or the two addresses differ in family; nothing was sent, and the session
+                ends as ``protocol_error`` at its first step, as a SCRAM credential that
+                SASLprep refuses does.
+        """
+        proxy = self._scenario.proxy
+        assert proxy is not None, "proxy_header() needs a scenario with a proxy: key"
+        try:
+            addresses = proxy.addresses(self._variables, local, peer)
+        except ProxyHeaderError as error:
+            raise RemoteProtocolError(f"PROXY header not sent: {error}") from None
+        unknown = "UNKNOWN" if proxy.version == 1 else "LOCAL"  # no addresses, in each form
+        what = unknown if addresses is None else str(addresses)
+        self._transcript.append(("*", f"PROXY protocol v{proxy.version} header: {what}"))
+        return proxy.header(addresses)
 
     # -- what happened ---------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from smtpload.scenario.model import (
     parse_target,
     server_name_problem,
 )
+from smtpload.scenario.proxy_syntax import read_proxy
 from smtpload.scenario.step_syntax import (
     RESERVED_STEP_NAMES,
     StepDraft,
@@ -60,6 +61,7 @@ _TOP_KEYS = (
     "timeout",
     "variables",
     "load",
+    "proxy",
     "steps",
 )
 _TARGET_KEYS = ("host", "port", "tls", "ca", "server_name", "cert", "key", "min_version")
@@ -181,6 +183,10 @@ class _Validator(NodeReader):
         variables = self._variables(keys["variables"][1]) if "variables" in keys else []
         load = read_load(keys["load"][1], self) if "load" in keys else None
         protocol = self._protocol(keys["protocol"][1]) if "protocol" in keys else "smtp"
+        proxy = None
+        if "proxy" in keys:
+            declared = [variable.name for variable in variables]
+            proxy = read_proxy(keys["proxy"][1], self, [*BUILTIN_VARIABLES, *declared])
         if "steps" not in keys:
             self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
             return None
@@ -189,6 +195,7 @@ class _Validator(NodeReader):
         self._check_data_follows_354(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
         self._check_starttls_steps(drafts, target)
+        self._check_ehlo_after_xclient(drafts)
         self._check_nothing_after_close(drafts)
         names = self._step_names(drafts)
         self._check_lmtp(drafts, protocol, names)
@@ -207,6 +214,7 @@ class _Validator(NodeReader):
                 column=d.node.start_mark.column + 1,
                 auth=d.auth,
                 expect_each=tuple((name, expect) for name, _node, expect in d.expect_each),
+                xclient=d.xclient,
             )
             for d in drafts
             if d.kind is not None
@@ -222,6 +230,7 @@ class _Validator(NodeReader):
             load=load,
             tls=tls,
             protocol=protocol,
+            proxy=proxy,
         )
 
     def _protocol(self, node: Node) -> str:
@@ -565,6 +574,25 @@ class _Validator(NodeReader):
                         f" scenario (its RCPT steps: {known})",
                     )
 
+    def _check_ehlo_after_xclient(self, drafts: list[StepDraft]) -> None:
+        """XCLIENT_README: after XCLIENT the server resets the session and greets again (220);
+        like after STARTTLS, the scenario says EHLO (or HELO, LHLO) again, or ends."""
+        by_number = {draft.number: draft for draft in drafts}
+        for draft in drafts:
+            if draft.kind is not StepKind.XCLIENT:
+                continue
+            after = by_number.get(draft.number + 1)
+            if after is None or after.kind in (None, StepKind.CLOSE, StepKind.XCLIENT):
+                continue
+            words = (after.text or "").split()
+            if after.kind is StepKind.SEND and words and words[0].upper() in _HELLO_VERBS:
+                continue
+            self.problem(
+                after.node,
+                "after xclient the server starts the session over with a new 220 greeting"
+                " (XCLIENT_README): send EHLO again here, e.g. `send: EHLO client.example`",
+            )
+
     def _check_nothing_after_close(self, drafts: list[StepDraft]) -> None:
         closes = [draft.number for draft in drafts if draft.kind is StepKind.CLOSE]
         for draft in drafts:
@@ -623,7 +651,11 @@ _DERIVED_NAMES = {
     StepKind.STARTTLS: "starttls",
     StepKind.TLS: "tls",
     StepKind.AUTH: "auth",
+    StepKind.XCLIENT: "xclient",
 }
+
+# What may follow an xclient step (besides close, or another xclient step).
+_HELLO_VERBS = ("EHLO", "HELO", "LHLO", "QUIT")
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "Load",
     "LoadStage",
     "Origin",
+    "ProxySpec",
     "Scenario",
     "Step",
     "StepKind",
@@ -73,6 +74,7 @@ class StepKind(enum.Enum):
     STARTTLS = "starttls"  # send STARTTLS, expect 220, then upgrade (RFC 3207)
     TLS = "tls"  # the TLS handshake: after a starttls step, or first with implicit TLS
     AUTH = "auth"  # an SMTP AUTH exchange (RFC 4954), one step however many rounds it takes
+    XCLIENT = "xclient"  # Postfix's XCLIENT with attributes, expect 220 (protocol/xclient.py)
 
 
 #: The lowest TLS versions a run may insist on (``--tls-min-version``, ``min_version:``).
@@ -260,6 +262,8 @@ class Step:
         auth: AUTH only: the mechanism and credentials (AUTH's expect defaults to 235).
         expect_each: LMTP's DATA only: (RCPT step name, expectation) pairs that judge that
             recipient's reply after the message instead of ``expect`` (RFC 2033 §4.2).
+        xclient: XCLIENT only: (attribute name in upper case, value template) pairs, in file
+            order (XCLIENT's expect defaults to 220).
         line, column: where the step starts in the file (1-based).
     """
 
@@ -274,6 +278,31 @@ class Step:
     column: int = 0
     auth: AuthSpec | None = None
     expect_each: tuple[tuple[str, Expectation], ...] = ()
+    xclient: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySpec:
+    """A scenario's ``proxy:`` key: the PROXY protocol header (HAProxy's proxy-protocol.txt)
+    each session writes right after the TCP connect, before the greeting.
+
+    Attributes:
+        version: 1 (text) or 2 (binary).
+        local: ``command: local``: v2's LOCAL command, v1's ``PROXY UNKNOWN`` (no addresses).
+        source, source_port, destination, destination_port: templates over the variables;
+            None takes the connection's own: its local address and port for the source, the
+            target's address and port for the destination.
+        line, column: where the key's value starts (1-based).
+    """
+
+    version: int = 1
+    local: bool = False
+    source: str | None = None
+    source_port: str | None = None
+    destination: str | None = None
+    destination_port: str | None = None
+    line: int = 0
+    column: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +400,7 @@ class Scenario:
         tls: the TLS settings its ``target`` gives (file names relative to the scenario's
             folder already made whole).
         protocol: ``smtp`` or ``lmtp`` (``PROTOCOLS``).
+        proxy: the ``proxy:`` key (a PROXY protocol header per session), or None.
     """
 
     path: str
@@ -383,6 +413,7 @@ class Scenario:
     load: Load | None = None
     tls: TlsSettings = TlsSettings()
     protocol: str = "smtp"
+    proxy: ProxySpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,12 @@
 """The grammar of one step: a mapping from the `steps:` list in, a ``StepDraft`` out.
 
 ``loader.py`` walks the file and hands each item of `steps:` here; this module reads its one
-action (``greeting``, ``send``, ``data``, ``close``, ``starttls`` or ``auth``) and the step's
-options (``name``, ``expect``, ``capture``, ``timeout``), reporting what is wrong through the
-caller's ``yaml_nodes.NodeReader``. It also holds the value readers the top level shares with
-steps (a non-empty name, a positive number of seconds, a ``{template}``). A draft is kept even
-when parts of it are invalid, so that the checks across steps (variables used, data after 354,
-nothing after close, unique step names), which are ``loader.py``'s, still see it. The
+action (``greeting``, ``send``, ``data``, ``close``, ``starttls``, ``auth`` or ``xclient``) and
+the step's options (``name``, ``expect``, ``capture``, ``timeout``), reporting what is wrong
+through the caller's ``yaml_nodes.NodeReader``. It also holds the value readers the top level
+shares with steps (a non-empty name, a positive number of seconds, a ``{template}``). A draft is
+kept even when parts of it are invalid, so that the checks across steps (variables used, data
+after 354, nothing after close, unique step names), which are ``loader.py``'s, still see it. The
 ``expect`` values themselves are ``expectation_syntax.py``'s; this module knows nothing of other
 steps or files.
 """
@@ -59,7 +59,7 @@ RESERVED_STEP_NAMES: dict[str, str] = {
     "tls": "the TLS handshake (after starttls, or first with implicit TLS)",
 }
 
-_ACTIONS = ("greeting", "send", "data", "close", "starttls", "auth")
+_ACTIONS = ("greeting", "send", "data", "close", "starttls", "auth", "xclient")
 _STEP_OPTIONS = ("name", "expect", "capture", "timeout", "expect_each")
 _DATA_KEYS = ("message", "size")
 # RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
@@ -70,6 +70,21 @@ STARTTLS_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
 # RFC 4954 §6: 235 2.7.0 Authentication Succeeded.
 _AUTH_DEFAULT = Expectation(codes=frozenset({235}), codes_text="235")
 _AUTH_KEYS = ("mechanism", "username", "password", "token")
+# XCLIENT_README: the server answers XCLIENT with a new 220 greeting.
+_XCLIENT_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
+# XCLIENT_README's attribute names (protocol/xclient.py's XCLIENT_ATTRIBUTES; the scenario
+# layer may not import the protocol's).
+_XCLIENT_ATTRIBUTES = (
+    "NAME",
+    "REVERSE_NAME",
+    "ADDR",
+    "PORT",
+    "PROTO",
+    "HELO",
+    "LOGIN",
+    "DESTADDR",
+    "DESTPORT",
+)
 
 
 @dataclass(slots=True)
@@ -99,6 +114,7 @@ class StepDraft:
     # LMTP: (RCPT step name, its node, expectation); the loader checks the names.
     expect_each: tuple[tuple[str, Node, Expectation], ...] = ()
     expect_each_node: Node | None = None
+    xclient: tuple[tuple[str, str], ...] | None = None
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -160,7 +176,7 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
         reader.problem(
             node,
             f"step {number} must be a mapping with one action (greeting, send, data, close,"
-            f" starttls or auth), such as `- {example}`",
+            f" starttls, auth or xclient), such as `- {example}`",
         )
         return None
     draft = StepDraft(number, node)
@@ -252,6 +268,9 @@ def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     elif draft.kind is StepKind.AUTH:
         draft.auth = _auth(draft, node, reader)
         draft.expect = _AUTH_DEFAULT
+    elif draft.kind is StepKind.XCLIENT:
+        draft.xclient = _xclient(draft, node, reader)
+        draft.expect = _XCLIENT_DEFAULT
     elif draft.kind is StepKind.CLOSE and not is_true(node):
         message = "close takes only `true` (the server must close the connection)"
         reader.problem(node, message + "; remove the step if it should not")
@@ -308,6 +327,55 @@ def _send(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
         )
         return None
     return text if _add_template(node, text, draft, reader) else None
+
+
+def _xclient(
+    draft: StepDraft, node: Node, reader: NodeReader
+) -> tuple[tuple[str, str], ...] | None:
+    """``xclient: {name: client.example, addr: "192.0.2.{session}", ...}``: XCLIENT_README's
+    attributes (any case), each a template; sent in upper case, in file order."""
+    if not isinstance(node, MappingNode) or not node.value:
+        reader.problem(
+            node,
+            'xclient takes a mapping of attributes, such as `xclient: {addr: "192.0.2.{session}",'
+            f" name: client.example}}` (attributes: {', '.join(_XCLIENT_ATTRIBUTES)})",
+        )
+        return None
+    attributes: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    ok = True
+    for written, (key_node, value_node) in reader.mapping(node, "in xclient", None).items():
+        name = written.upper()
+        if name not in _XCLIENT_ATTRIBUTES:
+            reader.problem(
+                key_node,
+                f"xclient: {shown(written)} is not an XCLIENT attribute; use one of"
+                f" {', '.join(_XCLIENT_ATTRIBUTES)} (any case)",
+            )
+            ok = False
+            continue
+        if name in seen:
+            reader.problem(key_node, f"xclient: {name} is given twice (as {shown(seen[name])})")
+            ok = False
+            continue
+        seen[name] = written
+        if is_blank(value_node):
+            reader.problem(
+                value_node,
+                f"xclient: {written} has no value; give one, or [UNAVAILABLE] (or"
+                " [TEMPUNAVAIL]) for information the proxy does not have",
+            )
+            ok = False
+            continue
+        text = reader.text(value_node, f"xclient: {written}")
+        if text is not None and ("\r" in text or "\n" in text):
+            reader.problem(value_node, f"xclient: {written} must not hold a line break")
+            text = None
+        if text is None or not _add_template(value_node, text, draft, reader):
+            ok = False
+            continue
+        attributes.append((name, text))
+    return tuple(attributes) if ok else None
 
 
 def _auth(draft: StepDraft, node: Node, reader: NodeReader) -> AuthSpec | None:
