@@ -342,7 +342,7 @@ class BehaviourRecorder:
 
     def __init__(self, scenario: CompiledScenario) -> None:
         self._scenario = scenario
-        self._tallies = {step.name: _StepTally() for step in scenario.steps}
+        self._tallies = {name: _StepTally() for name in scenario.step_names}
         self._hello_steps = frozenset(s.name for s in scenario.steps if _sends_hello(s))
 
     def add_session(self, engine: SessionEngine) -> None:

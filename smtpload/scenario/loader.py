@@ -194,6 +194,7 @@ class _Validator(NodeReader):
                 line=d.node.start_mark.line + 1,
                 column=d.node.start_mark.column + 1,
                 auth=d.auth,
+                chunking=d.chunking,
             )
             for d in drafts
             if d.kind is not None
@@ -398,7 +399,7 @@ class _Validator(NodeReader):
         for draft in drafts:
             for node, template in draft.templates:
                 for name, offset in _uses(template):
-                    if name in PER_MESSAGE_VARIABLES and draft.kind is not StepKind.DATA:
+                    if name in PER_MESSAGE_VARIABLES and draft.kind not in _MESSAGE_KINDS:
                         self.problem_at(node, offset, _per_message_only(name, "a send step"))
                         continue
                     if name in available:
@@ -562,7 +563,11 @@ _DERIVED_NAMES = {
     StepKind.STARTTLS: "starttls",
     StepKind.TLS: "tls",
     StepKind.AUTH: "auth",
+    StepKind.BDAT: "message",
 }
+
+# The steps that send a message, whose text may use the per-message built-ins.
+_MESSAGE_KINDS = (StepKind.DATA, StepKind.BDAT)
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
