@@ -822,7 +822,8 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "no-action",
             steps_of("{name: x, expect: 250}"),
-            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls, auth, bdat",
+            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls,"
+            " auth, bdat",
         ),
         case(
             "misspelt-action-reported-once",
