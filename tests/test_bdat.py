@@ -400,3 +400,32 @@ async def test_a_refused_chunk_fails_its_session_only_and_quits(tmp_path: Path) 
     log = failures.read_text()
     assert "message/chunk" in log
     assert "554 5.6.0 chunk refused" in log
+
+
+def test_the_embedded_sink_takes_bdat(tmp_path: Path) -> None:
+    # No target: the run's own sink (protocol/sink.py), which advertises CHUNKING. A BDAT
+    # after the message is over gets 503 and its octets are still read (RFC 3030 §2), so the
+    # QUIT after it is answered as a command.
+    path = tmp_path / "sink.yaml"
+    path.write_text(
+        "steps:\n"
+        "  - greeting: 220\n"
+        "  - send: EHLO client.test\n"
+        "    expect: {code: 250, capabilities: [CHUNKING]}\n"
+        '  - send: "MAIL FROM:<a@client.test>"\n'
+        '  - send: "RCPT TO:<b@sink.test>"\n'
+        "  - bdat: {size: 200000, chunk_size: 65536}\n"
+        '  - bdat: {message: "QUIT\\n", chunks: [6], last: empty}\n'
+        "    expect_chunk: 503\n"
+        "    expect: 503\n"
+        "  - send: QUIT\n"
+        "    expect: 221\n"
+    )
+    result = smtpload("run", str(path), "--sessions", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = summary_of(tmp_path)
+    assert summary["sessions"]["passed"] == 20
+    rows = steps_of(summary)
+    assert (rows["message/chunk"]["count"], rows["message"]["count"]) == (60, 20)
+    assert (rows["message#2/chunk"]["count"], rows["message#2"]["count"]) == (20, 20)
+    assert summary["throughput"]["messages"] == 20
