@@ -25,7 +25,8 @@ from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.wire import FILLER_LINE, PaddedMessage, Reply
 from smtpload.scenario.bdat_syntax import message_length
 from smtpload.scenario.loader import parse_scenario
-from smtpload.scenario.model import Chunking
+from smtpload.scenario.model import Chunking, StepKind
+from smtpload.transcripts.importer import TranscriptError, import_transcript
 from tests.cli import smtpload
 from tests.misbehaving import refuses_second_chunk
 from tests.peers import RecordingPostfix, SmtpPeer
@@ -429,3 +430,123 @@ def test_the_embedded_sink_takes_bdat(tmp_path: Path) -> None:
     assert (rows["message/chunk"]["count"], rows["message"]["count"]) == (60, 20)
     assert (rows["message#2/chunk"]["count"], rows["message#2"]["count"]) == (20, 20)
     assert summary["throughput"]["messages"] == 20
+
+
+# -- import and replay -----------------------------------------------------------------------------
+
+TRANSCRIPT = Path(__file__).parent / "data" / "transcripts" / "postfix-cs-bdat.txt"
+HELLO = ["S: 220 mx.test ESMTP", "C: EHLO c.test", "S: 250 mx.test", "C: MAIL FROM:<a@c.test>",
+         "S: 250 ok", "C: RCPT TO:<b@mx.test>", "S: 250 ok"]  # fmt: skip
+
+
+def imported(lines: list[str]) -> list[Any]:
+    result = import_transcript("\n".join(lines) + "\n", "t.txt")
+    (session,) = result.sessions
+    return list(parse_scenario(session.yaml_text, "t.yaml").steps)
+
+
+def import_problems(lines: list[str]) -> list[str]:
+    with pytest.raises(TranscriptError) as caught:
+        import_transcript("\n".join(lines) + "\n", "t.txt")
+    return list(caught.value.problems)
+
+
+def test_a_postfix_bdat_transcript_imports_as_one_bdat_step() -> None:
+    # Captured from Postfix by tests/data/transcripts/capture_bdat.py: three chunks, the
+    # second ending inside a line that the third goes on with.
+    result = import_transcript(TRANSCRIPT.read_text(), str(TRANSCRIPT))
+    (session,) = result.sessions
+    steps = parse_scenario(session.yaml_text, "t.yaml").steps
+    (bdat,) = [step for step in steps if step.kind is StepKind.BDAT]
+    assert bdat.chunking is not None
+    assert bdat.chunking.chunks == (79, 101, 46)
+    assert not bdat.chunking.last_empty
+    assert bdat.text is not None
+    assert bdat.text.endswith(
+        ".a line starting with a dot, not stuffed\n.\n"
+        "The second chunk ends inside this line, and the last one sends the rest.\n"
+    )
+    assert len(bdat.text.replace("\n", "\r\n").encode()) == 79 + 101 + 46
+
+
+def test_an_imported_bdat_transcript_replays_against_postfix(
+    postfix_record: RecordingPostfix, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "bdat.yaml"
+    result = smtpload("import", str(TRANSCRIPT), "-o", str(scenario), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    recipient = f"bdat-import-{uuid.uuid4().hex}@{postfix_record.domain}"
+    # The envelope's recipient only: the message's own To: is counted in its chunks.
+    rcpt = "RCPT TO:<bdat-import@record.test>"
+    scenario.write_text(scenario.read_text().replace(rcpt, f"RCPT TO:<{recipient}>"))
+    target = f"{postfix_record.host}:{postfix_record.plain_port}"
+    result = smtpload("replay", str(scenario), "--target", target, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "message/chunk BDAT 101" in result.stdout
+    (delivered,) = postfix_record.wait_for(recipient)
+    assert body_of(delivered) == (
+        b"A message in three chunks.\n.a line starting with a dot, not stuffed\n.\n"
+        b"The second chunk ends inside this line, and the last one sends the rest.\n"
+    )
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 4, 6, 7, 100])
+def test_a_chunk_whose_lines_do_not_add_up_is_an_error_at_its_bdat_line(size: int) -> None:
+    # "abc" is 5 octets with its CRLF, 3 without (a chunk ending inside the line): any other
+    # size is refused, at the BDAT line (line 8).
+    found = import_problems([*HELLO, f"C: BDAT {size} LAST", "C: abc", "S: 250 queued"])
+    assert found == [
+        f"t.txt:8: BDAT announced {size} octets, the lines below add up to 5 (each line with"
+        " its CRLF; a chunk that ends inside a line may leave out its last CRLF)"
+    ]
+
+
+def test_a_later_chunk_that_does_not_add_up_is_an_error_at_its_own_line() -> None:
+    lines = [*HELLO, "C: BDAT 5", "C: abc", "S: 250 ok", "C: BDAT 9 LAST", "C: de", "S: 250 q"]
+    (found,) = import_problems(lines)
+    assert found.startswith("t.txt:11: BDAT announced 9 octets, the lines below add up to 4 ")
+
+
+@pytest.mark.parametrize(
+    ("chunk", "text", "chunks", "last_empty"),
+    [
+        (["C: BDAT 5 LAST", "C: abc"], "abc\n", (), False),
+        (["C: BDAT 3 LAST", "C: abc"], "abc", (), False),
+        (["C: BDAT 0 LAST"], "", (), False),
+        (["C: BDAT 5", "C: abc", "S: 250 ok", "C: BDAT 0 LAST"], "abc\n", (5,), True),
+        (["C: BDAT 3", "C: abc", "S: 250 ok", "C: BDAT 6 LAST", "C: d", "C: e"],
+         "abcd\ne\n", (3, 6), False),
+        (["C: BDAT 7", "C: .", "C: ..", "S: 250 ok", "C: bdat 1 last", "C: x"], ".\n..\nx",
+         (7, 1), False),
+    ],
+    ids=["whole-line", "inside-line", "zero-octets-last", "bdat-0-last-after", "two-chunks",
+         "dots-unstuffed-lowercase"],
+)  # fmt: skip
+def test_chunks_that_add_up_import_as_one_bdat_step(
+    chunk: list[str], text: str, chunks: tuple[int, ...], last_empty: bool
+) -> None:
+    steps = imported([*HELLO, *chunk, "S: 250 queued", "C: QUIT", "S: 221 bye"])
+    bdat = steps[-2]
+    assert bdat.kind is StepKind.BDAT
+    assert (bdat.text or "", bdat.data_size) == (text, None)
+    assert bdat.chunking is not None
+    assert (bdat.chunking.chunks, bdat.chunking.last_empty) == (chunks, last_empty)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "expected"),
+    [
+        (["C: BDAT 5", "C: abc", "S: 554 no"],
+         "t.txt:10: the chunk of the BDAT at line 8 was refused (554)"),
+        (["C: BDAT 5", "C: abc", "S: 250 ok", "C: QUIT", "S: 221 bye"],
+         "t.txt:8: the BDAT chunks from this line end without a BDAT ... LAST"),
+        (["C: BDAT 5", "C: abc"], "t.txt:8: 'BDAT 5' has no reply after its chunk"),
+        (["C: BDAT five LAST", "S: 250 ok"], "t.txt:8: 'BDAT five LAST' is not BDAT SIZE"),
+    ],
+    ids=["refused", "no-last", "no-reply", "no-size"],
+)  # fmt: skip
+def test_bdat_that_cannot_be_imported_is_an_error_at_its_line(
+    chunk: list[str], expected: str
+) -> None:
+    (found,) = import_problems([*HELLO, *chunk])
+    assert found.startswith(expected), found
