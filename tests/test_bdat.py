@@ -550,3 +550,24 @@ def test_bdat_that_cannot_be_imported_is_an_error_at_its_line(
 ) -> None:
     (found,) = import_problems([*HELLO, *chunk])
     assert found.startswith(expected), found
+
+
+def test_a_baseline_keeps_each_chunks_reply_and_compares_clean(
+    tmp_path: Path, postfix_server: SmtpPeer
+) -> None:
+    path = write(tmp_path, "{size: 3000, chunk_size: 1000}", "baseline@client.test")
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    baseline = tmp_path / "baseline.json"
+    args = ["--target", target, "--sessions", "3"]
+    result = smtpload("record", str(path), *args, "-o", str(baseline), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {step["name"]: step for step in json.loads(baseline.read_text())["steps"]}
+    names = list(rows)
+    assert names.index("message/chunk") == names.index("message") - 1
+    # Each chunk's reply is kept: 2 chunks before LAST in each of the 3 sessions.
+    assert rows["message/chunk"]["codes"] == {"250": 6}
+    assert rows["message/chunk"]["latency"]["count"] == 6
+    assert rows["message"]["codes"] == {"250": 3}
+    result = smtpload("compare", "--baseline", str(baseline), str(path), *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no differences" in result.stdout
