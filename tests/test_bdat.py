@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from smtpload.scenario.bdat_syntax import message_length
 from smtpload.scenario.loader import parse_scenario
 from smtpload.scenario.model import Chunking, StepKind
 from smtpload.transcripts.importer import TranscriptError, import_transcript
-from tests.cli import smtpload
+from tests.cli import COMMAND, environment, smtpload
 from tests.misbehaving import refuses_second_chunk
 from tests.peers import RecordingPostfix, SmtpPeer
 
@@ -571,3 +573,33 @@ def test_a_baseline_keeps_each_chunks_reply_and_compares_clean(
     result = smtpload("compare", "--baseline", str(baseline), str(path), *args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no differences" in result.stdout
+
+
+def test_a_100_mib_bdat_message_is_not_built_in_memory(tmp_path: Path) -> None:
+    # Two sessions send 100 MiB each in 1 MiB chunks to the embedded sink (the largest message
+    # it takes): the padding goes out as views of one shared block, so the process stays far
+    # below one message's size. Measured as the peak RSS of the child (RUSAGE_CHILDREN of a
+    # wrapper that runs only it).
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        "steps:\n  - greeting: 220\n  - send: EHLO c.test\n"
+        '  - send: "MAIL FROM:<a@c.test>"\n  - send: "RCPT TO:<b@sink.test>"\n'
+        "  - bdat: {size: 104857600, chunk_size: 1048576}\n  - send: QUIT\n"
+    )
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "print(done.stdout + done.stderr)\n"
+    )
+    args = [*COMMAND, "run", str(path), "--sessions", "2", "--concurrency", "2"]
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *args],
+        cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=180,
+        check=False,
+    )  # fmt: skip
+    status, peak_kib = (int(word) for word in done.stdout.split("\n")[0].split())
+    assert status == 0, done.stdout + done.stderr
+    rows = steps_of(summary_of(tmp_path))
+    assert (rows["message/chunk"]["count"], rows["message"]["count"]) == (2 * 99, 2)
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB for two 100 MiB messages"
