@@ -181,6 +181,14 @@ def test_bdat_problems_are_located(step: str, expected: str) -> None:
     assert found[0].startswith(expected), found
 
 
+def test_a_bdat_step_after_data_354_is_refused() -> None:
+    text = HEAD + "  - send: DATA\n    expect: 354\n  - bdat: hello\n"
+    assert problems(text) == [
+        "s.yaml:6:5: a bdat step sends the message without DATA (RFC 3030): step 3 expects 354,"
+        " after which the chunks would be read as message text; remove that step, or use `data:`"
+    ]
+
+
 def test_a_template_without_size_may_list_any_chunks() -> None:
     # Its length is known only per session: the last listed chunk takes the rest.
     scenario = parse_scenario(HEAD + '  - bdat: {message: "id {session}\\n", chunks: [3, 1]}\n')
