@@ -31,6 +31,13 @@ per reply, and the scenario says EHLO again (RFC 3207 §4.2). In observe mode a 
 that got no 220 ends the session (with a polite QUIT): going on would send the steps meant for
 inside TLS in the clear.
 
+BDAT (RFC 3030, protocol/bdat.py): a ``bdat`` step is handed out once per chunk, lock-step
+(each chunk's reply is read before the next chunk is sent): each chunk but the last as the
+step's ``chunk_step`` (``NAME/chunk``, judged by ``expect_chunk``), the LAST chunk as the step
+itself, so the I/O layer times and records each chunk like any step. A refused chunk ends the
+session there as ``unexpected_reply``, and the polite QUIT follows: the server has read the
+chunk's octets whatever it answered (§2), so the dialogue is in command state.
+
 In *observe* mode (``smtpload record``, ``compare`` and ``replay``) an unexpected reply does not
 end the session: every step's reply is kept in ``observations`` and the dialogue goes on as far
 as the server lets it, so one changed reply shows as one difference, not a cascade. Two replies
