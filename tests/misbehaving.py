@@ -21,6 +21,7 @@ __all__ = [
     "BEHAVIOURS",
     "TLS_BEHAVIOURS",
     "Handler",
+    "refuses_second_chunk",
     "starttls_extra_records",
     "starttls_server",
     "tls_alerting_server",
@@ -757,3 +758,53 @@ BEHAVIOURS.update(
         "auth-echo-235": echoes_auth(accept=True),
     }
 )
+
+
+def refuses_second_chunk(every: int, quits: list[int]) -> Handler:
+    """A CHUNKING server (RFC 3030) that answers ``554`` to the 2nd BDAT chunk of every
+    ``every``-th connection, and 250 to every other chunk and command. It reads each chunk's
+    octets whatever it answers (RFC 3030 §2), so the connection stays in command state; each
+    connection that then sends QUIT has its number appended to ``quits``."""
+    connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        await stream.send_all(b"220 chunky.test ESMTP\r\n")
+        buffer = b""
+        chunks = 0
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    words = line.rstrip(b"\r").split()
+                    verb = words[0].upper() if words else b""
+                    if verb == b"EHLO":
+                        await stream.send_all(b"250-chunky.test\r\n250 CHUNKING\r\n")
+                    elif verb == b"BDAT":
+                        size = int(words[1])
+                        while len(buffer) < size:
+                            more = await stream.receive_some(65536)
+                            if not more:
+                                return
+                            buffer += more
+                        buffer = buffer[size:]
+                        chunks += 1
+                        refuse = number % every == 0 and chunks == 2
+                        await stream.send_all(
+                            b"554 5.6.0 chunk refused\r\n" if refuse else b"250 2.0.0 ok\r\n"
+                        )
+                    elif verb == b"QUIT":
+                        quits.append(number)
+                        await stream.send_all(b"221 2.0.0 bye\r\n")
+                        await stream.aclose()
+                        return
+                    else:
+                        await stream.send_all(b"250 2.0.0 ok\r\n")
+                more = await stream.receive_some(4096)
+                if not more:
+                    return
+                buffer += more
+
+    return handler

@@ -12,6 +12,7 @@ import re
 import pytest
 
 from smtpload.errors import UsageError
+from smtpload.protocol.bdat import ChunkPayload
 from smtpload.protocol.compiler import (
     DEFAULT_TIMEOUT_S,
     CompiledScenario,
@@ -600,11 +601,11 @@ def test_expectations(expectation: Expectation, data: bytes, why: str | None) ->
 
 def observe(
     steps: tuple[Step, ...], replies: list[bytes | None]
-) -> tuple[SessionEngine, list[bytes | PaddedMessage]]:
+) -> tuple[SessionEngine, list[bytes | PaddedMessage | ChunkPayload]]:
     """Run an observing engine; None in ``replies`` means the server closed the connection."""
     engine = SessionEngine(compile_scenario(scenario(*steps)), 1, observe=True)
     engine.on_connected("127.0.0.1:25")
-    sent: list[bytes | PaddedMessage] = []
+    sent: list[bytes | PaddedMessage | ChunkPayload] = []
     while (step := engine.next_step()) is not None:
         sent.append(engine.payload(step))
         answer = replies.pop(0)

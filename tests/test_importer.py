@@ -532,7 +532,8 @@ def test_an_unreadable_transcript_is_a_local_error_with_every_problem() -> None:
         import_transcript(lines(PLAIN[0], "BDAT 4 LAST", "250 ok"), "t.txt")
     assert isinstance(caught.value, LocalError)
     assert caught.value.problems == [
-        "t.txt:2: 'BDAT 4 LAST': BDAT is not supported by import yet: its chunks are not lines"
+        "t.txt:2: BDAT announced 4 octets, the lines below add up to 0 (each line with its"
+        " CRLF; a chunk that ends inside a line may leave out its last CRLF)"
     ]
 
 

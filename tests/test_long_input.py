@@ -38,8 +38,8 @@ STEP_NAMES = [
     "RCPT#2",
     "rcpt_2",
     "Rcpt 2",
-    "../../etc/passwd",
-    "a/b\\c",
+    "..\\..\\etc\\passwd",  # a step name may not hold "/"; a part row's may (below)
+    "a\\b\\c",
     "tab\there\nnewline\x00nul",
     "...",
 ]
@@ -48,6 +48,10 @@ STEP_NAMES = [
 def scenario_with_names(path: Path, names: list[str]) -> Path:
     steps: list[dict[str, object]] = [{"greeting": 220}]
     steps += [{"send": "NOOP", "name": name, "expect": 250} for name in names]
+    # A bdat step named "..": its chunk row is "../chunk", a path (the sink refuses BDAT
+    # without MAIL with 503, and still reads each chunk).
+    bdat = {"bdat": {"message": "xy", "chunks": [1, 1]}, "expect_chunk": 503, "expect": 503}
+    steps += [{**bdat, "name": ".."}]
     steps += [{"send": "QUIT", "expect": 221}]
     # JSON is YAML: every name survives exactly (escapes included).
     text = json.dumps({"name": "names", "steps": steps}, ensure_ascii=False)
@@ -64,7 +68,8 @@ def test_step_names_of_any_length_and_characters_give_writable_unique_files(
     assert (status, err) == (0, "")
     (run_dir,) = (tmp_path / "results").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [step["name"] for step in summary["steps"]][2:-1] == STEP_NAMES  # kept whole there
+    rows = [step["name"] for step in summary["steps"]][2:-1]
+    assert rows == [*STEP_NAMES, "../chunk", ".."]  # kept whole there
     hgrms = sorted(run_dir.glob("step-*.hgrm"))
     assert len(hgrms) == len(summary["steps"])  # one each: none lost, none overwritten
     for path in hgrms:

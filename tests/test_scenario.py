@@ -822,8 +822,8 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
         case(
             "no-action",
             steps_of("{name: x, expect: 250}"),
-            "2:5: step 1 has no action; give one of greeting, send, data, close, starttls, auth,"
-            " xclient",
+            "2:5: step 1 has no action; give one of greeting, send, data, bdat, close, starttls,"
+            " auth, xclient",
         ),
         case(
             "misspelt-action-reported-once",

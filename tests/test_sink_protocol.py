@@ -19,6 +19,7 @@ EHLO_REPLY = (
     b"250-SIZE 104857600\r\n"
     b"250-8BITMIME\r\n"
     b"250-ENHANCEDSTATUSCODES\r\n"
+    b"250-CHUNKING\r\n"
     b"250 SMTPUTF8\r\n"
 )
 MAIL_OK = b"250 2.1.0 Ok\r\n"
@@ -44,7 +45,47 @@ QUEUED_2 = queued(0, 2)
 
 Dialogue = Sequence[tuple[bytes, bytes]]  # (what the client sends, what the sink replies)
 
+CHUNK_OK = b"250 2.0.0 Ok: %d bytes\r\n"
+BDAT_SYNTAX = b"501 5.5.4 Syntax: BDAT count [LAST]\r\n"
+
 DIALOGUES: list[object] = [
+    pytest.param(
+        [
+            (b"EHLO client.test\r\n", EHLO_REPLY),
+            (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
+            (b"RCPT TO:<b@sink.test>\r\n", RCPT_OK),
+            # RFC 3030 §2: the octets are the chunk's, "." lines and command words included.
+            (b"BDAT 15\r\n.\r\nQUIT\r\nDATA\r\n", CHUNK_OK % 15),
+            (b"BDAT 5 LAST\r\nend\r\n", QUEUED_1),
+            (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
+            (b"RCPT TO:<b@sink.test>\r\n", RCPT_OK),
+            (b"BDAT 3\r\nabc", CHUNK_OK % 3),
+            (b"BDAT 0 last\r\n", QUEUED_2),
+            (b"QUIT\r\n", BYE),
+        ],
+        id="bdat_chunks_and_bdat_0_last",
+    ),
+    pytest.param(
+        [
+            # Out of order, the chunk is still read (RFC 3030 §2): its octets are no command.
+            (b"BDAT 6 LAST\r\nQUIT\r\n", NEED_MAIL),
+            (b"EHLO client.test\r\n", EHLO_REPLY),
+            (b"BDAT 6\r\nQUIT\r\n", NEED_MAIL),
+            (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
+            (b"BDAT 6 LAST\r\nQUIT\r\n", NEED_RCPT),
+            (b"BDAT ten\r\n", BDAT_SYNTAX),
+            (b"BDAT 1 FIRST\r\n", BDAT_SYNTAX),
+            (b"BDAT\r\n", BDAT_SYNTAX),
+            (b"MAIL FROM:<a@client.test>\r\n", MAIL_OK),
+            (b"RCPT TO:<b@sink.test>\r\n", RCPT_OK),
+            (b"BDAT 2\r\nab", CHUNK_OK % 2),
+            # RFC 3030 §2: BDAT and DATA never mix in one transaction.
+            (b"DATA\r\n", b"503 5.5.1 Error: DATA after BDAT in the same transaction\r\n"),
+            (b"BDAT 0 LAST\r\n", QUEUED_1),
+            (b"QUIT\r\n", BYE),
+        ],
+        id="bdat_out_of_order_is_refused_and_its_chunk_consumed",
+    ),
     pytest.param(
         [
             (b"EHLO client.test\r\n", EHLO_REPLY),
@@ -142,7 +183,6 @@ DIALOGUES: list[object] = [
             (b"HELO\r\n", b"501 5.5.4 Syntax: HELO hostname\r\n"),
             (b"STARTTLS\r\n", NOT_IMPLEMENTED),
             (b"AUTH PLAIN AGFAYg==\r\n", NOT_IMPLEMENTED),
-            (b"BDAT 10 LAST\r\n", NOT_IMPLEMENTED),
             (b"EXPN list\r\n", NOT_IMPLEMENTED),
             (b"QUIT\r\n", BYE),
         ],
@@ -442,6 +482,26 @@ def test_quit_closes_and_drops_what_follows() -> None:
     assert connection.receive_data(b"NOOP\r\nQUIT\r\nNOOP\r\n") == OK + BYE
     assert connection.closed
     assert connection.receive_data(b"NOOP\r\n") == b""
+
+
+def test_bdat_chunks_over_the_size_limit_are_refused_counted_and_not_kept() -> None:
+    sink = SinkConnection()
+    feed(sink, [b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<b@s>\r\n"])
+    half = MAX_MESSAGE_BYTES // 2 + 1
+    assert sink.receive_data(b"BDAT %d\r\n" % half) == b""
+    block = b"x" * 65536
+    replies = b""
+    for start in range(0, half, len(block)):
+        replies += sink.receive_data(block[: min(len(block), half - start)])
+        assert sink.buffered_bytes == 0
+    assert replies == CHUNK_OK % half
+    # The second half crosses the limit: 552 once its octets are read, and the rest 503.
+    assert sink.receive_data(b"BDAT %d\r\n" % half) == b""
+    for start in range(0, half, len(block)):
+        replies = sink.receive_data(block[: min(len(block), half - start)])
+    assert replies == b"552 5.3.4 Error: message file too big\r\n"
+    assert sink.receive_data(b"BDAT 1 LAST\r\nx") == NEED_MAIL
+    assert sink.messages == 0
 
 
 def test_timeout_and_shutdown_replies_are_421_and_close() -> None:

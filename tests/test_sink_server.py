@@ -386,6 +386,7 @@ async def test_smtplib_sends_messages(nursery: trio.Nursery) -> None:
             "size": "104857600",
             "8bitmime": "",
             "enhancedstatuscodes": "",
+            "chunking": "",
             "smtputf8": "",
         },
         "refused": ({}, {}),

@@ -16,6 +16,9 @@ receive times; trio's own clock still sets the timeouts):
   receive time with the kernel clock (``wire_clock.py``), else the moment the loop read it.
 * ``auth``: from just before the send of the AUTH command to the exchange's final reply
   (235, 535...), the ``334`` rounds between included: one step, however many rounds.
+* ``bdat``: each chunk is a step of its own to the loop (the engine hands out ``NAME/chunk``
+  for each chunk but the last, then ``NAME``), timed from the send of its last byte to its
+  reply; each reply is read before the next chunk is sent.
 * ``close``: from the last command sent to the end of the connection seen by the loop (a read
   that returns EOF carries no time).
 * the session: from before ``connect()`` to its last step handled.
@@ -72,6 +75,7 @@ from smtpload.net.wire_clock import (
     handshake_end_ns,
     receive_time_ns,
 )
+from smtpload.protocol.bdat import ChunkPayload
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.lmtp import part_name
@@ -95,7 +99,14 @@ _SPLIT_TAIL_BYTES = 65536
 
 #: Steps that send a command (or a message) and so must find nothing waiting before they do.
 _SENDING_STEPS = frozenset(
-    {StepKind.SEND, StepKind.DATA, StepKind.STARTTLS, StepKind.AUTH, StepKind.XCLIENT}
+    {
+        StepKind.SEND,
+        StepKind.DATA,
+        StepKind.STARTTLS,
+        StepKind.AUTH,
+        StepKind.XCLIENT,
+        StepKind.BDAT,
+    }
 )
 
 #: How much of the bytes injected after a 220 to STARTTLS a failure quotes.
@@ -313,7 +324,9 @@ async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
             return before_ns
 
 
-async def _send_payload(raw: stdlib_socket.socket, data: bytes | PaddedMessage) -> int:
+async def _send_payload(
+    raw: stdlib_socket.socket, data: bytes | PaddedMessage | ChunkPayload
+) -> int:
     if isinstance(data, bytes):
         if len(data) <= _SPLIT_TAIL_BYTES:
             return await _send_all(raw, data)
@@ -322,7 +335,8 @@ async def _send_payload(raw: stdlib_socket.socket, data: bytes | PaddedMessage) 
         await _send_all(raw, memoryview(data)[: -len(END_OF_DATA)])
         return await _send_all(raw, END_OF_DATA)
     # A large padded message: its padding is slices of one block shared by all sessions; its
-    # last chunk is the short tail with the end of data.
+    # last chunk is the short tail with the end of data. A BDAT chunk (protocol/bdat.py): its
+    # line and octets, one bytes object when small, else the line and views of the message.
     before_ns = 0
     for chunk in data.chunks():
         before_ns = await _send_all(raw, chunk)
@@ -399,7 +413,7 @@ class _Wire:
         if out:
             await _send_all(self.raw, out)
 
-    async def send(self, data: bytes | PaddedMessage) -> int:
+    async def send(self, data: bytes | PaddedMessage | ChunkPayload) -> int:
         """Send a step's bytes (through TLS once it is up); return the time just before the
         syscall that sent the last of them (see ``_send_all``)."""
         tls = self.tls

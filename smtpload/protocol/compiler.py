@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
+from smtpload.protocol.bdat import PaddedOctets, bdat_octets
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
 from smtpload.protocol.lmtp import (
     PROTOCOL_LMTP,
@@ -33,9 +34,10 @@ from smtpload.protocol.wire import (
     FILLER_LINE,
     PaddedMessage,
     encode_message_text,
+    padding_lines,
 )
 from smtpload.protocol.xclient import XclientError, XclientTemplate
-from smtpload.scenario.model import Credential, ProxySpec, Scenario, Step, StepKind
+from smtpload.scenario.model import Chunking, Credential, ProxySpec, Scenario, Step, StepKind
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
@@ -121,6 +123,12 @@ class CompiledStep:
         parts: LMTP message steps: the report names of the per-recipient replies it may get
             (``message/rcpt``, ``message/rcpt#2``), in RCPT order.
         xclient: XCLIENT steps whose attributes use variables: rendered per session.
+        octets: BDAT steps: the message's octets when they never change (else ``template``).
+        chunking: BDAT steps: how the message is cut into chunks.
+        chunk_step: BDAT steps that may send several chunks: the step each chunk but the last
+            runs as, named ``NAME/chunk``, with ``expect_chunk`` as its expectation (the
+            engine hands it out for those chunks, so they are timed and judged in a row of
+            their own).
     """
 
     index: int
@@ -137,16 +145,20 @@ class CompiledStep:
     expect_each: tuple[tuple[str, CompiledExpectation], ...] = ()
     parts: tuple[str, ...] = ()
     xclient: XclientTemplate | None = None
+    octets: bytes | PaddedOctets | None = None
+    chunking: Chunking | None = None
+    chunk_step: CompiledStep | None = None
 
     @property
     def sends(self) -> bool:
-        return self.kind in (
-            StepKind.SEND,
-            StepKind.DATA,
-            StepKind.STARTTLS,
-            StepKind.AUTH,
-            StepKind.XCLIENT,
-        )
+        return self.kind in _SENDING_KINDS
+
+    def bdat_message(self, variables: Mapping[str, str]) -> bytes | PaddedOctets:
+        """A BDAT step's octets in a session with these variables (protocol/bdat.py)."""
+        if self.octets is not None:
+            return self.octets
+        text = self.template.render(variables).encode("utf-8") if self.template else b""
+        return bdat_octets(text, self.data_size)
 
     def render(self, variables: Mapping[str, str]) -> bytes | PaddedMessage:
         """The bytes this step sends in a session with these variables.
@@ -195,8 +207,17 @@ class CompiledScenario:
 
     @property
     def step_names(self) -> tuple[str, ...]:
-        """Every step's name, an LMTP message's per-recipient parts right after it."""
-        return tuple(name for step in self.steps for name in (step.name, *step.parts))
+        """Every histogram's name but ``connect``, in order: a bdat step's ``NAME/chunk``
+        right before its ``NAME``, an LMTP message's per-recipient parts right after it."""
+        return tuple(
+            name
+            for step in self.steps
+            for name in (
+                *(() if step.chunk_step is None else (step.chunk_step.name,)),
+                step.name,
+                *step.parts,
+            )
+        )
 
     def session_variables(self, session: int, run_id: str) -> dict[str, str]:
         """The variables of one session: built-ins, then declared variables in order."""
@@ -233,15 +254,7 @@ def _message(text: bytes, size: int | None) -> bytes | PaddedMessage:
     crlf = text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if crlf and not crlf.endswith(b"\r\n"):
         crlf += b"\r\n"
-    missing = size - len(crlf)
-    full_lines, rest = divmod(missing, len(FILLER_LINE)) if missing > 0 else (0, 0)
-    last_line = b""
-    if rest >= 3:
-        last_line = b"x" * (rest - 2) + b"\r\n"
-    elif rest and full_lines:
-        # 1 or 2 bytes left: lengthen the last full line instead of sending an empty line.
-        full_lines -= 1
-        last_line = b"x" * (len(FILLER_LINE) + rest - 2) + b"\r\n"
+    full_lines, last_line = padding_lines(size - len(crlf))
     if full_lines * len(FILLER_LINE) <= _INLINE_PADDING_BYTES:
         return head + FILLER_LINE * full_lines + last_line + END_OF_DATA
     return PaddedMessage(head, full_lines, last_line + END_OF_DATA)
@@ -265,6 +278,15 @@ def undeclared_variables(scenario: Scenario, names: Iterable[str]) -> list[str]:
     """The ``names`` the scenario declares no variable of, sorted (what --var may not set)."""
     return sorted(set(names) - {name for name, _ in scenario.variables})
 
+
+_SENDING_KINDS = (
+    StepKind.SEND,
+    StepKind.DATA,
+    StepKind.STARTTLS,
+    StepKind.AUTH,
+    StepKind.XCLIENT,
+    StepKind.BDAT,
+)
 
 #: The name of the TLS handshake's step (reserved: step_syntax.RESERVED_STEP_NAMES).
 TLS_STEP_NAME = "tls"
@@ -415,11 +437,12 @@ def compile_scenario(
     for step in scenario.steps:
         template = None
         payload: bytes | PaddedMessage | None = None
+        octets: bytes | PaddedOctets | None = None
         if step.kind is StepKind.STARTTLS:
             payload = _STARTTLS_COMMAND
         elif step.kind is StepKind.SEND:
             template = parse_template(step.text or "")
-        elif step.kind is StepKind.DATA:
+        elif step.kind in (StepKind.DATA, StepKind.BDAT):
             template = parse_template(generated_message(step))
         xclient = None
         if step.kind is StepKind.XCLIENT:
@@ -431,6 +454,8 @@ def compile_scenario(
                 constant = template.parts[0].encode("utf-8")
                 if step.kind is StepKind.SEND:
                     payload = constant + b"\r\n"
+                elif step.kind is StepKind.BDAT:
+                    octets = bdat_octets(constant, step.data_size)
                 else:
                     payload = _message(constant, step.data_size)
                 template = None
@@ -449,6 +474,23 @@ def compile_scenario(
                 _check_saslprep(step, auth, constants, overrides)
             if not (auth.username.is_constant and auth.secret.is_constant):
                 uses_variables = True
+        expectation = compile_expectation(step.expect) if step.expect else None
+        timeout = _timeout(step, timeout_s, scenario)
+        chunk_step = None
+        if step.chunking is not None and step.chunking.several:
+            chunk_expect = step.chunking.expect_chunk
+            chunk_step = CompiledStep(
+                index=len(steps),
+                kind=StepKind.BDAT,
+                name=f"{step.name}/chunk",
+                payload=None,
+                template=None,
+                data_size=None,
+                expectation=compile_expectation(chunk_expect) if chunk_expect else None,
+                capture=None,
+                timeout_s=timeout,
+                chunking=step.chunking,
+            )
         steps.append(
             CompiledStep(
                 index=len(steps),
@@ -457,9 +499,9 @@ def compile_scenario(
                 payload=payload,
                 template=template,
                 data_size=step.data_size,
-                expectation=compile_expectation(step.expect) if step.expect else None,
+                expectation=expectation,
                 capture=capture,
-                timeout_s=_timeout(step, timeout_s, scenario),
+                timeout_s=timeout,
                 auth=auth,
                 verb=command_verb(step.text or "") if step.kind is StepKind.SEND else "",
                 expect_each=tuple(
@@ -467,6 +509,9 @@ def compile_scenario(
                 ),
                 parts=tuple(part_name(step.name, rcpt) for rcpt in recipients.get(step.name, ())),
                 xclient=xclient,
+                octets=octets,
+                chunking=step.chunking,
+                chunk_step=chunk_step,
             )
         )
         if step.kind is StepKind.STARTTLS:

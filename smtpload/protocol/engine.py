@@ -31,6 +31,13 @@ per reply, and the scenario says EHLO again (RFC 3207 §4.2). In observe mode a 
 that got no 220 ends the session (with a polite QUIT): going on would send the steps meant for
 inside TLS in the clear.
 
+BDAT (RFC 3030, protocol/bdat.py): a ``bdat`` step is handed out once per chunk, lock-step
+(each chunk's reply is read before the next chunk is sent): each chunk but the last as the
+step's ``chunk_step`` (``NAME/chunk``, judged by ``expect_chunk``), the LAST chunk as the step
+itself, so the I/O layer times and records each chunk like any step. A refused chunk ends the
+session there as ``unexpected_reply``, and the polite QUIT follows: the server has read the
+chunk's octets whatever it answered (§2), so the dialogue is in command state.
+
 In *observe* mode (``smtpload record``, ``compare`` and ``replay``) an unexpected reply does not
 end the session: every step's reply is kept in ``observations`` and the dialogue goes on as far
 as the server lets it, so one changed reply shows as one difference, not a cascade. Two replies
@@ -59,6 +66,7 @@ from dataclasses import dataclass, replace
 
 from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
+from smtpload.protocol.bdat import ChunkCutter, ChunkPayload
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.lmtp import PROTOCOL_LMTP, Recipients, part_name
 from smtpload.protocol.outcome import (
@@ -110,7 +118,7 @@ class Observation:
     event: str
     reply: Reply | None = None
     mismatch: str | None = None
-    sent: bytes | PaddedMessage = b""
+    sent: bytes | PaddedMessage | ChunkPayload = b""
 
 
 def _polite_quit(timeout_s: float) -> CompiledStep:
@@ -138,6 +146,8 @@ class SessionEngine:
     __slots__ = (
         "_auth",
         "_auth_abort",
+        "_chunk",
+        "_chunks",
         "_connected",
         "_current",
         "_failed_step",
@@ -174,7 +184,9 @@ class SessionEngine:
         self._scenario = scenario
         self._observe = observe
         self._watcher = watcher
-        self._last_sent: bytes | PaddedMessage = b""
+        self._last_sent: bytes | PaddedMessage | ChunkPayload = b""
+        self._chunks: ChunkCutter | None = None  # the bdat step under way: its chunks to come
+        self._chunk: ChunkPayload | None = None  # and the one being sent
         self._messages_sent = 0
         self._skip_data = False
         self.observations: list[Observation] = []
@@ -216,11 +228,26 @@ class SessionEngine:
                 self._index += 1
                 step = steps[self._index] if self._index < len(steps) else None
             self._skip_data = False
+            if step is not None and step.kind is StepKind.BDAT:
+                step = self._next_chunk(step)
         if step is None and self._failed_step is not None and self.outcome is Outcome.PASSED:
             # Observe mode: the session went on past its differences; it still failed.
             self.outcome = Outcome.UNEXPECTED_REPLY
         self._current = step
         return step
+
+    def _next_chunk(self, step: CompiledStep) -> CompiledStep:
+        """A bdat step's next chunk: as its ``NAME/chunk`` step, or as itself for LAST."""
+        if self._chunks is None:
+            self._messages_sent += 1
+            if step.octets is None:
+                self._scenario.message_variables(self._variables, self._messages_sent)
+            self._chunks = ChunkCutter(step.bdat_message(self._variables), step.chunking)
+        chunk = self._chunk = self._chunks.next()
+        assert chunk is not None, "the cutter ends with a LAST chunk, which ends the step"
+        if chunk.last or step.chunk_step is None:
+            return step
+        return step.chunk_step
 
     @property
     def step_in_progress(self) -> str | None:
@@ -234,11 +261,16 @@ class SessionEngine:
         step = self._current
         return step.name if step is not None and step.index >= 0 else None
 
-    def payload(self, step: CompiledStep) -> bytes | PaddedMessage:
+    def payload(self, step: CompiledStep) -> bytes | PaddedMessage | ChunkPayload:
         """The bytes to send for ``step`` (empty for greeting and close steps); a large padded
-        message comes as a ``PaddedMessage``, to be sent chunk by chunk."""
+        message comes as a ``PaddedMessage``, to be sent chunk by chunk, a BDAT chunk as a
+        ``ChunkPayload`` (its line and its octets)."""
         if step.kind is StepKind.AUTH and step.auth is not None:
             return self._auth_command(step)
+        if step.kind is StepKind.BDAT and self._chunk is not None:
+            self._last_sent = self._chunk
+            self._transcript.append(("C", self._chunk.shown()))
+            return self._chunk
         if step.kind is StepKind.DATA:
             self._messages_sent += 1
             if step.payload is None:
@@ -356,14 +388,22 @@ class SessionEngine:
             self._observe_event(step, "reply", reply, "the server did not close the connection")
             self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(self._shown(reply))}")
             return False
+        chunk = self._chunk if step.kind is StepKind.BDAT else None
+        if chunk is not None and chunk.last:
+            self._chunks = self._chunk = None  # the message is over, whatever the reply
         expectation = step.expectation
         if expectation is not None:
             why = expectation.mismatch(reply)
             if why is not None:
+                if chunk is not None and not chunk.last:
+                    return self._chunk_refused(step, reply, why)
                 if self._observe:
                     return self._observe_mismatch(step, reply, why)
                 self._unexpected(step, reply, why)
                 return False
+        if chunk is not None and not chunk.last:
+            self._observe_event(step, "reply", reply, None)
+            return True  # the bdat step goes on with its next chunk
         if step.capture is not None:
             # Later steps send what the capture finds, so a reply it cannot find it in fails
             # here, where the reason is visible, not later as a mysterious command.
@@ -377,7 +417,7 @@ class SessionEngine:
                 self._unexpected(step, reply, why)
                 return False
             self._variables.update(captured)
-        if step.kind is StepKind.DATA and 200 <= reply.code < 300:
+        if step.kind in (StepKind.DATA, StepKind.BDAT) and 200 <= reply.code < 300:
             self.messages_accepted += 1
         self._observe_event(step, "reply", reply, None)
         self._index += 1
@@ -594,6 +634,25 @@ class SessionEngine:
         elif codes is not None and codes <= _CLOSING and reply.code not in _CLOSING:
             self._skip_close(step, reply)
         self._index += 1
+        return False
+
+    def _chunk_refused(self, step: CompiledStep, reply: Reply, why: str) -> bool:
+        """A chunk before the last got a reply its ``expect_chunk`` does not accept.
+
+        RFC 3030 §2: the server has read the chunk's octets whatever it answered, so the
+        connection is in command state (a polite QUIT can follow, unlike after DATA's 354);
+        and after a 4xx or 5xx the client "MUST NOT send any additional BDAT segments". In
+        observe mode the message ends there (its later chunks are not sent) and the dialogue
+        goes on with the step after the bdat step.
+        """
+        self._chunks = self._chunk = None
+        if not self._observe:
+            self._unexpected(step, reply, why)
+            return False
+        self._observe_mismatch(step, reply, f"{why}; the message's later chunks were not sent")
+        self._last_sent = b""
+        message = self._scenario.steps[step.index]
+        self._observe_event(message, "skipped", None, "not sent: a chunk before it was refused")
         return False
 
     def _skip_close(self, step: CompiledStep, reply: Reply) -> None:

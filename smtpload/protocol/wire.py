@@ -33,6 +33,7 @@ from smtpload.errors import RemoteProtocolError
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
     "END_OF_DATA",
+    "FILLER_BLOCK",
     "FILLER_LINE",
     "MAX_LINE_BYTES",
     "PaddedMessage",
@@ -40,6 +41,7 @@ __all__ = [
     "ReplyParser",
     "encode_message",
     "encode_message_text",
+    "padding_lines",
     "preview_line",
 ]
 
@@ -259,6 +261,22 @@ FILLER_LINE = b"x" * 76 + b"\r\n"
 # enough that a send fills the socket buffer, small enough to cost nothing when unused.
 _FILLER_BLOCK_LINES = 4096
 _FILLER_BLOCK = memoryview(FILLER_LINE * _FILLER_BLOCK_LINES)
+#: The same block, for BDAT's padded messages (protocol/bdat.py), which slice it anywhere.
+FILLER_BLOCK = _FILLER_BLOCK
+
+
+def padding_lines(missing: int) -> tuple[int, bytes]:
+    """How a message ``missing`` bytes short of its size is padded: that many ``FILLER_LINE``s,
+    then the returned shorter last line (or nothing); none of either when ``missing`` <= 0."""
+    full_lines, rest = divmod(missing, len(FILLER_LINE)) if missing > 0 else (0, 0)
+    last_line = b""
+    if rest >= 3:
+        last_line = b"x" * (rest - 2) + b"\r\n"
+    elif rest and full_lines:
+        # 1 or 2 bytes left: lengthen the last full line instead of sending an empty line.
+        full_lines -= 1
+        last_line = b"x" * (len(FILLER_LINE) + rest - 2) + b"\r\n"
+    return full_lines, last_line
 
 
 @dataclass(frozen=True, slots=True)

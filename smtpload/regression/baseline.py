@@ -44,7 +44,8 @@ shows as a readable diff::
 Reading a file checks more than its shape, and refuses what no recording can produce: keys of
 ``codes`` that are not three digits, of ``enhanced`` that are not ``class.subject.detail``
 (RFC 3463), of ``events`` that are not one of those above; a count above the sessions it
-counts (a step's counts above its ``sessions``, that above the file's); two steps of one name;
+counts (a step's counts above its ``sessions``, that above the file's, but for a part row such
+as a bdat step's ``NAME/chunk``, which counts each chunk's reply); two steps of one name;
 a latency ``count`` that is not its histogram's; NaN or Infinity (not JSON); a key given twice
 in one object; and nesting deeper than any baseline has.
 
@@ -342,8 +343,8 @@ class BehaviourRecorder:
 
     def __init__(self, scenario: CompiledScenario) -> None:
         self._scenario = scenario
-        # Every step's name, LMTP's per-recipient parts (``message/rcpt``) included: each
-        # recipient's reply is an observation of its own, a step of the baseline's format /1.
+        # Every step's name, LMTP's per-recipient parts (``message/rcpt``) and a bdat
+        # step's ``message/chunk`` included: each is a step of the baseline's format /1.
         self._tallies = {name: _StepTally() for name in scenario.step_names}
         self._hello_steps = frozenset(s.name for s in scenario.steps if _sends_hello(s))
 
@@ -536,7 +537,11 @@ class _Reader:
                 keyword: self.strings(params, f"{where}.capabilities.{shown(keyword)}")
                 for keyword, params in sorted(mapping.items())
             }
-        sessions = self.count(step.get("sessions"), f"{where}.sessions", run_sessions, "sessions")
+        name = self.string(step.get("name"), f"{where}.name")
+        # A part row (a bdat step's NAME/chunk) is reached once per chunk: its counts are of
+        # replies, which a session can give it several of, so the run's sessions bound them not.
+        bound = None if "/" in name else run_sessions
+        sessions = self.count(step.get("sessions"), f"{where}.sessions", bound, "sessions")
         of = "sessions that reached the step"
         codes = self.counts(step.get("codes"), f"{where}.codes", _REPLY_CODE, sessions, of)
         events = self.counts(step.get("events"), f"{where}.events", _EVENTS, sessions, of)
@@ -546,7 +551,7 @@ class _Reader:
             )
         replies = sum(codes.values())
         return StepBehaviour(
-            name=self.string(step.get("name"), f"{where}.name"),
+            name=name,
             sessions=sessions,
             codes=codes,
             enhanced=self.counts(
@@ -557,7 +562,7 @@ class _Reader:
             text=self.strings(step.get("text"), f"{where}.text"),
             examples=self.strings(step.get("examples", []), f"{where}.examples"),
             capabilities=capabilities,
-            latency=self.latency(step.get("latency"), f"{where}.latency", run_sessions),
+            latency=self.latency(step.get("latency"), f"{where}.latency", bound),
         )
 
     def milliseconds(self, value: object, where: str) -> None:
@@ -573,7 +578,7 @@ class _Reader:
                 where, f"expected a number of milliseconds from 0 to {_MAX_LATENCY_MS}, or null"
             )
 
-    def latency(self, value: object, where: str, run_sessions: int) -> StepLatency:
+    def latency(self, value: object, where: str, run_sessions: int | None) -> StepLatency:
         latency = self.mapping(value, where)
         count = self.count(latency.get("count", 0), f"{where}.count", run_sessions, "sessions")
         self.milliseconds(latency.get("p50_ms"), f"{where}.p50_ms")

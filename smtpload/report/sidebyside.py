@@ -10,6 +10,7 @@ Plain text, one line a step (and a second line saying why, when a step failed):
 from __future__ import annotations
 
 from smtpload.errors import counted
+from smtpload.protocol.bdat import ChunkPayload
 from smtpload.protocol.engine import Observation
 from smtpload.scenario.model import StepKind
 
@@ -30,8 +31,14 @@ def _sent(observation: Observation) -> str:
             return "(message not sent)"
         return f"<message, {counted(len(observation.sent), 'byte')}>"
     sent = observation.sent
+    if step.kind is StepKind.BDAT:
+        return "(message not sent)" if observation.event == "skipped" else _chunk_shown(sent)
     text = sent.decode("utf-8", "replace") if isinstance(sent, bytes) else "<message>"
     return text.removesuffix("\r\n")
+
+
+def _chunk_shown(sent: object) -> str:
+    return sent.command if isinstance(sent, ChunkPayload) else "<message>"
 
 
 def _expected(observation: Observation) -> str:

@@ -193,6 +193,7 @@ class _Validator(NodeReader):
         drafts = self._steps(keys["steps"][1])
         self._check_variables_used(variables, drafts)
         self._check_data_follows_354(drafts)
+        self._check_bdat_without_data(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
         self._check_starttls_steps(drafts, target)
         self._check_ehlo_after_xclient(drafts)
@@ -215,6 +216,7 @@ class _Validator(NodeReader):
                 auth=d.auth,
                 expect_each=tuple((name, expect) for name, _node, expect in d.expect_each),
                 xclient=d.xclient,
+                chunking=d.chunking,
             )
             for d in drafts
             if d.kind is not None
@@ -433,7 +435,7 @@ class _Validator(NodeReader):
         for draft in drafts:
             for node, template in draft.templates:
                 for name, offset in _uses(template):
-                    if name in PER_MESSAGE_VARIABLES and draft.kind is not StepKind.DATA:
+                    if name in PER_MESSAGE_VARIABLES and draft.kind not in _MESSAGE_KINDS:
                         self.problem_at(node, offset, _per_message_only(name, "a send step"))
                         continue
                     if name in available:
@@ -480,6 +482,25 @@ class _Validator(NodeReader):
             self.problem(
                 draft.node, f"a data step must follow `send: DATA` with `expect: 354` ({why})"
             )
+
+    def _check_bdat_without_data(self, drafts: list[StepDraft]) -> None:
+        # RFC 3030 §2: BDAT replaces DATA; after DATA's 354 the BDAT lines would be read as
+        # message text, and the server would wait for a "." that never comes.
+        by_number = {draft.number: draft for draft in drafts}
+        for draft in drafts:
+            before = by_number.get(draft.number - 1)
+            if draft.kind is not StepKind.BDAT or before is None:
+                continue
+            if before.kind is not StepKind.SEND:
+                continue
+            codes = before.expect.codes if before.expect is not None else None
+            if codes is not None and 354 in codes:
+                self.problem(
+                    draft.node,
+                    f"a bdat step sends the message without DATA (RFC 3030): step"
+                    f" {before.number} expects 354, after which the chunks would be read as"
+                    " message text; remove that step, or use `data:`",
+                )
 
     def _check_nothing_in_the_clear_after_starttls(self, drafts: list[StepDraft]) -> None:
         # RFC 3207 §4: after a 220 to STARTTLS the server expects a TLS handshake, and §4.2: the
@@ -652,10 +673,14 @@ _DERIVED_NAMES = {
     StepKind.TLS: "tls",
     StepKind.AUTH: "auth",
     StepKind.XCLIENT: "xclient",
+    StepKind.BDAT: "message",
 }
 
 # What may follow an xclient step (besides close, or another xclient step).
 _HELLO_VERBS = ("EHLO", "HELO", "LHLO", "QUIT")
+
+# The steps that send a message, whose text may use the per-message built-ins.
+_MESSAGE_KINDS = (StepKind.DATA, StepKind.BDAT)
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "TLS_MIN_VERSIONS",
     "UNIX_PREFIX",
     "AuthSpec",
+    "Chunking",
     "Credential",
     "Expectation",
     "Load",
@@ -75,6 +76,7 @@ class StepKind(enum.Enum):
     TLS = "tls"  # the TLS handshake: after a starttls step, or first with implicit TLS
     AUTH = "auth"  # an SMTP AUTH exchange (RFC 4954), one step however many rounds it takes
     XCLIENT = "xclient"  # Postfix's XCLIENT with attributes, expect 220 (protocol/xclient.py)
+    BDAT = "bdat"  # the message in BDAT chunks (RFC 3030): no DATA, no dot-stuffing, no "."
 
 
 #: The lowest TLS versions a run may insist on (``--tls-min-version``, ``min_version:``).
@@ -115,6 +117,30 @@ class AuthSpec:
     mechanism: str
     username: Credential
     secret: Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Chunking:
+    """How a ``bdat`` step cuts its message into chunks (RFC 3030 §2).
+
+    Attributes:
+        chunk_size: every chunk this many octets, the last one the rest (None: not given).
+        chunks: the chunks' sizes as listed; the last listed one takes the rest of a message
+            whose length varies (a template without ``size:``).
+        last_empty: send every chunk as a plain ``BDAT n``, then ``BDAT 0 LAST``.
+        expect_chunk: what the reply to each chunk but the last must look like (default 250).
+        With neither ``chunk_size`` nor ``chunks``, the message is one ``BDAT n LAST``.
+    """
+
+    chunk_size: int | None = None
+    chunks: tuple[int, ...] = ()
+    last_empty: bool = False
+    expect_chunk: Expectation | None = None
+
+    @property
+    def several(self) -> bool:
+        """Whether the step may send more than one chunk (then it has a ``NAME/chunk`` row)."""
+        return self.chunk_size is not None or len(self.chunks) > 1 or self.last_empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +280,8 @@ class Step:
         name: unique within the scenario; labels the step's histogram.
         text: SEND: the command line template (no CRLF). DATA: the message template, or None
             when the message is generated from ``data_size`` alone.
-        data_size: DATA only: pad the message with generated body lines to this many bytes.
+        data_size: DATA and BDAT only: pad the message with generated body lines to this many
+            bytes.
         expect: what the reply must look like; None accepts any reply (but still waits for it).
             GREETING defaults to 220 and DATA to 250 when the file gives none.
         capture: a regex whose named groups become variables for later steps.
@@ -264,6 +291,8 @@ class Step:
             recipient's reply after the message instead of ``expect`` (RFC 2033 §4.2).
         xclient: XCLIENT only: (attribute name in upper case, value template) pairs, in file
             order (XCLIENT's expect defaults to 220).
+        chunking: BDAT only: how the message is cut into chunks (``expect`` is the LAST
+            chunk's, default 250).
         line, column: where the step starts in the file (1-based).
     """
 
@@ -279,6 +308,7 @@ class Step:
     auth: AuthSpec | None = None
     expect_each: tuple[tuple[str, Expectation], ...] = ()
     xclient: tuple[tuple[str, str], ...] | None = None
+    chunking: Chunking | None = None
 
 
 @dataclass(frozen=True, slots=True)

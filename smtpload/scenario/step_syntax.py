@@ -16,6 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smtpload.errors import clipped, shown
+from smtpload.scenario.bdat_syntax import (
+    BDAT_CHUNK_DEFAULT,
+    check_chunk_sizes,
+    message_length,
+    read_bdat,
+)
 from smtpload.scenario.durations import DurationError, parse_duration
 from smtpload.scenario.expectation_syntax import parse_expectation
 from smtpload.scenario.model import (
@@ -23,6 +29,7 @@ from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     MAX_DATA_SIZE_BYTES,
     AuthSpec,
+    Chunking,
     Credential,
     Expectation,
     StepKind,
@@ -59,8 +66,8 @@ RESERVED_STEP_NAMES: dict[str, str] = {
     "tls": "the TLS handshake (after starttls, or first with implicit TLS)",
 }
 
-_ACTIONS = ("greeting", "send", "data", "close", "starttls", "auth", "xclient")
-_STEP_OPTIONS = ("name", "expect", "capture", "timeout", "expect_each")
+_ACTIONS = ("greeting", "send", "data", "bdat", "close", "starttls", "auth", "xclient")
+_STEP_OPTIONS = ("name", "expect", "capture", "timeout", "expect_each", "expect_chunk")
 _DATA_KEYS = ("message", "size")
 # RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
 _GREETING_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
@@ -115,6 +122,7 @@ class StepDraft:
     expect_each: tuple[tuple[str, Node, Expectation], ...] = ()
     expect_each_node: Node | None = None
     xclient: tuple[tuple[str, str], ...] | None = None
+    chunking: Chunking | None = None  # bdat steps only
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -209,7 +217,8 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
             reader.problem(
                 draft.name_node,
                 f"step name {shown(draft.name)} must not contain '/': reports name the parts of"
-                " a step NAME/PART (LMTP's per-recipient replies, such as message/rcpt#2)",
+                " a step NAME/PART (a bdat step's message/chunk, LMTP's per-recipient replies"
+                " such as message/rcpt#2)",
             )
             draft.name = None
     if "expect" in keys:
@@ -220,6 +229,8 @@ def read_step(node: Node, number: int, reader: NodeReader) -> StepDraft | None:
         draft.timeout_s = positive_seconds(keys["timeout"][1], reader, "timeout")
     if "expect_each" in keys:
         _expect_each(draft, *keys["expect_each"], reader)
+    if "expect_chunk" in keys:
+        _expect_chunk(draft, *keys["expect_chunk"], reader)
     return draft
 
 
@@ -249,6 +260,16 @@ def _expect_each(draft: StepDraft, key: Node, node: Node, reader: NodeReader) ->
     draft.expect_each = tuple(entries)
 
 
+def _expect_chunk(draft: StepDraft, key: Node, node: Node, reader: NodeReader) -> None:
+    if draft.kind is not StepKind.BDAT:
+        reader.problem(key, "expect_chunk is for bdat steps: the reply to each chunk but the last")
+        return
+    expect = parse_expectation(node, reader, "expect_chunk")
+    if draft.chunking is not None and expect is not None:
+        c = draft.chunking
+        draft.chunking = Chunking(c.chunk_size, c.chunks, c.last_empty, expect)
+
+
 def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     if draft.kind is StepKind.GREETING:
         if isinstance(node, ScalarNode) and node.tag == BOOL_TAG:
@@ -271,6 +292,9 @@ def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     elif draft.kind is StepKind.XCLIENT:
         draft.xclient = _xclient(draft, node, reader)
         draft.expect = _XCLIENT_DEFAULT
+    elif draft.kind is StepKind.BDAT:
+        _bdat(draft, node, reader)
+        draft.expect = _DATA_DEFAULT
     elif draft.kind is StepKind.CLOSE and not is_true(node):
         message = "close takes only `true` (the server must close the connection)"
         reader.problem(node, message + "; remove the step if it should not")
@@ -324,6 +348,14 @@ def _send(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
             "send: AUTH is not allowed: use the auth step, which answers the server's"
             " challenges and keeps the secret out of the file, e.g. `- auth: {mechanism: PLAIN,"
             ' username: "{user}", password: {env: SMTP_PASSWORD}}`',
+        )
+        return None
+    if text.split(" ", 1)[0].upper() == "BDAT":
+        # The octets after a BDAT line are part of the command; a send step has none to give.
+        reader.problem(
+            node,
+            "send: BDAT is not allowed: use the bdat step, which sends the chunks and their"
+            " octets (RFC 3030), e.g. `- bdat: {message: TEXT, chunk_size: 1000}`",
         )
         return None
     return text if _add_template(node, text, draft, reader) else None
@@ -536,26 +568,48 @@ def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
         if "message" in keys:
             draft.text = _message(draft, keys["message"][1], reader)
         if "size" in keys:
-            size = reader.number(keys["size"][1], "data: size", whole=True)
-            if size is not None and size < 0:
-                reader.problem(keys["size"][1], "data: size must be 0 or more bytes")
-            elif size is not None and size > MAX_DATA_SIZE_BYTES:
-                reader.problem(
-                    keys["size"][1],
-                    f"data: size {int(size)} is more than the largest message smtpload sends,"
-                    f" {MAX_DATA_SIZE_BYTES} bytes (1 GiB); check the number of zeros",
-                )
-            elif size is not None:
-                draft.data_size = int(size)
+            draft.data_size = _size(keys["size"][1], reader, "data")
     else:
         draft.text = _message(draft, node, reader)
 
 
-def _message(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
+def _size(node: Node, reader: NodeReader, action: str) -> int | None:
+    size = reader.number(node, f"{action}: size", whole=True)
+    if size is not None and size < 0:
+        reader.problem(node, f"{action}: size must be 0 or more bytes")
+    elif size is not None and size > MAX_DATA_SIZE_BYTES:
+        reader.problem(
+            node,
+            f"{action}: size {int(size)} is more than the largest message smtpload sends,"
+            f" {MAX_DATA_SIZE_BYTES} bytes (1 GiB); check the number of zeros",
+        )
+    elif size is not None:
+        return int(size)
+    return None
+
+
+def _bdat(draft: StepDraft, node: Node, reader: NodeReader) -> None:
+    """``bdat:``: a message as ``data:`` takes it, and how it is cut (bdat_syntax.py)."""
+    text, size, chunking, chunks_node = read_bdat(
+        node,
+        reader,
+        lambda message: _message(draft, message, reader, "bdat"),
+        lambda size: _size(size, reader, "bdat"),
+    )
+    draft.text, draft.data_size = text, size
+    draft.chunking = Chunking(
+        chunking.chunk_size, chunking.chunks, chunking.last_empty, BDAT_CHUNK_DEFAULT
+    )
+    check_chunk_sizes(chunking, chunks_node, message_length(text, size), reader)
+
+
+def _message(draft: StepDraft, node: Node, reader: NodeReader, action: str = "data") -> str | None:
     if isinstance(node, SequenceNode):
-        reader.problem(node, "data must be the message text, or {message: TEXT, size: BYTES}")
+        reader.problem(
+            node, f"{action} must be the message text, or {{message: TEXT, size: BYTES}}"
+        )
         return None
-    text = reader.text(node, "data")
+    text = reader.text(node, action)
     if text is None or not _add_template(node, text, draft, reader):
         return None
     return text

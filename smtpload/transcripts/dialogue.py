@@ -35,8 +35,16 @@ The rules:
   client's answer to it, up to the final reply (``235``, ``535``...), is one AUTH exchange;
   ``credentials.py`` decodes the user name and password (PLAIN, LOGIN, CRAM-MD5). The blobs
   are secrets: no message here quotes a line of the exchange.
-* Not supported yet, refused at their line: ``BDAT`` (chunks are not lines), AUTH with another
-  mechanism.
+* BDAT (RFC 3030): after ``BDAT n [LAST]`` the client lines up to the next reply are the
+  chunk's octets, each line with its CRLF; they must add up to ``n`` exactly, else the error
+  ``BDAT announced N octets, the lines below add up to M`` at the BDAT line. One case is read
+  the other way: when they add up to ``n + 2``, the chunk ends inside its last line (a listing
+  shows the part sent as a line of its own, without its CRLF), and the next chunk's first line
+  goes on with that line. The chunks up to the one with ``LAST`` are one BDAT exchange: the
+  message joined, each chunk's size, and the replies; a chunk refused (not 2xx) before LAST,
+  or a session that ends before LAST, is an error (RFC 3030 §2: the client sends no more
+  chunks after a refusal, so the message has no end to import).
+* Not supported yet, refused at their line: AUTH with another mechanism.
 * A session of server lines only is an error (it is a server log, not a dialogue).
 
 A session is read no further than its first problem (``DialogueProblem``).
@@ -62,9 +70,9 @@ __all__ = ["Credentials", "DialogueProblem", "Exchange", "ExchangeKind", "Reply"
 # RFC 5322 §2.2: a header field is a name of printable ASCII but ":", then ":"; §2.2.3: a line
 # starting with whitespace continues the field before it.
 _HEADER = re.compile(r"[!-9;-~]+:.*|[ \t].*")
-_UNSUPPORTED = {
-    "BDAT": "BDAT is not supported by import yet: its chunks are not lines",
-}
+_UNSUPPORTED: dict[str, str] = {}
+# RFC 3030 §2: bdat-cmd ::= "BDAT" SP chunk-size [ SP end-marker ] CR LF
+_BDAT = re.compile(r"BDAT (?P<size>[0-9]{1,10})(?P<last> LAST)?", re.IGNORECASE)
 # RFC 3207 §4.2: after the handshake the client sends EHLO again (LHLO in LMTP, RFC 2033).
 _HELLO_IN_TLS = ("EHLO", "LHLO")
 # As the auth step's own bound (protocol/auth.py): more challenges than any mechanism needs.
@@ -105,6 +113,7 @@ class ExchangeKind(enum.Enum):
     MESSAGE = "message"  # the message after a 354, and the reply to its final "."
     STARTTLS = "starttls"  # STARTTLS answered 220: the session goes on in TLS
     AUTH = "auth"  # AUTH, its 334 rounds and the client's answers, and the final reply
+    BDAT = "bdat"  # BDAT chunks up to LAST (RFC 3030): the message, its chunks, their replies
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,9 @@ class Exchange:
             transcript shows no reply to.
         notes: the author's notes on its lines.
         credentials: AUTH only: what the exchange authenticated with.
-        challenges: AUTH only: the server's ``334`` replies, in order.
+        challenges: AUTH only: the server's ``334`` replies, in order. BDAT: the replies
+            to the chunks before the last.
+        chunks: BDAT only: each chunk's size in octets, in order.
     """
 
     kind: ExchangeKind
@@ -130,6 +141,7 @@ class Exchange:
     notes: tuple[str, ...] = ()
     credentials: Credentials | None = None
     challenges: tuple[Reply, ...] = ()
+    chunks: tuple[int, ...] = ()
 
 
 def read_dialogue(raw: RawSession) -> tuple[list[Exchange], list[tuple[int, str]]]:
@@ -244,6 +256,9 @@ class _SessionReader:
             notes = (command.note,) if command.note else ()
             if verb == "AUTH":
                 exchanges.append(self.auth(command, text, notes))
+                continue
+            if verb == "BDAT":
+                exchanges.append(self.bdat(command, text, notes))
                 continue
             if verb == "STARTTLS" and self.tls_line is not None:
                 raise DialogueProblem(
@@ -434,6 +449,85 @@ class _SessionReader:
         text = "".join(f"{text}\n" for text in self.header_break_restored(lines))
         first = lines[0][0] if lines else line.number
         return Exchange(ExchangeKind.MESSAGE, first, text, reply, tuple(notes))
+
+    def bdat(self, command: DialogueLine, text: str, notes: tuple[str, ...]) -> Exchange:
+        """The BDAT chunks from ``command`` up to the one with LAST, as one exchange."""
+        sizes: list[int] = []
+        replies: list[Reply] = []
+        message = ""
+        while True:
+            match = _BDAT.fullmatch(text)
+            if match is None:
+                raise DialogueProblem(
+                    command.number,
+                    f"{shown(text)} is not BDAT SIZE or BDAT SIZE LAST (RFC 3030 §2)",
+                )
+            size = int(match.group("size"))
+            content, notes = self.chunk_content(command, size, notes)
+            message += content
+            sizes.append(size)
+            following = self.peek()
+            if following is None or following.role is not Role.SERVER:
+                raise DialogueProblem(
+                    command.number, f"{shown(text)} has no reply after its chunk; add it"
+                )
+            reply = self.reply()
+            if match.group("last"):
+                return Exchange(
+                    ExchangeKind.BDAT, command.number, message, reply, notes, None,
+                    tuple(replies), tuple(sizes),
+                )  # fmt: skip
+            if not 200 <= reply.code < 300:
+                raise DialogueProblem(
+                    reply.line,
+                    f"the chunk of the BDAT at line {command.number} was refused ({reply.code}):"
+                    " the client sends no more chunks (RFC 3030 §2), so the message has no"
+                    " LAST to import; import a session whose chunks are accepted",
+                )
+            replies.append(reply)
+            following = self.peek()
+            next_text = "" if following is None else following.text.rstrip(" \t\f")
+            if (
+                following is None
+                or following.role is not Role.CLIENT
+                or not _BDAT.fullmatch(next_text)
+            ):
+                raise DialogueProblem(
+                    command.number,
+                    f"the BDAT chunks from this line end without a BDAT ... LAST (line"
+                    f" {reply.line} answers the last one shown): add the chunk with LAST",
+                )
+            command = self.take()
+            text = next_text
+            if command.note:
+                notes = (*notes, command.note)
+
+    def chunk_content(
+        self, command: DialogueLine, size: int, notes: tuple[str, ...]
+    ) -> tuple[str, tuple[str, ...]]:
+        """The octets of the chunk announced at ``command``: the client lines up to the next
+        reply, each with its CRLF (``\\n`` here), or the last without it when that is what
+        makes the count match (the chunk ends inside a line)."""
+        texts: list[str] = []
+        while self.pos < len(self.lines):
+            line = self.lines[self.pos]
+            if line.role is Role.SERVER:
+                break
+            self.tls_checked(line)
+            self.pos += 1
+            if line.note:
+                notes = (*notes, line.note)
+            texts.append(line.text)
+        octets = sum(len(text.encode("utf-8")) + 2 for text in texts)
+        if octets == size:
+            return "".join(f"{text}\n" for text in texts), notes
+        if texts and octets - 2 == size:
+            return "".join(f"{text}\n" for text in texts[:-1]) + texts[-1], notes
+        raise DialogueProblem(
+            command.number,
+            f"BDAT announced {size} octets, the lines below add up to {octets} (each line with"
+            " its CRLF; a chunk that ends inside a line may leave out its last CRLF)",
+        )
 
     def unstuffed(self, line: DialogueLine) -> str:
         if line.role is Role.BLANK or not line.text.startswith("."):

@@ -79,6 +79,8 @@ _PRINTABLE = re.compile(
 _FIELD = re.compile(r"(?P<name>[!-9;-~]+):(?P<space>[ \t]*)(?P<value>.*)")
 # The fields whose values are new for each message sent, and the built-in that makes them so.
 _PER_MESSAGE_FIELDS = {"date": "date", "message-id": "message_id"}
+# The exchanges that carry a message (whose Date: and Message-ID: become built-ins).
+_MESSAGE_KINDS = (ExchangeKind.MESSAGE, ExchangeKind.BDAT)
 _STEP_INDENT = "  "  # "  - send: ..."
 _KEY_INDENT = "    "  # "    expect: ..." (the step mapping's column)
 
@@ -297,7 +299,7 @@ def _scenario_yaml(
 def _step(exchange: Exchange, strict: bool) -> list[str]:
     lines = [f"{_STEP_INDENT}# note in the transcript: {_comment(note)}" for note in exchange.notes]
     message = None
-    if exchange.kind is ExchangeKind.MESSAGE and exchange.text is not None:
+    if exchange.kind in _MESSAGE_KINDS and exchange.text is not None:
         message = _MessageTemplate(exchange.text)
         lines += [f"{_STEP_INDENT}# {_comment(line)}" for line in message.comment()]
     reply = exchange.reply
@@ -317,6 +319,9 @@ def _step(exchange: Exchange, strict: bool) -> list[str]:
     assert exchange.text is not None
     if exchange.kind is ExchangeKind.COMMAND:
         lines.append(f"{_STEP_INDENT}- send: {_double_quoted(_template_escaped(exchange.text))}")
+    elif exchange.kind is ExchangeKind.BDAT:
+        assert message is not None
+        lines += _bdat(message.text, exchange)
     else:
         assert message is not None
         lines += _data(message.text)
@@ -381,6 +386,35 @@ def _unescaped_spaces(pattern: str) -> str:
     # re.escape() writes a space as backslash-space; a space needs no escape. An even run of
     # backslashes before the space is escaped backslashes, and stays.
     return re.sub(r"(?<!\\)((?:\\\\)*)\\ ", r"\1 ", pattern)
+
+
+def _bdat(message: str, exchange: Exchange) -> list[str]:
+    """The ``bdat`` step of chunks seen in a transcript: ``data``'s message written under
+    ``message:``, the sizes seen as ``chunks:`` (a last chunk of 0 octets after others as
+    ``last: empty``), and the chunks' replies' code as ``expect_chunk`` unless it is 250."""
+    chunks = list(exchange.chunks)
+    last_empty = len(chunks) > 1 and chunks[-1] == 0
+    if last_empty:
+        chunks.pop()
+    keys = []
+    if len(chunks) > 1 or last_empty:
+        keys.append(f"{_KEY_INDENT}  chunks: [{', '.join(str(size) for size in chunks)}]")
+    if last_empty:
+        keys.append(f"{_KEY_INDENT}  last: empty")
+    out = []
+    for line in _data(message):
+        if line.startswith(f"{_STEP_INDENT}- data:"):
+            out += [f"{_STEP_INDENT}- bdat:", *keys]
+            out.append(f"{_KEY_INDENT}  message:{line.removeprefix(f'{_STEP_INDENT}- data:')}")
+        elif line.startswith(f"{_STEP_INDENT}#"):
+            out.append(line)
+        else:
+            out.append(f"  {line}" if line else "")
+    codes = sorted({reply.code for reply in exchange.challenges})
+    if codes and codes != [250]:
+        shown_codes = str(codes[0]) if len(codes) == 1 else "2xx"
+        out.append(f"{_KEY_INDENT}expect_chunk: {shown_codes}")
+    return out
 
 
 def _data(message: str) -> list[str]:
@@ -465,7 +499,7 @@ class _MessageTemplate:
 def _message_notes(session: Session) -> list[str]:
     notes = []
     for exchange in session.exchanges:
-        if exchange.kind is ExchangeKind.MESSAGE and exchange.text is not None:
+        if exchange.kind in _MESSAGE_KINDS and exchange.text is not None:
             summary = _MessageTemplate(exchange.text).summary()
             if summary is not None:
                 notes.append(f"line {exchange.line}: message: {summary}, new for each message")
@@ -566,6 +600,8 @@ def _expected_step(exchange: Exchange, environ: Mapping[str, str]) -> _StepTexts
     assert exchange.text is not None
     if exchange.kind is ExchangeKind.MESSAGE:
         return (StepKind.DATA, _MessageTemplate(exchange.text).text, None)
+    if exchange.kind is ExchangeKind.BDAT:
+        return (StepKind.BDAT, _MessageTemplate(exchange.text).text, None)
     return (StepKind.SEND, _template_escaped(exchange.text), None)
 
 
