@@ -282,6 +282,41 @@ def _check_saslprep(
             ) from None
 
 
+def _check_command_overrides(
+    scenario: Scenario, variables: Iterable[tuple[str, Template]], overrides: Mapping[str, str]
+) -> None:
+    """Refuse a --var value with a line break or a NUL that a send step would put in its
+    command line: the line break would end the command there and send the rest as a command
+    of its own (RFC 5321 §2.3.8), and NUL is no text (RFC 5321 §2.4, RFC 6531 §3.3). The
+    scenario's reader refuses the same in a declared variable's text.
+
+    Raises:
+        UsageError: naming the --var and the step.
+    """
+    unfit: dict[str, str] = {}  # variable -> the --var whose value it holds
+    for name, template in variables:
+        value = overrides.get(name)
+        if value is not None and ("\r" in value or "\n" in value or "\0" in value):
+            unfit[name] = name
+        else:
+            source = next((unfit[used] for used in template.names if used in unfit), None)
+            if source is not None:
+                unfit[name] = source
+    if not unfit:
+        return
+    for step in scenario.steps:
+        if step.kind is not StepKind.SEND:
+            continue
+        used = next((n for n in parse_template(step.text or "").names if n in unfit), None)
+        if used is not None:
+            via = "" if unfit[used] == used else f" through {{{used}}}"
+            raise UsageError(
+                f"--var {clipped(unfit[used])}: the value holds a line break or a NUL, which no"
+                f" command line may carry, and step {shown(step.name)} (line {step.line}) sends"
+                f" it{via} in one; give a value of one line"
+            )
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -322,6 +357,7 @@ def compile_scenario(
         (name, Template((overrides[name],)) if name in overrides else parse_template(text))
         for name, text in scenario.variables
     )
+    _check_command_overrides(scenario, variables, overrides)
     # The variables whose values are the same in every session: --var values, and declared
     # variables made of them and of text alone (no built-in is: each is per session).
     constants: dict[str, str] = {}

@@ -175,6 +175,7 @@ class _Validator(NodeReader):
             return None
         drafts = self._steps(keys["steps"][1])
         self._check_variables_used(variables, drafts)
+        self._check_command_values(variables, drafts)
         self._check_data_follows_354(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
         self._check_starttls_steps(drafts, target)
@@ -420,6 +421,40 @@ class _Validator(NodeReader):
                         )
                     self.problem_at(node, offset, message)
             available.update(draft.groups)
+
+    def _check_command_values(self, variables: list[_Variable], drafts: list[StepDraft]) -> None:
+        """A send step is one command line: no variable it uses may bring a line break, which
+        would end the command early and send the rest as another (RFC 5321 §2.3.8), or a NUL
+        (RFC 5321 §2.4, RFC 6531 §3.3: commands are text)."""
+        unfit: dict[str, tuple[str, _Variable]] = {}  # variable -> (what it holds, where)
+        for variable in variables:
+            if "\r" in variable.text or "\n" in variable.text:
+                unfit[variable.name] = ("a line break", variable)
+            elif "\0" in variable.text:
+                unfit[variable.name] = ("a NUL character", variable)
+            else:
+                for name, _ in _uses(variable.template):
+                    if name in unfit and name != variable.name:
+                        unfit[variable.name] = unfit[name]
+                        break
+        if not unfit:
+            return
+        for draft in drafts:
+            if draft.kind is not StepKind.SEND:
+                continue
+            for node, template in draft.templates:
+                for name, offset in _uses(template):
+                    if name not in unfit:
+                        continue
+                    what, source = unfit[name]
+                    via = "" if source.name == name else f" (from {{{source.name}}})"
+                    self.problem_at(
+                        node,
+                        offset,
+                        f"{{{clipped(name)}}} holds {what}{via}, declared on line"
+                        f" {source.node.start_mark.line + 1}, and a send step is one command"
+                        " line; use the variable in a data step's message only",
+                    )
 
     def _check_data_follows_354(self, drafts: list[StepDraft]) -> None:
         # RFC 5321 §4.1.1.4: the message may be sent only after DATA got the 354 go-ahead.
