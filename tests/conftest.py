@@ -3,6 +3,8 @@
 ``aiosmtpd_server``
     A fresh in-process aiosmtpd server per test, on a free loopback port, whose handler records
     every message (``tests.peers.RecordingHandler``). Always available.
+``aiosmtpd_utf8_server``
+    The same with SMTPUTF8 enabled (RFC 6531).
 ``aiosmtpd_auth_server``
     The same, offering AUTH (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256) in the clear, with
     one account (``tests.peers.AuthHandler``).
@@ -113,6 +115,18 @@ def aiosmtpd_server() -> Iterator[RecordingPeer]:
     """An in-process SMTP server that records each message and refuses ``@reject.test``."""
     handler = RecordingHandler()
     controller = _start_controller(handler)
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def aiosmtpd_utf8_server() -> Iterator[RecordingPeer]:
+    """``aiosmtpd_server`` with SMTPUTF8 (RFC 6531) enabled: it advertises it, takes UTF-8
+    addresses after MAIL FROM's ``SMTPUTF8`` parameter, and records ``mail_options``."""
+    handler = RecordingHandler()
+    controller = _start_controller(handler, enable_SMTPUTF8=True)
     try:
         yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
     finally:

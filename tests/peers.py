@@ -134,11 +134,13 @@ class ReceivedMessage:
         mail_from: the MAIL FROM address, without angle brackets.
         rcpt_tos: the accepted RCPT TO addresses, in order; refused ones are not here.
         content: the DATA section as bytes, dot-unstuffed, without the final ".".
+        mail_options: the MAIL FROM parameters (``SIZE=123``, ``SMTPUTF8``, ...), in order.
     """
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
     content: bytes
+    mail_options: tuple[str, ...] = ()
 
 
 class RecordingHandler:
@@ -187,6 +189,7 @@ class RecordingHandler:
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=content if isinstance(content, bytes) else (content or "").encode(),
+            mail_options=tuple(envelope.mail_options),
         )
         with self._lock:
             self._messages.append(message)

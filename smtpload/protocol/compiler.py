@@ -16,18 +16,26 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
 from smtpload.protocol.expectations import CompiledExpectation, compile_expectation
+from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
     PaddedMessage,
     encode_message_text,
 )
-from smtpload.scenario.model import Credential, Scenario, Step, StepKind
+from smtpload.scenario.model import (
+    MESSAGE_SIZE_VARIABLE,
+    MESSAGE_STEP_KINDS,
+    Credential,
+    Scenario,
+    Step,
+    StepKind,
+)
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
@@ -107,6 +115,9 @@ class CompiledStep:
         capture: named groups become variables for later steps.
         timeout_s: how long to wait for this step's reply (or close), in seconds.
         auth: AUTH steps: what the exchange authenticates with.
+        sized_message: SEND steps whose text uses ``{message_size}`` of a message rendered per
+            session: the index of that message step (the engine renders the message when it
+            renders this command). A constant message's size is filled in at compile time.
     """
 
     index: int
@@ -119,6 +130,7 @@ class CompiledStep:
     capture: ReplyPattern | None
     timeout_s: float
     auth: CompiledAuth | None = None
+    sized_message: int | None = None
 
     @property
     def sends(self) -> bool:
@@ -196,7 +208,9 @@ def _message(text: bytes, size: int | None) -> bytes | PaddedMessage:
     head = encode_message_text(text)
     if size is None:
         return head + END_OF_DATA
-    crlf = text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    # Line ends as encode_message_text makes them (a bare CR is a line end too), so that the
+    # size counted here is the size sent.
+    crlf = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if crlf and not crlf.endswith(b"\r\n"):
         crlf += b"\r\n"
     missing = size - len(crlf)
@@ -317,6 +331,50 @@ def _check_command_overrides(
             )
 
 
+def _size_messages(steps: list[CompiledStep]) -> list[CompiledStep]:
+    """Give each send step that uses ``{message_size}`` the size of the next message step's
+    message: filled in now when that message is the same in every session (a constant or a
+    padded one without variables), else ``sized_message``, for the engine to count it on the
+    message it renders for the session (message_size.py). The scenario's reader made sure a
+    message step follows.
+
+    Raises:
+        UsageError: no message step follows (a scenario not read from a file).
+    """
+    sized: list[CompiledStep] = []
+    for at, step in enumerate(steps):
+        template = step.template
+        if template is not None and MESSAGE_SIZE_VARIABLE in template.names:
+            message = next(
+                (later for later in steps[at:] if later.kind in MESSAGE_STEP_KINDS), None
+            )
+            if message is None:  # the scenario's reader refuses it; a Scenario built in code
+                raise UsageError(
+                    f"step {shown(step.name)} uses {{message_size}}, and no data step follows it"
+                )
+            if message.payload is None:
+                step = replace(step, sized_message=message.index)
+            else:
+                step = _filled(step, template, str(message_octets(message.payload)))
+        sized.append(step)
+    return sized
+
+
+def _filled(step: CompiledStep, template: Template, octets: str) -> CompiledStep:
+    """``step`` with ``{message_size}`` written in as ``octets``; pre-encoded when nothing
+    else in it varies."""
+    parts = [template.parts[0]]
+    for name, literal in zip(template.parts[1::2], template.parts[2::2], strict=True):
+        if name == MESSAGE_SIZE_VARIABLE:
+            parts[-1] += octets + literal
+        else:
+            parts += [name, literal]
+    filled = Template(tuple(parts))
+    if filled.is_constant:
+        return replace(step, payload=parts[0].encode("utf-8") + b"\r\n", template=None)
+    return replace(step, template=filled)
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -418,6 +476,7 @@ def compile_scenario(
         )
         if step.kind is StepKind.STARTTLS:
             steps.append(_tls_step(len(steps), _timeout(step, timeout_s, scenario)))
+    steps = _size_messages(steps)
     return CompiledScenario(
         name=scenario.name,
         path=scenario.path,

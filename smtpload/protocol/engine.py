@@ -8,6 +8,9 @@ the session's one outcome. It never reads a clock and never raises for anything 
 
 Per-message built-ins (``{message_id}``) are set each time a ``data`` step's message is
 rendered, numbered by the messages this session has sent so far, so each message gets its own.
+A send step with ``{message_size}`` (``MAIL FROM:<a> SIZE={message_size}``) renders the next
+message then, counts it (message_size.py, RFC 1870 §4), and the message step sends those same
+bytes.
 
 After an unexpected reply the engine asks for one more exchange, a polite ``QUIT`` (RFC 5321
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
     Outcome,
@@ -60,7 +64,7 @@ from smtpload.protocol.outcome import (
 )
 from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
-from smtpload.scenario.model import StepKind
+from smtpload.scenario.model import MESSAGE_SIZE_VARIABLE, StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 
@@ -134,6 +138,7 @@ class SessionEngine:
         "_last_sent",
         "_messages_sent",
         "_observe",
+        "_prepared",
         "_quit_step",
         "_scenario",
         "_scrubber",
@@ -161,6 +166,9 @@ class SessionEngine:
         self._watcher = watcher
         self._last_sent: bytes | PaddedMessage = b""
         self._messages_sent = 0
+        # A message rendered early, when the command declaring its size was (its step's
+        # index, its bytes), sent when its step comes: message_size.py.
+        self._prepared: tuple[int, bytes | PaddedMessage] | None = None
         self._skip_data = False
         self.observations: list[Observation] = []
         self.session = session
@@ -220,14 +228,33 @@ class SessionEngine:
         message comes as a ``PaddedMessage``, to be sent chunk by chunk."""
         if step.kind is StepKind.AUTH and step.auth is not None:
             return self._auth_command(step)
+        if step.sized_message is not None:
+            size = message_octets(self._prepare_message(step.sized_message))
+            self._variables[MESSAGE_SIZE_VARIABLE] = str(size)
         if step.kind is StepKind.DATA:
-            self._messages_sent += 1
-            if step.payload is None:
-                self._scenario.message_variables(self._variables, self._messages_sent)
-        data = step.payload if step.payload is not None else step.render(self._variables)
+            data = self._prepare_message(step.index)
+            self._prepared = None
+        else:
+            data = step.payload if step.payload is not None else step.render(self._variables)
         self._last_sent = data
         if data:
             self._transcript.append(("C", (step, data)))
+        return data
+
+    def _prepare_message(self, index: int) -> bytes | PaddedMessage:
+        """The message of the message step at ``index`` in this session: rendered now (with
+        the next message's per-message built-ins), or the one rendered earlier for a
+        ``{message_size}``, so that the size declared is the size of what is sent."""
+        if self._prepared is not None and self._prepared[0] == index:
+            return self._prepared[1]
+        step = self._scenario.steps[index]
+        self._messages_sent += 1
+        if step.payload is not None:
+            data = step.payload
+        else:
+            self._scenario.message_variables(self._variables, self._messages_sent)
+            data = step.render(self._variables)
+        self._prepared = (index, data)
         return data
 
     def _auth_command(self, step: CompiledStep) -> bytes:

@@ -26,6 +26,8 @@ from smtpload.scenario.load_syntax import read_load
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     IMPLICIT_TLS_PORT,
+    MESSAGE_SIZE_VARIABLE,
+    MESSAGE_STEP_KINDS,
     PER_MESSAGE_VARIABLES,
     TLS_MIN_VERSIONS,
     Origin,
@@ -176,6 +178,7 @@ class _Validator(NodeReader):
         drafts = self._steps(keys["steps"][1])
         self._check_variables_used(variables, drafts)
         self._check_command_values(variables, drafts)
+        self._check_message_size(variables, drafts)
         self._check_data_follows_354(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
         self._check_starttls_steps(drafts, target)
@@ -455,6 +458,73 @@ class _Validator(NodeReader):
                         f" {source.node.start_mark.line + 1}, and a send step is one command"
                         " line; use the variable in a data step's message only",
                     )
+
+    def _check_message_size(self, variables: list[_Variable], drafts: list[StepDraft]) -> None:
+        """``{message_size}`` is the size of the next message step's message (RFC 1870 §4):
+        only a send step may use it, a message step must follow, and that message must be
+        whole when the command is sent (it is rendered then, so that the size and the bytes
+        sent are the same): no variable in it may be captured from a reply in between."""
+        name = MESSAGE_SIZE_VARIABLE
+        example = f"such as `MAIL FROM:<a> SIZE={{{name}}}`"
+        for variable in variables:
+            for used, offset in _uses(variable.template):
+                if used == name:
+                    self.problem_at(
+                        variable.node,
+                        offset,
+                        f"{{{name}}} is the size of the next message, so only a send step can"
+                        f" use it ({example}), not a variable, which is set once per session",
+                    )
+        for at, draft in enumerate(drafts):
+            for node, template in draft.templates:
+                for used, offset in _uses(template):
+                    if used != name:
+                        continue
+                    if draft.kind is not StepKind.SEND:
+                        kind = "this" if draft.kind is None else draft.kind.value
+                        if draft.kind is not None:
+                            kind = f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+                        self.problem_at(
+                            node,
+                            offset,
+                            f"{{{name}}} is the size of the next message, so only a send step"
+                            f" can use it ({example}), not {kind} step",
+                        )
+                    else:
+                        self._check_sized_message(node, offset, drafts, at)
+
+    def _check_sized_message(
+        self, node: Node, offset: int, drafts: list[StepDraft], at: int
+    ) -> None:
+        """The checks of :meth:`_check_message_size` on the message after ``drafts[at]``."""
+        name = MESSAGE_SIZE_VARIABLE
+        captured: dict[str, StepDraft] = {}
+        for later in drafts[at:]:
+            if later.kind not in MESSAGE_STEP_KINDS:
+                for group in later.groups:
+                    captured.setdefault(group, later)
+                continue
+            for _, template in later.templates:
+                for used in template.names:
+                    if used in captured:
+                        by = captured[used]
+                        by_text = "this step" if by is drafts[at] else f"step {by.number}"
+                        self.problem_at(
+                            node,
+                            offset,
+                            f"{{{name}}} counts the message of step {later.number} when this"
+                            f" command is sent, and that message uses {{{clipped(used)}}},"
+                            f" captured from the reply to {by_text}, which comes later;"
+                            " capture it before this step",
+                        )
+                        return
+            return
+        self.problem_at(
+            node,
+            offset,
+            f"{{{name}}} is the size of the next message step's message, and no data step"
+            " follows this one",
+        )
 
     def _check_data_follows_354(self, drafts: list[StepDraft]) -> None:
         # RFC 5321 §4.1.1.4: the message may be sent only after DATA got the 354 go-ahead.
