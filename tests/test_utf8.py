@@ -111,6 +111,31 @@ def test_a_var_with_a_line_break_is_refused_before_any_session(tmp_path: Path, v
     assert not (tmp_path / "results").exists()
 
 
+def test_smtputf8_and_8bit_need_no_capability_check_to_validate() -> None:
+    # No warning system: a scenario that uses SMTPUTF8 without checking EHLO for it, or sends
+    # an 8-bit message after a MAIL without BODY=8BITMIME, is valid (the server judges it).
+    scenario = parse_scenario(
+        textwrap.dedent(
+            """\
+            steps:
+              - greeting: 220
+              - send: EHLO clïent.example
+                expect: 250
+              - send: "MAIL FROM:<ü@exämple.test> SMTPUTF8"
+                expect: 250
+              - send: "MAIL FROM:<a@example.test>"
+                expect: 250
+              - send: DATA
+                expect: 354
+              - data: "Subject: ü\\n\\nGrüße\\n"
+            """
+        ),
+        "s.yaml",
+    )
+    assert scenario.steps[2].text == "MAIL FROM:<ü@exämple.test> SMTPUTF8"
+    assert scenario.steps[5].text == "Subject: ü\nGrüße\n".replace("\n", "\n\n", 1)
+
+
 # -- on the wire: what the servers received -------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
