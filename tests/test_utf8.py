@@ -7,18 +7,28 @@ without ``enable_SMTPUTF8``) and Postfix's recording transport (``postfix_record
 
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
+import trio
 
 from smtpload.errors import ScenarioError
+from smtpload.net.client import resolve_target
+from smtpload.net.runner import RunSettings, run_sessions
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.protocol.outcome import Outcome
+from smtpload.report.stats import RunStats
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import StepKind
 from tests.cli import smtpload
+from tests.misbehaving import carriage_return_in_greeting
 from tests.peers import RecordingPeer, RecordingPostfix, SmtpPeer
+
+LOOPBACK = "127.0.0.1"
 
 
 def problems(text: str) -> list[str]:
@@ -399,3 +409,45 @@ def test_a_load_run_of_the_smtputf8_example_passes_against_postfix(
     assert result.returncode == 0, result
     sessions = json.loads(summary_path.read_text())["sessions"]
     assert (sessions["started"], sessions["passed"], sessions["failed"]) == (300, 300, 0)
+
+
+# -- a captured value cannot break a command line either ----------------------------------------
+
+
+async def test_a_captured_carriage_return_is_a_protocol_error_not_a_second_command(
+    nursery: trio.Nursery,
+) -> None:
+    received: list[bytes] = []
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, carriage_return_in_greeting(received), 0, host=LOOPBACK)
+    )
+    port = listeners[0].socket.getsockname()[1]
+    scenario = compile_scenario(
+        parse_scenario(
+            textwrap.dedent(
+                """\
+                steps:
+                  - greeting: 220
+                    capture: "id=(?P<id>[^ ]+)"
+                  - send: "NOOP {id}"
+                    expect: 250
+                  - send: QUIT
+                    expect: 221
+                """
+            ),
+            "cr.yaml",
+        ),
+        timeout_s=5,
+    )
+    stats = RunStats(["connect", *scenario.step_names])
+    settings = RunSettings(sessions=1, concurrency=1, run_id="cr", handle_signals=False)
+    with trio.fail_after(30):
+        await run_sessions(scenario, await resolve_target(LOOPBACK, port), settings, stats)
+    (failure,) = stats.failures
+    assert (failure.outcome, failure.step) == (Outcome.PROTOCOL_ERROR, "noop")
+    assert failure.got == (
+        "a value captured from a reply would break this command line (CR, LF or NUL):"
+        " NOOP abc\\rRSET"
+    )
+    # Nothing was sent after the greeting (a protocol error ends the session without QUIT).
+    assert received == []

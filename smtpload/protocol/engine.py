@@ -84,6 +84,22 @@ _CLOSING = frozenset({221, 421})
 _EARLY_PREVIEW_BYTES = 80
 
 
+def _check_command_line(line: bytes) -> None:
+    """Refuse to send a rendered command that is not one line of text: a CR or LF before its
+    own CRLF would end the command there and send the rest as one more (RFC 5321 §2.3.8), and
+    NUL is no text (§2.4). The scenario's reader and the compiler refuse what the file and
+    --var could bring, so only a value captured from a reply can (a bare CR inside a reply
+    line): that is the server's doing, a protocol error.
+
+    Raises:
+        RemoteProtocolError: naming what the line holds.
+    """
+    body = line[:-2]
+    if b"\r" in body or b"\n" in body or b"\0" in body:
+        prefix = "a value captured from a reply would break this command line (CR, LF or NUL): "
+        raise RemoteProtocolError(prefix + preview_line(body), line=body, prefix=prefix)
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What one step of an observed session saw.
@@ -234,8 +250,12 @@ class SessionEngine:
         if step.kind is StepKind.DATA:
             data = self._prepare_message(step.index)
             self._prepared = None
+        elif step.payload is not None:
+            data = step.payload
         else:
-            data = step.payload if step.payload is not None else step.render(self._variables)
+            data = step.render(self._variables)
+            if step.kind is StepKind.SEND and isinstance(data, bytes):
+                _check_command_line(data)
         self._last_sent = data
         if data:
             self._transcript.append(("C", (step, data)))
