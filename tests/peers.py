@@ -134,13 +134,14 @@ class ReceivedMessage:
         mail_from: the MAIL FROM address, without angle brackets.
         rcpt_tos: the accepted RCPT TO addresses, in order; refused ones are not here.
         content: the DATA section as bytes, dot-unstuffed, without the final ".".
-        mail_options: the MAIL FROM parameters (``SIZE=123``, ``SMTPUTF8``, ...), in order.
+        mail_options: the MAIL FROM parameters (``SIZE=123``, ``SMTPUTF8``, ...), in order;
+            not compared, so that tests comparing whole messages need not spell them.
     """
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
     content: bytes
-    mail_options: tuple[str, ...] = ()
+    mail_options: tuple[str, ...] = field(default=(), compare=False)
 
 
 class RecordingHandler:
