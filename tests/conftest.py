@@ -8,6 +8,8 @@
     recipient after the message (452 for ``@full.test``).
 ``aiosmtpd_unix_server``
     ``aiosmtpd_server``'s SMTP server on a unix socket in a temporary folder (``unix_path``).
+``aiosmtpd_utf8_server``
+    The same with SMTPUTF8 enabled (RFC 6531).
 ``aiosmtpd_auth_server``
     The same, offering AUTH (PLAIN, LOGIN, CRAM-MD5, XOAUTH2, SCRAM-SHA-256) in the clear, with
     one account (``tests.peers.AuthHandler``).
@@ -182,6 +184,19 @@ def aiosmtpd_unix_server(tmp_path: Path) -> Iterator[UnixPeer]:
     controller.start()
     try:
         yield UnixPeer(unix_path=path, handler=handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def aiosmtpd_utf8_server() -> Iterator[RecordingPeer]:
+    """``aiosmtpd_server`` with SMTPUTF8 (RFC 6531) enabled explicitly (1.4.6's Controller
+    enables it by default; a later default must not turn the tests of it into no-ops): it
+    advertises SMTPUTF8 and takes UTF-8 addresses after MAIL FROM's ``SMTPUTF8``."""
+    handler = RecordingHandler()
+    controller = _start_controller(handler, enable_SMTPUTF8=True)
+    try:
+        yield RecordingPeer(host=LOOPBACK, port=int(controller.port), handler=handler)
     finally:
         controller.stop()
 

@@ -293,6 +293,27 @@ def shuts_down_after_ehlo(received: list[bytes]) -> Handler:
     return handler
 
 
+def carriage_return_in_greeting(received: list[bytes]) -> Handler:
+    """Greets with a bare CR inside the greeting's line (``id=abc<CR>RSET``: RFC 5321 §2.3.8
+    forbids it), which a capture can bring into a command; then answers each line it reads
+    (``221`` to QUIT, ``250`` to the rest), noting in ``received`` every line it was sent."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 cr.test id=abc\rRSET ready\r\n")
+        buffer = b""
+        with trio.move_on_after(10), contextlib.suppress(trio.BrokenResourceError):
+            while chunk := await stream.receive_some(4096):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, _, buffer = buffer.partition(b"\n")
+                    received.append(line + b"\n")
+                    quit_ = line.upper().startswith(b"QUIT")
+                    await stream.send_all(b"221 bye\r\n" if quit_ else b"250 ok\r\n")
+        await stream.aclose()
+
+    return handler
+
+
 def refuses_every_nth(n: int) -> Handler:
     """A server that refuses every ``n``-th connection with ``554`` in place of its greeting
     (RFC 5321 §3.1: "no SMTP service here") and serves the others politely: with one session

@@ -169,11 +169,14 @@ class ReceivedMessage:
         mail_from: the MAIL FROM address, without angle brackets.
         rcpt_tos: the accepted RCPT TO addresses, in order; refused ones are not here.
         content: the DATA section as bytes, dot-unstuffed, without the final ".".
+        mail_options: the MAIL FROM parameters (``SIZE=123``, ``SMTPUTF8``, ...), in order;
+            not compared, so that tests comparing whole messages need not spell them.
     """
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
     content: bytes
+    mail_options: tuple[str, ...] = field(default=(), compare=False)
 
 
 class RecordingHandler:
@@ -222,6 +225,7 @@ class RecordingHandler:
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=content if isinstance(content, bytes) else (content or "").encode(),
+            mail_options=tuple(envelope.mail_options),
         )
         with self._lock:
             self._messages.append(message)

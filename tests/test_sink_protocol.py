@@ -18,6 +18,7 @@ EHLO_REPLY = (
     b"250-PIPELINING\r\n"
     b"250-SIZE 104857600\r\n"
     b"250-8BITMIME\r\n"
+    b"250-DSN\r\n"
     b"250-ENHANCEDSTATUSCODES\r\n"
     b"250-CHUNKING\r\n"
     b"250 SMTPUTF8\r\n"

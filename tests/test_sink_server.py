@@ -385,6 +385,7 @@ async def test_smtplib_sends_messages(nursery: trio.Nursery) -> None:
             "pipelining": "",
             "size": "104857600",
             "8bitmime": "",
+            "dsn": "",
             "enhancedstatuscodes": "",
             "chunking": "",
             "smtputf8": "",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
@@ -28,6 +28,7 @@ from smtpload.protocol.lmtp import (
     part_name,
     transaction_recipients,
 )
+from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
 from smtpload.protocol.wire import (
     END_OF_DATA,
@@ -37,7 +38,16 @@ from smtpload.protocol.wire import (
     padding_lines,
 )
 from smtpload.protocol.xclient import XclientError, XclientTemplate
-from smtpload.scenario.model import Chunking, Credential, ProxySpec, Scenario, Step, StepKind
+from smtpload.scenario.model import (
+    MESSAGE_SIZE_VARIABLE,
+    MESSAGE_STEP_KINDS,
+    Chunking,
+    Credential,
+    ProxySpec,
+    Scenario,
+    Step,
+    StepKind,
+)
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
@@ -129,6 +139,9 @@ class CompiledStep:
             runs as, named ``NAME/chunk``, with ``expect_chunk`` as its expectation (the
             engine hands it out for those chunks, so they are timed and judged in a row of
             their own).
+        sized_message: SEND steps whose text uses ``{message_size}`` of a message rendered per
+            session: the index of that message step (the engine renders the message when it
+            renders this command). A constant message's size is filled in at compile time.
     """
 
     index: int
@@ -148,6 +161,7 @@ class CompiledStep:
     octets: bytes | PaddedOctets | None = None
     chunking: Chunking | None = None
     chunk_step: CompiledStep | None = None
+    sized_message: int | None = None
 
     @property
     def sends(self) -> bool:
@@ -251,7 +265,9 @@ def _message(text: bytes, size: int | None) -> bytes | PaddedMessage:
     head = encode_message_text(text)
     if size is None:
         return head + END_OF_DATA
-    crlf = text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    # Line ends as encode_message_text makes them (a bare CR is a line end too), so that the
+    # size counted here is the size sent.
+    crlf = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if crlf and not crlf.endswith(b"\r\n"):
         crlf += b"\r\n"
     full_lines, last_line = padding_lines(size - len(crlf))
@@ -375,6 +391,91 @@ def _xclient(
     return None, xclient
 
 
+def _check_command_overrides(
+    scenario: Scenario, variables: Iterable[tuple[str, Template]], overrides: Mapping[str, str]
+) -> None:
+    """Refuse a --var value with a line break or a NUL that a send step would put in its
+    command line: the line break would end the command there and send the rest as a command
+    of its own (RFC 5321 §2.3.8), and NUL is no text (RFC 5321 §2.4, RFC 6531 §3.3). The
+    scenario's reader refuses the same in a declared variable's text.
+
+    Raises:
+        UsageError: naming the --var and the step.
+    """
+    unfit: dict[str, str] = {}  # variable -> the --var whose value it holds
+    for name, template in variables:
+        value = overrides.get(name)
+        if value is not None and ("\r" in value or "\n" in value or "\0" in value):
+            unfit[name] = name
+        else:
+            source = next((unfit[used] for used in template.names if used in unfit), None)
+            if source is not None:
+                unfit[name] = source
+    if not unfit:
+        return
+    for step in scenario.steps:
+        if step.kind is not StepKind.SEND:
+            continue
+        used = next((n for n in parse_template(step.text or "").names if n in unfit), None)
+        if used is not None:
+            via = "" if unfit[used] == used else f" through {{{used}}}"
+            raise UsageError(
+                f"--var {clipped(unfit[used])}: the value holds a line break or a NUL, which no"
+                f" command line may carry, and step {shown(step.name)} (line {step.line}) sends"
+                f" it{via} in one; give a value of one line"
+            )
+
+
+def _size_messages(steps: list[CompiledStep]) -> list[CompiledStep]:
+    """Give each send step that uses ``{message_size}`` the size of the next message step's
+    message: filled in now when that message is the same in every session (a constant or a
+    padded one without variables), else ``sized_message``, for the engine to count it on the
+    message it renders for the session (message_size.py). The scenario's reader made sure a
+    message step follows.
+
+    Raises:
+        UsageError: no message step follows (a scenario not read from a file).
+    """
+    sized: list[CompiledStep] = []
+    for at, step in enumerate(steps):
+        template = step.template
+        if template is not None and MESSAGE_SIZE_VARIABLE in template.names:
+            message = next(
+                (later for later in steps[at:] if later.kind in MESSAGE_STEP_KINDS), None
+            )
+            if message is None:  # the scenario's reader refuses it; a Scenario built in code
+                raise UsageError(
+                    f"step {shown(step.name)} uses {{message_size}}, and no data step follows it"
+                )
+            if message.kind is StepKind.BDAT:
+                # A bdat step's octets go unstuffed (RFC 3030): their length is the size.
+                if message.octets is None:
+                    step = replace(step, sized_message=message.index)
+                else:
+                    step = _filled(step, template, str(len(message.octets)))
+            elif message.payload is None:
+                step = replace(step, sized_message=message.index)
+            else:
+                step = _filled(step, template, str(message_octets(message.payload)))
+        sized.append(step)
+    return sized
+
+
+def _filled(step: CompiledStep, template: Template, octets: str) -> CompiledStep:
+    """``step`` with ``{message_size}`` written in as ``octets``; pre-encoded when nothing
+    else in it varies."""
+    parts = [template.parts[0]]
+    for name, literal in zip(template.parts[1::2], template.parts[2::2], strict=True):
+        if name == MESSAGE_SIZE_VARIABLE:
+            parts[-1] += octets + literal
+        else:
+            parts += [name, literal]
+    filled = Template(tuple(parts))
+    if filled.is_constant:
+        return replace(step, payload=parts[0].encode("utf-8") + b"\r\n", template=None)
+    return replace(step, template=filled)
+
+
 def compile_scenario(
     scenario: Scenario,
     *,
@@ -415,6 +516,7 @@ def compile_scenario(
         (name, Template((overrides[name],)) if name in overrides else parse_template(text))
         for name, text in scenario.variables
     )
+    _check_command_overrides(scenario, variables, overrides)
     # The variables whose values are the same in every session: --var values, and declared
     # variables made of them and of text alone (no built-in is: each is per session).
     constants: dict[str, str] = {}
@@ -525,6 +627,7 @@ def compile_scenario(
             raise UsageError(f"{scenario.path}:{spec.line}:{spec.column}: proxy: {error}") from None
         uses_variables = uses_variables or bool(proxy.names)
         uses_date = uses_date or "date" in proxy.names
+    steps = _size_messages(steps)
     return CompiledScenario(
         name=scenario.name,
         path=scenario.path,

@@ -8,6 +8,9 @@ the session's one outcome. It never reads a clock and never raises for anything 
 
 Per-message built-ins (``{message_id}``) are set each time a ``data`` step's message is
 rendered, numbered by the messages this session has sent so far, so each message gets its own.
+A send step with ``{message_size}`` (``MAIL FROM:<a> SIZE={message_size}``) renders the next
+message then, counts it (message_size.py, RFC 1870 §4), and the message step sends those same
+bytes.
 
 After an unexpected reply the engine asks for one more exchange, a polite ``QUIT`` (RFC 5321
 §4.1.1.10), unless the reply left the dialogue where QUIT cannot be sent: a ``354`` means the
@@ -66,9 +69,10 @@ from dataclasses import dataclass, replace
 
 from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
-from smtpload.protocol.bdat import ChunkCutter, ChunkPayload
+from smtpload.protocol.bdat import ChunkCutter, ChunkPayload, PaddedOctets
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
 from smtpload.protocol.lmtp import PROTOCOL_LMTP, Recipients, part_name
+from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
     Outcome,
@@ -80,7 +84,7 @@ from smtpload.protocol.proxy import ProxyHeaderError
 from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.protocol.xclient import XclientError
-from smtpload.scenario.model import StepKind
+from smtpload.scenario.model import MESSAGE_SIZE_VARIABLE, StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 
@@ -98,6 +102,22 @@ _NO_QUIT_AFTER = frozenset({354, 221, 421})
 _CLOSING = frozenset({221, 421})
 # How much of an unfinished early reply a failure quotes: enough to recognise it.
 _EARLY_PREVIEW_BYTES = 80
+
+
+def _check_command_line(line: bytes) -> None:
+    """Refuse to send a rendered command that is not one line of text: a CR or LF before its
+    own CRLF would end the command there and send the rest as one more (RFC 5321 §2.3.8), and
+    NUL is no text (§2.4). The scenario's reader and the compiler refuse what the file and
+    --var could bring, so only a value captured from a reply can (a bare CR inside a reply
+    line): that is the server's doing, a protocol error.
+
+    Raises:
+        RemoteProtocolError: naming what the line holds.
+    """
+    body = line[:-2]
+    if b"\r" in body or b"\n" in body or b"\0" in body:
+        prefix = "a value captured from a reply would break this command line (CR, LF or NUL): "
+        raise RemoteProtocolError(prefix + preview_line(body), line=body, prefix=prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +176,7 @@ class SessionEngine:
         "_last_sent",
         "_messages_sent",
         "_observe",
+        "_prepared",
         "_quit_step",
         "_recipient_failed",
         "_recipient_passed",
@@ -188,6 +209,9 @@ class SessionEngine:
         self._chunks: ChunkCutter | None = None  # the bdat step under way: its chunks to come
         self._chunk: ChunkPayload | None = None  # and the one being sent
         self._messages_sent = 0
+        # A message rendered early, when the command declaring its size was (its step's
+        # index, its bytes), sent when its step comes: message_size.py.
+        self._prepared: tuple[int, bytes | PaddedMessage | PaddedOctets] | None = None
         self._skip_data = False
         self.observations: list[Observation] = []
         self.session = session
@@ -239,10 +263,10 @@ class SessionEngine:
     def _next_chunk(self, step: CompiledStep) -> CompiledStep:
         """A bdat step's next chunk: as its ``NAME/chunk`` step, or as itself for LAST."""
         if self._chunks is None:
-            self._messages_sent += 1
-            if step.octets is None:
-                self._scenario.message_variables(self._variables, self._messages_sent)
-            self._chunks = ChunkCutter(step.bdat_message(self._variables), step.chunking)
+            message = self._prepare_message(step.index)
+            self._prepared = None
+            assert not isinstance(message, PaddedMessage), "a bdat step's message is octets"
+            self._chunks = ChunkCutter(message, step.chunking)
         chunk = self._chunk = self._chunks.next()
         assert chunk is not None, "the cutter ends with a LAST chunk, which ends the step"
         if chunk.last or step.chunk_step is None:
@@ -271,12 +295,20 @@ class SessionEngine:
             self._last_sent = self._chunk
             self._transcript.append(("C", self._chunk.shown()))
             return self._chunk
-        if step.kind is StepKind.DATA:
-            self._messages_sent += 1
-            if step.payload is None:
-                self._scenario.message_variables(self._variables, self._messages_sent)
+        if step.sized_message is not None:
+            self._variables[MESSAGE_SIZE_VARIABLE] = str(self._message_size(step.sized_message))
         try:
-            data = step.payload if step.payload is not None else step.render(self._variables)
+            if step.kind is StepKind.DATA:
+                message = self._prepare_message(step.index)
+                self._prepared = None
+                assert not isinstance(message, PaddedOctets), "a data step's message is stuffed"
+                data = message
+            elif step.payload is not None:
+                data = step.payload
+            else:
+                data = step.render(self._variables)
+                if step.kind is StepKind.SEND and isinstance(data, bytes):
+                    _check_command_line(data)
         except XclientError as error:
             # Made from this session's variables: nothing was sent; the session ends as a
             # SCRAM credential that SASLprep refuses does (protocol_error), the run goes on.
@@ -285,6 +317,38 @@ class SessionEngine:
         if data:
             self._transcript.append(("C", (step, data)))
         return data
+
+    def _prepare_message(self, index: int) -> bytes | PaddedMessage | PaddedOctets:
+        """The message of the message step at ``index`` in this session: rendered now (with
+        the next message's per-message built-ins), or the one rendered earlier for a
+        ``{message_size}``, so that the size declared is the size of what is sent. A data
+        step's message is ready to follow a 354; a bdat step's is its octets (bdat.py)."""
+        if self._prepared is not None and self._prepared[0] == index:
+            return self._prepared[1]
+        step = self._scenario.steps[index]
+        self._messages_sent += 1
+        data: bytes | PaddedMessage | PaddedOctets
+        if step.kind is StepKind.BDAT:
+            if step.octets is None:
+                self._scenario.message_variables(self._variables, self._messages_sent)
+            data = step.bdat_message(self._variables)
+        elif step.payload is not None:
+            data = step.payload
+        else:
+            self._scenario.message_variables(self._variables, self._messages_sent)
+            data = step.render(self._variables)
+        self._prepared = (index, data)
+        return data
+
+    def _message_size(self, index: int) -> int:
+        """The RFC 1870 size of this session's message of the message step at ``index``: a
+        bdat step's octets as they are (RFC 3030 sends them unstuffed), a data step's counted
+        by message_size.py."""
+        message = self._prepare_message(index)
+        if isinstance(message, PaddedOctets) or self._scenario.steps[index].kind is StepKind.BDAT:
+            return len(message)
+        assert isinstance(message, bytes | PaddedMessage)
+        return message_octets(message)
 
     def _auth_command(self, step: CompiledStep) -> bytes:
         """The AUTH line of an auth step; the transcript and observations get it redacted."""

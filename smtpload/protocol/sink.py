@@ -148,6 +148,9 @@ class SinkConnection:
                 b"250-PIPELINING\r\n",  # RFC 2920
                 b"250-SIZE %d\r\n" % MAX_MESSAGE_BYTES,  # RFC 1870
                 b"250-8BITMIME\r\n",  # RFC 6152
+                # RFC 3461: NOTIFY, ORCPT, RET and ENVID are accepted (the sink delivers
+                # nothing, so it owes no notification: its 250 is the message's last stop).
+                b"250-DSN\r\n",
                 b"250-ENHANCEDSTATUSCODES\r\n",  # RFC 2034
                 b"250-CHUNKING\r\n",  # RFC 3030
                 b"250 SMTPUTF8\r\n",  # RFC 6531

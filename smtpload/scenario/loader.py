@@ -26,6 +26,8 @@ from smtpload.scenario.load_syntax import read_load
 from smtpload.scenario.model import (
     BUILTIN_VARIABLES,
     IMPLICIT_TLS_PORT,
+    MESSAGE_SIZE_VARIABLE,
+    MESSAGE_STEP_KINDS,
     PER_MESSAGE_VARIABLES,
     PROTOCOLS,
     TLS_MIN_VERSIONS,
@@ -192,6 +194,8 @@ class _Validator(NodeReader):
             return None
         drafts = self._steps(keys["steps"][1])
         self._check_variables_used(variables, drafts)
+        self._check_command_values(variables, drafts)
+        self._check_message_size(variables, drafts)
         self._check_data_follows_354(drafts)
         self._check_bdat_without_data(drafts)
         self._check_nothing_in_the_clear_after_starttls(drafts)
@@ -457,6 +461,107 @@ class _Validator(NodeReader):
                         )
                     self.problem_at(node, offset, message)
             available.update(draft.groups)
+
+    def _check_command_values(self, variables: list[_Variable], drafts: list[StepDraft]) -> None:
+        """A send step is one command line: no variable it uses may bring a line break, which
+        would end the command early and send the rest as another (RFC 5321 §2.3.8), or a NUL
+        (RFC 5321 §2.4, RFC 6531 §3.3: commands are text)."""
+        unfit: dict[str, tuple[str, _Variable]] = {}  # variable -> (what it holds, where)
+        for variable in variables:
+            if "\r" in variable.text or "\n" in variable.text:
+                unfit[variable.name] = ("a line break", variable)
+            elif "\0" in variable.text:
+                unfit[variable.name] = ("a NUL character", variable)
+            else:
+                for name, _ in _uses(variable.template):
+                    if name in unfit and name != variable.name:
+                        unfit[variable.name] = unfit[name]
+                        break
+        if not unfit:
+            return
+        for draft in drafts:
+            if draft.kind is not StepKind.SEND:
+                continue
+            for node, template in draft.templates:
+                for name, offset in _uses(template):
+                    if name not in unfit:
+                        continue
+                    what, source = unfit[name]
+                    via = "" if source.name == name else f" (from {{{source.name}}})"
+                    self.problem_at(
+                        node,
+                        offset,
+                        f"{{{clipped(name)}}} holds {what}{via}, declared on line"
+                        f" {source.node.start_mark.line + 1}, and a send step is one command"
+                        " line; use the variable in a data step's message only",
+                    )
+
+    def _check_message_size(self, variables: list[_Variable], drafts: list[StepDraft]) -> None:
+        """``{message_size}`` is the size of the next message step's message (RFC 1870 §4):
+        only a send step may use it, a message step must follow, and that message must be
+        whole when the command is sent (it is rendered then, so that the size and the bytes
+        sent are the same): no variable in it may be captured from a reply in between."""
+        name = MESSAGE_SIZE_VARIABLE
+        example = f"such as `MAIL FROM:<a> SIZE={{{name}}}`"
+        for variable in variables:
+            for used, offset in _uses(variable.template):
+                if used == name:
+                    self.problem_at(
+                        variable.node,
+                        offset,
+                        f"{{{name}}} is the size of the next message, so only a send step can"
+                        f" use it ({example}), not a variable, which is set once per session",
+                    )
+        for at, draft in enumerate(drafts):
+            for node, template in draft.templates:
+                for used, offset in _uses(template):
+                    if used != name:
+                        continue
+                    if draft.kind is not StepKind.SEND:
+                        kind = "this" if draft.kind is None else draft.kind.value
+                        if draft.kind is not None:
+                            kind = f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+                        self.problem_at(
+                            node,
+                            offset,
+                            f"{{{name}}} is the size of the next message, so only a send step"
+                            f" can use it ({example}), not {kind} step",
+                        )
+                    else:
+                        self._check_sized_message(node, offset, drafts, at)
+
+    def _check_sized_message(
+        self, node: Node, offset: int, drafts: list[StepDraft], at: int
+    ) -> None:
+        """The checks of :meth:`_check_message_size` on the message after ``drafts[at]``."""
+        name = MESSAGE_SIZE_VARIABLE
+        captured: dict[str, StepDraft] = {}
+        for later in drafts[at:]:
+            if later.kind not in MESSAGE_STEP_KINDS:
+                for group in later.groups:
+                    captured.setdefault(group, later)
+                continue
+            for _, template in later.templates:
+                for used in template.names:
+                    if used in captured:
+                        by = captured[used]
+                        by_text = "this step" if by is drafts[at] else f"step {by.number}"
+                        self.problem_at(
+                            node,
+                            offset,
+                            f"{{{name}}} counts the message of step {later.number} when this"
+                            f" command is sent, and that message uses {{{clipped(used)}}},"
+                            f" captured from the reply to {by_text}, which comes later;"
+                            " capture it before this step",
+                        )
+                        return
+            return
+        self.problem_at(
+            node,
+            offset,
+            f"{{{name}}} is the size of the next message step's message, and no data step"
+            " follows this one",
+        )
 
     def _check_data_follows_354(self, drafts: list[StepDraft]) -> None:
         # RFC 5321 §4.1.1.4: the message may be sent only after DATA got the 354 go-ahead.

@@ -18,6 +18,8 @@ __all__ = [
     "BUILTIN_VARIABLES",
     "IMPLICIT_TLS_PORT",
     "MAX_DATA_SIZE_BYTES",
+    "MESSAGE_SIZE_VARIABLE",
+    "MESSAGE_STEP_KINDS",
     "PER_MESSAGE_VARIABLES",
     "PROTOCOLS",
     "TLS_MIN_VERSIONS",
@@ -43,8 +45,13 @@ __all__ = [
 #: Variables every template may use without declaring them.
 #: session: the session number, 1..N; uid: unique per session and run; run_id: the run's id;
 #: date: an RFC 5322 date-time for Date: headers; message_id: a Message-ID value, new for each
-#: message (so a session that sends several messages gives each its own).
-BUILTIN_VARIABLES = ("session", "uid", "run_id", "date", "message_id")
+#: message (so a session that sends several messages gives each its own); message_size: the
+#: size of the next message step's message, for ``SIZE=`` (RFC 1870).
+BUILTIN_VARIABLES = ("session", "uid", "run_id", "date", "message_id", "message_size")
+
+#: The built-in only a send step may use: the octet count of the message that the next
+#: message step (of ``MESSAGE_STEP_KINDS``) sends, as RFC 1870 §4 counts it for ``SIZE=``.
+MESSAGE_SIZE_VARIABLE = "message_size"
 
 #: The built-ins whose value is new for each message: only a ``data`` step's message may use
 #: them (a variable is filled in once per session, a command belongs to no one message).
@@ -77,6 +84,10 @@ class StepKind(enum.Enum):
     AUTH = "auth"  # an SMTP AUTH exchange (RFC 4954), one step however many rounds it takes
     XCLIENT = "xclient"  # Postfix's XCLIENT with attributes, expect 220 (protocol/xclient.py)
     BDAT = "bdat"  # the message in BDAT chunks (RFC 3030): no DATA, no dot-stuffing, no "."
+
+
+#: The steps that send a message: the one a ``{message_size}`` before them measures.
+MESSAGE_STEP_KINDS = (StepKind.DATA, StepKind.BDAT)
 
 
 #: The lowest TLS versions a run may insist on (``--tls-min-version``, ``min_version:``).

@@ -340,6 +340,15 @@ def _send(draft: StepDraft, node: Node, reader: NodeReader) -> str | None:
             f" command, and `data:` for the message{hint}",
         )
         return None
+    if "\0" in text:
+        # RFC 5321 §2.4 and RFC 6531 §3.3: a command is text, ASCII or UTF-8; NUL is neither,
+        # and a server written in C reads the line as ending there.
+        reader.problem_at(
+            node,
+            text.index("\0"),
+            "send holds a NUL character (U+0000), which no SMTP command may carry",
+        )
+        return None
     if text.split(" ", 1)[0].upper() == "AUTH":
         # A raw AUTH line carries the credentials in the file (base64 is no protection), and
         # its 334 challenges need answers a send step cannot give.
