@@ -76,7 +76,7 @@ from smtpload.net.wire_clock import (
     receive_time_ns,
 )
 from smtpload.protocol.bdat import ChunkPayload
-from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.compiler import SENDING_KINDS, CompiledScenario, CompiledStep
 from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.lmtp import part_name
 from smtpload.protocol.outcome import Outcome
@@ -96,18 +96,6 @@ _RECEIVE_BYTES = 65536
 
 #: A payload longer than this (a message) sends its end of data in a syscall of its own.
 _SPLIT_TAIL_BYTES = 65536
-
-#: Steps that send a command (or a message) and so must find nothing waiting before they do.
-_SENDING_STEPS = frozenset(
-    {
-        StepKind.SEND,
-        StepKind.DATA,
-        StepKind.STARTTLS,
-        StepKind.AUTH,
-        StepKind.XCLIENT,
-        StepKind.BDAT,
-    }
-)
 
 #: How much of the bytes injected after a 220 to STARTTLS a failure quotes.
 _INJECTION_PREVIEW_BYTES = 80
@@ -660,7 +648,7 @@ async def _converse(
                     step_from_ns = wire.reply_ns
                     continue
                 if (
-                    step.kind in _SENDING_STEPS
+                    step.kind in SENDING_KINDS
                     and step.index >= 0  # not our QUIT after a failure: any reply ends that
                     and (
                         backlog

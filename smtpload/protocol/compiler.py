@@ -54,6 +54,7 @@ from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "SENDING_KINDS",
     "TLS_STEP_NAME",
     "CompiledAuth",
     "CompiledScenario",
@@ -165,7 +166,7 @@ class CompiledStep:
 
     @property
     def sends(self) -> bool:
-        return self.kind in _SENDING_KINDS
+        return self.kind in SENDING_KINDS
 
     def bdat_message(self, variables: Mapping[str, str]) -> bytes | PaddedOctets:
         """A BDAT step's octets in a session with these variables (protocol/bdat.py)."""
@@ -295,13 +296,17 @@ def undeclared_variables(scenario: Scenario, names: Iterable[str]) -> list[str]:
     return sorted(set(names) - {name for name, _ in scenario.variables})
 
 
-_SENDING_KINDS = (
-    StepKind.SEND,
-    StepKind.DATA,
-    StepKind.STARTTLS,
-    StepKind.AUTH,
-    StepKind.XCLIENT,
-    StepKind.BDAT,
+#: The kinds of step that send a command or a message (and so must find nothing waiting
+#: before they do: net/client.py looks for replies out of turn before each).
+SENDING_KINDS = frozenset(
+    {
+        StepKind.SEND,
+        StepKind.DATA,
+        StepKind.STARTTLS,
+        StepKind.AUTH,
+        StepKind.XCLIENT,
+        StepKind.BDAT,
+    }
 )
 
 #: The name of the TLS handshake's step (reserved: step_syntax.RESERVED_STEP_NAMES).

@@ -27,25 +27,11 @@ from smtpload.scenario.template import Template
 
 __all__ = [
     "MAX_COMMAND_OCTETS",
-    "XCLIENT_ATTRIBUTES",
     "XclientError",
     "XclientTemplate",
     "xclient_command",
     "xtext",
 ]
-
-#: The attributes XCLIENT_README lists (Postfix 3.x).
-XCLIENT_ATTRIBUTES = (
-    "NAME",
-    "REVERSE_NAME",
-    "ADDR",
-    "PORT",
-    "PROTO",
-    "HELO",
-    "LOGIN",
-    "DESTADDR",
-    "DESTPORT",
-)
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, its CRLF included.
 MAX_COMMAND_OCTETS = 512

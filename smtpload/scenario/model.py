@@ -24,6 +24,7 @@ __all__ = [
     "PROTOCOLS",
     "TLS_MIN_VERSIONS",
     "UNIX_PREFIX",
+    "XCLIENT_ATTRIBUTES",
     "AuthSpec",
     "Chunking",
     "Credential",
@@ -85,6 +86,19 @@ class StepKind(enum.Enum):
     XCLIENT = "xclient"  # Postfix's XCLIENT with attributes, expect 220 (protocol/xclient.py)
     BDAT = "bdat"  # the message in BDAT chunks (RFC 3030): no DATA, no dot-stuffing, no "."
 
+
+#: The attributes of an ``xclient`` step: those XCLIENT_README lists (Postfix 3.x).
+XCLIENT_ATTRIBUTES = (
+    "NAME",
+    "REVERSE_NAME",
+    "ADDR",
+    "PORT",
+    "PROTO",
+    "HELO",
+    "LOGIN",
+    "DESTADDR",
+    "DESTPORT",
+)
 
 #: The steps that send a message: the one a ``{message_size}`` before them measures.
 MESSAGE_STEP_KINDS = (StepKind.DATA, StepKind.BDAT)

@@ -28,6 +28,7 @@ from smtpload.scenario.model import (
     AUTH_MECHANISMS,
     BUILTIN_VARIABLES,
     MAX_DATA_SIZE_BYTES,
+    XCLIENT_ATTRIBUTES,
     AuthSpec,
     Chunking,
     Credential,
@@ -79,19 +80,6 @@ _AUTH_DEFAULT = Expectation(codes=frozenset({235}), codes_text="235")
 _AUTH_KEYS = ("mechanism", "username", "password", "token")
 # XCLIENT_README: the server answers XCLIENT with a new 220 greeting.
 _XCLIENT_DEFAULT = Expectation(codes=frozenset({220}), codes_text="220")
-# XCLIENT_README's attribute names (protocol/xclient.py's XCLIENT_ATTRIBUTES; the scenario
-# layer may not import the protocol's).
-_XCLIENT_ATTRIBUTES = (
-    "NAME",
-    "REVERSE_NAME",
-    "ADDR",
-    "PORT",
-    "PROTO",
-    "HELO",
-    "LOGIN",
-    "DESTADDR",
-    "DESTPORT",
-)
 
 
 @dataclass(slots=True)
@@ -379,7 +367,7 @@ def _xclient(
         reader.problem(
             node,
             'xclient takes a mapping of attributes, such as `xclient: {addr: "192.0.2.{session}",'
-            f" name: client.example}}` (attributes: {', '.join(_XCLIENT_ATTRIBUTES)})",
+            f" name: client.example}}` (attributes: {', '.join(XCLIENT_ATTRIBUTES)})",
         )
         return None
     attributes: list[tuple[str, str]] = []
@@ -387,11 +375,11 @@ def _xclient(
     ok = True
     for written, (key_node, value_node) in reader.mapping(node, "in xclient", None).items():
         name = written.upper()
-        if name not in _XCLIENT_ATTRIBUTES:
+        if name not in XCLIENT_ATTRIBUTES:
             reader.problem(
                 key_node,
                 f"xclient: {shown(written)} is not an XCLIENT attribute; use one of"
-                f" {', '.join(_XCLIENT_ATTRIBUTES)} (any case)",
+                f" {', '.join(XCLIENT_ATTRIBUTES)} (any case)",
             )
             ok = False
             continue
