@@ -291,6 +291,18 @@ def test_source_addresses_are_refused_for_a_unix_target(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_proxy_header_of_tcp_addresses_is_refused_for_a_unix_target(tmp_path: Path) -> None:
+    # --proxy (or a proxy: key) without addresses takes the connection's TCP ones; a unix
+    # socket has none, which is said once before the run, not by every session failing.
+    path = tmp_path / "smtp.yaml"
+    path.write_text(SMTP_SCENARIO, encoding="utf-8")
+    target = f"unix:{tmp_path / 'any.sock'}"
+    done = smtpload("run", str(path), "--target", target, "--proxy", "v1", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "is a unix socket, which has none" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # --- the scenario's rules --------------------------------------------------------------------
 
 LMTP_HEAD = """\

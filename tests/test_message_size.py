@@ -233,7 +233,7 @@ def test_message_size_misuse_is_refused_at_its_place() -> None:
         f"s.yaml:11:11: {{message_size}} is the size of the next message, so only a send step"
         f" can use it ({example}), not a data step",
         "s.yaml:12:38: {message_size} is the size of the next message step's message, and no"
-        " data step follows this one",
+        " message step (data or bdat) follows this one",
         f"s.yaml:13:42: {{message_size}} is the size of the next message, so only a send step"
         f" can use it ({example}), not an auth step",
     ]

@@ -450,7 +450,8 @@ def _size_messages(steps: list[CompiledStep]) -> list[CompiledStep]:
             )
             if message is None:  # the scenario's reader refuses it; a Scenario built in code
                 raise UsageError(
-                    f"step {shown(step.name)} uses {{message_size}}, and no data step follows it"
+                    f"step {shown(step.name)} uses {{message_size}}, and no message step (data"
+                    " or bdat) follows it"
                 )
             if message.kind is StepKind.BDAT:
                 # A bdat step's octets go unstuffed (RFC 3030): their length is the size.

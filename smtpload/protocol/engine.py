@@ -89,7 +89,7 @@ from smtpload.scenario.model import MESSAGE_SIZE_VARIABLE, StepKind
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 
 #: What the ``connect`` step expects, in reports.
-CONNECT_EXPECTATION = "a TCP connection"
+CONNECT_EXPECTATION = "a connection"
 
 #: How long smtpload waits for the reply to its own QUIT after a failure.
 POLITE_QUIT_TIMEOUT_S = 5.0

@@ -559,8 +559,8 @@ class _Validator(NodeReader):
         self.problem_at(
             node,
             offset,
-            f"{{{name}}} is the size of the next message step's message, and no data step"
-            " follows this one",
+            f"{{{name}}} is the size of the next message step's message, and no message step"
+            " (data or bdat) follows this one",
         )
 
     def _check_data_follows_354(self, drafts: list[StepDraft]) -> None:
