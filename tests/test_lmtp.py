@@ -345,7 +345,7 @@ def test_expect_each_on_a_send_step_is_refused(tmp_path: Path) -> None:
     path.write_text(LMTP_HEAD + "  - send: NOOP\n    expect_each: {x: 250}\n", encoding="utf-8")
     result = smtpload("validate", str(path), cwd=tmp_path)
     assert result.returncode == 2
-    assert f"{path}:5:5: expect_each belongs on the data step" in result.stderr
+    assert f"{path}:5:5: expect_each belongs on the data or bdat step" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["a/b", "/", "message/rcpt"])
