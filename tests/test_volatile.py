@@ -41,6 +41,25 @@ CASES = [
     ("done at 12:30:01", "done at <time>", "done at 23:59:59"),
 ]
 
+# Dovecot's LMTP session ids: 16 octets in base64 without padding (22 characters), as its reply
+# to the end of a message carries them. Any of them is another run's of any other.
+DOVECOT_IDS = [
+    "yJczDcYeD2thZwAAg+zDdQ",  # as seen from Dovecot 2.3.19
+    "4AqOHSkA/GUMBwAAjwK7Dw",  # a "/"
+    "+AqOHSkAaGUMBwAAjwK7D/",  # "+" first, "/" last
+    "mK8bLz4kZWUyHAAA1Z0u6g",  # letters and digits only
+    "abcdEFGHijklMNOPqrstUV",  # no digit at all
+    "0123456789012345678901",  # no letter at all
+]
+CASES += [
+    (
+        f"2.0.0 <user@lmtp.test> {one} Saved",
+        "2.0.0 <user@lmtp.test> <id> Saved",
+        f"2.0.0 <user@lmtp.test> {other} Saved",
+    )
+    for one, other in zip(DOVECOT_IDS, DOVECOT_IDS[1:] + DOVECOT_IDS[:1], strict=True)
+]
+
 
 @pytest.mark.parametrize(("text", "normalized", "other_run"), CASES)
 def test_volatile_parts_are_generalised(text: str, normalized: str, other_run: str) -> None:
@@ -60,8 +79,10 @@ def test_volatile_parts_are_generalised(text: str, normalized: str, other_run: s
         ("postfix.test ESMTP Postfix (Debian/GNU)", "postfix.test ESMTP Postfix (Ubuntu)"),
         ("ESMTP Sendmail 8.13.8/8.13.8", "ESMTP Sendmail 8.14.4/8.14.4"),
         ("2.1.5 Ok", "2.1.5 Recipient ok"),
+        # 22 letters, as long as a Dovecot id, but a word: no digit, "+", "/" or inner capital.
+        ("2.0.0 Saved to internationalizational", "2.0.0 Saved to Internationalizational"),
     ],
-    ids=["enhanced-code", "words", "version", "text"],
+    ids=["enhanced-code", "words", "version", "text", "long-word"],
 )
 def test_what_belongs_to_the_configuration_is_kept(text: str, changed: str) -> None:
     assert normalize(text) == text

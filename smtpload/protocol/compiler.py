@@ -532,7 +532,7 @@ def compile_scenario(
     lmtp = scenario.protocol == PROTOCOL_LMTP
     recipients = transaction_recipients(
         [
-            (step.name, command_verb(step.text or ""), step.kind is StepKind.DATA)
+            (step.name, command_verb(step.text or ""), step.kind in (StepKind.DATA, StepKind.BDAT))
             for step in scenario.steps
             if lmtp
         ]

@@ -53,7 +53,8 @@ close step would only sit out its timeout. The session ends there, failed at the
 with a polite ``QUIT`` where one can be sent.
 
 LMTP (RFC 2033, ``protocol/lmtp.py``): the message step gets one reply per recipient accepted
-at RCPT in its transaction, in RCPT order (§4.2). When a message's final reply is due, the I/O
+at RCPT in its transaction, in RCPT order (§4.2; a bdat step's LAST chunk the same, §4.3, while
+each chunk before it gets one reply, as in SMTP). When a message's final reply is due, the I/O
 layer asks ``replies_due(step)`` which recipients' replies to read, hands each to
 ``on_recipient_reply`` (judged by the step's ``expect_each`` entry for that RCPT step, else by
 its ``expect``) and then calls ``on_recipients_done``. A failing recipient reply fails the
@@ -491,7 +492,14 @@ class SessionEngine:
         """``step``'s final reply is due (a message's end of data; BDAT's LAST chunk): in LMTP
         the RCPT steps whose replies to read now, in order; empty when one ordinary reply is
         due (SMTP, or no recipient accepted)."""
-        if self._recipients is None or step.kind is not StepKind.DATA:
+        if self._recipients is None:
+            return ()
+        if step.kind is StepKind.BDAT:
+            # RFC 2033 §4.3: only BDAT ... LAST gets one reply per recipient; a chunk before it
+            # (handed out as the step's NAME/chunk) gets one reply, as in SMTP.
+            if self._chunk is None or not self._chunk.last:
+                return ()
+        elif step.kind is not StepKind.DATA:
             return ()
         return self._recipients.replies_due()
 
@@ -524,6 +532,7 @@ class SessionEngine:
         of them passed; the step then counts as done (delivery complete)."""
         assert self._recipients is not None
         self._recipients.message_done()
+        self._chunks = self._chunk = None  # a bdat step's LAST chunk: its message is over
         failed, passed = self._recipient_failed, self._recipient_passed
         self._recipient_failed = self._recipient_passed = False
         if passed:

@@ -2,8 +2,9 @@
 
 A server's reply text carries things that differ on every session even when its behaviour does
 not: queue ids (``queued as A1A73160038``, Sendmail's ``o6QF2FNx009985``, Exim's
-``id=1qXyZa-0001Ab-Cd``), dates and times, process ids and counters (qmail's ``qp 85712``), and
-the client's address. Replaying a transcript or comparing two runs must not call those a change.
+``id=1qXyZa-0001Ab-Cd``), Dovecot's LMTP session ids (``yJczDcYeD2thZwAAg+zDdQ Saved``),
+dates and times, process ids and counters (qmail's ``qp 85712``), and the client's address.
+Replaying a transcript or comparing two runs must not call those a change.
 
 ``normalize`` replaces each such part with a placeholder (``<id>``, ``<n>``, ``<date>``,
 ``<time>``, ``<ip>``), so that two texts that differ only there compare equal. ``pattern_for``
@@ -26,6 +27,19 @@ _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 # RE2, where \d and \w are ASCII-only: a part found with Unicode digits (fullwidth U+FF14 U+FF12)
 # would become a \d+ that no longer matches the text it came from.
 _VOLATILE: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    # Dovecot's session id (its LMTP "250 2.0.0 <user@host> yJczDcYeD2thZwAAg+zDdQ Saved"): a
+    # GUID of 16 octets in base64 without padding, so 22 characters, "+" and "/" among them
+    # (which the <id> below would cut the token at). First, so no detector below splits it; a
+    # word of 22 letters is no id: a digit, "+", "/" or a capital after the first is required.
+    (
+        "<id>",
+        re.compile(
+            r"(?<![\w+/.-])(?=[A-Za-z0-9+/]*[0-9+/]|[A-Za-z0-9+/]+[A-Z])"
+            r"[A-Za-z0-9+/]{22}(?![\w+/.-])",
+            re.ASCII,
+        ),
+        r"[\w+/-]+",
+    ),
     (
         "<date>",
         # RFC 5322 §3.3 date-time, as servers print it: "Tue, 27 Jul 2010 00:02:15 +0900".
@@ -60,7 +74,7 @@ _VOLATILE: tuple[tuple[str, re.Pattern[str], str], ...] = (
             r"(?![\w.-])",
             re.ASCII,
         ),
-        r"[\w-]+",
+        r"[\w+/-]+",  # as Dovecot's (above): one regex per placeholder
     ),
     ("<n>", re.compile(r"(?<![\w.-])\d+(?![\w.-])", re.ASCII), r"\d+"),
 )

@@ -312,8 +312,9 @@ class Step:
         capture: a regex whose named groups become variables for later steps.
         timeout_s: this step's own timeout, or None for the run's default.
         auth: AUTH only: the mechanism and credentials (AUTH's expect defaults to 235).
-        expect_each: LMTP's DATA only: (RCPT step name, expectation) pairs that judge that
-            recipient's reply after the message instead of ``expect`` (RFC 2033 §4.2).
+        expect_each: LMTP's DATA and BDAT only: (RCPT step name, expectation) pairs that judge
+            that recipient's reply after the message (BDAT: its LAST chunk) instead of
+            ``expect`` (RFC 2033 §4.2, §4.3).
         xclient: XCLIENT only: (attribute name in upper case, value template) pairs, in file
             order (XCLIENT's expect defaults to 220).
         chunking: BDAT only: how the message is cut into chunks (``expect`` is the LAST

@@ -226,11 +226,11 @@ def _expect_each(draft: StepDraft, key: Node, node: Node, reader: NodeReader) ->
     """LMTP's per-recipient expectations: ``{RCPT_STEP_NAME: EXPECTATION, ...}`` (the names
     are checked against the scenario's RCPT steps by the loader)."""
     draft.expect_each_node = key
-    if draft.kind is not StepKind.DATA:
+    if draft.kind not in (StepKind.DATA, StepKind.BDAT):
         reader.problem(
             key,
-            "expect_each belongs on the data step of an LMTP scenario: it judges each"
-            " recipient's reply after the message (RFC 2033 §4.2)",
+            "expect_each belongs on the data or bdat step of an LMTP scenario: it judges each"
+            " recipient's reply after the message (RFC 2033 §4.2, §4.3)",
         )
         return
     if not isinstance(node, MappingNode) or not node.value:
