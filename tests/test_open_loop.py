@@ -173,8 +173,9 @@ def test_report_names_are_reserved_step_names(tmp_path: Path, name: str) -> None
 
 
 async def test_a_frozen_server_shows_in_corrected_latencies_only(nursery: trio.Nursery) -> None:
-    # 100 sessions/s for 10 s, at most 5 in flight; the server answers nothing from 4 s to
-    # 6 s. Closed-loop numbers (and uncorrected ones) see 5 slow sessions; the sessions due
+    # 100 sessions/s for 10 s, at most 8 in flight; the server answers nothing from 4 s to
+    # 6 s. Closed-loop numbers (and uncorrected ones) see 8 slow sessions (0.8 %: under the
+    # p99; 8 slots, not 5, keep up with 100/s on a loaded machine); the sessions due
     # during the freeze waited for a slot and started late, and their corrected latency says
     # how long a user of the server would have waited.
     freeze = Freeze()
@@ -184,7 +185,7 @@ async def test_a_frozen_server_shows_in_corrected_latencies_only(nursery: trio.N
     port = listeners[0].socket.getsockname()[1]
     scenario = compile_scenario(load_scenario(scenario_path("quickstart")), timeout_s=10)
     stats = RunStats(["connect", *scenario.step_names])
-    load = OpenLoop(stages=stages_of(100, 10), max_in_flight=5)
+    load = OpenLoop(stages=stages_of(100, 10), max_in_flight=8)
     settings = RunSettings(
         sessions=1, concurrency=1, run_id="freeze", handle_signals=False, open_loop=load
     )
@@ -201,7 +202,7 @@ async def test_a_frozen_server_shows_in_corrected_latencies_only(nursery: trio.N
     assert summary["session_latency_uncorrected_ms"]["p99"] < 500
     assert summary["start_delay_ms"]["max"] >= 1500
     assert summary["late_starts"] >= 100  # two seconds' worth queued behind the freeze
-    assert summary["load"]["max_in_flight"] == 5
+    assert summary["load"]["max_in_flight"] == 8
 
 
 def test_a_scenario_timeout_may_carry_its_unit(tmp_path: Path) -> None:
