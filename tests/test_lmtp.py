@@ -279,6 +279,48 @@ def test_a_missing_socket_file_is_a_connect_error(tmp_path: Path) -> None:
     assert f"unix:{missing}" in log
 
 
+def padded_path(folder: Path, length: int) -> str:
+    """A path in ``folder`` of exactly ``length`` bytes."""
+    start = f"{folder}/"
+    return start + "s" * (length - len(start))
+
+
+@pytest.mark.parametrize("length", [108, 109, 4096])
+def test_a_unix_path_longer_than_sun_path_is_a_usage_error(tmp_path: Path, length: int) -> None:
+    # sun_path holds 107 bytes and the NUL: a longer path cannot be connected to at all, so
+    # it is one error before the run (exit 2), not a connect_error in every session.
+    path = tmp_path / "smtp.yaml"
+    path.write_text(SMTP_SCENARIO, encoding="utf-8")
+    target = f"unix:{padded_path(tmp_path, length)}"
+    done = smtpload("run", str(path), "--target", target, "--sessions", "2", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "at most 107" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_scenario_unix_target_too_long_is_located(tmp_path: Path) -> None:
+    # Relative to the scenario's folder: the joined path is what must fit.
+    relative = "r" * (108 - len(f"{tmp_path}/"))
+    path = tmp_path / "smtp.yaml"
+    path.write_text(f"target: unix:{relative}\n" + SMTP_SCENARIO, encoding="utf-8")
+    for command in ("validate", "run"):
+        done = smtpload(command, str(path), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr + done.stdout
+        assert f"{path}:1:9: bad target" in done.stderr
+        assert "at most 107" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_unix_path_of_107_bytes_is_connected_to(tmp_path: Path) -> None:
+    # The longest path that fits: tried (here: no such socket), not refused.
+    missing = padded_path(tmp_path, 107)
+    code, summary = run(tmp_path, SMTP_SCENARIO, f"unix:{missing}", "--sessions", "2")
+    assert code == 1
+    assert summary["sessions"]["failures"]["connect_error"] == 2
+    assert "No such file or directory (ENOENT)" in failures_log(tmp_path)
+
+
 def test_source_addresses_are_refused_for_a_unix_target(tmp_path: Path) -> None:
     # A unix socket has no source address: --source cannot apply, and binding an IPv4
     # address to it would fail every session instead of saying why once.
