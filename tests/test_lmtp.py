@@ -333,6 +333,49 @@ def test_source_addresses_are_refused_for_a_unix_target(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("proxy_key", "option", "missing"),
+    [
+        ("", ["--proxy", "v1"], "source, source_port, destination, destination_port"),
+        ("", ["--proxy", "v2"], "source, source_port, destination, destination_port"),
+        ("proxy: {version: 2}\n", [], "source, source_port, destination, destination_port"),
+        ("proxy: {source: 192.0.2.7, source_port: 4000}\n", [], "destination, destination_port"),
+        ("proxy: {destination: 192.0.2.1}\n", ["--proxy", "v2"], "source, source_port,"),
+    ],
+    ids=["--proxy-v1", "--proxy-v2", "key-without-addresses", "no-destination", "no-source"],
+)
+def test_a_proxy_header_needing_the_connections_addresses_is_refused_for_a_unix_target(
+    tmp_path: Path, proxy_key: str, option: list[str], missing: str
+) -> None:
+    # A unix socket has no addresses to put in the header: one usage error before the run,
+    # naming what is missing, not a protocol_error in every session.
+    path = tmp_path / "smtp.yaml"
+    path.write_text(proxy_key + SMTP_SCENARIO, encoding="utf-8")
+    target = f"unix:{tmp_path / 'any.sock'}"
+    done = smtpload("run", str(path), "--target", target, "--sessions", "3", *option, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "is a unix socket" in done.stderr
+    assert missing in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_proxy_header_with_every_address_given_goes_over_a_unix_socket(
+    tmp_path: Path, aiosmtpd_unix_server: UnixPeer
+) -> None:
+    # Nothing is taken from the connection, so the header is sent; aiosmtpd (not a PROXY
+    # receiver) answers it 500 as a bad command: every session fails, and is counted.
+    key = (
+        "proxy: {source: 192.0.2.7, source_port: 4000, destination: 192.0.2.1,"
+        " destination_port: 25}\n"
+    )
+    target = f"unix:{aiosmtpd_unix_server.unix_path}"
+    code, summary = run(tmp_path, key + SMTP_SCENARIO, target, "--sessions", "3")
+    assert code == 1
+    assert summary["sessions"]["started"] == 3
+    assert summary["sessions"]["failed"] == 3
+    assert "PROXY header not sent" not in failures_log(tmp_path)
+
+
 # --- the scenario's rules --------------------------------------------------------------------
 
 LMTP_HEAD = """\

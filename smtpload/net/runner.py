@@ -449,7 +449,8 @@ async def run_scenario(
         the target as shown in reports, the run's duration, and whether it was interrupted.
 
     Raises:
-        UsageError: ``settings.sources`` has no address of the target's family.
+        UsageError: ``settings.sources`` has no address of the target's family; or the target
+            is a unix socket and the scenario's PROXY header would take an address from it.
     """
     shown, duration_s, interrupted, _source = await _run_scenario(
         scenario, target, settings, stats, on_progress, on_session_end, on_step
@@ -497,7 +498,15 @@ async def _run_scenario(
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False, None
         source = None
-        if settings.sources is not None:
+        missing = () if scenario.proxy is None else scenario.proxy.from_connection
+        if resolution.family == socket.AF_UNIX and missing:
+            # Every session would fail at its first step the same way: say it once (exit 2).
+            mismatch = UsageError(
+                f"the PROXY header (proxy:, --proxy) takes {', '.join(missing)} from the"
+                f" connection, and the target {resolution.display} is a unix socket, which has"
+                " no addresses: give them in the scenario's proxy: key, or `command: local`"
+            )
+        elif settings.sources is not None:
             try:
                 source = source_binder(settings.sources, resolution)
             except UsageError as error:
