@@ -21,6 +21,7 @@ __all__ = [
     "BEHAVIOURS",
     "TLS_BEHAVIOURS",
     "Handler",
+    "hostile_peer",
     "refuses_second_chunk",
     "starttls_extra_records",
     "starttls_server",
@@ -827,5 +828,106 @@ def refuses_second_chunk(every: int, quits: list[int]) -> Handler:
                 if not more:
                     return
                 buffer += more
+
+    return handler
+
+
+def hostile_peer(
+    *,
+    bdat: str = "polite",
+    lmtp_extra: int = 0,
+    lmtp_stall_after_first: bool = False,
+    xclient: bytes | None = b"220 hostile.test ESMTP\r\n",
+) -> Handler:
+    """A server that speaks SMTP, LMTP (LHLO), CHUNKING and XCLIENT, and breaks one rule:
+
+    ``bdat``: ``polite`` (reads each chunk, then 250); ``early`` (answers 250 as soon as the
+    BDAT line arrives, before the chunk's octets, which it then reads); ``twice`` (two 250s per
+    chunk); ``multiline`` (a multi-line 250 per chunk); ``close`` (reads half the first chunk,
+    then closes). ``lmtp_extra``: after an LMTP message, that many replies more (or fewer,
+    when negative) than the recipients accepted. ``lmtp_stall_after_first``: one reply, then
+    silence. ``xclient``: the reply to XCLIENT, or None for none at all (silence).
+    """
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 hostile.test ESMTP\r\n")
+        buffer = b""
+        recipients = 0
+        lmtp = False
+        in_data = False
+
+        async def more() -> bool:
+            nonlocal buffer
+            data = await stream.receive_some(65536)
+            buffer += data
+            return bool(data)
+
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                while b"\n" not in buffer:
+                    if not await more():
+                        return
+                line, buffer = buffer.split(b"\n", 1)
+                line = line.rstrip(b"\r")
+                if in_data:
+                    if line != b".":
+                        continue
+                    in_data = False
+                    if not lmtp:
+                        await stream.send_all(b"250 2.0.0 queued\r\n")
+                        continue
+                    if lmtp_stall_after_first:
+                        await stream.send_all(b"250 2.0.0 first delivered\r\n")
+                        await trio.sleep_forever()
+                    replies = max(0, recipients + lmtp_extra)
+                    await stream.send_all(b"250 2.0.0 delivered\r\n" * replies)
+                    recipients = 0
+                    continue
+                words = line.split()
+                verb = words[0].upper() if words else b""
+                if verb in (b"EHLO", b"LHLO"):
+                    lmtp = verb == b"LHLO"
+                    await stream.send_all(
+                        b"250-hostile.test\r\n250-CHUNKING\r\n250 XCLIENT ADDR\r\n"
+                    )
+                elif verb == b"RCPT":
+                    recipients += 1
+                    await stream.send_all(b"250 2.1.5 ok\r\n")
+                elif verb == b"MAIL":
+                    recipients = 0
+                    await stream.send_all(b"250 2.1.0 ok\r\n")
+                elif verb == b"DATA":
+                    in_data = True
+                    await stream.send_all(b"354 go ahead\r\n")
+                elif verb == b"BDAT":
+                    size = int(words[1])
+                    if bdat == "early":
+                        await stream.send_all(b"250 2.0.0 early\r\n")
+                    if bdat == "close":
+                        while len(buffer) < size // 2:
+                            if not await more():
+                                return
+                        await stream.aclose()
+                        return
+                    while len(buffer) < size:
+                        if not await more():
+                            return
+                    buffer = buffer[size:]
+                    if bdat == "twice":
+                        await stream.send_all(b"250 2.0.0 one\r\n250 2.0.0 two\r\n")
+                    elif bdat == "multiline":
+                        await stream.send_all(b"250-2.0.0 chunk\r\n250-more\r\n250 2.0.0 ok\r\n")
+                    elif bdat != "early":
+                        await stream.send_all(b"250 2.0.0 ok\r\n")
+                elif verb == b"XCLIENT":
+                    if xclient is None:
+                        await trio.sleep_forever()
+                    await stream.send_all(xclient)
+                elif verb == b"QUIT":
+                    await stream.send_all(b"221 2.0.0 bye\r\n")
+                    await stream.aclose()
+                    return
+                else:
+                    await stream.send_all(b"250 2.0.0 ok\r\n")
 
     return handler

@@ -279,6 +279,48 @@ def test_a_missing_socket_file_is_a_connect_error(tmp_path: Path) -> None:
     assert f"unix:{missing}" in log
 
 
+def padded_path(folder: Path, length: int) -> str:
+    """A path in ``folder`` of exactly ``length`` bytes."""
+    start = f"{folder}/"
+    return start + "s" * (length - len(start))
+
+
+@pytest.mark.parametrize("length", [108, 109, 4096])
+def test_a_unix_path_longer_than_sun_path_is_a_usage_error(tmp_path: Path, length: int) -> None:
+    # sun_path holds 107 bytes and the NUL: a longer path cannot be connected to at all, so
+    # it is one error before the run (exit 2), not a connect_error in every session.
+    path = tmp_path / "smtp.yaml"
+    path.write_text(SMTP_SCENARIO, encoding="utf-8")
+    target = f"unix:{padded_path(tmp_path, length)}"
+    done = smtpload("run", str(path), "--target", target, "--sessions", "2", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "at most 107" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_scenario_unix_target_too_long_is_located(tmp_path: Path) -> None:
+    # Relative to the scenario's folder: the joined path is what must fit.
+    relative = "r" * (108 - len(f"{tmp_path}/"))
+    path = tmp_path / "smtp.yaml"
+    path.write_text(f"target: unix:{relative}\n" + SMTP_SCENARIO, encoding="utf-8")
+    for command in ("validate", "run"):
+        done = smtpload(command, str(path), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr + done.stdout
+        assert f"{path}:1:9: bad target" in done.stderr
+        assert "at most 107" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_unix_path_of_107_bytes_is_connected_to(tmp_path: Path) -> None:
+    # The longest path that fits: tried (here: no such socket), not refused.
+    missing = padded_path(tmp_path, 107)
+    code, summary = run(tmp_path, SMTP_SCENARIO, f"unix:{missing}", "--sessions", "2")
+    assert code == 1
+    assert summary["sessions"]["failures"]["connect_error"] == 2
+    assert "No such file or directory (ENOENT)" in failures_log(tmp_path)
+
+
 def test_source_addresses_are_refused_for_a_unix_target(tmp_path: Path) -> None:
     # A unix socket has no source address: --source cannot apply, and binding an IPv4
     # address to it would fail every session instead of saying why once.
@@ -291,16 +333,47 @@ def test_source_addresses_are_refused_for_a_unix_target(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_a_proxy_header_of_tcp_addresses_is_refused_for_a_unix_target(tmp_path: Path) -> None:
-    # --proxy (or a proxy: key) without addresses takes the connection's TCP ones; a unix
-    # socket has none, which is said once before the run, not by every session failing.
+@pytest.mark.parametrize(
+    ("proxy_key", "option", "missing"),
+    [
+        ("", ["--proxy", "v1"], "source, source_port, destination, destination_port"),
+        ("", ["--proxy", "v2"], "source, source_port, destination, destination_port"),
+        ("proxy: {version: 2}\n", [], "source, source_port, destination, destination_port"),
+        ("proxy: {source: 192.0.2.7, source_port: 4000}\n", [], "destination, destination_port"),
+        ("proxy: {destination: 192.0.2.1}\n", ["--proxy", "v2"], "source, source_port,"),
+    ],
+    ids=["--proxy-v1", "--proxy-v2", "key-without-addresses", "no-destination", "no-source"],
+)
+def test_a_proxy_header_needing_the_connections_addresses_is_refused_for_a_unix_target(
+    tmp_path: Path, proxy_key: str, option: list[str], missing: str
+) -> None:
+    # A unix socket has no addresses to put in the header: one usage error before the run,
+    # naming what is missing, not a protocol_error in every session.
     path = tmp_path / "smtp.yaml"
-    path.write_text(SMTP_SCENARIO, encoding="utf-8")
+    path.write_text(proxy_key + SMTP_SCENARIO, encoding="utf-8")
     target = f"unix:{tmp_path / 'any.sock'}"
-    done = smtpload("run", str(path), "--target", target, "--proxy", "v1", cwd=tmp_path)
+    done = smtpload("run", str(path), "--target", target, "--sessions", "3", *option, cwd=tmp_path)
     assert done.returncode == 2, done.stderr + done.stdout
-    assert "is a unix socket, which has none" in done.stderr
+    assert "is a unix socket" in done.stderr
+    assert missing in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_proxy_header_with_every_address_given_goes_over_a_unix_socket(
+    tmp_path: Path, aiosmtpd_unix_server: UnixPeer
+) -> None:
+    # Nothing is taken from the connection, so the header is sent; aiosmtpd (not a PROXY
+    # receiver) answers it 500 as a bad command: every session fails, and is counted.
+    key = (
+        "proxy: {source: 192.0.2.7, source_port: 4000, destination: 192.0.2.1,"
+        " destination_port: 25}\n"
+    )
+    target = f"unix:{aiosmtpd_unix_server.unix_path}"
+    code, summary = run(tmp_path, key + SMTP_SCENARIO, target, "--sessions", "3")
+    assert code == 1
+    assert summary["sessions"]["started"] == 3
+    assert summary["sessions"]["failed"] == 3
+    assert "PROXY header not sent" not in failures_log(tmp_path)
 
 
 # --- the scenario's rules --------------------------------------------------------------------

@@ -127,6 +127,22 @@ def test_the_largest_list_is_kept_as_ranges_not_addresses() -> None:
         ("fd00::/64", "more than 65,536"),
         ("10.0.0.0-10.0.255.255,10.1.0.0", "holds more than 65,536 addresses"),
         ("10.0.0.0/15", "holds more than 65,536 addresses"),
+        # not unicast: no session can come from these, alone or inside a range or block
+        ("0.0.0.0", "0.0.0.0 is the unspecified address"),
+        ("::", ":: is the unspecified address"),
+        ("[::]", ":: is the unspecified address"),
+        ("224.0.0.1", "224.0.0.1 is a multicast address"),
+        ("239.255.255.255", "is a multicast address"),
+        ("223.255.255.254-224.0.0.3", "224.0.0.0 (in '223.255.255.254-224.0.0.3') is a multicast"),
+        ("239.0.0.0/30", "239.0.0.1 (in '239.0.0.0/30') is a multicast"),
+        ("ff02::1", "ff02::1 is a multicast address"),
+        ("feff:ffff:ffff:ffff:ffff:ffff:ffff:fffe-ff00::1", "ff00:: (in"),
+        ("255.255.255.255", "is the broadcast address"),
+        ("255.255.255.250-255.255.255.255", "255.255.255.255 (in"),
+        ("::ffff:127.0.0.2", "IPv4-mapped IPv6 address: write it as the IPv4 address 127.0.0.2"),
+        ("[::ffff:127.0.0.2]", "write it as the IPv4 address 127.0.0.2"),
+        ("::ffff:127.0.0.0/124", "IPv4-mapped"),
+        ("127.0.0.2,::ffff:127.0.0.3", "write it as the IPv4 address 127.0.0.3"),
     ],
 )
 def test_a_list_that_cannot_be_read_is_refused_saying_why(text: str, words: str) -> None:
@@ -281,6 +297,10 @@ def test_without_source_the_summary_says_null(tmp_path: Path) -> None:
         (["--source", "192.0.2.1"], "--source 192.0.2.1 cannot be bound"),
         (["--source", "127.0.0.2,192.0.2.1-192.0.2.4"], "192.0.2.1 (of 192.0.2.1-192.0.2.4)"),
         (["--source", "2001:db8::1"], "--source 2001:db8::1 cannot be bound"),
+        # bound without error, then every session failed (connect_error), or ran from "any"
+        (["--source", "::ffff:127.0.0.1"], "IPv4-mapped IPv6 address"),
+        (["--source", "224.0.0.1"], "is a multicast address"),
+        (["--source", "0.0.0.0"], "is the unspecified address"),
         # a family mismatch, both ways (the built-in sink follows IPv6-only sources to ::1)
         (["--source", "::1", "--target", "127.0.0.1:9"], "are all IPv6, and the target"),
         (["--source", "127.0.0.2", "--target", "[::1]:9"], "are all IPv4, and the target"),

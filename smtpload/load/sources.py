@@ -119,7 +119,8 @@ def parse_sources(text: str) -> SourceList:
 
     Raises:
         SourceError: an item that is no address, range or block; a range that runs backwards
-            or mixes IPv4 and IPv6; a block with host bits set; an address listed twice; more
+            or mixes IPv4 and IPv6; a block with host bits set; an address that is not unicast
+            (unspecified, multicast, broadcast, IPv4-mapped); an address listed twice; more
             than :data:`MAX_SOURCE_ADDRESSES` addresses in all.
     """
     ranges: list[AddressRange] = []
@@ -132,6 +133,7 @@ def parse_sources(text: str) -> SourceList:
                 " blocks (ADDRESS/PREFIX) separated by commas, e.g. 127.0.0.2,127.0.0.3"
             )
         found = _parse_item(item)
+        _refuse_non_unicast(found)
         total += found.count
         if total > MAX_SOURCE_ADDRESSES:
             raise SourceError(
@@ -204,6 +206,48 @@ def _parse_block(item: str) -> AddressRange:
     elif block.version == 6 and block.prefixlen <= 126:
         first += 1
     return AddressRange(type(block.network_address)(first), last - first + 1, item)
+
+
+_Block = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Addresses no session can be bound to, by version, with why. Binding some of them works on
+#: Linux (a multicast or broadcast source even connects over loopback), so the probe bind
+#: before the run does not catch them.
+_NOT_A_SOURCE: dict[int, tuple[tuple[_Block, str], ...]] = {
+    4: (
+        # RFC 1122 §3.2.1.3: bound, 0.0.0.0 means any address, as leaving --source out does.
+        (ipaddress.ip_network("0.0.0.0/32"), "is the unspecified address (any address)"),
+        # RFC 1122 §3.2.1.3, RFC 1112 §4: never the source of a datagram.
+        (ipaddress.ip_network("224.0.0.0/4"), "is a multicast address"),
+        (ipaddress.ip_network("255.255.255.255/32"), "is the broadcast address"),
+    ),
+    6: (
+        (ipaddress.ip_network("::/128"), "is the unspecified address (any address)"),
+        (ipaddress.ip_network("ff00::/8"), "is a multicast address (RFC 4291 §2.7)"),
+        # Only the sources of the target's family are used: this one is IPv6, and on an IPv6
+        # socket it connects to IPv4 only, so every session fails (EAFNOSUPPORT).
+        (ipaddress.ip_network("::ffff:0:0/96"), "is an IPv4-mapped IPv6 address"),
+    ),
+}
+
+
+def _refuse_non_unicast(item: AddressRange) -> None:
+    """A session's source must be a unicast address: refuse an item holding another kind."""
+    for block, why in _NOT_A_SOURCE[item.version]:
+        low = max(int(item.first), int(block.network_address))
+        high = min(int(item.last), int(block.broadcast_address))
+        if low > high:
+            continue
+        address = type(item.first)(low)
+        where = "" if str(address) == item.text.strip("[]") else f" (in {shown(item.text)})"
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            fix = f"write it as the IPv4 address {mapped}"
+        elif why.startswith("is the unspecified"):
+            fix = "no connection comes from it; leave --source out for the address the system picks"
+        else:
+            fix = "a TCP connection cannot come from it; leave it out"
+        raise SourceError(f"{address}{where} {why}: {fix}")
 
 
 def _refuse_overlaps(ranges: list[AddressRange]) -> None:

@@ -449,7 +449,8 @@ async def run_scenario(
         the target as shown in reports, the run's duration, and whether it was interrupted.
 
     Raises:
-        UsageError: ``settings.sources`` has no address of the target's family.
+        UsageError: ``settings.sources`` has no address of the target's family; or the target
+            is a unix socket and the scenario's PROXY header would take an address from it.
     """
     shown, duration_s, interrupted, _source = await _run_scenario(
         scenario, target, settings, stats, on_progress, on_session_end, on_step
@@ -497,8 +498,15 @@ async def _run_scenario(
             nursery.cancel_scope.cancel()
             return str(target), 0.0, False, None
         source = None
-        mismatch = _proxy_mismatch(scenario, resolution)
-        if settings.sources is not None and mismatch is None:
+        missing = () if scenario.proxy is None else scenario.proxy.from_connection
+        if resolution.family == socket.AF_UNIX and missing:
+            # Every session would fail at its first step the same way: say it once (exit 2).
+            mismatch = UsageError(
+                f"the PROXY header (proxy:, --proxy) takes {', '.join(missing)} from the"
+                f" connection, and the target {resolution.display} is a unix socket, which has"
+                " no addresses: give them in the scenario's proxy: key, or `command: local`"
+            )
+        elif settings.sources is not None:
             try:
                 source = source_binder(settings.sources, resolution)
             except UsageError as error:
@@ -511,32 +519,6 @@ async def _run_scenario(
     if mismatch is not None:
         raise mismatch  # out here, not inside the nursery: not wrapped in an exception group
     return resolution.display, timing.duration_s, timing.interrupted, source
-
-
-def _proxy_mismatch(scenario: CompiledScenario, target: ResolvedTarget) -> UsageError | None:
-    """Why ``scenario``'s PROXY header cannot be made for ``target``, said once before the run
-    (else every session would fail alike): over a unix socket there are no TCP addresses for
-    the header's parts that default to the connection's own."""
-    proxy = scenario.proxy
-    if proxy is None or proxy.local or target.family != socket.AF_UNIX:
-        return None
-    missing = [
-        name
-        for name, part in (
-            ("source", proxy.source),
-            ("source_port", proxy.source_port),
-            ("destination", proxy.destination),
-            ("destination_port", proxy.destination_port),
-        )
-        if part is None
-    ]
-    if not missing:
-        return None
-    return UsageError(
-        f"the PROXY header (the scenario's proxy: key, or --proxy) takes its {', '.join(missing)}"
-        f" from the connection's TCP addresses, and the target {target.display} is a unix"
-        f" socket, which has none: give them in the proxy: key (or `command: local`)"
-    )
 
 
 def source_binder(sources: SourceList, target: ResolvedTarget) -> SourceBinder:

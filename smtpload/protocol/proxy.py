@@ -191,6 +191,19 @@ class ProxyHeaderTemplate:
         """The variables the templates use."""
         return tuple(name for template in self._templates() for name in template.names)
 
+    @property
+    def from_connection(self) -> tuple[str, ...]:
+        """The keys left out, so taken from the connection's addresses (none with LOCAL)."""
+        if self.local:
+            return ()
+        keys = {
+            "source": self.source,
+            "source_port": self.source_port,
+            "destination": self.destination,
+            "destination_port": self.destination_port,
+        }
+        return tuple(key for key, template in keys.items() if template is None)
+
     def _templates(self) -> tuple[Template, ...]:
         parts = (self.source, self.source_port, self.destination, self.destination_port)
         return tuple(part for part in parts if part is not None)

@@ -192,6 +192,10 @@ MAX_HOST_CHARS = 253
 #: A target that is a unix socket's path: ``unix:/run/dovecot/lmtp``.
 UNIX_PREFIX = "unix:"
 
+#: The longest unix socket path connect() takes: sun_path is 108 bytes on Linux, its NUL
+#: terminator included (unix(7)); Python refuses a longer one at connect, in every session.
+MAX_UNIX_PATH_BYTES = 107
+
 
 def parse_target(
     text: str,
@@ -221,7 +225,17 @@ def parse_target(
             raise ValueError(
                 f"bad target {shown(text)}: write unix:/path/to/socket (a unix socket's path)"
             )
-        return Target("", 0, unix_path=os.path.join(unix_base or os.getcwd(), path))
+        full = os.path.join(unix_base or os.getcwd(), path)
+        if len(os.fsencode(full)) > MAX_UNIX_PATH_BYTES:
+            # Known now, so one error before the run rather than a connect_error per session.
+            whole = "" if os.path.isabs(path) else f" (as {shown(full)})"
+            raise ValueError(
+                f"bad target {shown(text)}: the socket's path{whole} is"
+                f" {len(os.fsencode(full)):,} bytes, and a unix socket's path has at most"
+                f" {MAX_UNIX_PATH_BYTES} (sun_path, unix(7)); use a shorter path, such as a"
+                " symbolic link to the socket in a shorter folder"
+            )
+        return Target("", 0, unix_path=full)
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme.lower() not in ("smtp", "smtps") or not rest:
