@@ -312,6 +312,27 @@ def test_a_scenario_unix_target_too_long_is_located(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("target", "where", "expected"),
+    [
+        ('"smtps://unix:/run/x.sock"', "1:9", "a unix socket is written unix:/path/to/socket"),
+        ("{host: unix:/run/x.sock, port: 25}", "1:16", "a unix socket is no host"),
+    ],
+    ids=["scheme", "host-key"],
+)
+def test_a_unix_socket_written_as_a_host_is_located(
+    tmp_path: Path, target: str, where: str, expected: str
+) -> None:
+    # Either would be looked up as a host name ("" or "unix:/...") and fail every session.
+    path = tmp_path / "smtp.yaml"
+    path.write_text(f"target: {target}\n" + SMTP_SCENARIO, encoding="utf-8")
+    done = smtpload("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert f"{path}:{where}: " in done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_unix_path_of_107_bytes_is_connected_to(tmp_path: Path) -> None:
     # The longest path that fits: tried (here: no such socket), not refused.
     missing = padded_path(tmp_path, 107)

@@ -31,6 +31,7 @@ from smtpload.scenario.model import (
     PER_MESSAGE_VARIABLES,
     PROTOCOLS,
     TLS_MIN_VERSIONS,
+    UNIX_PREFIX,
     Origin,
     Scenario,
     Step,
@@ -348,6 +349,12 @@ class _Validator(NodeReader):
             host = host[1:-1]
         if host is not None and (not host or any(ch.isspace() for ch in host)):
             self.problem(node, "target: host must be a host name or address without spaces")
+            return None
+        if host is not None and host[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX:
+            # It would be looked up as a host name, and fail in every session.
+            self.problem(
+                node, "a unix socket is no host: write `target: unix:/path/to/socket` instead"
+            )
             return None
         return host
 

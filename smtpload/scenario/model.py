@@ -244,6 +244,12 @@ def parse_target(
                 " smtps://HOST:PORT (implicit TLS)"
             )
         implicit = scheme.lower() == "smtps"
+        if rest[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX:
+            # The scheme's host would be lost (and looked up as "" in every session).
+            raise ValueError(
+                f"bad target {shown(text)}: a unix socket is written unix:/path/to/socket,"
+                " without a scheme"
+            )
         plain = parse_target(
             rest, IMPLICIT_TLS_PORT if implicit else default_port, allow_port_zero=allow_port_zero
         )
