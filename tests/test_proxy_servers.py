@@ -296,6 +296,30 @@ def test_postfix_takes_the_xclient_name_and_address(
         assert f"(client{n}.example {shown.format(n=n)})" in header, header
 
 
+def test_a_load_run_with_xclient_passes_every_session(
+    tmp_path: Path, postfix_record: RecordingPostfix
+) -> None:
+    # Each session says it is another client (192.0.2.N): all pass, the counts add up, and
+    # the last session's message carries its own address.
+    to = recipient("xclientload")
+    scenario = (
+        f'variables:\n  to: "{to}"\nsteps:\n  - greeting: 220\n'
+        "  - send: EHLO proxy.example\n    expect: 250\n"
+        '  - xclient: {name: "client{session}.example", addr: "192.0.2.{session}"}\n'
+        + MESSAGE_STEPS
+    )
+    status, summary, failures = run(
+        tmp_path, scenario, "--target", f"{postfix_record.host}:{postfix_record.xclient_port}",
+        "--sessions", "250", "--concurrency", "20",
+    )  # fmt: skip
+    assert status == 0, failures[:2000]
+    assert summary["sessions"]["started"] == summary["sessions"]["passed"] == 250
+    xclient = next(step for step in summary["steps"] if step["name"] == "xclient")
+    assert (xclient["count"], xclient["failed"]) == (250, 0)
+    (last,) = postfix_record.wait_for(to.format(session=250))
+    assert "(client250.example [192.0.2.250])" in received(last)
+
+
 def test_xclient_where_it_is_not_allowed_is_an_unexpected_reply(
     tmp_path: Path, postfix_server: Any
 ) -> None:
