@@ -60,7 +60,11 @@ steps:
 
 
 async def run_against(
-    tmp_path: Path, scenario: str, peer: dict[str, Any]
+    tmp_path: Path,
+    scenario: str,
+    peer: dict[str, Any],
+    sessions: int = SESSIONS,
+    step_timeout: str = "1s",
 ) -> tuple[int, dict[str, Any]]:
     path = tmp_path / "hostile.yaml"
     path.write_text(scenario, encoding="utf-8")
@@ -69,8 +73,8 @@ async def run_against(
         serve = functools.partial(trio.serve_tcp, hostile_peer(**peer), 0, host="127.0.0.1")
         listeners = await nursery.start(serve)
         port = listeners[0].socket.getsockname()[1]
-        args = ["run", str(path), "--target", f"127.0.0.1:{port}", "--sessions", str(SESSIONS),
-                "--concurrency", "50", "--timeout", "1s", "--quiet",
+        args = ["run", str(path), "--target", f"127.0.0.1:{port}", "--sessions", str(sessions),
+                "--concurrency", "50", "--timeout", step_timeout, "--quiet",
                 "--json", str(summary_path)]  # fmt: skip
         done = await trio.to_thread.run_sync(
             functools.partial(smtpload, *args, cwd=tmp_path, timeout_s=60)
@@ -122,3 +126,30 @@ async def test_every_session_against_a_hostile_peer_is_counted_in_its_category(
     else:
         assert code == 1, sessions
         assert sessions["failures"][category] == SESSIONS, sessions
+
+
+def failures_log(cwd: Path) -> str:
+    (results,) = [path for path in cwd.glob("results/*") if path.is_dir()]
+    return (results / "failures.log").read_text(encoding="utf-8")
+
+
+#: One LAST chunk of 32 MiB: more than loopback's socket buffers hold, so the client is still
+#: sending (its later syscalls wait for room) when an early reply is already there.
+BDAT_LARGE = BDAT.replace("bdat: {size: 3000, chunk_size: 1000}", "bdat: {size: 33554432}")
+
+
+async def test_a_chunk_answered_before_it_was_sent_whole_is_a_protocol_error(
+    tmp_path: Path,
+) -> None:
+    # The server answers the BDAT line before reading its octets (RFC 3030 §2: the reply
+    # follows the chunk). Timed, that reply came out below zero, was dropped and blamed on a
+    # clock set back; it answers no complete command: a protocol_error.
+    code, summary = await run_against(
+        tmp_path, BDAT_LARGE, {"bdat": "early"}, sessions=3, step_timeout="20s"
+    )
+    sessions = summary["sessions"]
+    assert code == 1, sessions
+    assert sessions["started"] == 3
+    assert sessions["failures"]["protocol_error"] == 3, sessions
+    log = await trio.to_thread.run_sync(failures_log, tmp_path)
+    assert "reply before the step's last byte was sent: '250 2.0.0 early" in log

@@ -313,22 +313,36 @@ async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
 
 
 async def _send_payload(
-    raw: stdlib_socket.socket, data: bytes | PaddedMessage | ChunkPayload
-) -> int:
+    raw: stdlib_socket.socket, data: bytes | PaddedMessage | ChunkPayload, probe: bytearray
+) -> tuple[int, bool]:
+    """Send a step's bytes in the clear; return the time just before the syscall that sent the
+    last of them, and whether the server had sent something before that syscall.
+
+    A payload sent in one syscall (every command, a small message) cannot be answered before
+    its last byte; one sent in several (a large message, a BDAT chunk's line and octets) can,
+    by a server that does not wait for the whole of it. Such a reply answers no complete
+    command (RFC 5321 §4.2; RFC 3030 §2: a chunk's reply follows its octets), and with the
+    kernel clock it would come out before the step's start, so the kernel's receive queue is
+    looked at (one ``ioctl``) before each syscall after the first.
+    """
+    fd = raw.fileno()
     if isinstance(data, bytes):
         if len(data) <= _SPLIT_TAIL_BYTES:
-            return await _send_all(raw, data)
+            return await _send_all(raw, data), False
         # A large message: its end in a syscall of its own, so that the step starts when the
         # rest is in the kernel, not before the copy of the last buffer's worth.
         await _send_all(raw, memoryview(data)[: -len(END_OF_DATA)])
-        return await _send_all(raw, END_OF_DATA)
+        early = _bytes_waiting(fd, probe)
+        return await _send_all(raw, END_OF_DATA), early
     # A large padded message: its padding is slices of one block shared by all sessions; its
     # last chunk is the short tail with the end of data. A BDAT chunk (protocol/bdat.py): its
     # line and octets, one bytes object when small, else the line and views of the message.
     before_ns = 0
+    early = False
     for chunk in data.chunks():
+        early = early or (before_ns != 0 and _bytes_waiting(fd, probe))
         before_ns = await _send_all(raw, chunk)
-    return before_ns
+    return before_ns, early
 
 
 class _Wire:
@@ -341,7 +355,9 @@ class _Wire:
         "backlog_ns",
         "kernel_clock",
         "parser",
+        "probe",
         "raw",
+        "replied_early",
         "reply_ns",
         "sock",
         "stats",
@@ -372,6 +388,9 @@ class _Wire:
         self.tls_client = tls_client
         self.tls: TlsChannel | None = None
         self.tls_ended = False  # the TCP stream under TLS ended
+        # The server sent something before the last syscall of the last send (_send_payload).
+        self.replied_early = False
+        self.probe = bytearray(4)  # scratch for FIONREAD (_bytes_waiting)
 
     async def receive(self) -> bytes:
         """The next data: one read, or over TLS the plaintext of the reads that complete a
@@ -406,7 +425,9 @@ class _Wire:
         syscall that sent the last of them (see ``_send_all``)."""
         tls = self.tls
         if tls is None:
-            return await _send_payload(self.raw, data)
+            before_ns, self.replied_early = await _send_payload(self.raw, data, self.probe)
+            return before_ns
+        self.replied_early = False  # not looked for in TLS: a record may be no reply
         before_ns = 0
         for chunk in (data,) if isinstance(data, bytes) else data.chunks():
             view = memoryview(chunk)
@@ -543,6 +564,12 @@ def _tcp_address(raw: stdlib_socket.socket, *, peer: bool) -> tuple[str, int] | 
     """The socket's own (or its peer's) IP address and port; None for a socket without one."""
     address = raw.getpeername() if peer else raw.getsockname()
     return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
+
+
+def _reply_preview(reply: Reply) -> str:
+    """The first line of ``reply`` as a failure quotes it: bounded, like the early replies'."""
+    first = reply.raw.split(b"\n", 1)[0][:_INJECTION_PREVIEW_BYTES]
+    return repr(first.decode("utf-8", "replace"))
 
 
 def _bytes_waiting(fd: int, probe: bytearray) -> bool:
@@ -682,6 +709,12 @@ async def _converse(
                         stats.message_accepted()
                     continue
                 reply = await wire.reply()
+                if wire.replied_early and reply is not None and reply.code != 421:
+                    # RFC 5321 §3.8 lets a 421 come at any time; any other reply there is
+                    # out of turn, and no latency of the step (it would be below zero).
+                    raise RemoteProtocolError(
+                        f"reply before the step's last byte was sent: {_reply_preview(reply)}"
+                    )
                 if step.kind is StepKind.AUTH:
                     # The rounds of an AUTH exchange are one step, timed from the AUTH command
                     # to the final reply, each round answered before the next is read.
