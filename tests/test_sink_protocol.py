@@ -512,3 +512,14 @@ def test_timeout_and_shutdown_replies_are_421_and_close() -> None:
     stopping = SinkConnection("mx.test")
     assert stopping.shutdown_reply() == b"421 4.3.2 mx.test Service shutting down\r\n"
     assert stopping.closed
+
+
+def test_without_pipelining_the_ehlo_reply_leaves_it_out_and_pipelined_commands_still_work() -> (
+    None
+):
+    # `smtpload sink --no-pipelining`: a server that does not offer RFC 2920, for testing a
+    # client's lock-step fallback; commands that come together anyway are answered in order.
+    connection = SinkConnection(pipelining=False)
+    assert connection.receive_data(b"EHLO c\r\n") == EHLO_REPLY.replace(b"250-PIPELINING\r\n", b"")
+    replies = connection.receive_data(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n")
+    assert replies == MAIL_OK + RCPT_OK + START_DATA

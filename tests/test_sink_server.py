@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -29,7 +30,7 @@ from smtpload.net.sink import (
     serve_sink,
     serve_sink_connection,
 )
-from tests.cli import COMMAND, environment
+from tests.cli import COMMAND, environment, smtpload, start_smtpload
 from tests.peers import SmtpPeer
 
 TRANSACTION = b"MAIL FROM:<a@client.test>\r\nRCPT TO:<b@sink.test>\r\nDATA\r\n"
@@ -531,3 +532,32 @@ async def test_run_sink_forever_until_a_signal(signal_number: signal.Signals) ->
             await process.wait()
         if process.stdout is not None:
             await process.stdout.aclose()
+
+
+def test_the_sink_command_can_leave_pipelining_out(tmp_path: Path) -> None:
+    # `smtpload sink --no-pipelining`, checked by smtpload itself: a scenario that requires
+    # PIPELINING to be absent passes against it, and one that requires it fails.
+    absent = "expect: {code: 250, absent_capabilities: [PIPELINING], capabilities: [CHUNKING]}"
+    present = "expect: {code: 250, capabilities: [PIPELINING]}"
+    process = start_smtpload(
+        "sink", "--listen", "127.0.0.1:0", "--no-pipelining",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("smtpload sink listening on "), first
+        address = first.rsplit(" ", 1)[-1].strip()
+        for expect, status in ((absent, 0), (present, 1)):
+            scenario = tmp_path / "ehlo.yaml"
+            scenario.write_text(
+                f"steps:\n  - greeting: 220\n  - send: EHLO c.test\n    {expect}\n",
+                encoding="utf-8",
+            )
+            done = smtpload(
+                "run", str(scenario), "--target", address, "--quiet", "--force", cwd=tmp_path
+            )
+            assert done.returncode == status, done.stdout + done.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)

@@ -290,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="close a connection that sends nothing, or reads none of its replies, for this long",
     )
+    sink.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="leave PIPELINING (RFC 2920) out of the EHLO reply, to test a client against a"
+        " server that does not offer it",
+    )
     return parser
 
 
@@ -505,7 +511,12 @@ def _command_sink(args: argparse.Namespace) -> int:
 
     interrupts.restore_defaults()  # the sink's trio run handles both signals from its start
     try:
-        run_sink_forever(args.listen.host, args.listen.port, idle_timeout_s=args.idle_timeout)
+        run_sink_forever(
+            args.listen.host,
+            args.listen.port,
+            idle_timeout_s=args.idle_timeout,
+            pipelining=not args.no_pipelining,
+        )
     except OSError as error:
         raise UsageError(
             f"cannot listen on {args.listen}: {error.strerror or error}; "

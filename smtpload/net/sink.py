@@ -85,6 +85,7 @@ async def serve_sink(
     hostname: str = DEFAULT_HOSTNAME,
     stats: SinkStats | None = None,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    pipelining: bool = True,
 ) -> None:
     """Run the sink until cancelled; start it with ``await nursery.start(serve_sink)``.
 
@@ -98,6 +99,7 @@ async def serve_sink(
         stats: counts to update; pass your own to read them while the sink runs.
         idle_timeout_s: close a connection silent for this long, with a 421, or one whose
             client has taken none of our replies for this long (``math.inf``: never).
+        pipelining: advertise PIPELINING (RFC 2920) in the EHLO reply.
 
     Raises:
         OSError: the address cannot be bound (in use, not local, not resolvable).
@@ -111,6 +113,7 @@ async def serve_sink(
         SinkStats() if stats is None else stats,
         hostname,
         idle_timeout_s,
+        pipelining,
         task_status=task_status,
     )
 
@@ -121,6 +124,7 @@ async def serve_sink_connection(
     *,
     hostname: str = DEFAULT_HOSTNAME,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    pipelining: bool = True,
 ) -> None:
     """Talk SMTP on one connection until QUIT, EOF, a socket error or the idle timeout
     (waiting for the client's bytes, or for the client to take our replies).
@@ -130,7 +134,7 @@ async def serve_sink_connection(
     """
     stats.connections += 1
     stats.active_connections += 1
-    connection = SinkConnection(hostname, connection_id=stats.connections)
+    connection = SinkConnection(hostname, connection_id=stats.connections, pipelining=pipelining)
     try:
         await _converse(stream, connection, stats, idle_timeout_s)
     except _CONNECTION_ERRORS:
@@ -146,6 +150,7 @@ def run_sink_forever(
     *,
     hostname: str = DEFAULT_HOSTNAME,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    pipelining: bool = True,
 ) -> None:
     """Run the sink in the foreground until Ctrl-C or SIGTERM (the ``smtpload sink`` command).
 
@@ -158,7 +163,7 @@ def run_sink_forever(
     """
     stats = SinkStats()
     try:
-        trio.run(_serve_until_signal, host, port, hostname, stats, idle_timeout_s)
+        trio.run(_serve_until_signal, host, port, hostname, stats, idle_timeout_s, pipelining)
     except* KeyboardInterrupt:
         pass  # a Ctrl-C before the signal handler was in place: stopping is what was asked
     print(
@@ -169,7 +174,12 @@ def run_sink_forever(
 
 
 async def _serve_until_signal(
-    host: str, port: int, hostname: str, stats: SinkStats, idle_timeout_s: float
+    host: str,
+    port: int,
+    hostname: str,
+    stats: SinkStats,
+    idle_timeout_s: float,
+    pipelining: bool,
 ) -> None:
     SinkConnection(hostname)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -183,6 +193,7 @@ async def _serve_until_signal(
                     stats,
                     hostname,
                     idle_timeout_s,
+                    pipelining,
                 )
             )
             print(f"smtpload sink listening on {address}", flush=True)
@@ -232,11 +243,16 @@ async def _serve_listeners(
     stats: SinkStats,
     hostname: str,
     idle_timeout_s: float,
+    pipelining: bool,
     *,
     task_status: trio.TaskStatus[SinkAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     handler = functools.partial(
-        serve_sink_connection, stats=stats, hostname=hostname, idle_timeout_s=idle_timeout_s
+        serve_sink_connection,
+        stats=stats,
+        hostname=hostname,
+        idle_timeout_s=idle_timeout_s,
+        pipelining=pipelining,
     )
     accept_log = logging.getLogger("trio.serve_listeners")
     quiet = _AcceptErrorsOnce()
