@@ -453,16 +453,13 @@ def _size_messages(steps: list[CompiledStep]) -> list[CompiledStep]:
                     f"step {shown(step.name)} uses {{message_size}}, and no message step (data"
                     " or bdat) follows it"
                 )
-            if message.kind is StepKind.BDAT:
-                # A bdat step's octets go unstuffed (RFC 3030): their length is the size.
-                if message.octets is None:
-                    step = replace(step, sized_message=message.index)
-                else:
-                    step = _filled(step, template, str(len(message.octets)))
-            elif message.payload is None:
+            bdat = message.kind is StepKind.BDAT
+            constant = message.octets if bdat else message.payload
+            if constant is None:
                 step = replace(step, sized_message=message.index)
             else:
-                step = _filled(step, template, str(message_octets(message.payload)))
+                octets = message_octets(constant, stuffed=not bdat)
+                step = _filled(step, template, str(octets))
         sized.append(step)
     return sized
 

@@ -342,14 +342,10 @@ class SessionEngine:
         return data
 
     def _message_size(self, index: int) -> int:
-        """The RFC 1870 size of this session's message of the message step at ``index``: a
-        bdat step's octets as they are (RFC 3030 sends them unstuffed), a data step's counted
-        by message_size.py."""
-        message = self._prepare_message(index)
-        if isinstance(message, PaddedOctets) or self._scenario.steps[index].kind is StepKind.BDAT:
-            return len(message)
-        assert isinstance(message, bytes | PaddedMessage)
-        return message_octets(message)
+        """The RFC 1870 size of this session's message of the message step at ``index``
+        (message_size.py; a bdat step's octets are sent unstuffed, RFC 3030)."""
+        bdat = self._scenario.steps[index].kind is StepKind.BDAT
+        return message_octets(self._prepare_message(index), stuffed=not bdat)
 
     def _auth_command(self, step: CompiledStep) -> bytes:
         """The AUTH line of an auth step; the transcript and observations get it redacted."""
