@@ -31,13 +31,13 @@ from smtpload.scenario.model import (
     PER_MESSAGE_VARIABLES,
     PROTOCOLS,
     TLS_MIN_VERSIONS,
-    UNIX_PREFIX,
     Origin,
     Scenario,
     Step,
     StepKind,
     Target,
     TlsSettings,
+    is_unix_target,
     parse_target,
     server_name_problem,
 )
@@ -350,7 +350,7 @@ class _Validator(NodeReader):
         if host is not None and (not host or any(ch.isspace() for ch in host)):
             self.problem(node, "target: host must be a host name or address without spaces")
             return None
-        if host is not None and host[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX:
+        if host is not None and is_unix_target(host):
             # It would be looked up as a host name, and fail in every session.
             self.problem(
                 node, "a unix socket is no host: write `target: unix:/path/to/socket` instead"

@@ -39,6 +39,7 @@ __all__ = [
     "Target",
     "ThresholdText",
     "TlsSettings",
+    "is_unix_target",
     "parse_target",
     "server_name_problem",
 ]
@@ -192,6 +193,12 @@ MAX_HOST_CHARS = 253
 #: A target that is a unix socket's path: ``unix:/run/dovecot/lmtp``.
 UNIX_PREFIX = "unix:"
 
+
+def is_unix_target(text: str) -> bool:
+    """Whether ``text`` names a unix socket (``unix:PATH``, the prefix in any case)."""
+    return text[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX
+
+
 #: The longest unix socket path connect() takes: sun_path is 108 bytes on Linux, its NUL
 #: terminator included (unix(7)); Python refuses a longer one at connect, in every session.
 MAX_UNIX_PATH_BYTES = 107
@@ -219,7 +226,7 @@ def parse_target(
         ValueError: with a message fit to show the user.
     """
     text = text.strip()
-    if text[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX:
+    if is_unix_target(text):
         path = text[len(UNIX_PREFIX) :]
         if not path or "\0" in path:
             raise ValueError(
@@ -244,7 +251,7 @@ def parse_target(
                 " smtps://HOST:PORT (implicit TLS)"
             )
         implicit = scheme.lower() == "smtps"
-        if rest[: len(UNIX_PREFIX)].lower() == UNIX_PREFIX:
+        if is_unix_target(rest):
             # The scheme's host would be lost (and looked up as "" in every session).
             raise ValueError(
                 f"bad target {shown(text)}: a unix socket is written unix:/path/to/socket,"
