@@ -325,10 +325,10 @@ async def _send_payload(
     kernel clock it would come out before the step's start, so the kernel's receive queue is
     looked at (one ``ioctl``) before each syscall after the first.
     """
+    if isinstance(data, bytes) and len(data) <= _SPLIT_TAIL_BYTES:
+        return await _send_all(raw, data), False  # one syscall: the hot path, nothing to look at
     fd = raw.fileno()
     if isinstance(data, bytes):
-        if len(data) <= _SPLIT_TAIL_BYTES:
-            return await _send_all(raw, data), False
         # A large message: its end in a syscall of its own, so that the step starts when the
         # rest is in the kernel, not before the copy of the last buffer's worth.
         await _send_all(raw, memoryview(data)[: -len(END_OF_DATA)])
@@ -631,7 +631,7 @@ async def _converse(
     messages = 0
     step_from_ns = greeting_from_ns
     fd = sock.fileno()
-    probe = bytearray(4)  # one per session: ioctl writes into it
+    probe = wire.probe  # one per session: ioctl writes into it
     proxy_pending = engine.has_proxy_header
     with trio.CancelScope() as deadline:
         while (step := engine.next_step()) is not None:
