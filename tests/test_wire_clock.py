@@ -15,6 +15,7 @@ from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.wire_clock import (
     RECEIVE_TIME_SPACE,
+    SWITCH_ON_WAIT_S,
     ReceiveTimesKept,
     enable_receive_times,
     handshake_end_ns,
@@ -43,8 +44,11 @@ def test_this_platform_has_receive_times() -> None:
 
 async def test_a_receive_time_is_when_the_data_arrived_not_when_it_was_read() -> None:
     client, server = connected_pair()
-    with client, server:
+    # As the runner does: stamps kept on, and time for the kernel's deferred switch-on
+    # (wire_clock.ReceiveTimesKept); without it the first packet can come unstamped.
+    with ReceiveTimesKept(), client, server:
         assert enable_receive_times(client)
+        await trio.sleep(SWITCH_ON_WAIT_S)
         sent_ns = time.time_ns()
         server.sendall(b"250 ok\r\n")
         await trio.sleep(0.2)  # the data waits in the kernel; reading it late must not matter
