@@ -15,6 +15,7 @@ messages gives each its own.
 from __future__ import annotations
 
 import email.utils
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -30,6 +31,7 @@ from smtpload.protocol.lmtp import (
 )
 from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
+from smtpload.protocol.session_random import session_random
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
@@ -203,6 +205,11 @@ class CompiledScenario:
         uses_date: whether any template uses the ``date`` built-in (costly to format).
         timeout_s: the default timeout (--timeout, the scenario's, or 30 s); it bounds connect.
         proxy: the PROXY protocol header each session writes first, or None.
+        seed: the run's seed: each session's random draws come from ``session_random(seed,
+            session)`` (protocol/session_random.py).
+        require_pipelining: ``--require-pipelining``: a session whose server did not advertise
+            PIPELINING fails at the EHLO before its first pipeline group instead of running
+            the group in lock-step.
     """
 
     name: str
@@ -214,6 +221,12 @@ class CompiledScenario:
     timeout_s: float = DEFAULT_TIMEOUT_S
     protocol: str = "smtp"
     proxy: ProxyHeaderTemplate | None = None
+    seed: int = 0
+    require_pipelining: bool = False
+
+    def session_random(self, session: int) -> random.Random:
+        """The random generator of session number ``session`` (session_random.py)."""
+        return session_random(self.seed, session)
 
     @property
     def uses_tls(self) -> bool:
@@ -485,6 +498,8 @@ def compile_scenario(
     timeout_s: float | None = None,
     overrides: Mapping[str, str] | None = None,
     implicit_tls: bool = False,
+    seed: int = 0,
+    require_pipelining: bool = False,
 ) -> CompiledScenario:
     """Compile a validated scenario.
 
@@ -495,6 +510,8 @@ def compile_scenario(
         timeout_s: the --timeout value, if given.
         overrides: --var values; each must name a declared variable. They are taken literally.
         implicit_tls: TLS from the connection's first byte (``--tls implicit``, ``smtps://``).
+        seed: the run's seed of each session's random draws (``--seed``).
+        require_pipelining: ``--require-pipelining`` (CompiledScenario.require_pipelining).
 
     Raises:
         UsageError: an override names a variable the scenario does not declare, or
@@ -641,4 +658,6 @@ def compile_scenario(
         timeout_s=_timeout(None, timeout_s, scenario),
         protocol=scenario.protocol,
         proxy=proxy,
+        seed=seed,
+        require_pipelining=require_pipelining,
     )

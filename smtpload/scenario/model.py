@@ -26,6 +26,8 @@ __all__ = [
     "UNIX_PREFIX",
     "XCLIENT_ATTRIBUTES",
     "AuthSpec",
+    "Block",
+    "BlockKind",
     "Chunking",
     "Credential",
     "Expectation",
@@ -33,6 +35,7 @@ __all__ = [
     "LoadStage",
     "Origin",
     "ProxySpec",
+    "RecipientSpec",
     "Scenario",
     "Step",
     "StepKind",
@@ -86,6 +89,41 @@ class StepKind(enum.Enum):
     AUTH = "auth"  # an SMTP AUTH exchange (RFC 4954), one step however many rounds it takes
     XCLIENT = "xclient"  # Postfix's XCLIENT with attributes, expect 220 (protocol/xclient.py)
     BDAT = "bdat"  # the message in BDAT chunks (RFC 3030): no DATA, no dot-stuffing, no "."
+    RCPT = "rcpt"  # RCPT TO for each of a message's recipients (RecipientSpec), each judged
+
+
+class BlockKind(enum.Enum):
+    REPEAT = "repeat"  # its steps run a number of times per session (Block.count_min..max)
+    PIPELINE = "pipeline"  # its steps' commands go in one write (RFC 2920), replies in order
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A ``repeat:`` or ``pipeline:`` item of ``steps:``: a range of the scenario's (flat)
+    steps.
+
+    ``Scenario.steps`` stays one flat tuple in file order (each step once, so each keeps one
+    name and one histogram however often it runs); blocks say which ranges repeat or go
+    pipelined. Blocks nest properly (two blocks are disjoint or one holds the other); a
+    pipeline block holds no block.
+
+    Attributes:
+        kind: what the block does.
+        start: the index in ``Scenario.steps`` of its first step.
+        end: the index after its last step (``start < end``).
+        count_min, count_max: REPEAT: how many times the steps run, drawn per session (and
+            per entry into the block, when it sits in another repeat) uniformly from
+            ``count_min..count_max`` (equal for a fixed count; 0 runs them never).
+        line, column: where the item starts in the file (1-based).
+    """
+
+    kind: BlockKind
+    start: int
+    end: int
+    count_min: int = 1
+    count_max: int = 1
+    line: int = 0
+    column: int = 0
 
 
 #: The attributes of an ``xclient`` step: those XCLIENT_README lists (Postfix 3.x).
@@ -167,6 +205,34 @@ class Chunking:
     def several(self) -> bool:
         """Whether the step may send more than one chunk (then it has a ``NAME/chunk`` row)."""
         return self.chunk_size is not None or len(self.chunks) > 1 or self.last_empty
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientSpec:
+    """An ``rcpt`` step's recipients: one ``RCPT TO:<address>`` per recipient of the message,
+    each reply judged by the step's ``expect`` and timed in the step's one histogram.
+
+    Exactly one source of addresses is set:
+
+    Attributes:
+        address: a template of one address (without ``<>``); ``{recipient}`` in it is the
+            recipient's number within the message, 1, 2, ...
+        addresses: a list of address templates, taken in order.
+        count_min, count_max: recipients per message, drawn per message uniformly from
+            ``count_min..count_max`` (at least 1). For ``addresses`` the list's length when
+            the file gives no count; a count longer than the list wraps around it.
+        parameters: a template of RCPT parameters written after the ``>`` (``NOTIFY=NEVER``,
+            RFC 3461), or "".
+        line, column: where the step's value starts (1-based).
+    """
+
+    address: str | None = None
+    addresses: tuple[str, ...] = ()
+    count_min: int = 1
+    count_max: int = 1
+    parameters: str = ""
+    line: int = 0
+    column: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +412,7 @@ class Step:
             order (XCLIENT's expect defaults to 220).
         chunking: BDAT only: how the message is cut into chunks (``expect`` is the LAST
             chunk's, default 250).
+        recipients: RCPT only: the message's recipients (``expect`` judges each reply).
         line, column: where the step starts in the file (1-based).
     """
 
@@ -362,6 +429,7 @@ class Step:
     expect_each: tuple[tuple[str, Expectation], ...] = ()
     xclient: tuple[tuple[str, str], ...] | None = None
     chunking: Chunking | None = None
+    recipients: RecipientSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +552,8 @@ class Scenario:
             folder already made whole).
         protocol: ``smtp`` or ``lmtp`` (``PROTOCOLS``).
         proxy: the ``proxy:`` key (a PROXY protocol header per session), or None.
+        blocks: the ``repeat:`` and ``pipeline:`` items, as ranges of ``steps``, ordered by
+            ``start`` (an outer block before the blocks it holds).
     """
 
     path: str
@@ -497,6 +567,7 @@ class Scenario:
     tls: TlsSettings = TlsSettings()
     protocol: str = "smtp"
     proxy: ProxySpec | None = None
+    blocks: tuple[Block, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
