@@ -937,3 +937,51 @@ def hostile_peer(
                     await stream.send_all(b"250 2.0.0 ok\r\n")
 
     return handler
+
+
+def pipelining_peer(
+    reads: list[bytes], *, refuse_rcpt: bool = False, advertise: bool = True
+) -> Handler:
+    """A server that advertises PIPELINING (RFC 2920) and keeps every read it made after the
+    greeting in ``reads`` (to show what arrived in one write). ``refuse_rcpt``: every RCPT gets
+    ``550``, and DATA still gets ``354`` (RFC 2920 §3.1: a client must not assume that DATA
+    fails because no RCPT worked), the message's end ``554`` (no valid recipients)."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 pipelining.test ESMTP\r\n")
+        buffer = b""
+        in_data = False
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                while b"\n" not in buffer:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    reads.append(data)
+                    buffer += data
+                line, buffer = buffer.split(b"\n", 1)
+                line = line.rstrip(b"\r")
+                if in_data:
+                    if line == b".":
+                        in_data = False
+                        end = b"554 5.5.1 no valid recipients" if refuse_rcpt else b"250 queued"
+                        await stream.send_all(end + b"\r\n")
+                    continue
+                verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper()
+                if verb == b"EHLO":
+                    extensions = b"250-PIPELINING\r\n" if advertise else b""
+                    await stream.send_all(
+                        b"250-pipelining.test\r\n" + extensions + b"250 8BITMIME\r\n"
+                    )
+                elif verb == b"RCPT" and refuse_rcpt:
+                    await stream.send_all(b"550 5.1.1 no such user\r\n")
+                elif verb == b"DATA":
+                    in_data = True
+                    await stream.send_all(b"354 go ahead\r\n")
+                elif verb == b"QUIT":
+                    await stream.send_all(b"221 2.0.0 bye\r\n")
+                    return
+                else:
+                    await stream.send_all(b"250 2.0.0 ok\r\n")
+
+    return handler

@@ -45,6 +45,13 @@ LMTP (RFC 2033 §4.2): when a message's final reply is due, the engine's ``repli
 the recipients whose replies to read; each is timed from the same send as the message and
 recorded as ``NAME/RCPTSTEP``, and the message step ``NAME`` runs to the last of them.
 
+PIPELINING (RFC 2920): a pipeline group's first step comes with ``group_end``; when the engine
+says the server advertised PIPELINING it hands out every command of the group at once, and they
+go in one write (a large message that starts the group in a send of its own first, so that a
+reply before its last byte is still caught); each reply is then read in order, judged, and
+timed from the send that carried its command's last byte. Replies to the group's first commands
+may arrive before its last byte is sent: that is pipelining, not a reply out of turn.
+
 Unix sockets (``unix:/path``): the same dialogue over an AF_UNIX stream socket. Linux gives no
 ``SO_TIMESTAMPNS`` receive times on those (a probe on Linux 6.x: the ancillary data stays
 empty), so such a run is timed by the loop and its steps say ``loop``; TCP_NODELAY and the
@@ -437,6 +444,15 @@ class _Wire:
                 before_ns = await _send_all(self.raw, ciphertext)
         return before_ns
 
+    async def send_commands(self, data: bytes) -> int:
+        """Send a pipelined group's commands in one write (through TLS once it is up); return
+        the time just before the syscall that sent the last of them. Replies to the first
+        ones may come before that: they are no replies out of turn (RFC 2920)."""
+        if self.tls is not None:
+            return await self.send(data)
+        self.replied_early = False
+        return await _send_all(self.raw, data)
+
     async def handshake(self) -> int | None:
         """The TLS handshake; returns the time just before the ClientHello was sent (the
         ``tls`` step's start), or None when the server closed the connection during it.
@@ -526,6 +542,64 @@ class _Wire:
                 self.backlog.extend(replies[1:])
                 self.backlog_ns = self.reply_ns
                 return replies[0]
+
+
+async def _pipelined_group(
+    wire: _Wire,
+    engine: SessionEngine,
+    stats: RunStats,
+    members: list[tuple[CompiledStep, bytes | PaddedMessage]],
+    deadline: trio.CancelScope,
+    messages: int,
+) -> int:
+    """Send a pipeline group's commands (``engine.pipeline_group``) and read their replies in
+    order (RFC 2920 §3.1: the client checks every one), each recorded under its step; return
+    the messages accepted so far in the session (``messages`` and those of the group).
+
+    Each reply is waited for within its own step's timeout, and timed from the send that
+    carried its command's last byte: the one write of the commands, or the message's own last
+    send when a large message starts the group.
+    """
+    payloads = [data for _, data in members]
+    from_ns: list[int] = []
+    first_early = False
+    first = payloads[0]
+    if not isinstance(first, bytes) or len(first) > _SPLIT_TAIL_BYTES:
+        from_ns.append(await wire.send(first))
+        first_early = wire.replied_early
+        payloads = payloads[1:]
+    if payloads:
+        commands = b"".join(data for data in payloads if isinstance(data, bytes))
+        assert len(commands) == sum(len(data) for data in payloads), "commands are bytes"
+        sent_ns = await wire.send_commands(commands)
+        from_ns.extend([sent_ns] * len(payloads))
+    for at, started_ns in enumerate(from_ns):
+        member = engine.begin_group_reply()
+        deadline.deadline = trio.current_time() + member.timeout_s
+        recipients = engine.replies_due(member)
+        if recipients:  # LMTP: the group starts with a message, one reply per recipient
+            await _recipient_replies(wire, engine, stats, member, recipients, started_ns)
+        else:
+            reply = await wire.reply()
+            if reply is None:
+                if engine.outcome is Outcome.PASSED:
+                    engine.on_closed(member)
+                stats.record_step(member.name, None, failed=True)
+                break
+            if at == 0 and first_early and reply.code != 421:
+                raise RemoteProtocolError(
+                    f"reply before the step's last byte was sent: {_reply_preview(reply)}"
+                )
+            passed = engine.on_group_reply(member, reply)
+            stats.record_step(member.name, (wire.reply_ns - started_ns) // 1000, failed=not passed)
+            if wire.untimed:
+                stats.timed_by_loop((member.name,))
+            wire.untimed = False
+        if engine.messages_accepted > messages:
+            messages += 1
+            stats.message_accepted()
+    engine.on_group_done()
+    return messages
 
 
 async def _recipient_replies(
@@ -698,6 +772,19 @@ async def _converse(
                     # No command was sent, so there is no latency to record.
                     stats.record_step(step.name, None, failed=not passed)
                     continue
+                if step.group_end:
+                    lock_step = engine.groups_lock_step
+                    members = engine.pipeline_group(step)
+                    if stats.pipelining is not None:
+                        if members is not None:
+                            stats.pipelining.groups_pipelined += 1
+                        elif engine.groups_lock_step > lock_step:
+                            stats.pipelining.groups_lock_step += 1
+                    if members is not None:
+                        messages = await _pipelined_group(
+                            wire, engine, stats, members, deadline, messages
+                        )
+                        continue
                 data = engine.payload(step)
                 if data:
                     step_from_ns = await wire.send(data)
@@ -722,10 +809,13 @@ async def _converse(
                         await wire.send(line)  # through TLS once it is up
                         reply = await wire.reply()
             except RemoteProtocolError as error:
+                step = engine.current_step or step  # a pipelined group's: the one under way
                 engine.on_protocol_error(step, engine.protocol_error_detail(error))
             except TlsFailure as error:
+                step = engine.current_step or step
                 engine.on_tls_error(step, str(error))
             except OSError as error:
+                step = engine.current_step or step
                 engine.on_connection_error(step, _describe_os_error(error))
             else:
                 latency_us: int | None = (wire.reply_ns - step_from_ns) // 1000
@@ -750,6 +840,7 @@ async def _converse(
             if step.index >= 0:
                 stats.record_step(step.name, None, failed=True)
     if deadline.cancelled_caught and step is not None:
+        step = engine.current_step or step  # a pipelined group's: the reply waited for
         engine.on_timeout(step)
         if step.index >= 0:
             stats.record_step(step.name, None, failed=True)

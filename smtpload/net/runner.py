@@ -55,7 +55,7 @@ from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.abort import AbortCheck
 from smtpload.report.intervals import IntervalLog
 from smtpload.report.results import build_summary
-from smtpload.report.stats import KERNEL_CLOCK, RunStats
+from smtpload.report.stats import KERNEL_CLOCK, PipeliningCounts, RunStats
 from smtpload.report.tls_counts import TlsCounts
 from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.model import StepKind, Target
@@ -173,6 +173,8 @@ class _Run:
             if self.tls is None:
                 self.tls = build_tls_client(TlsOptions(), target.host)
             stats.tls = TlsCounts(verified=self.tls.verified, resume=self.tls.resume)
+        if scenario.has_pipeline_groups:
+            stats.pipelining = PipeliningCounts()
         self.kernel_clock = settings.clock == KERNEL_CLOCK and receive_times.available
         if self.kernel_clock:
             # connect and close end on events that carry no receive time.

@@ -31,6 +31,11 @@ from smtpload.protocol.lmtp import (
 )
 from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
+from smtpload.protocol.recipients import (
+    RECIPIENT_NUMBER_VARIABLE,
+    RecipientSource,
+    compile_recipients,
+)
 from smtpload.protocol.session_random import session_random
 from smtpload.protocol.wire import (
     END_OF_DATA,
@@ -43,6 +48,8 @@ from smtpload.protocol.xclient import XclientError, XclientTemplate
 from smtpload.scenario.model import (
     MESSAGE_SIZE_VARIABLE,
     MESSAGE_STEP_KINDS,
+    Block,
+    BlockKind,
     Chunking,
     Credential,
     ProxySpec,
@@ -145,6 +152,12 @@ class CompiledStep:
         sized_message: SEND steps whose text uses ``{message_size}`` of a message rendered per
             session: the index of that message step (the engine renders the message when it
             renders this command). A constant message's size is filled in at compile time.
+        recipients: RCPT steps: where each message's recipients come from (the engine hands
+            the step out once per recipient).
+        group_end: the first step of a pipeline group: the index after the group's last step
+            (0 for every other step), so that the I/O layer asks for the group's commands.
+        require_pipelining: the EHLO (or LHLO) step before a pipeline group, with
+            ``--require-pipelining``: a reply that does not advertise PIPELINING fails it.
     """
 
     index: int
@@ -165,6 +178,9 @@ class CompiledStep:
     chunking: Chunking | None = None
     chunk_step: CompiledStep | None = None
     sized_message: int | None = None
+    recipients: RecipientSource | None = None
+    group_end: int = 0
+    require_pipelining: bool = False
 
     @property
     def sends(self) -> bool:
@@ -207,6 +223,8 @@ class CompiledScenario:
         proxy: the PROXY protocol header each session writes first, or None.
         seed: the run's seed: each session's random draws come from ``session_random(seed,
             session)`` (protocol/session_random.py).
+        blocks: the scenario's ``repeat`` and ``pipeline`` blocks over these (compiled) steps'
+            indices, ordered by start, outer first.
         require_pipelining: ``--require-pipelining``: a session whose server did not advertise
             PIPELINING fails at the EHLO before its first pipeline group instead of running
             the group in lock-step.
@@ -223,6 +241,12 @@ class CompiledScenario:
     proxy: ProxyHeaderTemplate | None = None
     seed: int = 0
     require_pipelining: bool = False
+    blocks: tuple[Block, ...] = ()
+
+    @property
+    def has_pipeline_groups(self) -> bool:
+        """Whether any step starts a pipeline group."""
+        return any(block.kind is BlockKind.PIPELINE for block in self.blocks)
 
     def session_random(self, session: int) -> random.Random:
         """The random generator of session number ``session`` (session_random.py)."""
@@ -546,7 +570,7 @@ def compile_scenario(
     lmtp = scenario.protocol == PROTOCOL_LMTP
     recipients = transaction_recipients(
         [
-            (step.name, command_verb(step.text or ""), step.kind in (StepKind.DATA, StepKind.BDAT))
+            (step.name, _verb(step), step.kind in (StepKind.DATA, StepKind.BDAT))
             for step in scenario.steps
             if lmtp
         ]
@@ -556,7 +580,9 @@ def compile_scenario(
         steps.append(_tls_step(0, _timeout(None, timeout_s, scenario)))
     uses_variables = False
     uses_date = any("date" in t.names for _, t in variables)
+    compiled_at: list[int] = []  # scenario step index -> its compiled index
     for step in scenario.steps:
+        compiled_at.append(len(steps))
         template = None
         payload: bytes | PaddedMessage | None = None
         octets: bytes | PaddedOctets | None = None
@@ -566,6 +592,12 @@ def compile_scenario(
             template = parse_template(step.text or "")
         elif step.kind in (StepKind.DATA, StepKind.BDAT):
             template = parse_template(generated_message(step))
+        rcpt_source = None
+        if step.recipients is not None:
+            rcpt_source = compile_recipients(step.recipients)
+            names = rcpt_source.names
+            uses_variables = uses_variables or any(n != RECIPIENT_NUMBER_VARIABLE for n in names)
+            uses_date = uses_date or "date" in names
         xclient = None
         if step.kind is StepKind.XCLIENT:
             payload, xclient = _xclient(step, scenario.path, constants)
@@ -625,7 +657,7 @@ def compile_scenario(
                 capture=capture,
                 timeout_s=timeout,
                 auth=auth,
-                verb=command_verb(step.text or "") if step.kind is StepKind.SEND else "",
+                verb=_verb(step),
                 expect_each=tuple(
                     (name, compile_expectation(expect)) for name, expect in step.expect_each
                 ),
@@ -634,6 +666,7 @@ def compile_scenario(
                 octets=octets,
                 chunking=step.chunking,
                 chunk_step=chunk_step,
+                recipients=rcpt_source,
             )
         )
         if step.kind is StepKind.STARTTLS:
@@ -648,6 +681,12 @@ def compile_scenario(
         uses_variables = uses_variables or bool(proxy.names)
         uses_date = uses_date or "date" in proxy.names
     steps = _size_messages(steps)
+    compiled_at.append(len(steps))
+    blocks = tuple(
+        replace(block, start=compiled_at[block.start], end=compiled_at[block.end])
+        for block in scenario.blocks
+    )
+    steps = _mark_groups(steps, blocks, require_pipelining=require_pipelining)
     return CompiledScenario(
         name=scenario.name,
         path=scenario.path,
@@ -660,4 +699,38 @@ def compile_scenario(
         proxy=proxy,
         seed=seed,
         require_pipelining=require_pipelining,
+        blocks=blocks,
     )
+
+
+def _verb(step: Step) -> str:
+    """A command step's verb, upper case (``RCPT`` for an rcpt step); "" for the others."""
+    if step.kind is StepKind.RCPT:
+        return "RCPT"
+    return command_verb(step.text or "") if step.kind is StepKind.SEND else ""
+
+
+#: The hellos whose reply lists the extensions, PIPELINING among them (RFC 5321 §4.1.1.1;
+#: LMTP's LHLO, RFC 2033 §4.1).
+_HELLO_VERBS = frozenset({"EHLO", "LHLO"})
+
+
+def _mark_groups(
+    steps: list[CompiledStep], blocks: tuple[Block, ...], *, require_pipelining: bool
+) -> list[CompiledStep]:
+    """Mark each pipeline group's first step with the group's end, and with
+    ``require_pipelining`` the hello before each group (the latest EHLO or LHLO step before
+    it, in step order), whose reply must then advertise PIPELINING (RFC 2920 §3)."""
+    marked = list(steps)
+    for block in blocks:
+        if block.kind is not BlockKind.PIPELINE:
+            continue
+        marked[block.start] = replace(marked[block.start], group_end=block.end)
+        if require_pipelining:
+            hello = next(
+                (at for at in range(block.start - 1, -1, -1) if marked[at].verb in _HELLO_VERBS),
+                None,
+            )
+            if hello is not None:
+                marked[hello] = replace(marked[hello], require_pipelining=True)
+    return marked

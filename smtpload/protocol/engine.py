@@ -65,6 +65,8 @@ ordinary one: an LMTP server refuses DATA then (503), as handled above.
 
 from __future__ import annotations
 
+import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -72,6 +74,7 @@ from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
 from smtpload.protocol.bdat import ChunkCutter, ChunkPayload, PaddedOctets
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.expectations import ehlo_capabilities
 from smtpload.protocol.lmtp import PROTOCOL_LMTP, Recipients, part_name
 from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.outcome import (
@@ -85,7 +88,7 @@ from smtpload.protocol.proxy import ProxyHeaderError
 from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.protocol.xclient import XclientError
-from smtpload.scenario.model import MESSAGE_SIZE_VARIABLE, StepKind
+from smtpload.scenario.model import MESSAGE_SIZE_VARIABLE, Block, BlockKind, StepKind
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 
@@ -103,6 +106,18 @@ _NO_QUIT_AFTER = frozenset({354, 221, 421})
 _CLOSING = frozenset({221, 421})
 # How much of an unfinished early reply a failure quotes: enough to recognise it.
 _EARLY_PREVIEW_BYTES = 80
+
+# The hellos whose 2xx reply lists the extensions (RFC 5321 §4.1.1.1, RFC 2033 §4.1); HELO's
+# lists none, so after it nothing is advertised.
+_EXTENDED_HELLOS = frozenset({"EHLO", "LHLO"})
+_HELLOS = _EXTENDED_HELLOS | {"HELO"}
+
+# MAIL starts a transaction and RSET drops it (RFC 5321 §4.1.1.2, §4.1.1.5): the recipients
+# counted for the lone "." (below) start again.
+_TRANSACTION_RESETS = frozenset({"MAIL", "RSET"})
+
+#: The name of smtpload's own end of data after a failed pipelined transaction (RFC 2920 §3.1).
+LONE_DOT_STEP_NAME = "end of data (after failure)"
 
 
 def _check_command_line(line: bytes) -> None:
@@ -142,6 +157,34 @@ class Observation:
     sent: bytes | PaddedMessage | ChunkPayload = b""
 
 
+class _Loop:
+    """A repeat block under way: its runs left, this one included."""
+
+    __slots__ = ("block", "runs_left")
+
+    def __init__(self, block: Block, runs_left: int) -> None:
+        self.block = block
+        self.runs_left = runs_left
+
+
+def _lone_dot(timeout_s: float) -> CompiledStep:
+    """The "." that ends an empty message: RFC 2920 §3.1, "if the DATA command was accepted
+    the client SMTP should send a single dot" when none of the RCPTs before it was accepted.
+    Its reply ends the transaction (no message is delivered: there is no recipient), and the
+    polite QUIT follows."""
+    return CompiledStep(
+        index=-1,
+        kind=StepKind.SEND,
+        name=LONE_DOT_STEP_NAME,
+        payload=b".\r\n",
+        template=None,
+        data_size=None,
+        expectation=None,
+        capture=None,
+        timeout_s=timeout_s,
+    )
+
+
 def _polite_quit(timeout_s: float) -> CompiledStep:
     return CompiledStep(
         index=-1,
@@ -173,12 +216,22 @@ class SessionEngine:
         "_current",
         "_failed_step",
         "_failure_got",
+        "_group",
+        "_group_last_code",
+        "_has_groups",
         "_index",
         "_last_sent",
+        "_loops",
         "_messages_sent",
         "_observe",
+        "_pipelining",
         "_prepared",
         "_quit_step",
+        "_random",
+        "_rcpt_accepted",
+        "_rcpt_at",
+        "_rcpt_lines",
+        "_rcpt_refused",
         "_recipient_failed",
         "_recipient_passed",
         "_recipients",
@@ -188,6 +241,8 @@ class SessionEngine:
         "_transcript",
         "_variables",
         "_watcher",
+        "groups_lock_step",
+        "groups_pipelined",
         "messages_accepted",
         "observations",
         "outcome",
@@ -235,6 +290,91 @@ class SessionEngine:
         self._recipients = Recipients() if scenario.protocol == PROTOCOL_LMTP else None
         self._recipient_failed = False
         self._recipient_passed = False
+        # The session's own generator (session_random.py), made when first drawn from.
+        self._random: random.Random | None = None
+        # The repeat blocks under way, innermost last.
+        self._loops: list[_Loop] = []
+        # An rcpt step under way: the RCPT lines of this message and the one being sent.
+        self._rcpt_lines: list[bytes] | None = None
+        self._rcpt_at = 0
+        # The current transaction's RCPT replies, for the lone "." (RFC 2920 §3.1).
+        self._rcpt_accepted = self._rcpt_refused = 0
+        # PIPELINING: whether the last hello's reply advertised it (RFC 2920 §3), and the
+        # commands of a pipelined group sent and not answered yet: (step, what it sent, its
+        # rcpt lines and the line's place, for an rcpt step).
+        self._has_groups = scenario.has_pipeline_groups
+        self._pipelining = False
+        self._group: deque[tuple[CompiledStep, bytes | PaddedMessage, list[bytes] | None, int]] = (
+            deque()
+        )
+        self._group_last_code: int | None = None
+        self.groups_pipelined = 0
+        self.groups_lock_step = 0
+        self._settle()
+
+    # -- the cursor over the steps ------------------------------------------------------------
+
+    def _rng(self) -> random.Random:
+        """This session's random generator: from the run's seed and the session's number."""
+        if self._random is None:
+            self._random = self._scenario.session_random(self.session)
+        return self._random
+
+    def _advance(self) -> None:
+        """Move past the current step (its last run, for an rcpt or bdat step)."""
+        self._index += 1
+        self._settle()
+
+    def _settle(self) -> None:
+        """After the cursor moved: at a repeat's end run its steps again while runs are left,
+        and enter each repeat that starts here, drawing its count (0: skip it)."""
+        blocks = self._scenario.blocks
+        if not blocks:
+            return
+        loops = self._loops
+        while True:
+            if loops and self._index == loops[-1].block.end:
+                top = loops[-1]
+                top.runs_left -= 1
+                if top.runs_left == 0:
+                    loops.pop()
+                    continue  # the block around it may end here too
+                self._index = top.block.start
+            skipped = False
+            for block in blocks:
+                if (
+                    block.kind is not BlockKind.REPEAT
+                    or block.start != self._index
+                    or any(loop.block is block for loop in loops)
+                ):
+                    continue
+                count = block.count_min
+                if block.count_max != count:
+                    count = self._rng().randint(count, block.count_max)
+                if count == 0:
+                    self._index = block.end
+                    skipped = True
+                    break
+                loops.append(_Loop(block, count))
+            if not skipped:
+                return
+
+    def _step_done(self, step: CompiledStep) -> None:
+        """``step`` got its reply: an rcpt step goes on with its next recipient, if any."""
+        if step.kind is StepKind.RCPT and self._rcpt_lines is not None:
+            self._rcpt_at += 1
+            if self._rcpt_at < len(self._rcpt_lines):
+                return
+            self._rcpt_lines, self._rcpt_at = None, 0
+        self._advance()
+
+    def _recipient_lines(self, step: CompiledStep) -> list[bytes]:
+        """The RCPT lines of an rcpt step for the message under way (recipients.py)."""
+        source = step.recipients
+        assert source is not None, "an rcpt step has its recipients"
+        lines = source.lines(self._rng() if source.needs_random else None, self._variables)
+        assert lines, "an rcpt step has at least one recipient"
+        return lines
 
     # -- what to do next -------------------------------------------------------------------
 
@@ -250,11 +390,13 @@ class SessionEngine:
             if self._skip_data and step.kind is StepKind.DATA:
                 self._last_sent = b""
                 self._observe_event(step, "skipped", None, "not sent: no 354")
-                self._index += 1
+                self._advance()
                 step = steps[self._index] if self._index < len(steps) else None
             self._skip_data = False
             if step is not None and step.kind is StepKind.BDAT:
                 step = self._next_chunk(step)
+            elif step is not None and step.kind is StepKind.RCPT and self._rcpt_lines is None:
+                self._rcpt_lines, self._rcpt_at = self._recipient_lines(step), 0
         if step is None and self._failed_step is not None and self.outcome is Outcome.PASSED:
             # Observe mode: the session went on past its differences; it still failed.
             self.outcome = Outcome.UNEXPECTED_REPLY
@@ -273,6 +415,11 @@ class SessionEngine:
         if chunk.last or step.chunk_step is None:
             return step
         return step.chunk_step
+
+    @property
+    def current_step(self) -> CompiledStep | None:
+        """The step handed out last (in a pipelined group: the one whose reply is due)."""
+        return self._current
 
     @property
     def step_in_progress(self) -> str | None:
@@ -296,6 +443,8 @@ class SessionEngine:
             self._last_sent = self._chunk
             self._transcript.append(("C", self._chunk.shown()))
             return self._chunk
+        if step.kind is StepKind.RCPT and self._rcpt_lines is not None:
+            return self._rcpt_payload(step, self._rcpt_lines[self._rcpt_at])
         if step.sized_message is not None:
             self._variables[MESSAGE_SIZE_VARIABLE] = str(self._message_size(step.sized_message))
         try:
@@ -318,6 +467,121 @@ class SessionEngine:
         if data:
             self._transcript.append(("C", (step, data)))
         return data
+
+    def _rcpt_payload(self, step: CompiledStep, line: bytes) -> bytes:
+        """One RCPT line of an rcpt step, checked and kept in the transcript."""
+        _check_command_line(line)
+        self._last_sent = line
+        self._transcript.append(("C", (step, line)))
+        return line
+
+    # -- PIPELINING (RFC 2920) ----------------------------------------------------------------
+
+    def pipeline_group(
+        self, step: CompiledStep
+    ) -> list[tuple[CompiledStep, bytes | PaddedMessage]] | None:
+        """``step`` (from ``next_step``) starts a pipeline group (``step.group_end``): when the
+        server advertised PIPELINING, every command of the group rendered now, in order, as
+        (step, bytes) pairs (an rcpt step once per recipient), for the I/O layer to send in
+        one write and then read one reply each (``begin_group_reply``, ``on_group_reply``,
+        ``on_group_done``); None when the group runs in lock-step (the server did not
+        advertise PIPELINING), step by step as any steps. Either way the group is counted.
+
+        Raises:
+            RemoteProtocolError: a command that cannot be sent (``payload``): nothing was.
+        """
+        if step.kind is StepKind.RCPT and self._rcpt_at != 0:
+            return None  # a lock-step group's rcpt step, handed out again: counted already
+        if not self._pipelining:
+            self.groups_lock_step += 1
+            return None
+        self.groups_pipelined += 1
+        steps = self._scenario.steps
+        members: list[tuple[CompiledStep, bytes | PaddedMessage]] = []
+        for index in range(step.index, step.group_end):
+            member = steps[index]
+            if member.kind is StepKind.RCPT:
+                lines = self._rcpt_lines if index == step.index else None
+                if lines is None:
+                    lines = self._recipient_lines(member)
+                for at, line in enumerate(lines):
+                    members.append((member, self._rcpt_payload(member, line)))
+                    self._group.append((member, line, lines, at))
+                continue
+            data = self.payload(member)
+            assert not isinstance(data, ChunkPayload), "no bdat step in a pipeline group"
+            members.append((member, data))
+            self._group.append((member, data, None, 0))
+        return members
+
+    def begin_group_reply(self) -> CompiledStep:
+        """The next reply of a pipelined group is due: the step it answers (in order)."""
+        member, sent, lines, at = self._group.popleft()
+        self._last_sent = sent
+        if lines is not None:
+            self._rcpt_lines, self._rcpt_at = lines, at
+        self._current = member
+        return member
+
+    def on_group_reply(self, step: CompiledStep, reply: Reply) -> bool:
+        """The reply to ``step`` (from ``begin_group_reply``) arrived. Returns whether it
+        passed. Before a failure it is judged as any step's reply; after one (the session has
+        failed, the commands after it were sent anyway) it is still read and judged for the
+        reports, as RFC 2920 §3.1 asks: "check ALL statuses"."""
+        self._group_last_code = reply.code
+        if self.outcome is Outcome.PASSED:
+            return self.on_reply(step, reply)
+        self._transcript.append(("S", reply))
+        self._count_transaction(step.verb, reply.code)
+        why = step.expectation.mismatch(reply) if step.expectation is not None else None
+        self._observe_event(step, "reply", reply, why)
+        return why is None
+
+    def on_group_done(self) -> None:
+        """Every reply of a pipelined group was read (or the session ended while they came).
+
+        After a wrong reply in the group, what follows depends on the group's LAST reply, as
+        the dialogue stands after it: a 354 to DATA means the server reads message text, so
+        the session sends the lone "." when no RCPT of the transaction was accepted (RFC 2920
+        §3.1) and otherwise closes (a connection closed before the end of data aborts the
+        transaction, RFC 5321 §3.3, so no unwanted message is delivered); a 221 or 421 means
+        the server closes; any other reply leaves the dialogue in command state, and the
+        polite QUIT follows.
+        """
+        self._group.clear()
+        if self.outcome is not Outcome.UNEXPECTED_REPLY or self._group_last_code is None:
+            self._group_last_code = None
+            return
+        last, self._group_last_code = self._group_last_code, None
+        timeout_s = POLITE_QUIT_TIMEOUT_S
+        if last == 354:
+            self._quit_step = _lone_dot(timeout_s) if self._all_recipients_refused() else None
+        elif last in _CLOSING:
+            self._quit_step = None
+        else:
+            self._quit_step = _polite_quit(timeout_s)
+
+    def _count_transaction(self, verb: str, code: int) -> None:
+        if verb in _TRANSACTION_RESETS:
+            self._rcpt_accepted = self._rcpt_refused = 0
+        elif verb == "RCPT":
+            if 200 <= code < 300:
+                self._rcpt_accepted += 1
+            else:
+                self._rcpt_refused += 1
+
+    def _all_recipients_refused(self) -> bool:
+        """Whether the transaction had RCPTs and the server accepted none of them."""
+        return self._rcpt_refused > 0 and self._rcpt_accepted == 0
+
+    def _note_hello(self, step: CompiledStep, reply: Reply) -> None:
+        """Keep whether the server advertises PIPELINING: each hello's reply says it anew
+        (RFC 2920 §3), and TLS or XCLIENT start the dialogue over (``on_tls_established``)."""
+        self._pipelining = (
+            step.verb in _EXTENDED_HELLOS
+            and 200 <= reply.code < 300
+            and "PIPELINING" in ehlo_capabilities(reply)
+        )
 
     def _prepare_message(self, index: int) -> bytes | PaddedMessage | PaddedOctets:
         """The message of the message step at ``index`` in this session: rendered now (with
@@ -440,11 +704,20 @@ class SessionEngine:
         """A complete reply arrived for ``step``. Returns whether the step passed."""
         self._transcript.append(("S", reply))
         if step.index < 0:  # our own QUIT after a failure: any reply ends the session
+            if step.name == LONE_DOT_STEP_NAME:  # the transaction is over: now the QUIT
+                self._quit_step = _polite_quit(step.timeout_s)
             return True
-        if self._recipients is not None and step.verb:
-            # What the server did counts, expected or not: in observe mode an RCPT accepted
-            # against its expectation still has a reply after the message.
-            self._recipients.on_reply(step.verb, step.name, reply.code)
+        verb = step.verb
+        if verb:
+            if self._recipients is not None:
+                # What the server did counts, expected or not: in observe mode an RCPT
+                # accepted against its expectation still has a reply after the message.
+                self._recipients.on_reply(verb, step.name, reply.code)
+            self._count_transaction(verb, reply.code)
+            if self._has_groups and verb in _HELLOS:
+                self._note_hello(step, reply)
+        elif step.kind is StepKind.XCLIENT:
+            self._pipelining = False  # a new greeting: the extensions are said anew after EHLO
         if step.kind is StepKind.CLOSE:
             self._observe_event(step, "reply", reply, "the server did not close the connection")
             self._fail(step, Outcome.UNEXPECTED_REPLY, f"reply {_first_line(self._shown(reply))}")
@@ -453,15 +726,16 @@ class SessionEngine:
         if chunk is not None and chunk.last:
             self._chunks = self._chunk = None  # the message is over, whatever the reply
         expectation = step.expectation
-        if expectation is not None:
-            why = expectation.mismatch(reply)
-            if why is not None:
-                if chunk is not None and not chunk.last:
-                    return self._chunk_refused(step, reply, why)
-                if self._observe:
-                    return self._observe_mismatch(step, reply, why)
-                self._unexpected(step, reply, why)
-                return False
+        why = expectation.mismatch(reply) if expectation is not None else None
+        if why is None and step.require_pipelining and not self._pipelining:
+            why = "PIPELINING not advertised (--require-pipelining, RFC 2920)"
+        if why is not None:
+            if chunk is not None and not chunk.last:
+                return self._chunk_refused(step, reply, why)
+            if self._observe:
+                return self._observe_mismatch(step, reply, why)
+            self._unexpected(step, reply, why)
+            return False
         if chunk is not None and not chunk.last:
             self._observe_event(step, "reply", reply, None)
             return True  # the bdat step goes on with its next chunk
@@ -481,7 +755,7 @@ class SessionEngine:
         if step.kind in (StepKind.DATA, StepKind.BDAT) and 200 <= reply.code < 300:
             self.messages_accepted += 1
         self._observe_event(step, "reply", reply, None)
-        self._index += 1
+        self._step_done(step)
         return True
 
     def replies_due(self, step: CompiledStep) -> tuple[str, ...]:
@@ -539,7 +813,7 @@ class SessionEngine:
             if code not in _NO_QUIT_AFTER:
                 self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
             return False
-        self._index += 1
+        self._advance()
         return not failed
 
     def on_early_reply(self, step: CompiledStep, reply: Reply) -> bool:
@@ -568,7 +842,8 @@ class SessionEngine:
         """The ``tls`` step's handshake completed; ``detail`` says how (version, cipher)."""
         self._transcript.append(("*", f"TLS established: {detail}"))
         self._observe_event(step, "tls", None, None)
-        self._index += 1
+        self._pipelining = False  # RFC 3207 §4.2: what was said before TLS no longer holds
+        self._advance()
 
     def on_tls_error(self, step: CompiledStep, detail: str) -> None:
         """TLS failed: the handshake (a certificate, an alert, no common version), or a record
@@ -585,7 +860,7 @@ class SessionEngine:
             return True
         if step.kind is StepKind.CLOSE:
             self._observe_event(step, "closed", None, None)
-            self._index += 1
+            self._advance()
             return True
         self._observe_event(step, "closed", None, "the server closed the connection")
         self._fail(step, Outcome.CONNECTION_CLOSED, "the server closed the connection")
@@ -697,12 +972,14 @@ class SessionEngine:
         elif reply.code == 354 and not expects_354:
             # The server now reads message text: any command would become part of a message.
             self.outcome = Outcome.UNEXPECTED_REPLY
+            if self._all_recipients_refused():  # the lone "." ends it (RFC 2920 §3.1)
+                self._quit_step = _lone_dot(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
         elif reply.code != 354 and codes is not None and 354 in codes:
             # DATA was refused: the message would be read as commands, so it is not sent.
             self._skip_data = True
         elif codes is not None and codes <= _CLOSING and reply.code not in _CLOSING:
             self._skip_close(step, reply)
-        self._index += 1
+        self._step_done(step)
         return False
 
     def _chunk_refused(self, step: CompiledStep, reply: Reply, why: str) -> bool:
@@ -732,8 +1009,8 @@ class SessionEngine:
         """
         steps = self._scenario.steps
         after = self._index + 1
-        if after >= len(steps) or steps[after].kind is not StepKind.CLOSE:
-            return
+        if self._loops or after >= len(steps) or steps[after].kind is not StepKind.CLOSE:
+            return  # (a close step is never inside a repeat: the scenario's reader refuses it)
         self._last_sent = b""
         why = f"not waited for: the reply before was {reply.code}, not 221 or 421 (no close)"
         self._observe_event(steps[after], "skipped", None, why)
@@ -744,8 +1021,14 @@ class SessionEngine:
     def _unexpected(self, step: CompiledStep, reply: Reply, why: str) -> None:
         self._observe_event(step, "reply", reply, why)
         self._fail(step, Outcome.UNEXPECTED_REPLY, f"{_first_line(self._shown(reply))} ({why})")
+        timeout_s = min(step.timeout_s, POLITE_QUIT_TIMEOUT_S)
         if reply.code not in _NO_QUIT_AFTER:
-            self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
+            self._quit_step = _polite_quit(timeout_s)
+        elif reply.code == 354 and self._all_recipients_refused():
+            # DATA accepted after every RCPT was refused: end the empty message with the lone
+            # "." (RFC 2920 §3.1), then QUIT. With a recipient accepted the session closes
+            # instead, so that no unwanted (empty) message is delivered (RFC 5321 §3.3).
+            self._quit_step = _lone_dot(timeout_s)
 
     def _fail(self, step: CompiledStep, outcome: Outcome, got: str) -> None:
         if self._auth_abort is not None and outcome is not Outcome.PROTOCOL_ERROR:

@@ -38,6 +38,17 @@ class RecipientSource:
     parameters: Template | None = None
 
     @property
+    def needs_random(self) -> bool:
+        """Whether ``lines`` draws from the session's generator (a ranged count)."""
+        return self.count_min != self.count_max
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The variables its templates use (``recipient`` among them, where used)."""
+        templates = (*self.addresses, *filter(None, (self.parameters,)))
+        return tuple(name for template in templates for name in template.names)
+
+    @property
     def is_constant(self) -> bool:
         """Whether every message gets the same lines (no variable, no range)."""
         return self.count_min == self.count_max and all(

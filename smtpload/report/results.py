@@ -68,6 +68,10 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
         "resume": bool,                 # whether sessions were offered for resumption
         "verified": bool                # false with --tls-insecure: certificates unchecked
       } or null,
+      "pipelining": {                   # null when the scenario has no pipeline group
+        "groups_pipelined": int,        # groups sent in one write (PIPELINING advertised)
+        "groups_lock_step": int         # groups run step by step (it was not: RFC 2920 §3)
+      } or null,
       "thresholds": [                   # one per --threshold, in order; [] without any
         {"expression": str,             # as given, e.g. "session.p99<500ms"
          "metric": str,                 # canonical METRIC[.STAT]: "step:rcpt.p99_9", "failed"
@@ -149,6 +153,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "steps",
     "generator",
     "tls",
+    "pipelining",
     "thresholds",
     "smtpload_version",
 )
@@ -253,6 +258,7 @@ def build_summary(
         ],
         "generator": generator_summary(stats),
         "tls": None if stats.tls is None else stats.tls.summary(),
+        "pipelining": None if stats.pipelining is None else stats.pipelining.summary(),
         # Evaluated by the caller once the run is over (report/thresholds.py).
         "thresholds": [],
         "smtpload_version": __version__,
@@ -496,6 +502,8 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
     )
     if stats.tls is not None:
         lines.append(stats.tls.describe())
+    if stats.pipelining is not None:
+        lines.append(stats.pipelining.describe())
     dropped = sum(step.latency.dropped for step in stats.steps.values())
     dropped += stats.session_latency.dropped
     if dropped:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from hdrh.histogram import HdrHistogram
 
+from smtpload.errors import counted
 from smtpload.protocol.outcome import Outcome, SessionFailure
 from smtpload.report.tls_counts import TlsCounts
 
@@ -427,6 +428,32 @@ LATE_START_US = 1000
 BUSY_CPU_PERCENT = 90.0
 
 
+@dataclass(slots=True)
+class PipeliningCounts:
+    """How a run's pipeline groups went: sent in one write (the server advertised PIPELINING)
+    or step by step (it did not: RFC 2920 §3 lets a client pipeline only then)."""
+
+    groups_pipelined: int = 0
+    groups_lock_step: int = 0
+
+    def summary(self) -> dict[str, int]:
+        """summary.json's ``pipelining`` object."""
+        return {
+            "groups_pipelined": self.groups_pipelined,
+            "groups_lock_step": self.groups_lock_step,
+        }
+
+    def describe(self) -> str:
+        """The terminal summary's line."""
+        line = (
+            f"pipelining: {counted(self.groups_pipelined, 'group')} pipelined,"
+            f" {self.groups_lock_step:,} in lock-step"
+        )
+        if self.groups_lock_step:
+            line += " (the server did not advertise PIPELINING)"
+        return line
+
+
 class RunStats:
     """Everything counted during one run; the runner records, the report reads.
 
@@ -474,6 +501,7 @@ class RunStats:
         "messages",
         "negative_session_samples",
         "outcomes",
+        "pipelining",
         "reply_lag",
         "session_latency",
         "session_latency_uncorrected",
@@ -509,6 +537,8 @@ class RunStats:
         self.failures: list[SessionFailure] = []
         self.failures_not_kept = 0
         self.tls: TlsCounts | None = None
+        # Set by the runner when the scenario has pipeline groups (RFC 2920).
+        self.pipelining: PipeliningCounts | None = None
 
     def run_histograms(self) -> list[tuple[str, LatencyHistogram]]:
         """The run's histograms beside the steps' that are kept per second (latency.hlog), by
