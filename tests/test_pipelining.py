@@ -7,6 +7,7 @@ keeps what it read, to show what one write carried, and can refuse every recipie
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import trio
@@ -14,6 +15,7 @@ import trio
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.sink import serve_sink
+from smtpload.net.tls import TlsOptions, build_tls_client
 from smtpload.protocol.compiler import CompiledScenario, compile_scenario
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.outcome import Outcome
@@ -26,9 +28,10 @@ from smtpload.scenario.model import (
     Scenario,
     Step,
     StepKind,
+    TlsSettings,
 )
 from tests.misbehaving import pipelining_peer
-from tests.peers import SmtpPeer
+from tests.peers import DovecotLmtp, SmtpPeer, TlsPostfixPeers
 
 LOOPBACK = "127.0.0.1"
 
@@ -221,3 +224,58 @@ async def test_all_recipients_refused_and_354_gets_the_lone_dot_then_quit() -> N
     # dot"; the server's answer to it ends the transaction, then the polite QUIT.
     assert received.endswith(b"DATA\r\n.\r\nQUIT\r\n")
     assert stats.steps["message"].attempts == 0
+
+
+async def test_pipelining_inside_starttls_at_postfix(postfix_tls: TlsPostfixPeers) -> None:
+    # EHLO, STARTTLS, tls, EHLO again (RFC 3207 §4.2), then pipelined transactions in TLS.
+    base = persistent(THREE, messages=5)
+    starttls = (
+        Step(StepKind.STARTTLS, "starttls", expect=codes(220)),
+        Step(StepKind.SEND, "ehlo_tls", text="EHLO client.example.test", expect=codes(250)),
+    )
+    steps = (*base.steps[:2], *starttls, *base.steps[2:])
+    scenario = dataclasses.replace(
+        base,
+        steps=steps,
+        blocks=(
+            Block(BlockKind.REPEAT, 4, 8, 5, 5),
+            Block(BlockKind.PIPELINE, 4, 7),
+        ),
+    )
+    compiled = compile_scenario(scenario)
+    tls = build_tls_client(
+        TlsOptions(settings=TlsSettings(ca_file=str(postfix_tls.ca_file))), LOOPBACK
+    )
+    stats = RunStats(["connect", *compiled.step_names])
+    settings = RunSettings(
+        sessions=2, concurrency=2, run_id="pipe-tls", handle_signals=False, tls=tls
+    )
+    with trio.fail_after(60):
+        await run_sessions(
+            compiled, await resolve_target(LOOPBACK, postfix_tls.starttls_port), settings, stats
+        )
+    assert stats.failures == []
+    assert stats.messages == 10
+    assert stats.steps["rcpt"].attempts == 30
+    assert stats.pipelining is not None
+    assert stats.pipelining.summary() == {"groups_pipelined": 10, "groups_lock_step": 0}
+
+
+async def test_an_lmtp_rcpt_step_gets_one_reply_per_accepted_recipient_at_dovecot(
+    dovecot_lmtp: DovecotLmtp,
+) -> None:
+    first, second = dovecot_lmtp.mailboxes
+    recipients = RecipientSpec(addresses=(first, second), count_min=2, count_max=2)
+    base = persistent(recipients, messages=3)
+    lhlo = Step(StepKind.SEND, "ehlo", text="LHLO client.example.test", expect=codes(250))
+    scenario = dataclasses.replace(
+        base, steps=(base.steps[0], lhlo, *base.steps[2:]), protocol="lmtp"
+    )
+    compiled = compile_scenario(scenario)
+    assert "message/rcpt" in compiled.step_names
+    stats, _ = await run(compiled, dovecot_lmtp.port, sessions=1)
+    assert stats.failures == []
+    assert stats.messages == 3
+    # Each message: one reply per recipient, in the rcpt step's one part row.
+    assert stats.steps["message/rcpt"].attempts == 6
+    assert stats.steps["rcpt"].attempts == 6

@@ -489,3 +489,57 @@ def test_tls_forgets_pipelining_until_the_next_ehlo() -> None:
         engine.on_reply(step, reply(answer))
     assert engine.groups_lock_step == 1
     assert engine.outcome is Outcome.PASSED
+
+
+def test_a_bdat_step_in_a_repeat_cuts_each_message_anew() -> None:
+    from smtpload.scenario.model import Chunking
+
+    bdat = Step(
+        StepKind.BDAT,
+        "bdat",
+        text="Subject: x\n\n" + "y" * 100 + "\n",
+        expect=codes(250),
+        chunking=Chunking(chunk_size=50),
+    )
+    compiled = compile_scenario(
+        scenario(GREETING, EHLO, MAIL, bdat, QUIT, blocks=(Block(BlockKind.REPEAT, 2, 4, 3, 3),))
+    )
+    engine = engine_for(compiled, 1)
+    names = []
+    while (step := engine.next_step()) is not None:
+        data = engine.payload(step)
+        names.append(step.name)
+        engine.on_reply(step, reply(polite(step.name, data if isinstance(data, bytes) else b"")))
+    assert engine.outcome is Outcome.PASSED
+    assert engine.messages_accepted == 3
+    per_message = ["mail", "bdat/chunk", "bdat/chunk", "bdat"]
+    assert names == ["greeting", "ehlo", *per_message * 3, "quit"]
+
+
+def test_message_size_in_a_pipelined_mail_counts_the_message_sent_after_the_group() -> None:
+    mail = Step(
+        StepKind.SEND,
+        "mail",
+        text="MAIL FROM:<a@example.test> SIZE={message_size}",
+        expect=codes(250),
+    )
+    compiled = compile_scenario(
+        scenario(
+            GREETING,
+            EHLO,
+            mail,
+            RCPT,
+            DATA_CMD,
+            MESSAGE,
+            QUIT,
+            blocks=(Block(BlockKind.REPEAT, 2, 6, 2, 2), Block(BlockKind.PIPELINE, 2, 5)),
+        )
+    )
+    engine = engine_for(compiled, 1)
+    sent = drive(engine)
+    sizes = [int(data.split(b"SIZE=")[1]) for name, data, _ in sent if name == "mail"]
+    messages = [data for name, data, _ in sent if name == "message"]
+    assert len(sizes) == len(messages) == 2
+    # RFC 1870 counts the message as sent, without the final "." line.
+    assert sizes == [len(m) - len(b".\r\n") for m in messages]
+    assert messages[0] != messages[1]  # each its own Message-ID
