@@ -114,10 +114,12 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "steps",
         "generator",
         "tls",
+        "pipelining",
         "thresholds",
         "smtpload_version",
     ]
     assert list(summary) == list(SUMMARY_KEYS)
+    assert summary["pipelining"] is None  # only a scenario with pipeline groups has it
     assert summary["thresholds"] == []  # filled in after the run, when there are any
     assert summary["aborted"] is None  # only --abort-on-threshold fills it in
     assert summary["sources"] is None  # only --source fills it in
