@@ -130,7 +130,9 @@ def _parse(text: str) -> FeedTable:
                 start, 1, f"the feed has more than {MAX_FEED_ROWS:,} rows, the most it may hold"
             )
         if len(values) != len(columns):
-            offset, column = value_places[min(len(values), len(columns)) - 1]
+            # At the first value too many, or the last one of a row too short.
+            extra = len(values) > len(columns)
+            offset, column = value_places[len(columns) if extra else len(values) - 1]
             raise FeedError(
                 start + offset,
                 column,

@@ -392,7 +392,7 @@ class _Validator(NodeReader):
             if isinstance(value_node, MappingNode):
                 # A feed's column, a random number or choice (variable_syntax.py).
                 value = read_variable_source(value_node, self, name)
-                if ok and value is not None:
+                if ok:  # kept when refused too: its uses are not also "unknown variable"
                     variables.append(_Variable(name, "", value_node, None, value))
                 continue
             text = self.text(value_node, f"variable {shown(name)}")
