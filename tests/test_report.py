@@ -99,6 +99,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "scenario",
         "target",
         "run_id",
+        "seed",
         "interrupted",
         "aborted",
         "duration_s",

@@ -823,7 +823,7 @@ def test_variable_and_template_problems(text: str, expected: list[str]) -> None:
             "no-action",
             steps_of("{name: x, expect: 250}"),
             "2:5: step 1 has no action; give one of greeting, send, data, bdat, close, starttls,"
-            " auth, xclient",
+            " auth, xclient, rcpt",
         ),
         case(
             "misspelt-action-reported-once",

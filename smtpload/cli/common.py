@@ -313,6 +313,7 @@ def compile_with_tls(
     target: Target | None,
     *,
     overrides: dict[str, str] | None = None,
+    seed: int = 0,
 ) -> tuple[CompiledScenario, TlsClient | None]:
     """Compile ``scenario`` for ``target`` with the TLS options of ``args`` (see
     :func:`add_tls_options`), and build the run's TLS client when a session does TLS: once
@@ -342,7 +343,7 @@ def compile_with_tls(
         resume=args.tls_resume == "on",
     )
     compiled, tls = compile_for_target(
-        scenario, target, request, timeout_s=args.timeout, overrides=overrides
+        scenario, target, request, timeout_s=args.timeout, overrides=overrides, seed=seed
     )
     unused = _tls_options_given(args)
     if unused and not compiled.uses_tls:

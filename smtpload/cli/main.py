@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -173,17 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
         " scenario's load: arrivals, else constant)",
     )
     open_loop.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help="seed of the poisson arrivals, for a run that can be repeated (default: random)",
-    )
-    open_loop.add_argument(
         "--max-in-flight",
         type=positive_int,
         metavar="N",
         help="sessions running at once, at most; a session due while N run starts late "
         f"(never dropped) (default: as many as open files allow, at most {MAX_IN_FLIGHT})",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="the run's seed: each session's random draws (random variables, feeds at random,"
+        " ranged counts) and the poisson arrivals, so a run can be repeated; the summary shows"
+        " the seed used (default: the scenario's load: seed, else a random one)",
     )
     run.add_argument(
         "--source",
@@ -357,8 +360,13 @@ def _command_run(args: argparse.Namespace) -> int:
             scenario, proxy=dataclasses.replace(spec, version=int(args.proxy[1:]))
         )
     target: Target | None = args.target or scenario.target
-    compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
+    seed = _run_seed(args, scenario)
+    compiled, tls = compile_with_tls(
+        args, scenario, target, overrides=parse_vars(args.var), seed=seed
+    )
     plan = _load_plan(args, scenario)
+    if plan is not None and plan.seed is None:
+        plan = dataclasses.replace(plan, seed=seed)  # the arrivals repeat with --seed too
     step_names = ["connect", *compiled.step_names]
     thresholds = _thresholds(args, scenario, step_names, open_loop=plan is not None)
     if args.abort_warmup is not None and not args.abort_on_threshold:
@@ -422,6 +430,16 @@ def _command_run(args: argparse.Namespace) -> int:
         say_unwritten([*results_unwritten, *json_unwritten])
         return EXIT_USAGE
     return exit_status(summary)
+
+
+def _run_seed(args: argparse.Namespace, scenario: Scenario) -> int:
+    """The run's seed: ``--seed``, else the scenario's ``load: seed``, else a new one (shown in
+    the summary, so that the run can be repeated with ``--seed``)."""
+    if args.seed is not None:
+        return int(args.seed)
+    if scenario.load is not None and scenario.load.seed is not None:
+        return scenario.load.seed
+    return secrets.randbits(32)
 
 
 def _load_plan(args: argparse.Namespace, scenario: Scenario) -> LoadPlan | None:

@@ -9,7 +9,8 @@ The rules (README, "Open-loop load"; docs/scenario-language.md, "The load block"
 * ``--concurrency`` given over an open-loop block runs closed loop, as a mail-server engineer
   typing ``--concurrency C --sessions N`` expects: the block's load is set aside (its
   thresholds still apply) and ``--sessions`` (default 1) is the number of sessions. The
-  open-loop options are refused with it, as they are without ``--rate``.
+  open-loop options are refused with it, as they are without ``--rate``. ``--seed`` is not one
+  of them: it is the whole run's seed (each session's draws too), open loop or closed.
 * ``--threshold`` replaces the block's thresholds: not decided here (the callers pick the
   list), since the threshold language is report/'s.
 
@@ -91,7 +92,6 @@ def plan_load(block: Load | None, given: LoadOptions) -> LoadPlan | None:
         for option, value in (
             ("--duration", given.duration_s),
             ("--ramp", given.ramp_s),
-            ("--seed", given.seed),
             ("--max-in-flight", given.max_in_flight),
             ("--arrivals", given.arrivals),
         )

@@ -164,8 +164,12 @@ def new_session(
     watcher: Callable[[Observation], None] | None = None,
 ) -> SessionEngine:
     """The engine of session number ``session``, with its variables."""
-    variables = scenario.session_variables(session, run_id) if scenario.uses_variables else None
-    return SessionEngine(scenario, session, variables, observe=observe, watcher=watcher)
+    # One generator per session, for its variables and all it draws later (session_random.py).
+    rng = scenario.session_random(session) if scenario.draws else None
+    variables = None
+    if scenario.uses_variables:
+        variables = scenario.session_variables(session, run_id, rng)
+    return SessionEngine(scenario, session, variables, observe=observe, watcher=watcher, rng=rng)
 
 
 def record_interrupted(engine: SessionEngine, stats: RunStats) -> None:

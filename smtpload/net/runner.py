@@ -623,6 +623,7 @@ async def run_scenario_to_summary(
         load=_load_summary(settings),
         aborted=_aborted(settings),
         sources=None if source is None else source.summary(),
+        seed=scenario.seed,
     )
 
 

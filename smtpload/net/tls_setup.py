@@ -56,9 +56,11 @@ def compile_for_target(
     timeout_s: float | None = None,
     overrides: Mapping[str, str] | None = None,
     names: TlsNames = COMMAND_LINE_NAMES,
+    seed: int = 0,
 ) -> tuple[CompiledScenario, TlsClient | None]:
     """Compile ``scenario`` for ``target`` (None: the built-in sink) with the TLS of
-    ``request``, and build the run's TLS client when a session does TLS.
+    ``request``, and build the run's TLS client when a session does TLS. ``seed``: the run's
+    seed of each session's random draws (``compile_scenario``).
 
     Raises:
         UsageError: implicit TLS without a target, or with a starttls step; a TLS file that
@@ -86,7 +88,7 @@ def compile_for_target(
             " sink does not speak TLS"
         )
     compiled = compile_scenario(
-        scenario, timeout_s=timeout_s, overrides=overrides, implicit_tls=implicit
+        scenario, timeout_s=timeout_s, overrides=overrides, implicit_tls=implicit, seed=seed
     )
     if not compiled.uses_tls or target is None:
         return compiled, None

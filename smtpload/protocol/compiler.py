@@ -37,6 +37,7 @@ from smtpload.protocol.recipients import (
     compile_recipients,
 )
 from smtpload.protocol.session_random import session_random
+from smtpload.protocol.variable_sources import Source, compile_sources
 from smtpload.protocol.wire import (
     END_OF_DATA,
     FILLER_LINE,
@@ -216,7 +217,8 @@ class CompiledScenario:
     """A whole scenario ready to run.
 
     Attributes:
-        variables: declared variables' templates, in order, after --var overrides.
+        variables: declared variables' templates (or, for a feed's column, a random number or
+            choice, their sources: variable_sources.py), in order, after --var overrides.
         uses_variables: False when no step needs per-session values (the fast path).
         uses_date: whether any template uses the ``date`` built-in (costly to format).
         timeout_s: the default timeout (--timeout, the scenario's, or 30 s); it bounds connect.
@@ -225,6 +227,8 @@ class CompiledScenario:
             session)`` (protocol/session_random.py).
         blocks: the scenario's ``repeat`` and ``pipeline`` blocks over these (compiled) steps'
             indices, ordered by start, outer first.
+        draws: whether a session draws random numbers (a drawn variable, a ranged repeat or
+            recipient count, a feed at random): only then is its generator made.
         require_pipelining: ``--require-pipelining``: a session whose server did not advertise
             PIPELINING fails at the EHLO before its first pipeline group instead of running
             the group in lock-step.
@@ -233,7 +237,7 @@ class CompiledScenario:
     name: str
     path: str
     steps: tuple[CompiledStep, ...]
-    variables: tuple[tuple[str, Template], ...]
+    variables: tuple[tuple[str, Template | Source], ...]
     uses_variables: bool
     uses_date: bool
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -242,6 +246,7 @@ class CompiledScenario:
     seed: int = 0
     require_pipelining: bool = False
     blocks: tuple[Block, ...] = ()
+    draws: bool = False
 
     @property
     def has_pipeline_groups(self) -> bool:
@@ -271,13 +276,27 @@ class CompiledScenario:
             )
         )
 
-    def session_variables(self, session: int, run_id: str) -> dict[str, str]:
-        """The variables of one session: built-ins, then declared variables in order."""
+    def session_variables(
+        self, session: int, run_id: str, rng: random.Random | None = None
+    ) -> dict[str, str]:
+        """The variables of one session: built-ins, then declared variables in order.
+
+        ``rng``: the session's generator (``session_random``), which the drawn variables draw
+        from, in order; made here when not given and a variable needs it. A caller that draws
+        more for the session (repeat counts, recipients) passes the one it draws from, so that
+        the session's draws come from one generator, never two alike.
+        """
         values = {"session": str(session), "uid": f"{run_id}.{session}", "run_id": run_id}
         if self.uses_date:
             values["date"] = email.utils.formatdate(localtime=True)
+        rows: dict[int, int] = {}  # each feed group's row in this session
         for name, template in self.variables:
-            values[name] = template.render(values)
+            if isinstance(template, Template):
+                values[name] = template.render(values)
+                continue
+            if rng is None:
+                rng = self.session_random(session)
+            values[name] = template.value(session, rng, rows)
         return values
 
     @staticmethod
@@ -556,15 +575,25 @@ def compile_scenario(
             + (f" (it declares: {', '.join(declared)})" if declared else "")
             + "; declare it under 'variables:' to set it from the command line"
         )
-    variables = tuple(
-        (name, Template((overrides[name],)) if name in overrides else parse_template(text))
-        for name, text in scenario.variables
+    sources = compile_sources(value for _, value in scenario.variables)
+    variables: tuple[tuple[str, Template | Source], ...] = tuple(
+        (
+            name,
+            Template((overrides[name],))
+            if name in overrides
+            else source
+            if source is not None
+            else parse_template(str(value)),
+        )
+        for (name, value), source in zip(scenario.variables, sources, strict=True)
     )
-    _check_command_overrides(scenario, variables, overrides)
+    templates = [(name, t) for name, t in variables if isinstance(t, Template)]
+    _check_command_overrides(scenario, templates, overrides)
     # The variables whose values are the same in every session: --var values, and declared
-    # variables made of them and of text alone (no built-in is: each is per session).
+    # variables made of them and of text alone (no built-in is: each is per session, and so
+    # is a drawn variable).
     constants: dict[str, str] = {}
-    for name, value_template in variables:
+    for name, value_template in templates:
         if all(used in constants for used in value_template.names):
             constants[name] = value_template.render(constants)
     lmtp = scenario.protocol == PROTOCOL_LMTP
@@ -579,7 +608,7 @@ def compile_scenario(
     if implicit_tls:
         steps.append(_tls_step(0, _timeout(None, timeout_s, scenario)))
     uses_variables = False
-    uses_date = any("date" in t.names for _, t in variables)
+    uses_date = any("date" in t.names for _, t in templates)
     compiled_at: list[int] = []  # scenario step index -> its compiled index
     for step in scenario.steps:
         compiled_at.append(len(steps))
@@ -700,6 +729,18 @@ def compile_scenario(
         seed=seed,
         require_pipelining=require_pipelining,
         blocks=blocks,
+        draws=_draws(variables, steps, blocks),
+    )
+
+
+def _draws(
+    variables: Iterable[tuple[str, object]], steps: Iterable[CompiledStep], blocks: Iterable[Block]
+) -> bool:
+    """Whether a session of these draws from its generator (CompiledScenario.draws)."""
+    return (
+        any(not isinstance(value, Template) for _, value in variables)
+        or any(block.count_min != block.count_max for block in blocks)
+        or any(step.recipients is not None and step.recipients.needs_random for step in steps)
     )
 
 

@@ -232,6 +232,7 @@ class SessionEngine:
         "_rcpt_at",
         "_rcpt_lines",
         "_rcpt_refused",
+        "_rcpt_taken",
         "_recipient_failed",
         "_recipient_passed",
         "_recipients",
@@ -257,6 +258,7 @@ class SessionEngine:
         *,
         observe: bool = False,
         watcher: Callable[[Observation], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._scenario = scenario
         self._observe = observe
@@ -290,8 +292,12 @@ class SessionEngine:
         self._recipients = Recipients() if scenario.protocol == PROTOCOL_LMTP else None
         self._recipient_failed = False
         self._recipient_passed = False
-        # The session's own generator (session_random.py), made when first drawn from.
-        self._random: random.Random | None = None
+        # The session's own generator (session_random.py), made when first drawn from; the
+        # caller passes the one its variables were drawn from, so that there is one, not two
+        # alike (their draws would repeat each other's).
+        self._random = rng
+        # Per rcpt step (by index): the recipients it had so far, where a feed in order goes on.
+        self._rcpt_taken: dict[int, int] = {}
         # The repeat blocks under way, innermost last.
         self._loops: list[_Loop] = []
         # An rcpt step under way: the RCPT lines of this message and the one being sent.
@@ -372,8 +378,11 @@ class SessionEngine:
         """The RCPT lines of an rcpt step for the message under way (recipients.py)."""
         source = step.recipients
         assert source is not None, "an rcpt step has its recipients"
-        lines = source.lines(self._rng() if source.needs_random else None, self._variables)
+        taken = self._rcpt_taken.get(step.index, 0)
+        rng = self._rng() if source.needs_random else None
+        lines = source.lines(rng, self._variables, self.session, taken)
         assert lines, "an rcpt step has at least one recipient"
+        self._rcpt_taken[step.index] = taken + len(lines)
         return lines
 
     # -- what to do next -------------------------------------------------------------------

@@ -5,15 +5,22 @@ per recipient: ``RecipientSource.lines`` gives the lines of the next message's r
 each is sent and judged in turn (RFC 5321 §4.1.1.3: one RCPT command per recipient). The count
 of a ranged step is drawn from the session's own generator (session_random.py), so a seeded run
 sends the same recipients each time.
+
+A step whose addresses come from a feed (``RecipientSpec.feed``) takes one row per recipient:
+in order, session k's recipients continue through the feed from row (k - 1) mod rows, across
+the session's messages (``taken``: how many the step already had in the session), so a row is
+a pure function of the session and the recipient's place; at random, each recipient's row is
+drawn from the session's generator. A feed's values were checked when the scenario was read
+(no ``<``, ``>``, space, CR, LF or NUL) and are sent as they are.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from smtpload.scenario.model import RecipientSpec
+from smtpload.scenario.model import FeedOrder, RecipientSpec
 from smtpload.scenario.template import Template, parse_template
 
 __all__ = ["RECIPIENT_NUMBER_VARIABLE", "RecipientSource", "compile_recipients"]
@@ -30,17 +37,23 @@ class RecipientSource:
         addresses: the address templates: one (``to:``, with ``{recipient}``), or the list's.
         count_min, count_max: recipients per message (drawn uniformly, both included).
         parameters: the template of what follows ``>`` (RCPT parameters), or None.
+        feed: a feed column's addresses (then ``addresses`` is empty), one row per recipient.
+        feed_at_random: each recipient's row drawn from the session's generator (else in
+            order).
     """
 
     addresses: tuple[Template, ...]
     count_min: int
     count_max: int
     parameters: Template | None = None
+    feed: tuple[str, ...] = field(default=(), repr=False)
+    feed_at_random: bool = False
 
     @property
     def needs_random(self) -> bool:
-        """Whether ``lines`` draws from the session's generator (a ranged count)."""
-        return self.count_min != self.count_max
+        """Whether ``lines`` draws from the session's generator (a ranged count, a feed's
+        rows at random)."""
+        return self.count_min != self.count_max or (bool(self.feed) and self.feed_at_random)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -51,14 +64,28 @@ class RecipientSource:
     @property
     def is_constant(self) -> bool:
         """Whether every message gets the same lines (no variable, no range)."""
-        return self.count_min == self.count_max and all(
-            t.is_constant for t in (*self.addresses, *filter(None, (self.parameters,)))
+        return (
+            not self.feed
+            and self.count_min == self.count_max
+            and all(t.is_constant for t in (*self.addresses, *filter(None, (self.parameters,))))
         )
 
-    def lines(self, rng: random.Random | None, variables: Mapping[str, str]) -> list[bytes]:
+    def lines(
+        self,
+        rng: random.Random | None,
+        variables: Mapping[str, str],
+        session: int = 1,
+        taken: int = 0,
+    ) -> list[bytes]:
         """The ``RCPT TO:<...>`` lines (with CRLF) of the next message's recipients.
 
-        ``rng``: the session's generator; needed only when the count is a range.
+        Args:
+            rng: the session's generator; needed only when the count is a range, or the
+                rows of a feed are drawn at random.
+            variables: the session's variables.
+            session: the session's number (1-based): where a feed in order starts.
+            taken: the recipients this step already had in the session (the lengths of its
+                earlier ``lines``): where a feed in order goes on.
         """
         count = self.count_min
         if self.count_max != self.count_min:
@@ -67,6 +94,8 @@ class RecipientSource:
         params = ""
         if self.parameters is not None:
             params = " " + self.parameters.render(variables)
+        if self.feed:
+            return self._feed_lines(rng, count, params, session, taken)
         values = dict(variables)
         lines = []
         for number in range(1, count + 1):
@@ -76,9 +105,30 @@ class RecipientSource:
             lines.append(f"RCPT TO:<{address}>{params}\r\n".encode())
         return lines
 
+    def _feed_lines(
+        self, rng: random.Random | None, count: int, params: str, session: int, taken: int
+    ) -> list[bytes]:
+        rows = len(self.feed)
+        if self.feed_at_random:
+            assert rng is not None, "a feed at random needs the session's generator"
+            picked = [rng.randrange(rows) for _ in range(count)]
+        else:
+            first = session - 1 + taken
+            picked = [(first + number) % rows for number in range(count)]
+        return [f"RCPT TO:<{self.feed[row]}>{params}\r\n".encode() for row in picked]
+
 
 def compile_recipients(spec: RecipientSpec) -> RecipientSource:
     """The source of an ``rcpt`` step's recipients (its templates parsed once per run)."""
+    if spec.feed is not None:
+        return RecipientSource(
+            addresses=(),
+            count_min=spec.count_min,
+            count_max=spec.count_max,
+            parameters=parse_template(spec.parameters) if spec.parameters else None,
+            feed=spec.feed.values,
+            feed_at_random=spec.feed.order is FeedOrder.RANDOM,
+        )
     texts = spec.addresses if spec.address is None else (spec.address,)
     return RecipientSource(
         addresses=tuple(parse_template(text) for text in texts),

@@ -13,6 +13,8 @@ breaking change (and a CHANGELOG entry). :func:`build_summary` returns exactly::
       "scenario": str,                  # the scenario's name
       "target": "host:port",
       "run_id": str,
+      "seed": int or null,              # the run's seed (--seed repeats its draws); null:
+                                        # not known (a summary built without one)
       "interrupted": bool,              # true when Ctrl-C / SIGTERM cut the run short
       "aborted": {"threshold": str, "metric": str, "at_s": float, "measured": number or null}
                  or null,               # --abort-on-threshold stopped the run (report/abort.py)
@@ -138,6 +140,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "scenario",
     "target",
     "run_id",
+    "seed",
     "interrupted",
     "aborted",
     "duration_s",
@@ -194,6 +197,7 @@ def build_summary(
     load: Mapping[str, Any] | None = None,
     aborted: Mapping[str, Any] | None = None,
     sources: Mapping[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Build the summary.json contents (see the module docstring for the exact shape).
 
@@ -212,6 +216,7 @@ def build_summary(
             summary), or None.
         sources: how sessions were spread over ``--source`` addresses (net/source.py,
             ``SourceBinder.summary``), or None without ``--source``.
+        seed: the run's seed (``--seed``, or the one drawn for the run), or None.
     """
     finished = stats.finished
     requested = stats.started if sessions_requested is None else sessions_requested
@@ -219,6 +224,7 @@ def build_summary(
         "scenario": scenario,
         "target": target,
         "run_id": run_id,
+        "seed": seed,
         "interrupted": interrupted,
         "aborted": dict(aborted) if aborted is not None else None,
         "duration_s": round(duration_s, 3),
@@ -504,6 +510,8 @@ def format_report(summary: dict[str, Any], stats: RunStats, *, max_transcripts: 
         lines.append(stats.tls.describe())
     if stats.pipelining is not None:
         lines.append(stats.pipelining.describe())
+    if summary.get("seed") is not None:
+        lines.append(f"seed: {summary['seed']} (--seed {summary['seed']} repeats the draws)")
     dropped = sum(step.latency.dropped for step in stats.steps.values())
     dropped += stats.session_latency.dropped
     if dropped:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtpload.errors import Problem, ScenarioError, clipped, shown
+from smtpload.scenario.feed_syntax import value_problem_at
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.load_syntax import read_load
 from smtpload.scenario.model import (
@@ -31,17 +32,21 @@ from smtpload.scenario.model import (
     PER_MESSAGE_VARIABLES,
     PROTOCOLS,
     TLS_MIN_VERSIONS,
+    FeedColumn,
     Origin,
+    RandomChoice,
     Scenario,
     Step,
     StepKind,
     Target,
     TlsSettings,
+    VariableValue,
     is_unix_target,
     parse_target,
     server_name_problem,
 )
 from smtpload.scenario.proxy_syntax import read_proxy
+from smtpload.scenario.rcpt_syntax import RECIPIENT_VARIABLE
 from smtpload.scenario.step_syntax import (
     RESERVED_STEP_NAMES,
     StepDraft,
@@ -51,6 +56,7 @@ from smtpload.scenario.step_syntax import (
     read_template,
 )
 from smtpload.scenario.template import Template, is_variable_name, not_a_variable_name
+from smtpload.scenario.variable_syntax import read_variable_source
 from smtpload.scenario.yaml_nodes import NULL_TAG, NodeReader, is_blank, kind_of
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -222,6 +228,7 @@ class _Validator(NodeReader):
                 expect_each=tuple((name, expect) for name, _node, expect in d.expect_each),
                 xclient=d.xclient,
                 chunking=d.chunking,
+                recipients=d.recipients,
             )
             for d in drafts
             if d.kind is not None
@@ -232,7 +239,7 @@ class _Validator(NodeReader):
             description=description,
             target=target,
             timeout_s=timeout_s,
-            variables=tuple((v.name, v.text) for v in variables),
+            variables=tuple((v.name, v.text if v.value is None else v.value) for v in variables),
             steps=steps,
             load=load,
             tls=tls,
@@ -382,6 +389,12 @@ class _Validator(NodeReader):
                     key_node, f"{{{clipped(name)}}} is a built-in variable; choose another name"
                 )
                 ok = False
+            if isinstance(value_node, MappingNode):
+                # A feed's column, a random number or choice (variable_syntax.py).
+                value = read_variable_source(value_node, self, name)
+                if ok:  # kept when refused too: its uses are not also "unknown variable"
+                    variables.append(_Variable(name, "", value_node, None, value))
+                continue
             text = self.text(value_node, f"variable {shown(name)}")
             template = None if text is None else read_template(value_node, self, text)
             if ok and text is not None:
@@ -451,6 +464,8 @@ class _Validator(NodeReader):
                         continue
                     if name in available:
                         continue
+                    if name == RECIPIENT_VARIABLE and draft.kind is StepKind.RCPT:
+                        continue  # the recipient's number in its message (rcpt_syntax.py)
                     capturer = captured_by.get(name)
                     if capturer is None and any(node is n for n in draft.secret_nodes):
                         # A password's {...} may be its own text: neither it nor a near name.
@@ -475,10 +490,13 @@ class _Validator(NodeReader):
         (RFC 5321 §2.4, RFC 6531 §3.3: commands are text)."""
         unfit: dict[str, tuple[str, _Variable]] = {}  # variable -> (what it holds, where)
         for variable in variables:
-            if "\r" in variable.text or "\n" in variable.text:
-                unfit[variable.name] = ("a line break", variable)
-            elif "\0" in variable.text:
-                unfit[variable.name] = ("a NUL character", variable)
+            held = _unfit_in_command(variable.text)
+            if isinstance(variable.value, RandomChoice):
+                held = next(filter(None, map(_unfit_in_command, variable.value.choices)), None)
+            if isinstance(variable.value, FeedColumn):
+                self._check_feed_values(variable, variable.value, variables, drafts)
+            elif held is not None:
+                unfit[variable.name] = (held, variable)
             else:
                 for name, _ in _uses(variable.template):
                     if name in unfit and name != variable.name:
@@ -487,7 +505,7 @@ class _Validator(NodeReader):
         if not unfit:
             return
         for draft in drafts:
-            if draft.kind is not StepKind.SEND:
+            if draft.kind not in _COMMAND_KINDS:
                 continue
             for node, template in draft.templates:
                 for name, offset in _uses(template):
@@ -502,6 +520,52 @@ class _Validator(NodeReader):
                         f" {source.node.start_mark.line + 1}, and a send step is one command"
                         " line; use the variable in a data step's message only",
                     )
+
+    def _check_feed_values(
+        self,
+        variable: _Variable,
+        feed: FeedColumn,
+        variables: list[_Variable],
+        drafts: list[StepDraft],
+    ) -> None:
+        """A feed's values are data, read now: one that would break a command line (a line
+        break, NUL) is refused at its row in the CSV when the variable, or one made from it,
+        reaches a command (``_check_command_values``' rule)."""
+        names = {variable.name}
+        # Variables made from it carry its value too (each uses only those declared above).
+        for other in variables:
+            if any(name in names for name, _ in _uses(other.template)):
+                names.add(other.name)
+        use = next(
+            (
+                (draft, node, offset)
+                for draft in drafts
+                if draft.kind in _COMMAND_KINDS
+                for node, template in draft.templates
+                for name, offset in _uses(template)
+                if name in names
+            ),
+            None,
+        )
+        if use is None:
+            return
+        for row, value in enumerate(feed.values):
+            held = _unfit_in_command(value)
+            if held is None:
+                continue
+            draft, node, offset = use
+            line, column = self._locate(node, offset)
+            value_problem_at(
+                self,
+                feed,
+                row,
+                f"column {shown(feed.column)} holds {held} in this row, and variable"
+                f" {{{clipped(variable.name)}}} (declared on line"
+                f" {variable.node.start_mark.line + 1}) reaches the command line of step"
+                f" {draft.number} ({self.path}:{line + 1}:{column + 1}); fix the row, or use"
+                " the variable in a data step's message only",
+            )
+            return
 
     def _check_message_size(self, variables: list[_Variable], drafts: list[StepDraft]) -> None:
         """``{message_size}`` is the size of the next message step's message (RFC 1870 §4):
@@ -678,7 +742,8 @@ class _Validator(NodeReader):
         rcpt_names = {
             names[d.number]
             for d in drafts
-            if d.kind is StepKind.SEND and d.number in names and _verb(d.text) == "RCPT"
+            if d.number in names
+            and (d.kind is StepKind.RCPT or (d.kind is StepKind.SEND and _verb(d.text) == "RCPT"))
         }
         for draft in drafts:
             if protocol == "lmtp" and draft.kind is StepKind.SEND:
@@ -772,9 +837,23 @@ class _Validator(NodeReader):
 @dataclass(frozen=True, slots=True)
 class _Variable:
     name: str
-    text: str
+    text: str  # "" for a value source
     node: Node
     template: Template | None
+    value: VariableValue | None = None  # a feed's column, a random number or choice
+
+
+# The steps that send a command line: a value in it may hold no line break or NUL.
+_COMMAND_KINDS = (StepKind.SEND, StepKind.RCPT)
+
+
+def _unfit_in_command(text: str) -> str | None:
+    """What in ``text`` no command line may hold (RFC 5321 §2.3.8, §2.4), or None."""
+    if "\r" in text or "\n" in text:
+        return "a line break"
+    if "\0" in text:
+        return "a NUL character"
+    return None
 
 
 _DERIVED_NAMES = {
@@ -786,6 +865,7 @@ _DERIVED_NAMES = {
     StepKind.AUTH: "auth",
     StepKind.XCLIENT: "xclient",
     StepKind.BDAT: "message",
+    StepKind.RCPT: "rcpt",
 }
 
 # What may follow an xclient step (besides close, or another xclient step).

@@ -31,10 +31,14 @@ __all__ = [
     "Chunking",
     "Credential",
     "Expectation",
+    "FeedColumn",
+    "FeedOrder",
     "Load",
     "LoadStage",
     "Origin",
     "ProxySpec",
+    "RandomChoice",
+    "RandomNumber",
     "RecipientSpec",
     "Scenario",
     "Step",
@@ -42,6 +46,7 @@ __all__ = [
     "Target",
     "ThresholdText",
     "TlsSettings",
+    "VariableValue",
     "is_unix_target",
     "parse_target",
     "server_name_problem",
@@ -207,6 +212,52 @@ class Chunking:
         return self.chunk_size is not None or len(self.chunks) > 1 or self.last_empty
 
 
+class FeedOrder(enum.Enum):
+    """How sessions take a feed's rows (scenario/feeds.py)."""
+
+    IN_ORDER = "in_order"  # session k: row (k - 1) mod rows, whatever the workers
+    RANDOM = "random"  # a row drawn from the session's own generator (session_random.py)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedColumn:
+    """A variable (or an ``rcpt`` step's addresses) taken from a column of a CSV feed.
+
+    Variables of the same ``path`` and ``order`` take the same row in a session.
+
+    Attributes:
+        path: the CSV file, made whole (relative names are the scenario's folder's).
+        column: the column's name (from the header row).
+        order: how sessions take the rows.
+        values: the column's values, one per row (taken literally: no template).
+    """
+
+    path: str
+    column: str
+    order: FeedOrder = FeedOrder.IN_ORDER
+    values: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RandomNumber:
+    """``{random: {min: A, max: B}}``: a whole number from ``minimum`` to ``maximum`` (both
+    included), drawn per session from the session's generator."""
+
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True, slots=True)
+class RandomChoice:
+    """``{choice: [a, b, ...]}``: one of the texts (taken literally), drawn per session."""
+
+    choices: tuple[str, ...]
+
+
+#: A declared variable's value: a template (text), or a value source drawn per session.
+VariableValue = str | FeedColumn | RandomNumber | RandomChoice
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientSpec:
     """An ``rcpt`` step's recipients: one ``RCPT TO:<address>`` per recipient of the message,
@@ -224,6 +275,8 @@ class RecipientSpec:
         parameters: a template of RCPT parameters written after the ``>`` (``NOTIFY=NEVER``,
             RFC 3461), or "".
         line, column: where the step's value starts (1-based).
+        feed: the addresses from a CSV feed's column (one row per recipient), or None; then
+            ``address`` and ``addresses`` are not set.
     """
 
     address: str | None = None
@@ -233,6 +286,7 @@ class RecipientSpec:
     parameters: str = ""
     line: int = 0
     column: int = 0
+    feed: FeedColumn | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,7 +599,8 @@ class Scenario:
         path: the file it came from (or ``<string>``).
         name: the ``name`` key, or the file's stem.
         variables: declared variables in file order, each a template that may use built-ins
-            and variables declared before it.
+            and variables declared before it, or a value source (``VariableValue``: a feed's
+            column, a random number or choice).
         timeout_s: the scenario's default step timeout, or None.
         load: the ``load:`` block, or None without one.
         tls: the TLS settings its ``target`` gives (file names relative to the scenario's
@@ -561,7 +616,7 @@ class Scenario:
     description: str
     target: Target | None
     timeout_s: float | None
-    variables: tuple[tuple[str, str], ...]
+    variables: tuple[tuple[str, VariableValue], ...]
     steps: tuple[Step, ...]
     load: Load | None = None
     tls: TlsSettings = TlsSettings()

@@ -33,9 +33,11 @@ from smtpload.scenario.model import (
     Chunking,
     Credential,
     Expectation,
+    RecipientSpec,
     StepKind,
 )
 from smtpload.scenario.patterns import PatternError, compile_capture
+from smtpload.scenario.rcpt_syntax import RCPT_DEFAULT, read_rcpt
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import (
     Template,
@@ -67,7 +69,7 @@ RESERVED_STEP_NAMES: dict[str, str] = {
     "tls": "the TLS handshake (after starttls, or first with implicit TLS)",
 }
 
-_ACTIONS = ("greeting", "send", "data", "bdat", "close", "starttls", "auth", "xclient")
+_ACTIONS = ("greeting", "send", "data", "bdat", "close", "starttls", "auth", "xclient", "rcpt")
 _STEP_OPTIONS = ("name", "expect", "capture", "timeout", "expect_each", "expect_chunk")
 _DATA_KEYS = ("message", "size")
 # RFC 5321 §4.3.2: connection establishment succeeds with 220, the end of mail data with 250.
@@ -111,6 +113,7 @@ class StepDraft:
     expect_each_node: Node | None = None
     xclient: tuple[tuple[str, str], ...] | None = None
     chunking: Chunking | None = None  # bdat steps only
+    recipients: RecipientSpec | None = None  # rcpt steps only (rcpt_syntax.py)
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -283,6 +286,11 @@ def _action(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     elif draft.kind is StepKind.BDAT:
         _bdat(draft, node, reader)
         draft.expect = _DATA_DEFAULT
+    elif draft.kind is StepKind.RCPT:
+        draft.recipients = read_rcpt(
+            node, reader, lambda at, text: _add_template(at, text, draft, reader)
+        )
+        draft.expect = RCPT_DEFAULT
     elif draft.kind is StepKind.CLOSE and not is_true(node):
         message = "close takes only `true` (the server must close the connection)"
         reader.problem(node, message + "; remove the step if it should not")
