@@ -30,6 +30,7 @@ from smtpload.protocol.lmtp import (
     transaction_recipients,
 )
 from smtpload.protocol.message_size import message_octets
+from smtpload.protocol.messages import MessageSource, compile_messages
 from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
 from smtpload.protocol.session_random import session_random
 from smtpload.protocol.wire import (
@@ -145,6 +146,8 @@ class CompiledStep:
         sized_message: SEND steps whose text uses ``{message_size}`` of a message rendered per
             session: the index of that message step (the engine renders the message when it
             renders this command). A constant message's size is filled in at compile time.
+        messages: DATA and BDAT steps with a generated or real message source
+            (protocol/messages.py): the engine asks it for each message.
     """
 
     index: int
@@ -165,6 +168,7 @@ class CompiledStep:
     chunking: Chunking | None = None
     chunk_step: CompiledStep | None = None
     sized_message: int | None = None
+    messages: MessageSource | None = None
 
     @property
     def sends(self) -> bool:
@@ -261,6 +265,7 @@ class CompiledScenario:
         """Set the per-message built-ins in a session's ``values`` (from
         ``session_variables``) for its ``message``-th message (1-based)."""
         values["message_id"] = message_id(values["uid"], message)
+        values["message_number"] = str(message)
 
 
 def message_id(uid: str, message: int) -> str:
@@ -564,8 +569,12 @@ def compile_scenario(
             payload = _STARTTLS_COMMAND
         elif step.kind is StepKind.SEND:
             template = parse_template(step.text or "")
-        elif step.kind in (StepKind.DATA, StepKind.BDAT):
+        elif step.kind in (StepKind.DATA, StepKind.BDAT) and step.message is None:
             template = parse_template(generated_message(step))
+        messages = None
+        if step.message is not None:
+            messages = compile_messages(step.message, stuffed=step.kind is StepKind.DATA)
+            uses_variables = True  # a Message-ID from the session's uid, templates
         xclient = None
         if step.kind is StepKind.XCLIENT:
             payload, xclient = _xclient(step, scenario.path, constants)
@@ -634,6 +643,7 @@ def compile_scenario(
                 octets=octets,
                 chunking=step.chunking,
                 chunk_step=chunk_step,
+                messages=messages,
             )
         )
         if step.kind is StepKind.STARTTLS:

@@ -65,6 +65,7 @@ ordinary one: an LMTP server refuses DATA then (503), as handled above.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -179,6 +180,7 @@ class SessionEngine:
         "_observe",
         "_prepared",
         "_quit_step",
+        "_random",
         "_recipient_failed",
         "_recipient_passed",
         "_recipients",
@@ -210,6 +212,7 @@ class SessionEngine:
         self._chunks: ChunkCutter | None = None  # the bdat step under way: its chunks to come
         self._chunk: ChunkPayload | None = None  # and the one being sent
         self._messages_sent = 0
+        self._random: random.Random | None = None  # the session's generator, made when needed
         # A message rendered early, when the command declaring its size was (its step's
         # index, its bytes), sent when its step comes: message_size.py.
         self._prepared: tuple[int, bytes | PaddedMessage | PaddedOctets] | None = None
@@ -329,7 +332,17 @@ class SessionEngine:
         step = self._scenario.steps[index]
         self._messages_sent += 1
         data: bytes | PaddedMessage | PaddedOctets
-        if step.kind is StepKind.BDAT:
+        if step.messages is not None:
+            # Generated or real messages (protocol/messages.py), drawn from this session's
+            # generator (sizes, a mailbox's message at random).
+            self._scenario.message_variables(self._variables, self._messages_sent)
+            if self._random is None:
+                self._random = self._scenario.session_random(self.session)
+            if step.kind is StepKind.BDAT:
+                data = step.messages.octets(self._random, self._variables, self._messages_sent)
+            else:
+                data = step.messages.message(self._random, self._variables, self._messages_sent)
+        elif step.kind is StepKind.BDAT:
             if step.octets is None:
                 self._scenario.message_variables(self._variables, self._messages_sent)
             data = step.bdat_message(self._variables)

@@ -222,6 +222,7 @@ class _Validator(NodeReader):
                 expect_each=tuple((name, expect) for name, _node, expect in d.expect_each),
                 xclient=d.xclient,
                 chunking=d.chunking,
+                message=d.message,
             )
             for d in drafts
             if d.kind is not None

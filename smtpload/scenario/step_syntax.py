@@ -24,6 +24,12 @@ from smtpload.scenario.bdat_syntax import (
 )
 from smtpload.scenario.durations import DurationError, parse_duration
 from smtpload.scenario.expectation_syntax import parse_expectation
+from smtpload.scenario.message_syntax import (
+    MESSAGE_KEYS,
+    byte_count,
+    read_message,
+    uses_message_syntax,
+)
 from smtpload.scenario.model import (
     AUTH_MECHANISMS,
     BUILTIN_VARIABLES,
@@ -33,6 +39,7 @@ from smtpload.scenario.model import (
     Chunking,
     Credential,
     Expectation,
+    MessageSpec,
     StepKind,
 )
 from smtpload.scenario.patterns import PatternError, compile_capture
@@ -111,6 +118,7 @@ class StepDraft:
     expect_each_node: Node | None = None
     xclient: tuple[tuple[str, str], ...] | None = None
     chunking: Chunking | None = None  # bdat steps only
+    message: MessageSpec | None = None  # data steps' generated or real messages
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -559,9 +567,14 @@ def _saslprep_accepts(
 
 def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     if isinstance(node, MappingNode):
-        keys = reader.mapping(node, "in data", _DATA_KEYS)
+        keys = reader.mapping(node, "in data", _DATA_KEYS + MESSAGE_KEYS)
         if not node.value:
             reader.problem(node, "data needs `message:`, `size:`, or both")
+        if uses_message_syntax(keys):  # generated or real messages: message_syntax.py
+            draft.message = read_message(
+                node, keys, reader, lambda at, text: _add_template(at, text, draft, reader)
+            )
+            return
         if "message" in keys:
             draft.text = _message(draft, keys["message"][1], reader)
         if "size" in keys:
@@ -571,6 +584,8 @@ def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
 
 
 def _size(node: Node, reader: NodeReader, action: str) -> int | None:
+    if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS:
+        return byte_count(node, reader, f"{action}: size")  # with a unit: 20KiB
     size = reader.number(node, f"{action}: size", whole=True)
     if size is not None and size < 0:
         reader.problem(node, f"{action}: size must be 0 or more bytes")
