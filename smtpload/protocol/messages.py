@@ -258,9 +258,7 @@ class _Generated:
         return self._suffix_sent
 
 
-def _mime(
-    spec: MessageSpec, policy: _Policy
-) -> tuple[Template | None, bytes, bytes]:
+def _mime(spec: MessageSpec, policy: _Policy) -> tuple[Template | None, bytes, bytes]:
     """The MIME head and body as the email package writes them, cut where the body ends.
 
     Returns:
