@@ -588,3 +588,74 @@ def test_a_generated_mime_message_arrives_at_postfix(
     # 40 KiB on the wire with CRLF; stored with LF (and Postfix's Received: on top).
     stored = postfix_view(delivered)
     assert len(stored) + stored.count(b"\n") == 40 * 1024
+
+
+# -- bdat steps take the same sources ------------------------------------------------------
+
+
+def bdat_scenario(tmp_path: Path, bdat: str, recipient: str = "b@client.test") -> Path:
+    path = tmp_path / "bdat.yaml"
+    path.write_text(
+        "steps:\n  - greeting: 220\n  - send: EHLO client.test\n    expect: 250\n"
+        '  - send: "MAIL FROM:<a@client.test> SIZE={message_size}"\n    expect: 250\n'
+        f'  - send: "RCPT TO:<{recipient}>"\n    expect: 250\n'
+        f"  - bdat: {bdat}\n  - send: QUIT\n    expect: 221\n"
+    )
+    return path
+
+
+def bdat_octets_sent(scenario: CompiledScenario, session: int) -> tuple[bytes, list[str]]:
+    """Play a session; the octets its chunks carried and the BDAT lines."""
+    engine = SessionEngine(scenario, session, scenario.session_variables(session, "run"))
+    octets, lines = b"", []
+    while (step := engine.next_step()) is not None:
+        data = engine.payload(step)
+        if step.kind is StepKind.BDAT:
+            whole = b"".join(bytes(part) for part in data.chunks())  # type: ignore[union-attr]
+            line, _, chunk = whole.partition(b"\r\n")
+            lines.append(line.decode())
+            octets += chunk
+        code = {b"": 220, b"QUIT\r\n": 221}.get(data if isinstance(data, bytes) else b"-", 250)
+        answer = b"%d ok\r\n" % code
+        assert engine.on_reply(step, Reply(code, ("ok",), answer))
+    assert engine.outcome is Outcome.PASSED
+    return octets, lines
+
+
+def test_a_bdat_step_sends_a_generated_message_unstuffed_at_its_size(tmp_path: Path) -> None:
+    path = bdat_scenario(
+        tmp_path, '{body: ".dot {session}\\n", size: {weighted: [[30000, 1]]}, chunk_size: 7000}'
+    )
+    octets, lines = bdat_octets_sent(compile_scenario(load_scenario(path)), 2)
+    assert len(octets) == 30000
+    assert lines == ["BDAT 7000"] * 4 + ["BDAT 2000 LAST"]
+    assert b"\r\n.dot 2\r\n" in octets  # RFC 3030: never dot-stuffed
+    message = email.message_from_bytes(octets, policy=email.policy.default)
+    assert message["Subject"] == "smtpload test message run.2"
+
+
+def test_a_bdat_step_sends_an_mbox_message_as_it_is(tmp_path: Path) -> None:
+    write_mbox(tmp_path / "box.mbox", [b".dot\nline\n"])
+    path = bdat_scenario(tmp_path, "{mbox: box.mbox, strip_trace: true}")
+    octets, lines = bdat_octets_sent(compile_scenario(load_scenario(path)), 1)
+    assert octets == b"Subject: mbox 1\r\n\r\n.dot\r\nline\r\n"
+    assert lines == [f"BDAT {len(octets)} LAST"]
+
+
+def test_postfix_receives_a_maildir_message_by_bdat(
+    tmp_path: Path, postfix_record: RecordingPostfix
+) -> None:
+    recipient = f"messages-bdat-{uuid.uuid4().hex}@{postfix_record.domain}"
+    message = (  # with the fields Postfix's cleanup would add (Date, Message-ID), none added
+        b"From: <s@example.test>\nSubject: bdat\nMessage-ID: <x@y>\n"
+        b"Date: Mon, 1 Dec 2025 10:00:00 +0000\n\n.a\nb\n"
+    )
+    box = mailbox.Maildir(str(tmp_path / "md"), create=True)
+    box.add(message)
+    box.close()
+    path = bdat_scenario(tmp_path, "{maildir: md, chunk_size: 10}", recipient)
+    target = f"{postfix_record.host}:{postfix_record.plain_port}"
+    result = smtpload("run", str(path), "--target", target, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (delivered,) = postfix_record.wait_for(recipient)
+    assert postfix_view(delivered) == message

@@ -425,7 +425,7 @@ class Step:
         chunking: BDAT only: how the message is cut into chunks (``expect`` is the LAST
             chunk's, default 250).
         recipients: RCPT only: the message's recipients (``expect`` judges each reply).
-        message: DATA only: a generated (``email`` package) or real message source, with
+        message: DATA and BDAT: a generated (``email`` package) or real message source, with
             ``text`` and ``data_size`` None.
         line, column: where the step starts in the file (1-based).
     """

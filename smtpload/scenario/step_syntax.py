@@ -602,11 +602,18 @@ def _size(node: Node, reader: NodeReader, action: str) -> int | None:
 
 def _bdat(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     """``bdat:``: a message as ``data:`` takes it, and how it is cut (bdat_syntax.py)."""
+
+    def read_source(node: MappingNode, keys: dict[str, tuple[ScalarNode, Node]]) -> None:
+        draft.message = read_message(
+            node, keys, reader, lambda at, text: _add_template(at, text, draft, reader)
+        )
+
     text, size, chunking, chunks_node = read_bdat(
         node,
         reader,
         lambda message: _message(draft, message, reader, "bdat"),
         lambda size: _size(size, reader, "bdat"),
+        read_source,
     )
     draft.text, draft.data_size = text, size
     draft.chunking = Chunking(
