@@ -30,6 +30,7 @@ from smtpload.protocol.lmtp import (
     transaction_recipients,
 )
 from smtpload.protocol.message_size import message_octets
+from smtpload.protocol.messages import MessageSource, compile_messages
 from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
 from smtpload.protocol.recipients import (
     RECIPIENT_NUMBER_VARIABLE,
@@ -159,6 +160,8 @@ class CompiledStep:
             (0 for every other step), so that the I/O layer asks for the group's commands.
         require_pipelining: the EHLO (or LHLO) step before a pipeline group, with
             ``--require-pipelining``: a reply that does not advertise PIPELINING fails it.
+        messages: DATA and BDAT steps with a generated or real message source
+            (protocol/messages.py): the engine asks it for each message.
     """
 
     index: int
@@ -182,6 +185,7 @@ class CompiledStep:
     recipients: RecipientSource | None = None
     group_end: int = 0
     require_pipelining: bool = False
+    messages: MessageSource | None = None
 
     @property
     def sends(self) -> bool:
@@ -304,6 +308,7 @@ class CompiledScenario:
         """Set the per-message built-ins in a session's ``values`` (from
         ``session_variables``) for its ``message``-th message (1-based)."""
         values["message_id"] = message_id(values["uid"], message)
+        values["message_number"] = str(message)
 
 
 def message_id(uid: str, message: int) -> str:
@@ -619,7 +624,7 @@ def compile_scenario(
             payload = _STARTTLS_COMMAND
         elif step.kind is StepKind.SEND:
             template = parse_template(step.text or "")
-        elif step.kind in (StepKind.DATA, StepKind.BDAT):
+        elif step.kind in (StepKind.DATA, StepKind.BDAT) and step.message is None:
             template = parse_template(generated_message(step))
         rcpt_source = None
         if step.recipients is not None:
@@ -627,6 +632,10 @@ def compile_scenario(
             names = rcpt_source.names
             uses_variables = uses_variables or any(n != RECIPIENT_NUMBER_VARIABLE for n in names)
             uses_date = uses_date or "date" in names
+        messages = None
+        if step.message is not None:
+            messages = compile_messages(step.message, stuffed=step.kind is StepKind.DATA)
+            uses_variables = True  # a Message-ID from the session's uid, templates
         xclient = None
         if step.kind is StepKind.XCLIENT:
             payload, xclient = _xclient(step, scenario.path, constants)
@@ -696,6 +705,7 @@ def compile_scenario(
                 chunking=step.chunking,
                 chunk_step=chunk_step,
                 recipients=rcpt_source,
+                messages=messages,
             )
         )
         if step.kind is StepKind.STARTTLS:

@@ -602,7 +602,16 @@ class SessionEngine:
         step = self._scenario.steps[index]
         self._messages_sent += 1
         data: bytes | PaddedMessage | PaddedOctets
-        if step.kind is StepKind.BDAT:
+        if step.messages is not None:
+            # Generated or real messages (protocol/messages.py), drawn from this session's
+            # generator (sizes, a mailbox's message at random).
+            self._scenario.message_variables(self._variables, self._messages_sent)
+            rng = self._rng()
+            if step.kind is StepKind.BDAT:
+                data = step.messages.octets(rng, self._variables, self._messages_sent)
+            else:
+                data = step.messages.message(rng, self._variables, self._messages_sent)
+        elif step.kind is StepKind.BDAT:
             if step.octets is None:
                 self._scenario.message_variables(self._variables, self._messages_sent)
             data = step.bdat_message(self._variables)

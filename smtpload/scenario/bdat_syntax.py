@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from smtpload.scenario.message_syntax import MESSAGE_KEYS, uses_message_syntax
 from smtpload.scenario.model import MAX_DATA_SIZE_BYTES, Chunking, Expectation
 from smtpload.scenario.template import parse_template
 from smtpload.scenario.yaml_nodes import NodeReader
-from smtpload.scenario.yaml_tree import MappingNode, Node, SequenceNode
+from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = ["BDAT_CHUNK_DEFAULT", "BDAT_KEYS", "check_chunk_sizes", "message_length", "read_bdat"]
 
@@ -34,8 +35,12 @@ def read_bdat(
     reader: NodeReader,
     read_message: Callable[[Node], str | None],
     read_size: Callable[[Node], int | None],
+    read_source: Callable[[MappingNode, dict[str, tuple[ScalarNode, Node]]], None] | None = None,
 ) -> tuple[str | None, int | None, Chunking, Node | None]:
     """Read ``bdat:``'s value.
+
+    ``read_source`` reads the message sources of ``data:`` (generated, .eml, mbox, Maildir:
+    message_syntax.py) when the mapping uses them; the text and size returned are then None.
 
     Returns:
         The message text (None when only a size is given or it was invalid), the size, the
@@ -44,11 +49,15 @@ def read_bdat(
     """
     if not isinstance(node, MappingNode):
         return read_message(node), None, Chunking(), None
-    keys = reader.mapping(node, "in bdat", BDAT_KEYS)
-    if "message" not in keys and "size" not in keys:
-        reader.problem(node, "bdat needs `message:`, `size:`, or both")
-    text = read_message(keys["message"][1]) if "message" in keys else None
-    size = read_size(keys["size"][1]) if "size" in keys else None
+    keys = reader.mapping(node, "in bdat", BDAT_KEYS + MESSAGE_KEYS)
+    text = size = None
+    if read_source is not None and uses_message_syntax(keys):
+        read_source(node, keys)
+    else:
+        if "message" not in keys and "size" not in keys:
+            reader.problem(node, "bdat needs `message:`, `size:`, or both")
+        text = read_message(keys["message"][1]) if "message" in keys else None
+        size = read_size(keys["size"][1]) if "size" in keys else None
     chunk_size = None
     chunks: tuple[int, ...] = ()
     chunks_node = None

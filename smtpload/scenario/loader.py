@@ -229,6 +229,7 @@ class _Validator(NodeReader):
                 xclient=d.xclient,
                 chunking=d.chunking,
                 recipients=d.recipients,
+                message=d.message,
             )
             for d in drafts
             if d.kind is not None

@@ -35,12 +35,15 @@ __all__ = [
     "FeedOrder",
     "Load",
     "LoadStage",
+    "MessageAttachment",
+    "MessageSpec",
     "Origin",
     "ProxySpec",
     "RandomChoice",
     "RandomNumber",
     "RecipientSpec",
     "Scenario",
+    "SizeSpec",
     "Step",
     "StepKind",
     "Target",
@@ -57,7 +60,16 @@ __all__ = [
 #: date: an RFC 5322 date-time for Date: headers; message_id: a Message-ID value, new for each
 #: message (so a session that sends several messages gives each its own); message_size: the
 #: size of the next message step's message, for ``SIZE=`` (RFC 1870).
-BUILTIN_VARIABLES = ("session", "uid", "run_id", "date", "message_id", "message_size")
+#: message_number: the message's number within its session, 1, 2, ...
+BUILTIN_VARIABLES = (
+    "session",
+    "uid",
+    "run_id",
+    "date",
+    "message_id",
+    "message_size",
+    "message_number",
+)
 
 #: The built-in only a send step may use: the octet count of the message that the next
 #: message step (of ``MESSAGE_STEP_KINDS``) sends, as RFC 1870 §4 counts it for ``SIZE=``.
@@ -65,7 +77,7 @@ MESSAGE_SIZE_VARIABLE = "message_size"
 
 #: The built-ins whose value is new for each message: only a ``data`` step's message may use
 #: them (a variable is filled in once per session, a command belongs to no one message).
-PER_MESSAGE_VARIABLES = ("message_id",)
+PER_MESSAGE_VARIABLES = ("message_id", "message_number")
 
 #: The largest ``data: {size: N}``: 1 GiB. Real servers refuse far smaller messages (Postfix's
 #: default ``message_size_limit`` is 10 MB, the built-in sink's 100 MiB), so a larger size is
@@ -467,6 +479,8 @@ class Step:
         chunking: BDAT only: how the message is cut into chunks (``expect`` is the LAST
             chunk's, default 250).
         recipients: RCPT only: the message's recipients (``expect`` judges each reply).
+        message: DATA and BDAT: a generated (``email`` package) or real message source, with
+            ``text`` and ``data_size`` None.
         line, column: where the step starts in the file (1-based).
     """
 
@@ -484,6 +498,81 @@ class Step:
     xclient: tuple[tuple[str, str], ...] | None = None
     chunking: Chunking | None = None
     recipients: RecipientSpec | None = None
+    message: MessageSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SizeSpec:
+    """How big a message is, drawn per message from the session's generator.
+
+    Exactly one form is set:
+
+    Attributes:
+        fixed: always this many bytes.
+        weighted: (size in bytes, weight) pairs: a size is drawn with probability weight/sum.
+        median, p99: a log-normal distribution with this median and 99th percentile (bytes).
+    All sizes count the message's CRLF form before dot-stuffing, and are at most
+    ``MAX_DATA_SIZE_BYTES``.
+    """
+
+    fixed: int | None = None
+    weighted: tuple[tuple[int, float], ...] = ()
+    median: int | None = None
+    p99: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAttachment:
+    """One MIME part of a generated message (multipart/mixed).
+
+    Attributes:
+        content_type: ``maintype/subtype``.
+        filename: the name in its Content-Disposition.
+        data: a file's bytes (read at load time); empty for generated ones.
+        size: generated: this many bytes, made when the scenario is compiled.
+    """
+
+    content_type: str
+    filename: str
+    data: bytes = field(default=b"", repr=False)
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSpec:
+    """A data step's message beyond the ``message:``/``size:`` template: generated with the
+    ``email`` package, or real messages read from files (scenario/message_syntax.py).
+
+    Attributes:
+        source: ``"generated"``, ``"file"`` (an .eml), ``"mbox"`` or ``"maildir"``.
+        headers: generated: (field name, value template) pairs in file order; empty means
+            smtpload's default From, To and Subject.
+        body: generated: the body's template (text).
+        attachments: generated: the parts after the body.
+        size: generated: the size to pad the message to (its body), or None.
+        smtputf8: generated: UTF-8 in headers as it is (RFC 6532), not RFC 2047 encoded-words.
+        template: generated from a ``message:`` template (padded to a ``size`` distribution):
+            that template, instead of headers and body.
+        messages: file, mbox, maildir: each message's bytes with CRLF line ends, checked (no
+            bare CR, no NUL) and with trace headers stripped when asked.
+        in_order: whether a session's messages are taken in order (session s's m-th message
+            is message ((s-1) + (m-1)) mod N), else at random from the session's generator.
+        origin: the file or folder, as written, for messages.
+        line, column: where the step's ``data:`` value starts (1-based).
+    """
+
+    source: str = "generated"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    attachments: tuple[MessageAttachment, ...] = ()
+    size: SizeSpec | None = None
+    smtputf8: bool = False
+    template: str | None = None
+    messages: tuple[bytes, ...] = field(default=(), repr=False)
+    in_order: bool = True
+    origin: str = ""
+    line: int = 0
+    column: int = 0
 
 
 @dataclass(frozen=True, slots=True)

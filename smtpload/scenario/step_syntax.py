@@ -24,6 +24,12 @@ from smtpload.scenario.bdat_syntax import (
 )
 from smtpload.scenario.durations import DurationError, parse_duration
 from smtpload.scenario.expectation_syntax import parse_expectation
+from smtpload.scenario.message_syntax import (
+    MESSAGE_KEYS,
+    byte_count,
+    read_message,
+    uses_message_syntax,
+)
 from smtpload.scenario.model import (
     AUTH_MECHANISMS,
     BUILTIN_VARIABLES,
@@ -33,6 +39,7 @@ from smtpload.scenario.model import (
     Chunking,
     Credential,
     Expectation,
+    MessageSpec,
     RecipientSpec,
     StepKind,
 )
@@ -114,6 +121,7 @@ class StepDraft:
     xclient: tuple[tuple[str, str], ...] | None = None
     chunking: Chunking | None = None  # bdat steps only
     recipients: RecipientSpec | None = None  # rcpt steps only (rcpt_syntax.py)
+    message: MessageSpec | None = None  # data steps' generated or real messages
 
 
 # -- values shared with the top level ------------------------------------------------------
@@ -567,9 +575,14 @@ def _saslprep_accepts(
 
 def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     if isinstance(node, MappingNode):
-        keys = reader.mapping(node, "in data", _DATA_KEYS)
+        keys = reader.mapping(node, "in data", _DATA_KEYS + MESSAGE_KEYS)
         if not node.value:
             reader.problem(node, "data needs `message:`, `size:`, or both")
+        if uses_message_syntax(keys):  # generated or real messages: message_syntax.py
+            draft.message = read_message(
+                node, keys, reader, lambda at, text: _add_template(at, text, draft, reader)
+            )
+            return
         if "message" in keys:
             draft.text = _message(draft, keys["message"][1], reader)
         if "size" in keys:
@@ -579,6 +592,8 @@ def _data(draft: StepDraft, node: Node, reader: NodeReader) -> None:
 
 
 def _size(node: Node, reader: NodeReader, action: str) -> int | None:
+    if isinstance(node, ScalarNode) and node.tag in TEXT_TAGS:
+        return byte_count(node, reader, f"{action}: size")  # with a unit: 20KiB
     size = reader.number(node, f"{action}: size", whole=True)
     if size is not None and size < 0:
         reader.problem(node, f"{action}: size must be 0 or more bytes")
@@ -595,11 +610,18 @@ def _size(node: Node, reader: NodeReader, action: str) -> int | None:
 
 def _bdat(draft: StepDraft, node: Node, reader: NodeReader) -> None:
     """``bdat:``: a message as ``data:`` takes it, and how it is cut (bdat_syntax.py)."""
+
+    def read_source(node: MappingNode, keys: dict[str, tuple[ScalarNode, Node]]) -> None:
+        draft.message = read_message(
+            node, keys, reader, lambda at, text: _add_template(at, text, draft, reader)
+        )
+
     text, size, chunking, chunks_node = read_bdat(
         node,
         reader,
         lambda message: _message(draft, message, reader, "bdat"),
         lambda size: _size(size, reader, "bdat"),
+        read_source,
     )
     draft.text, draft.data_size = text, size
     draft.chunking = Chunking(
