@@ -69,8 +69,7 @@ _NOT_REPEATED = {
     StepKind.CLOSE: "nothing can follow a close, and a repeat runs its steps again",
     StepKind.STARTTLS: "a session upgrades to TLS once (RFC 3207 §4.2: no STARTTLS inside TLS)",
     StepKind.TLS: "a session upgrades to TLS once (RFC 3207 §4.2)",
-    StepKind.AUTH: "a session authenticates once (RFC 4954 §4: no AUTH after a successful"
-    " AUTH)",
+    StepKind.AUTH: "a session authenticates once (RFC 4954 §4: no AUTH after a successful AUTH)",
 }
 
 
