@@ -110,7 +110,14 @@ def test_many_concurrent_sessions_all_pass_against_the_sink(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     "scenario",
-    ["seed-telnet", "seed-sendmail", "esmtp-capabilities", "multi-recipient", "ramping-arrivals"],
+    [
+        "seed-telnet",
+        "seed-sendmail",
+        "esmtp-capabilities",
+        "multi-recipient",
+        "ramping-arrivals",
+        "persistent-pipelined",
+    ],
 )
 def test_bundled_scenarios_pass_against_the_sink(tmp_path: Path, scenario: str) -> None:
     status, summary = run(tmp_path, scenario, "--sessions", "5", "--concurrency", "5")

@@ -197,7 +197,8 @@ class _StepsReader:
             keys = reader.mapping(node, "in repeat", _RANGE_KEYS)
             low = self._one_count(keys["min"][1], "repeat: min") if "min" in keys else None
             high = self._one_count(keys["max"][1], "repeat: max") if "max" in keys else None
-            if not node.value or ("min" in keys) != ("max" in keys):
+            all_known = len(keys) == len(node.value)  # else reported, with a hint
+            if all_known and (not node.value or ("min" in keys) != ("max" in keys)):
                 missing = "max" if "min" in keys else "min"
                 reader.problem(
                     node,
@@ -253,12 +254,14 @@ def check_blocks(
     drafts: Sequence[StepDraft], blocks: Sequence[BlockDraft], reader: NodeReader
 ) -> None:
     """What a pipeline group and a repeat may hold; a data step at a repeat's edge."""
+    repeated: set[int] = set()  # the steps in a repeat, each checked once however deep
     for block in blocks:
         group = drafts[block.start : block.end]
         if block.kind is BlockKind.PIPELINE:
             _check_pipeline(group, reader)
         else:
-            _check_repeat(group, reader)
+            repeated.update(range(block.start, block.end))
+    _check_repeated([drafts[at] for at in sorted(repeated)], reader)
     _check_data_across_repeats(drafts, blocks, reader)
 
 
@@ -307,7 +310,7 @@ def _check_pipeline(group: Sequence[StepDraft], reader: NodeReader) -> None:
             )
 
 
-def _check_repeat(group: Sequence[StepDraft], reader: NodeReader) -> None:
+def _check_repeated(group: Sequence[StepDraft], reader: NodeReader) -> None:
     for draft in group:
         if draft.kind is None:
             continue
