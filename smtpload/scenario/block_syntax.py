@@ -160,7 +160,7 @@ class _StepsReader:
             keys = reader.mapping(node, "in a repeat item", _REPEAT_KEYS)
             if "repeat" in keys:
                 self._count(block, keys["repeat"][1])
-            elif "steps" in keys:
+            elif "steps" in keys and len(keys) == len(node.value):  # else a hint was given
                 reader.problem(
                     node,
                     "these `steps:` need a `repeat:` saying how many times they run:"
