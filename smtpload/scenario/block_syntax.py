@@ -331,10 +331,23 @@ def _check_data_across_repeats(
     right before it, not only the one before it in the file: a repeat's last step runs before
     its first on every run after the first, and the step before a repeat that may run 0 times
     runs before the step after it. (The step before in the file is ``loader.py``'s check.)"""
-    for at, draft in enumerate(drafts):
+    also_before: dict[int, list[tuple[int, str]]] = {}  # step index -> (index, how)
+    for block in blocks:
+        if block.kind is not BlockKind.REPEAT:
+            continue
+        if block.count_max > 1:
+            also_before.setdefault(block.start, []).append(
+                (block.end - 1, "on a repeat's second run")
+            )
+        if block.count_min == 0 and block.start > 0 and block.end < len(drafts):
+            also_before.setdefault(block.end, []).append(
+                (block.start - 1, "when the repeat before it runs 0 times")
+            )
+    for at, extra in sorted(also_before.items()):
+        draft = drafts[at]
         if draft.kind is not StepKind.DATA:
             continue
-        for before, how in _also_before(at, blocks):
+        for before, how in extra:
             other = drafts[before]
             if other.kind is None:
                 continue  # reported already
@@ -348,20 +361,6 @@ def _check_data_across_repeats(
                 " the repeat after a `send: DATA`",
             )
             break
-
-
-def _also_before(at: int, blocks: Sequence[BlockDraft]) -> list[tuple[int, str]]:
-    """The steps other than ``at - 1`` that may run right before the step at ``at``, each with
-    how (in words), found through the repeats around and before it."""
-    found: list[tuple[int, str]] = []
-    for block in blocks:
-        if block.kind is not BlockKind.REPEAT:
-            continue
-        if block.start == at and block.count_max > 1:
-            found.append((block.end - 1, "on a repeat's second run"))
-        if block.end == at and block.count_min == 0 and block.start > 0:
-            found.append((block.start - 1, "when the repeat before it runs 0 times"))
-    return found
 
 
 def _verb(draft: StepDraft) -> str:
