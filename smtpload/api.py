@@ -157,6 +157,7 @@ async def arun(
     tls_insecure: bool = False,
     tls_resume: bool = True,
     source: str | Sequence[str] | None = None,
+    require_pipelining: bool = False,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -171,6 +172,8 @@ async def arun(
         raise UsageError(f"clock={clock!r}: give one of {', '.join(map(repr, CLOCKS))}")
     if timeout_s is not None and not _is_seconds(timeout_s):
         raise UsageError(f"timeout_s={timeout_s!r}: give a number of seconds above 0, or None")
+    if not isinstance(require_pipelining, bool):
+        raise UsageError(f"require_pipelining={require_pipelining!r}: give True or False")
     chosen_target = _parse_target(target) if target is not None else scenario.target
     _check_variables(scenario, variables)
     sources = _sources(source)
@@ -191,6 +194,7 @@ async def arun(
         timeout_s=timeout_s,
         overrides=variables,
         names=_TLS_NAMES,
+        require_pipelining=require_pipelining,
     )
     try:
         plan = plan_load(scenario.load, LoadOptions(sessions=sessions, concurrency=concurrency))
@@ -273,6 +277,7 @@ def run(
     tls_insecure: bool = False,
     tls_resume: bool = True,
     source: str | Sequence[str] | None = None,
+    require_pipelining: bool = False,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -322,6 +327,10 @@ def run(
             number, as ``--source``: ``"127.0.0.2,127.0.0.3"``, ranges and blocks, or a list
             of such items; ``summary["sources"]`` says the spread. Checked before the first
             session (each address must be this machine's).
+        require_pipelining: as ``--require-pipelining``: a session whose server does not
+            advertise PIPELINING (RFC 2920) fails as ``unexpected_reply`` at its EHLO step;
+            False runs the scenario's ``pipeline:`` groups in lock-step there, and
+            ``summary["pipelining"]`` counts the groups run each way.
 
         Each TLS setting given wins over the scenario target's own (``ca``, ``server_name``,
         ``cert``, ``key``, ``min_version``); they are used only when a session does TLS, and
@@ -362,6 +371,7 @@ def run(
         tls_insecure=tls_insecure,
         tls_resume=tls_resume,
         source=source,
+        require_pipelining=require_pipelining,
     )
     try:
         return trio.run(call)

@@ -24,6 +24,7 @@ from smtpload.report.stats import CLOCKS, KERNEL_CLOCK
 from smtpload.scenario.durations import DURATION_HELP, DurationError, parse_duration
 from smtpload.scenario.model import (
     TLS_MIN_VERSIONS,
+    BlockKind,
     Origin,
     Scenario,
     Target,
@@ -41,6 +42,7 @@ __all__ = [
     "ONE",
     "Unset",
     "add_force_option",
+    "add_pipelining_option",
     "add_run_options",
     "add_tls_options",
     "check_outputs",
@@ -307,6 +309,17 @@ def add_tls_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_pipelining_option(parser: argparse.ArgumentParser) -> None:
+    """``--require-pipelining``, of the commands that run a scenario's pipeline groups (run,
+    replay); :func:`compile_with_tls` reads it."""
+    parser.add_argument(
+        "--require-pipelining",
+        action="store_true",
+        help="fail a session as unexpected_reply at its EHLO when the server does not advertise"
+        " PIPELINING (default: run pipeline groups in lock-step and count them in summary.json)",
+    )
+
+
 def compile_with_tls(
     args: argparse.Namespace,
     scenario: Scenario,
@@ -342,9 +355,23 @@ def compile_with_tls(
         insecure=args.tls_insecure,
         resume=args.tls_resume == "on",
     )
+    require_pipelining = bool(getattr(args, "require_pipelining", False))
     compiled, tls = compile_for_target(
-        scenario, target, request, timeout_s=args.timeout, overrides=overrides, seed=seed
+        scenario,
+        target,
+        request,
+        timeout_s=args.timeout,
+        overrides=overrides,
+        seed=seed,
+        require_pipelining=require_pipelining,
     )
+    if require_pipelining and not any(b.kind is BlockKind.PIPELINE for b in scenario.blocks):
+        # Said, not refused, as the TLS options' note below: the option may serve many files.
+        print(
+            "smtpload: note: --require-pipelining has no effect: the scenario has no"
+            " `pipeline:` group",
+            file=sys.stderr,
+        )
     unused = _tls_options_given(args)
     if unused and not compiled.uses_tls:
         # Said, not refused: one set of options may serve scenarios with and without TLS,

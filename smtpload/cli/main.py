@@ -29,6 +29,7 @@ from smtpload.cli.common import (
     EXIT_USAGE,
     Unset,
     add_force_option,
+    add_pipelining_option,
     add_run_options,
     check_outputs,
     compile_with_tls,
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_run_options(run)
+    add_pipelining_option(run)
     open_loop = run.add_argument_group(
         "open loop",
         "Sessions start on a clock, not when earlier ones end, so a stalled server cannot slow "

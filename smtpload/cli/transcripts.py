@@ -22,6 +22,7 @@ from smtpload.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_force_option,
+    add_pipelining_option,
     add_tls_options,
     check_outputs,
     compile_with_tls,
@@ -129,6 +130,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="step timeout, in " + DURATION_HELP + " (default: the scenario's, else 30 s)",
     )
     _add_transcript_options(replay)
+    add_pipelining_option(replay)
     add_tls_options(replay)
 
 

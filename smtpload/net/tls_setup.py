@@ -57,6 +57,7 @@ def compile_for_target(
     overrides: Mapping[str, str] | None = None,
     names: TlsNames = COMMAND_LINE_NAMES,
     seed: int = 0,
+    require_pipelining: bool = False,
 ) -> tuple[CompiledScenario, TlsClient | None]:
     """Compile ``scenario`` for ``target`` (None: the built-in sink) with the TLS of
     ``request``, and build the run's TLS client when a session does TLS. ``seed``: the run's
@@ -66,6 +67,8 @@ def compile_for_target(
         UsageError: implicit TLS without a target, or with a starttls step; a TLS file that
             does not exist or cannot be used.
         ScenarioError: the scenario does not compile (as ``compile_scenario``).
+
+    ``require_pipelining`` is ``compile_scenario``'s (``--require-pipelining``).
     """
     given = request.settings
     if given.key_file is not None and given.cert_file is None and scenario.tls.cert_file is None:
@@ -88,7 +91,12 @@ def compile_for_target(
             " sink does not speak TLS"
         )
     compiled = compile_scenario(
-        scenario, timeout_s=timeout_s, overrides=overrides, implicit_tls=implicit, seed=seed
+        scenario,
+        timeout_s=timeout_s,
+        overrides=overrides,
+        implicit_tls=implicit,
+        seed=seed,
+        require_pipelining=require_pipelining,
     )
     if not compiled.uses_tls or target is None:
         return compiled, None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtpload.errors import Problem, ScenarioError, clipped, shown
+from smtpload.scenario.block_syntax import BlockDraft, check_blocks, read_steps, to_blocks
 from smtpload.scenario.feed_syntax import value_problem_at
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.load_syntax import read_load
@@ -52,7 +53,6 @@ from smtpload.scenario.step_syntax import (
     StepDraft,
     positive_seconds,
     read_name,
-    read_step,
     read_template,
 )
 from smtpload.scenario.template import Template, is_variable_name, not_a_variable_name
@@ -199,7 +199,8 @@ class _Validator(NodeReader):
         if "steps" not in keys:
             self.problem(root, "the scenario has no `steps:`; add a list such as `- greeting: 220`")
             return None
-        drafts = self._steps(keys["steps"][1])
+        drafts, blocks = self._steps(keys["steps"][1])
+        check_blocks(drafts, blocks, self)
         self._check_variables_used(variables, drafts)
         self._check_command_values(variables, drafts)
         self._check_message_size(variables, drafts)
@@ -246,6 +247,7 @@ class _Validator(NodeReader):
             tls=tls,
             protocol=protocol,
             proxy=proxy,
+            blocks=to_blocks(drafts, blocks),
         )
 
     def _protocol(self, node: Node) -> str:
@@ -404,23 +406,19 @@ class _Validator(NodeReader):
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _steps(self, node: Node) -> list[StepDraft]:
+    def _steps(self, node: Node) -> tuple[list[StepDraft], list[BlockDraft]]:
         if is_blank(node):
             self.problem(node, "steps is empty; a scenario needs at least one step")
-            return []
+            return [], []
         if not isinstance(node, SequenceNode):
             self.problem(
                 node, f"steps must be a list (lines starting with `- `), not a {kind_of(node)}"
             )
-            return []
+            return [], []
         if not node.value:
             self.problem(node, "steps is empty; a scenario needs at least one step")
-        drafts = []
-        for number, step_node in enumerate(node.value, start=1):
-            draft = read_step(step_node, number, self)
-            if draft is not None:
-                drafts.append(draft)
-        return drafts
+        # The items and the repeat and pipeline blocks among them, flattened (block_syntax.py).
+        return read_steps(node, self)
 
     # -- checks across steps ---------------------------------------------------------------
 
