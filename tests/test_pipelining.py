@@ -98,34 +98,6 @@ async def run(
 THREE = RecipientSpec(address="user{recipient}@example.test", count_min=3, count_max=3)
 
 
-async def test_a_thousand_pipelined_multi_recipient_messages_to_postfix(
-    postfix_server: SmtpPeer,
-) -> None:
-    # 10 persistent sessions, 100 transactions each, 3 recipients per message, every
-    # MAIL/RCPT/DATA group in one write: all accepted, and the counts add up.
-    compiled = compile_scenario(persistent(THREE, messages=100))
-    stats, _ = await run(compiled, postfix_server.port, sessions=10, concurrency=5)
-    assert stats.failures == []
-    assert stats.passed == 10
-    assert stats.messages == 1000
-    counts = {name: (step.attempts, step.failed) for name, step in stats.steps.items()}
-    assert counts == {
-        "connect": (10, 0),
-        "greeting": (10, 0),
-        "ehlo": (10, 0),
-        "mail": (1000, 0),
-        "rcpt": (3000, 0),
-        "data": (1000, 0),
-        "message": (1000, 0),
-        "quit": (10, 0),
-    }
-    # Every reply was timed: each histogram holds one sample per attempt.
-    for name in ("mail", "rcpt", "data", "message"):
-        assert stats.steps[name].latency.count == counts[name][0]
-    assert stats.pipelining is not None
-    assert stats.pipelining.summary() == {"groups_pipelined": 1000, "groups_lock_step": 0}
-
-
 async def test_a_refused_recipient_in_the_middle_of_a_group_fails_its_step_at_postfix(
     postfix_server: SmtpPeer,
 ) -> None:
