@@ -25,6 +25,7 @@ from smtpload.regression.baseline import (
     BaselineError,
     Behaviour,
     BehaviourRecorder,
+    StepLatency,
     load_baseline,
     save_baseline,
 )
@@ -316,9 +317,9 @@ def set_row(**fields: object) -> Damage:
     return damage
 
 
-def set_latency_count(count: int) -> Damage:
+def set_latency_samples(count: int) -> Damage:
     def damage(row: dict[str, Any]) -> None:
-        row["latency"]["count"] = count
+        row["latency"] = timed(count)  # a histogram that holds them: the count is the damage
 
     return damage
 
@@ -336,7 +337,10 @@ COUNTS: dict[str, tuple[Damage, str]] = {
         "the counts add up to more than the 3 replies with a code",
     ),
     "unexpected-over-replies": (set_row(unexpected=5), "5 is more than the 4 replies"),
-    "latency-over-replies": (set_latency_count(5), "latency.count: 5 is more than the 4"),
+    "latency-over-replies": (
+        set_latency_samples(5),
+        "latency.count: 5 is more than the 4 replies the step got;",
+    ),
     "replies-below-sessions": (set_row(replies=1), "1 is fewer than the step's 2 sessions"),
     "replies-zero-with-sessions": (set_row(replies=0), "0 is fewer than the step's 2 sessions"),
     "sessions-over-file": (set_row(sessions=3, replies=5), "3 is more than the 2 sessions"),
@@ -362,6 +366,54 @@ def test_a_part_row_may_have_more_replies_than_the_file_has_sessions(tmp_path: P
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     assert step_of(load_baseline(path), "message/chunk").replies == 4
+
+
+def timed(samples: int) -> dict[str, Any]:
+    """A latency object of ``samples`` timed replies, as a file holds it."""
+    histogram = LatencyHistogram()
+    for _ in range(samples):
+        histogram.record_us(1000)
+    latency = StepLatency.of(histogram)
+    return {
+        "count": latency.count,
+        "p50_ms": latency.p50_ms,
+        "p99_ms": latency.p99_ms,
+        "histogram": latency.histogram,
+    }
+
+
+def lmtp_like_json(message_samples: int) -> dict[str, Any]:
+    """The mail row as an LMTP message's: no reply of its own, its 4 replies in ``mail/rcpt``
+    (the rcpt row renamed), and ``message_samples`` latencies timed to the last of them."""
+    data = repeated_json()
+    mail = next(s for s in data["steps"] if s["name"] == "mail")
+    mail.update(sessions=0, replies=0, codes={}, enhanced={}, text=[], examples=[])
+    mail["latency"] = timed(message_samples)
+    rcpt_row(data)["name"] = "mail/rcpt"
+    return data
+
+
+def test_a_step_timed_to_its_part_rows_replies_may_have_latencies_without_replies(
+    tmp_path: Path,
+) -> None:
+    # What `record` writes for LMTP (tests/test_lmtp.py runs it against Dovecot).
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(lmtp_like_json(4)), encoding="utf-8")
+    assert step_of(load_baseline(path), "mail").latency.count == 4
+
+
+def test_latencies_above_the_part_rows_replies_are_refused(tmp_path: Path) -> None:
+    said = refused(tmp_path, lmtp_like_json(5))
+    assert "steps[2].latency.count: 5 is more than the 4 replies the step got with its part" in said
+
+
+def test_latencies_of_a_step_without_part_rows_are_at_most_its_replies(tmp_path: Path) -> None:
+    data = lmtp_like_json(1)
+    part = next(s for s in data["steps"] if s["name"] == "mail/rcpt")
+    part["name"] = "rcpt"  # no longer mail's part: mail's 0 replies time nothing
+    assert "steps[2].latency.count: 1 is more than the 0 replies the step got;" in refused(
+        tmp_path, data
+    )
 
 
 # -- compare: shares of attempts ----------------------------------------------------------------

@@ -91,7 +91,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +296,8 @@ class Behaviour:
                     f"steps[{i}].name", f"{shown(step.name)} is also the name of steps[{first}]"
                 )
             steps.append(step)
+        if file_format != _FORMAT_1:
+            reader.timed_attempts_checked(steps)
         return cls(
             scenario=reader.string(top.get("scenario"), "scenario"),
             target=reader.string(top.get("target"), "target"),
@@ -562,7 +564,7 @@ class _Reader:
     def counts(
         self, value: object, where: str, key: re.Pattern[str] | frozenset[str], most: int, of: str
     ) -> dict[str, int]:
-        """Sessions per key, each key matching ``key``; none, nor their sum, above ``most``."""
+        """Counts per key, each key matching ``key``; none, nor their sum, above ``most``."""
         mapping = self.mapping(value, where)
         counts = {}
         for name, n in sorted(mapping.items()):
@@ -636,8 +638,25 @@ class _Reader:
             text=self.strings(field("text"), f"{where}.text"),
             examples=self.strings(field("examples"), f"{where}.examples"),
             capabilities=self.capabilities(field("capabilities"), f"{where}.capabilities"),
-            latency=self.latency(field("latency"), f"{where}.latency", replies, strict=True),
+            # Bounded by the file (timed_attempts_checked): an LMTP message's replies are its
+            # recipients' rows, and the message is timed to the last of them.
+            latency=self.latency(field("latency"), f"{where}.latency", None, strict=True),
         )
+
+    def timed_attempts_checked(self, steps: Sequence[StepBehaviour]) -> None:
+        """A format /2 step's latencies are at most its attempts: one per reply or event it got,
+        or, for a step whose replies are its part rows' (an LMTP message: one per recipient,
+        ``NAME/RCPTSTEP``, and the message timed to the last), one per reply of those."""
+        for i, step in enumerate(steps):
+            parts = [p for p in steps if p.name.startswith(f"{step.name}/")]
+            most = step.replies + sum(p.replies for p in parts)
+            if step.latency.count > most:
+                raise self.fail(
+                    f"steps[{i}].latency.count",
+                    f"{step.latency.count} is more than the "
+                    f"{counted(most, 'reply', 'replies')} the step got"
+                    + (" with its part rows" if parts else ""),
+                )
 
     def step_v1(self, value: object, where: str, run_sessions: int) -> StepBehaviour:
         """One step of a format /1 file, read as format /2 (the module docstring says how)."""
@@ -690,14 +709,13 @@ class _Reader:
     def latency(
         self, value: object, where: str, most: int | None, *, strict: bool = False
     ) -> StepLatency:
-        """A step's latency; ``most`` bounds its count: format /2 (``strict``, every field
-        required) the step's replies, each timed at most once; /1 the file's sessions."""
+        """A step's latency; ``most`` bounds its count (format /1: the file's sessions; /2,
+        ``strict``, every field required, is bounded by :meth:`timed_attempts_checked`)."""
         latency = self.mapping(value, where)
         if strict:
             for key in ("count", "p50_ms", "p99_ms", "histogram"):
                 self.required(latency, key, where)
-        of = "replies the step got" if strict else "sessions"
-        count = self.count(latency.get("count", 0), f"{where}.count", most, of)
+        count = self.count(latency.get("count", 0), f"{where}.count", most, "sessions")
         self.milliseconds(latency.get("p50_ms"), f"{where}.p50_ms")
         self.milliseconds(latency.get("p99_ms"), f"{where}.p99_ms")
         blob = latency.get("histogram")
