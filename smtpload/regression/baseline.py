@@ -44,8 +44,8 @@ shows as a readable diff::
     }
 
 A step runs more than once in a session when a ``repeat:`` block holds it, when it is an
-``rcpt`` step (once per recipient), or when it is a part row: a bdat step's ``NAME/chunk``
-(once per chunk), LMTP's per-recipient ``NAME/RCPTSTEP``. So the counts are of attempts, and
+``rcpt`` step (once per recipient), or when it is a bdat step's part row ``NAME/chunk`` (once
+per chunk before the last). So the counts are of attempts, and
 ``sessions`` says how many sessions they came from: 10 sessions that each ran a repeated
 ``rcpt`` three times give ``"sessions": 10, "replies": 30``. Where each step runs once per
 session, as in every scenario before ``repeat:``, ``replies`` equals ``sessions``.
@@ -56,7 +56,9 @@ Reading a file checks more than its shape, and refuses what no recording can pro
 step's ``sessions`` above the file's or above its ``replies`` (a session that reached a step
 got at least one reply or event there); ``codes`` and ``events`` that do not add up to
 ``replies`` (each attempt is one of them); ``enhanced`` above the replies with a code;
-``unexpected`` or the latency ``count`` above ``replies``; two steps of one name; a latency
+``unexpected`` above ``replies``; a latency ``count`` above ``replies``, or for a step with
+part rows (an LMTP message, whose recipients' replies are its ``NAME/RCPTSTEP`` rows and which
+is timed to the last of them) above its and theirs; two steps of one name; a latency
 ``count`` that is not its histogram's; NaN or Infinity (not JSON); a key given twice in one
 object; and nesting deeper than any baseline has.
 
