@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,9 +271,19 @@ def test_baseline_file_round_trip(tmp_path: Path) -> None:
     assert load_baseline(path) == behaviour
     text = path.read_text(encoding="utf-8")
     # Sorted keys, one per line: a changed behaviour is a readable diff in version control.
-    assert text.startswith('{\n  "clock": "loop",\n  "format": "smtpload-baseline/1",\n')
+    assert text.startswith('{\n  "clock": "loop",\n  "format": "smtpload-baseline/2",\n')
     assert text.endswith("}\n")
     assert not (tmp_path / "baseline.json.partial").exists()
+
+
+def as_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A baseline's JSON as format /1 wrote it, for a behaviour whose steps each ran once per
+    session (as every scenario did then): no ``replies``, which equalled ``sessions``."""
+    old = json.loads(json.dumps(data))
+    old["format"] = "smtpload-baseline/1"
+    for step in old["steps"]:
+        assert step.pop("replies") == step["sessions"], step["name"]
+    return dict(old)
 
 
 def valid_json() -> dict[str, object]:
@@ -284,7 +295,7 @@ def damaged(change: str) -> object:
     steps = data["steps"]
     assert isinstance(steps, list)
     if change == "format":
-        data["format"] = "smtpload-baseline/2"
+        data["format"] = "smtpload-baseline/3"
     elif change == "no-format":
         del data["format"]
     elif change == "steps":
@@ -301,7 +312,11 @@ def damaged(change: str) -> object:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("format", "baseline format 'smtpload-baseline/2' is not 'smtpload-baseline/1'"),
+        (
+            "format",
+            "baseline format 'smtpload-baseline/3' is not one this smtpload reads "
+            "('smtpload-baseline/1' and 'smtpload-baseline/2';",
+        ),
         ("no-format", "not an smtpload baseline"),
         ("steps", "steps: expected a JSON array"),
         ("count", "steps[0].codes.220: expected a whole number >= 0"),
@@ -359,7 +374,7 @@ def test_a_baseline_keeps_the_clock_its_latencies_were_timed_on(tmp_path: Path, 
 @pytest.mark.parametrize("clock", ["kernel", "loop"])
 def test_a_baseline_without_a_clock_was_loop_timed(tmp_path: Path, clock: str) -> None:
     # Every baseline written before the field existed: format /1, no "clock", loop-timed.
-    data = replace(varied_behaviour(), clock=clock).to_json()
+    data = as_format_1(replace(varied_behaviour(), clock=clock).to_json())
     del data["clock"]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")

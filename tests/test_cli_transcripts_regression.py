@@ -95,7 +95,7 @@ def test_record_then_compare_against_the_upgraded_postfix(
     )  # fmt: skip
     assert recorded.returncode == 0, recorded.stderr
     baseline = json.loads((tmp_path / "baseline.json").read_text())
-    assert baseline["format"] == "smtpload-baseline/1"
+    assert baseline["format"] == "smtpload-baseline/2"
 
     same = smtpload(
         "compare", str(UPGRADE), "--baseline", "baseline.json", "--target", old, cwd=tmp_path

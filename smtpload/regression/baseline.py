@@ -6,14 +6,14 @@ the only I/O is reading and writing the baseline file (:func:`load_baseline`,
 :func:`save_baseline`, which writes through ``report/files.py``). Judging two behaviours is
 ``compare.py``'s job.
 
-The baseline file (``smtpload-baseline/1``)
+The baseline file (``smtpload-baseline/2``)
 -------------------------------------------
 A baseline is meant to be committed next to the scenario, so its format is a public contract.
 It is UTF-8 JSON, written with sorted keys and two-space indentation so that a changed behaviour
 shows as a readable diff::
 
     {
-      "format": "smtpload-baseline/1",      # required; any other value is refused
+      "format": "smtpload-baseline/2",      # required; /1 is read too (below), others refused
       "scenario": "upgrade",                # the scenario's name
       "target": "127.0.0.1:10025",          # the server it was recorded against
       "sessions": 10,                       # sessions run
@@ -22,32 +22,53 @@ shows as a readable diff::
       "steps": [                            # every scenario step, in scenario order
         {
           "name": "rcpt",                   # the step's name, as in reports
-          "sessions": 10,                   # sessions that reached the step
-          "codes": {"250": 10},             # sessions per reply code
-          "enhanced": {"2.1.5": 10},        # sessions per enhanced status code (RFC 3463)
-          "events": {},                     # sessions per other event: closed, timeout,
+          "sessions": 10,                   # sessions that reached the step (at least once)
+          "replies": 30,                    # attempts: every reply or event the step got,
+                                            #   over all its runs in all sessions
+          "codes": {"250": 30},             # attempts per reply code
+          "enhanced": {"2.1.5": 30},        # attempts per enhanced status code (RFC 3463)
+          "events": {},                     # attempts per other event: closed, timeout,
                                             #   connection_error, protocol_error, skipped,
-                                            #   connect_error (first step only); tls (a
-                                            #   tls step's handshake completed) and
-                                            #   tls_error: optional additions to format /1
-          "unexpected": 0,                  # sessions whose reply missed the step's expect
+                                            #   connect_error (first step only), tls (a
+                                            #   tls step's handshake completed), tls_error
+          "unexpected": 0,                  # attempts whose reply missed the step's expect
           "text": ["2.1.5 Ok"],             # the distinct reply lines, volatile parts
                                             #   normalized (volatile.normalize), sorted
           "examples": ["250 2.1.5 Ok"],     # a few first lines exactly as received
           "capabilities": null,             # EHLO steps: {"SIZE": ["10240000"], ...}
-          "latency": {"count": 10, "p50_ms": 0.05, "p99_ms": 0.08,
-                      "histogram": "HISTF..."}   # HdrHistogram V2 blob, µs; null if count 0
+          "latency": {"count": 30, "p50_ms": 0.05, "p99_ms": 0.08,
+                      "histogram": "HISTF..."}   # HdrHistogram V2 blob, µs, every timed
+                                                 #   reply; null if count 0
         }
       ]
     }
 
+A step runs more than once in a session when a ``repeat:`` block holds it, when it is an
+``rcpt`` step (once per recipient), or when it is a bdat step's part row ``NAME/chunk`` (once
+per chunk before the last). So the counts are of attempts, and
+``sessions`` says how many sessions they came from: 10 sessions that each ran a repeated
+``rcpt`` three times give ``"sessions": 10, "replies": 30``. Where each step runs once per
+session, as in every scenario before ``repeat:``, ``replies`` equals ``sessions``.
+
 Reading a file checks more than its shape, and refuses what no recording can produce: keys of
 ``codes`` that are not three digits, of ``enhanced`` that are not ``class.subject.detail``
-(RFC 3463), of ``events`` that are not one of those above; a count above the sessions it
-counts (a step's counts above its ``sessions``, that above the file's, but for a part row such
-as a bdat step's ``NAME/chunk``, which counts each chunk's reply); two steps of one name;
-a latency ``count`` that is not its histogram's; NaN or Infinity (not JSON); a key given twice
-in one object; and nesting deeper than any baseline has.
+(RFC 3463), of ``events`` that are not one of those above; a missing or mistyped field; a
+step's ``sessions`` above the file's or above its ``replies`` (a session that reached a step
+got at least one reply or event there); ``codes`` and ``events`` that do not add up to
+``replies`` (each attempt is one of them); ``enhanced`` above the replies with a code;
+``unexpected`` above ``replies``; a latency ``count`` above ``replies``, or for a step with
+part rows (an LMTP message, whose recipients' replies are its ``NAME/RCPTSTEP`` rows and which
+is timed to the last of them) above its and theirs; two steps of one name; a latency
+``count`` that is not its histogram's; NaN or Infinity (not JSON); a key given twice in one
+object; and nesting deeper than any baseline has.
+
+Format ``smtpload-baseline/1`` (written before repeated steps) is still read, with its own
+checks, so that a run compares against an old baseline without recording it again. A /1 step
+row has no ``replies``: its ``sessions`` counted one per observation, which, with each step run
+once per session, is both its sessions and its attempts; it reads as ``replies`` = ``sessions``.
+A /1 part row (a name with ``/``: a bdat step's ``NAME/chunk``) counted each chunk's reply
+there, so its ``sessions`` reads as its ``replies``, and its sessions as that many, at most the
+file's. Any other ``format`` is refused, naming the formats this version reads.
 
 ``clock`` is the run's clock (``RunStats.clock``, summary.json's top-level ``clock``):
 ``"kernel"`` when its reply-timed steps ended on the kernel's receive times, ``"loop"`` when
@@ -72,7 +93,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +112,7 @@ from smtpload.scenario.model import StepKind
 
 __all__ = [
     "BASELINE_FORMAT",
+    "READ_FORMATS",
     "BaselineError",
     "Behaviour",
     "BehaviourRecorder",
@@ -100,7 +122,13 @@ __all__ = [
     "save_baseline",
 ]
 
-BASELINE_FORMAT = "smtpload-baseline/1"
+BASELINE_FORMAT = "smtpload-baseline/2"
+
+#: The format written before repeated steps: still read (see the module docstring).
+_FORMAT_1 = "smtpload-baseline/1"
+
+#: Every format :func:`load_baseline` reads, oldest first.
+READ_FORMATS = (_FORMAT_1, BASELINE_FORMAT)
 
 #: Raw first lines kept per step: enough to show what a reply looked like, not a transcript.
 MAX_EXAMPLES = 5
@@ -120,7 +148,7 @@ _EVENTS = frozenset(
         "protocol_error",
         "skipped",
         "connect_error",
-        # TLS (a tls step): an addition to format /1 that older baselines simply never hold.
+        # TLS (a tls step): an addition to format /1 that older /1 files simply never hold.
         "tls",
         "tls_error",
     }
@@ -151,7 +179,8 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class BaselineError(LocalError):
-    """A baseline file is missing, unreadable, or not an ``smtpload-baseline/1`` file."""
+    """A baseline file is missing, unreadable, or not a baseline of a format this version
+    reads (:data:`READ_FORMATS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +212,15 @@ class StepLatency:
 
 @dataclass(frozen=True, slots=True)
 class StepBehaviour:
-    """What the sessions of a run saw at one step (see the module docstring for each field)."""
+    """What the sessions of a run saw at one step (see the module docstring for each field).
+
+    ``sessions`` counts the sessions that reached the step; ``replies`` and every count after
+    it count attempts, one per reply or event, however often a session ran the step.
+    """
 
     name: str
     sessions: int
+    replies: int
     codes: Mapping[str, int]
     enhanced: Mapping[str, int]
     events: Mapping[str, int]
@@ -235,17 +269,18 @@ class Behaviour:
             path: the file it came from, for error messages.
 
         Raises:
-            BaselineError: ``data`` is not a valid ``smtpload-baseline/1`` object; the message
-                names the file and the field.
+            BaselineError: ``data`` is not a valid baseline object of a format in
+                :data:`READ_FORMATS`; the message names the file and the field.
         """
         reader = _Reader(path)
         top = reader.mapping(data, "the file")
         file_format = top.get("format")
-        if file_format != BASELINE_FORMAT:
+        if file_format not in READ_FORMATS:
+            formats = " and ".join(repr(known) for known in READ_FORMATS)
             if isinstance(file_format, str) and file_format.startswith("smtpload-baseline/"):
                 raise BaselineError(
-                    f"{path}: baseline format {file_format!r} is not {BASELINE_FORMAT!r} "
-                    f"(written by another smtpload version); {_RECORD_HINT}"
+                    f"{path}: baseline format {shown(file_format)} is not one this smtpload "
+                    f"reads ({formats}; written by another smtpload version); {_RECORD_HINT}"
                 )
             raise BaselineError(
                 f'{path}: not an smtpload baseline (no "format": {BASELINE_FORMAT!r}); '
@@ -253,21 +288,30 @@ class Behaviour:
             )
         items = reader.array(top.get("steps"), "steps")
         sessions = reader.count(top.get("sessions"), "sessions")
+        read_step = reader.step_v1 if file_format == _FORMAT_1 else reader.step
         steps: list[StepBehaviour] = []
         for i, item in enumerate(items):
-            step = reader.step(item, f"steps[{i}]", sessions)
+            step = read_step(item, f"steps[{i}]", sessions)
             first = next((j for j, other in enumerate(steps) if other.name == step.name), None)
             if first is not None:
                 raise reader.fail(
                     f"steps[{i}].name", f"{shown(step.name)} is also the name of steps[{first}]"
                 )
             steps.append(step)
+        if file_format != _FORMAT_1:
+            reader.timed_attempts_checked(steps)
         return cls(
             scenario=reader.string(top.get("scenario"), "scenario"),
             target=reader.string(top.get("target"), "target"),
             sessions=sessions,
             steps=tuple(steps),
-            clock=reader.clock(top.get("clock", _UNSAID_CLOCK), "clock"),
+            # Optional in /1 (older files were loop-timed); /2 files always say it.
+            clock=reader.clock(
+                top.get("clock", _UNSAID_CLOCK)
+                if file_format == _FORMAT_1
+                else reader.required(top, "clock", ""),
+                "clock",
+            ),
         )
 
 
@@ -310,6 +354,7 @@ def save_baseline(behaviour: Behaviour, path: str | os.PathLike[str]) -> None:
 @dataclass(slots=True)
 class _StepTally:
     sessions: int = 0
+    replies: int = 0
     codes: dict[str, int] = field(default_factory=dict)
     enhanced: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
@@ -344,7 +389,7 @@ class BehaviourRecorder:
     def __init__(self, scenario: CompiledScenario) -> None:
         self._scenario = scenario
         # Every step's name, LMTP's per-recipient parts (``message/rcpt``) and a bdat
-        # step's ``message/chunk`` included: each is a step of the baseline's format /1.
+        # step's ``message/chunk`` included: each is a step row of the baseline.
         self._tallies = {name: _StepTally() for name in scenario.step_names}
         self._hello_steps = frozenset(s.name for s in scenario.steps if _sends_hello(s))
 
@@ -356,13 +401,21 @@ class BehaviourRecorder:
             if self._scenario.steps:
                 first = self._tallies[self._scenario.steps[0].name]
                 first.sessions += 1
+                first.replies += 1
                 _bump(first.events, "connect_error")
             return
+        reached: set[str] = set()
         for observation in engine.observations:
-            tally = self._tallies.get(observation.step.name)
+            name = observation.step.name
+            tally = self._tallies.get(name)
             if tally is None:
                 continue
-            tally.sessions += 1
+            # A step a session runs several times (a repeat block, an rcpt step's recipients,
+            # a bdat step's chunks) is one session and one attempt per run.
+            if name not in reached:
+                reached.add(name)
+                tally.sessions += 1
+            tally.replies += 1
             if observation.mismatch is not None:
                 tally.unexpected += 1
             reply = observation.reply
@@ -406,6 +459,7 @@ class BehaviourRecorder:
                 StepBehaviour(
                     name=name,
                     sessions=tally.sessions,
+                    replies=tally.replies,
                     codes=_sorted(tally.codes),
                     enhanced=_sorted(tally.enhanced),
                     events=_sorted(tally.events),
@@ -445,6 +499,7 @@ def _step_to_json(step: StepBehaviour) -> dict[str, Any]:
     return {
         "name": step.name,
         "sessions": step.sessions,
+        "replies": step.replies,
         "codes": dict(step.codes),
         "enhanced": dict(step.enhanced),
         "events": dict(step.events),
@@ -511,7 +566,7 @@ class _Reader:
     def counts(
         self, value: object, where: str, key: re.Pattern[str] | frozenset[str], most: int, of: str
     ) -> dict[str, int]:
-        """Sessions per key, each key matching ``key``; none, nor their sum, above ``most``."""
+        """Counts per key, each key matching ``key``; none, nor their sum, above ``most``."""
         mapping = self.mapping(value, where)
         counts = {}
         for name, n in sorted(mapping.items()):
@@ -527,16 +582,88 @@ class _Reader:
         items = self.array(value, where)
         return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(items))
 
+    def required(self, mapping: Mapping[str, Any], key: str, where: str) -> object:
+        """``mapping[key]``; a format /2 file writes every field, so a missing one is damage."""
+        if key not in mapping:
+            raise self.fail(f"{where}.{key}" if where else key, "missing")
+        return mapping[key]
+
+    def capabilities(self, value: object, where: str) -> dict[str, tuple[str, ...]] | None:
+        if value is None:
+            return None
+        mapping = self.mapping(value, where)
+        return {
+            keyword: self.strings(params, f"{where}.{shown(keyword)}")
+            for keyword, params in sorted(mapping.items())
+        }
+
     def step(self, value: object, where: str, run_sessions: int) -> StepBehaviour:
-        """One step; ``run_sessions`` is the file's ``sessions``, which bounds its counts."""
+        """One step of a format /2 file, whose counts are of attempts (module docstring);
+        ``run_sessions`` is the file's ``sessions``, which bounds the step's."""
         step = self.mapping(value, where)
-        capabilities = step.get("capabilities")
-        if capabilities is not None:
-            mapping = self.mapping(capabilities, f"{where}.capabilities")
-            capabilities = {
-                keyword: self.strings(params, f"{where}.capabilities.{shown(keyword)}")
-                for keyword, params in sorted(mapping.items())
-            }
+
+        def field(key: str) -> object:
+            return self.required(step, key, where)
+
+        name = self.string(field("name"), f"{where}.name")
+        sessions = self.count(field("sessions"), f"{where}.sessions", run_sessions, "sessions")
+        replies = self.count(field("replies"), f"{where}.replies")
+        if replies < sessions:
+            # A session that reached a step got a reply or an event there, at least one.
+            raise self.fail(
+                f"{where}.replies",
+                f"{replies} is fewer than the step's {counted(sessions, 'session')}",
+            )
+        of = "replies the step got"
+        codes = self.counts(field("codes"), f"{where}.codes", _REPLY_CODE, replies, of)
+        events = self.counts(field("events"), f"{where}.events", _EVENTS, replies, of)
+        answered = sum(codes.values()) + sum(events.values())
+        if answered != replies:
+            # Each attempt is a reply with a code or one event: nothing else, nothing twice.
+            relation = "more" if answered > replies else "fewer"
+            raise self.fail(
+                where,
+                f"its codes and events count {relation} than its "
+                f"{counted(replies, 'reply', 'replies')} ({answered})",
+            )
+        coded = sum(codes.values())
+        return StepBehaviour(
+            name=name,
+            sessions=sessions,
+            replies=replies,
+            codes=codes,
+            enhanced=self.counts(
+                field("enhanced"), f"{where}.enhanced", _ENHANCED_CODE, coded, "replies with a code"
+            ),
+            events=events,
+            unexpected=self.count(field("unexpected"), f"{where}.unexpected", replies, of),
+            text=self.strings(field("text"), f"{where}.text"),
+            examples=self.strings(field("examples"), f"{where}.examples"),
+            capabilities=self.capabilities(field("capabilities"), f"{where}.capabilities"),
+            # Bounded by the file (timed_attempts_checked): an LMTP message's replies are its
+            # recipients' rows, and the message is timed to the last of them.
+            latency=self.latency(field("latency"), f"{where}.latency", None, strict=True),
+        )
+
+    def timed_attempts_checked(self, steps: Sequence[StepBehaviour]) -> None:
+        """A format /2 step's latencies are at most its attempts: one per reply or event it got,
+        or, for a step whose replies are its part rows' (an LMTP message: one per recipient,
+        ``NAME/RCPTSTEP``, and the message timed to the last), one per reply of those."""
+        for i, step in enumerate(steps):
+            parts = [p for p in steps if p.name.startswith(f"{step.name}/")]
+            most = step.replies + sum(p.replies for p in parts)
+            if step.latency.count > most:
+                raise self.fail(
+                    f"steps[{i}].latency.count",
+                    f"{step.latency.count} is more than the "
+                    f"{counted(most, 'reply', 'replies')} the step got"
+                    + (" with its part rows" if parts else ""),
+                )
+
+    def step_v1(self, value: object, where: str, run_sessions: int) -> StepBehaviour:
+        """One step of a format /1 file, read as format /2 (the module docstring says how)."""
+        step = self.mapping(value, where)
+        capabilities = self.capabilities(step.get("capabilities"), f"{where}.capabilities")
         name = self.string(step.get("name"), f"{where}.name")
         # A part row (a bdat step's NAME/chunk) is reached once per chunk: its counts are of
         # replies, which a session can give it several of, so the run's sessions bound them not.
@@ -552,7 +679,10 @@ class _Reader:
         replies = sum(codes.values())
         return StepBehaviour(
             name=name,
-            sessions=sessions,
+            # /1 counted one per observation: a step row's sessions were its attempts too; a
+            # part row's were its attempts only, from at most the file's sessions.
+            sessions=min(sessions, run_sessions),
+            replies=sessions,
             codes=codes,
             enhanced=self.counts(
                 step.get("enhanced"), f"{where}.enhanced", _ENHANCED_CODE, replies, "replies"
@@ -578,9 +708,16 @@ class _Reader:
                 where, f"expected a number of milliseconds from 0 to {_MAX_LATENCY_MS}, or null"
             )
 
-    def latency(self, value: object, where: str, run_sessions: int | None) -> StepLatency:
+    def latency(
+        self, value: object, where: str, most: int | None, *, strict: bool = False
+    ) -> StepLatency:
+        """A step's latency; ``most`` bounds its count (format /1: the file's sessions; /2,
+        ``strict``, every field required, is bounded by :meth:`timed_attempts_checked`)."""
         latency = self.mapping(value, where)
-        count = self.count(latency.get("count", 0), f"{where}.count", run_sessions, "sessions")
+        if strict:
+            for key in ("count", "p50_ms", "p99_ms", "histogram"):
+                self.required(latency, key, where)
+        count = self.count(latency.get("count", 0), f"{where}.count", most, "sessions")
         self.milliseconds(latency.get("p50_ms"), f"{where}.p50_ms")
         self.milliseconds(latency.get("p99_ms"), f"{where}.p99_ms")
         blob = latency.get("histogram")

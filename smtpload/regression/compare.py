@@ -9,7 +9,18 @@ Over N sessions a step's replies are compared as *sets*: the reply codes seen, t
 codes seen, the other events seen (timeout, closed, skipped, ...), the normalized text lines
 seen. A value that appears or disappears is a change; how many sessions got each value is shown
 but never judged, so running 10 sessions against a baseline of 100 is fine, while a 451 that
-one session in a hundred now gets is caught. For each step the first of these that differs is
+one session in a hundred now gets is caught.
+
+The counts are of attempts (baseline format /2): a step that a ``repeat:`` block holds, an
+``rcpt`` step's recipients, a bdat step's chunks get several replies per session, and how many
+varies by design (a ranged repeat draws its count per session), so two runs of one server
+differ in attempts as they differ in sessions. What is judged is the *share* of each value
+among the step's attempts, and only whether it is zero: a difference means a value that no
+attempt got before and some now get, or the other way round. The size of a share (451 in 1%
+of the attempts, now in 5%) is shown, not judged, as the sessions' counts were before
+attempts. Where each step runs once per session, attempts are sessions and every verdict is
+the one the sessions gave; a /1 baseline reads so (baseline.py). For each step the first of
+these that differs is
 reported, and the ones after it are not, because they follow from it (a reply code that changed
 brings a new enhanced code and a new text with it):
 
@@ -404,15 +415,15 @@ def _enhanced_by_class(step: StepBehaviour) -> dict[str, set[str]]:
     """Per reply class ("2", "4", "5"), the enhanced codes seen, and :data:`_NO_CODE` when some
     replies of the class had none (a reply has at most one: counts tell which are missing)."""
     replies: dict[str, int] = {}
-    for code, sessions in step.codes.items():
-        replies[code[:1]] = replies.get(code[:1], 0) + sessions
+    for code, attempts in step.codes.items():
+        replies[code[:1]] = replies.get(code[:1], 0) + attempts
     seen: dict[str, set[str]] = {}
     coded: dict[str, int] = {}
-    for enhanced, sessions in step.enhanced.items():
+    for enhanced, attempts in step.enhanced.items():
         seen.setdefault(enhanced[:1], set()).add(enhanced)
-        coded[enhanced[:1]] = coded.get(enhanced[:1], 0) + sessions
-    for reply_class, sessions in replies.items():
-        if sessions > coded.get(reply_class, 0) and reply_class in ("2", "4", "5"):
+        coded[enhanced[:1]] = coded.get(enhanced[:1], 0) + attempts
+    for reply_class, attempts in replies.items():
+        if attempts > coded.get(reply_class, 0) and reply_class in ("2", "4", "5"):
             seen.setdefault(reply_class, set()).add(_NO_CODE)
     return seen
 
@@ -513,15 +524,32 @@ def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{key} x{n}" for key, n in counts.items())
 
 
+def _shares(counts: Mapping[str, int], step: StepBehaviour) -> str:
+    """The counts, each with its share of the step's attempts when sessions ran the step more
+    than once (``250 x27 (90%), 451 x3 (10%)``): then the share is what compare judges."""
+    if step.replies == step.sessions or not step.replies:
+        return _counts(counts)
+    return ", ".join(f"{key} x{n} ({n / step.replies:.0%})" for key, n in counts.items())
+
+
+def _reached(step: StepBehaviour) -> str:
+    """``10 sessions``, and the attempts when they are more: ``10 sessions, 30 replies``."""
+    sessions = counted(step.sessions, "session")
+    if step.replies == step.sessions:
+        return sessions
+    return f"{sessions}, {counted(step.replies, 'reply', 'replies')}"
+
+
 def _outcomes(step: StepBehaviour) -> str:
-    parts = [part for part in (_counts(step.codes), _counts(step.events)) if part]
-    return (f"{counted(step.sessions, 'session')}: " + "; ".join(parts)) if parts else "no session"
+    parts = [part for part in (_shares(step.codes, step), _shares(step.events, step)) if part]
+    return (f"{_reached(step)}: " + "; ".join(parts)) if parts else "no session"
 
 
 def _replies(step: StepBehaviour) -> str:
-    """``10 sessions: 250 x10; e.g. 250 2.1.5 Ok``: counts, then replies as received."""
+    """``10 sessions: 250 x10; e.g. 250 2.1.5 Ok``: counts, then replies as received (with
+    ``, 30 replies`` and each code's share when sessions ran the step more than once)."""
     examples = " | ".join(step.examples)
-    counts = f"{counted(step.sessions, 'session')}: {_counts(step.codes)}"
+    counts = f"{_reached(step)}: {_shares(step.codes, step)}"
     return f"{counts}; e.g. {examples}" if examples else counts
 
 
