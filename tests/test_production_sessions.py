@@ -191,3 +191,33 @@ def test_a_thousand_pipelined_messages_to_postfix_from_yaml(
         assert step["failed"] == 0
         assert step["latency_ms"]["samples"] == step["count"]
     assert summary["pipelining"] == {"groups_pipelined": 1000, "groups_lock_step": 0}
+
+
+def test_record_and_compare_persistent_pipelined_sessions_against_postfix(
+    tmp_path: Path, postfix_server: SmtpPeer
+) -> None:
+    # The bundled persistent-pipelined scenario: 1 to 20 transactions per session, each a
+    # pipelined MAIL/RCPT/DATA group. The baseline counts every reply of a repeated step
+    # (attempts), not sessions; another number of sessions (other attempt counts) against the
+    # same server is no difference.
+    target = f"{postfix_server.host}:{postfix_server.port}"
+    baseline = tmp_path / "baseline.json"
+    recording = smtpload(
+        "record", "persistent-pipelined", "--target", target, "--sessions", "3",
+        "-o", str(baseline), cwd=tmp_path,
+    )  # fmt: skip
+    assert recording.returncode == 0, recording.stdout + recording.stderr
+    data = json.loads(baseline.read_text(encoding="utf-8"))
+    rows = {row["name"]: row for row in data["steps"]}
+    mail = rows["mail"]
+    assert mail["sessions"] == 3
+    assert 3 <= mail["replies"] <= 60
+    assert mail["codes"] == {"250": mail["replies"]}
+    assert rows["message"]["replies"] == rows["rset"]["replies"] == mail["replies"]
+    assert rows["quit"]["replies"] == 3
+    comparing = smtpload(
+        "compare", "persistent-pipelined", "--target", target, "--sessions", "2",
+        "--baseline", str(baseline), cwd=tmp_path,
+    )  # fmt: skip
+    assert comparing.returncode == 0, comparing.stdout + comparing.stderr
+    assert "no differences" in comparing.stdout
