@@ -6,6 +6,7 @@ Each test plays the I/O layer by hand, as net/client.py does: it asks the engine
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from smtpload.protocol.compiler import CompiledScenario, compile_scenario
@@ -543,3 +544,54 @@ def test_message_size_in_a_pipelined_mail_counts_the_message_sent_after_the_grou
     # RFC 1870 counts the message as sent, without the final "." line.
     assert sizes == [len(m) - len(b".\r\n") for m in messages]
     assert messages[0] != messages[1]  # each its own Message-ID
+
+
+def test_message_size_before_a_repeats_edge_counts_the_message_that_comes_next() -> None:
+    # The message starts the next group (RFC 2920 §3.1): the MAIL ... SIZE= in the repeat's
+    # group declares the size of the message sent at the start of the NEXT run of the repeat,
+    # and on the last run that of the message after the repeat, whatever their sizes.
+    def mail(name: str) -> Step:
+        return Step(
+            StepKind.SEND,
+            name,
+            text="MAIL FROM:<a@example.test> SIZE={message_size}",
+            expect=codes(250),
+        )
+
+    def message(name: str, size: int) -> Step:
+        return Step(StepKind.DATA, name, text="Subject: s\n\n", data_size=size, expect=codes(250))
+
+    rcpt = Step(StepKind.SEND, "rcpt", text="RCPT TO:<b@example.test>", expect=codes(250))
+    rcpt2 = dataclasses.replace(rcpt, name="rcpt2")
+    data2 = dataclasses.replace(DATA_CMD, name="data2")
+    compiled = compile_scenario(
+        scenario(
+            GREETING,
+            EHLO,
+            mail("mail"),
+            rcpt,
+            DATA_CMD,  # 2-4: the first group
+            message("inner", 1000),
+            mail("mail2"),
+            rcpt2,
+            data2,  # 5-8: repeat x3 of a group
+            message("last", 5000),
+            QUIT,  # 9: the final message
+            blocks=(
+                Block(BlockKind.PIPELINE, 2, 5),
+                Block(BlockKind.REPEAT, 5, 9, 3, 3),
+                Block(BlockKind.PIPELINE, 5, 9),
+            ),
+        )
+    )
+    engine = engine_for(compiled, 1)
+    sent = drive(engine)
+    declared = [int(data.split(b"SIZE=")[1]) for name, data, _ in sent if name in ("mail", "mail2")]
+    messages = [data for name, data, _ in sent if name in ("inner", "last")]
+    assert [name for name, _, _ in sent if name in ("inner", "last")] == [
+        "inner",
+        "inner",
+        "inner",
+        "last",
+    ]
+    assert declared == [len(m) - len(b".\r\n") for m in messages]

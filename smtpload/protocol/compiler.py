@@ -492,12 +492,17 @@ def _check_command_overrides(
             )
 
 
-def _size_messages(steps: list[CompiledStep]) -> list[CompiledStep]:
+def _size_messages(steps: list[CompiledStep], blocks: Iterable[Block]) -> list[CompiledStep]:
     """Give each send step that uses ``{message_size}`` the size of the next message step's
     message: filled in now when that message is the same in every session (a constant or a
     padded one without variables), else ``sized_message``, for the engine to count it on the
     message it renders for the session (message_size.py). The scenario's reader made sure a
     message step follows.
+
+    When a repeat's edge lies between the step and that message (a MAIL at a repeat's end,
+    whose message starts the next run; a message inside a repeat that may run 0 times), the
+    message that comes next depends on the run: the engine finds it as it goes
+    (``SessionEngine._upcoming_message``), so nothing is filled in here.
 
     Raises:
         UsageError: no message step follows (a scenario not read from a file).
@@ -516,7 +521,12 @@ def _size_messages(steps: list[CompiledStep]) -> list[CompiledStep]:
                 )
             bdat = message.kind is StepKind.BDAT
             constant = message.octets if bdat else message.payload
-            if constant is None:
+            across_repeat = any(
+                block.kind is BlockKind.REPEAT
+                and (at < block.start <= message.index or at < block.end <= message.index)
+                for block in blocks
+            )
+            if constant is None or across_repeat:
                 step = replace(step, sized_message=message.index)
             else:
                 octets = message_octets(constant, stuffed=not bdat)
@@ -719,12 +729,12 @@ def compile_scenario(
             raise UsageError(f"{scenario.path}:{spec.line}:{spec.column}: proxy: {error}") from None
         uses_variables = uses_variables or bool(proxy.names)
         uses_date = uses_date or "date" in proxy.names
-    steps = _size_messages(steps)
     compiled_at.append(len(steps))
     blocks = tuple(
         replace(block, start=compiled_at[block.start], end=compiled_at[block.end])
         for block in scenario.blocks
     )
+    steps = _size_messages(steps, blocks)
     steps = _mark_groups(steps, blocks, require_pipelining=require_pipelining)
     return CompiledScenario(
         name=scenario.name,

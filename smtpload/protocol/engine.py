@@ -88,7 +88,13 @@ from smtpload.protocol.proxy import ProxyHeaderError
 from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.protocol.xclient import XclientError
-from smtpload.scenario.model import MESSAGE_SIZE_VARIABLE, Block, BlockKind, StepKind
+from smtpload.scenario.model import (
+    MESSAGE_SIZE_VARIABLE,
+    MESSAGE_STEP_KINDS,
+    Block,
+    BlockKind,
+    StepKind,
+)
 
 __all__ = ["CONNECT_EXPECTATION", "POLITE_QUIT_TIMEOUT_S", "Observation", "SessionEngine"]
 
@@ -455,7 +461,8 @@ class SessionEngine:
         if step.kind is StepKind.RCPT and self._rcpt_lines is not None:
             return self._rcpt_payload(step, self._rcpt_lines[self._rcpt_at])
         if step.sized_message is not None:
-            self._variables[MESSAGE_SIZE_VARIABLE] = str(self._message_size(step.sized_message))
+            size = self._message_size(self._upcoming_message(step))
+            self._variables[MESSAGE_SIZE_VARIABLE] = str(size)
         try:
             if step.kind is StepKind.DATA:
                 message = self._prepare_message(step.index)
@@ -622,6 +629,33 @@ class SessionEngine:
             data = step.render(self._variables)
         self._prepared = (index, data)
         return data
+
+    def _upcoming_message(self, step: CompiledStep) -> int:
+        """The index of the message step that runs next after ``step`` (a send step with
+        ``{message_size}``), following the repeats under way: at a repeat's end the next run
+        starts again at its first step, and after its last run the steps after it follow.
+        A repeat entered on the way is taken to run at least once (its count is drawn only
+        when it is entered)."""
+        assert step.sized_message is not None
+        if not self._loops:
+            return step.sized_message
+        steps = self._scenario.steps
+        loops = [(loop.block, loop.runs_left) for loop in self._loops]
+        index = step.index + 1
+        # Each step is passed at most once per repeat under way, then once more.
+        for _ in range(len(steps) * (len(loops) + 1)):
+            if loops and index == loops[-1][0].end:
+                block, runs_left = loops.pop()
+                if runs_left > 1:
+                    loops.append((block, runs_left - 1))
+                    index = block.start
+                continue
+            if index >= len(steps):
+                break
+            if steps[index].kind in MESSAGE_STEP_KINDS:
+                return index
+            index += 1
+        return step.sized_message
 
     def _message_size(self, index: int) -> int:
         """The RFC 1870 size of this session's message of the message step at ``index``
