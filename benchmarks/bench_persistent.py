@@ -21,18 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.bench_sessions import _measure  # noqa: E402
 from benchmarks.smtp_sink import free_port, smtp_sink  # noqa: E402
 
 #: The persistent session; {pipeline} is the group's key or nothing (lock-step).
@@ -81,15 +79,6 @@ class Measurement:
         return self.cpu_s / self.messages * 1e6
 
 
-def _measure(command: list[str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def run_smtp_source(port: int, messages: int, sessions: int) -> Measurement:
     command = [
         "smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-r", "3",
@@ -116,12 +105,7 @@ def run_smtpload(port: int, messages: int, sessions: int, *, pipelined: bool) ->
             "--json", str(summary_path), "--quiet",
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        wall, cpu = _measure(command, env)
         summary = json.loads(summary_path.read_text())
     sent = summary["throughput"]["messages"]
     if summary["sessions"]["passed"] != sessions or sent != per_session * sessions:
