@@ -7,12 +7,15 @@ Each test plays the I/O layer by hand, as net/client.py does: it asks the engine
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from collections.abc import Callable
 
 from smtpload.protocol.compiler import CompiledScenario, compile_scenario
 from smtpload.protocol.engine import LONE_DOT_STEP_NAME, SessionEngine
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.wire import Reply, ReplyParser
+from smtpload.regression.baseline import BehaviourRecorder, StepBehaviour
+from smtpload.report.stats import RunStats
 from smtpload.scenario.model import (
     Block,
     BlockKind,
@@ -84,7 +87,9 @@ def engine_for(compiled: CompiledScenario, session: int) -> SessionEngine:
     return SessionEngine(compiled, session, compiled.session_variables(session, "run"))
 
 
-def drive(engine: SessionEngine, answer: Answer = polite) -> list[tuple[str, bytes, bool]]:
+def drive(
+    engine: SessionEngine, answer: Answer = polite, *, keep: bool = True
+) -> list[tuple[str, bytes, bool]]:
     """Run the session as net/client.py does; return (step name, bytes sent, write number)
     for every command: commands of one pipelined write share its number."""
     sent: list[tuple[str, bytes, bool]] = []
@@ -103,7 +108,8 @@ def drive(engine: SessionEngine, answer: Answer = polite) -> list[tuple[str, byt
                 engine.on_group_done()
                 continue
         data = engine.payload(step)
-        sent.append((step.name, bytes(data), False))  # type: ignore[arg-type]
+        if keep:  # (a long session's test keeps nothing of its own)
+            sent.append((step.name, bytes(data), False))  # type: ignore[arg-type]
         engine.on_reply(step, reply(answer(step.name, bytes(data))))  # type: ignore[arg-type]
     return sent
 
@@ -595,3 +601,82 @@ def test_message_size_before_a_repeats_edge_counts_the_message_that_comes_next()
         "last",
     ]
     assert declared == [len(m) - len(b".\r\n") for m in messages]
+
+
+# -- a long session stays bounded ------------------------------------------------------------
+
+
+def long_session(runs: int) -> CompiledScenario:
+    big = Step(
+        StepKind.DATA,
+        "message",
+        text="Message-ID: {message_id}\n\n" + "x" * 20_000 + "\n",
+        expect=codes(250),
+    )
+    return compile_scenario(
+        scenario(
+            GREETING, EHLO, MAIL, RCPT, DATA_CMD, big, QUIT,
+            blocks=(Block(BlockKind.REPEAT, 2, 6, runs, runs),),
+        )
+    )  # fmt: skip
+
+
+def peak_bytes(runs: int, *, fail_last: bool) -> tuple[int, SessionEngine, BehaviourRecorder]:
+    """Run one observe-mode session of ``runs`` transactions of a 20 kB message rendered per
+    message, its observations streamed to a recorder; the peak of what Python allocated."""
+    compiled = long_session(runs)
+    recorder = BehaviourRecorder(compiled)
+    engine = SessionEngine(
+        compiled,
+        1,
+        compiled.session_variables(1, "run"),
+        observe=True,
+        observer=recorder.observe,
+    )
+    mails = 0
+
+    def answer(name: str, sent: bytes) -> bytes:
+        nonlocal mails
+        if name == "mail":
+            mails += 1
+            if fail_last and mails == runs:
+                return b"451 4.3.0 try later\r\n"
+        return polite(name, sent)
+
+    tracemalloc.start()
+    try:
+        drive(engine, answer, keep=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, engine, recorder
+
+
+def test_a_long_observed_session_keeps_no_more_than_a_short_one() -> None:
+    # 2,000 transactions of a 20 kB message: kept, the messages alone would be 40 MB.
+    short, _, _ = peak_bytes(200, fail_last=False)
+    long, engine, recorder = peak_bytes(2000, fail_last=True)
+    assert long < 2 * short + 1_000_000, (short, long)
+    assert engine.observations == []  # streamed to the recorder, not kept
+    rows = {row.name: row for row in recorder_rows(recorder, engine)}
+    assert rows["mail"].replies == 2000
+    assert rows["mail"].unexpected == 1  # observe mode goes on after the difference
+    assert rows["message"].replies == 2000
+    # The failure's transcript: the start and the end of the session, the rest counted.
+    failure = engine.failure()
+    assert failure is not None
+    texts = [line.text for line in failure.transcript]
+    assert len(texts) < 400
+    assert texts[0].startswith("220")
+    assert any("left out" in text for text in texts)
+    assert any("451 4.3.0 try later" in text for text in texts[-20:])
+
+
+def recorder_rows(recorder: BehaviourRecorder, engine: SessionEngine) -> list[StepBehaviour]:
+    recorder.add_session(engine)
+    stats = RunStats(["connect", *engine_steps(recorder)])
+    return list(recorder.behaviour(stats, scenario="s", target="t", sessions=1).steps)
+
+
+def engine_steps(recorder: BehaviourRecorder) -> list[str]:
+    return list(long_session(1).step_names)

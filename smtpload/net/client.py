@@ -162,6 +162,7 @@ def new_session(
     *,
     observe: bool = False,
     watcher: Callable[[Observation], None] | None = None,
+    observer: Callable[[int, Observation], None] | None = None,
 ) -> SessionEngine:
     """The engine of session number ``session``, with its variables."""
     # One generator per session, for its variables and all it draws later (session_random.py).
@@ -169,7 +170,15 @@ def new_session(
     variables = None
     if scenario.uses_variables:
         variables = scenario.session_variables(session, run_id, rng)
-    return SessionEngine(scenario, session, variables, observe=observe, watcher=watcher, rng=rng)
+    return SessionEngine(
+        scenario,
+        session,
+        variables,
+        observe=observe,
+        watcher=watcher,
+        rng=rng,
+        observer=observer,
+    )
 
 
 def record_interrupted(engine: SessionEngine, stats: RunStats) -> None:

@@ -117,6 +117,9 @@ class RunSettings:
             run as a first signal does (its ``crossing`` then says which); one per run.
         sources: ``--source``: the local addresses sessions bind to, round-robin by session
             number (net/source.py); only those of the target's family are used.
+        observer: with ``observe``: each observation as it is made, with its session's
+            number, instead of kept in the engine until the session ends (a persistent
+            session's observations would grow without end: engine.py).
     """
 
     sessions: int
@@ -134,6 +137,7 @@ class RunSettings:
     abort: AbortCheck | None = None
     tls: TlsClient | None = None
     sources: SourceList | None = None
+    observer: Callable[[int, Observation], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,7 @@ class _Run:
             session,
             settings.run_id,
             observe=settings.observe,
+            observer=settings.observer,
             watcher=self.on_step,
         )
         with trio.CancelScope() as scope:

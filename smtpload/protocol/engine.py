@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from smtpload.errors import RemoteProtocolError, counted
@@ -86,6 +86,7 @@ from smtpload.protocol.outcome import (
 )
 from smtpload.protocol.proxy import ProxyHeaderError
 from smtpload.protocol.scrub import Scrubber
+from smtpload.protocol.session_log import SessionLog
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.protocol.xclient import XclientError
 from smtpload.scenario.model import (
@@ -230,6 +231,7 @@ class SessionEngine:
         "_loops",
         "_messages_sent",
         "_observe",
+        "_observer",
         "_pipelining",
         "_prepared",
         "_quit_step",
@@ -265,9 +267,13 @@ class SessionEngine:
         observe: bool = False,
         watcher: Callable[[Observation], None] | None = None,
         rng: random.Random | None = None,
+        observer: Callable[[int, Observation], None] | None = None,
     ) -> None:
         self._scenario = scenario
         self._observe = observe
+        # Observe mode: each observation goes to the observer as it is made (with the
+        # session's number), or without one is kept in ``observations`` until the end.
+        self._observer = observer
         self._watcher = watcher
         self._last_sent: bytes | PaddedMessage | ChunkPayload = b""
         self._chunks: ChunkCutter | None = None  # the bdat step under way: its chunks to come
@@ -284,7 +290,7 @@ class SessionEngine:
         self._quit_step: CompiledStep | None = None
         self._connected = False
         self._current: CompiledStep | None = None
-        self._transcript: list[tuple[str, object]] = []
+        self._transcript = SessionLog()  # bounded: a persistent session's runs no end
         self._failed_step: CompiledStep | None = None
         self._failure_got = ""
         self._auth: AuthExchange | None = None
@@ -860,7 +866,8 @@ class SessionEngine:
         if passed:
             self.messages_accepted += 1
         if failed and not self._observe and self.outcome is not Outcome.PASSED:
-            last = self._transcript[-1][1] if self._transcript else None
+            entry = self._transcript.last()
+            last = entry[1] if entry is not None else None
             code = last.code if isinstance(last, Reply) else 0
             if code not in _NO_QUIT_AFTER:
                 self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
@@ -1004,7 +1011,10 @@ class SessionEngine:
                 sent = self._scrubber.scrub_bytes(sent)
         observation = Observation(step, event, reply, mismatch, sent)
         if self._observe:
-            self.observations.append(observation)
+            if self._observer is not None:
+                self._observer(self.session, observation)
+            else:
+                self.observations.append(observation)
         if self._watcher is not None:
             self._watcher(observation)
 
@@ -1108,7 +1118,18 @@ class SessionEngine:
 
     def _raw_transcript_lines(self) -> list[TranscriptLine]:
         lines: list[TranscriptLine] = []
-        for direction, item in self._transcript:
+        log = self._transcript
+        self._add_lines(lines, log.head())
+        if log.left_out:
+            what = counted(log.left_out, "entry", "entries")
+            lines.append(TranscriptLine("*", f"... {what} of this long session left out ..."))
+        self._add_lines(lines, log.tail())
+        return lines
+
+    def _add_lines(
+        self, lines: list[TranscriptLine], entries: Iterator[tuple[str, object]]
+    ) -> None:
+        for direction, item in entries:
             if isinstance(item, Reply):
                 lines.extend(reply_transcript_lines(self._shown(item).raw))
             elif isinstance(item, tuple):
@@ -1121,7 +1142,6 @@ class SessionEngine:
                 lines.append(TranscriptLine(direction, text))
             else:
                 lines.append(TranscriptLine(direction, str(item)))
-        return lines
 
 
 def _first_line(reply: Reply) -> str:

@@ -101,7 +101,7 @@ from typing import Any
 from smtpload._version import __version__
 from smtpload.errors import LocalError, counted, shown
 from smtpload.protocol.compiler import CompiledScenario, CompiledStep
-from smtpload.protocol.engine import SessionEngine
+from smtpload.protocol.engine import Observation, SessionEngine
 from smtpload.protocol.expectations import ehlo_capabilities, enhanced_code
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.volatile import normalize
@@ -384,7 +384,7 @@ class BehaviourRecorder:
         scenario: the compiled scenario the sessions ran; fixes the steps and their order.
     """
 
-    __slots__ = ("_hello_steps", "_scenario", "_tallies")
+    __slots__ = ("_hello_steps", "_reached", "_scenario", "_tallies")
 
     def __init__(self, scenario: CompiledScenario) -> None:
         self._scenario = scenario
@@ -392,37 +392,44 @@ class BehaviourRecorder:
         # step's ``message/chunk`` included: each is a step row of the baseline.
         self._tallies = {name: _StepTally() for name in scenario.step_names}
         self._hello_steps = frozenset(s.name for s in scenario.steps if _sends_hello(s))
+        # Per session under way: the steps it reached (each counts a session once).
+        self._reached: dict[int, set[str]] = {}
 
     def add_session(self, engine: SessionEngine) -> None:
-        """Add one finished session (its engine must have run with ``observe=True``)."""
-        if engine.outcome is Outcome.CONNECT_ERROR and not engine.observations:
+        """Add one finished session (its engine must have run with ``observe=True``): the
+        observations it kept, and the end of those ``observe`` was given as they came."""
+        for observation in engine.observations:
+            self.observe(engine.session, observation)
+        reached = self._reached.pop(engine.session, None)
+        if engine.outcome is Outcome.CONNECT_ERROR and not reached and self._scenario.steps:
             # Counted at the first step, so that later steps that no session reached read as
             # consequences of this one difference.
-            if self._scenario.steps:
-                first = self._tallies[self._scenario.steps[0].name]
-                first.sessions += 1
-                first.replies += 1
-                _bump(first.events, "connect_error")
+            first = self._tallies[self._scenario.steps[0].name]
+            first.sessions += 1
+            first.replies += 1
+            _bump(first.events, "connect_error")
+
+    def observe(self, session: int, observation: Observation) -> None:
+        """One observation of session number ``session``, as it was made (the session's
+        end follows with ``add_session``)."""
+        reached = self._reached.setdefault(session, set())
+        name = observation.step.name
+        tally = self._tallies.get(name)
+        if tally is None:
             return
-        reached: set[str] = set()
-        for observation in engine.observations:
-            name = observation.step.name
-            tally = self._tallies.get(name)
-            if tally is None:
-                continue
-            # A step a session runs several times (a repeat block, an rcpt step's recipients,
-            # a bdat step's chunks) is one session and one attempt per run.
-            if name not in reached:
-                reached.add(name)
-                tally.sessions += 1
-            tally.replies += 1
-            if observation.mismatch is not None:
-                tally.unexpected += 1
-            reply = observation.reply
-            if observation.event != "reply" or reply is None:
-                _bump(tally.events, observation.event)
-                continue
-            self._add_reply(tally, observation.step.name in self._hello_steps, reply)
+        # A step a session runs several times (a repeat block, an rcpt step's recipients, a
+        # bdat step's chunks) is one session and one attempt per run.
+        if name not in reached:
+            reached.add(name)
+            tally.sessions += 1
+        tally.replies += 1
+        if observation.mismatch is not None:
+            tally.unexpected += 1
+        reply = observation.reply
+        if observation.event != "reply" or reply is None:
+            _bump(tally.events, observation.event)
+            return
+        self._add_reply(tally, name in self._hello_steps, reply)
 
     def _add_reply(self, tally: _StepTally, hello: bool, reply: Reply) -> None:
         _bump(tally.codes, str(reply.code))

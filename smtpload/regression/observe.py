@@ -69,6 +69,7 @@ async def observe_run(
         max_reply_bytes=max_reply_bytes,
         clock=clock,
         tls=tls,
+        observer=recorder.observe,  # streamed: a persistent session's would grow without end
     )
     shown, _, interrupted = await run_scenario(
         scenario, target, settings, stats, on_session_end=recorder.add_session
