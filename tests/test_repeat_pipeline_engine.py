@@ -680,3 +680,39 @@ def recorder_rows(recorder: BehaviourRecorder, engine: SessionEngine) -> list[St
 
 def engine_steps(recorder: BehaviourRecorder) -> list[str]:
     return list(long_session(1).step_names)
+
+
+def test_message_size_before_a_repeat_that_runs_zero_times_counts_the_message_after_it() -> None:
+    # MAIL SIZE=, RCPT, DATA, then repeat {0..1} [message 1000, MAIL SIZE=, RCPT, DATA], then
+    # a message of 5000: a session that draws 0 runs sends the 5000 one after the first DATA.
+    def mail(name: str) -> Step:
+        return Step(
+            StepKind.SEND, name, text="MAIL FROM:<a@example.test> SIZE={message_size}",
+            expect=codes(250),
+        )  # fmt: skip
+
+    def message(name: str, size: int) -> Step:
+        return Step(StepKind.DATA, name, text="Subject: s\n\n", data_size=size, expect=codes(250))
+
+    rcpt = Step(StepKind.SEND, "rcpt", text="RCPT TO:<b@example.test>", expect=codes(250))
+    for count_min, count_max in ((0, 0), (0, 1)):
+        compiled = compile_scenario(
+            scenario(
+                GREETING, EHLO, mail("mail"), rcpt, DATA_CMD,
+                message("inner", 1000), mail("mail2"), dataclasses.replace(rcpt, name="rcpt2"),
+                dataclasses.replace(DATA_CMD, name="data2"),
+                message("last", 5000), QUIT,
+                blocks=(Block(BlockKind.REPEAT, 5, 9, count_min, count_max),),
+            ),
+            seed=3,
+        )  # fmt: skip
+        runs = []
+        for session in range(1, 9):
+            sent = drive(engine_for(compiled, session))
+            declared = [
+                int(data.split(b"SIZE=")[1]) for name, data, _ in sent if name.startswith("mail")
+            ]
+            messages = [data for name, data, _ in sent if name in ("inner", "last")]
+            assert declared == [len(m) - len(b".\r\n") for m in messages]
+            runs.append(len(messages) - 1)
+        assert set(runs) == ({0} if count_max == 0 else {0, 1})

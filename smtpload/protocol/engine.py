@@ -221,6 +221,7 @@ class SessionEngine:
         "_chunks",
         "_connected",
         "_current",
+        "_drawn",
         "_failed_step",
         "_failure_got",
         "_group",
@@ -310,8 +311,9 @@ class SessionEngine:
         self._random = rng
         # Per rcpt step (by index): the recipients it had so far, where a feed in order goes on.
         self._rcpt_taken: dict[int, int] = {}
-        # The repeat blocks under way, innermost last.
+        # The repeat blocks under way, innermost last; the counts drawn ahead of entering.
         self._loops: list[_Loop] = []
+        self._drawn: dict[Block, int] = {}
         # An rcpt step under way: the RCPT lines of this message and the one being sent.
         self._rcpt_lines: list[bytes] | None = None
         self._rcpt_at = 0
@@ -366,9 +368,7 @@ class SessionEngine:
                     or any(loop.block is block for loop in loops)
                 ):
                     continue
-                count = block.count_min
-                if block.count_max != count:
-                    count = self._rng().randint(count, block.count_max)
+                count = self._repeat_count(block)
                 if count == 0:
                     self._index = block.end
                     skipped = True
@@ -638,23 +638,42 @@ class SessionEngine:
 
     def _upcoming_message(self, step: CompiledStep) -> int:
         """The index of the message step that runs next after ``step`` (a send step with
-        ``{message_size}``), following the repeats under way: at a repeat's end the next run
-        starts again at its first step, and after its last run the steps after it follow.
-        A repeat entered on the way is taken to run at least once (its count is drawn only
-        when it is entered)."""
+        ``{message_size}``), following the repeats: at a repeat's end the next run starts
+        again at its first step, after its last run the steps after it follow, and a repeat
+        ahead runs as many times as it will: its count is drawn now, and kept for when the
+        session enters it (``_repeat_count``), so that the size declared is the size sent."""
         assert step.sized_message is not None
-        if not self._loops:
+        blocks = self._scenario.blocks
+        if not blocks:
             return step.sized_message
         steps = self._scenario.steps
         loops = [(loop.block, loop.runs_left) for loop in self._loops]
         index = step.index + 1
-        # Each step is passed at most once per repeat under way, then once more.
-        for _ in range(len(steps) * (len(loops) + 1)):
+        # Each step is passed at most once per repeat, then once more.
+        for _ in range(len(steps) * (len(blocks) + 2)):
             if loops and index == loops[-1][0].end:
                 block, runs_left = loops.pop()
                 if runs_left > 1:
                     loops.append((block, runs_left - 1))
                     index = block.start
+                continue
+            entered = [loop[0] for loop in loops]
+            ahead = next(
+                (
+                    b
+                    for b in blocks
+                    if b.kind is BlockKind.REPEAT and b.start == index and b not in entered
+                ),
+                None,
+            )
+            if ahead is not None:
+                if ahead not in self._drawn:
+                    self._drawn[ahead] = self._draw_count(ahead)
+                count = self._drawn[ahead]
+                if count == 0:
+                    index = ahead.end
+                else:
+                    loops.append((ahead, count))
                 continue
             if index >= len(steps):
                 break
@@ -662,6 +681,18 @@ class SessionEngine:
                 return index
             index += 1
         return step.sized_message
+
+    def _draw_count(self, block: Block) -> int:
+        """A repeat's count for this entry into it (uniform over its range)."""
+        if block.count_min == block.count_max:
+            return block.count_min
+        return self._rng().randint(block.count_min, block.count_max)
+
+    def _repeat_count(self, block: Block) -> int:
+        """The count of the repeat the session enters now: the one drawn ahead for a
+        ``{message_size}`` (``_upcoming_message``), else a new draw."""
+        drawn = self._drawn.pop(block, None)
+        return drawn if drawn is not None else self._draw_count(block)
 
     def _message_size(self, index: int) -> int:
         """The RFC 1870 size of this session's message of the message step at ``index``
