@@ -251,3 +251,28 @@ async def test_an_lmtp_rcpt_step_gets_one_reply_per_accepted_recipient_at_doveco
     # Each message: one reply per recipient, in the rcpt step's one part row.
     assert stats.steps["message/rcpt"].attempts == 6
     assert stats.steps["rcpt"].attempts == 6
+
+
+async def test_every_recipient_refused_as_expected_gets_the_lone_dot_instead_of_the_message() -> (
+    None
+):
+    # The scenario expects the refusals and DATA's 354: the message step then sends the lone
+    # "." (RFC 2920 §3.1: nothing to deliver to), judged by the message step's expect.
+    reads: list[bytes] = []
+    base = persistent(THREE, messages=2, rcpt_expect=codes(550))
+    message = dataclasses.replace(base.steps[5], expect=codes(554))
+    scenario = dataclasses.replace(base, steps=(*base.steps[:5], message, base.steps[6]))
+    compiled = compile_scenario(scenario)
+    async with trio.open_nursery() as nursery:
+        handler = pipelining_peer(reads, refuse_rcpt=True)
+        (listener,) = await nursery.start(
+            functools.partial(trio.serve_tcp, handler, 0, host=LOOPBACK)
+        )
+        stats, _ = await run(compiled, listener.socket.getsockname()[1], sessions=1)
+        nursery.cancel_scope.cancel()
+    assert stats.failures == []
+    assert stats.messages == 0
+    assert stats.steps["message"].attempts == 2
+    received = b"".join(reads)
+    assert b"Subject: load" not in received  # no message went to no one
+    assert received.count(b"DATA\r\n.\r\n") == 2

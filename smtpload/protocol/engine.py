@@ -126,6 +126,9 @@ _TRANSACTION_RESETS = frozenset({"MAIL", "RSET"})
 #: The name of smtpload's own end of data after a failed pipelined transaction (RFC 2920 §3.1).
 LONE_DOT_STEP_NAME = "end of data (after failure)"
 
+# An empty message's end of data: the "single dot" of RFC 2920 §3.1.
+_LONE_DOT = b".\r\n"
+
 
 def _check_command_line(line: bytes) -> None:
     """Refuse to send a rendered command that is not one line of text: a CR or LF before its
@@ -183,7 +186,7 @@ def _lone_dot(timeout_s: float) -> CompiledStep:
         index=-1,
         kind=StepKind.SEND,
         name=LONE_DOT_STEP_NAME,
-        payload=b".\r\n",
+        payload=_LONE_DOT,
         template=None,
         data_size=None,
         expectation=None,
@@ -470,7 +473,16 @@ class SessionEngine:
             size = self._message_size(self._upcoming_message(step))
             self._variables[MESSAGE_SIZE_VARIABLE] = str(size)
         try:
-            if step.kind is StepKind.DATA:
+            if step.kind is StepKind.DATA and self._all_recipients_refused():
+                # DATA got its 354 after the server refused every RCPT of the transaction:
+                # RFC 2920 §3.1, "the client SMTP should send a single dot", not the message
+                # (which would go to no one). Judged as the step's reply, as the message's.
+                self._prepared = None
+                self._transcript.append(
+                    ("*", "no recipient was accepted: the lone '.' instead of the message")
+                )
+                data = _LONE_DOT
+            elif step.kind is StepKind.DATA:
                 message = self._prepare_message(step.index)
                 self._prepared = None
                 assert not isinstance(message, PaddedOctets), "a data step's message is stuffed"
@@ -1165,7 +1177,7 @@ class SessionEngine:
                 lines.extend(reply_transcript_lines(self._shown(item).raw))
             elif isinstance(item, tuple):
                 step, data = item
-                if step.kind is StepKind.DATA:
+                if step.kind is StepKind.DATA and data != _LONE_DOT:
                     size = counted(len(data), "byte")
                     text = f"<message: {size}, dot-stuffed, ending in CRLF.CRLF>"
                 else:
