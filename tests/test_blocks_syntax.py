@@ -156,8 +156,8 @@ def test_a_bad_repeat_count_is_refused_with_its_reason(
         ("- repeat: 2\n    steps: []\n", "3:12", "this repeat's steps list is empty"),
         ("- repeat: 2\n    steps:\n", "3:11", "this repeat's steps list is empty"),
         ("- repeat: 2\n    steps: NOOP\n", "3:12", "steps must be a list of steps"),
-        ("- pipeline: []\n", "2:15", "this pipeline's pipeline list is empty"),
-        ("- pipeline:\n", "2:14", "this pipeline's pipeline list is empty"),
+        ("- pipeline: []\n", "2:15", "this pipeline is empty"),
+        ("- pipeline:\n", "2:14", "this pipeline is empty"),
         ("- pipeline: {send: NOOP}\n", "2:15", "pipeline must be a list of steps"),
         ("- repeat: 2\n", "2:5", "a repeat needs `steps:`"),
         ("- steps:\n    - send: NOOP\n", "2:5", "need a `repeat:` saying how many times"),
@@ -428,7 +428,7 @@ def test_a_step_that_cannot_run_twice_is_refused_in_a_repeat(
     step: str, what: str, why: str
 ) -> None:
     found = problems(repeat("send: RSET", step, tail="  - send: EHLO a\n"))
-    mine = [p for p in found if f"a {what} cannot be in a repeat" in p]
+    mine = [p for p in found if f" {what} cannot be in a repeat" in p]
     assert len(mine) == 1, found
     assert mine[0].startswith("s.yaml:6:9: ")
     assert why in mine[0]
@@ -441,7 +441,7 @@ def test_a_step_that_cannot_run_twice_is_refused_in_a_repeat_however_deep() -> N
         "          - auth: {mechanism: PLAIN, username: u, password: p}\n"
     )
     assert len(found) == 1, found  # once, though two repeats hold it
-    assert found[0].startswith("s.yaml:8:13: a auth step cannot be in a repeat")
+    assert found[0].startswith("s.yaml:8:13: an auth step cannot be in a repeat")
 
 
 def test_a_transaction_repeats_with_its_data_after_the_354() -> None:

@@ -10,6 +10,9 @@ import dataclasses
 import tracemalloc
 from collections.abc import Callable
 
+import pytest
+
+from smtpload.errors import UsageError
 from smtpload.protocol.compiler import CompiledScenario, compile_scenario
 from smtpload.protocol.engine import LONE_DOT_STEP_NAME, SessionEngine
 from smtpload.protocol.outcome import Outcome
@@ -716,3 +719,27 @@ def test_message_size_before_a_repeat_that_runs_zero_times_counts_the_message_af
             assert declared == [len(m) - len(b".\r\n") for m in messages]
             runs.append(len(messages) - 1)
         assert set(runs) == ({0} if count_max == 0 else {0, 1})
+
+
+def test_require_pipelining_fails_a_helo_and_says_why() -> None:
+    helo = Step(StepKind.SEND, "helo", text="HELO client.test", expect=codes(250))
+    compiled = compile_scenario(
+        scenario(GREETING, helo, MAIL, RCPT, DATA_CMD, MESSAGE, QUIT, blocks=GROUP),
+        require_pipelining=True,
+    )
+    engine = engine_for(compiled, 1)
+    drive(engine)
+    failure = engine.failure()
+    assert failure is not None
+    assert (failure.outcome, failure.step) == (Outcome.UNEXPECTED_REPLY, "helo")
+    assert "HELO gets no extensions, send EHLO" in failure.got
+    assert failure.expected == "250 advertising PIPELINING (--require-pipelining)"
+
+
+def test_require_pipelining_refuses_a_group_with_no_hello_before_it() -> None:
+    with pytest.raises(UsageError, match="no EHLO comes before the pipeline group"):
+        compile_scenario(
+            scenario(GREETING, MAIL, RCPT, DATA_CMD, MESSAGE, QUIT,
+                     blocks=(Block(BlockKind.PIPELINE, 1, 4),)),
+            require_pipelining=True,
+        )  # fmt: skip

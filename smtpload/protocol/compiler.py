@@ -771,17 +771,22 @@ def _verb(step: Step) -> str:
     return command_verb(step.text or "") if step.kind is StepKind.SEND else ""
 
 
-#: The hellos whose reply lists the extensions, PIPELINING among them (RFC 5321 §4.1.1.1;
-#: LMTP's LHLO, RFC 2033 §4.1).
-_HELLO_VERBS = frozenset({"EHLO", "LHLO"})
+#: The hellos: EHLO's and LHLO's reply lists the extensions, PIPELINING among them (RFC 5321
+#: §4.1.1.1; RFC 2033 §4.1); HELO's lists none.
+_HELLO_VERBS = frozenset({"EHLO", "LHLO", "HELO"})
 
 
 def _mark_groups(
     steps: list[CompiledStep], blocks: tuple[Block, ...], *, require_pipelining: bool
 ) -> list[CompiledStep]:
     """Mark each pipeline group's first step with the group's end, and with
-    ``require_pipelining`` the hello before each group (the latest EHLO or LHLO step before
-    it, in step order), whose reply must then advertise PIPELINING (RFC 2920 §3)."""
+    ``require_pipelining`` the hello before each group (the latest EHLO, LHLO or HELO step
+    before it, in step order), whose reply must then advertise PIPELINING (RFC 2920 §3).
+
+    Raises:
+        UsageError: with ``require_pipelining``, a group that no hello comes before: nothing
+            would ever ask the server for PIPELINING.
+    """
     marked = list(steps)
     for block in blocks:
         if block.kind is not BlockKind.PIPELINE:
@@ -792,6 +797,11 @@ def _mark_groups(
                 (at for at in range(block.start - 1, -1, -1) if marked[at].verb in _HELLO_VERBS),
                 None,
             )
-            if hello is not None:
-                marked[hello] = replace(marked[hello], require_pipelining=True)
+            if hello is None:
+                raise UsageError(
+                    f"--require-pipelining: no EHLO comes before the pipeline group that starts"
+                    f" with step {shown(marked[block.start].name)}, so the session never asks"
+                    " for PIPELINING (RFC 2920 §3); add `- send: EHLO client.example` before it"
+                )
+            marked[hello] = replace(marked[hello], require_pipelining=True)
     return marked

@@ -129,6 +129,12 @@ LONE_DOT_STEP_NAME = "end of data (after failure)"
 # An empty message's end of data: the "single dot" of RFC 2920 §3.1.
 _LONE_DOT = b".\r\n"
 
+# What a failure's transcript says when the session ends in the middle of DATA.
+_CLOSING_IN_DATA = (
+    "the server reads message text (354) and the transaction failed: closing the connection"
+    " without the message, which aborts the transaction (RFC 5321 §3.3)"
+)
+
 
 def _check_command_line(line: bytes) -> None:
     """Refuse to send a rendered command that is not one line of text: a CR or LF before its
@@ -472,6 +478,7 @@ class SessionEngine:
         if step.sized_message is not None:
             size = self._message_size(self._upcoming_message(step))
             self._variables[MESSAGE_SIZE_VARIABLE] = str(size)
+        data: bytes | PaddedMessage
         try:
             if step.kind is StepKind.DATA and self._all_recipients_refused():
                 # DATA got its 354 after the server refused every RCPT of the transaction:
@@ -590,6 +597,8 @@ class SessionEngine:
         timeout_s = POLITE_QUIT_TIMEOUT_S
         if last == 354:
             self._quit_step = _lone_dot(timeout_s) if self._all_recipients_refused() else None
+            if self._quit_step is None:
+                self._transcript.append(("*", _CLOSING_IN_DATA))
         elif last in _CLOSING:
             self._quit_step = None
         else:
@@ -829,7 +838,11 @@ class SessionEngine:
         expectation = step.expectation
         why = expectation.mismatch(reply) if expectation is not None else None
         if why is None and step.require_pipelining and not self._pipelining:
-            why = "PIPELINING not advertised (--require-pipelining, RFC 2920)"
+            if step.verb == "HELO":  # RFC 5321 §4.1.1.1: only EHLO's reply lists extensions
+                why = "PIPELINING not asked for: HELO gets no extensions, send EHLO"
+            else:
+                why = "PIPELINING not advertised"
+            why += " (--require-pipelining, RFC 2920)"
         if why is not None:
             if chunk is not None and not chunk.last:
                 return self._chunk_refused(step, reply, why)
@@ -1031,6 +1044,8 @@ class SessionEngine:
                 expected = step.expectation.description
             else:
                 expected = "any reply"
+            if step.require_pipelining:
+                expected += " advertising PIPELINING (--require-pipelining)"
         return SessionFailure(
             session=self.session,
             outcome=self.outcome,
@@ -1134,6 +1149,8 @@ class SessionEngine:
             # "." (RFC 2920 §3.1), then QUIT. With a recipient accepted the session closes
             # instead, so that no unwanted (empty) message is delivered (RFC 5321 §3.3).
             self._quit_step = _lone_dot(timeout_s)
+        elif reply.code == 354:
+            self._transcript.append(("*", _CLOSING_IN_DATA))
 
     def _fail(self, step: CompiledStep, outcome: Outcome, got: str) -> None:
         if self._auth_abort is not None and outcome is not Outcome.PROTOCOL_ERROR:

@@ -450,7 +450,7 @@ class PipeliningCounts:
             f" {self.groups_lock_step:,} in lock-step"
         )
         if self.groups_lock_step:
-            line += " (the server did not advertise PIPELINING)"
+            line += " (no PIPELINING in the reply to an EHLO before them)"
         return line
 
 

@@ -176,7 +176,10 @@ class _StepsReader:
             return
         if is_blank(steps) or (isinstance(steps, SequenceNode) and not steps.value):
             reader.problem(
-                steps, f"this {kind.value}'s {what} list is empty; give it at least one step"
+                steps,
+                f"this {kind.value} is empty; give it at least one step"
+                if what == kind.value
+                else f"this {kind.value}'s {what} list is empty; give it at least one step",
             )
             return
         if not isinstance(steps, SequenceNode):
@@ -319,8 +322,10 @@ def _check_repeated(group: Sequence[StepDraft], reader: NodeReader) -> None:
             why = "the server closes the connection after QUIT (RFC 5321 §4.1.1.10)"
         if why is not None:
             what = "send: QUIT" if draft.kind is StepKind.SEND else f"{draft.kind.value} step"
+            article = "an" if what[0] in "aeiou" else "a"
             reader.problem(
-                draft.node, f"a {what} cannot be in a repeat: {why}; move it out of the repeat"
+                draft.node,
+                f"{article} {what} cannot be in a repeat: {why}; move it out of the repeat",
             )
 
 

@@ -64,7 +64,7 @@ def read_feed_column(
             reader.problem(
                 order_node,
                 f"{what}: order {shown(order_text)} is not a feed order; write in_order"
-                " (session k takes row k, wrapping around) or random",
+                " (session k takes row (k-1) mod rows) or random",
             )
         elif order_text is not None:
             order = FeedOrder(order_text)

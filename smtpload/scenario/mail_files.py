@@ -203,6 +203,8 @@ def load_maildir(
     """The messages of a Maildir (``new/`` and ``cur/``), in the order of their file names
     (which start with their delivery time, so this is about the order they arrived in)."""
     what = f"the Maildir {shown_path}"
+    if not os.path.exists(path):
+        raise MailFileError(f"{what} does not exist (a Maildir is a folder with cur/ and new/)")
     if not os.path.isdir(path):
         raise MailFileError(f"{what} is not a folder (a Maildir has cur/, new/ and tmp/)")
     try:

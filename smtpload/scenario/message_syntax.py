@@ -266,8 +266,8 @@ def _real(
         elif order is not None and order not in _ORDERS:
             reader.problem(
                 order_node,
-                f"data: order {shown(order)} is not one; use in_order (session s's m-th message"
-                " is message (s-1)+(m-1), wrapping) or random",
+                f"data: order {shown(order)} is not a message order; use in_order (session s's"
+                " m-th message is message (s-1)+(m-1), wrapping) or random",
             )
         in_order = order != "random"
     if written is None:
