@@ -478,7 +478,7 @@ def test_a_data_step_that_starts_a_repeat_follows_its_last_step_on_the_second_ru
 
 def test_a_data_step_after_a_repeat_that_may_run_0_times_follows_the_step_before_it() -> None:
     text = (
-        "steps:\n  - send: MAIL FROM:<a>\n  - repeat: {min: MIN, max: 2}\n    steps:\n"
+        "steps:\n  - send: MAIL FROM:<a>\n  - repeat: {min: MIN, max: 1}\n    steps:\n"
         "      - send: DATA\n        expect: 354\n  - data: hi\n"
     )
     parse(text.replace("MIN", "1"))
@@ -615,3 +615,21 @@ def test_an_rcpt_step_is_an_ordinary_command_anywhere_in_a_group(at: int) -> Non
     drafts[1 + at].kind, drafts[1 + at].text = StepKind.RCPT, None
     check_blocks(drafts, blocks, reader)
     assert reader.problems == []
+
+
+def test_a_command_after_a_data_that_expects_354_is_refused() -> None:
+    # After 354 the server reads message text: a command there would become the message and
+    # the session would wait for a reply that never comes (RFC 5321 §4.1.1.4).
+    plain = "steps:\n  - send: DATA\n    expect: 354\n  - send: QUIT\n"
+    (found,) = problems(plain)
+    assert found.startswith("s.yaml:4:5: step 2 follows `send: DATA` (step 1), which expects 354")
+    # At a repeat's end the repeat's first step runs next.
+    looped = (
+        "steps:\n  - repeat: 3\n    steps:\n      - send: MAIL FROM:<a>\n"
+        "      - send: DATA\n        expect: 354\n  - data: hi\n"
+    )
+    (found,) = problems(looped)
+    assert found.startswith("s.yaml:4:9: step 1 follows `send: DATA` (step 2)")
+    # A DATA that expects its refusal, or says nothing, may be followed by anything.
+    parse("steps:\n  - send: DATA\n    expect: 554\n  - send: QUIT\n")
+    parse("steps:\n  - send: DATA\n  - send: QUIT\n")

@@ -266,6 +266,42 @@ def check_blocks(
             repeated.update(range(block.start, block.end))
     _check_repeated([drafts[at] for at in sorted(repeated)], reader)
     _check_data_across_repeats(drafts, blocks, reader)
+    _check_message_after_354(drafts, blocks, reader)
+
+
+def _check_message_after_354(
+    drafts: Sequence[StepDraft], blocks: Sequence[BlockDraft], reader: NodeReader
+) -> None:
+    """RFC 5321 §4.1.1.4: after DATA's 354 the server reads message text until the lone ".",
+    so a `send: DATA` that expects its 354 must be followed by the message (a `data` step),
+    from each step that may run next: the one after it in the file, and at a repeat's end
+    the repeat's first step (on its next run). A command there would be read as the
+    message's text, and the session would wait for a reply that never comes. A DATA that is
+    the scenario's last step ends the session in the message (closing aborts it, §3.3)."""
+    also_after: dict[int, list[int]] = {}  # step index -> the other steps that may follow it
+    for block in blocks:
+        if block.kind is BlockKind.REPEAT and block.count_max > 1:
+            also_after.setdefault(block.end - 1, []).append(block.start)
+    for at, draft in enumerate(drafts):
+        if draft.kind is not StepKind.SEND or _verb(draft) != "DATA":
+            continue
+        codes = draft.expect.codes if draft.expect is not None else None
+        if codes is None or 354 not in codes:
+            continue  # a DATA that expects its refusal (503, 554), or says nothing
+        for after in (at + 1, *also_after.get(at, ())):
+            # (A bdat step there is refused by the loader's own check, with its reason.)
+            if after >= len(drafts) or drafts[after].kind in (StepKind.DATA, StepKind.BDAT, None):
+                continue
+            following = drafts[after]
+            assert following.kind is not None
+            reader.problem(
+                following.node,
+                f"step {following.number} follows `send: DATA` (step {draft.number}), which"
+                " expects 354, after which the server reads message text (RFC 5321 §4.1.1.4):"
+                f" a {following.kind.value} step there would be read as the message; put a"
+                " `data` step after the DATA (or give the DATA `expect:` of its refusal)",
+            )
+            break
 
 
 def _check_pipeline(group: Sequence[StepDraft], reader: NodeReader) -> None:
