@@ -38,23 +38,27 @@ from tests.peers import RecordingPeer, RecordingPostfix
 
 def scenario_text(data: str, *, recipient: str = "b@client.test", messages: int = 1) -> str:
     """A session of ``messages`` transactions, each sending the ``data:`` value ``data`` (YAML,
-    written as the value of `- data:` at six spaces)."""
+    written as the value of `- data:` at six spaces; for several messages, a repeat of one
+    transaction, its lines indented two more)."""
+    transaction = [
+        '  - send: "MAIL FROM:<a@client.test> SIZE={message_size}"',
+        "    name: mail",
+        "    expect: 250",
+        f'  - send: "RCPT TO:<{recipient}>"',
+        "    name: rcpt",
+        "    expect: 250",
+        "  - send: DATA",
+        "    name: data",
+        "    expect: 354",
+        "  - name: message",
+        "    data:",
+        *("      " + line for line in data.strip("\n").splitlines()),
+    ]
     lines = ["steps:", "  - greeting: 220", "  - send: EHLO client.test", "    expect: 250"]
-    for number in range(1, messages + 1):
-        lines += [
-            '  - send: "MAIL FROM:<a@client.test> SIZE={message_size}"',
-            f"    name: mail{number}",
-            "    expect: 250",
-            f'  - send: "RCPT TO:<{recipient}>"',
-            f"    name: rcpt{number}",
-            "    expect: 250",
-            "  - send: DATA",
-            f"    name: data{number}",
-            "    expect: 354",
-            f"  - name: message{number}",
-            "    data:",
-            *("      " + line for line in data.strip("\n").splitlines()),
-        ]
+    if messages == 1:
+        lines += transaction
+    else:
+        lines += [f"  - repeat: {messages}", "    steps:", *("  " + line for line in transaction)]
     lines += ["  - send: QUIT", "    expect: 221"]
     return "\n".join(lines) + "\n"
 
@@ -681,3 +685,23 @@ def test_a_large_drawn_size_is_padding_from_the_shared_block_not_built(tmp_path:
     second = step.messages.message(session_random(0, 2), variables, 2)
     assert isinstance(second, PaddedMessage)
     assert second.tail is sent.tail  # the attachments: one buffer for every message
+
+
+def test_a_mailbox_step_goes_through_its_messages_whatever_other_steps_send(
+    tmp_path: Path,
+) -> None:
+    # Two messages per transaction (a generated one, then the mbox's): the mbox step's m-th
+    # message counts its own messages, so each transaction takes the mbox's next message.
+    write_mbox(tmp_path / "box.mbox", [b"one\n", b"two\n", b"three\n"])
+    text = scenario_text("mbox: box.mbox", messages=3).replace(
+        "    - name: message\n",
+        "    - name: generated\n      data: {size: 100}\n"
+        "    - send: DATA\n      name: data2\n      expect: 354\n"
+        "    - name: message\n",
+    )
+    assert "generated" in text
+    (tmp_path / "two.yaml").write_text(text)
+    scenario = compile_scenario(load_scenario(tmp_path / "two.yaml"))
+    sent = session_messages(scenario, 1)
+    subjects = [parsed(m)["Subject"] for m in sent[1::2]]
+    assert subjects == ["mbox 1", "mbox 2", "mbox 3"]

@@ -257,6 +257,7 @@ class SessionEngine:
         "_scenario",
         "_scrubber",
         "_skip_data",
+        "_step_messages",
         "_transcript",
         "_variables",
         "_watcher",
@@ -323,6 +324,8 @@ class SessionEngine:
         # The repeat blocks under way, innermost last; the counts drawn ahead of entering.
         self._loops: list[_Loop] = []
         self._drawn: dict[Block, int] = {}
+        # Per message step with a mailbox (by index): the messages it sent so far.
+        self._step_messages: dict[int, int] = {}
         # An rcpt step under way: the RCPT lines of this message and the one being sent.
         self._rcpt_lines: list[bytes] | None = None
         self._rcpt_at = 0
@@ -641,10 +644,13 @@ class SessionEngine:
             # generator (sizes, a mailbox's message at random).
             self._scenario.message_variables(self._variables, self._messages_sent)
             rng = self._rng()
+            taken = self._step_messages.get(index, 0)
+            self._step_messages[index] = taken + 1
+            number = self._messages_sent
             if step.kind is StepKind.BDAT:
-                data = step.messages.octets(rng, self._variables, self._messages_sent)
+                data = step.messages.octets(rng, self._variables, number, taken)
             else:
-                data = step.messages.message(rng, self._variables, self._messages_sent)
+                data = step.messages.message(rng, self._variables, number, taken)
         elif step.kind is StepKind.BDAT:
             if step.octets is None:
                 self._scenario.message_variables(self._variables, self._messages_sent)

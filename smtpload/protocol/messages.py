@@ -339,32 +339,36 @@ class MessageSource:
         return len(self._messages)
 
     def message(
-        self, rng: random.Random, variables: Mapping[str, str], number: int
+        self, rng: random.Random, variables: Mapping[str, str], number: int, taken: int = 0
     ) -> bytes | PaddedMessage:
-        """The ``number``-th (1-based) message of a session, ready to follow a 354."""
+        """The ``number``-th (1-based) message of a session, ready to follow a 354;
+        ``taken``: the messages this step sent before in the session (where a mailbox's
+        messages in order go on)."""
         assert self._stuffed, "a bdat step's source gives octets()"
-        sent = self._next(rng, variables, number)
+        sent = self._next(rng, variables, number, taken)
         assert not isinstance(sent, PaddedOctets)
         return sent
 
     def octets(
-        self, rng: random.Random, variables: Mapping[str, str], number: int
+        self, rng: random.Random, variables: Mapping[str, str], number: int, taken: int = 0
     ) -> bytes | PaddedOctets:
         """The ``number``-th message of a session as a bdat step sends it (unstuffed)."""
         assert not self._stuffed, "a data step's source gives message()"
-        sent = self._next(rng, variables, number)
+        sent = self._next(rng, variables, number, taken)
         assert not isinstance(sent, PaddedMessage)
         return sent
 
     def _next(
-        self, rng: random.Random, variables: Mapping[str, str], number: int
+        self, rng: random.Random, variables: Mapping[str, str], number: int, taken: int
     ) -> bytes | PaddedMessage | PaddedOctets:
         generated = self._generated
         if generated is None:
             messages = self._messages
             if self._in_order:
+                # Session s's m-th message of this step: ((s-1) + (m-1)) mod N, so that one
+                # step goes through the mailbox whatever other steps send.
                 session = int(variables.get("session", "1"))
-                return messages[(session - 1 + number - 1) % len(messages)]
+                return messages[(session - 1 + taken) % len(messages)]
             return messages[rng.randrange(len(messages))]
         size = self._sizes.draw(rng) if self._sizes is not None else None
         head = generated.head(variables, number)

@@ -267,7 +267,7 @@ def _real(
             reader.problem(
                 order_node,
                 f"data: order {shown(order)} is not a message order; use in_order (session s's"
-                " m-th message is message (s-1)+(m-1), wrapping) or random",
+                " m-th message of the step is message (s-1)+(m-1), wrapping) or random",
             )
         in_order = order != "random"
     if written is None:
