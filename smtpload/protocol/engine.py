@@ -86,6 +86,7 @@ from smtpload.protocol.outcome import (
 )
 from smtpload.protocol.proxy import ProxyHeaderError
 from smtpload.protocol.scrub import Scrubber
+from smtpload.protocol.transcript_buffer import TranscriptBuffer
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.protocol.xclient import XclientError
 from smtpload.scenario.model import (
@@ -284,7 +285,8 @@ class SessionEngine:
         self._quit_step: CompiledStep | None = None
         self._connected = False
         self._current: CompiledStep | None = None
-        self._transcript: list[tuple[str, object]] = []
+        # Its first and last entries only: a repeat can make a session endless.
+        self._transcript = TranscriptBuffer()
         self._failed_step: CompiledStep | None = None
         self._failure_got = ""
         self._auth: AuthExchange | None = None
@@ -481,7 +483,9 @@ class SessionEngine:
             raise RemoteProtocolError(f"not sent: {error}") from None
         self._last_sent = data
         if data:
-            self._transcript.append(("C", (step, data)))
+            # A message is shown as its size: the transcript need not hold on to its bytes.
+            shown = len(data) if step.kind is StepKind.DATA else data
+            self._transcript.append(("C", (step, shown)))
         return data
 
     def _rcpt_payload(self, step: CompiledStep, line: bytes) -> bytes:
@@ -860,7 +864,8 @@ class SessionEngine:
         if passed:
             self.messages_accepted += 1
         if failed and not self._observe and self.outcome is not Outcome.PASSED:
-            last = self._transcript[-1][1] if self._transcript else None
+            entry = self._transcript.last()
+            last = entry[1] if entry is not None else None
             code = last.code if isinstance(last, Reply) else 0
             if code not in _NO_QUIT_AFTER:
                 self._quit_step = _polite_quit(min(step.timeout_s, POLITE_QUIT_TIMEOUT_S))
@@ -1114,7 +1119,7 @@ class SessionEngine:
             elif isinstance(item, tuple):
                 step, data = item
                 if step.kind is StepKind.DATA:
-                    size = counted(len(data), "byte")
+                    size = counted(data if isinstance(data, int) else len(data), "byte")
                     text = f"<message: {size}, dot-stuffed, ending in CRLF.CRLF>"
                 else:
                     text = data.decode("utf-8", "replace").removesuffix("\r\n")
