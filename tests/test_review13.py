@@ -5,13 +5,22 @@ Pure engine tests where the engine is what is bounded; the command line where th
 
 from __future__ import annotations
 
+import json
+import re
 import tracemalloc
+from pathlib import Path
+
+import pytest
 
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.outcome import Outcome
+from smtpload.protocol.recipients import RecipientSource
 from smtpload.protocol.transcript_buffer import HEAD_ENTRIES, TAIL_ENTRIES
 from smtpload.scenario.model import Block, BlockKind, Step, StepKind
+from smtpload.scenario.rcpt_syntax import MAX_RCPT_LINE_OCTETS
+from smtpload.scenario.template import parse_template
+from tests.cli import smtpload
 from tests.test_repeat_pipeline_engine import (
     DATA_CMD,
     EHLO,
@@ -106,3 +115,99 @@ def test_a_data_step_in_the_transcript_is_its_size_not_its_bytes() -> None:
     assert failure is not None
     shown = [line.text for line in failure.transcript if line.text.startswith("<message")]
     assert shown == ["<message: 50019 bytes, dot-stuffed, ending in CRLF.CRLF>"] * 3
+
+
+# -- an RCPT line is bounded (RFC 5321 §4.5.3.1.4, RFC 3461 §4) -----------------------------
+
+
+def _rcpt_scenario(tmp_path: Path, rcpt: str, *, pipelined: bool, extra: str = "") -> Path:
+    group = [
+        "      - send: MAIL FROM:<a@example.test>",
+        f"      - rcpt: {rcpt}",
+        "      - send: DATA",
+        "        expect: 354",
+    ]
+    steps = ["  - pipeline:", *group] if pipelined else [line[4:] for line in group]
+    path = tmp_path / "rcpt.yaml"
+    path.write_text(
+        extra
+        + "steps:\n  - greeting: 220\n  - send: EHLO client.test\n"
+        + "\n".join(steps)
+        + "\n  - data: {size: 100}\n  - send: QUIT\n    expect: 221\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        '"' + "x" * 1000 + '@example.test"',  # an address
+        '["ok@example.test", "' + "y" * 1000 + '@example.test"]',  # one of a list
+        '{to: "u{recipient}' + "z" * 1000 + '@example.test", count: 3}',  # a template's text
+    ],
+    ids=["address", "list", "template"],
+)
+def test_an_address_too_long_for_an_rcpt_line_is_refused_at_its_place(
+    tmp_path: Path, rcpt: str
+) -> None:
+    path = _rcpt_scenario(tmp_path, rcpt, pipelined=True)
+    done = smtpload("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert re.search(r"rcpt\.yaml:6:\d+: rcpt: the RCPT command line would be", done.stderr)
+    assert "RFC 5321 §4.5.3.1.4" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_feed_value_too_long_for_an_rcpt_line_is_refused_at_its_row(tmp_path: Path) -> None:
+    (tmp_path / "to.csv").write_text(
+        "address\nok@example.test\n" + "x" * 1000 + "@example.test\n", encoding="utf-8"
+    )
+    path = _rcpt_scenario(tmp_path, "{feed: to.csv, column: address}", pipelined=False)
+    done = smtpload("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "to.csv:3:1: column 'address': rcpt: the RCPT command line would be" in done.stderr
+
+
+def test_an_rcpt_line_made_too_long_by_a_variable_is_not_sent_and_fails_its_session(
+    tmp_path: Path,
+) -> None:
+    # 10,000 recipients of 100 KiB each were made at once, 1 GB per message, and a pipelined
+    # group sent them in one write: now the first too long line ends the session unsent.
+    variables = 'variables:\n  big: "' + "x" * 100_000 + '"\n'
+    for pipelined in (True, False):
+        path = _rcpt_scenario(
+            tmp_path,
+            '{to: "u{recipient}.{big}@example.test", count: 10000}',
+            pipelined=pipelined,
+            extra=variables,
+        )
+        summary = tmp_path / "summary.json"
+        done = smtpload(
+            "run", str(path), "--sessions", "2", "--json", str(summary), "--force",
+            cwd=tmp_path, timeout_s=60,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert "not sent: an RCPT command line of 100,028 octets, over the 1,012" in done.stdout
+        report = json.loads(summary.read_text(encoding="utf-8"))
+        assert report["sessions"]["started"] == 2
+        assert report["sessions"]["failures"]["protocol_error"] == 2
+
+
+def test_rcpt_lines_stop_at_the_first_too_long_one() -> None:
+    source = RecipientSource(
+        addresses=(parse_template("u{recipient}{big}@example.test"),), count_min=10_000,
+        count_max=10_000,
+    )  # fmt: skip
+    tracemalloc.start()
+    try:
+        lines = source.lines(None, {"big": "x" * 1_000_000})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(lines) == 1
+    assert peak < 20_000_000, peak
+    short = source.lines(None, {"big": ""})
+    assert len(short) == 10_000
+    assert max(map(len, short)) <= MAX_RCPT_LINE_OCTETS

@@ -85,6 +85,7 @@ from smtpload.protocol.outcome import (
     reply_transcript_lines,
 )
 from smtpload.protocol.proxy import ProxyHeaderError
+from smtpload.protocol.recipients import MAX_RCPT_LINE_OCTETS
 from smtpload.protocol.scrub import Scrubber
 from smtpload.protocol.transcript_buffer import TranscriptBuffer
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
@@ -489,7 +490,17 @@ class SessionEngine:
         return data
 
     def _rcpt_payload(self, step: CompiledStep, line: bytes) -> bytes:
-        """One RCPT line of an rcpt step, checked and kept in the transcript."""
+        """One RCPT line of an rcpt step, checked and kept in the transcript.
+
+        Raises:
+            RemoteProtocolError: it is longer than SMTP allows (recipients.py): not sent.
+        """
+        if len(line) > MAX_RCPT_LINE_OCTETS:
+            raise RemoteProtocolError(
+                f"not sent: an RCPT command line of {len(line):,} octets, over the"
+                f" {MAX_RCPT_LINE_OCTETS:,} SMTP allows (RFC 5321 §4.5.3.1.4, RFC 3461 §4): "
+                + preview_line(line[:-2])
+            )
         _check_command_line(line)
         self._last_sent = line
         self._transcript.append(("C", (step, line)))
