@@ -6,6 +6,7 @@ Pure engine tests where the engine is what is bounded; the command line where th
 from __future__ import annotations
 
 import json
+import os
 import re
 import tracemalloc
 from pathlib import Path
@@ -211,3 +212,35 @@ def test_rcpt_lines_stop_at_the_first_too_long_one() -> None:
     short = source.lines(None, {"big": ""})
     assert len(short) == 10_000
     assert max(map(len, short)) <= MAX_RCPT_LINE_OCTETS
+
+
+# -- a Maildir's files are regular files --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_maildir_file_that_is_a_fifo_or_a_device_is_refused_not_waited_for(
+    tmp_path: Path, kind: str
+) -> None:
+    # A FIFO in new/ made `validate` wait forever for a writer; /dev/zero was read to 256 MiB.
+    for folder in ("new", "cur", "tmp"):
+        (tmp_path / "Maildir" / folder).mkdir(parents=True)
+    (tmp_path / "Maildir" / "new" / "1.ok").write_text("From: a\n\nhi\n", encoding="utf-8")
+    odd = tmp_path / "Maildir" / "cur" / "2.odd:2,S"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to("/dev/zero")
+    path = tmp_path / "md.yaml"
+    path.write_text(
+        "steps:\n  - greeting: 220\n  - send: EHLO a.test\n  - send: MAIL FROM:<a@b.test>\n"
+        "  - send: RCPT TO:<c@d.test>\n  - send: DATA\n    expect: 354\n"
+        "  - data: {maildir: Maildir}\n",
+        encoding="utf-8",
+    )
+    done = smtpload("validate", str(path), cwd=tmp_path, timeout_s=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert re.search(
+        r"md\.yaml:8:12: data: maildir: message 2 of the Maildir Maildir"
+        r" \(Maildir/cur/2\.odd:2,S\) is not a regular file",
+        done.stderr,
+    ), done.stderr
