@@ -12,16 +12,19 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import trio
 
+from smtpload.net.sink import serve_sink
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.recipients import RecipientSource
 from smtpload.protocol.transcript_buffer import HEAD_ENTRIES, TAIL_ENTRIES
-from smtpload.scenario.model import Block, BlockKind, Step, StepKind
+from smtpload.scenario.model import Block, BlockKind, RecipientSpec, Step, StepKind
 from smtpload.scenario.rcpt_syntax import MAX_RCPT_LINE_OCTETS
 from smtpload.scenario.template import parse_template
 from tests.cli import smtpload
+from tests.test_pipelining import LOOPBACK, persistent, run
 from tests.test_repeat_pipeline_engine import (
     DATA_CMD,
     EHLO,
@@ -244,3 +247,24 @@ def test_a_maildir_file_that_is_a_fifo_or_a_device_is_refused_not_waited_for(
         r" \(Maildir/cur/2\.odd:2,S\) is not a regular file",
         done.stderr,
     ), done.stderr
+
+
+# -- a large pipelined group: each reply timed from the syscall that sent its command ----------
+
+
+async def test_replies_to_a_group_sent_in_many_syscalls_are_timed_from_their_own_command() -> None:
+    # 10,000 recipients of ~1,000 octets: a 10 MB write that takes many send() calls, the sink
+    # answering the first RCPTs before the last bytes leave. Each reply was timed from the
+    # LAST syscall, so thousands came out below zero (and were blamed on a clock set back).
+    long_address = "user{recipient}." + "x" * 960 + "@example.test"
+    spec = RecipientSpec(address=long_address, count_min=10_000, count_max=10_000)
+    compiled = compile_scenario(persistent(spec, messages=1))
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(serve_sink, LOOPBACK, 0)
+        stats, _ = await run(compiled, address.port, sessions=1)
+        nursery.cancel_scope.cancel()
+    assert stats.failures == []
+    rcpt = stats.steps["rcpt"]
+    assert rcpt.negative_samples == 0
+    assert rcpt.latency.count == 10_000
+    assert stats.steps["data"].negative_samples == 0
