@@ -20,6 +20,7 @@ from smtpload.protocol.engine import SessionEngine
 from smtpload.protocol.outcome import Outcome
 from smtpload.protocol.recipients import RecipientSource
 from smtpload.protocol.transcript_buffer import HEAD_ENTRIES, TAIL_ENTRIES
+from smtpload.scenario.feeds import FeedError, read_feed
 from smtpload.scenario.model import Block, BlockKind, RecipientSpec, Step, StepKind
 from smtpload.scenario.rcpt_syntax import MAX_RCPT_LINE_OCTETS
 from smtpload.scenario.template import parse_template
@@ -268,3 +269,26 @@ async def test_replies_to_a_group_sent_in_many_syscalls_are_timed_from_their_own
     assert rcpt.negative_samples == 0
     assert rcpt.latency.count == 10_000
     assert stats.steps["data"].negative_samples == 0
+
+
+# -- a feed's field places: computed only for rows that need them ---------------------------
+
+
+def test_a_feed_places_values_of_plain_and_quoted_rows_alike(tmp_path: Path) -> None:
+    # Rows of one line without quotes (nearly all) have their columns from their values'
+    # lengths, not a scan of each character; the places are the same as the scan's.
+    path = tmp_path / "feed.csv"
+    path.write_text(
+        'a,bb,ccc\nx,yy,zzz\n"q",r,"s"\nlong value,,end\n"multi\nline",two,three\n',
+        encoding="utf-8",
+    )
+    table = read_feed(str(path))
+    assert [table.position(0, name) for name in ("a", "bb", "ccc")] == [(2, 1), (2, 3), (2, 6)]
+    assert [table.position(1, name) for name in ("a", "bb", "ccc")] == [(3, 1), (3, 5), (3, 7)]
+    assert [table.position(2, name) for name in ("a", "bb", "ccc")] == [(4, 1), (4, 12), (4, 13)]
+    assert [table.position(3, name) for name in ("a", "bb", "ccc")] == [(5, 1), (6, 7), (6, 11)]
+    # A row too long: the first value too many, in a plain row.
+    (tmp_path / "ragged.csv").write_text("a,b\n1,22,333\n", encoding="utf-8")
+    with pytest.raises(FeedError) as caught:
+        read_feed(str(tmp_path / "ragged.csv"))
+    assert (caught.value.line, caught.value.column) == (2, 6)
