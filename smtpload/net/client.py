@@ -63,11 +63,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import socket as stdlib_socket
 import termios
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import time_ns
 
@@ -332,6 +333,28 @@ async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
             return before_ns
 
 
+async def _send_all_timed(raw: stdlib_socket.socket, data: bytes, ends: Sequence[int]) -> list[int]:
+    """``_send_all`` for pipelined commands ending at the offsets ``ends`` of ``data``: for
+    each, ``time_ns()`` just before the syscall that sent its last byte."""
+    view = memoryview(data)
+    times: list[int] = []
+    done = 0
+    await trio.lowlevel.checkpoint_if_cancelled()
+    while True:
+        before_ns = time_ns()
+        try:
+            sent = raw.send(view[done:])
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(raw)
+            continue
+        done += sent
+        while len(times) < len(ends) and ends[len(times)] <= done:
+            times.append(before_ns)
+        if done == len(view):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return times
+
+
 async def _send_payload(
     raw: stdlib_socket.socket, data: bytes | PaddedMessage | ChunkPayload, probe: bytearray
 ) -> tuple[int, bool]:
@@ -457,14 +480,26 @@ class _Wire:
                 before_ns = await _send_all(self.raw, ciphertext)
         return before_ns
 
-    async def send_commands(self, data: bytes) -> int:
-        """Send a pipelined group's commands in one write (through TLS once it is up); return
-        the time just before the syscall that sent the last of them. Replies to the first
-        ones may come before that: they are no replies out of turn (RFC 2920)."""
-        if self.tls is not None:
-            return await self.send(data)
+    async def send_commands(self, data: bytes, ends: Sequence[int]) -> list[int]:
+        """Send a pipelined group's commands in one write (through TLS once it is up), the
+        commands ending at the offsets ``ends`` (ascending, the last ``len(data)``); return
+        for each the time just before the syscall that sent its last byte.
+
+        A large group takes many syscalls, and the server answers its first commands before
+        the last ones leave (RFC 2920: no replies out of turn); timed from the group's last
+        syscall, those replies came out below zero.
+        """
         self.replied_early = False
-        return await _send_all(self.raw, data)
+        if self.tls is None:
+            return await _send_all_timed(self.raw, data, ends)
+        times: list[int] = []
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_CHUNK_BYTES):
+            stop = min(start + WRITE_CHUNK_BYTES, len(view))
+            before_ns = await _send_all(self.raw, self.tls.encrypt(view[start:stop]))
+            while len(times) < len(ends) and ends[len(times)] <= stop:
+                times.append(before_ns)
+        return times
 
     async def handshake(self) -> int | None:
         """The TLS handshake; returns the time just before the ClientHello was sent (the
@@ -584,8 +619,8 @@ async def _pipelined_group(
     if payloads:
         commands = b"".join(data for data in payloads if isinstance(data, bytes))
         assert len(commands) == sum(len(data) for data in payloads), "commands are bytes"
-        sent_ns = await wire.send_commands(commands)
-        from_ns.extend([sent_ns] * len(payloads))
+        ends = list(itertools.accumulate(len(data) for data in payloads))
+        from_ns.extend(await wire.send_commands(commands, ends))
     for at, started_ns in enumerate(from_ns):
         member = engine.begin_group_reply()
         deadline.deadline = trio.current_time() + member.timeout_s

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from smtpload.errors import RemoteProtocolError, counted
@@ -85,8 +85,9 @@ from smtpload.protocol.outcome import (
     reply_transcript_lines,
 )
 from smtpload.protocol.proxy import ProxyHeaderError
+from smtpload.protocol.recipients import MAX_RCPT_LINE_OCTETS
 from smtpload.protocol.scrub import Scrubber
-from smtpload.protocol.session_log import SessionLog
+from smtpload.protocol.transcript_buffer import TranscriptBuffer
 from smtpload.protocol.wire import PaddedMessage, Reply, preview_line
 from smtpload.protocol.xclient import XclientError
 from smtpload.scenario.model import (
@@ -301,7 +302,8 @@ class SessionEngine:
         self._quit_step: CompiledStep | None = None
         self._connected = False
         self._current: CompiledStep | None = None
-        self._transcript = SessionLog()  # bounded: a persistent session's runs no end
+        # Its first and last entries only: a repeat can make a session endless.
+        self._transcript = TranscriptBuffer()
         self._failed_step: CompiledStep | None = None
         self._failure_got = ""
         self._auth: AuthExchange | None = None
@@ -509,11 +511,24 @@ class SessionEngine:
             raise RemoteProtocolError(f"not sent: {error}") from None
         self._last_sent = data
         if data:
-            self._transcript.append(("C", (step, data)))
+            # A message is shown as its size: the transcript need not hold on to its bytes.
+            is_message = step.kind is StepKind.DATA and data != _LONE_DOT
+            shown = len(data) if is_message else data
+            self._transcript.append(("C", (step, shown)))
         return data
 
     def _rcpt_payload(self, step: CompiledStep, line: bytes) -> bytes:
-        """One RCPT line of an rcpt step, checked and kept in the transcript."""
+        """One RCPT line of an rcpt step, checked and kept in the transcript.
+
+        Raises:
+            RemoteProtocolError: it is longer than SMTP allows (recipients.py): not sent.
+        """
+        if len(line) > MAX_RCPT_LINE_OCTETS:
+            raise RemoteProtocolError(
+                f"not sent: an RCPT command line of {len(line):,} octets, over the"
+                f" {MAX_RCPT_LINE_OCTETS:,} SMTP allows (RFC 5321 §4.5.3.1.4, RFC 3461 §4): "
+                + preview_line(line[:-2])
+            )
         _check_command_line(line)
         self._last_sent = line
         self._transcript.append(("C", (step, line)))
@@ -1184,30 +1199,20 @@ class SessionEngine:
 
     def _raw_transcript_lines(self) -> list[TranscriptLine]:
         lines: list[TranscriptLine] = []
-        log = self._transcript
-        self._add_lines(lines, log.head())
-        if log.left_out:
-            what = counted(log.left_out, "entry", "entries")
-            lines.append(TranscriptLine("*", f"... {what} of this long session left out ..."))
-        self._add_lines(lines, log.tail())
-        return lines
-
-    def _add_lines(
-        self, lines: list[TranscriptLine], entries: Iterator[tuple[str, object]]
-    ) -> None:
-        for direction, item in entries:
+        for direction, item in self._transcript:  # bounded (transcript_buffer.py)
             if isinstance(item, Reply):
                 lines.extend(reply_transcript_lines(self._shown(item).raw))
             elif isinstance(item, tuple):
-                step, data = item
-                if step.kind is StepKind.DATA and data != _LONE_DOT:
-                    size = counted(len(data), "byte")
+                _, data = item
+                if isinstance(data, int):  # a message, kept as its size
+                    size = counted(data, "byte")
                     text = f"<message: {size}, dot-stuffed, ending in CRLF.CRLF>"
                 else:
                     text = data.decode("utf-8", "replace").removesuffix("\r\n")
                 lines.append(TranscriptLine(direction, text))
             else:
                 lines.append(TranscriptLine(direction, str(item)))
+        return lines
 
 
 def _first_line(reply: Reply) -> str:

@@ -12,6 +12,11 @@ the session's messages (``taken``: how many the step already had in the session)
 a pure function of the session and the recipient's place; at random, each recipient's row is
 drawn from the session's generator. A feed's values were checked when the scenario was read
 (no ``<``, ``>``, space, CR, LF or NUL) and are sent as they are.
+
+A line is at most ``MAX_RCPT_LINE_OCTETS``: the scenario's reader refuses an address or a feed
+value that is longer on its own, but one rendered from variables can still be. ``lines`` stops
+at the first such line (so that 10,000 recipients of a megabyte each never fill memory, nor
+one pipelined write), and the engine refuses to send it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from smtpload.scenario.model import FeedOrder, RecipientSpec
+from smtpload.scenario.rcpt_syntax import MAX_RCPT_LINE_OCTETS
 from smtpload.scenario.template import Template, parse_template
 
-__all__ = ["RECIPIENT_NUMBER_VARIABLE", "RecipientSource", "compile_recipients"]
+__all__ = [
+    "MAX_RCPT_LINE_OCTETS",
+    "RECIPIENT_NUMBER_VARIABLE",
+    "RecipientSource",
+    "compile_recipients",
+]
 
 #: In an ``rcpt`` step's ``to:`` template: the recipient's number within its message (1-based).
 RECIPIENT_NUMBER_VARIABLE = "recipient"
@@ -77,7 +88,8 @@ class RecipientSource:
         session: int = 1,
         taken: int = 0,
     ) -> list[bytes]:
-        """The ``RCPT TO:<...>`` lines (with CRLF) of the next message's recipients.
+        """The ``RCPT TO:<...>`` lines (with CRLF) of the next message's recipients; the last
+        is longer than ``MAX_RCPT_LINE_OCTETS`` when one is (the others are not made).
 
         Args:
             rng: the session's generator; needed only when the count is a range, or the
@@ -102,7 +114,9 @@ class RecipientSource:
             template = self.addresses[(number - 1) % len(self.addresses)]
             values[RECIPIENT_NUMBER_VARIABLE] = str(number)
             address = template.render(values)
-            lines.append(f"RCPT TO:<{address}>{params}\r\n".encode())
+            lines.append(line := f"RCPT TO:<{address}>{params}\r\n".encode())
+            if len(line) > MAX_RCPT_LINE_OCTETS:
+                break
         return lines
 
     def _feed_lines(
@@ -115,7 +129,12 @@ class RecipientSource:
         else:
             first = session - 1 + taken
             picked = [(first + number) % rows for number in range(count)]
-        return [f"RCPT TO:<{self.feed[row]}>{params}\r\n".encode() for row in picked]
+        lines = []
+        for row in picked:
+            lines.append(line := f"RCPT TO:<{self.feed[row]}>{params}\r\n".encode())
+            if len(line) > MAX_RCPT_LINE_OCTETS:
+                break
+        return lines
 
 
 def compile_recipients(spec: RecipientSpec) -> RecipientSource:

@@ -215,9 +215,14 @@ def load_maildir(
     budget.count(len(keys), what)
     if not keys:
         raise MailFileError(f"{what} holds no message (in its new/ or cur/ folder)")
+    files = _maildir_files(path, shown_path)
     messages = []
     for number, key in enumerate(keys, start=1):
         label = f"message {number:,} of {what}"
+        if key in files:
+            # get_file() would open a FIFO and wait for a writer forever, and read a device.
+            file, shown_file = files[key]
+            _regular_size(file, f"{label} ({shown_file})")
         try:
             with box.get_file(key) as stream:
                 data = stream.read(budget.bytes_left + 1)
@@ -226,3 +231,21 @@ def load_maildir(
         budget.take(len(data), label)
         messages.append(_ready(data, label, trace=trace))
     return tuple(messages)
+
+
+def _maildir_files(path: str, shown_path: str) -> dict[str, tuple[str, str]]:
+    """A Maildir's message files by key, as ``mailbox.Maildir`` finds them: every entry of
+    ``new/`` and ``cur/`` that is not a folder, its key its name up to the first ``:``; each
+    as its path and the path to show."""
+    files: dict[str, tuple[str, str]] = {}
+    for folder in ("new", "cur"):
+        where = os.path.join(path, folder)
+        try:
+            names = os.listdir(where)
+        except OSError:
+            continue  # mailbox.Maildir read it a moment ago; get_file() will say what is wrong
+        for name in names:
+            file = os.path.join(where, name)
+            if not os.path.isdir(file):
+                files[name.split(":")[0]] = file, os.path.join(shown_path, folder, name)
+    return files

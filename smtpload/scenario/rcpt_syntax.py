@@ -23,10 +23,12 @@ from collections.abc import Callable
 from smtpload.errors import shown
 from smtpload.scenario.feed_syntax import FEED_KEYS, read_feed_column, value_problem_at
 from smtpload.scenario.model import Expectation, FeedColumn, RecipientSpec
+from smtpload.scenario.template import parse_template
 from smtpload.scenario.yaml_nodes import NodeReader, is_blank
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = [
+    "MAX_RCPT_LINE_OCTETS",
     "MAX_RECIPIENTS_PER_MESSAGE",
     "RCPT_DEFAULT",
     "RECIPIENT_VARIABLE",
@@ -37,6 +39,15 @@ __all__ = [
 #: RFC 5321 §4.5.3.1.8 asks a server to take at least 100, Postfix takes 1000 by default
 #: (``smtpd_recipient_limit``); 10,000 leaves room to probe a server's own limit.
 MAX_RECIPIENTS_PER_MESSAGE = 10_000
+
+#: The longest RCPT command line sent, CRLF included: RFC 5321 §4.5.3.1.4's 512 octets, and
+#: the 500 more that RFC 3461 §4 allows for its NOTIFY and ORCPT parameters. An address (its
+#: literal part) or a feed's value that is longer on its own is refused here; one made longer
+#: by variables fails its session as protocol_error, not sent (protocol/recipients.py).
+MAX_RCPT_LINE_OCTETS = 512 + 500
+
+# "RCPT TO:<" ">" CRLF around the address.
+_RCPT_FRAME_OCTETS = len(b"RCPT TO:<>\r\n")
 
 #: In an ``rcpt`` step's addresses: the recipient's number within its message (1-based).
 RECIPIENT_VARIABLE = "recipient"
@@ -184,7 +195,22 @@ def _address(node: Node, reader: NodeReader, add_template: AddTemplate) -> str |
             " alone, without <> (they are added) and without spaces or line breaks",
         )
         return None
-    return text if add_template(node, text) else None
+    if not add_template(node, text):
+        return None
+    literal = "".join(parse_template(text).parts[0::2])
+    octets = len(literal.encode()) + _RCPT_FRAME_OCTETS
+    if octets > MAX_RCPT_LINE_OCTETS:
+        reader.problem(node, _too_long(octets, "its text"))
+        return None
+    return text
+
+
+def _too_long(octets: int, what: str) -> str:
+    return (
+        f"rcpt: the RCPT command line would be at least {octets:,} octets with {what}, over"
+        f" the {MAX_RCPT_LINE_OCTETS:,} SMTP allows (RFC 5321 §4.5.3.1.4: 512, and 500 more"
+        " for RFC 3461's NOTIFY and ORCPT); a path is at most 256 octets (§4.5.3.1.3)"
+    )
 
 
 def _parameters(node: Node, reader: NodeReader, add_template: AddTemplate) -> str | None:
@@ -246,8 +272,14 @@ def _feed_addresses(feed: FeedColumn, reader: NodeReader) -> bool:
     cannot is reported at its place in the CSV."""
     for row, value in enumerate(feed.values):
         bad = _NOT_IN_ADDRESS.search(value)
-        if bad is None and value:
+        octets = len(value.encode()) + _RCPT_FRAME_OCTETS
+        if bad is None and value and octets <= MAX_RCPT_LINE_OCTETS:
             continue
+        if bad is None and value:
+            value_problem_at(
+                reader, feed, row, f"column {shown(feed.column)}: " + _too_long(octets, "it")
+            )
+            return False
         what = "is empty" if bad is None else f"holds {_NAMES[bad.group()]}"
         value_problem_at(
             reader,

@@ -1,0 +1,73 @@
+"""A session's transcript as the engine keeps it: its first and its last entries, not all.
+
+A failure's report shows the session's dialogue, and the engine keeps it as the session runs,
+since it cannot know whether the session will fail. A session of a bounded list of steps kept
+a bounded transcript; one with ``repeat`` blocks (up to 1,000,000 runs each, nested) can send
+billions of commands over one connection, so keeping them all would grow its memory without
+end, and print millions of lines for one failure. What matters in a failure is how the session
+started (greeting, EHLO, TLS, AUTH) and what led to its end, so the transcript keeps its first
+``HEAD_ENTRIES`` entries and its last ``TAIL_ENTRIES``, and counts the ones between, which a
+line in their place reports. An entry is one command, one reply (however many lines) or one
+event line; each is bounded on its own (replies by ``--max-reply-bytes``; a data step's entry
+is its message's size, not the message). Nothing here is about SMTP.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+__all__ = ["HEAD_ENTRIES", "TAIL_ENTRIES", "TranscriptBuffer"]
+
+#: The entries kept from a session's start (its greeting, EHLO, TLS and AUTH fit many times).
+HEAD_ENTRIES = 100
+
+#: The entries kept before a session's end: its last transactions, the failure among them.
+TAIL_ENTRIES = 400
+
+Entry = tuple[str, object]
+
+
+class TranscriptBuffer:
+    """The first ``head`` and the last ``tail`` entries appended, and how many were between."""
+
+    __slots__ = ("_head", "_head_size", "_tail", "dropped")
+
+    def __init__(self, head: int = HEAD_ENTRIES, tail: int = TAIL_ENTRIES) -> None:
+        self._head: list[Entry] = []
+        self._head_size = head
+        self._tail: deque[Entry] = deque(maxlen=tail)
+        self.dropped = 0
+
+    def append(self, entry: Entry) -> None:
+        if len(self._head) < self._head_size:
+            self._head.append(entry)
+            return
+        if len(self._tail) == self._tail.maxlen:
+            self.dropped += 1  # the oldest of the tail falls out as this one comes in
+        self._tail.append(entry)
+
+    def __len__(self) -> int:
+        """The entries kept."""
+        return len(self._head) + len(self._tail)
+
+    def __bool__(self) -> bool:
+        return bool(self._head)
+
+    def last(self) -> Entry | None:
+        """The entry appended last, if any."""
+        if self._tail:
+            return self._tail[-1]
+        return self._head[-1] if self._head else None
+
+    def __iter__(self) -> Iterator[Entry]:
+        """The entries kept, in order, with a ``*`` entry where some were not kept."""
+        yield from self._head
+        if self.dropped:
+            yield (
+                "*",
+                f"... {self.dropped:,} transcript entries (commands, replies, events) not kept:"
+                f" a failure shows a session's first {len(self._head):,} and last"
+                f" {len(self._tail):,}",
+            )
+        yield from self._tail
