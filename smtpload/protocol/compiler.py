@@ -65,6 +65,8 @@ from smtpload.scenario.template import Template, parse_template
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "EXTENDED_HELLO_VERBS",
+    "HELLO_VERBS",
     "SENDING_KINDS",
     "TLS_STEP_NAME",
     "CompiledAuth",
@@ -771,9 +773,10 @@ def _verb(step: Step) -> str:
     return command_verb(step.text or "") if step.kind is StepKind.SEND else ""
 
 
-#: The hellos: EHLO's and LHLO's reply lists the extensions, PIPELINING among them (RFC 5321
-#: §4.1.1.1; RFC 2033 §4.1); HELO's lists none.
-_HELLO_VERBS = frozenset({"EHLO", "LHLO", "HELO"})
+#: The hellos whose reply lists the extensions, PIPELINING among them (RFC 5321 §4.1.1.1;
+#: LMTP's LHLO, RFC 2033 §4.1); and all of them, HELO's too (its reply lists none).
+EXTENDED_HELLO_VERBS = frozenset({"EHLO", "LHLO"})
+HELLO_VERBS = EXTENDED_HELLO_VERBS | {"HELO"}
 
 
 def _mark_groups(
@@ -794,7 +797,7 @@ def _mark_groups(
         marked[block.start] = replace(marked[block.start], group_end=block.end)
         if require_pipelining:
             hello = next(
-                (at for at in range(block.start - 1, -1, -1) if marked[at].verb in _HELLO_VERBS),
+                (at for at in range(block.start - 1, -1, -1) if marked[at].verb in HELLO_VERBS),
                 None,
             )
             if hello is None:

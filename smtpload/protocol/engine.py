@@ -73,9 +73,14 @@ from dataclasses import dataclass, replace
 from smtpload.errors import RemoteProtocolError, counted
 from smtpload.protocol.auth import CANCEL, AuthError, AuthExchange, redacted
 from smtpload.protocol.bdat import ChunkCutter, ChunkPayload, PaddedOctets
-from smtpload.protocol.compiler import CompiledScenario, CompiledStep
+from smtpload.protocol.compiler import (
+    EXTENDED_HELLO_VERBS,
+    HELLO_VERBS,
+    CompiledScenario,
+    CompiledStep,
+)
 from smtpload.protocol.expectations import ehlo_capabilities
-from smtpload.protocol.lmtp import PROTOCOL_LMTP, Recipients, part_name
+from smtpload.protocol.lmtp import PROTOCOL_LMTP, TRANSACTION_RESETS, Recipients, part_name
 from smtpload.protocol.message_size import message_octets
 from smtpload.protocol.outcome import (
     MAX_TRANSCRIPT_REPLY_BYTES,
@@ -114,15 +119,6 @@ _NO_QUIT_AFTER = frozenset({354, 221, 421})
 _CLOSING = frozenset({221, 421})
 # How much of an unfinished early reply a failure quotes: enough to recognise it.
 _EARLY_PREVIEW_BYTES = 80
-
-# The hellos whose 2xx reply lists the extensions (RFC 5321 §4.1.1.1, RFC 2033 §4.1); HELO's
-# lists none, so after it nothing is advertised.
-_EXTENDED_HELLOS = frozenset({"EHLO", "LHLO"})
-_HELLOS = _EXTENDED_HELLOS | {"HELO"}
-
-# MAIL starts a transaction and RSET drops it (RFC 5321 §4.1.1.2, §4.1.1.5): the recipients
-# counted for the lone "." (below) start again.
-_TRANSACTION_RESETS = frozenset({"MAIL", "RSET"})
 
 #: The name of smtpload's own end of data after a failed pipelined transaction (RFC 2920 §3.1).
 LONE_DOT_STEP_NAME = "end of data (after failure)"
@@ -374,22 +370,25 @@ class SessionEngine:
                     loops.pop()
                     continue  # the block around it may end here too
                 self._index = top.block.start
-            skipped = False
-            for block in blocks:
-                if (
-                    block.kind is not BlockKind.REPEAT
-                    or block.start != self._index
-                    or any(loop.block is block for loop in loops)
-                ):
-                    continue
-                count = self._repeat_count(block)
-                if count == 0:
-                    self._index = block.end
-                    skipped = True
-                    break
-                loops.append(_Loop(block, count))
-            if not skipped:
+            block = self._repeat_starting_at(self._index, [loop.block for loop in loops])
+            if block is None:
                 return
+            count = self._repeat_count(block)
+            if count == 0:
+                self._index = block.end  # the block around it may end here
+            else:
+                loops.append(_Loop(block, count))  # a repeat inside it may start here too
+
+    def _repeat_starting_at(self, index: int, entered: list[Block]) -> Block | None:
+        """The outermost repeat that starts at step ``index`` and is not among ``entered``."""
+        return next(
+            (
+                block
+                for block in self._scenario.blocks
+                if block.kind is BlockKind.REPEAT and block.start == index and block not in entered
+            ),
+            None,
+        )
 
     def _step_done(self, step: CompiledStep) -> None:
         """``step`` got its reply: an rcpt step goes on with its next recipient, if any."""
@@ -623,7 +622,7 @@ class SessionEngine:
             self._quit_step = _polite_quit(timeout_s)
 
     def _count_transaction(self, verb: str, code: int) -> None:
-        if verb in _TRANSACTION_RESETS:
+        if verb in TRANSACTION_RESETS:
             self._rcpt_accepted = self._rcpt_refused = 0
         elif verb == "RCPT":
             if 200 <= code < 300:
@@ -639,7 +638,7 @@ class SessionEngine:
         """Keep whether the server advertises PIPELINING: each hello's reply says it anew
         (RFC 2920 §3), and TLS or XCLIENT start the dialogue over (``on_tls_established``)."""
         self._pipelining = (
-            step.verb in _EXTENDED_HELLOS
+            step.verb in EXTENDED_HELLO_VERBS
             and 200 <= reply.code < 300
             and "PIPELINING" in ehlo_capabilities(reply)
         )
@@ -699,15 +698,7 @@ class SessionEngine:
                     loops.append((block, runs_left - 1))
                     index = block.start
                 continue
-            entered = [loop[0] for loop in loops]
-            ahead = next(
-                (
-                    b
-                    for b in blocks
-                    if b.kind is BlockKind.REPEAT and b.start == index and b not in entered
-                ),
-                None,
-            )
+            ahead = self._repeat_starting_at(index, [loop[0] for loop in loops])
             if ahead is not None:
                 if ahead not in self._drawn:
                     self._drawn[ahead] = self._draw_count(ahead)
@@ -845,7 +836,7 @@ class SessionEngine:
                 # accepted against its expectation still has a reply after the message.
                 self._recipients.on_reply(verb, step.name, reply.code)
             self._count_transaction(verb, reply.code)
-            if self._has_groups and verb in _HELLOS:
+            if self._has_groups and verb in HELLO_VERBS:
                 self._note_hello(step, reply)
         elif step.kind is StepKind.XCLIENT:
             self._pipelining = False  # a new greeting: the extensions are said anew after EHLO

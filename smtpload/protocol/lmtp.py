@@ -17,14 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["PROTOCOL_LMTP", "Recipients", "command_verb", "part_name", "transaction_recipients"]
+__all__ = [
+    "PROTOCOL_LMTP",
+    "TRANSACTION_RESETS",
+    "Recipients",
+    "command_verb",
+    "part_name",
+    "transaction_recipients",
+]
 
 #: The ``protocol:`` value of an LMTP scenario.
 PROTOCOL_LMTP = "lmtp"
 
-# MAIL starts a transaction (RFC 5321 §4.1.1.2) and RSET drops one (§4.1.1.5): either way the
-# recipients accepted before it no longer belong to the next message.
-_TRANSACTION_RESETS = frozenset({"MAIL", "RSET"})
+#: MAIL starts a transaction (RFC 5321 §4.1.1.2) and RSET drops one (§4.1.1.5): either way the
+#: recipients accepted before it no longer belong to the next message.
+TRANSACTION_RESETS = frozenset({"MAIL", "RSET"})
 
 
 def command_verb(text: str) -> str:
@@ -48,7 +55,7 @@ class Recipients:
 
     def on_reply(self, verb: str, step_name: str, code: int) -> None:
         """A reply to a command with ``verb`` (from ``command_verb``) arrived."""
-        if verb in _TRANSACTION_RESETS:
+        if verb in TRANSACTION_RESETS:
             self._accepted.clear()
         elif verb == "RCPT" and 200 <= code < 300:
             self._accepted.append(step_name)
@@ -80,7 +87,7 @@ def transaction_recipients(
         if is_message:
             result[name] = tuple(current)
             current = []
-        elif verb in _TRANSACTION_RESETS:
+        elif verb in TRANSACTION_RESETS:
             current = []
         elif verb == "RCPT":
             current.append(name)
