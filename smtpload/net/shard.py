@@ -29,13 +29,7 @@ from smtpload.net.client import ResolvedTarget
 from smtpload.net.runner import RunControl, RunSettings, run_sessions, source_binder
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.report.intervals import ClosedInterval
-from smtpload.report.shards import (
-    IntervalReport,
-    ShardTotals,
-    interval_index,
-    shard_counts,
-    shard_totals,
-)
+from smtpload.report.shards import IntervalReport, ShardTotals, interval_report, shard_totals
 from smtpload.report.stats import RunStats
 
 __all__ = ["ShardSpec", "run_shard", "run_shard_async", "shard_settings", "split"]
@@ -114,16 +108,7 @@ async def run_shard_async(
     report = kept.append if on_interval is None else on_interval
 
     def listener(closed: ClosedInterval) -> None:
-        report(
-            IntervalReport(
-                index=interval_index(closed.start_s),
-                start_s=closed.start_s,
-                length_s=closed.length_s,
-                histograms=tuple((tag, h.encode()) for tag, h in closed.histograms if h.count),
-                counts=shard_counts(stats),
-                last=closed.last,
-            )
-        )
+        report(interval_report(closed, stats))
 
     settings = dataclasses.replace(spec.settings, interval_listener=listener, control=control)
     sources = settings.sources

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from smtpload.protocol.outcome import Outcome, SessionFailure
-from smtpload.report.intervals import IntervalLog
+from smtpload.report.intervals import ClosedInterval, IntervalLog
 from smtpload.report.stats import (
     LOOP_CLOCK,
     GeneratorLoad,
@@ -45,6 +45,7 @@ __all__ = [
     "ShardTotals",
     "StepCounts",
     "interval_index",
+    "interval_report",
     "shard_counts",
     "shard_totals",
 ]
@@ -194,6 +195,19 @@ def shard_counts(stats: RunStats) -> ShardCounts:
         ),
         tls=None if stats.tls is None else stats.tls.state(),
         pipelining=None if stats.pipelining is None else stats.pipelining.summary(),
+    )
+
+
+def interval_report(closed: ClosedInterval, stats: RunStats) -> IntervalReport:
+    """A shard's report of an interval its log (of ``stats``) just closed; empty histograms
+    are left out (an idle step costs nothing to send)."""
+    return IntervalReport(
+        index=interval_index(closed.start_s),
+        start_s=closed.start_s,
+        length_s=closed.length_s,
+        histograms=tuple((tag, h.encode()) for tag, h in closed.histograms if h.count),
+        counts=shard_counts(stats),
+        last=closed.last,
     )
 
 
@@ -378,6 +392,8 @@ def apply_counts(stats: RunStats, shards: Sequence[ShardCounts]) -> None:
         step.clock = clocks.pop() if len(clocks) == 1 else LOOP_CLOCK
     stats.set_reply_timed(reply_timed)
     stats.late_starts = sum(c.late_starts for c in shards)
+    # The failures the shards did not keep; finish() adds those the run keeps fewer of.
+    stats.failures_not_kept = sum(c.failures_not_kept for c in shards)
     stats.negative_session_samples = sum(c.negative_session_samples for c in shards)
     stats.session_latency.set_dropped(sum(c.session_dropped for c in shards))
     stats.start_delay.set_dropped(sum(c.start_delay_dropped for c in shards))
