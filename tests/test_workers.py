@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+import smtpload as smtpload_api
+from smtpload.errors import UsageError
 from smtpload.net.workers import worker_count
 from tests.cli import smtpload, start_smtpload
 from tests.peers import RecordingPeer
@@ -276,3 +278,12 @@ def test_a_wrong_workers_value_is_a_usage_error(tmp_path: Path, value: str) -> N
     assert done.returncode == 2
     assert "--workers" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_api_runs_in_workers_too(tmp_path: Path) -> None:
+    result = smtpload_api.run("quickstart", sessions=300, concurrency=6, workers=2)
+    assert result.summary["load"]["workers"] == 2
+    assert result.summary["sessions"]["passed"] == 300
+    assert len(result.summary["generator"]["workers"]) == 2
+    with pytest.raises(UsageError, match="workers=0"):
+        smtpload_api.run("quickstart", workers=0)
