@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -18,8 +19,11 @@ from typing import Any
 import pytest
 
 import smtpload as smtpload_api
-from smtpload.errors import UsageError
+from smtpload.errors import ScenarioError, UsageError
 from smtpload.net.workers import worker_count
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.patterns import compile_capture, compile_text
 from tests.cli import smtpload, start_smtpload
 from tests.peers import RecordingPeer
 from tests.test_intervals import read_hlog
@@ -287,3 +291,66 @@ def test_the_api_runs_in_workers_too(tmp_path: Path) -> None:
     assert len(result.summary["generator"]["workers"]) == 2
     with pytest.raises(UsageError, match="workers=0"):
         smtpload_api.run("quickstart", workers=0)
+
+
+PATTERN_SCENARIO = """\
+name: patterns
+variables:
+  tag: {random: {min: 1, max: 9}}
+  who: {choice: [a, b]}
+steps:
+  - greeting: {code: 220, text: 'ESMTP|smtp'}
+  - send: EHLO client.example.test
+    expect: {code: 250, text: '(?i)pipelining'}
+    capture: '(?P<host>[a-z.]+) '
+  - send: "MAIL FROM:<{who}{tag}@example.test>"
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+
+
+def scenario_files() -> list[Path]:
+    """Every scenario of the checkout: the bundled ones, the test data's, a patterned one."""
+    root = Path(__file__).resolve().parent.parent
+    return sorted(
+        path
+        for folder in ("scenarios", "tests/data", "benchmarks")
+        for path in (root / folder).rglob("*.yaml")
+    )
+
+
+def test_every_compiled_scenario_pickles_for_the_workers(tmp_path: Path) -> None:
+    # A worker gets the compiled scenario as a pickle: whatever a scenario holds (RE2
+    # patterns, captures, feeds, messages) must survive it and work the same.
+    (tmp_path / "patterns.yaml").write_text(PATTERN_SCENARIO)
+    compiled_any = 0
+    for path in [*scenario_files(), tmp_path / "patterns.yaml"]:
+        try:
+            compiled = compile_scenario(load_scenario(path), seed=5)
+        except (ScenarioError, UsageError):
+            continue  # a file of wrong scenarios, for the error tests
+        again = pickle.loads(pickle.dumps(compiled))
+        assert again.step_names == compiled.step_names, path
+        drawn, drawn_again = (c.session_variables(3, "run") for c in (compiled, again))
+        drawn.pop("date", None), drawn_again.pop("date", None)  # the clock's, not the draws'
+        assert drawn_again == drawn, path
+        for step, copy in zip(compiled.steps, again.steps, strict=True):
+            for pattern, copied in ((step.capture, copy.capture),):
+                if pattern is not None:
+                    assert copied is not None
+                    assert copied.captures("250 mx.example.test ok") == pattern.captures(
+                        "250 mx.example.test ok"
+                    )
+        compiled_any += 1
+    assert compiled_any >= 12
+
+
+def test_a_reply_pattern_pickles_as_its_text_and_matches_the_same() -> None:
+    for pattern in (compile_text("(?i)pipe(lin)+ing$"), compile_capture("(?P<id>[0-9]+) ok")):
+        again = pickle.loads(pickle.dumps(pattern))
+        assert again.pattern == pattern.pattern
+        assert again.groups == pattern.groups
+        for text in ("250 PIPELINING", "250 pipelining x", "queued as 1234 ok", ""):
+            assert again.search(text) == pattern.search(text)
+            assert again.captures(text) == pattern.captures(text)

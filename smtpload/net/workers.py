@@ -145,7 +145,8 @@ def _environment() -> dict[str, str]:
     return env
 
 
-async def _start_worker(index: int, spec: ShardSpec) -> _Worker:
+async def _start_worker(index: int, spec: bytes) -> _Worker:
+    """Start worker ``index`` and give it ``spec`` (a frame: :func:`_frame`)."""
     read_fd, write_fd = os.pipe()
     try:
         process = await trio.lowlevel.open_process(
@@ -161,7 +162,10 @@ async def _start_worker(index: int, spec: ShardSpec) -> _Worker:
     finally:
         os.close(write_fd)
     worker = _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
-    await worker.tell(spec)
+    stdin = process.stdin
+    assert stdin is not None
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stdin.send_all(spec)  # one that died at once: its end is read from its pipe
     return worker
 
 
@@ -284,8 +288,10 @@ class _Parent:
         async with trio.open_nursery() as nursery:
             if settings.handle_signals:
                 await nursery.start(self.watch_signals)
-            for index, spec in enumerate(self.specs):
-                self.workers.append(await _start_worker(index, spec))
+            # Made before any worker starts: a scenario that cannot be sent fails the run now.
+            frames = [_frame(spec) for spec in self.specs]
+            for index, frame in enumerate(frames):
+                self.workers.append(await _start_worker(index, frame))
             for worker in self.workers:
                 nursery.start_soon(self.receive, worker)
             with trio.move_on_after(_READY_TIMEOUT_S):
@@ -418,7 +424,10 @@ def main(argv: list[str]) -> int:
     """``python -m smtpload.net.workers FD``: one worker (module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent has the terminal's Ctrl-C
     out_fd = int(argv[1])
-    spec = _read_spec()
+    try:
+        spec = _read_spec()
+    except EOFError:
+        return 1  # the parent ended before it gave the spec: there is no run to serve
     trio.run(_serve_shard, spec, out_fd)
     return 0
 
