@@ -158,6 +158,7 @@ async def arun(
     tls_resume: bool = True,
     source: str | Sequence[str] | None = None,
     require_pipelining: bool = False,
+    workers: int = 1,
 ) -> RunResult:
     """:func:`run` for a caller that is already inside ``trio.run``.
 
@@ -225,6 +226,11 @@ async def arun(
     if not _is_seconds(abort_warmup_s):
         raise UsageError(f"abort_warmup_s={abort_warmup_s!r}: give a number of seconds above 0")
     abort = AbortCheck(rules, warmup_s=abort_warmup_s) if abort_on_threshold else None
+    if type(workers) is not int or workers < 1:
+        raise UsageError(f"workers={workers!r}: give a whole number of processes, 1 or more")
+    room = (
+        open_loop.max_in_flight if open_loop is not None else min(concurrency or 1, sessions or 1)
+    )
     run_id = new_run_id()
     directory = None
     if results_dir is not None and not os.fspath(results_dir):
@@ -247,6 +253,7 @@ async def arun(
         abort=abort,
         tls=tls_client,
         sources=sources,
+        workers=min(workers, room),
     )
     summary = await run_scenario_to_summary(compiled, chosen_target, settings, stats)
     summary["thresholds"] = evaluate_thresholds(rules, summary)
@@ -278,6 +285,7 @@ def run(
     tls_resume: bool = True,
     source: str | Sequence[str] | None = None,
     require_pipelining: bool = False,
+    workers: int = 1,
 ) -> RunResult:
     """Run a scenario as ``sessions`` SMTP sessions, at most ``concurrency`` at a time.
 
@@ -331,6 +339,10 @@ def run(
             advertise PIPELINING (RFC 2920) fails as ``unexpected_reply`` at its EHLO step;
             False runs the scenario's ``pipeline:`` groups in lock-step there, and
             ``summary["pipelining"]`` counts the groups run each way.
+        workers: worker processes, as ``--workers N`` (README, Every core): 1 (the
+            default) runs the sessions in this process; more, each in a process of its own,
+            never more than can each have a session at a time. Ctrl-C handling stays the
+            caller's: a KeyboardInterrupt here kills the workers with the run.
 
         Each TLS setting given wins over the scenario target's own (``ca``, ``server_name``,
         ``cert``, ``key``, ``min_version``); they are used only when a session does TLS, and
@@ -372,6 +384,7 @@ def run(
         tls_resume=tls_resume,
         source=source,
         require_pipelining=require_pipelining,
+        workers=workers,
     )
     try:
         return trio.run(call)

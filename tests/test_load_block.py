@@ -393,6 +393,7 @@ def test_a_block_alone_runs_open_loop(tmp_path: Path) -> None:
         "max_sessions": 20,
         "max_in_flight": 8,
         "seed": 5,
+        "workers": 1,
     }  # fmt: skip
     assert summary["sessions"]["started"] == summary["sessions"]["passed"] == 20
     assert [entry["expression"] for entry in summary["thresholds"]] == ["start_delay.p99<10s"]
@@ -436,7 +437,7 @@ def test_concurrency_on_the_command_line_runs_closed_loop(tmp_path: Path) -> Non
     status, stderr, summary = run(tmp_path, scenario, "--concurrency", "2", "--sessions", "3")
     assert status == 0, stderr
     assert summary["load"] == {"model": "closed", "corrected": False, "concurrency": 2,
-                               "sessions": 3}  # fmt: skip
+                               "sessions": 3, "workers": 1}  # fmt: skip
     # The block's thresholds still apply: only its load is set aside.
     assert [entry["expression"] for entry in summary["thresholds"]] == ["failed==0"]
 
@@ -593,6 +594,7 @@ def test_the_api_runs_the_block_and_its_arguments_replace_its_keys(tmp_path: Pat
         "corrected": False,
         "concurrency": 2,
         "sessions": 3,
+        "workers": 1,
     }
     assert [entry["expression"] for entry in closed.summary["thresholds"]] == ["passed>=1000000"]
 

@@ -154,6 +154,7 @@ def test_a_closed_loop_run_says_so_and_its_two_latencies_agree(tmp_path: Path) -
         "corrected": False,
         "concurrency": 1,
         "sessions": 5,
+        "workers": 1,
     }
     assert summary["session_latency_ms"] == summary["session_latency_uncorrected_ms"]
     assert summary["start_delay_ms"] is None

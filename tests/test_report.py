@@ -154,6 +154,7 @@ def test_summary_has_exactly_the_contract_keys() -> None:
         "reply_lag_ms",
         "untimed_reads",
         "saturated",
+        "workers",
     }
 
 

@@ -24,6 +24,7 @@ from smtpload.cli import interrupts
 from smtpload.cli import regression as cli_regression
 from smtpload.cli import transcripts as cli_transcripts
 from smtpload.cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -54,6 +55,7 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.net.source import check_sources
 from smtpload.net.tls import tls_context
+from smtpload.net.workers import WorkerError, worker_count
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
@@ -245,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         f" (default: {DEFAULT_WARMUP_S:g} s)",
     )
     run.add_argument(
+        "--workers",
+        type=_workers_argument,
+        default=None,
+        metavar="N|auto",
+        help="worker processes, each with its own event loop, sharing the sessions (or the"
+        " --rate) from one start; their results are merged into one run's. auto (the"
+        " default): one per core for a load run (--rate, --duration, a load: block or more"
+        " than 1,000 sessions), else 1; always 1 with the built-in sink (no --target)",
+    )
+    run.add_argument(
         "--quiet",
         action="store_true",
         help="no progress and no report when every session passes; otherwise one line of"
@@ -302,6 +314,47 @@ def build_parser() -> argparse.ArgumentParser:
         " server that does not offer it",
     )
     return parser
+
+
+def _workers_argument(text: str) -> int | None:
+    """``--workers``: ``auto`` (None) or a count of 1 to :data:`MAX_WORKERS`."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_WORKERS}, got {count}")
+    return count
+
+
+#: The most worker processes: far more than cores on any machine; each costs ~30 MB.
+MAX_WORKERS = 256
+
+
+def _run_workers(
+    requested: int | None,
+    *,
+    load: OpenLoop | None,
+    sessions: int,
+    concurrency: int,
+    builtin_sink: bool,
+) -> int:
+    """How many worker processes run: ``--workers`` (net/workers.py ``worker_count``), never
+    more than can each have a session at a time (the concurrency, the sessions, or the open
+    loop's sessions in flight)."""
+    count = worker_count(
+        requested,
+        load_run=load is not None or sessions > AUTO_WORKERS_SESSIONS,
+        builtin_sink=builtin_sink,
+    )
+    room = load.max_in_flight if load is not None else min(concurrency, sessions)
+    return max(1, min(count, room))
+
+
+#: ``--workers auto`` runs one process per core for a closed-loop run of more sessions.
+AUTO_WORKERS_SESSIONS = 1000
 
 
 def _source_argument(text: str) -> SourceList:
@@ -407,8 +460,19 @@ def _command_run(args: argparse.Namespace) -> int:
         abort=abort,
         tls=tls,
         sources=args.source,
+        workers=_run_workers(
+            args.workers,
+            load=load,
+            sessions=args.sessions,
+            concurrency=args.concurrency,
+            builtin_sink=target is None,
+        ),
     )
-    summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+    try:
+        summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+    except WorkerError as error:
+        print(f"smtpload: {error}", file=sys.stderr)
+        return EXIT_FAILED
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)
     if progress is not None:
         progress.end(summary["duration_s"])

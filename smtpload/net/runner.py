@@ -23,12 +23,13 @@ run interrupted (130 wins); a second one cancels at once, as ever.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ from smtpload.protocol.engine import CONNECT_EXPECTATION, Observation, SessionEn
 from smtpload.protocol.outcome import Outcome, SessionFailure
 from smtpload.protocol.wire import DEFAULT_MAX_REPLY_BYTES
 from smtpload.report.abort import AbortCheck
-from smtpload.report.intervals import IntervalLog
+from smtpload.report.intervals import ClosedInterval, IntervalLog
 from smtpload.report.results import build_summary
 from smtpload.report.stats import KERNEL_CLOCK, PipeliningCounts, RunStats
 from smtpload.report.tls_counts import TlsCounts
@@ -61,6 +62,7 @@ from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.model import StepKind, Target
 
 __all__ = [
+    "RunControl",
     "RunSettings",
     "RunTiming",
     "new_run_id",
@@ -120,6 +122,17 @@ class RunSettings:
         observer: with ``observe``: each observation as it is made, with its session's
             number, instead of kept in the engine until the session ends (a persistent
             session's observations would grow without end: engine.py).
+        shard: ``(index, count)``: this run is shard ``index`` of ``count`` of one run
+            (``--workers``, net/shard.py): in closed loop it runs the session numbers
+            ``index + 1``, ``index + 1 + count``, ... up to ``sessions``, in open loop every
+            ``count``-th session of the schedule, from the ``index``-th; so the sessions of
+            all shards are those of one run, numbered as one run numbers them.
+        start_epoch_ns: the common start of the shards (``time.time_ns()``): the run waits
+            for it before its first session and its first interval.
+        interval_listener: called with each interval the run closes (a shard's report).
+        control: started beside the run with its :class:`RunControl`: a shard's parent stops
+            it through that (its signals are the parent's).
+        workers: worker processes (``--workers``, net/workers.py); 1 runs in this process.
     """
 
     sessions: int
@@ -138,6 +151,39 @@ class RunSettings:
     tls: TlsClient | None = None
     sources: SourceList | None = None
     observer: Callable[[int, Observation], None] | None = None
+    shard: tuple[int, int] | None = None
+    start_epoch_ns: int | None = None
+    interval_listener: Callable[[ClosedInterval], None] | None = None
+    control: Callable[[RunControl], Awaitable[None]] | None = None
+    workers: int = 1
+
+
+class RunControl:
+    """What a run's ``control`` task can do to it: what a signal or an abort does."""
+
+    def __init__(self, run: _Run, nursery: trio.Nursery) -> None:
+        self._run = run
+        self._nursery = nursery
+
+    def stop(self, *, interrupted: bool = True) -> None:
+        """As a first signal (``interrupted``) or an abort: no new sessions, running ones get
+        the grace period; a second call, as a second signal, cuts them off."""
+        run = self._run
+        if run.stopping:
+            if interrupted and not run.interrupted:
+                run.interrupted = True  # a signal during an abort's grace
+            else:
+                run.cancel_running()
+            return
+        run.stop(self._nursery, interrupted=interrupted)
+
+    def cancel(self) -> None:
+        """Stop at once: running sessions are cut off now (``interrupted``)."""
+        run = self._run
+        if not run.stopping:
+            run.stop(self._nursery)
+        run.interrupted = True
+        run.cancel_running()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +211,10 @@ class _Run:
         self.target = target
         self.settings = settings
         self.stats = stats
-        self.next_session = 1
+        # The session numbers this run hands out: all, or a shard's (RunSettings.shard).
+        index, self.shard_count = settings.shard or (0, 1)
+        self.shard_index = index
+        self.next_session = index + 1
         self.planned = 0  # open loop: the sessions due so far (started or not)
         self.stopping = False
         self.interrupted = False
@@ -192,9 +241,10 @@ class _Run:
     async def worker(self) -> None:
         """Closed loop: run sessions one after the other while any are left."""
         settings = self.settings
+        step = self.shard_count
         while not self.stopping and self.next_session <= settings.sessions:
             session = self.next_session
-            self.next_session += 1
+            self.next_session += step
             await self.one_session(session, None)
 
     async def one_session(self, session: int, due_ns: int | None) -> None:
@@ -251,6 +301,10 @@ class _Run:
             finally:
                 slots.release()
 
+        shard, shards = self.shard_index, self.shard_count
+        if shards > 1:
+            # Every shards-th session of the one run's schedule; numbered as in one run.
+            due_times = itertools.islice(due_times, shard, None, shards)
         with self.scheduling:  # a first Ctrl-C cancels it: no waiting for the next session due
             for offset in due_times:
                 self.planned += 1
@@ -263,7 +317,7 @@ class _Run:
                 if waiting.cancelled_caught:
                     break  # the run's duration is over: this one and the rest never start
                 session = self.next_session
-                self.next_session += 1
+                self.next_session += shards
                 workers.start_soon(run_then_free, session, start_ns + int(offset * 1e9))
         # The sessions that were due and never started, counted without running them.
         self.planned += sum(1 for _ in due_times)
@@ -275,7 +329,8 @@ class _Run:
         if settings.open_loop is not None:
             await self.start_open_loop(workers, settings.open_loop)
             return
-        wanted = max(1, min(settings.concurrency, settings.sessions))
+        mine = len(range(self.next_session, settings.sessions + 1, self.shard_count))
+        wanted = max(1, min(settings.concurrency, mine))
         for started in range(wanted):
             if self.stopping or self.next_session > settings.sessions:
                 return  # the workers running already take every session left
@@ -364,8 +419,16 @@ class _Run:
         one, the run-wide histograms are up to date: the moment to judge an abort."""
         stats = self.stats
         load = self.settings.open_loop
+        start_epoch_s = (
+            time.time()
+            if self.settings.start_epoch_ns is None
+            else self.settings.start_epoch_ns / 1e9
+        )
         log = IntervalLog(
-            stats, time.time(), target_rate=None if load is None else load.rate_between
+            stats,
+            start_epoch_s,
+            target_rate=None if load is None else load.rate_between,
+            listener=self.settings.interval_listener,
         )
         stats.intervals = log
         stats.start_intervals()
@@ -422,10 +485,15 @@ async def _run(
     run: _Run, stats: RunStats, on_progress: Callable[[float], None] | None
 ) -> RunTiming:
     settings = run.settings
+    if settings.start_epoch_ns is not None:
+        # The shards' common start: the same instant on this machine's realtime clock.
+        await trio.sleep(max(0.0, (settings.start_epoch_ns - time.time_ns()) / 1e9))
     start = trio.current_time()
     async with trio.open_nursery() as services:
         if settings.handle_signals:
             await services.start(run.watch_signals, services)
+        if settings.control is not None:
+            services.start_soon(settings.control, RunControl(run, services))
         if on_progress is not None and settings.progress_interval_s is not None:
             services.start_soon(run.report_progress, on_progress, start)
         services.start_soon(run.watch_generator)
@@ -518,7 +586,17 @@ async def _run_scenario(
                 source = source_binder(settings.sources, resolution)
             except UsageError as error:
                 mismatch = error
-        if mismatch is None:
+        if mismatch is None and settings.workers > 1:
+            # Imported here: net/workers.py runs its shards with this module's run_sessions.
+            from smtpload.net.workers import run_in_workers
+
+            timing, shards = await run_in_workers(
+                scenario, resolution, settings, stats, on_progress
+            )
+            if source is not None:
+                for shard in shards:
+                    source.add_counts(shard.source_counts or ())
+        elif mismatch is None:
             timing = await run_sessions(
                 scenario, resolution, settings, stats, on_progress, on_session_end, on_step, source
             )
@@ -647,6 +725,7 @@ def _load_summary(settings: RunSettings) -> dict[str, Any]:
             "corrected": False,
             "concurrency": settings.concurrency,
             "sessions": settings.sessions,
+            "workers": settings.workers,
         }
     return {
         "model": "open",
@@ -661,4 +740,5 @@ def _load_summary(settings: RunSettings) -> dict[str, Any]:
         "max_sessions": load.max_sessions,
         "max_in_flight": load.max_in_flight,
         "seed": load.seed,
+        "workers": settings.workers,
     }

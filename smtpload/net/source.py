@@ -23,6 +23,7 @@ import errno
 import socket
 import sys
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from smtpload.errors import UsageError
@@ -109,6 +110,11 @@ class SourceBinder:
             reason = error.strerror or str(error)
             raise OSError(error.errno, f"cannot bind to source {address}: {reason}") from None
         self.sessions[index] += 1
+
+    def add_counts(self, sessions: Sequence[int]) -> None:
+        """Add another shard's sessions per address (its ``sessions``) to these counts."""
+        for index, count in enumerate(sessions):
+            self.sessions[index] += count
 
     def summary(self) -> dict[str, Any]:
         """summary.json's ``sources``."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 from smtpload.errors import Problem, ScenarioError, UsageError, shown
 from smtpload.scenario.model import Origin, TlsSettings
@@ -108,7 +109,7 @@ class TlsClient:
         resume: whether connections offer the kept session.
     """
 
-    __slots__ = ("_session", "context", "resume", "server_name", "verified")
+    __slots__ = ("_built_from", "_session", "context", "resume", "server_name", "verified")
 
     def __init__(
         self, context: ssl.SSLContext, server_name: str, *, verified: bool, resume: bool
@@ -118,6 +119,14 @@ class TlsClient:
         self.verified = verified
         self.resume = resume
         self._session: ssl.SSLSession | None = None
+        self._built_from: tuple[TlsOptions, str] | None = None  # see __reduce__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as what it was built from (a worker process builds its own: a context and
+        a TLS session cannot be pickled); only a client made by :func:`build_tls_client`."""
+        if self._built_from is None:
+            raise TypeError("only a TlsClient made by build_tls_client can be pickled")
+        return (build_tls_client, self._built_from)
 
     def channel(self) -> TlsChannel:
         """A new connection's TLS layer, offering the kept session when resuming."""
@@ -257,12 +266,14 @@ def build_tls_client(options: TlsOptions, host: str) -> TlsClient:
     if options.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    return TlsClient(
+    client = TlsClient(
         context,
         settings.server_name or host,
         verified=not options.insecure,
         resume=options.resume,
     )
+    client._built_from = (options, host)
+    return client
 
 
 class _EncryptedKey(Exception):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smtpload.report.stats import BUSY_CPU_PERCENT, KERNEL_CLOCK, RunStats
+from smtpload.report.stats import BUSY_CPU_PERCENT, KERNEL_CLOCK, GeneratorLoad, RunStats
 
 __all__ = [
     "MAX_BUSY_SHARE",
@@ -50,8 +50,53 @@ def generator_summary(stats: RunStats) -> dict[str, Any]:
     """summary.json's ``generator``: ``cpu_percent`` (of one core, over the run; null before
     any sample), ``busy_seconds_percent`` (the share of the run's time above 90 % of a core),
     ``loop_lag_ms``, ``reply_lag_ms`` (LATENCY or null), ``untimed_reads`` (kernel clock:
-    reads that came without a receive time), ``saturated``."""
-    load = stats.generator
+    reads that came without a receive time), ``saturated``, and ``workers``.
+
+    A run of several worker processes (``stats.shard_loads``) is judged worker by worker, since
+    CPU and the loop's lag are per process: ``workers`` lists each one's ``cpu_percent``,
+    ``busy_seconds_percent``, ``loop_lag_ms`` and ``saturated``; the run's own are the worst of
+    them (the highest CPU, the highest busy share, the loop lag of the worker whose p99 is
+    highest), and it is saturated if any worker was. ``untimed_reads`` add up and
+    ``reply_lag_ms`` is of every read. ``workers`` is null in a run of one process.
+    """
+    loads = stats.shard_loads
+    if not loads:
+        summary = _load_summary(stats.generator)
+        summary["workers"] = None
+    else:
+        workers = [_load_summary(load) for load in loads]
+        lagging = max(
+            workers,
+            key=lambda w: -1.0 if w["loop_lag_ms"] is None else w["loop_lag_ms"]["p99"],
+        )
+        cpus = [w["cpu_percent"] for w in workers if w["cpu_percent"] is not None]
+        summary = {
+            "cpu_percent": max(cpus) if cpus else None,
+            "busy_seconds_percent": max(w["busy_seconds_percent"] for w in workers),
+            "loop_lag_ms": lagging["loop_lag_ms"],
+            "untimed_reads": sum(w["untimed_reads"] for w in workers),
+            "saturated": any(w["saturated"] for w in workers),
+            "workers": [{key: w[key] for key in _WORKER_KEYS} for w in workers],
+        }
+    summary["reply_lag_ms"] = stats.reply_lag.summary_ms()
+    return {key: summary[key] for key in _KEYS}
+
+
+# summary.json's generator keys, in order; and those each worker has in ``workers``.
+_KEYS = (
+    "cpu_percent",
+    "busy_seconds_percent",
+    "loop_lag_ms",
+    "reply_lag_ms",
+    "untimed_reads",
+    "saturated",
+    "workers",
+)
+_WORKER_KEYS = ("cpu_percent", "busy_seconds_percent", "loop_lag_ms", "saturated")
+
+
+def _load_summary(load: GeneratorLoad) -> dict[str, Any]:
+    """One process's generator load judged by the saturation rule (module docstring)."""
     loop_lag = load.loop_lag.summary_ms()
     busy_share = load.busy_wall_s / load.wall_s if load.wall_s > 0 else 0.0
     busy = load.wall_s >= MIN_CPU_WALL_S and busy_share > MAX_BUSY_SHARE
@@ -64,7 +109,6 @@ def generator_summary(stats: RunStats) -> dict[str, Any]:
         "cpu_percent": load.cpu_percent,
         "busy_seconds_percent": round(busy_share * 100, 1),
         "loop_lag_ms": loop_lag,
-        "reply_lag_ms": stats.reply_lag.summary_ms(),
         "untimed_reads": load.untimed_reads,
         "saturated": lagging or busy,
     }

@@ -77,6 +77,7 @@ __all__ = [
     "SPOOL_BYTES",
     "TIMELINE_COLUMNS",
     "TIMELINE_FILE",
+    "ClosedInterval",
     "IntervalLog",
     "Second",
     "step_tag",
@@ -200,6 +201,17 @@ class Second:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedInterval:
+    """What an interval log's listener is told of each interval closed: its time, and its
+    histograms by tag (a shard reports them to the run: report/shards.py)."""
+
+    start_s: float
+    length_s: float
+    histograms: list[tuple[str, LatencyHistogram]]
+    last: bool
+
+
 class IntervalLog:
     """The run's intervals as they are closed, kept for :func:`write_interval_files`.
 
@@ -214,6 +226,7 @@ class IntervalLog:
         target_rate: an open-loop run's schedule: its mean rate per second between two times
             (seconds from the start), the timeline's ``target_rate_per_s``; None (closed
             loop): that column is empty.
+        listener: called with each interval closed (a shard's report to its run).
     """
 
     def __init__(
@@ -224,8 +237,10 @@ class IntervalLog:
         max_hlog_bytes: int = MAX_HLOG_BYTES,
         spool_bytes: int = SPOOL_BYTES,
         target_rate: Callable[[float, float], float] | None = None,
+        listener: Callable[[ClosedInterval], None] | None = None,
     ) -> None:
         self._stats = stats
+        self._listener = listener
         self._target_rate = target_rate
         self._series: list[tuple[str, LatencyHistogram]] = [
             (step_tag(index, step.name), step.latency)
@@ -269,6 +284,11 @@ class IntervalLog:
         ]
         self._write_hlog("\n".join(header) + "\n")
         self._timeline.write((",".join(TIMELINE_COLUMNS) + "\n").encode("ascii"))
+
+    @property
+    def series(self) -> list[tuple[str, LatencyHistogram]]:
+        """The histograms kept per interval, by tag, in the log's order."""
+        return list(self._series)
 
     def close_interval(self, start_s: float, end_s: float, *, last: bool = False) -> None:
         """Close the interval from ``start_s`` to ``end_s`` (seconds from the run's start).
@@ -314,6 +334,8 @@ class IntervalLog:
         self.latest = second
         row = second.timeline_row()
         self._timeline.write((",".join(row) + "\n").encode("ascii"))
+        if self._listener is not None:
+            self._listener(ClosedInterval(start_s, length_s, taken, last=last))
 
     def _log_histograms(
         self, start_s: float, length_s: float, taken: list[tuple[str, LatencyHistogram]]

@@ -255,6 +255,20 @@ class LatencyHistogram:
         histogram._histogram.add(decoded)
         return histogram
 
+    def record_histogram(self, other: LatencyHistogram) -> None:
+        """Record every sample of ``other`` as :meth:`record_us` would record them: into the
+        current interval once :meth:`start_intervals` was called (a shard's interval, added
+        into the run's: report/shards.py). ``other``'s ``dropped`` is not added."""
+        (self._histogram if self._interval is None else self._interval).add(other._histogram)
+
+    def count_dropped(self, dropped: int) -> None:
+        """Add ``dropped`` to :attr:`dropped` (a decoded blob does not carry it)."""
+        self._dropped += dropped
+
+    def set_dropped(self, dropped: int) -> None:
+        """Set :attr:`dropped`: the sum of the shards' (report/shards.py)."""
+        self._dropped = dropped
+
     def merge(self, other: LatencyHistogram) -> None:
         """Add every sample of ``other`` (and its ``dropped`` count) into this histogram."""
         self._histogram.add(other._histogram)
@@ -506,6 +520,7 @@ class RunStats:
         "session_latency",
         "session_latency_uncorrected",
         "sessions_due",
+        "shard_loads",
         "start_delay",
         "started",
         "steps",
@@ -539,6 +554,9 @@ class RunStats:
         self.tls: TlsCounts | None = None
         # Set by the runner when the scenario has pipeline groups (RFC 2920).
         self.pipelining: PipeliningCounts | None = None
+        # A run of several shards (report/shards.py): each one's generator load, since CPU and
+        # loop lag are per process and do not add up; None for a run in one process.
+        self.shard_loads: list[GeneratorLoad] | None = None
 
     def run_histograms(self) -> list[tuple[str, LatencyHistogram]]:
         """The run's histograms beside the steps' that are kept per second (latency.hlog), by
@@ -595,6 +613,15 @@ class RunStats:
         names = self.steps if step_names is None else step_names
         for name in names:
             self.steps[name].clock = LOOP_CLOCK
+
+    @property
+    def reply_timed(self) -> frozenset[str]:
+        """The steps whose latencies end on a reply (timed by the kernel's clock when it can)."""
+        return frozenset(self._reply_timed)
+
+    def set_reply_timed(self, step_names: Iterable[str]) -> None:
+        """Set :attr:`reply_timed`: the union of the shards' (report/shards.py)."""
+        self._reply_timed = set(step_names)
 
     @property
     def clock(self) -> str:

@@ -6,6 +6,7 @@ The client (``net/client.py``) records each completed handshake here; nothing he
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["TlsCounts"]
@@ -40,6 +41,23 @@ class TlsCounts:
         self.ciphers[cipher] = self.ciphers.get(cipher, 0) + 1
         if resumed:
             self.resumed += 1
+
+    def state(self) -> dict[str, Any]:
+        """The counts, to add up with other shards' (:meth:`from_states`)."""
+        return self.summary()
+
+    @classmethod
+    def from_states(cls, states: Sequence[Mapping[str, Any]]) -> TlsCounts:
+        """The counts of several shards (:meth:`state`) added up; ``states`` is not empty."""
+        first = states[0]
+        counts = cls(verified=bool(first["verified"]), resume=bool(first["resume"]))
+        for state in states:
+            counts.handshakes += int(state["handshakes"])
+            counts.resumed += int(state["resumed"])
+            for name, into in (("versions", counts.versions), ("ciphers", counts.ciphers)):
+                for key, count in state[name].items():
+                    into[key] = into.get(key, 0) + int(count)
+        return counts
 
     def summary(self) -> dict[str, Any]:
         """summary.json's ``tls`` object."""

@@ -71,10 +71,18 @@ class ReplyPattern:
         groups: the names of its named groups, in order (empty for a ``text`` pattern).
     """
 
-    __slots__ = ("_indexes", "_regexp", "groups", "pattern")
+    __slots__ = ("_capturing", "_indexes", "_regexp", "groups", "pattern")
 
-    def __init__(self, pattern: str, regexp: Any, indexes: tuple[tuple[str, int], ...]) -> None:
+    def __init__(
+        self,
+        pattern: str,
+        regexp: Any,
+        indexes: tuple[tuple[str, int], ...],
+        *,
+        capturing: bool = False,
+    ) -> None:
         self.pattern = pattern
+        self._capturing = capturing
         self.groups = tuple(name for name, _ in indexes)
         self._indexes = indexes
         self._regexp = regexp
@@ -100,6 +108,11 @@ class ReplyPattern:
 
     def __repr__(self) -> str:
         return f"ReplyPattern({self.pattern!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its text, compiled again when unpickled (an RE2 object does not pickle;
+        a worker process of ``--workers`` gets the compiled scenario: net/workers.py)."""
+        return (_recompile, (self.pattern, self._capturing))
 
 
 def compile_text(pattern: str) -> ReplyPattern:
@@ -160,7 +173,14 @@ def _compile(pattern: str, *, capturing: bool) -> ReplyPattern:
     ]
     if not capturing:
         groups = []
-    return ReplyPattern(pattern, regexp, tuple(sorted(groups, key=lambda group: group[1])))
+    return ReplyPattern(
+        pattern, regexp, tuple(sorted(groups, key=lambda group: group[1])), capturing=capturing
+    )
+
+
+def _recompile(pattern: str, capturing: bool) -> ReplyPattern:
+    """A pickled pattern again (ReplyPattern.__reduce__): it compiled once, so it compiles."""
+    return _compile(pattern, capturing=capturing)
 
 
 def _explained(pattern: str, error: object) -> PatternError:

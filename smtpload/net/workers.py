@@ -1,0 +1,436 @@
+"""``--workers N``: one run in N worker processes, each with its own trio loop, on every core.
+
+One trio loop uses one core; a load run that needs more starts N copies of this module as
+worker processes (``python -m smtpload.net.workers FD``), gives each one shard of the run
+(net/shard.py: its share of the sessions, or of the open-loop schedule), starts them all at one
+common start time, and adds their reports up as they come (report/shards.py) into the run's own
+``RunStats``: the live view shows the sum, the results folder and summary.json are those of one
+run. The parent runs no session; it merges, draws, and handles the signals.
+
+The channel (parent and worker are the same code, so the frames are pickles, each behind its
+length as 4 bytes, big-endian):
+
+- parent to worker, on the worker's stdin: the :class:`ShardSpec` (without its start), then
+  ``("start", epoch_ns)``, then at any time ``("stop",)`` (a first Ctrl-C or SIGTERM: no new
+  sessions, the running ones get the grace period), ``("abort",)`` (``--abort-on-threshold``,
+  the same but not interrupted) or ``("cancel",)`` (a second signal: cut off now). End of file
+  (the parent died) cancels too: a worker never outlives its run.
+- worker to parent, on the pipe ``FD``: ``("ready",)`` once the spec is loaded,
+  ``("interval", IntervalReport)`` every second, ``("totals", ShardTotals)`` at its end.
+
+Workers run in a session of their own (``start_new_session``), so a Ctrl-C at the terminal
+reaches the parent only, which tells each worker once; they ignore SIGINT. A worker that dies
+before its totals is said on stderr; the sessions it had started and not finished count as
+``interrupted`` (report/shards.py) and the run goes on with the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from smtpload.net.client import ResolvedTarget
+from smtpload.net.runner import RunControl, RunSettings, RunTiming
+from smtpload.net.shard import ShardSpec, run_shard_async, shard_settings
+from smtpload.protocol.compiler import CompiledScenario
+from smtpload.report.intervals import IntervalLog
+from smtpload.report.shards import ShardMerger, ShardTotals
+from smtpload.report.stats import RunStats
+
+__all__ = ["WorkerError", "run_in_workers", "worker_count"]
+
+# A frame's length prefix; and the largest frame read (a spec carries the scenario's messages:
+# up to 256 MiB of mail files, scenario/mail_files.py).
+_LENGTH = struct.Struct(">I")
+_MAX_FRAME_BYTES = 1 << 30
+
+# How long workers may take to start (interpreter, imports, the scenario) before the run gives
+# up on them; and how far ahead of "all ready" the common start is set, so that each worker has
+# its start message before it is due.
+_READY_TIMEOUT_S = 60.0
+_START_AHEAD_S = 0.05
+
+
+def worker_count(
+    requested: int | None,
+    *,
+    load_run: bool,
+    builtin_sink: bool,
+    cores: int | None = None,
+) -> int:
+    """The worker processes of a run: ``requested`` (``--workers N``), or for ``auto`` (None)
+    one per core the process may run on for a load run, and one otherwise, and one when the
+    built-in sink is the target (it runs in the parent and would compete with the workers)."""
+    if requested is not None:
+        return requested
+    if builtin_sink or not load_run:
+        return 1
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, cores)
+
+
+def _frame(message: object) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+class _FrameReader:
+    """Reads frames from a trio receive stream."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            data = await self._stream.receive_some(1 << 16)
+            if not data:
+                return False
+            self._buffer += data
+        return True
+
+    async def read(self) -> Any:
+        """The next message; None at the end of the stream (a cut frame too)."""
+        if not await self._fill(_LENGTH.size):
+            return None
+        (size,) = _LENGTH.unpack_from(self._buffer)
+        if size > _MAX_FRAME_BYTES:
+            raise ValueError(f"frame of {size} bytes")
+        if not await self._fill(_LENGTH.size + size):
+            return None
+        data = bytes(self._buffer[_LENGTH.size : _LENGTH.size + size])
+        del self._buffer[: _LENGTH.size + size]
+        return pickle.loads(data)  # our own worker, through our own pipe
+
+
+# -- the parent --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Worker:
+    index: int
+    process: trio.Process
+    messages: _FrameReader
+    ready: bool = False
+    totals: ShardTotals | None = None
+    finished: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+    async def tell(self, message: object) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        # One that has ended already cannot be told: its end is read from its pipe.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stdin.send_all(_frame(message))
+
+
+def _environment() -> dict[str, str]:
+    """The worker's environment: this one, with this smtpload first on the path (a checkout
+    run with PYTHONPATH, or an installed one: the worker imports the same code)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+async def _start_worker(index: int, spec: bytes) -> _Worker:
+    """Start worker ``index`` and give it ``spec`` (a frame: :func:`_frame`)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "smtpload.net.workers", str(write_fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # Ctrl-C at the terminal reaches the parent only
+            env=_environment(),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    worker = _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
+    stdin = process.stdin
+    assert stdin is not None
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stdin.send_all(spec)  # one that died at once: its end is read from its pipe
+    return worker
+
+
+async def run_in_workers(
+    scenario: CompiledScenario,
+    target: ResolvedTarget,
+    settings: RunSettings,
+    stats: RunStats,
+    on_progress: Callable[[float], None] | None = None,
+) -> tuple[RunTiming, list[ShardTotals]]:
+    """Run ``settings.sessions`` (or the open loop) of ``scenario`` in ``settings.workers``
+    worker processes, into ``stats`` as one run; ``on_progress``, the signal handling and
+    ``--abort-on-threshold`` of ``settings`` are the parent's, as in one process.
+
+    Returns:
+        the run's timing, and each worker's totals that came (for the ``--source`` counts).
+
+    Raises:
+        WorkerError: a worker could not start.
+    """
+    parent = _Parent(scenario, target, settings, stats)
+    try:
+        timing = await parent.run(on_progress)
+    finally:
+        for worker in parent.workers:
+            if worker.process.returncode is None:
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
+    assert parent.merger is not None
+    return timing, parent.merger.totals
+
+
+class WorkerError(Exception):
+    """A worker process could not start: the run cannot be made."""
+
+
+class _Parent:
+    """The parent of a run's workers (module docstring)."""
+
+    def __init__(
+        self,
+        scenario: CompiledScenario,
+        target: ResolvedTarget,
+        settings: RunSettings,
+        stats: RunStats,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.count = settings.workers
+        self.specs = [
+            ShardSpec(scenario, target, shard_settings(settings, index, self.count, None))
+            for index in range(self.count)
+        ]
+        self.workers: list[_Worker] = []
+        self.merger: ShardMerger | None = None
+        self.started = False  # the start was sent
+        self.stopping = False  # a stop (signal or abort) was decided
+        self.interrupted = False  # by a signal
+        self.all_ready = trio.Event()
+
+    async def tell_all(self, message: object) -> None:
+        for worker in self.workers:
+            await worker.tell(message)
+
+    async def watch_signals(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """A first SIGINT or SIGTERM: every worker stops (once started); a second: cancels."""
+        settings = self.settings
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            if settings.signalled_before is not None and settings.signalled_before():
+                self.stopping = self.interrupted = True
+            async for _ in signals:
+                if self.interrupted:
+                    if self.started:
+                        await self.tell_all(("cancel",))
+                    continue
+                self.interrupted = self.stopping = True
+                if self.started:
+                    await self.tell_all(("stop",))
+
+    async def receive(self, worker: _Worker) -> None:
+        """Everything ``worker`` says, until it ends."""
+        try:
+            while True:
+                try:
+                    message = await worker.messages.read()
+                except (ValueError, pickle.UnpicklingError, EOFError, OSError):
+                    message = None  # a worker that says nonsense is a worker lost
+                if message is None:
+                    break
+                kind = message[0]
+                merger = self.merger
+                if kind == "ready":
+                    worker.ready = True
+                    if all(w.ready for w in self.workers):
+                        self.all_ready.set()
+                elif kind == "interval" and merger is not None:
+                    merger.add_interval(worker.index, message[1])
+                elif kind == "totals" and merger is not None:
+                    worker.totals = message[1]
+                    merger.add_totals(worker.index, message[1])
+        finally:
+            await worker.process.wait()
+            if not worker.ready:
+                self.all_ready.set()  # this run cannot start: run() says so
+            worker.finished.set()
+
+    def judge(self, nursery: trio.Nursery, elapsed_s: float) -> None:
+        """``--abort-on-threshold`` on the merged run, after each of its intervals."""
+        check = self.settings.abort
+        if check is None or self.stopping:
+            return
+        if check.check(self.stats, elapsed_s) is not None:
+            self.stopping = True
+            nursery.start_soon(self.tell_all, ("abort",))
+
+    async def run(self, on_progress: Callable[[float], None] | None) -> RunTiming:
+        settings, stats, count = self.settings, self.stats, self.count
+        stats.start_intervals()
+        async with trio.open_nursery() as nursery:
+            if settings.handle_signals:
+                await nursery.start(self.watch_signals)
+            # Made before any worker starts: a scenario that cannot be sent fails the run now.
+            frames = [_frame(spec) for spec in self.specs]
+            for index, frame in enumerate(frames):
+                self.workers.append(await _start_worker(index, frame))
+            for worker in self.workers:
+                nursery.start_soon(self.receive, worker)
+            with trio.move_on_after(_READY_TIMEOUT_S):
+                await self.all_ready.wait()
+            failed = [w for w in self.workers if not w.ready]
+            if failed:
+                nursery.cancel_scope.cancel()
+                code = failed[0].process.returncode
+                raise WorkerError(
+                    f"worker {failed[0].index + 1} of {count} did not start"
+                    + ("" if code is None else f" (exit status {code})")
+                )
+            start_epoch_ns = time.time_ns() + int(_START_AHEAD_S * 1e9)
+            load = settings.open_loop
+            stats.intervals = IntervalLog(
+                stats,
+                start_epoch_ns / 1e9,
+                target_rate=None if load is None else load.rate_between,
+            )
+            self.merger = merger = ShardMerger(
+                stats, count, on_interval=lambda end_s: self.judge(nursery, end_s)
+            )
+            await self.tell_all(("start", start_epoch_ns))
+            self.started = True
+            if self.interrupted:
+                await self.tell_all(("stop",))  # a signal while the workers were starting
+            await trio.sleep(max(0.0, (start_epoch_ns - time.time_ns()) / 1e9))
+            start = trio.current_time()
+            if on_progress is not None and settings.progress_interval_s is not None:
+                nursery.start_soon(_report_progress, on_progress, settings.progress_interval_s)
+            for worker in self.workers:
+                await worker.finished.wait()
+            duration_s = trio.current_time() - start
+            for worker in self.workers:
+                if worker.totals is None:
+                    merger.shard_lost(worker.index)
+                    if settings.print_notices:
+                        print(
+                            f"smtpload: worker {worker.index + 1} of {count} ended without its"
+                            f" results (exit status {worker.process.returncode}): its sessions"
+                            " still running count as interrupted",
+                            file=sys.stderr,
+                        )
+            merger.finish()
+            nursery.cancel_scope.cancel()
+        if load is not None:
+            stats.sessions_due = sum(t.planned for t in merger.totals)
+        return RunTiming(duration_s=duration_s, interrupted=self.interrupted)
+
+
+async def _report_progress(on_progress: Callable[[float], None], interval_s: float) -> None:
+    start = trio.current_time()
+    while True:
+        await trio.sleep(interval_s)
+        on_progress(trio.current_time() - start)
+
+
+class _ignore_gone:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return isinstance(exc[1], ProcessLookupError | OSError)
+
+
+# -- the worker --------------------------------------------------------------------------------
+
+
+async def _serve_shard(spec: ShardSpec, out_fd: int) -> None:
+    """A worker's run: say ready, wait for the start, run the shard, report as it goes."""
+    commands = _FrameReader(trio.lowlevel.FdStream(os.dup(0)))
+    out = trio.lowlevel.FdStream(out_fd)
+    send, receive = trio.open_memory_channel[object](1000)
+
+    async def write_out() -> None:
+        async with receive:
+            async for message in receive:
+                await out.send_all(_frame(message))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write_out)
+        await send.send(("ready",))
+        message = await commands.read()
+        if message is None or message[0] != "start":
+            send.close()
+            return
+        spec = dataclasses.replace(
+            spec, settings=dataclasses.replace(spec.settings, start_epoch_ns=message[1])
+        )
+
+        async def obey(control: RunControl) -> None:
+            while True:
+                command = await commands.read()
+                if command is None or command[0] == "cancel":
+                    control.cancel()  # the parent is gone, or a second signal
+                    if command is None:
+                        return
+                elif command[0] == "stop":
+                    control.stop(interrupted=True)
+                elif command[0] == "abort":
+                    control.stop(interrupted=False)
+
+        totals = await run_shard_async(
+            spec, on_interval=lambda report: send.send_nowait(("interval", report)), control=obey
+        )
+        await send.send(("totals", totals))
+        send.close()
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes of ``fd``, read unbuffered: the frames after them stay in the pipe for
+    the run's own reader."""
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the parent closed the channel before the spec")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_spec() -> ShardSpec:
+    (size,) = _LENGTH.unpack(_read_exactly(0, _LENGTH.size))
+    spec: ShardSpec = pickle.loads(_read_exactly(0, size))  # our own parent: trusted
+    return spec
+
+
+def main(argv: list[str]) -> int:
+    """``python -m smtpload.net.workers FD``: one worker (module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent has the terminal's Ctrl-C
+    out_fd = int(argv[1])
+    try:
+        spec = _read_spec()
+    except EOFError:
+        return 1  # the parent ended before it gave the spec: there is no run to serve
+    trio.run(_serve_shard, spec, out_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,356 @@
+"""``--workers N``: one run in worker processes, against real servers on loopback.
+
+The built-in sink (in the parent's loop), aiosmtpd in this process, and a plain listening socket
+that greets and then stalls (so sessions are provably mid-dialogue when a signal or a worker's
+death comes). The arithmetic of the merge is tested without processes in test_shard_merge.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import smtpload as smtpload_api
+from smtpload.errors import ScenarioError, UsageError
+from smtpload.net.workers import worker_count
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.scenario.loader import load_scenario
+from smtpload.scenario.patterns import compile_capture, compile_text
+from tests.cli import smtpload, start_smtpload
+from tests.peers import RecordingPeer
+from tests.test_intervals import read_hlog
+
+
+def run_json(tmp_path: Path, *args: str, name: str = "summary.json") -> dict[str, Any]:
+    done = smtpload(
+        "run", *args, "--quiet", "--results", str(tmp_path / "results"),
+        "--json", str(tmp_path / name), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    summary: dict[str, Any] = json.loads((tmp_path / name).read_text())
+    return summary
+
+
+def shape(value: object) -> object:
+    """The keys of a summary, recursively: its schema without its values."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value[:1]]
+    return None
+
+
+def test_two_workers_run_one_run_whose_results_read_back(tmp_path: Path) -> None:
+    summary = run_json(
+        tmp_path, "quickstart", "--sessions", "600", "--concurrency", "8", "--workers", "2"
+    )
+    assert summary["load"]["workers"] == 2
+    assert summary["sessions"]["started"] == summary["sessions"]["passed"] == 600
+    assert summary["throughput"]["messages"] == 600
+    assert all(step["count"] == 600 for step in summary["steps"])
+    assert len(summary["generator"]["workers"]) == 2
+    (run_dir,) = (tmp_path / "results").iterdir()
+    # latency.hlog reads back with HdrHistogram's own reader: every sample, once.
+    intervals, start_s = read_hlog(run_dir / "latency.hlog")
+    assert start_s > 0
+    totals: dict[str, int] = {}
+    for interval in intervals:
+        tag = interval.get_tag()
+        totals[tag] = totals.get(tag, 0) + interval.get_total_count()
+    step_tags = [tag for tag in totals if tag.startswith("step-")]
+    assert len(step_tags) == len(summary["steps"])
+    assert all(totals[tag] == 600 for tag in step_tags)
+    assert totals["session"] == 600
+    # timeline.csv adds up to the summary.
+    rows = (run_dir / "timeline.csv").read_text().splitlines()[1:]
+    assert sum(int(row.split(",")[2]) for row in rows) == 600
+    # The schema is one process's: the same keys everywhere.
+    single = run_json(
+        tmp_path, "quickstart", "--sessions", "20", "--workers", "1", name="single.json"
+    )
+    assert single["load"]["workers"] == 1
+    assert single["generator"]["workers"] is None
+    single["generator"]["workers"] = summary["generator"]["workers"]
+    assert shape(single) == shape(summary)
+
+
+RANDOM_SCENARIO = """\
+name: draws
+variables:
+  tag: {random: {min: 1, max: 1000000000}}
+steps:
+  - greeting: 220
+  - send: EHLO client.example.test
+    expect: 250
+  - send: "MAIL FROM:<s{session}.{tag}@example.test>"
+    expect: 250
+  - send: "RCPT TO:<r{session}@example.test>"
+    expect: 250
+  - send: DATA
+    expect: 354
+  - data:
+      headers:
+        Subject: "draw {tag}"
+      body: "session {session} tag {tag}\\n"
+  - send: QUIT
+    expect: 221
+"""
+
+
+def test_the_same_seed_gives_the_same_sessions_with_one_and_two_workers(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    scenario = tmp_path / "draws.yaml"
+    scenario.write_text(RANDOM_SCENARIO)
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    common = (str(scenario), "--target", target, "--sessions", "40", "--concurrency", "4")
+    run_json(tmp_path, *common, "--seed", "99", "--workers", "1", name="one.json")
+    first = {m.mail_from for m in aiosmtpd_server.handler.messages}
+    run_json(tmp_path, *common, "--seed", "99", "--workers", "2", name="two.json")
+    both = {m.mail_from for m in aiosmtpd_server.handler.messages}
+    second = both - first
+    assert len(first) == 40
+    # Every session drew the same tag, whatever the worker that ran it: the second run added
+    # no new envelope sender at all.
+    assert second == set()
+    assert len(aiosmtpd_server.handler.messages) == 80
+    # And another seed draws others (the check above can fail).
+    run_json(tmp_path, *common, "--seed", "100", "--workers", "2", name="three.json")
+    assert len({m.mail_from for m in aiosmtpd_server.handler.messages} - first) == 40
+
+
+def test_open_loop_shares_the_schedule_between_the_workers(tmp_path: Path) -> None:
+    summary = run_json(
+        tmp_path, "quickstart", "--rate", "100", "--duration", "2s", "--workers", "2",
+        "--seed", "3",
+    )  # fmt: skip
+    assert summary["load"]["model"] == "open"
+    assert summary["load"]["workers"] == 2
+    # 100/s for 2 s, uniform: 200 sessions due, each started once (by one of the workers).
+    assert summary["sessions"]["started"] + summary["sessions"]["not_started"] == 200
+    assert summary["sessions"]["passed"] == summary["sessions"]["started"]
+    assert summary["start_delay_ms"]["samples"] == summary["sessions"]["started"]
+
+
+class StallingServer:
+    """Greets every connection and then says nothing more: a session waits for its EHLO reply."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(60)
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+
+    def hold(self, count: int) -> None:
+        """Accept ``count`` sessions and wait until each has sent its EHLO."""
+        for _ in range(count):
+            connection, _ = self.listener.accept()
+            connection.settimeout(60)
+            connection.sendall(b"220 stall.test ESMTP\r\n")
+            self.connections.append(connection)
+        for connection in self.connections[-count:]:
+            assert connection.recv(1024).startswith(b"EHLO ")
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+        self.listener.close()
+
+
+def start_stalled_run(
+    tmp_path: Path, server: StallingServer, sessions: int
+) -> subprocess.Popen[str]:
+    return start_smtpload(
+        "run", "quickstart", "--target", f"127.0.0.1:{server.port}",
+        "--sessions", str(sessions), "--concurrency", "4", "--workers", "2",
+        "--timeout", "60", "--results", str(tmp_path / "results"),
+        "--json", str(tmp_path / "summary.json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def test_sigint_to_a_multi_worker_run_exits_130_with_merged_partial_results(
+    tmp_path: Path,
+) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 1000)
+    try:
+        server.hold(4)  # two sessions in each worker, all mid-dialogue
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["load"]["workers"] == 2
+    assert summary["sessions"]["started"] == 4
+    assert summary["sessions"]["failures"]["interrupted"] == 4
+    assert summary["sessions"]["not_started"] == 996
+    steps = {step["name"]: step for step in summary["steps"]}
+    assert steps["ehlo"]["count"] == steps["ehlo"]["failed"] == 4
+    (run_dir,) = (tmp_path / "results").iterdir()
+    log = (run_dir / "failures.log").read_text()
+    assert log.count("interrupted at step 'ehlo'") == 4
+    assert "996 not started" in stdout
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The parent's children (its worker processes), from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    try:
+        server.hold(4)  # both workers are running, two sessions each
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "ended without its results" in stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    sessions = summary["sessions"]
+    # The dead worker's sessions count if the parent had heard of them (a report a second):
+    # every session the run knows was started has an outcome, interrupted here.
+    assert sessions["started"] in (2, 4)
+    assert sessions["passed"] == 0
+    assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "load_run", "sink", "expected"),
+    [
+        (None, True, False, 3),
+        (None, False, False, 1),
+        (None, True, True, 1),
+        (2, False, True, 2),
+        (5, False, False, 5),
+    ],
+)
+def test_worker_count_auto_is_a_core_each_for_load_runs(
+    requested: int | None, load_run: bool, sink: bool, expected: int
+) -> None:
+    assert worker_count(requested, load_run=load_run, builtin_sink=sink, cores=3) == expected
+
+
+def test_auto_uses_every_core_for_a_run_of_more_than_1000_sessions(
+    tmp_path: Path, aiosmtpd_server: RecordingPeer
+) -> None:
+    target = f"{aiosmtpd_server.host}:{aiosmtpd_server.port}"
+    summary = run_json(
+        tmp_path, "quickstart", "--target", target, "--sessions", "1001", "--concurrency", "10"
+    )
+    assert summary["load"]["workers"] == len(os.sched_getaffinity(0))
+    small = run_json(
+        tmp_path, "quickstart", "--target", target, "--sessions", "10", name="small.json"
+    )
+    assert small["load"]["workers"] == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "257"])
+def test_a_wrong_workers_value_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    done = smtpload("run", "quickstart", "--workers", value, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--workers" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_api_runs_in_workers_too(tmp_path: Path) -> None:
+    result = smtpload_api.run("quickstart", sessions=300, concurrency=6, workers=2)
+    assert result.summary["load"]["workers"] == 2
+    assert result.summary["sessions"]["passed"] == 300
+    assert len(result.summary["generator"]["workers"]) == 2
+    with pytest.raises(UsageError, match="workers=0"):
+        smtpload_api.run("quickstart", workers=0)
+
+
+PATTERN_SCENARIO = """\
+name: patterns
+variables:
+  tag: {random: {min: 1, max: 9}}
+  who: {choice: [a, b]}
+steps:
+  - greeting: {code: 220, text: 'ESMTP|smtp'}
+  - send: EHLO client.example.test
+    expect: {code: 250, text: '(?i)pipelining'}
+    capture: '(?P<host>[a-z.]+) '
+  - send: "MAIL FROM:<{who}{tag}@example.test>"
+    expect: 250
+  - send: QUIT
+    expect: 221
+"""
+
+
+def scenario_files() -> list[Path]:
+    """Every scenario of the checkout: the bundled ones, the test data's, a patterned one."""
+    root = Path(__file__).resolve().parent.parent
+    return sorted(
+        path
+        for folder in ("scenarios", "tests/data", "benchmarks")
+        for path in (root / folder).rglob("*.yaml")
+    )
+
+
+def test_every_compiled_scenario_pickles_for_the_workers(tmp_path: Path) -> None:
+    # A worker gets the compiled scenario as a pickle: whatever a scenario holds (RE2
+    # patterns, captures, feeds, messages) must survive it and work the same.
+    (tmp_path / "patterns.yaml").write_text(PATTERN_SCENARIO)
+    compiled_any = 0
+    for path in [*scenario_files(), tmp_path / "patterns.yaml"]:
+        try:
+            compiled = compile_scenario(load_scenario(path), seed=5)
+        except (ScenarioError, UsageError):
+            continue  # a file of wrong scenarios, for the error tests
+        again = pickle.loads(pickle.dumps(compiled))
+        assert again.step_names == compiled.step_names, path
+        drawn, drawn_again = (c.session_variables(3, "run") for c in (compiled, again))
+        drawn.pop("date", None), drawn_again.pop("date", None)  # the clock's, not the draws'
+        assert drawn_again == drawn, path
+        for step, copy in zip(compiled.steps, again.steps, strict=True):
+            for pattern, copied in ((step.capture, copy.capture),):
+                if pattern is not None:
+                    assert copied is not None
+                    assert copied.captures("250 mx.example.test ok") == pattern.captures(
+                        "250 mx.example.test ok"
+                    )
+        compiled_any += 1
+    assert compiled_any >= 12
+
+
+def test_a_reply_pattern_pickles_as_its_text_and_matches_the_same() -> None:
+    for pattern in (compile_text("(?i)pipe(lin)+ing$"), compile_capture("(?P<id>[0-9]+) ok")):
+        again = pickle.loads(pickle.dumps(pattern))
+        assert again.pattern == pattern.pattern
+        assert again.groups == pattern.groups
+        for text in ("250 PIPELINING", "250 pipelining x", "queued as 1234 ok", ""):
+            assert again.search(text) == pattern.search(text)
+            assert again.captures(text) == pattern.captures(text)
