@@ -247,7 +247,7 @@ def main() -> int:
             startup = [run_client(CLIENTS[1], one, sink, counters) for _ in range(3)]
     server_rows: list[Row] = []
     if not args.no_server_bound:
-        bound_messages = 300 if args.quick else 2000
+        bound_messages = 300 if args.quick else 1000
         for label, target, clients in (
             ("built-in-sink", None, CLIENTS[1:3]),
             ("postfix-10025", POSTFIX, (SMTP_SOURCE, *CLIENTS[1:3])),
