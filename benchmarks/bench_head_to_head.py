@@ -65,12 +65,12 @@ from benchmarks.smtp_sink import LOOPBACK, find_smtp_sink, free_port, smtp_sink 
 
 SIZES = {"1k": 1024, "100k": 100 * 1024}
 PARALLEL = (10, 100, 500)
-#: Messages per row by (connection per message?, size): about 2-6 s per client on 2 cores.
+#: Messages per row by (connection per message?, size): about 2-10 s per client on 2 cores.
 DEFAULT_MESSAGES = {
     (True, "1k"): 3000,
-    (True, "100k"): 2000,
+    (True, "100k"): 1000,
     (False, "1k"): 6000,
-    (False, "100k"): 3000,
+    (False, "100k"): 1500,
 }
 QUICK_ROWS = "cpm-1k-100,persistent-1k-100"
 POSTFIX = f"{LOOPBACK}:10025"
