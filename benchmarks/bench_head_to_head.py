@@ -163,11 +163,13 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
                 print(f"{name} {row.error}")
                 continue
             rate, cpu = row.rate_per_s, row.cpu_us_per_message
+            per_s = row.sessions_per_s  # persistent rows: a few sessions in many seconds
+            sessions_per_s = f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.1f}"
             procs = {r.processes for r in row.runs if r.processes is not None}
             owns = [r.own_rate_per_s for r in row.runs if r.own_rate_per_s is not None]
             own = f"{statistics.median(owns):.0f}" if owns else "-"
             print(
-                f"{name} {rate:>7.0f} {row.sessions_per_s:>7.0f} {cpu:>10.0f}"
+                f"{name} {rate:>7.0f} {sessions_per_s:>7} {cpu:>10.0f}"
                 f" {own:>9} {ratio(rate, source, lambda r: r.rate_per_s):>8}"
                 f" {ratio(cpu, source, lambda r: r.cpu_us_per_message):>8}"
                 f" {ratio(rate, aio, lambda r: r.rate_per_s):>8}"
