@@ -13,7 +13,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import IO
 
 __all__ = ["LOOPBACK", "find_smtp_sink", "free_port", "smtp_sink"]
 
@@ -51,10 +52,18 @@ def _wait_for_banner(process: subprocess.Popen[bytes], port: int, timeout_s: flo
 
 @contextlib.contextmanager
 def smtp_sink(
-    port: int, *, messages: int = 2000, backlog: int = 1024, timeout_s: float = 10.0
+    port: int,
+    *,
+    messages: int = 2000,
+    backlog: int = 1024,
+    timeout_s: float = 10.0,
+    options: Sequence[str] = (),
+    stdout: IO[bytes] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """smtp-sink on ``LOOPBACK:port`` (``-m messages``, listen ``backlog``) until the block
-    ends; yields its process once its banner comes.
+    ends; yields its process once its banner comes. ``options`` go before the address (``-c``
+    for its counters, ``-w 30`` to hold DATA replies); ``stdout`` gets what it prints (else
+    nothing does).
 
     Raises:
         FileNotFoundError: smtp-sink is not installed.
@@ -63,10 +72,11 @@ def smtp_sink(
     program = find_smtp_sink()
     if program is None:
         raise FileNotFoundError("smtp-sink not found: install Postfix (sudo .ci/postfix-setup)")
-    command = [program, "-m", str(messages), f"{LOOPBACK}:{port}", str(backlog)]
+    command = [program, *options, "-m", str(messages), f"{LOOPBACK}:{port}", str(backlog)]
     if os.geteuid() == 0:
         command[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = subprocess.DEVNULL if stdout is None else stdout
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.DEVNULL)
     try:
         _wait_for_banner(process, port, timeout_s)
         yield process

@@ -1,0 +1,180 @@
+"""``bench_head_to_head.py --memory``: smtpload's resident memory with 10,000 sessions open at
+once (issue 14's goal: < 150 MB with ``--workers 1``, < 200 MB with ``--workers 2``, all of
+smtpload's processes together).
+
+The sessions are held open by the server: Postfix's ``smtp-sink -w HOLD`` waits HOLD seconds
+before it answers each DATA, so every session, once it has sent EHLO, MAIL, RCPT and DATA, waits
+on its connection; smtpload opens all 10,000 at once (``--concurrency 10000``), then they end as
+the held replies come (the 1 KiB message, QUIT). While it runs, the summed VmRSS of smtpload's
+process tree (the parent and any workers, /proc/PID/status) is sampled twice a second, with the
+number of established loopback connections to the sink from /proc/net/tcp; the peak is
+reported, with the connections open at that moment. Both programs need more than 10,000 file
+descriptors: the soft limit is raised to the hard one (as root, the hard one too if needed).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchmarks.h2h_clients import Shape, scenario_text, smtpload_env, smtpload_has_workers
+from benchmarks.smtp_sink import LOOPBACK, free_port, smtp_sink
+
+SESSIONS = 10_000
+HOLD_S = 40  # smtp-sink's wait before each DATA reply: longer than opening 10,000 sessions
+SAMPLE_EVERY_S = 0.5
+RUN_LIMIT_S = 300
+GOALS_MB = {1: 150, 2: 200}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRun:
+    label: str
+    held_rss_mb: float  # the most while all sessions were open at once
+    all_open_after_s: float | None  # from the start until they were
+    peak_rss_mb: float  # the most over the whole run
+    processes_at_peak: int
+    open_at_peak: int
+    most_open: int
+    passed: int
+    wall_s: float
+    error: str | None = None
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        hard = needed  # only root may; else the error says what to do
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"cannot raise the open-file limit to {needed}: {error}") from error
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        parent = int(text.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(parent, []).append(int(stat.parent.name))
+    return tree
+
+
+def tree_rss_kib(root: int) -> tuple[int, int]:
+    """(summed VmRSS in KiB, processes) of ``root`` and its descendants."""
+    tree, pending, total, count = _children(), [root], 0, 0
+    while pending:
+        pid = pending.pop()
+        pending += tree.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+                count += 1
+    return total, count
+
+
+def established_to(port: int) -> int:
+    """Established TCP connections whose remote end is ``port``: the client's side."""
+    wanted = f":{port:04X}"
+    with open("/proc/net/tcp") as table:
+        next(table)
+        return sum(
+            1
+            for line in table
+            if (fields := line.split())[2].endswith(wanted) and fields[3] == "01"
+        )
+
+
+def measure(label: str, options: list[str]) -> MemoryRun:
+    port = free_port()
+    shape = Shape("memory", True, 1024, SESSIONS, SESSIONS)
+    sink_options = ["-w", str(HOLD_S)]
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        smtp_sink(port, messages=SESSIONS + 100, backlog=4096, options=sink_options),
+    ):
+        scenario = Path(scratch) / "hold.yaml"
+        scenario.write_text(
+            scenario_text(shape, pipelined=False).replace("timeout: 30", "timeout: 120")
+        )
+        summary_path = Path(scratch) / "summary.json"
+        command = [
+            sys.executable, "-m", "smtpload", "run", str(scenario),
+            "--target", f"{LOOPBACK}:{port}", "--sessions", str(SESSIONS),
+            "--concurrency", str(SESSIONS), "--results", scratch,
+            "--json", str(summary_path), "--quiet", *options,
+        ]  # fmt: skip
+        start = time.monotonic()
+        process = subprocess.Popen(command, env=smtpload_env(), stdout=subprocess.DEVNULL)
+        peak = (0, 0, 0)  # KiB, processes, open then
+        most_open, held_kib, all_open_after_s = 0, 0, None
+        while process.poll() is None and time.monotonic() - start < RUN_LIMIT_S:
+            rss, count = tree_rss_kib(process.pid)
+            open_now = established_to(port)
+            most_open = max(most_open, open_now)
+            if rss > peak[0]:
+                peak = (rss, count, open_now)
+            if open_now >= SESSIONS:
+                held_kib = max(held_kib, rss)
+                if all_open_after_s is None:
+                    all_open_after_s = time.monotonic() - start
+            # Sampling another process tree; no figure depends on the pause's length.
+            time.sleep(SAMPLE_EVERY_S)
+        if process.poll() is None:
+            process.kill()
+        returncode = process.wait()
+        wall = time.monotonic() - start
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    passed = summary["sessions"]["passed"] if summary else 0
+    error = None
+    if returncode != 0 or passed != SESSIONS:
+        error = f"exit {returncode}, {passed} of {SESSIONS} sessions passed"
+    if all_open_after_s is None:
+        error = f"never {SESSIONS} open at once (at most {most_open})"
+    return MemoryRun(
+        label, held_kib / 1024, all_open_after_s, peak[0] / 1024, peak[1], peak[2], most_open,
+        passed, wall, error,
+    )  # fmt: skip
+
+
+def main(json_path: Path | None) -> int:
+    raise_fd_limit(SESSIONS + 1024)
+    if smtpload_has_workers():
+        variants = [("--workers 1", ["--workers", "1"]), ("--workers 2", ["--workers", "2"])]
+    else:
+        variants = [("one process (no --workers)", [])]
+    runs = [measure(label, options) for label, options in variants]
+    print(
+        f"{SESSIONS} sessions held open (smtp-sink -w {HOLD_S}: each DATA reply held),"
+        " smtpload's summed resident memory (VmRSS of its process tree)"
+    )
+    print(
+        f"{'smtpload':<28} {'RSS MB, all open':>16} {'all open at':>11} {'run peak MB':>11}"
+        f" {'procs':>5} {'open then':>9}"
+    )
+    for run in runs:
+        after = f"{run.all_open_after_s:.0f} s" if run.all_open_after_s is not None else "never"
+        row = (
+            f"{run.label:<28} {run.held_rss_mb:>16.1f} {after:>11} {run.peak_rss_mb:>11.1f}"
+            f" {run.processes_at_peak:>5} {run.open_at_peak:>9}"
+        )
+        print(row + (f"  FAILED: {run.error}" if run.error else f"  (run: {run.wall_s:.0f} s)"))
+    if len(variants) == 1:
+        print("--workers 1 / --workers 2: n/a (this checkout's smtpload run has no --workers)")
+    print(f"goals: {', '.join(f'--workers {n} < {mb} MB' for n, mb in GOALS_MB.items())}")
+    if json_path is not None:
+        json_path.write_text(json.dumps([asdict(run) for run in runs], indent=2) + "\n")
+    return 1 if any(run.error for run in runs) else 0
