@@ -641,10 +641,15 @@ async def _pipelined_group(
         assert len(commands) == sum(len(data) for data in payloads), "commands are bytes"
         ends = list(itertools.accumulate(len(data) for data in payloads))
         from_ns.extend(await wire.send_commands(commands, ends))
+    backlog = wire.backlog
     for at, started_ns in enumerate(from_ns):
         member = engine.begin_group_reply()
-        deadline.deadline = trio.current_time() + member.timeout_s
         recipients = engine.replies_due(member)
+        if recipients or not backlog:
+            deadline.deadline = trio.current_time() + member.timeout_s
+        # else its reply was read with an earlier one: taking it waits for nothing and passes
+        # no checkpoint, so no deadline can fire before the next member's (moving the scope's
+        # deadline costs more than the rest of a reply's handling).
         if recipients:  # LMTP: the group starts with a message, one reply per recipient
             await _recipient_replies(wire, engine, stats, member, recipients, started_ns)
         else:
