@@ -14,6 +14,7 @@ promises.
 Usage (needs Postfix's smtp-sink and smtp-source; .ci/postfix-setup installs them):
 
     python benchmarks/bench_persistent.py [--messages 20000] [--sessions 20] [--rounds 3]
+        [--beside DIR]
 """
 
 from __future__ import annotations
@@ -89,7 +90,15 @@ def run_smtp_source(port: int, messages: int, sessions: int) -> Measurement:
     return Measurement("smtp-source -d", messages, wall, cpu)
 
 
-def run_smtpload(port: int, messages: int, sessions: int, *, pipelined: bool) -> Measurement:
+def run_smtpload(
+    port: int,
+    messages: int,
+    sessions: int,
+    *,
+    pipelined: bool,
+    checkout: Path = HERE.parent,
+    prefix: str = "smtpload",
+) -> Measurement:
     label = "pipelined" if pipelined else "lock-step"
     per_session = messages // sessions
     group = "pipeline:" if pipelined else "repeat: 1\n        steps:"
@@ -104,14 +113,14 @@ def run_smtpload(port: int, messages: int, sessions: int, *, pipelined: bool) ->
             "--concurrency", str(sessions), "--results", scratch,
             "--json", str(summary_path), "--quiet",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
         wall, cpu = _measure(command, env)
         summary = json.loads(summary_path.read_text())
     sent = summary["throughput"]["messages"]
     if summary["sessions"]["passed"] != sessions or sent != per_session * sessions:
-        raise SystemExit(f"smtpload {label}: not every message passed: {summary['sessions']}")
+        raise SystemExit(f"{prefix} {label}: not every message passed: {summary['sessions']}")
     pipelining = summary["pipelining"] or {}
-    return Measurement(f"smtpload {label}", sent, wall, cpu, pipelining.get("groups_pipelined"))
+    return Measurement(f"{prefix} {label}", sent, wall, cpu, pipelining.get("groups_pipelined"))
 
 
 def main() -> int:
@@ -119,6 +128,13 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best kept")
+    parser.add_argument(
+        "--beside",
+        type=Path,
+        metavar="DIR",
+        help="also run the smtpload of this checkout (say, the commit before a change) in the"
+        " same rounds, as 'beside pipelined' and 'beside lock-step'",
+    )
     args = parser.parse_args()
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None:
@@ -127,11 +143,25 @@ def main() -> int:
     best: dict[str, Measurement] = {}
     with smtp_sink(port):
         for _ in range(args.rounds):
-            for result in (
+            results = [
                 run_smtp_source(port, args.messages, args.sessions),
                 run_smtpload(port, args.messages, args.sessions, pipelined=True),
                 run_smtpload(port, args.messages, args.sessions, pipelined=False),
-            ):
+            ]
+            if args.beside is not None:
+                beside = args.beside.resolve()
+                results.extend(
+                    run_smtpload(
+                        port,
+                        args.messages,
+                        args.sessions,
+                        pipelined=pipelined,
+                        checkout=beside,
+                        prefix="beside",
+                    )
+                    for pipelined in (True, False)
+                )
+            for result in results:
                 kept = best.get(result.client)
                 if kept is None or result.rate_per_s > kept.rate_per_s:
                     best[result.client] = result

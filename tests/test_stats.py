@@ -486,3 +486,81 @@ def test_run_stats_intervals_cover_every_step_and_the_sessions() -> None:
     assert dict(stats.run_histograms())["session"].take_interval().count == 1
     assert stats.steps["ehlo"].latency.count == 1
     assert stats.session_latency.count == 1
+
+
+# -- buffered recording (record_us appends; readers fold the buffer in first) ----------------
+
+
+def _bucket_edges() -> list[int]:
+    """Every bucket's lowest and highest value and their neighbours, over the whole range."""
+    reference = HdrHistogram(1, LATENCY_HIGHEST_US, 3)
+    edges: set[int] = {1, 2, 2047, 2048, 2049, LATENCY_HIGHEST_US - 1, LATENCY_HIGHEST_US}
+    value = 1
+    while value <= LATENCY_HIGHEST_US:
+        top = reference.get_highest_equivalent_value(value)
+        edges.update((value, value + 1, top - 1, top))
+        value = top + 1
+    return sorted(edge for edge in edges if 1 <= edge <= LATENCY_HIGHEST_US)
+
+
+def test_folding_counts_every_value_where_hdrh_would() -> None:
+    import array
+    import random
+
+    from smtpload.report.stats import _fold
+
+    chooser = random.Random(14)
+    values = _bucket_edges() + [chooser.randint(1, LATENCY_HIGHEST_US) for _ in range(2000)]
+    values += [chooser.randint(1, 5000) for _ in range(2000)]  # duplicates, the usual case
+    folded = HdrHistogram(1, LATENCY_HIGHEST_US, 3)
+    _fold(folded, array.array("q", values))
+    reference = HdrHistogram(1, LATENCY_HIGHEST_US, 3)
+    for value in values:
+        assert reference.record_value(value)
+    assert list(folded.counts) == list(reference.counts)
+    assert (folded.total_count, folded.min_value, folded.max_value) == (
+        reference.total_count,
+        reference.min_value,
+        reference.max_value,
+    )
+
+
+@pytest.mark.parametrize("samples", [1, 4095, 4096, 4097, 10_000])
+def test_every_reader_sees_every_buffered_sample(samples: int) -> None:
+    values = [1 + (index * 7919) % 90_000 for index in range(samples)] + [0, -5, 2**40]
+    reference = HdrHistogram(1, LATENCY_HIGHEST_US, 3)
+    for value in values:
+        reference.record_value(min(max(value, 1), LATENCY_HIGHEST_US))
+
+    def fresh() -> LatencyHistogram:
+        return histogram_of(values)
+
+    expected_count = len(values)
+    assert fresh().count == expected_count
+    assert fresh().max_us == reference.get_max_value()
+    assert fresh().dropped == 1
+    assert fresh().encode() == reference.encode().decode("ascii")
+    summary = fresh().summary_ms()
+    assert summary is not None
+    assert fresh().stat_ms("p99") == summary["p99"]
+    assert fresh().stat_ms("mean") == summary["mean"]
+    into = LatencyHistogram()
+    into.merge(fresh())
+    assert (into.count, into.dropped) == (expected_count, 1)
+    buffered_into = histogram_of([5])
+    buffered_into.merge(fresh())
+    assert buffered_into.count == expected_count + 1
+    stream, expected_stream = io.BytesIO(), io.BytesIO()
+    fresh().write_hgrm(stream)
+    whole = LatencyHistogram.decode(reference.encode().decode("ascii"))
+    whole.write_hgrm(expected_stream)
+    assert stream.getvalue() == expected_stream.getvalue()
+
+
+def test_samples_buffered_before_intervals_start_stay_run_wide() -> None:
+    histogram = histogram_of([10, 20])
+    histogram.start_intervals()
+    histogram.record_us(30)
+    interval = histogram.take_interval()
+    assert (interval.count, interval.max_us) == (1, 30)
+    assert histogram.count == 3

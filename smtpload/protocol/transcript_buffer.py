@@ -31,21 +31,28 @@ Entry = tuple[str, object]
 class TranscriptBuffer:
     """The first ``head`` and the last ``tail`` entries appended, and how many were between."""
 
-    __slots__ = ("_head", "_head_size", "_tail", "dropped")
+    __slots__ = ("_appended", "_head", "_head_size", "_tail")
 
     def __init__(self, head: int = HEAD_ENTRIES, tail: int = TAIL_ENTRIES) -> None:
         self._head: list[Entry] = []
         self._head_size = head
         self._tail: deque[Entry] = deque(maxlen=tail)
-        self.dropped = 0
+        self._appended = 0  # every entry ever appended: what was dropped follows from it
 
     def append(self, entry: Entry) -> None:
-        if len(self._head) < self._head_size:
+        # Every command and reply of every session comes here: one count and one append, the
+        # tail's deque dropping its oldest entry itself (``dropped`` is worked out when read).
+        appended = self._appended
+        self._appended = appended + 1
+        if appended < self._head_size:
             self._head.append(entry)
-            return
-        if len(self._tail) == self._tail.maxlen:
-            self.dropped += 1  # the oldest of the tail falls out as this one comes in
-        self._tail.append(entry)
+        else:
+            self._tail.append(entry)
+
+    @property
+    def dropped(self) -> int:
+        """How many entries were appended and not kept (between the head and the tail)."""
+        return self._appended - len(self._head) - len(self._tail)
 
     def __len__(self) -> int:
         """The entries kept."""
