@@ -311,6 +311,7 @@ class LatencyHistogram:
         """Record every sample of ``other`` as :meth:`record_us` would record them: into the
         current interval once :meth:`start_intervals` was called (a shard's interval, added
         into the run's: report/shards.py). ``other``'s ``dropped`` is not added."""
+        other._flush()
         (self._histogram if self._interval is None else self._interval).add(other._histogram)
 
     def count_dropped(self, dropped: int) -> None:
