@@ -37,6 +37,7 @@ Usage (needs smtp-sink and smtp-source: .ci/postfix-setup; aiosmtplib: pip insta
 from __future__ import annotations
 
 import argparse
+import compileall
 import dataclasses
 import fnmatch
 import json
@@ -53,6 +54,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.h2h_clients import (  # noqa: E402
     AIOSMTPLIB,
+    CHECKOUT,
     CLIENTS,
     SMTP_SOURCE,
     ClientRun,
@@ -224,6 +226,10 @@ def main() -> int:
     shapes = [s for s in all_shapes(messages) if any(fnmatch.fnmatch(s.key, p) for p in patterns)]
     if not shapes:
         raise SystemExit(f"--rows {args.rows}: no row matches; rows look like cpm-1k-100")
+    # smtpload as installed runs from compiled modules (pip compiles them): without them, with
+    # PYTHONDONTWRITEBYTECODE set as on this machine, every process (and worker) would
+    # compile all of smtpload again, about a second of CPU, and charge it to each row.
+    compileall.compile_dir(str(CHECKOUT / "smtpload"), quiet=1)
     workers = smtpload_has_workers()
     port = free_port()
     sink = f"{LOOPBACK}:{port}"
