@@ -65,7 +65,7 @@ def smtpload(
     """
 
     env = environment(pythonpath)
-    if pythonpath == ROOT and os.environ.get(NO_ZYGOTE_ENV) is None:
+    if pythonpath == ROOT and not os.environ.get(NO_ZYGOTE_ENV):
         zygote = _zygote_for(env)
         if zygote is not None:
             return zygote.run(list(args), cwd=cwd, env=env, timeout_s=timeout_s,
@@ -107,7 +107,7 @@ def start_smtpload(
 
 # --- the fork server (tests/zygote.py) ---------------------------------------------------------
 
-#: Set (to anything) to start every command as a fresh interpreter, as before the zygote.
+#: Set (non-empty) to start every command as a fresh interpreter, as before the zygote.
 NO_ZYGOTE_ENV = "SMTPLOAD_TESTS_NO_ZYGOTE"
 
 
@@ -140,6 +140,9 @@ class _Zygote:
         )
         listener.close()
         atexit.register(self.close)
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
 
     def close(self) -> None:
         if self._process.poll() is None:
@@ -230,6 +233,7 @@ _zygotes: list[_Zygote] = []
 def _zygote_for(env: dict[str, str]) -> _Zygote | None:
     """The zygote for this environment (started now if need be), or None: start a process."""
     startup = _startup_variables(env)
+    _zygotes[:] = [zygote for zygote in _zygotes if zygote.alive()]  # one that died is replaced
     for zygote in _zygotes:
         if zygote.startup == startup:
             return zygote
