@@ -367,6 +367,7 @@ def test_postfix_receives_a_1_mib_padded_message_in_64_kib_chunks(
     assert steps_of(summary_of(tmp_path))["message/chunk"]["count"] == 15
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_load_run_against_postfix_counts_every_chunk(
     tmp_path: Path, postfix_server: SmtpPeer
 ) -> None:

@@ -11,6 +11,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
@@ -241,6 +242,7 @@ def test_interval_log_stops_at_its_bound_and_says_so(tmp_path: Path) -> None:
     assert stats.steps["connect"].latency.count == 200  # the run-wide histogram has them all
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_long_run_keeps_its_intervals_out_of_memory() -> None:
     # A day is 86,400 intervals; 1,000 of one step stand for it: memory must not follow them.
     stats = RunStats(["connect"])

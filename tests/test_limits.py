@@ -79,6 +79,7 @@ def probe(*args: str, cwd: Path) -> dict[str, Any]:
 MESSAGE_BYTES = 20_000_000
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_concurrent_large_messages_cost_less_than_one_copy_of_the_message(tmp_path: Path) -> None:
     # A generated message: its header (Message-ID, Date) is rendered for every session.
     scenario = tmp_path / "large.yaml"
@@ -464,6 +465,7 @@ print(json.dumps({"status": status, "peak_kib": usage.ru_maxrss, "cpu_s": usage.
 """
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_5_mb_scenario_validates_in_seconds_and_under_200_mb(tmp_path: Path) -> None:
     path = tmp_path / "large.yaml"
     path.write_text(_dense_scenario(5_000_000))

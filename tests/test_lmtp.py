@@ -145,6 +145,7 @@ def test_a_recipient_reply_other_than_expect_each_fails_exactly_that_part(
     assert summary["throughput"]["messages"] == 1
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_load_over_dovecot_unix_socket_all_pass_and_counts_add_up(
     tmp_path: Path, dovecot_lmtp: DovecotLmtp
 ) -> None:

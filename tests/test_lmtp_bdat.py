@@ -136,6 +136,7 @@ def test_a_refused_chunk_in_lmtp_fails_at_name_chunk_with_a_polite_quit(
     assert "S: 221" in log
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_load_with_bdat_over_dovecot_unix_socket_all_pass_and_counts_add_up(
     tmp_path: Path, dovecot_lmtp: DovecotLmtp
 ) -> None:

@@ -19,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli import smtpload
 from tests.peers import RecordingPostfix, SmtpPeer
 
@@ -151,6 +153,7 @@ def delivered(
     }
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_thousand_pipelined_messages_to_postfix_from_yaml(
     tmp_path: Path, postfix_server: SmtpPeer
 ) -> None:

@@ -100,6 +100,7 @@ def test_postfix_takes_each_sessions_proxied_address(
         assert shown in header, header
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_load_run_through_proxy_v2_passes_every_session(
     tmp_path: Path, postfix_record: RecordingPostfix
 ) -> None:
@@ -296,6 +297,7 @@ def test_postfix_takes_the_xclient_name_and_address(
         assert f"(client{n}.example {shown.format(n=n)})" in header, header
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_load_run_with_xclient_passes_every_session(
     tmp_path: Path, postfix_record: RecordingPostfix
 ) -> None:

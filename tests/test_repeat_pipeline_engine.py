@@ -655,6 +655,7 @@ def peak_bytes(runs: int, *, fail_last: bool) -> tuple[int, SessionEngine, Behav
     return peak, engine, recorder
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_long_observed_session_keeps_no_more_than_a_short_one() -> None:
     # 2,000 transactions of a 20 kB message: kept, the messages alone would be 40 MB.
     short, _, _ = peak_bytes(200, fail_last=False)

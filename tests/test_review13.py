@@ -83,6 +83,7 @@ def test_a_short_session_keeps_its_whole_transcript() -> None:
     assert not any("not kept" in text for text in texts)
 
 
+@pytest.mark.slow  # a soak: it shows only that this holds at scale
 def test_a_long_repeated_session_holds_bounded_memory() -> None:
     # A transcript of every entry grew by about 200 bytes per command and reply: 40,000 runs
     # kept about 16 MB; bounded, it stays well under 2 MB whatever the count.
