@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 import smtpload as smtpload_api
+from smtpload.cli.main import _run_workers
 from smtpload.errors import ScenarioError, UsageError
 from smtpload.net.workers import worker_count
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.patterns import compile_capture, compile_text
 from tests.cli import smtpload, start_smtpload
@@ -354,3 +356,63 @@ def test_a_reply_pattern_pickles_as_its_text_and_matches_the_same() -> None:
         for text in ("250 PIPELINING", "250 pipelining x", "queued as 1234 ok", ""):
             assert again.search(text) == pattern.search(text)
             assert again.captures(text) == pattern.captures(text)
+
+
+NESTED_REPEATS = """\
+name: nested
+steps:
+  - greeting: 220
+  - send: EHLO client.example.test
+    expect: 250
+  - repeat: {min: 3, max: 5}
+    steps:
+      - send: "MAIL FROM:<a@example.test>"
+        expect: 250
+      - send: "RCPT TO:<b@example.test>"
+        expect: 250
+      - send: DATA
+        expect: 354
+      - data: {body: "x\\n"}
+        name: first
+      - repeat: 2
+        steps:
+          - send: "MAIL FROM:<a@example.test>"
+            expect: 250
+            name: mail2
+          - send: "RCPT TO:<b@example.test>"
+            expect: 250
+            name: rcpt2
+          - send: DATA
+            expect: 354
+            name: data2
+          - data: {body: "y\\n"}
+            name: second
+  - send: QUIT
+    expect: 221
+"""
+
+
+def test_auto_counts_the_messages_of_persistent_sessions(tmp_path: Path) -> None:
+    scenario = tmp_path / "nested.yaml"
+    scenario.write_text(NESTED_REPEATS)
+    compiled = compile_scenario(load_scenario(scenario), seed=1)
+    # 3 (the least of the outer repeat) x (1 + 2) messages.
+    assert compiled.least_messages_per_session == 9
+    quickstart = compile_scenario(load_scenario(scenario_path("quickstart")))
+    assert quickstart.least_messages_per_session == 1
+    # 112 sessions of 9 messages: over 1,000 messages, a load run.
+    cores = len(os.sched_getaffinity(0))
+
+    def workers(requested: int | None, sessions: int, messages: int) -> int:
+        return _run_workers(
+            requested,
+            load=None,
+            sessions=sessions,
+            messages=messages,
+            concurrency=10,
+            builtin_sink=False,
+        )
+
+    assert workers(None, 112, 112 * 9) == min(cores, 10)
+    assert workers(None, 111, 111 * 9) == 1
+    assert workers(4, 2, 2) == 2  # a worker needs a session of its own

@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N|auto",
         help="worker processes, each with its own event loop, sharing the sessions (or the"
         " --rate) from one start; their results are merged into one run's. auto (the"
-        " default): one per core for a load run (--rate, --duration, a load: block or more"
-        " than 1,000 sessions), else 1; always 1 with the built-in sink (no --target)",
+        " default): one per core for a load run (--rate, --duration, a load: block, or more"
+        " than 1,000 sessions or messages), else 1; always 1 with the built-in sink (no"
+        " --target)",
     )
     run.add_argument(
         "--quiet",
@@ -338,15 +339,17 @@ def _run_workers(
     *,
     load: OpenLoop | None,
     sessions: int,
+    messages: int,
     concurrency: int,
     builtin_sink: bool,
 ) -> int:
     """How many worker processes run: ``--workers`` (net/workers.py ``worker_count``), never
     more than can each have a session at a time (the concurrency, the sessions, or the open
-    loop's sessions in flight)."""
+    loop's sessions in flight). A closed-loop run is a load run from more than
+    :data:`AUTO_WORKERS_SESSIONS` sessions, or as many messages (persistent sessions)."""
     count = worker_count(
         requested,
-        load_run=load is not None or sessions > AUTO_WORKERS_SESSIONS,
+        load_run=load is not None or max(sessions, messages) > AUTO_WORKERS_SESSIONS,
         builtin_sink=builtin_sink,
     )
     room = load.max_in_flight if load is not None else min(concurrency, sessions)
@@ -464,6 +467,7 @@ def _command_run(args: argparse.Namespace) -> int:
             args.workers,
             load=load,
             sessions=args.sessions,
+            messages=args.sessions * compiled.least_messages_per_session,
             concurrency=args.concurrency,
             builtin_sink=target is None,
         ),

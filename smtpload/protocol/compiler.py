@@ -255,6 +255,21 @@ class CompiledScenario:
     draws: bool = False
 
     @property
+    def least_messages_per_session(self) -> int:
+        """The fewest messages a session sends: each DATA or BDAT step times the least count
+        of every repeat around it (``--workers auto`` calls a run of many a load run)."""
+        total = 0
+        for index, step in enumerate(self.steps):
+            if step.kind not in (StepKind.DATA, StepKind.BDAT):
+                continue
+            times = 1
+            for block in self.blocks:
+                if block.kind is BlockKind.REPEAT and block.start <= index < block.end:
+                    times *= block.count_min
+            total += times
+        return total
+
+    @property
     def has_pipeline_groups(self) -> bool:
         """Whether any step starts a pipeline group."""
         return any(block.kind is BlockKind.PIPELINE for block in self.blocks)
