@@ -7,6 +7,7 @@ death comes). The arithmetic of the merge is tested without processes in test_sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -244,6 +245,64 @@ def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(tmp_path:
     assert sessions["started"] in (2, 4)
     assert sessions["passed"] == 0
     assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
+def stop_a_worker(process: subprocess.Popen[str], server: StallingServer) -> list[int]:
+    """Hold four sessions of a two-worker run, then SIGSTOP its first worker."""
+    server.hold(4)
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGSTOP)
+    return workers
+
+
+def end_stopped(workers: list[int]) -> None:
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stopped_worker_is_killed_and_the_run_ends(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    workers: list[int] = []
+    try:
+        workers = stop_a_worker(process, server)
+        # The other worker stops in its grace; the stopped one says nothing: it is killed
+        # after 10 s of silence, instead of the parent waiting for it for ever.
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=45)
+    finally:
+        process.kill()
+        end_stopped(workers)
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "worker 1 of 2 said nothing for" in stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    sessions = summary["sessions"]
+    assert sessions["started"] + sessions["not_started"] == 8
+    assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
+def test_a_second_sigint_ends_a_run_with_a_stopped_worker_at_once(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    workers: list[int] = []
+    try:
+        workers = stop_a_worker(process, server)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        # Cut off now: the stopped worker gets 2 s, not the 10 s of silence.
+        _, stderr = process.communicate(timeout=8)
+    finally:
+        process.kill()
+        end_stopped(workers)
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "worker 1 of 2 did not end when cut off: killed" in stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["interrupted"] is True
 
 
 @pytest.mark.parametrize(

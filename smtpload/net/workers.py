@@ -62,6 +62,13 @@ _MAX_FRAME_BYTES = 1 << 30
 _READY_TIMEOUT_S = 60.0
 _START_AHEAD_S = 0.05
 
+# A started worker reports an interval every second, whatever its sessions do; one that has
+# said nothing for this long is stopped (SIGSTOP, a debugger) or stuck, and is killed and
+# counted as lost, so that a run always ends. After a second signal ("cancel": cut off now)
+# the workers get this long to end before they are killed.
+_SILENCE_LIMIT_S = 10.0
+_CANCEL_LIMIT_S = 2.0
+
 
 def worker_count(
     requested: int | None,
@@ -127,6 +134,7 @@ class _Worker:
     ready: bool = False
     totals: ShardTotals | None = None
     finished: trio.Event = dataclasses.field(default_factory=trio.Event)
+    heard_s: float = 0.0  # when it last said anything (trio's clock)
 
     async def tell(self, message: object) -> None:
         stdin = self.process.stdin
@@ -224,6 +232,7 @@ class _Parent:
         self.started = False  # the start was sent
         self.stopping = False  # a stop (signal or abort) was decided
         self.interrupted = False  # by a signal
+        self.cancelled_s: float | None = None  # when a second signal came (trio's clock)
         self.all_ready = trio.Event()
 
     async def tell_all(self, message: object) -> None:
@@ -239,6 +248,8 @@ class _Parent:
                 self.stopping = self.interrupted = True
             async for _ in signals:
                 if self.interrupted:
+                    if self.cancelled_s is None:
+                        self.cancelled_s = trio.current_time()
                     if self.started:
                         await self.tell_all(("cancel",))
                     continue
@@ -256,6 +267,7 @@ class _Parent:
                     message = None  # a worker that says nonsense is a worker lost
                 if message is None:
                     break
+                worker.heard_s = trio.current_time()
                 kind = message[0]
                 merger = self.merger
                 if kind == "ready":
@@ -268,10 +280,44 @@ class _Parent:
                     worker.totals = message[1]
                     merger.add_totals(worker.index, message[1])
         finally:
+            if worker.totals is None:
+                # Its channel ended (or said nonsense) without its results: a worker that
+                # cannot report is no use to the run, whatever it is doing.
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
             await worker.process.wait()
             if not worker.ready:
                 self.all_ready.set()  # this run cannot start: run() says so
             worker.finished.set()
+
+    async def watch_workers(self) -> None:
+        """Kill a started worker that has said nothing for ``_SILENCE_LIMIT_S`` (stopped or
+        stuck), and every worker still there ``_CANCEL_LIMIT_S`` after a second signal: the
+        run must end, with what the others reported."""
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            for worker in self.workers:
+                if worker.finished.is_set() or worker.process.returncode is not None:
+                    continue
+                silent_s = now - worker.heard_s
+                cancelled = self.cancelled_s is not None and now - self.cancelled_s > (
+                    _CANCEL_LIMIT_S
+                )
+                if silent_s <= _SILENCE_LIMIT_S and not cancelled:
+                    continue
+                if self.settings.print_notices:
+                    why = (
+                        "did not end when cut off"
+                        if cancelled
+                        else f"said nothing for {silent_s:.0f} s (stopped or stuck)"
+                    )
+                    print(
+                        f"smtpload: worker {worker.index + 1} of {self.count} {why}: killed",
+                        file=sys.stderr,
+                    )
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
 
     def judge(self, nursery: trio.Nursery, elapsed_s: float) -> None:
         """``--abort-on-threshold`` on the merged run, after each of its intervals."""
@@ -316,7 +362,12 @@ class _Parent:
             )
             await self.tell_all(("start", start_epoch_ns))
             self.started = True
-            if self.interrupted:
+            for worker in self.workers:
+                worker.heard_s = trio.current_time()
+            nursery.start_soon(self.watch_workers)
+            if self.cancelled_s is not None:
+                await self.tell_all(("cancel",))  # two signals while the workers were starting
+            elif self.interrupted:
                 await self.tell_all(("stop",))  # a signal while the workers were starting
             await trio.sleep(max(0.0, (start_epoch_ns - time.time_ns()) / 1e9))
             start = trio.current_time()
