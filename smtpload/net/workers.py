@@ -10,10 +10,12 @@ run. The parent runs no session; it merges, draws, and handles the signals.
 The channel (parent and worker are the same code, so the frames are pickles, each behind its
 length as 4 bytes, big-endian):
 
-- parent to worker, on the worker's stdin: the :class:`ShardSpec` (without its start), then
-  ``("start", epoch_ns)``, then at any time ``("stop",)`` (a first Ctrl-C or SIGTERM: no new
-  sessions, the running ones get the grace period), ``("abort",)`` (``--abort-on-threshold``,
-  the same but not interrupted) or ``("cancel",)`` (a second signal: cut off now). End of file
+- parent to worker, on the worker's stdin: the :class:`ShardSpec` (without its start) as two
+  frames, ``(scenario, target)`` (the same bytes for every worker: pickled once, however
+  large the scenario's messages) and the shard's ``RunSettings``; then ``("start",
+  epoch_ns)``, then at any time ``("stop",)`` (a first Ctrl-C or SIGTERM: no new sessions,
+  the running ones get the grace period), ``("abort",)`` (``--abort-on-threshold``, the same
+  but not interrupted) or ``("cancel",)`` (a second signal: cut off now). End of file
   (the parent died) cancels too: a worker never outlives its run.
 - worker to parent, on the pipe ``FD``: ``("ready",)`` once the spec is loaded,
   ``("interval", IntervalReport)`` every second, ``("totals", ShardTotals)`` at its end.
@@ -136,6 +138,15 @@ class _Worker:
     finished: trio.Event = dataclasses.field(default_factory=trio.Event)
     heard_s: float = 0.0  # when it last said anything (trio's clock)
 
+    async def send_spec(self, frames: tuple[bytes, ...]) -> None:
+        """Its spec: frames larger than the pipe wait for it to read them (once its imports
+        are done), so the workers are given theirs side by side."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            for frame in frames:  # one that died at once: its end is read from its pipe
+                await stdin.send_all(frame)
+
     async def tell(self, message: object) -> None:
         stdin = self.process.stdin
         assert stdin is not None
@@ -153,8 +164,8 @@ def _environment() -> dict[str, str]:
     return env
 
 
-async def _start_worker(index: int, spec: bytes) -> _Worker:
-    """Start worker ``index`` and give it ``spec`` (a frame: :func:`_frame`)."""
+async def _start_worker(index: int) -> _Worker:
+    """Start worker ``index``; :meth:`_Worker.send_spec` gives it its spec."""
     read_fd, write_fd = os.pipe()
     try:
         process = await trio.lowlevel.open_process(
@@ -169,12 +180,7 @@ async def _start_worker(index: int, spec: bytes) -> _Worker:
         raise
     finally:
         os.close(write_fd)
-    worker = _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
-    stdin = process.stdin
-    assert stdin is not None
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stdin.send_all(spec)  # one that died at once: its end is read from its pipe
-    return worker
+    return _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
 
 
 async def run_in_workers(
@@ -223,10 +229,8 @@ class _Parent:
         self.settings = settings
         self.stats = stats
         self.count = settings.workers
-        self.specs = [
-            ShardSpec(scenario, target, shard_settings(settings, index, self.count, None))
-            for index in range(self.count)
-        ]
+        self.scenario = scenario
+        self.target = target
         self.workers: list[_Worker] = []
         self.merger: ShardMerger | None = None
         self.started = False  # the start was sent
@@ -335,9 +339,22 @@ class _Parent:
             if settings.handle_signals:
                 await nursery.start(self.watch_signals)
             # Made before any worker starts: a scenario that cannot be sent fails the run now.
-            frames = [_frame(spec) for spec in self.specs]
-            for index, frame in enumerate(frames):
-                self.workers.append(await _start_worker(index, frame))
+            # The scenario (up to 256 MiB of messages) once, not once per worker.
+            common = _frame((self.scenario, self.target))
+            frames = [
+                _frame(shard_settings(settings, index, count, None)) for index in range(count)
+            ]
+            for index in range(count):
+                try:
+                    self.workers.append(await _start_worker(index))
+                except OSError as error:  # out of processes or memory
+                    raise WorkerError(
+                        f"worker {index + 1} of {count} did not start: {error}"
+                    ) from None
+            async with trio.open_nursery() as sending:
+                for worker, frame in zip(self.workers, frames, strict=True):
+                    sending.start_soon(worker.send_spec, (common, frame))
+            del common, frames  # the workers have them: not held for the run
             for worker in self.workers:
                 nursery.start_soon(self.receive, worker)
             with trio.move_on_after(_READY_TIMEOUT_S):
@@ -452,23 +469,29 @@ async def _serve_shard(spec: ShardSpec, out_fd: int) -> None:
         send.close()
 
 
-def _read_exactly(fd: int, size: int) -> bytes:
+def _read_exactly(fd: int, size: int) -> bytearray:
     """``size`` bytes of ``fd``, read unbuffered: the frames after them stay in the pipe for
     the run's own reader."""
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
+    data = bytearray(size)  # read in place: a large scenario is not held twice
+    view = memoryview(data)
+    done = 0
+    while done < size:
+        count = os.readv(fd, [view[done : done + (1 << 20)]])
+        if not count:
             raise EOFError("the parent closed the channel before the spec")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        done += count
+    return data
+
+
+def _read_message(fd: int) -> Any:
+    (size,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
+    return pickle.loads(_read_exactly(fd, size))  # our own parent: trusted
 
 
 def _read_spec() -> ShardSpec:
-    (size,) = _LENGTH.unpack(_read_exactly(0, _LENGTH.size))
-    spec: ShardSpec = pickle.loads(_read_exactly(0, size))  # our own parent: trusted
-    return spec
+    scenario, target = _read_message(0)
+    settings: RunSettings = _read_message(0)
+    return ShardSpec(scenario, target, settings)
 
 
 def main(argv: list[str]) -> int:
