@@ -247,6 +247,32 @@ def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(tmp_path:
     assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
 
 
+def test_an_open_loop_run_counts_a_dead_workers_share_of_the_schedule(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_smtpload(
+        "run", "quickstart", "--target", f"127.0.0.1:{server.port}", "--rate", "20",
+        "--duration", "2s", "--max-in-flight", "4", "--workers", "2", "--timeout", "60",
+        "--results", str(tmp_path / "results"), "--json", str(tmp_path / "summary.json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        server.hold(4)  # two sessions in each worker, stalled
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "ended without its results" in stderr
+    sessions = json.loads((tmp_path / "summary.json").read_text())["sessions"]
+    # 20/s for 2 s: 40 sessions due, the dead worker's 20 among them.
+    assert sessions["started"] + sessions["not_started"] == 40, sessions
+    assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
 def stop_a_worker(process: subprocess.Popen[str], server: StallingServer) -> list[int]:
     """Hold four sessions of a two-worker run, then SIGSTOP its first worker."""
     server.hold(4)

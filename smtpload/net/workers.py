@@ -406,7 +406,14 @@ class _Parent:
             merger.finish()
             nursery.cancel_scope.cancel()
         if load is not None:
-            stats.sessions_due = sum(t.planned for t in merger.totals)
+            due = sum(t.planned for t in merger.totals)
+            lost = [w.index for w in self.workers if w.totals is None]
+            if lost:
+                # A lost worker's share of the one schedule still counts (as not started, or
+                # as the sessions it was heard to start): every count-th offset, as it walked.
+                total = sum(1 for _ in load.offsets())
+                due += sum(len(range(index, total, count)) for index in lost)
+            stats.sessions_due = due
         return RunTiming(duration_s=duration_s, interrupted=self.interrupted)
 
 
