@@ -11,11 +11,13 @@ import contextlib
 import json
 import os
 import pickle
+import select
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -271,6 +273,46 @@ def test_an_open_loop_run_counts_a_dead_workers_share_of_the_schedule(tmp_path: 
     # 20/s for 2 s: 40 sessions due, the dead worker's 20 among them.
     assert sessions["started"] + sessions["not_started"] == 40, sessions
     assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
+def read_to_end(stream: IO[str], timeout_s: float) -> str:
+    """Everything ``stream`` (a pipe) gives until its end, that is until every process that
+    holds its other end has exited; fails after ``timeout_s``."""
+    text = ""
+    deadline = time.monotonic() + timeout_s
+    fd = stream.fileno()
+    while (left_s := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], left_s)
+        if not readable:
+            break
+        data = os.read(fd, 65536)
+        if not data:
+            return text
+        text += data.decode("utf-8", "replace")
+    raise AssertionError(f"still open after {timeout_s} s: {text}")
+
+
+def test_the_workers_of_a_killed_parent_end_their_sessions_and_exit_quietly(
+    tmp_path: Path,
+) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 100)
+    try:
+        server.hold(4)  # two sessions in each worker, stalled mid-dialogue
+        assert len(worker_pids(process.pid)) == 2
+        process.kill()
+        process.wait()
+        assert process.stderr is not None
+        # The workers hold the parent's stderr: its end is theirs.
+        stderr = read_to_end(process.stderr, 30)
+        for connection in server.connections:
+            assert connection.recv(1024) == b""  # closed: no session goes on without the run
+    finally:
+        process.kill()
+        process.communicate()
+        server.close()
+    assert "Traceback" not in stderr
+    assert stderr == ""
 
 
 def stop_a_worker(process: subprocess.Popen[str], server: StallingServer) -> list[int]:

@@ -442,9 +442,18 @@ async def _serve_shard(spec: ShardSpec, out_fd: int) -> None:
     send, receive = trio.open_memory_channel[object](1000)
 
     async def write_out() -> None:
-        async with receive:
-            async for message in receive:
-                await out.send_all(_frame(message))
+        try:
+            async with receive:
+                async for message in receive:
+                    await out.send_all(_frame(message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The parent is gone (killed): no one to run for, and nothing to say about it on a
+            # terminal that is no longer the run's.
+            nursery.cancel_scope.cancel()
+
+    def report(message: object) -> None:
+        with contextlib.suppress(trio.BrokenResourceError):  # the parent is gone
+            send.send_nowait(message)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(write_out)
@@ -470,9 +479,10 @@ async def _serve_shard(spec: ShardSpec, out_fd: int) -> None:
                     control.stop(interrupted=False)
 
         totals = await run_shard_async(
-            spec, on_interval=lambda report: send.send_nowait(("interval", report)), control=obey
+            spec, on_interval=lambda interval: report(("interval", interval)), control=obey
         )
-        await send.send(("totals", totals))
+        with contextlib.suppress(trio.BrokenResourceError):
+            await send.send(("totals", totals))
         send.close()
 
 
