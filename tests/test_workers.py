@@ -484,6 +484,34 @@ def test_a_reply_pattern_pickles_as_its_text_and_matches_the_same() -> None:
             assert again.captures(text) == pattern.captures(text)
 
 
+def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
+    tmp_path: Path,
+) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    stuck = 0
+    try:
+        deadline = time.monotonic() + 30
+        while not (workers := worker_pids(process.pid)) and time.monotonic() < deadline:
+            pass  # its interpreter is starting: stop it before it can say it is ready
+        assert workers
+        stuck = workers[0]
+        os.kill(stuck, signal.SIGSTOP)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
+        # Not the 60 s the workers have to start, and results as for any interrupted run.
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+        end_stopped([stuck] if stuck else [])
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["sessions"]["started"] + summary["sessions"]["not_started"] == 8
+
+
 def parent_peak_rss_mib(tmp_path: Path, workers: int, scenario: Path) -> float:
     """The peak resident memory of a run's parent, once every worker's session is under way
     (the specs were made and sent before that), in MiB."""

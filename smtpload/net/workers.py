@@ -256,6 +256,8 @@ class _Parent:
                         self.cancelled_s = trio.current_time()
                     if self.started:
                         await self.tell_all(("cancel",))
+                    else:
+                        self.all_ready.set()  # no waiting for the slow ones: cut off now
                     continue
                 self.interrupted = self.stopping = True
                 if self.started:
@@ -360,7 +362,7 @@ class _Parent:
             with trio.move_on_after(_READY_TIMEOUT_S):
                 await self.all_ready.wait()
             failed = [w for w in self.workers if not w.ready]
-            if failed:
+            if failed and self.cancelled_s is None:
                 nursery.cancel_scope.cancel()
                 code = failed[0].process.returncode
                 raise WorkerError(
@@ -383,7 +385,10 @@ class _Parent:
                 worker.heard_s = trio.current_time()
             nursery.start_soon(self.watch_workers)
             if self.cancelled_s is not None:
-                await self.tell_all(("cancel",))  # two signals while the workers were starting
+                # Two signals while the workers were starting: the ready ones run nothing; the
+                # others (still starting, or stuck) are killed _CANCEL_LIMIT_S from now.
+                self.cancelled_s = trio.current_time()
+                await self.tell_all(("cancel",))
             elif self.interrupted:
                 await self.tell_all(("stop",))  # a signal while the workers were starting
             await trio.sleep(max(0.0, (start_epoch_ns - time.time_ns()) / 1e9))
