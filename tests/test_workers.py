@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import trio
 
 import smtpload as smtpload_api
 from smtpload.errors import ScenarioError, UsageError
+from smtpload.net import workers as workers_module
 from smtpload.net.workers import worker_count
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.scenario.loader import load_scenario
@@ -550,3 +552,18 @@ def test_a_large_scenario_is_pickled_once_for_all_the_workers(tmp_path: Path) ->
     four = parent_peak_rss_mib(tmp_path, 4, scenario)
     # A copy of the 16 MiB message per worker would be 32 MiB more with four than with two.
     assert four - two < 10, (two, four)
+
+
+async def test_a_worker_is_told_two_things_at_once_one_after_the_other() -> None:
+    # A signal's stop and --abort-on-threshold's abort can be told in the same moment: trio
+    # refuses two tasks in one stream's send_all, which crashed the parent.
+    worker = await workers_module._start_worker(0)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.tell, ("stop",))
+            nursery.start_soon(worker.tell, ("abort",))
+    finally:
+        worker.process.kill()
+        await worker.process.wait()
+        assert worker.process.stdin is not None
+        await worker.process.stdin.aclose()

@@ -137,22 +137,27 @@ class _Worker:
     totals: ShardTotals | None = None
     finished: trio.Event = dataclasses.field(default_factory=trio.Event)
     heard_s: float = 0.0  # when it last said anything (trio's clock)
+    # One message at a time on its stdin: a signal's stop and an abort can be told at once,
+    # and trio refuses two tasks in one stream's send_all (BusyResourceError).
+    telling: trio.Lock = dataclasses.field(default_factory=trio.Lock)
 
     async def send_spec(self, frames: tuple[bytes, ...]) -> None:
         """Its spec: frames larger than the pipe wait for it to read them (once its imports
         are done), so the workers are given theirs side by side."""
         stdin = self.process.stdin
         assert stdin is not None
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            for frame in frames:  # one that died at once: its end is read from its pipe
-                await stdin.send_all(frame)
+        async with self.telling:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                for frame in frames:  # one that died at once: its end is read from its pipe
+                    await stdin.send_all(frame)
 
     async def tell(self, message: object) -> None:
         stdin = self.process.stdin
         assert stdin is not None
         # One that has ended already cannot be told: its end is read from its pipe.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stdin.send_all(_frame(message))
+        async with self.telling:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stdin.send_all(_frame(message))
 
 
 def _environment() -> dict[str, str]:
