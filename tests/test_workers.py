@@ -486,11 +486,37 @@ def test_a_reply_pattern_pickles_as_its_text_and_matches_the_same() -> None:
             assert again.captures(text) == pattern.captures(text)
 
 
+def big_scenario(tmp_path: Path, size_mib: int) -> Path:
+    """A scenario whose one message is ``size_mib`` MiB of an .eml file."""
+    line = b"x" * 76 + b"\r\n"
+    (tmp_path / "big.eml").write_bytes(
+        b"Subject: big\r\n\r\n" + line * ((size_mib << 20) // len(line))
+    )
+    scenario = tmp_path / "big.yaml"
+    scenario.write_text(
+        "steps:\n  - greeting: 220\n  - send: EHLO client.test\n"
+        "  - send: MAIL FROM:<a@example.test>\n  - send: RCPT TO:<b@example.test>\n"
+        "  - send: DATA\n    expect: 354\n  - data: {file: big.eml}\n"
+        "  - send: QUIT\n    expect: 221\n"
+    )
+    return scenario
+
+
+# A spec smaller than a pipe's buffer is written at once; a larger one waits for the worker
+# to read it, which a stopped worker never does.
+@pytest.mark.parametrize("size_mib", [0, 1], ids=["small-spec", "spec-larger-than-the-pipe"])
 def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
-    tmp_path: Path,
+    tmp_path: Path, size_mib: int
 ) -> None:
     server = StallingServer()
-    process = start_stalled_run(tmp_path, server, 8)
+    scenario = "quickstart" if not size_mib else str(big_scenario(tmp_path, size_mib))
+    process = start_smtpload(
+        "run", scenario, "--target", f"127.0.0.1:{server.port}",
+        "--sessions", "8", "--concurrency", "4", "--workers", "2",
+        "--timeout", "60", "--results", str(tmp_path / "results"),
+        "--json", str(tmp_path / "summary.json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
     stuck = 0
     try:
         deadline = time.monotonic() + 30
@@ -539,15 +565,7 @@ def parent_peak_rss_mib(tmp_path: Path, workers: int, scenario: Path) -> float:
 
 
 def test_a_large_scenario_is_pickled_once_for_all_the_workers(tmp_path: Path) -> None:
-    line = b"x" * 76 + b"\r\n"
-    (tmp_path / "big.eml").write_bytes(b"Subject: big\r\n\r\n" + line * ((16 << 20) // len(line)))
-    scenario = tmp_path / "big.yaml"
-    scenario.write_text(
-        "steps:\n  - greeting: 220\n  - send: EHLO client.test\n"
-        "  - send: MAIL FROM:<a@example.test>\n  - send: RCPT TO:<b@example.test>\n"
-        "  - send: DATA\n    expect: 354\n  - data: {file: big.eml}\n"
-        "  - send: QUIT\n    expect: 221\n"
-    )
+    scenario = big_scenario(tmp_path, 16)
     two = parent_peak_rss_mib(tmp_path, 2, scenario)
     four = parent_peak_rss_mib(tmp_path, 4, scenario)
     # A copy of the 16 MiB message per worker would be 32 MiB more with four than with two.

@@ -70,6 +70,9 @@ _START_AHEAD_S = 0.05
 # the workers get this long to end before they are killed.
 _SILENCE_LIMIT_S = 10.0
 _CANCEL_LIMIT_S = 2.0
+# How long a message to a worker may wait for room in its pipe (a few bytes: a worker that
+# reads its commands takes them at once).
+_TELL_LIMIT_S = 2.0
 
 
 def worker_count(
@@ -156,8 +159,16 @@ class _Worker:
         assert stdin is not None
         # One that has ended already cannot be told: its end is read from its pipe.
         async with self.telling:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            with (
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                trio.move_on_after(_TELL_LIMIT_S) as told,
+            ):
                 await stdin.send_all(_frame(message))
+            if told.cancelled_caught:
+                # Its commands fill the pipe: it reads none (stopped before it read its
+                # spec, or stuck), and a frame cut short leaves its channel useless.
+                with contextlib.suppress(OSError):
+                    self.process.kill()
 
 
 def _environment() -> dict[str, str]:
@@ -243,10 +254,13 @@ class _Parent:
         self.interrupted = False  # by a signal
         self.cancelled_s: float | None = None  # when a second signal came (trio's clock)
         self.all_ready = trio.Event()
+        self.starting = trio.CancelScope()  # giving the workers their specs, until all ready
 
     async def tell_all(self, message: object) -> None:
-        for worker in self.workers:
-            await worker.tell(message)
+        # Side by side: one that does not read (stopped) delays no other's start or stop.
+        async with trio.open_nursery() as telling:
+            for worker in self.workers:
+                telling.start_soon(worker.tell, message)
 
     async def watch_signals(self, *, task_status: trio.TaskStatus[None]) -> None:
         """A first SIGINT or SIGTERM: every worker stops (once started); a second: cancels."""
@@ -262,7 +276,7 @@ class _Parent:
                     if self.started:
                         await self.tell_all(("cancel",))
                     else:
-                        self.all_ready.set()  # no waiting for the slow ones: cut off now
+                        self.starting.cancel()  # no waiting for the slow ones: cut off now
                     continue
                 self.interrupted = self.stopping = True
                 if self.started:
@@ -358,13 +372,16 @@ class _Parent:
                     raise WorkerError(
                         f"worker {index + 1} of {count} did not start: {error}"
                     ) from None
-            async with trio.open_nursery() as sending:
-                for worker, frame in zip(self.workers, frames, strict=True):
-                    sending.start_soon(worker.send_spec, (common, frame))
-            del common, frames  # the workers have them: not held for the run
             for worker in self.workers:
                 nursery.start_soon(self.receive, worker)
-            with trio.move_on_after(_READY_TIMEOUT_S):
+            # A worker stuck before it reads its spec (larger than the pipe) holds its send:
+            # the same bound as for its start, and a second signal, end that too.
+            self.starting.deadline = trio.current_time() + _READY_TIMEOUT_S
+            with self.starting:
+                async with trio.open_nursery() as sending:
+                    for worker, frame in zip(self.workers, frames, strict=True):
+                        sending.start_soon(worker.send_spec, (common, frame))
+                del common, frames  # the workers have them: not held for the run
                 await self.all_ready.wait()
             failed = [w for w in self.workers if not w.ready]
             if failed and self.cancelled_s is None:
