@@ -7,20 +7,25 @@ death comes). The arithmetic of the merge is tested without processes in test_sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import select
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
+import trio
 
 import smtpload as smtpload_api
 from smtpload.cli.main import _run_workers
 from smtpload.errors import ScenarioError, UsageError
+from smtpload.net import workers as workers_module
 from smtpload.net.workers import worker_count
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.scenario.bundled import scenario_path
@@ -248,6 +253,131 @@ def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(tmp_path:
     assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
 
 
+def test_an_open_loop_run_counts_a_dead_workers_share_of_the_schedule(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_smtpload(
+        "run", "quickstart", "--target", f"127.0.0.1:{server.port}", "--rate", "20",
+        "--duration", "2s", "--max-in-flight", "4", "--workers", "2", "--timeout", "60",
+        "--results", str(tmp_path / "results"), "--json", str(tmp_path / "summary.json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        server.hold(4)  # two sessions in each worker, stalled
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "ended without its results" in stderr
+    sessions = json.loads((tmp_path / "summary.json").read_text())["sessions"]
+    # 20/s for 2 s: 40 sessions due, the dead worker's 20 among them.
+    assert sessions["started"] + sessions["not_started"] == 40, sessions
+    assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
+def read_to_end(stream: IO[str], timeout_s: float) -> str:
+    """Everything ``stream`` (a pipe) gives until its end, that is until every process that
+    holds its other end has exited; fails after ``timeout_s``."""
+    text = ""
+    deadline = time.monotonic() + timeout_s
+    fd = stream.fileno()
+    while (left_s := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], left_s)
+        if not readable:
+            break
+        data = os.read(fd, 65536)
+        if not data:
+            return text
+        text += data.decode("utf-8", "replace")
+    raise AssertionError(f"still open after {timeout_s} s: {text}")
+
+
+def test_the_workers_of_a_killed_parent_end_their_sessions_and_exit_quietly(
+    tmp_path: Path,
+) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 100)
+    try:
+        server.hold(4)  # two sessions in each worker, stalled mid-dialogue
+        assert len(worker_pids(process.pid)) == 2
+        process.kill()
+        process.wait()
+        assert process.stderr is not None
+        # The workers hold the parent's stderr: its end is theirs.
+        stderr = read_to_end(process.stderr, 30)
+        for connection in server.connections:
+            assert connection.recv(1024) == b""  # closed: no session goes on without the run
+    finally:
+        process.kill()
+        process.communicate()
+        server.close()
+    assert "Traceback" not in stderr
+    assert stderr == ""
+
+
+def stop_a_worker(process: subprocess.Popen[str], server: StallingServer) -> list[int]:
+    """Hold four sessions of a two-worker run, then SIGSTOP its first worker."""
+    server.hold(4)
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGSTOP)
+    return workers
+
+
+def end_stopped(workers: list[int]) -> None:
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stopped_worker_is_killed_and_the_run_ends(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    workers: list[int] = []
+    try:
+        workers = stop_a_worker(process, server)
+        # The other worker stops in its grace; the stopped one says nothing: it is killed
+        # after 10 s of silence, instead of the parent waiting for it for ever.
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=45)
+    finally:
+        process.kill()
+        end_stopped(workers)
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "worker 1 of 2 said nothing for" in stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    sessions = summary["sessions"]
+    assert sessions["started"] + sessions["not_started"] == 8
+    assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
+
+
+def test_a_second_sigint_ends_a_run_with_a_stopped_worker_at_once(tmp_path: Path) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    workers: list[int] = []
+    try:
+        workers = stop_a_worker(process, server)
+        # Two signals (two kinds: trio folds repeats of one that were not read yet into one).
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
+        # Cut off now: the stopped worker gets 2 s, not the 10 s of silence.
+        _, stderr = process.communicate(timeout=8)
+    finally:
+        process.kill()
+        end_stopped(workers)
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "worker 1 of 2 did not end when cut off: killed" in stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["interrupted"] is True
+
+
 @pytest.mark.parametrize(
     ("requested", "load_run", "sink", "expected"),
     [
@@ -416,3 +546,104 @@ def test_auto_counts_the_messages_of_persistent_sessions(tmp_path: Path) -> None
     assert workers(None, 112, 112 * 9) == min(cores, 10)
     assert workers(None, 111, 111 * 9) == 1
     assert workers(4, 2, 2) == 2  # a worker needs a session of its own
+
+
+def big_scenario(tmp_path: Path, size_mib: int) -> Path:
+    """A scenario whose one message is ``size_mib`` MiB of an .eml file."""
+    line = b"x" * 76 + b"\r\n"
+    (tmp_path / "big.eml").write_bytes(
+        b"Subject: big\r\n\r\n" + line * ((size_mib << 20) // len(line))
+    )
+    scenario = tmp_path / "big.yaml"
+    scenario.write_text(
+        "steps:\n  - greeting: 220\n  - send: EHLO client.test\n"
+        "  - send: MAIL FROM:<a@example.test>\n  - send: RCPT TO:<b@example.test>\n"
+        "  - send: DATA\n    expect: 354\n  - data: {file: big.eml}\n"
+        "  - send: QUIT\n    expect: 221\n"
+    )
+    return scenario
+
+
+# A spec smaller than a pipe's buffer is written at once; a larger one waits for the worker
+# to read it, which a stopped worker never does.
+@pytest.mark.parametrize("size_mib", [0, 1], ids=["small-spec", "spec-larger-than-the-pipe"])
+def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
+    tmp_path: Path, size_mib: int
+) -> None:
+    server = StallingServer()
+    scenario = "quickstart" if not size_mib else str(big_scenario(tmp_path, size_mib))
+    process = start_smtpload(
+        "run", scenario, "--target", f"127.0.0.1:{server.port}",
+        "--sessions", "8", "--concurrency", "4", "--workers", "2",
+        "--timeout", "60", "--results", str(tmp_path / "results"),
+        "--json", str(tmp_path / "summary.json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    stuck = 0
+    try:
+        deadline = time.monotonic() + 30
+        while not (workers := worker_pids(process.pid)) and time.monotonic() < deadline:
+            pass  # its interpreter is starting: stop it before it can say it is ready
+        assert workers
+        stuck = workers[0]
+        os.kill(stuck, signal.SIGSTOP)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
+        # Not the 60 s the workers have to start, and results as for any interrupted run.
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+        end_stopped([stuck] if stuck else [])
+        server.close()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["sessions"]["started"] + summary["sessions"]["not_started"] == 8
+
+
+def parent_peak_rss_mib(tmp_path: Path, workers: int, scenario: Path) -> float:
+    """The peak resident memory of a run's parent, once every worker's session is under way
+    (the specs were made and sent before that), in MiB."""
+    server = StallingServer()
+    process = start_smtpload(
+        "run", str(scenario), "--target", f"127.0.0.1:{server.port}",
+        "--sessions", str(workers), "--concurrency", str(workers), "--workers", str(workers),
+        "--timeout", "60", "--results", str(tmp_path / "results"), "--quiet",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        server.hold(workers)
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        (peak_kib,) = [int(line.split()[1]) for line in status.splitlines() if "VmHWM" in line]
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # cut off now: no grace to wait out
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == 130, stderr
+    return peak_kib / 1024
+
+
+def test_a_large_scenario_is_pickled_once_for_all_the_workers(tmp_path: Path) -> None:
+    scenario = big_scenario(tmp_path, 16)
+    two = parent_peak_rss_mib(tmp_path, 2, scenario)
+    four = parent_peak_rss_mib(tmp_path, 4, scenario)
+    # A copy of the 16 MiB message per worker would be 32 MiB more with four than with two.
+    assert four - two < 10, (two, four)
+
+
+async def test_a_worker_is_told_two_things_at_once_one_after_the_other() -> None:
+    # A signal's stop and --abort-on-threshold's abort can be told in the same moment: trio
+    # refuses two tasks in one stream's send_all, which crashed the parent.
+    worker = await workers_module._start_worker(0)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.tell, ("stop",))
+            nursery.start_soon(worker.tell, ("abort",))
+    finally:
+        worker.process.kill()
+        await worker.process.wait()
+        assert worker.process.stdin is not None
+        await worker.process.stdin.aclose()

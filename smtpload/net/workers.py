@@ -10,10 +10,12 @@ run. The parent runs no session; it merges, draws, and handles the signals.
 The channel (parent and worker are the same code, so the frames are pickles, each behind its
 length as 4 bytes, big-endian):
 
-- parent to worker, on the worker's stdin: the :class:`ShardSpec` (without its start), then
-  ``("start", epoch_ns)``, then at any time ``("stop",)`` (a first Ctrl-C or SIGTERM: no new
-  sessions, the running ones get the grace period), ``("abort",)`` (``--abort-on-threshold``,
-  the same but not interrupted) or ``("cancel",)`` (a second signal: cut off now). End of file
+- parent to worker, on the worker's stdin: the :class:`ShardSpec` (without its start) as two
+  frames, ``(scenario, target)`` (the same bytes for every worker: pickled once, however
+  large the scenario's messages) and the shard's ``RunSettings``; then ``("start",
+  epoch_ns)``, then at any time ``("stop",)`` (a first Ctrl-C or SIGTERM: no new sessions,
+  the running ones get the grace period), ``("abort",)`` (``--abort-on-threshold``, the same
+  but not interrupted) or ``("cancel",)`` (a second signal: cut off now). End of file
   (the parent died) cancels too: a worker never outlives its run.
 - worker to parent, on the pipe ``FD``: ``("ready",)`` once the spec is loaded,
   ``("interval", IntervalReport)`` every second, ``("totals", ShardTotals)`` at its end.
@@ -61,6 +63,16 @@ _MAX_FRAME_BYTES = 1 << 30
 # its start message before it is due.
 _READY_TIMEOUT_S = 60.0
 _START_AHEAD_S = 0.05
+
+# A started worker reports an interval every second, whatever its sessions do; one that has
+# said nothing for this long is stopped (SIGSTOP, a debugger) or stuck, and is killed and
+# counted as lost, so that a run always ends. After a second signal ("cancel": cut off now)
+# the workers get this long to end before they are killed.
+_SILENCE_LIMIT_S = 10.0
+_CANCEL_LIMIT_S = 2.0
+# How long a message to a worker may wait for room in its pipe (a few bytes: a worker that
+# reads its commands takes them at once).
+_TELL_LIMIT_S = 2.0
 
 
 def worker_count(
@@ -127,13 +139,36 @@ class _Worker:
     ready: bool = False
     totals: ShardTotals | None = None
     finished: trio.Event = dataclasses.field(default_factory=trio.Event)
+    heard_s: float = 0.0  # when it last said anything (trio's clock)
+    # One message at a time on its stdin: a signal's stop and an abort can be told at once,
+    # and trio refuses two tasks in one stream's send_all (BusyResourceError).
+    telling: trio.Lock = dataclasses.field(default_factory=trio.Lock)
+
+    async def send_spec(self, frames: tuple[bytes, ...]) -> None:
+        """Its spec: frames larger than the pipe wait for it to read them (once its imports
+        are done), so the workers are given theirs side by side."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        async with self.telling:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                for frame in frames:  # one that died at once: its end is read from its pipe
+                    await stdin.send_all(frame)
 
     async def tell(self, message: object) -> None:
         stdin = self.process.stdin
         assert stdin is not None
         # One that has ended already cannot be told: its end is read from its pipe.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stdin.send_all(_frame(message))
+        async with self.telling:
+            with (
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                trio.move_on_after(_TELL_LIMIT_S) as told,
+            ):
+                await stdin.send_all(_frame(message))
+            if told.cancelled_caught:
+                # Its commands fill the pipe: it reads none (stopped before it read its
+                # spec, or stuck), and a frame cut short leaves its channel useless.
+                with contextlib.suppress(OSError):
+                    self.process.kill()
 
 
 def _environment() -> dict[str, str]:
@@ -145,8 +180,8 @@ def _environment() -> dict[str, str]:
     return env
 
 
-async def _start_worker(index: int, spec: bytes) -> _Worker:
-    """Start worker ``index`` and give it ``spec`` (a frame: :func:`_frame`)."""
+async def _start_worker(index: int) -> _Worker:
+    """Start worker ``index``; :meth:`_Worker.send_spec` gives it its spec."""
     read_fd, write_fd = os.pipe()
     try:
         process = await trio.lowlevel.open_process(
@@ -161,12 +196,7 @@ async def _start_worker(index: int, spec: bytes) -> _Worker:
         raise
     finally:
         os.close(write_fd)
-    worker = _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
-    stdin = process.stdin
-    assert stdin is not None
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stdin.send_all(spec)  # one that died at once: its end is read from its pipe
-    return worker
+    return _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
 
 
 async def run_in_workers(
@@ -215,20 +245,22 @@ class _Parent:
         self.settings = settings
         self.stats = stats
         self.count = settings.workers
-        self.specs = [
-            ShardSpec(scenario, target, shard_settings(settings, index, self.count, None))
-            for index in range(self.count)
-        ]
+        self.scenario = scenario
+        self.target = target
         self.workers: list[_Worker] = []
         self.merger: ShardMerger | None = None
         self.started = False  # the start was sent
         self.stopping = False  # a stop (signal or abort) was decided
         self.interrupted = False  # by a signal
+        self.cancelled_s: float | None = None  # when a second signal came (trio's clock)
         self.all_ready = trio.Event()
+        self.starting = trio.CancelScope()  # giving the workers their specs, until all ready
 
     async def tell_all(self, message: object) -> None:
-        for worker in self.workers:
-            await worker.tell(message)
+        # Side by side: one that does not read (stopped) delays no other's start or stop.
+        async with trio.open_nursery() as telling:
+            for worker in self.workers:
+                telling.start_soon(worker.tell, message)
 
     async def watch_signals(self, *, task_status: trio.TaskStatus[None]) -> None:
         """A first SIGINT or SIGTERM: every worker stops (once started); a second: cancels."""
@@ -239,8 +271,12 @@ class _Parent:
                 self.stopping = self.interrupted = True
             async for _ in signals:
                 if self.interrupted:
+                    if self.cancelled_s is None:
+                        self.cancelled_s = trio.current_time()
                     if self.started:
                         await self.tell_all(("cancel",))
+                    else:
+                        self.starting.cancel()  # no waiting for the slow ones: cut off now
                     continue
                 self.interrupted = self.stopping = True
                 if self.started:
@@ -256,6 +292,7 @@ class _Parent:
                     message = None  # a worker that says nonsense is a worker lost
                 if message is None:
                     break
+                worker.heard_s = trio.current_time()
                 kind = message[0]
                 merger = self.merger
                 if kind == "ready":
@@ -268,10 +305,44 @@ class _Parent:
                     worker.totals = message[1]
                     merger.add_totals(worker.index, message[1])
         finally:
+            if worker.totals is None:
+                # Its channel ended (or said nonsense) without its results: a worker that
+                # cannot report is no use to the run, whatever it is doing.
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
             await worker.process.wait()
             if not worker.ready:
                 self.all_ready.set()  # this run cannot start: run() says so
             worker.finished.set()
+
+    async def watch_workers(self) -> None:
+        """Kill a started worker that has said nothing for ``_SILENCE_LIMIT_S`` (stopped or
+        stuck), and every worker still there ``_CANCEL_LIMIT_S`` after a second signal: the
+        run must end, with what the others reported."""
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            for worker in self.workers:
+                if worker.finished.is_set() or worker.process.returncode is not None:
+                    continue
+                silent_s = now - worker.heard_s
+                cancelled = self.cancelled_s is not None and now - self.cancelled_s > (
+                    _CANCEL_LIMIT_S
+                )
+                if silent_s <= _SILENCE_LIMIT_S and not cancelled:
+                    continue
+                if self.settings.print_notices:
+                    why = (
+                        "did not end when cut off"
+                        if cancelled
+                        else f"said nothing for {silent_s:.0f} s (stopped or stuck)"
+                    )
+                    print(
+                        f"smtpload: worker {worker.index + 1} of {self.count} {why}: killed",
+                        file=sys.stderr,
+                    )
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
 
     def judge(self, nursery: trio.Nursery, elapsed_s: float) -> None:
         """``--abort-on-threshold`` on the merged run, after each of its intervals."""
@@ -289,15 +360,31 @@ class _Parent:
             if settings.handle_signals:
                 await nursery.start(self.watch_signals)
             # Made before any worker starts: a scenario that cannot be sent fails the run now.
-            frames = [_frame(spec) for spec in self.specs]
-            for index, frame in enumerate(frames):
-                self.workers.append(await _start_worker(index, frame))
+            # The scenario (up to 256 MiB of messages) once, not once per worker.
+            common = _frame((self.scenario, self.target))
+            frames = [
+                _frame(shard_settings(settings, index, count, None)) for index in range(count)
+            ]
+            for index in range(count):
+                try:
+                    self.workers.append(await _start_worker(index))
+                except OSError as error:  # out of processes or memory
+                    raise WorkerError(
+                        f"worker {index + 1} of {count} did not start: {error}"
+                    ) from None
             for worker in self.workers:
                 nursery.start_soon(self.receive, worker)
-            with trio.move_on_after(_READY_TIMEOUT_S):
+            # A worker stuck before it reads its spec (larger than the pipe) holds its send:
+            # the same bound as for its start, and a second signal, end that too.
+            self.starting.deadline = trio.current_time() + _READY_TIMEOUT_S
+            with self.starting:
+                async with trio.open_nursery() as sending:
+                    for worker, frame in zip(self.workers, frames, strict=True):
+                        sending.start_soon(worker.send_spec, (common, frame))
+                del common, frames  # the workers have them: not held for the run
                 await self.all_ready.wait()
             failed = [w for w in self.workers if not w.ready]
-            if failed:
+            if failed and self.cancelled_s is None:
                 nursery.cancel_scope.cancel()
                 code = failed[0].process.returncode
                 raise WorkerError(
@@ -316,7 +403,15 @@ class _Parent:
             )
             await self.tell_all(("start", start_epoch_ns))
             self.started = True
-            if self.interrupted:
+            for worker in self.workers:
+                worker.heard_s = trio.current_time()
+            nursery.start_soon(self.watch_workers)
+            if self.cancelled_s is not None:
+                # Two signals while the workers were starting: the ready ones run nothing; the
+                # others (still starting, or stuck) are killed _CANCEL_LIMIT_S from now.
+                self.cancelled_s = trio.current_time()
+                await self.tell_all(("cancel",))
+            elif self.interrupted:
                 await self.tell_all(("stop",))  # a signal while the workers were starting
             await trio.sleep(max(0.0, (start_epoch_ns - time.time_ns()) / 1e9))
             start = trio.current_time()
@@ -338,7 +433,14 @@ class _Parent:
             merger.finish()
             nursery.cancel_scope.cancel()
         if load is not None:
-            stats.sessions_due = sum(t.planned for t in merger.totals)
+            due = sum(t.planned for t in merger.totals)
+            lost = [w.index for w in self.workers if w.totals is None]
+            if lost:
+                # A lost worker's share of the one schedule still counts (as not started, or
+                # as the sessions it was heard to start): every count-th offset, as it walked.
+                total = sum(1 for _ in load.offsets())
+                due += sum(len(range(index, total, count)) for index in lost)
+            stats.sessions_due = due
         return RunTiming(duration_s=duration_s, interrupted=self.interrupted)
 
 
@@ -367,9 +469,18 @@ async def _serve_shard(spec: ShardSpec, out_fd: int) -> None:
     send, receive = trio.open_memory_channel[object](1000)
 
     async def write_out() -> None:
-        async with receive:
-            async for message in receive:
-                await out.send_all(_frame(message))
+        try:
+            async with receive:
+                async for message in receive:
+                    await out.send_all(_frame(message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The parent is gone (killed): no one to run for, and nothing to say about it on a
+            # terminal that is no longer the run's.
+            nursery.cancel_scope.cancel()
+
+    def report(message: object) -> None:
+        with contextlib.suppress(trio.BrokenResourceError):  # the parent is gone
+            send.send_nowait(message)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(write_out)
@@ -395,29 +506,36 @@ async def _serve_shard(spec: ShardSpec, out_fd: int) -> None:
                     control.stop(interrupted=False)
 
         totals = await run_shard_async(
-            spec, on_interval=lambda report: send.send_nowait(("interval", report)), control=obey
+            spec, on_interval=lambda interval: report(("interval", interval)), control=obey
         )
-        await send.send(("totals", totals))
+        with contextlib.suppress(trio.BrokenResourceError):
+            await send.send(("totals", totals))
         send.close()
 
 
-def _read_exactly(fd: int, size: int) -> bytes:
+def _read_exactly(fd: int, size: int) -> bytearray:
     """``size`` bytes of ``fd``, read unbuffered: the frames after them stay in the pipe for
     the run's own reader."""
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
+    data = bytearray(size)  # read in place: a large scenario is not held twice
+    view = memoryview(data)
+    done = 0
+    while done < size:
+        count = os.readv(fd, [view[done : done + (1 << 20)]])
+        if not count:
             raise EOFError("the parent closed the channel before the spec")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        done += count
+    return data
+
+
+def _read_message(fd: int) -> Any:
+    (size,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
+    return pickle.loads(_read_exactly(fd, size))  # our own parent: trusted
 
 
 def _read_spec() -> ShardSpec:
-    (size,) = _LENGTH.unpack(_read_exactly(0, _LENGTH.size))
-    spec: ShardSpec = pickle.loads(_read_exactly(0, size))  # our own parent: trusted
-    return spec
+    scenario, target = _read_message(0)
+    settings: RunSettings = _read_message(0)
+    return ShardSpec(scenario, target, settings)
 
 
 def main(argv: list[str]) -> int:
