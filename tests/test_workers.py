@@ -583,14 +583,17 @@ def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
     try:
         deadline = time.monotonic() + 30
         while not (workers := worker_pids(process.pid)) and time.monotonic() < deadline:
-            pass  # its interpreter is starting: stop it before it can say it is ready
+            # Its interpreter is starting: stop it before it can say it is ready. A poll
+            # every millisecond, not a spin, so that the run itself gets the cores.
+            time.sleep(0.001)
         assert workers
         stuck = workers[0]
         os.kill(stuck, signal.SIGSTOP)
         process.send_signal(signal.SIGINT)
         process.send_signal(signal.SIGTERM)
-        # Not the 60 s the workers have to start, and results as for any interrupted run.
-        _, stderr = process.communicate(timeout=10)
+        # Not the 60 s the workers have to start (the other worker may still be importing on
+        # a busy machine), and results as for any interrupted run.
+        _, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
         end_stopped([stuck] if stuck else [])
