@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import select
 import signal
 import socket
@@ -26,8 +27,14 @@ import smtpload as smtpload_api
 from smtpload.cli.main import _run_workers
 from smtpload.errors import ScenarioError, UsageError
 from smtpload.net import workers as workers_module
+from smtpload.net.client import resolve_target
+from smtpload.net.runner import RunSettings
+from smtpload.net.shard import ShardSpec, run_shard, shard_settings
 from smtpload.net.workers import worker_count
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.intervals import IntervalLog
+from smtpload.report.shards import ShardMerger
+from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.patterns import compile_capture, compile_text
@@ -651,3 +658,35 @@ async def test_a_worker_is_told_two_things_at_once_one_after_the_other() -> None
         await worker.process.wait()
         assert worker.process.stdin is not None
         await worker.process.stdin.aclose()
+
+
+def test_run_shard_is_a_unit_of_work_whose_totals_add_up_without_a_live_channel(
+    aiosmtpd_server: RecordingPeer,
+) -> None:
+    # What a distributed engine would do: run each shard with run_shard (its own trio loop,
+    # no signal handling, no channel), then add up the totals, intervals in them.
+    compiled = compile_scenario(load_scenario(scenario_path("quickstart")), seed=4)
+    target = trio.run(resolve_target, aiosmtpd_server.host, aiosmtpd_server.port)
+    settings = RunSettings(sessions=30, concurrency=6, run_id="shards", workers=2)
+    totals = [
+        run_shard(ShardSpec(compiled, target, shard_settings(settings, index, 2, None)))
+        for index in range(2)
+    ]
+    assert [t.counts.started for t in totals] == [15, 15]
+    assert all(t.intervals and t.intervals[-1].last for t in totals)
+    run = RunStats(["connect", *compiled.step_names])
+    run.intervals = IntervalLog(run, 0.0)
+    run.start_intervals()
+    merger = ShardMerger(run, 2)
+    for index, shard in enumerate(totals):
+        merger.add_totals(index, shard)
+    merger.finish()
+    assert (run.started, run.passed, run.messages) == (30, 30, 30)
+    assert all(step.latency.count == 30 for step in run.steps.values())
+    # The session numbers of one run of 30: each shard ran its own, none twice ({uid} is
+    # <run_id>.<session>, in each message's Message-ID).
+    numbers = sorted(
+        int(re.search(rb"<shards\.(\d+)\.", m.content)[1])  # type: ignore[index]
+        for m in aiosmtpd_server.handler.messages
+    )
+    assert numbers == list(range(1, 31))
