@@ -66,6 +66,7 @@ __all__ = [
     "RunSettings",
     "RunTiming",
     "new_run_id",
+    "report_progress",
     "run_scenario",
     "run_scenario_to_summary",
     "run_sessions",
@@ -166,16 +167,13 @@ class RunControl:
         self._nursery = nursery
 
     def stop(self, *, interrupted: bool = True) -> None:
-        """As a first signal (``interrupted``) or an abort: no new sessions, running ones get
-        the grace period; a second call, as a second signal, cuts them off."""
+        """As a signal (``interrupted``: the run's own signal rule, ``_Run.signalled``) or an
+        abort (no new sessions, running ones get the grace period; once stopping, nothing)."""
         run = self._run
-        if run.stopping:
-            if interrupted and not run.interrupted:
-                run.interrupted = True  # a signal during an abort's grace
-            else:
-                run.cancel_running()
-            return
-        run.stop(self._nursery, interrupted=interrupted)
+        if interrupted:
+            run.signalled(self._nursery)
+        elif not run.stopping:
+            run.stop(self._nursery, interrupted=False)
 
     def cancel(self) -> None:
         """Stop at once: running sessions are cut off now (``interrupted``)."""
@@ -356,12 +354,17 @@ class _Run:
                 self.stop(nursery)
             task_status.started()
             async for _ in signals:
-                if self.interrupted:
-                    self.cancel_running()  # a second signal: stop now
-                elif self.stopping:
-                    self.interrupted = True  # during an abort's grace: the run ends with 130
-                else:
-                    self.stop(nursery)
+                self.signalled(nursery)
+
+    def signalled(self, nursery: trio.Nursery) -> None:
+        """A SIGINT or SIGTERM (or a parent's word of one: RunControl): the first stops the run,
+        one during an abort's grace marks it interrupted, the next cancels what still runs."""
+        if self.interrupted:
+            self.cancel_running()  # a second signal: stop now
+        elif self.stopping:
+            self.interrupted = True  # during an abort's grace: the run ends with 130
+        else:
+            self.stop(nursery)
 
     def stop(self, nursery: trio.Nursery, *, interrupted: bool = True) -> None:
         """The first signal (or an abort, not ``interrupted``): no new sessions; running ones
@@ -445,12 +448,15 @@ class _Run:
         finally:
             log.close_interval(mark_s, trio.current_time() - start, last=True)
 
-    async def report_progress(self, on_progress: Callable[[float], None], start: float) -> None:
-        interval = self.settings.progress_interval_s
-        assert interval is not None
-        while True:
-            await trio.sleep(interval)
-            on_progress(trio.current_time() - start)
+
+async def report_progress(
+    on_progress: Callable[[float], None], interval_s: float, start: float
+) -> None:
+    """Call ``on_progress`` every ``interval_s`` with the seconds since ``start`` (trio's
+    clock), until cancelled: one run's, or the parent's of several workers."""
+    while True:
+        await trio.sleep(interval_s)
+        on_progress(trio.current_time() - start)
 
 
 async def run_sessions(
@@ -495,7 +501,7 @@ async def _run(
         if settings.control is not None:
             services.start_soon(settings.control, RunControl(run, services))
         if on_progress is not None and settings.progress_interval_s is not None:
-            services.start_soon(run.report_progress, on_progress, start)
+            services.start_soon(report_progress, on_progress, settings.progress_interval_s, start)
         services.start_soon(run.watch_generator)
         await services.start(run.record_intervals, services)  # before the first session
         async with trio.open_nursery() as workers:

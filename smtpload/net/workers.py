@@ -44,7 +44,7 @@ from typing import Any
 import trio
 
 from smtpload.net.client import ResolvedTarget
-from smtpload.net.runner import RunControl, RunSettings, RunTiming
+from smtpload.net.runner import RunControl, RunSettings, RunTiming, report_progress
 from smtpload.net.shard import ShardSpec, run_shard_async, shard_settings
 from smtpload.protocol.compiler import CompiledScenario
 from smtpload.report.intervals import IntervalLog
@@ -416,7 +416,9 @@ class _Parent:
             await trio.sleep(max(0.0, (start_epoch_ns - time.time_ns()) / 1e9))
             start = trio.current_time()
             if on_progress is not None and settings.progress_interval_s is not None:
-                nursery.start_soon(_report_progress, on_progress, settings.progress_interval_s)
+                nursery.start_soon(
+                    report_progress, on_progress, settings.progress_interval_s, start
+                )
             for worker in self.workers:
                 await worker.finished.wait()
             duration_s = trio.current_time() - start
@@ -442,21 +444,6 @@ class _Parent:
                 due += sum(len(range(index, total, count)) for index in lost)
             stats.sessions_due = due
         return RunTiming(duration_s=duration_s, interrupted=self.interrupted)
-
-
-async def _report_progress(on_progress: Callable[[float], None], interval_s: float) -> None:
-    start = trio.current_time()
-    while True:
-        await trio.sleep(interval_s)
-        on_progress(trio.current_time() - start)
-
-
-class _ignore_gone:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return isinstance(exc[1], ProcessLookupError | OSError)
 
 
 # -- the worker --------------------------------------------------------------------------------
