@@ -1,7 +1,8 @@
 """The unit of work of a run in several processes: run one shard of a run, return its counts.
 
-``run_shard(spec)`` runs shard ``spec.index`` of ``spec.count`` of one run from the common start
-``spec.start_epoch_ns`` and returns its :class:`~smtpload.report.shards.ShardTotals`: counts and
+``run_shard(spec)`` runs shard ``index`` of ``count`` of one run (``spec.settings.shard``) from
+the common start ``spec.settings.start_epoch_ns`` and returns its
+:class:`~smtpload.report.shards.ShardTotals`: counts and
 encoded histograms (HdrHistogram V2 blobs) that report/shards.py adds up with the other shards'
 into one run's results. Everything in and out is plain data that pickles, so the same function
 serves the worker processes of ``--workers`` (net/workers.py, which also passes a live channel
@@ -48,11 +49,6 @@ class ShardSpec:
     scenario: CompiledScenario
     target: ResolvedTarget
     settings: RunSettings
-
-    @property
-    def index(self) -> int:
-        shard = self.settings.shard
-        return 0 if shard is None else shard[0]
 
 
 def split(total: int, count: int, index: int) -> int:

@@ -75,12 +75,24 @@ class GeneratorCounts:
     untimed_reads: int
     loop_lag_span_s: float
 
+    @classmethod
+    def of(cls, load: GeneratorLoad) -> GeneratorCounts:
+        """The counts of ``load``, to report (:meth:`load` makes it again)."""
+        return cls(
+            loop_lag=load.loop_lag.encode(),
+            loop_lag_dropped=load.loop_lag.dropped,
+            intervals=load.intervals,
+            busy_wall_s=load.busy_wall_s,
+            cpu_s=load.cpu_s,
+            wall_s=load.wall_s,
+            untimed_reads=load.untimed_reads,
+            loop_lag_span_s=load.loop_lag_span_s,
+        )
+
     def load(self) -> GeneratorLoad:
         """The ``GeneratorLoad`` these counts describe."""
-        loop_lag = LatencyHistogram.decode(self.loop_lag)
-        loop_lag.count_dropped(self.loop_lag_dropped)
         return GeneratorLoad(
-            loop_lag=loop_lag,
+            loop_lag=_decoded(self.loop_lag, self.loop_lag_dropped),
             intervals=self.intervals,
             busy_wall_s=self.busy_wall_s,
             cpu_s=self.cpu_s,
@@ -159,6 +171,13 @@ class ShardTotals:
     intervals: tuple[IntervalReport, ...] = field(default=())
 
 
+def _decoded(blob: str, dropped: int) -> LatencyHistogram:
+    """A reported histogram again, with its ``dropped`` count (a blob does not carry it)."""
+    histogram = LatencyHistogram.decode(blob)
+    histogram.count_dropped(dropped)
+    return histogram
+
+
 def interval_index(start_s: float) -> int:
     """The second of the run an interval starting at ``start_s`` belongs to."""
     return int(start_s + 1e-6)
@@ -166,7 +185,6 @@ def interval_index(start_s: float) -> int:
 
 def shard_counts(stats: RunStats) -> ShardCounts:
     """``stats``'s counters now, to report."""
-    load = stats.generator
     return ShardCounts(
         started=stats.started,
         messages=stats.messages,
@@ -183,17 +201,8 @@ def shard_counts(stats: RunStats) -> ShardCounts:
         failures_not_kept=stats.failures_not_kept,
         session_dropped=stats.session_latency.dropped,
         start_delay_dropped=stats.start_delay.dropped,
-        generator=GeneratorCounts(
-            loop_lag=load.loop_lag.encode(),
-            loop_lag_dropped=load.loop_lag.dropped,
-            intervals=load.intervals,
-            busy_wall_s=load.busy_wall_s,
-            cpu_s=load.cpu_s,
-            wall_s=load.wall_s,
-            untimed_reads=load.untimed_reads,
-            loop_lag_span_s=load.loop_lag_span_s,
-        ),
-        tls=None if stats.tls is None else stats.tls.state(),
+        generator=GeneratorCounts.of(stats.generator),
+        tls=None if stats.tls is None else stats.tls.summary(),
         pipelining=None if stats.pipelining is None else stats.pipelining.summary(),
     )
 
@@ -361,12 +370,10 @@ class ShardMerger:
             self._log.close_interval(float(self._next_index), end_s, last=True)
             self._closed_last = True
         for each in totals:
-            reply_lag = LatencyHistogram.decode(each.reply_lag)
-            reply_lag.count_dropped(each.reply_lag_dropped)
-            stats.reply_lag.merge(reply_lag)
-            uncorrected = LatencyHistogram.decode(each.session_latency_uncorrected)
-            uncorrected.count_dropped(each.uncorrected_dropped)
-            stats.session_latency_uncorrected.merge(uncorrected)
+            stats.reply_lag.merge(_decoded(each.reply_lag, each.reply_lag_dropped))
+            stats.session_latency_uncorrected.merge(
+                _decoded(each.session_latency_uncorrected, each.uncorrected_dropped)
+            )
         failures = sorted((f for each in totals for f in each.failures), key=lambda f: f.session)
         kept = failures[: stats.max_kept_failures]
         stats.failures = kept

@@ -42,13 +42,10 @@ class TlsCounts:
         if resumed:
             self.resumed += 1
 
-    def state(self) -> dict[str, Any]:
-        """The counts, to add up with other shards' (:meth:`from_states`)."""
-        return self.summary()
-
     @classmethod
     def from_states(cls, states: Sequence[Mapping[str, Any]]) -> TlsCounts:
-        """The counts of several shards (:meth:`state`) added up; ``states`` is not empty."""
+        """The counts of several shards (each one's :meth:`summary`) added up; ``states`` is
+        not empty."""
         first = states[0]
         counts = cls(verified=bool(first["verified"]), resume=bool(first["resume"]))
         for state in states:
