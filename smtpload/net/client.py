@@ -64,6 +64,7 @@ import contextlib
 import errno
 import fcntl
 import itertools
+import math
 import os
 import socket as stdlib_socket
 import termios
@@ -248,9 +249,9 @@ async def run_session(
         try:
             if source is not None:
                 source.bind(raw, engine.session)
-            with trio.fail_after(scenario.timeout_s):
-                greeting_from_ns = await _connect(raw, target.address, kernel_clock)
-        except trio.TooSlowError:
+            connect_deadline = trio.current_time() + scenario.timeout_s
+            greeting_from_ns = await _connect(raw, target.address, kernel_clock, connect_deadline)
+        except _StepTimeout:
             engine.on_connect_error(f"no connection within {scenario.timeout_s:g} s")
         except OSError as error:
             where = f" ({target.display})" if unix else ""
@@ -285,10 +286,11 @@ async def run_session(
 
 
 async def _connect(
-    raw: stdlib_socket.socket, address: tuple[object, ...], kernel_clock: bool
+    raw: stdlib_socket.socket, address: tuple[object, ...], kernel_clock: bool, deadline: float
 ) -> int | None:
     """Connect the non-blocking ``raw``; return when the handshake ended (the greeting's
-    start) where ``kernel_clock`` can estimate it, else None. Raises OSError as connect does.
+    start) where ``kernel_clock`` can estimate it, else None. Raises OSError as connect does,
+    and _StepTimeout when it is not connected by ``deadline`` (trio's clock).
 
     The syscall is made here rather than by trio's ``connect`` so that the time just before it
     is ours to take (``wire_clock.handshake_end_ns``).
@@ -297,7 +299,7 @@ async def _connect(
     unix = raw.family == stdlib_socket.AF_UNIX
     error = raw.connect_ex(str(address[0]) if unix else address)
     if error in (errno.EINPROGRESS, errno.EINTR):
-        await trio.lowlevel.wait_writable(raw)
+        await _wait_writable(raw, deadline)
         error = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
     else:
         await trio.lowlevel.checkpoint()  # connected (or refused) at once: still a checkpoint
@@ -310,9 +312,36 @@ async def _connect(
     return handshake_end_ns(raw, before_ns) or before_ns
 
 
-async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
+class _StepTimeout(Exception):
+    """A wait for the socket outlasted the step's deadline: the step timed out."""
+
+
+async def _wait_readable(raw: stdlib_socket.socket, deadline: float) -> None:
+    """Wait until ``raw`` has something to read; raise _StepTimeout at ``deadline``.
+
+    A cancel scope for each wait, not one per session whose deadline moves at every step:
+    most reads and sends do not wait (the reply is there by the time a session reads it), and
+    moving a scope's deadline costs more than the rest of a step's handling (trio re-files the
+    scope in its deadline heap through a context manager, each time).
+    """
+    with trio.move_on_at(deadline) as scope:
+        await trio.lowlevel.wait_readable(raw)
+    if scope.cancelled_caught:
+        raise _StepTimeout
+
+
+async def _wait_writable(raw: stdlib_socket.socket, deadline: float) -> None:
+    """Wait until ``raw`` can take more (or is connected); raise _StepTimeout at ``deadline``."""
+    with trio.move_on_at(deadline) as scope:
+        await trio.lowlevel.wait_writable(raw)
+    if scope.cancelled_caught:
+        raise _StepTimeout
+
+
+async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview, deadline: float) -> int:
     """Send all of ``data``; return ``time_ns()`` taken just before the syscall that sent its
-    last byte (the step's start: a reply can arrive before ``send()`` returns).
+    last byte (the step's start: a reply can arrive before ``send()`` returns). Raises
+    _StepTimeout when it must wait for room past ``deadline``.
 
     The non-blocking loop is ours, not trio's ``send``: trio waits for room and calls the
     syscall again inside one ``send()``, so a time taken before it would include that wait.
@@ -325,7 +354,7 @@ async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
         try:
             sent = raw.send(view)
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(raw)
+            await _wait_writable(raw, deadline)
             continue
         view = view[sent:]
         if not view:
@@ -333,7 +362,9 @@ async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
             return before_ns
 
 
-async def _send_all_timed(raw: stdlib_socket.socket, data: bytes, ends: Sequence[int]) -> list[int]:
+async def _send_all_timed(
+    raw: stdlib_socket.socket, data: bytes, ends: Sequence[int], deadline: float
+) -> list[int]:
     """``_send_all`` for pipelined commands ending at the offsets ``ends`` of ``data``: for
     each, ``time_ns()`` just before the syscall that sent its last byte."""
     view = memoryview(data)
@@ -345,7 +376,7 @@ async def _send_all_timed(raw: stdlib_socket.socket, data: bytes, ends: Sequence
         try:
             sent = raw.send(view[done:])
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(raw)
+            await _wait_writable(raw, deadline)
             continue
         done += sent
         while len(times) < len(ends) and ends[len(times)] <= done:
@@ -356,7 +387,10 @@ async def _send_all_timed(raw: stdlib_socket.socket, data: bytes, ends: Sequence
 
 
 async def _send_payload(
-    raw: stdlib_socket.socket, data: bytes | PaddedMessage | ChunkPayload, probe: bytearray
+    raw: stdlib_socket.socket,
+    data: bytes | PaddedMessage | ChunkPayload,
+    probe: bytearray,
+    deadline: float,
 ) -> tuple[int, bool]:
     """Send a step's bytes in the clear; return the time just before the syscall that sent the
     last of them, and whether the server had sent something before that syscall.
@@ -369,14 +403,16 @@ async def _send_payload(
     looked at (one ``ioctl``) before each syscall after the first.
     """
     if isinstance(data, bytes) and len(data) <= _SPLIT_TAIL_BYTES:
-        return await _send_all(raw, data), False  # one syscall: the hot path, nothing to look at
+        return await _send_all(
+            raw, data, deadline
+        ), False  # one syscall: the hot path, nothing to look at
     fd = raw.fileno()
     if isinstance(data, bytes):
         # A large message: its end in a syscall of its own, so that the step starts when the
         # rest is in the kernel, not before the copy of the last buffer's worth.
-        await _send_all(raw, memoryview(data)[: -len(END_OF_DATA)])
+        await _send_all(raw, memoryview(data)[: -len(END_OF_DATA)], deadline)
         early = _bytes_waiting(fd, probe)
-        return await _send_all(raw, END_OF_DATA), early
+        return await _send_all(raw, END_OF_DATA, deadline), early
     # A large padded message: its padding is slices of one block shared by all sessions; its
     # last chunk is the short tail with the end of data. A BDAT chunk (protocol/bdat.py): its
     # line and octets, one bytes object when small, else the line and views of the message.
@@ -384,7 +420,7 @@ async def _send_payload(
     early = False
     for chunk in data.chunks():
         early = early or (before_ns != 0 and _bytes_waiting(fd, probe))
-        before_ns = await _send_all(raw, chunk)
+        before_ns = await _send_all(raw, chunk, deadline)
     return before_ns, early
 
 
@@ -396,6 +432,7 @@ class _Wire:
     __slots__ = (
         "backlog",
         "backlog_ns",
+        "deadline",
         "kernel_clock",
         "parser",
         "probe",
@@ -427,6 +464,9 @@ class _Wire:
         self.backlog: deque[Reply] = deque()
         self.backlog_ns = 0  # every reply in the backlog came from one read, at this time
         self.reply_ns = 0
+        # When the step under way times out (trio's clock): every wait for the socket ends
+        # there (_wait_readable, _wait_writable). Set as each step starts.
+        self.deadline = math.inf
         self.untimed = False  # a read since the last step recorded had no kernel time
         self.tls_client = tls_client
         self.tls: TlsChannel | None = None
@@ -461,14 +501,16 @@ class _Wire:
         assert self.tls is not None
         out = self.tls.outgoing()
         if out:
-            await _send_all(self.raw, out)
+            await _send_all(self.raw, out, self.deadline)
 
     async def send(self, data: bytes | PaddedMessage | ChunkPayload) -> int:
         """Send a step's bytes (through TLS once it is up); return the time just before the
         syscall that sent the last of them (see ``_send_all``)."""
         tls = self.tls
         if tls is None:
-            before_ns, self.replied_early = await _send_payload(self.raw, data, self.probe)
+            before_ns, self.replied_early = await _send_payload(
+                self.raw, data, self.probe, self.deadline
+            )
             return before_ns
         self.replied_early = False  # not looked for in TLS: a record may be no reply
         before_ns = 0
@@ -477,7 +519,7 @@ class _Wire:
             # A chunk at a time: the outgoing buffer never holds a whole large message.
             for start in range(0, len(view), WRITE_CHUNK_BYTES):
                 ciphertext = tls.encrypt(view[start : start + WRITE_CHUNK_BYTES])
-                before_ns = await _send_all(self.raw, ciphertext)
+                before_ns = await _send_all(self.raw, ciphertext, self.deadline)
         return before_ns
 
     async def send_commands(self, data: bytes, ends: Sequence[int]) -> list[int]:
@@ -491,12 +533,13 @@ class _Wire:
         """
         self.replied_early = False
         if self.tls is None:
-            return await _send_all_timed(self.raw, data, ends)
+            return await _send_all_timed(self.raw, data, ends, self.deadline)
         times: list[int] = []
         view = memoryview(data)
         for start in range(0, len(view), WRITE_CHUNK_BYTES):
             stop = min(start + WRITE_CHUNK_BYTES, len(view))
-            before_ns = await _send_all(self.raw, self.tls.encrypt(view[start:stop]))
+            ciphertext = self.tls.encrypt(view[start:stop])
+            before_ns = await _send_all(self.raw, ciphertext, self.deadline)
             while len(times) < len(ends) and ends[len(times)] <= stop:
                 times.append(before_ns)
         return times
@@ -516,7 +559,7 @@ class _Wire:
             while not tls.handshake():
                 out = tls.outgoing()
                 if out:
-                    before_ns = await _send_all(self.raw, out)
+                    before_ns = await _send_all(self.raw, out, self.deadline)
                     started_ns = started_ns or before_ns
                 raw = await self._receive_raw()
                 if not raw:
@@ -569,7 +612,7 @@ class _Wire:
                 try:
                     data = raw.recv(_RECEIVE_BYTES)
                 except BlockingIOError:
-                    await trio.lowlevel.wait_readable(raw)
+                    await _wait_readable(raw, self.deadline)
                     continue
                 self.reply_ns = time_ns()
                 return data
@@ -577,7 +620,7 @@ class _Wire:
             try:
                 data, ancillary, _flags, _address = raw.recvmsg(_RECEIVE_BYTES, RECEIVE_TIME_SPACE)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(raw)
+                await _wait_readable(raw, self.deadline)
                 continue
             break
         handled_ns = time_ns()
@@ -617,7 +660,6 @@ async def _pipelined_group(
     engine: SessionEngine,
     stats: RunStats,
     members: list[tuple[CompiledStep, bytes | PaddedMessage]],
-    deadline: trio.CancelScope,
     messages: int,
 ) -> int:
     """Send a pipeline group's commands (``engine.pipeline_group``) and read their replies in
@@ -646,10 +688,8 @@ async def _pipelined_group(
         member = engine.begin_group_reply()
         recipients = engine.replies_due(member)
         if recipients or not backlog:
-            deadline.deadline = trio.current_time() + member.timeout_s
-        # else its reply was read with an earlier one: taking it waits for nothing and passes
-        # no checkpoint, so no deadline can fire before the next member's (moving the scope's
-        # deadline costs more than the rest of a reply's handling).
+            wire.deadline = trio.current_time() + member.timeout_s
+        # else its reply was read with an earlier one: taking it waits for nothing.
         if recipients:  # LMTP: the group starts with a message, one reply per recipient
             await _recipient_replies(wire, engine, stats, member, recipients, started_ns)
         else:
@@ -766,9 +806,9 @@ async def _converse(
     data arrived. A sample below zero (the realtime clock was stepped back) is dropped and
     counted, never clamped.
 
-    One cancel scope serves the whole dialogue: its deadline is moved to each step's timeout
-    as the step starts, so sending and receiving are both bounded (a server that stops reading
-    cannot block a large DATA forever), and no scope is built per step on this hot path.
+    Each step's timeout bounds every wait for the socket within it, sending and receiving (a
+    server that stops reading cannot block a large DATA forever): ``wire.deadline`` is set as
+    the step starts, and only a wait that happens opens a cancel scope (``_wait_readable``).
     """
     now = trio.current_time
     sock = wire.sock
@@ -780,140 +820,140 @@ async def _converse(
     fd = sock.fileno()
     probe = wire.probe  # one per session: ioctl writes into it
     proxy_pending = engine.has_proxy_header
-    with trio.CancelScope() as deadline:
-        while (step := engine.next_step()) is not None:
-            deadline.deadline = now() + step.timeout_s
-            try:
-                if proxy_pending:
-                    # The PROXY header comes before any byte of the session's (TLS's too) and
-                    # is no step of its own: the first step's timeout bounds its send, and the
-                    # greeting is timed from just before it (the server greets once it read it).
-                    proxy_pending = False
-                    header = engine.proxy_header(
-                        _tcp_address(wire.raw, peer=False), _tcp_address(wire.raw, peer=True)
-                    )
-                    step_from_ns = await wire.send(header)
-                if step.kind is StepKind.TLS:
-                    if step.index > 0 and (
-                        backlog or parser.has_partial_reply or _bytes_waiting(fd, probe)
-                    ):
-                        engine.on_protocol_error(step, await _injected(wire, probe))
-                        stats.record_step(step.name, None, failed=True)
-                        continue
-                    handshake_from_ns = await wire.handshake()
-                    if handshake_from_ns is None:
-                        engine.on_closed(step)
-                        stats.record_step(step.name, None, failed=True)
-                        continue
-                    assert wire.tls is not None
-                    version, cipher, resumed = wire.tls.description()
-                    engine.on_tls_established(
-                        step, f"{version} {cipher}" + (", resumed" if resumed else "")
-                    )
-                    if stats.tls is not None:
-                        stats.tls.record(version, cipher, resumed=resumed)
-                    stats.record_step(
-                        step.name, (wire.reply_ns - handshake_from_ns) // 1000, failed=False
-                    )
-                    if wire.untimed:
-                        stats.timed_by_loop((step.name,))
-                    wire.untimed = False
-                    # A greeting next (implicit TLS) runs from the handshake's end.
-                    step_from_ns = wire.reply_ns
-                    continue
-                if (
-                    step.kind in SENDING_KINDS
-                    and step.index >= 0  # not our QUIT after a failure: any reply ends that
-                    and (
-                        backlog
-                        or parser.has_partial_reply
-                        or (
-                            await wire.drain_tls(probe)
-                            if wire.tls is not None
-                            else _bytes_waiting(fd, probe)
-                        )
-                    )
+    while (step := engine.next_step()) is not None:
+        wire.deadline = now() + step.timeout_s
+        try:
+            if proxy_pending:
+                # The PROXY header comes before any byte of the session's (TLS's too) and
+                # is no step of its own: the first step's timeout bounds its send, and the
+                # greeting is timed from just before it (the server greets once it read it).
+                proxy_pending = False
+                header = engine.proxy_header(
+                    _tcp_address(wire.raw, peer=False), _tcp_address(wire.raw, peer=True)
+                )
+                step_from_ns = await wire.send(header)
+            if step.kind is StepKind.TLS:
+                if step.index > 0 and (
+                    backlog or parser.has_partial_reply or _bytes_waiting(fd, probe)
                 ):
-                    early = await _early_reply(wire, probe)
-                    if isinstance(early, Reply):
-                        passed = engine.on_early_reply(step, early)
-                    elif early is None:
-                        passed = engine.on_closed(step)
-                    else:
-                        engine.on_early_bytes(step, early)
-                        passed = False
-                    # No command was sent, so there is no latency to record.
-                    stats.record_step(step.name, None, failed=not passed)
+                    engine.on_protocol_error(step, await _injected(wire, probe))
+                    stats.record_step(step.name, None, failed=True)
                     continue
-                if step.group_end:
-                    lock_step = engine.groups_lock_step
-                    members = engine.pipeline_group(step)
-                    if stats.pipelining is not None:
-                        if members is not None:
-                            stats.pipelining.groups_pipelined += 1
-                        elif engine.groups_lock_step > lock_step:
-                            stats.pipelining.groups_lock_step += 1
-                    if members is not None:
-                        messages = await _pipelined_group(
-                            wire, engine, stats, members, deadline, messages
-                        )
-                        continue
-                data = engine.payload(step)
-                if data:
-                    step_from_ns = await wire.send(data)
-                recipients = engine.replies_due(step)
-                if recipients:
-                    await _recipient_replies(wire, engine, stats, step, recipients, step_from_ns)
-                    if engine.messages_accepted > messages:
-                        messages += 1
-                        stats.message_accepted()
+                handshake_from_ns = await wire.handshake()
+                if handshake_from_ns is None:
+                    engine.on_closed(step)
+                    stats.record_step(step.name, None, failed=True)
                     continue
-                reply = await wire.reply()
-                if wire.replied_early and reply is not None and reply.code != 421:
-                    # RFC 5321 §3.8 lets a 421 come at any time; any other reply there is
-                    # out of turn, and no latency of the step (it would be below zero).
-                    raise RemoteProtocolError(
-                        f"reply before the step's last byte was sent: {_reply_preview(reply)}"
-                    )
-                if step.kind is StepKind.AUTH:
-                    # The rounds of an AUTH exchange are one step, timed from the AUTH command
-                    # to the final reply, each round answered before the next is read.
-                    while reply is not None and (line := engine.auth_response(step, reply)):
-                        await wire.send(line)  # through TLS once it is up
-                        reply = await wire.reply()
-            except RemoteProtocolError as error:
-                step = engine.current_step or step  # a pipelined group's: the one under way
-                engine.on_protocol_error(step, engine.protocol_error_detail(error))
-            except TlsFailure as error:
-                step = engine.current_step or step
-                engine.on_tls_error(step, str(error))
-            except OSError as error:
-                step = engine.current_step or step
-                engine.on_connection_error(step, _describe_os_error(error))
-            else:
-                latency_us: int | None = (wire.reply_ns - step_from_ns) // 1000
-                if reply is not None:
-                    passed = engine.on_reply(step, reply)
-                    if engine.messages_accepted > messages:
-                        # Counted as it happens, so that an interrupted session's count too.
-                        messages += 1
-                        stats.message_accepted()
-                else:
-                    passed = engine.on_closed(step)
-                    if not passed:
-                        latency_us = None  # an early close is no reply to time
-                if step.index >= 0:
-                    stats.record_step(step.name, latency_us, failed=not passed)
-                    if wire.untimed:
-                        stats.timed_by_loop((step.name,))
+                assert wire.tls is not None
+                version, cipher, resumed = wire.tls.description()
+                engine.on_tls_established(
+                    step, f"{version} {cipher}" + (", resumed" if resumed else "")
+                )
+                if stats.tls is not None:
+                    stats.tls.record(version, cipher, resumed=resumed)
+                stats.record_step(
+                    step.name, (wire.reply_ns - handshake_from_ns) // 1000, failed=False
+                )
+                if wire.untimed:
+                    stats.timed_by_loop((step.name,))
                 wire.untimed = False
+                # A greeting next (implicit TLS) runs from the handshake's end.
+                step_from_ns = wire.reply_ns
                 continue
-            # Each exception above ends the session (the engine now has a failed outcome, so
-            # next_step() returns None): the step failed without a complete reply.
+            if (
+                step.kind in SENDING_KINDS
+                and step.index >= 0  # not our QUIT after a failure: any reply ends that
+                and (
+                    backlog
+                    or parser.has_partial_reply
+                    or (
+                        await wire.drain_tls(probe)
+                        if wire.tls is not None
+                        else _bytes_waiting(fd, probe)
+                    )
+                )
+            ):
+                early = await _early_reply(wire, probe)
+                if isinstance(early, Reply):
+                    passed = engine.on_early_reply(step, early)
+                elif early is None:
+                    passed = engine.on_closed(step)
+                else:
+                    engine.on_early_bytes(step, early)
+                    passed = False
+                # No command was sent, so there is no latency to record.
+                stats.record_step(step.name, None, failed=not passed)
+                continue
+            if step.group_end:
+                lock_step = engine.groups_lock_step
+                members = engine.pipeline_group(step)
+                if stats.pipelining is not None:
+                    if members is not None:
+                        stats.pipelining.groups_pipelined += 1
+                    elif engine.groups_lock_step > lock_step:
+                        stats.pipelining.groups_lock_step += 1
+                if members is not None:
+                    messages = await _pipelined_group(wire, engine, stats, members, messages)
+                    continue
+            data = engine.payload(step)
+            if data:
+                step_from_ns = await wire.send(data)
+            recipients = engine.replies_due(step)
+            if recipients:
+                await _recipient_replies(wire, engine, stats, step, recipients, step_from_ns)
+                if engine.messages_accepted > messages:
+                    messages += 1
+                    stats.message_accepted()
+                continue
+            reply = await wire.reply()
+            if wire.replied_early and reply is not None and reply.code != 421:
+                # RFC 5321 §3.8 lets a 421 come at any time; any other reply there is
+                # out of turn, and no latency of the step (it would be below zero).
+                raise RemoteProtocolError(
+                    f"reply before the step's last byte was sent: {_reply_preview(reply)}"
+                )
+            if step.kind is StepKind.AUTH:
+                # The rounds of an AUTH exchange are one step, timed from the AUTH command
+                # to the final reply, each round answered before the next is read.
+                while reply is not None and (line := engine.auth_response(step, reply)):
+                    await wire.send(line)  # through TLS once it is up
+                    reply = await wire.reply()
+        except _StepTimeout:
+            # No reply (or no room to send) within the step's timeout: the session ends here,
+            # with no polite QUIT (the server is not answering).
+            step = engine.current_step or step  # a pipelined group's: the reply waited for
+            engine.on_timeout(step)
             if step.index >= 0:
                 stats.record_step(step.name, None, failed=True)
-    if deadline.cancelled_caught and step is not None:
-        step = engine.current_step or step  # a pipelined group's: the reply waited for
-        engine.on_timeout(step)
+            break
+        except RemoteProtocolError as error:
+            step = engine.current_step or step  # a pipelined group's: the one under way
+            engine.on_protocol_error(step, engine.protocol_error_detail(error))
+        except TlsFailure as error:
+            step = engine.current_step or step
+            engine.on_tls_error(step, str(error))
+        except OSError as error:
+            step = engine.current_step or step
+            engine.on_connection_error(step, _describe_os_error(error))
+        else:
+            latency_us: int | None = (wire.reply_ns - step_from_ns) // 1000
+            if reply is not None:
+                passed = engine.on_reply(step, reply)
+                if engine.messages_accepted > messages:
+                    # Counted as it happens, so that an interrupted session's count too.
+                    messages += 1
+                    stats.message_accepted()
+            else:
+                passed = engine.on_closed(step)
+                if not passed:
+                    latency_us = None  # an early close is no reply to time
+            if step.index >= 0:
+                stats.record_step(step.name, latency_us, failed=not passed)
+                if wire.untimed:
+                    stats.timed_by_loop((step.name,))
+            wire.untimed = False
+            continue
+        # Each exception above ends the session (the engine now has a failed outcome, so
+        # next_step() returns None): the step failed without a complete reply.
         if step.index >= 0:
             stats.record_step(step.name, None, failed=True)
