@@ -266,6 +266,29 @@ async def test_connect_error_when_nothing_listens() -> None:
     assert "ECONNREFUSED" in stats.failures[0].got
 
 
+async def test_a_connect_that_never_completes_times_out() -> None:
+    # A listener that never accepts, its accept queue full: Linux drops the SYNs of further
+    # connects (tcp_abort_on_overflow is 0 by default), so they neither connect nor fail.
+    with contextlib.ExitStack() as held:
+        listener = held.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # the queue takes backlog + 1; a spare in case the kernel differs
+            filler = held.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        await trio.sleep(0.1)  # the fillers' handshakes are done (or their SYNs dropped)
+        started = trio.current_time()
+        stats = await run(port, quickstart(timeout_s=0.3), sessions=2, concurrency=2)
+        elapsed_s = trio.current_time() - started
+    assert_accounted(stats, 2)
+    assert stats.outcomes[Outcome.CONNECT_ERROR] == 2, [f.got for f in stats.failures]
+    assert stats.steps["connect"].failed == 2
+    assert stats.failures[0].got == "no connection within 0.3 s"
+    assert elapsed_s < 10  # the timeout ended them, not a retransmission's give-up (minutes)
+
+
 async def test_failing_sessions_do_not_disturb_passing_ones(nursery: trio.Nursery) -> None:
     # Half the sessions go to a server that stalls, half to the sink, in one run each, at once.
     stall_port = await start_server(nursery, "stall")
