@@ -507,3 +507,53 @@ def test_yaml_nested_to_the_limit_is_read(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "step 1 must be a mapping" in result.stderr
     assert "nested too deeply" not in result.stderr
+
+
+# run_sessions with every file taken but a few for trio's own: each session's socket() fails
+# (EMFILE) and its worker yields; the run is cut off (RunControl.cancel, as a second Ctrl-C)
+# while every worker waits in that yield.
+_CUT_OFF_OUT_OF_FILES = """\
+import json, os, trio
+from smtpload.net.client import resolve_target
+from smtpload.net.runner import RunSettings, run_sessions
+from smtpload.protocol.compiler import compile_scenario
+from smtpload.report.stats import RunStats
+from smtpload.scenario.bundled import find_scenario
+from smtpload.scenario.loader import load_scenario
+
+compiled = compile_scenario(load_scenario(find_scenario("quickstart")))
+stats = RunStats(["connect", *compiled.step_names])
+
+async def cut_off(control):
+    while stats.finished < 500:
+        await trio.sleep(0.001)
+    control.cancel()
+
+async def main():
+    target = await resolve_target("127.0.0.1", 9)
+    taken = []
+    try:
+        while True:
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    settings = RunSettings(
+        sessions=10**7, concurrency=4, run_id="r", handle_signals=False, control=cut_off
+    )
+    await run_sessions(compiled, target, settings, stats)
+    print(json.dumps({"started": stats.started, "finished": stats.finished,
+                      "outcomes": {o.value: n for o, n in stats.outcomes.items() if n}}))
+
+trio.run(main)
+"""
+
+
+def test_a_session_out_of_files_is_counted_once_when_the_run_is_cut_off(tmp_path: Path) -> None:
+    result = python(_CUT_OFF_OUT_OF_FILES, cwd=tmp_path, open_files=(64, 64))
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["finished"] >= 500
+    assert counts["outcomes"].get("connect_error", 0) >= 500, counts
+    # Each session once: before, a worker cut off in its yield after a failed socket() counted
+    # its session (recorded already as connect_error) again as interrupted.
+    assert counts["finished"] == counts["started"], counts

@@ -233,8 +233,10 @@ async def run_session(
         stats.record_step("connect", None, failed=True)
         stats.record_session(engine.outcome, None, engine.failure())
         # No I/O happened: yield, so that a worker meeting this again and again never
-        # starves the other tasks (replies, Ctrl-C, the sink) of the loop.
-        await trio.lowlevel.checkpoint()
+        # starves the other tasks (replies, Ctrl-C, the sink) of the loop. Shielded: the
+        # session is recorded already, and a cancellation here would record it again as
+        # interrupted (the worker sees the run stopping before its next session).
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return
     sock = trio.socket.from_stdlib_socket(raw)  # makes it non-blocking; closes `raw` with it
     try:

@@ -23,13 +23,14 @@ run interrupted (130 wins); a second one cancels at once, as ever.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,17 +238,37 @@ class _Run:
             )
 
     async def worker(self) -> None:
-        """Closed loop: run sessions one after the other while any are left."""
+        """Closed loop: run sessions one after the other while any are left.
+
+        One cancel scope for the worker, not one per session (a scope costs about as much as
+        a step's handling): cancelling it (``cancel_running``) cuts off the session under way,
+        which accounts for itself as interrupted, and ends the worker, as the run is stopping.
+        """
         settings = self.settings
         step = self.shard_count
-        while not self.stopping and self.next_session <= settings.sessions:
-            session = self.next_session
-            self.next_session += step
-            await self.one_session(session, None)
+        with self.cancellable():
+            while not self.stopping and self.next_session <= settings.sessions:
+                session = self.next_session
+                self.next_session += step
+                await self.one_session(session, None)
+
+    @contextlib.contextmanager
+    def cancellable(self) -> Iterator[None]:
+        """A scope that ``cancel_running`` cancels, around a worker or an open-loop session."""
+        with trio.CancelScope() as scope:
+            self.running.add(scope)
+            try:
+                yield
+            finally:
+                self.running.discard(scope)
 
     async def one_session(self, session: int, due_ns: int | None) -> None:
         """Run session number ``session`` and account for it, whatever happens; ``due_ns``:
-        when an open-loop run meant it to start (``time.time_ns()``), None in closed loop."""
+        when an open-loop run meant it to start (``time.time_ns()``), None in closed loop.
+
+        Cut off (trio.Cancelled, from ``cancel_running``), it is recorded as interrupted and
+        the cancellation goes on to the caller's scope (``cancellable``).
+        """
         settings = self.settings
         self.stats.session_started()
         engine = new_session(
@@ -258,25 +279,22 @@ class _Run:
             observer=settings.observer,
             watcher=self.on_step,
         )
-        with trio.CancelScope() as scope:
-            self.running.add(scope)
-            try:
-                await run_session(
-                    self.scenario,
-                    self.target,
-                    engine,
-                    self.stats,
-                    max_reply_bytes=settings.max_reply_bytes,
-                    kernel_clock=self.kernel_clock,
-                    due_ns=due_ns,
-                    tls=self.tls,
-                    source=self.source,
-                )
-            finally:
-                self.running.discard(scope)
-        if scope.cancelled_caught:
+        try:
+            await run_session(
+                self.scenario,
+                self.target,
+                engine,
+                self.stats,
+                max_reply_bytes=settings.max_reply_bytes,
+                kernel_clock=self.kernel_clock,
+                due_ns=due_ns,
+                tls=self.tls,
+                source=self.source,
+            )
+        except trio.Cancelled:
             record_interrupted(engine, self.stats)
-        elif self.on_session_end is not None:
+            raise
+        if self.on_session_end is not None:
             self.on_session_end(engine)
 
     async def start_open_loop(self, workers: trio.Nursery, load: OpenLoop) -> None:
@@ -295,7 +313,8 @@ class _Run:
 
         async def run_then_free(session: int, due_ns: int) -> None:
             try:
-                await self.one_session(session, due_ns)
+                with self.cancellable():
+                    await self.one_session(session, due_ns)
             finally:
                 slots.release()
 
