@@ -253,6 +253,16 @@ class CompiledScenario:
     require_pipelining: bool = False
     blocks: tuple[Block, ...] = ()
     draws: bool = False
+    # The repeats that start at each step index, outermost first: what a session's cursor
+    # looks up as it moves (engine.py), once per step, instead of a walk over every block.
+    repeat_starts: Mapping[int, tuple[Block, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        starts: dict[int, tuple[Block, ...]] = {}
+        for block in self.blocks:  # ordered by start, outer first
+            if block.kind is BlockKind.REPEAT:
+                starts[block.start] = (*starts.get(block.start, ()), block)
+        object.__setattr__(self, "repeat_starts", starts)
 
     @property
     def least_messages_per_session(self) -> int:

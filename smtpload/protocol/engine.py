@@ -99,7 +99,6 @@ from smtpload.scenario.model import (
     MESSAGE_SIZE_VARIABLE,
     MESSAGE_STEP_KINDS,
     Block,
-    BlockKind,
     StepKind,
 )
 
@@ -358,9 +357,9 @@ class SessionEngine:
     def _settle(self) -> None:
         """After the cursor moved: at a repeat's end run its steps again while runs are left,
         and enter each repeat that starts here, drawing its count (0: skip it)."""
-        blocks = self._scenario.blocks
-        if not blocks:
-            return
+        starts = self._scenario.repeat_starts
+        if not starts:
+            return  # no repeat (a pipeline block runs its steps once)
         loops = self._loops
         while True:
             if loops and self._index == loops[-1].block.end:
@@ -370,7 +369,10 @@ class SessionEngine:
                     loops.pop()
                     continue  # the block around it may end here too
                 self._index = top.block.start
-            block = self._repeat_starting_at(self._index, [loop.block for loop in loops])
+            starting = starts.get(self._index)
+            if starting is None:
+                return
+            block = self._repeat_entered_next(starting)
             if block is None:
                 return
             count = self._repeat_count(block)
@@ -379,16 +381,10 @@ class SessionEngine:
             else:
                 loops.append(_Loop(block, count))  # a repeat inside it may start here too
 
-    def _repeat_starting_at(self, index: int, entered: list[Block]) -> Block | None:
-        """The outermost repeat that starts at step ``index`` and is not among ``entered``."""
-        return next(
-            (
-                block
-                for block in self._scenario.blocks
-                if block.kind is BlockKind.REPEAT and block.start == index and block not in entered
-            ),
-            None,
-        )
+    def _repeat_entered_next(self, starting: tuple[Block, ...]) -> Block | None:
+        """The outermost of ``starting`` (the repeats that start at the cursor, outermost
+        first) that the session is not in yet."""
+        return _first_not_in(starting, [loop.block for loop in self._loops])
 
     def _step_done(self, step: CompiledStep) -> None:
         """``step`` got its reply: an rcpt step goes on with its next recipient, if any."""
@@ -698,7 +694,8 @@ class SessionEngine:
                     loops.append((block, runs_left - 1))
                     index = block.start
                 continue
-            ahead = self._repeat_starting_at(index, [loop[0] for loop in loops])
+            starting = self._scenario.repeat_starts.get(index, ())
+            ahead = _first_not_in(starting, [loop[0] for loop in loops])
             if ahead is not None:
                 if ahead not in self._drawn:
                     self._drawn[ahead] = self._draw_count(ahead)
@@ -1204,6 +1201,14 @@ class SessionEngine:
             else:
                 lines.append(TranscriptLine(direction, str(item)))
         return lines
+
+
+def _first_not_in(blocks: tuple[Block, ...], entered: list[Block]) -> Block | None:
+    """The first of ``blocks`` that is not one of ``entered`` (the repeats a cursor is in)."""
+    for block in blocks:
+        if all(other is not block for other in entered):
+            return block
+    return None
 
 
 def _first_line(reply: Reply) -> str:
