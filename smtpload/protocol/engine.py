@@ -1206,7 +1206,7 @@ class SessionEngine:
 def _first_not_in(blocks: tuple[Block, ...], entered: list[Block]) -> Block | None:
     """The first of ``blocks`` that is not one of ``entered`` (the repeats a cursor is in)."""
     for block in blocks:
-        if all(other is not block for other in entered):
+        if block not in entered:  # by identity first: no two blocks of a scenario are equal
             return block
     return None
 
