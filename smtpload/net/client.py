@@ -300,11 +300,15 @@ async def _connect(
     before_ns = time_ns()
     unix = raw.family == stdlib_socket.AF_UNIX
     error = raw.connect_ex(str(address[0]) if unix else address)
-    if error in (errno.EINPROGRESS, errno.EINTR):
+    if error in (errno.EINPROGRESS, errno.EINTR) and not (unix or _established(raw)):
         await _wait_writable(raw, deadline)
         error = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
     else:
-        await trio.lowlevel.checkpoint()  # connected (or refused) at once: still a checkpoint
+        # Connected (or refused) at once, or, on loopback, the handshake already over when the
+        # syscall returned EINPROGRESS (the peer's SYN-ACK is handled within it): no wait for
+        # writability, and no cancel scope for one. Still a checkpoint.
+        error = 0 if error in (errno.EINPROGRESS, errno.EINTR) else error
+        await trio.lowlevel.checkpoint()
     if error:
         raise OSError(error, os.strerror(error))
     if not kernel_clock or unix:
@@ -312,6 +316,15 @@ async def _connect(
     # Without an estimate (a SYN sent again), from before connect(): early, so never negative;
     # the loop's "connected" could come after the banner's kernel time.
     return handshake_end_ns(raw, before_ns) or before_ns
+
+
+def _established(raw: stdlib_socket.socket) -> bool:
+    """Whether the TCP connection of ``raw`` is established (TCP_INFO's first byte, the
+    state: 1 is TCP_ESTABLISHED in Linux's include/net/tcp_states.h)."""
+    try:
+        return raw.getsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_INFO, 1) == b"\x01"
+    except (OSError, AttributeError):  # no TCP_INFO here: wait for writability instead
+        return False
 
 
 class _StepTimeout(Exception):
