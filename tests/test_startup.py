@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from smtpload.cli.main import build_parser
 from smtpload.protocol.compiler import compile_scenario
+from smtpload.regression.compare import DEFAULT_MIN_LATENCY_DELTA_MS
 from smtpload.scenario.loader import parse_scenario
 from tests.peers import RecordingPeer
 
@@ -182,3 +184,10 @@ def test_a_worker_imports_what_its_compiled_scenario_needs(
     modules = _worker_modules(scenario_text)
     assert brought <= set(modules)
     assert _imported(modules, ("yaml", "smtpload.cli", "smtpload.scenario.loader")) == []
+
+
+def test_compare_s_default_latency_floor_is_the_comparison_s_own() -> None:
+    # cli/regression.py gives --min-latency-delta's default as text, so that building the
+    # parsers imports no smtpload.regression: it must stay regression.compare's constant.
+    args = build_parser().parse_args(["compare", "quickstart", "--baseline", "b.json"])
+    assert args.min_latency_delta == DEFAULT_MIN_LATENCY_DELTA_MS
