@@ -279,6 +279,57 @@ def test_hgrm_table_is_the_one_hdrh_prints(values: list[int]) -> None:
     assert footer.endswith("SubBuckets     =         2048]\n")
 
 
+def _shaped_samples(shape: str, seed: int) -> list[int]:
+    import random
+
+    chooser = random.Random(seed)
+    if shape == "loopback":  # tens to hundreds of µs, the usual loopback step
+        return [chooser.randint(20, 900) for _ in range(3000)]
+    if shape == "lognormal":  # a long tail over many buckets
+        return [min(int(chooser.lognormvariate(8, 2)) + 1, LATENCY_HIGHEST_US) for _ in range(3000)]
+    if shape == "repeated":  # one bucket, many samples
+        return [chooser.choice([1500, 1501])] * chooser.randint(1, 5000)
+    if shape == "far-apart":  # a few values in buckets far from each other
+        return [chooser.randint(1, LATENCY_HIGHEST_US) for _ in range(chooser.randint(2, 6))]
+    assert shape == "uniform-wide"
+    return [chooser.randint(1, 10_000_000) for _ in range(2000)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "seed"),
+    [("loopback", 1), ("lognormal", 2), ("repeated", 3), ("far-apart", 4), ("uniform-wide", 5)],
+)
+def test_hgrm_and_summary_are_what_hdrh_computes_for_any_histogram(shape: str, seed: int) -> None:
+    # The .hgrm rows, the percentiles, mean and stddev are computed from the buckets that hold
+    # counts only; hdrh's own code (which walks every bucket) is the reference for each.
+    values = _shaped_samples(shape, seed)
+    reference = HdrHistogram(1, LATENCY_HIGHEST_US, 3)
+    for value in values:
+        assert reference.record_value(value)
+    expected_table = io.BytesIO()
+    reference.output_percentile_distribution(expected_table, 1000)
+    mean_ms, stddev_ms = reference.get_mean_value() / 1000, reference.get_stddev() / 1000
+    by_percentile = reference.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    # Recorded one by one, and rebuilt from a blob (a worker's histogram): the same output.
+    for histogram in (histogram_of(values), LatencyHistogram.decode(reference.encode().decode())):
+        stream = io.BytesIO()
+        histogram.write_hgrm(stream)
+        ours = stream.getvalue().decode("ascii")
+        assert ours.split("#[", 1)[0] == expected_table.getvalue().decode("ascii").split("#[")[0]
+        match = _FOOTER.search(ours)
+        assert match is not None
+        assert match["mean"] == f"{mean_ms:.3f}"
+        assert float(match["stddev"]) == pytest.approx(stddev_ms, abs=0.0011)
+        summary = histogram.summary_ms()
+        assert summary is not None
+        assert [summary[key] for key in ("p50", "p90", "p99", "p99_9")] == [
+            round(by_percentile[pct] / 1000, 3) for pct in (50.0, 90.0, 99.0, 99.9)
+        ]
+        assert summary["mean"] == round(mean_ms, 3)
+        for key in ("p50", "p90", "p99", "p99_9", "max", "mean"):
+            assert histogram.stat_ms(key) == summary[key]
+
+
 def test_hgrm_of_empty_histogram_has_zero_footer() -> None:
     text = hgrm_of([])
     assert table_rows(text) == []

@@ -83,9 +83,26 @@ def _manage(connection: socket.socket) -> tuple[dict[str, object], list[int]] | 
     return None
 
 
+#: The imports the children share: the commands, and what they import only when they run
+#: (smtpload run does not pay for them, tests/test_startup.py; the zygote's children need not).
+_SHARED_IMPORTS = (
+    "smtpload.cli.entry",
+    "smtpload.cli.main",
+    "smtpload.regression.compare",
+    "smtpload.regression.junit",
+    "smtpload.regression.observe",
+    "smtpload.transcripts.importer",
+    "email.message",
+    "email.policy",
+    "mailbox",
+    "re2",
+    "xml.etree.ElementTree",
+)
+
+
 def serve(listener_fd: int) -> None:
     """The zygote's loop: a manager per connection on ``listener_fd`` until stdin reads EOF."""
-    for name in ("smtpload.cli.entry", "smtpload.cli.main"):  # the imports the children share
+    for name in _SHARED_IMPORTS:
         importlib.import_module(name)
 
     listener = socket.socket(fileno=listener_fd)

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -36,21 +37,19 @@ from smtpload.cli.usage import HelpFormatter
 from smtpload.errors import counted, shown
 from smtpload.net.fd_limit import ensure_open_files
 from smtpload.protocol.outcome import Outcome
-from smtpload.regression.baseline import Behaviour, load_baseline, save_baseline
-from smtpload.regression.compare import (
-    DEFAULT_MIN_LATENCY_DELTA_MS,
-    compare,
-    comparison_summary,
-    format_comparison,
-)
-from smtpload.regression.junit import junit_xml
-from smtpload.regression.observe import observe_run
 from smtpload.report.files import JUNIT_SUITE_PREFIX, probe_output, write_text
 from smtpload.report.results import step_name_shown
 from smtpload.report.stats import RunStats
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Target
+
+if TYPE_CHECKING:
+    from smtpload.regression.baseline import Behaviour
+
+# smtpload.regression (baseline, compare, JUnit's xml.etree) is imported by the two commands
+# only, not here: every command builds this module's parsers, and `smtpload run` should not
+# pay for importing what it never uses (tests/test_startup.py).
 
 __all__ = ["add_parsers", "command_compare", "command_record"]
 
@@ -127,7 +126,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     comparing.add_argument(
         "--min-latency-delta",
         type=milliseconds,
-        default=DEFAULT_MIN_LATENCY_DELTA_MS,
+        # regression.compare's DEFAULT_MIN_LATENCY_DELTA_MS, as text that argparse converts
+        # with `type`: that module is not imported for the parsers (tests/test_startup.py
+        # checks that the two agree).
+        default="1",
         metavar="MS",
         help="with --max-latency-regression, a percentile that grew by MS ms or less is no "
         "regression, whatever the percentage; 0 turns it off",
@@ -166,6 +168,8 @@ def _check_paths(
 def _observe(args: argparse.Namespace, run_id: str) -> tuple[Behaviour, RunStats, bool]:
     """Run the scenario of ``args`` in observe mode: what it saw, the run's counts, and whether
     it was interrupted."""
+    from smtpload.regression.observe import observe_run
+
     scenario = load_scenario(scenario_path(args.scenario))
     target: Target | None = args.target or scenario.target
     compiled, tls = compile_with_tls(args, scenario, target, overrides=parse_vars(args.var))
@@ -202,6 +206,8 @@ def _why_no_connection(stats: RunStats) -> str | None:
 
 
 def command_record(args: argparse.Namespace) -> int:
+    from smtpload.regression.baseline import save_baseline
+
     _check_paths(args, [], [args.output], reports=False)
     behaviour, stats, interrupted = _observe(args, "record")
     if interrupted:
@@ -237,6 +243,10 @@ def command_record(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
+    from smtpload.regression.baseline import load_baseline, save_baseline
+    from smtpload.regression.compare import compare, comparison_summary, format_comparison
+    from smtpload.regression.junit import junit_xml
+
     _check_paths(args, [args.baseline], [args.junit, args.json], reports=True)
     if args.update_baseline:
         probe_output(args.baseline)

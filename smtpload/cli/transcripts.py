@@ -13,6 +13,7 @@ import sys
 from collections import ChainMap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -46,7 +47,13 @@ from smtpload.scenario.durations import DURATION_HELP
 from smtpload.scenario.input_file import InputTooLargeError, read_input
 from smtpload.scenario.loader import load_scenario, parse_scenario
 from smtpload.scenario.model import Scenario, Target
-from smtpload.transcripts.importer import ImportedSession, ImportResult, import_transcript
+
+if TYPE_CHECKING:
+    from smtpload.transcripts.importer import ImportedSession, ImportResult
+
+# smtpload.transcripts is imported where a transcript is read, not here: every command builds
+# this module's parsers, and `smtpload run` should not pay for importing what it never uses
+# (tests/test_startup.py).
 
 __all__ = ["add_parsers", "command_import", "command_replay"]
 
@@ -156,6 +163,8 @@ def _add_transcript_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_transcript(path: Path, args: argparse.Namespace) -> ImportResult:
+    from smtpload.transcripts.importer import import_transcript
+
     try:
         raw = read_input(path)
     except FileNotFoundError:

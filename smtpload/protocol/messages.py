@@ -37,8 +37,6 @@ import math
 import random
 import time
 from collections.abc import Mapping
-from email import policy as email_policy
-from email.message import EmailMessage
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
@@ -76,7 +74,13 @@ DEFAULT_HEADERS = (
 #: The body of a generated message whose file gives none.
 DEFAULT_BODY = "This is a test message from smtpload.\n"
 
+# email.policy and email.message (~10 ms of imports) are imported where a generated message is
+# built, not here: a run (or a worker) whose scenario builds none need not pay for them
+# (tests/test_startup.py). A _Field unpickled in a worker brings its policy's module along.
 if TYPE_CHECKING:  # typeshed's EmailPolicy is generic; the class is not, at run time
+    from email import policy as email_policy
+    from email.message import EmailMessage
+
     _Policy = email_policy.EmailPolicy[EmailMessage]
 
 # The standard normal distribution's 99th percentile: p99 = exp(mu + 2.3263 sigma).
@@ -201,7 +205,6 @@ class _Generated:
     )
 
     def __init__(self, spec: MessageSpec, *, stuffed: bool) -> None:
-        policy = email_policy.SMTPUTF8 if spec.smtputf8 else email_policy.SMTP
         fields: list[bytes | _Field] = []
         self._fields: tuple[bytes | _Field, ...] = ()
         self._body: Template | None
@@ -212,6 +215,9 @@ class _Generated:
             self._prefix = self._suffix = b""
             self._want_id = self._want_date = False
         else:
+            from email import policy as email_policy
+
+            policy = email_policy.SMTPUTF8 if spec.smtputf8 else email_policy.SMTP
             given = spec.headers or DEFAULT_HEADERS
             names = {name.lower() for name, _ in given}
             for name, text in given:
@@ -268,6 +274,8 @@ def _mime(spec: MessageSpec, policy: _Policy) -> tuple[Template | None, bytes, b
     """
     body_text = spec.body or DEFAULT_BODY
     body = parse_template(body_text)
+    from email.message import EmailMessage
+
     message = EmailMessage(policy=policy)
     if body.is_constant:
         text = body_text if body_text.endswith("\n") else body_text + "\n"

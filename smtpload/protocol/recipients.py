@@ -25,8 +25,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from smtpload.scenario.model import FeedOrder, RecipientSpec
-from smtpload.scenario.rcpt_syntax import MAX_RCPT_LINE_OCTETS
+from smtpload.scenario.model import MAX_RCPT_LINE_OCTETS, FeedOrder, RecipientSpec
 from smtpload.scenario.template import Template, parse_template
 
 __all__ = [

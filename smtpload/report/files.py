@@ -31,7 +31,6 @@ import os
 import secrets
 import stat
 import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -230,6 +229,10 @@ def _is_json_report(data: bytes) -> bool:
 
 
 def _is_junit_report(data: bytes) -> bool:
+    # Imported here: only an existing output file that may be a report is read, and a run's
+    # start need not load an XML parser for that (tests/test_startup.py).
+    import xml.etree.ElementTree as ET
+
     # Only the root element's start tag matters: feed the file in chunks and stop there.
     parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start",))
     try:

@@ -243,9 +243,9 @@ class LatencyHistogram:
         histogram = self._histogram
         if histogram.get_total_count() == 0:
             return None
-        # One pass over the counts array for all percentiles (each pass is ~0.2 ms).
-        by_percentile = histogram.get_percentile_to_value_dict(list(_PERCENTILES.values()))
-        summary = {key: _us_to_ms(by_percentile[pct]) for key, pct in _PERCENTILES.items()}
+        # One pass over the counts for all percentiles, in C (hdrh's own pass is a Python loop).
+        values_us = _values_at_percentiles_us(histogram, list(_PERCENTILES.values()))
+        summary = {key: _us_to_ms(v) for key, v in zip(_PERCENTILES, values_us, strict=True)}
         summary["max"] = _us_to_ms(histogram.get_max_value())
         summary["mean"] = _us_to_ms(self._mean_and_stddev_us()[0])
         return summary
@@ -335,7 +335,9 @@ class LatencyHistogram:
         The table is HdrHistogram's (the format its plotter reads, row for row what hdrh's
         ``output_percentile_distribution`` prints); the footer is Java's. hdrh 0.10.8's own
         footer prints the standard deviation unscaled (in µs) and the total count as a float,
-        and computes the mean three times over the whole counts array.
+        and computes the mean three times over the whole counts array. The rows come from
+        :func:`_percentile_rows`: hdrh's percentile iterator steps through every bucket up to
+        the largest value in Python (~20 ms a histogram, most of a short run's CPU).
 
         Args:
             stream: a binary stream, e.g. ``open(path, "wb")``.
@@ -346,12 +348,9 @@ class LatencyHistogram:
         lines = [
             f"{'Value':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>14}\n\n"
         ]
-        for row in histogram.get_percentile_iterator(_HGRM_TICKS_PER_HALF_DISTANCE):
-            value_ms = row.value_iterated_to / _US_PER_MS
-            level = row.percentile_level_iterated_to  # 0..100
-            line = (
-                f"{value_ms:12.{digits}f} {level / 100:2.12f} {row.total_count_to_this_value:10d}"
-            )
+        for value_us, level, count_to_value in _percentile_rows(histogram):
+            value_ms = value_us / _US_PER_MS
+            line = f"{value_ms:12.{digits}f} {level / 100:2.12f} {count_to_value:10d}"
             if level != 100:
                 line += f" {1 / (1 - level / 100):14.2f}"
             lines.append(line + "\n")
@@ -379,11 +378,13 @@ class LatencyHistogram:
         if total == 0:
             return 0.0, 0.0
         midpoints: list[tuple[int, int]] = []  # (midpoint_us, count)
-        for index, count in enumerate(histogram.counts):
-            if count:
-                lowest = histogram.get_value_from_index(index)
-                width = histogram.get_highest_equivalent_value(lowest) - lowest + 1
-                midpoints.append((lowest + width // 2, count))
+        counts = _used_counts(histogram)
+        # Only the buckets that hold counts: compress() finds them in C (a Python loop over
+        # every counter took ~8 ms a histogram).
+        for index in itertools.compress(range(len(counts)), counts):
+            lowest = histogram.get_value_from_index(index)
+            width = histogram.get_highest_equivalent_value(lowest) - lowest + 1
+            midpoints.append((lowest + width // 2, counts[index]))
         mean = sum(value * count for value, count in midpoints) / total
         variance = sum((value - mean) ** 2 * count for value, count in midpoints) / total
         return mean, math.sqrt(variance)
@@ -394,12 +395,26 @@ def _value_at_percentile_us(histogram: HdrHistogram, percentile: float) -> int:
     bucket whose running total reaches the percentile's count, its highest equivalent value;
     the running totals and the search are done in C (``accumulate``, ``bisect``), not in
     hdrh's Python loop over every bucket. The histogram holds at least one value."""
-    target = histogram.get_target_count_at_percentile(percentile)
-    counts = histogram.counts  # a ctypes array; its item type's code is also array's
-    # Only the buckets up to the largest value hold counts (hdrh keeps no public index).
-    used = histogram._counts_index_for(histogram.get_max_value()) + 1
-    native = array.array(counts._type_._type_, bytes(counts)[: used * ctypes.sizeof(counts._type_)])
-    index = bisect.bisect_left(list(itertools.accumulate(native)), target)
+    return _values_at_percentiles_us(histogram, (percentile,))[0]
+
+
+def _values_at_percentiles_us(histogram: HdrHistogram, percentiles: Sequence[float]) -> list[int]:
+    """:func:`_value_at_percentile_us` of each of ``percentiles``, from one pass of running
+    totals (what hdrh's ``get_percentile_to_value_dict`` gives, without its Python loop)."""
+    running = list(itertools.accumulate(_used_counts(histogram)))
+    return [
+        _value_at_running_total_us(
+            histogram,
+            bisect.bisect_left(running, histogram.get_target_count_at_percentile(percentile)),
+            percentile,
+        )
+        for percentile in percentiles
+    ]
+
+
+def _value_at_running_total_us(histogram: HdrHistogram, index: int, percentile: float) -> int:
+    """The value hdrh reports for ``percentile`` when its running total reaches the target in
+    bucket ``index``: the bucket's highest equivalent value (its lowest for percentile 0)."""
     value = histogram.get_value_from_index(index)
     found: int = (
         histogram.get_highest_equivalent_value(value)
@@ -407,6 +422,60 @@ def _value_at_percentile_us(histogram: HdrHistogram, percentile: float) -> int:
         else histogram.get_lowest_equivalent_value(value)
     )
     return found
+
+
+def _used_counts(histogram: HdrHistogram) -> array.array[int]:
+    """The histogram's counters up to its largest value's bucket (the only ones that can hold
+    counts; hdrh keeps no public index of them), copied into a native array so that C-level
+    tools (``accumulate``, ``compress``) can walk them."""
+    counts = histogram.counts  # a ctypes array; its item type's code is also array's
+    used = histogram._counts_index_for(histogram.get_max_value()) + 1
+    size = ctypes.sizeof(counts._type_)
+    native = array.array(counts._type_._type_)
+    native.frombytes(memoryview(counts).cast("B")[: used * size])  # one copy of the used part
+    return native
+
+
+def _next_percentile_level(level: float) -> float:
+    """The percentile level of the ``.hgrm`` row after ``level``: hdrh's (and Java's)
+    ``PercentileIterator.increment_iteration_level``, the same float arithmetic, so the rows
+    are the same to the last digit."""
+    percentile_gap = 100.0 - level
+    if not percentile_gap:
+        return level
+    half_distance = math.pow(2, (math.log(100 / percentile_gap) / math.log(2)) + 1)
+    return level + 100.0 / (_HGRM_TICKS_PER_HALF_DISTANCE * half_distance)
+
+
+def _percentile_rows(histogram: HdrHistogram) -> list[tuple[int, float, int]]:
+    """The rows of the ``.hgrm`` table, ``(value_us, percentile_level, count_up_to_value)``:
+    exactly what hdrh's ``get_percentile_iterator(5)`` yields, visiting only the buckets that
+    hold counts (hdrh visits every bucket up to the largest value, in Python).
+
+    A bucket yields a row for each level its running total reaches (the level then moves on by
+    :func:`_next_percentile_level`); the last bucket yields one at the current level and one
+    at 100 %.
+    """
+    total = histogram.get_total_count()
+    if not total:
+        return []
+    counts = _used_counts(histogram)
+    rows: list[tuple[int, float, int]] = []
+    level = 0.0
+    running = 0
+    for index in itertools.compress(range(len(counts)), counts):
+        running += counts[index]
+        value_us: int = histogram.get_highest_equivalent_value(
+            histogram.get_value_from_index(index)
+        )
+        if running >= total:
+            rows.append((value_us, level, running))
+            rows.append((value_us, 100.0, running))
+            break
+        while 100.0 * running / total >= level:
+            rows.append((value_us, level, running))
+            level = _next_percentile_level(level)
+    return rows
 
 
 def _us_to_ms(value_us: float) -> float:

@@ -24,7 +24,6 @@ file (a FIFO, a device) is refused before it is read. Nothing here is about YAML
 
 from __future__ import annotations
 
-import mailbox
 import os
 import re
 import stat
@@ -175,6 +174,8 @@ def load_eml(path: str, shown_path: str, budget: LoadBudget, *, trace: bool) -> 
 
 def load_mbox(path: str, shown_path: str, budget: LoadBudget, *, trace: bool) -> tuple[bytes, ...]:
     """The messages of an mbox file, in file order, their ``>From `` quoting undone."""
+    import mailbox  # here: it imports the email package, which a scenario without one skips
+
     what = f"the mbox {shown_path}"
     budget.take(_regular_size(path, what), what)
     try:
@@ -202,6 +203,8 @@ def load_maildir(
 ) -> tuple[bytes, ...]:
     """The messages of a Maildir (``new/`` and ``cur/``), in the order of their file names
     (which start with their delivery time, so this is about the order they arrived in)."""
+    import mailbox  # here: it imports the email package, which a scenario without one skips
+
     what = f"the Maildir {shown_path}"
     if not os.path.exists(path):
         raise MailFileError(f"{what} does not exist (a Maildir is a folder with cur/ and new/)")

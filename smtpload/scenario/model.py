@@ -18,6 +18,7 @@ __all__ = [
     "BUILTIN_VARIABLES",
     "IMPLICIT_TLS_PORT",
     "MAX_DATA_SIZE_BYTES",
+    "MAX_RCPT_LINE_OCTETS",
     "MESSAGE_SIZE_VARIABLE",
     "MESSAGE_STEP_KINDS",
     "PER_MESSAGE_VARIABLES",
@@ -78,6 +79,14 @@ MESSAGE_SIZE_VARIABLE = "message_size"
 #: The built-ins whose value is new for each message: only a ``data`` step's message may use
 #: them (a variable is filled in once per session, a command belongs to no one message).
 PER_MESSAGE_VARIABLES = ("message_id", "message_number")
+
+#: The longest RCPT command line sent, CRLF included: RFC 5321 §4.5.3.1.4's 512 octets, and
+#: the 500 more that RFC 3461 §4 allows for its NOTIFY and ORCPT parameters. An address (its
+#: literal part) or a feed's value that is longer on its own is refused by the scenario's
+#: reader (scenario/rcpt_syntax.py); one made longer by variables fails its session as
+#: protocol_error, not sent (protocol/recipients.py). Here, not in rcpt_syntax.py, so that the
+#: protocol layer (a worker process) needs no YAML reader to know it.
+MAX_RCPT_LINE_OCTETS = 512 + 500
 
 #: The largest ``data: {size: N}``: 1 GiB. Real servers refuse far smaller messages (Postfix's
 #: default ``message_size_limit`` is 10 MB, the built-in sink's 100 MiB), so a larger size is

@@ -24,11 +24,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from re2 import _re2
-
 __all__ = ["PatternError", "ReplyPattern", "compile_capture", "compile_text"]
 
-_UNANCHORED = _re2.RE2.Anchor.UNANCHORED  # a search, as re.search
 _NO_MATCH = (-1, -1)  # the span of a group that took no part, or of no match
 _SEE = "smtpload matches replies with RE2, which never backtracks (docs/scenario-language.md)"
 _FLAGS = "imsU"  # RE2's inline flags: case-insensitive, multi-line, dot-all, ungreedy
@@ -71,7 +68,7 @@ class ReplyPattern:
         groups: the names of its named groups, in order (empty for a ``text`` pattern).
     """
 
-    __slots__ = ("_capturing", "_indexes", "_regexp", "groups", "pattern")
+    __slots__ = ("_capturing", "_indexes", "_regexp", "_unanchored", "groups", "pattern")
 
     def __init__(
         self,
@@ -86,17 +83,18 @@ class ReplyPattern:
         self.groups = tuple(name for name, _ in indexes)
         self._indexes = indexes
         self._regexp = regexp
+        self._unanchored = _re2().RE2.Anchor.UNANCHORED  # a search, as re.search
 
     def search(self, text: str) -> bool:
         """Whether the pattern occurs anywhere in ``text``."""
         data = _utf8(text)
-        spans = self._regexp.Match(_UNANCHORED, data, 0, len(data))
+        spans = self._regexp.Match(self._unanchored, data, 0, len(data))
         return bool(spans[0] != _NO_MATCH)
 
     def captures(self, text: str) -> dict[str, str] | None:
         """Each named group's text at the first match ("" for a group that took no part)."""
         data = _utf8(text)
-        spans = self._regexp.Match(_UNANCHORED, data, 0, len(data))
+        spans = self._regexp.Match(self._unanchored, data, 0, len(data))
         if spans[0] == _NO_MATCH:
             return None
         found: dict[str, str] = {}
@@ -141,6 +139,15 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _re2() -> Any:
+    """RE2's binding, imported when the first pattern is compiled, not with this module: a
+    scenario without patterns (and a worker process running one) need not load it
+    (tests/test_startup.py)."""
+    from re2 import _re2 as binding
+
+    return binding
+
+
 def _compile(pattern: str, *, capturing: bool) -> ReplyPattern:
     try:
         encoded = pattern.encode("utf-8")
@@ -148,10 +155,11 @@ def _compile(pattern: str, *, capturing: bool) -> ReplyPattern:
         char = pattern[exc.start]
         message = f"U+{ord(char):04X} is a lone surrogate, not a character"
         raise PatternError(message, exc.start) from None
-    options = _re2.RE2.Options()
+    re2 = _re2()
+    options = re2.RE2.Options()
     options.log_errors = False  # else absl writes every bad pattern to stderr
     options.never_capture = not capturing
-    regexp = _re2.RE2(encoded, options)
+    regexp = re2.RE2(encoded, options)
     if not regexp.ok():
         raise _explained(pattern, regexp.error())
     names: dict[str, int] = {}

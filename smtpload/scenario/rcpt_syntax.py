@@ -22,7 +22,12 @@ from collections.abc import Callable
 
 from smtpload.errors import shown
 from smtpload.scenario.feed_syntax import FEED_KEYS, read_feed_column, value_problem_at
-from smtpload.scenario.model import Expectation, FeedColumn, RecipientSpec
+from smtpload.scenario.model import (
+    MAX_RCPT_LINE_OCTETS,
+    Expectation,
+    FeedColumn,
+    RecipientSpec,
+)
 from smtpload.scenario.template import parse_template
 from smtpload.scenario.yaml_nodes import NodeReader, is_blank
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
@@ -39,12 +44,6 @@ __all__ = [
 #: RFC 5321 §4.5.3.1.8 asks a server to take at least 100, Postfix takes 1000 by default
 #: (``smtpd_recipient_limit``); 10,000 leaves room to probe a server's own limit.
 MAX_RECIPIENTS_PER_MESSAGE = 10_000
-
-#: The longest RCPT command line sent, CRLF included: RFC 5321 §4.5.3.1.4's 512 octets, and
-#: the 500 more that RFC 3461 §4 allows for its NOTIFY and ORCPT parameters. An address (its
-#: literal part) or a feed's value that is longer on its own is refused here; one made longer
-#: by variables fails its session as protocol_error, not sent (protocol/recipients.py).
-MAX_RCPT_LINE_OCTETS = 512 + 500
 
 # "RCPT TO:<" ">" CRLF around the address.
 _RCPT_FRAME_OCTETS = len(b"RCPT TO:<>\r\n")
