@@ -358,6 +358,31 @@ def slows_down_after(n: int, delay_s: float) -> Handler:
     return handler
 
 
+#: ``floods_short_lines``'s line: the shortest continuation line, so that the client spends
+#: the most time per byte parsing it and the server's writes always outrun its reads.
+FLOOD_LINE = b"220-x\r\n"
+
+
+def floods_short_lines(*, greet_first: bool) -> Handler:
+    """A multiline reply that never ends, of the shortest lines, written as fast as the kernel
+    takes them: the greeting itself, or with ``greet_first`` the reply to the first command.
+    Its bytes are always there when the client reads, so the client never waits for them."""
+    chunk = FLOOD_LINE * 10_000
+
+    async def handler(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            if greet_first:
+                await stream.send_all(b"220 flood.test ESMTP\r\n")
+                await _read_line(stream)
+                chunk_of = chunk.replace(b"220-", b"250-")
+            else:
+                chunk_of = chunk
+            while True:
+                await stream.send_all(chunk_of)
+
+    return handler
+
+
 BEHAVIOURS: dict[str, Handler] = {
     "garbage": garbage_banner,
     "reset": reset_after_greeting,

@@ -617,8 +617,9 @@ class _Wire:
         about 97 % of reads at 100 sessions), and then trio's wrapper, its ``_try_sync``
         context manager and its yield after the syscall are all cost and no use. A read that
         finds its data waits for nothing and does not yield: every step yields in its send,
-        and a read that must wait yields in ``wait_readable``. Cancellation (a step's timeout,
-        Ctrl-C) is still seen before the syscall, as trio's own sockets see it.
+        and a read that must wait yields in ``wait_readable``. Cancellation (Ctrl-C) is still
+        seen before the syscall, as trio's own sockets see it; a step's timeout is seen in the
+        wait, and by ``reply`` after a read that completed no reply.
         """
         raw = self.raw
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -668,6 +669,13 @@ class _Wire:
                 self.backlog.extend(replies[1:])
                 self.backlog_ns = self.reply_ns
                 return replies[0]
+            # A read that completed no reply (rare: a reply is one read nearly always). The
+            # step's timeout is a cancel scope only in a wait, and a server that writes a
+            # reply faster than it is parsed never lets a read wait: look at the deadline
+            # here, and yield, so that other sessions and Ctrl-C are not held off meanwhile.
+            if trio.current_time() >= self.deadline:
+                raise _StepTimeout
+            await trio.lowlevel.checkpoint()
 
 
 async def _pipelined_group(
