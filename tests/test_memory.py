@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from smtpload.errors import RemoteProtocolError
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.engine import SessionEngine
-from smtpload.protocol.wire import Reply
+from smtpload.protocol.wire import Reply, ReplyParser
 from smtpload.report.intervals import IntervalLog
 from smtpload.report.stats import LatencyHistogram, RunStats
 from smtpload.scenario.bundled import scenario_path
@@ -136,3 +137,51 @@ def test_a_session_engine_holds_no_empty_buffers(name: str) -> None:
     # groups) and one for the transcript's tail (filled only past 100 entries): an engine
     # greeted held ~2,600 bytes, now ~1,150, times 10,000 sessions held open.
     assert _engines(name, 300) < 1_600
+
+
+EHLO_REPLY = b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"220 mx.example.test ESMTP\r\n", id="greeting"),
+        pytest.param(b"250 2.1.0 Ok\n", id="bare-lf"),
+        pytest.param(b"354 \r\n", id="no-text"),
+        pytest.param(EHLO_REPLY, id="multiline"),
+    ],
+)
+def test_the_same_reply_in_many_sessions_is_one_object(data: bytes) -> None:
+    # Before: every session kept its own copy of each reply it got (bytes, decoded lines,
+    # tuple): ~1.5 KB a session held open, the same in all of them.
+    first, second = ReplyParser(), ReplyParser()
+    [one] = first.feed(data)
+    [other] = second.feed(bytes(data))  # another read's bytes, equal
+    assert other is one
+    assert first.feed(data + data) == [one, one]  # two in one read: parsed, as ever
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        pytest.param([b"250 2.0.0 Ok: queued as ", b"4F2B1C\r\n"], id="split-reads"),
+        pytest.param([b"250 " + b"x" * 2000 + b"\r\n"], id="longer-than-shared"),
+        pytest.param([b"250-a\r\n", b"250 b\r\n"], id="multiline-split"),
+    ],
+)
+def test_a_reply_not_whole_in_one_read_or_long_is_not_shared(reads: list[bytes]) -> None:
+    def parsed() -> list[Reply]:
+        parser = ReplyParser()
+        return [reply for data in reads for reply in parser.feed(bytes(data))]
+
+    made, again = parsed(), parsed()
+    assert len(made) == 1
+    assert made == again
+    assert made[0] is not again[0]
+
+
+def test_a_shared_reply_still_meets_each_parsers_own_bound() -> None:
+    data = b"250 " + b"y" * 200 + b"\r\n"
+    ReplyParser().feed(data)  # shared now
+    with pytest.raises(RemoteProtocolError, match="longer than 100"):
+        ReplyParser(max_reply_bytes=100).feed(data)
