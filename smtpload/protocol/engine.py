@@ -66,7 +66,6 @@ ordinary one: an LMTP server refuses DATA then (503), as handled above.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -333,9 +332,9 @@ class SessionEngine:
         # rcpt lines and the line's place, for an rcpt step).
         self._has_groups = scenario.has_pipeline_groups
         self._pipelining = False
-        self._group: deque[tuple[CompiledStep, bytes | PaddedMessage, list[bytes] | None, int]] = (
-            deque()
-        )
+        # A list, not a deque: a group is a few commands, and an empty deque costs ~760 bytes
+        # in every session held open (a list, 56).
+        self._group: list[tuple[CompiledStep, bytes | PaddedMessage, list[bytes] | None, int]] = []
         self._group_last_code: int | None = None
         self.groups_pipelined = 0
         self.groups_lock_step = 0
@@ -570,7 +569,7 @@ class SessionEngine:
 
     def begin_group_reply(self) -> CompiledStep:
         """The next reply of a pipelined group is due: the step it answers (in order)."""
-        member, sent, lines, at = self._group.popleft()
+        member, sent, lines, at = self._group.pop(0)
         self._last_sent = sent
         if lines is not None:
             self._rcpt_lines, self._rcpt_at = lines, at

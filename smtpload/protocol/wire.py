@@ -18,7 +18,14 @@ trusted (a line without a code, a code that changes inside a multiline reply, a 
 ``MAX_LINE_BYTES``, a whole reply longer than its ``max_reply_bytes``): those raise
 RemoteProtocolError, never hang and never crash.
 
-Memory: a parser holds at most one reply in progress, and both of its bounds are checked as the
+Memory: replies are shared. A reply that came whole in one read (the common case) is looked
+up by its bytes among the replies already made in this process, and the same ``Reply`` (it is
+immutable) is handed out again: 10,000 sessions held open keep one greeting, one EHLO reply and
+one ``250 2.1.0 Ok``, not 10,000 of each (about 1.5 KB a session). The table is bounded: up
+to ``_SHARED_REPLIES`` replies of up to ``_SHARED_REPLY_BYTES`` each, the first ones seen; a
+reply that is different each time (a queue id) is shared with no one once the table is full.
+
+A parser holds at most one reply in progress, and both of its bounds are checked as the
 bytes arrive, not when the reply ends, so a server that sends ``220-`` lines forever costs at most
 ``max_reply_bytes`` (plus the decoded text of those bytes) before the session fails.
 """
@@ -79,6 +86,19 @@ class Reply:
 
     def __str__(self) -> str:
         return "\n".join(f"{self.code} {line}".rstrip() for line in self.lines)
+
+
+# The replies shared by every parser of the process (module docstring): bounded in number and
+# size, so that they cost at most about 1 MiB whatever the servers say.
+_SHARED_REPLIES = 1024
+_SHARED_REPLY_BYTES = 1024
+_shared: dict[bytes, Reply] = {}
+
+
+def _share(data: bytes, reply: Reply) -> None:
+    """Keep ``reply``, made of all of ``data``, to hand out again for the same bytes."""
+    if len(data) <= _SHARED_REPLY_BYTES and len(_shared) < _SHARED_REPLIES:
+        _shared[data] = reply
 
 
 def _decode(line: bytes) -> str:
@@ -161,6 +181,13 @@ class ReplyParser:
                 a line is longer than MAX_LINE_BYTES, or the reply in progress is longer than
                 ``max_reply_bytes``.
         """
+        whole = not self._buffer and self._code == -1 and type(data) is bytes
+        if whole:
+            # Bytes that made a reply before make the same one (module docstring), within
+            # this parser's own bound.
+            shared = _shared.get(data)
+            if shared is not None and len(data) <= self._max_reply_bytes:
+                return [shared]
         buffer = self._buffer + data if self._buffer else data
         # Fast path: one whole single-line reply and nothing pending.
         if (
@@ -173,8 +200,15 @@ class ReplyParser:
             code = _code_of(line)
             if code >= 0 and (len(line) == 3 or line[3] == 32):  # 32: SP, a reply's last line
                 self._buffer = b""
-                return [Reply(code, (_decode(line[4:]),), buffer)]
-        return self._feed_slow(buffer)
+                reply = Reply(code, (_decode(line[4:]),), buffer)
+                if whole:
+                    _share(data, reply)
+                return [reply]
+        replies = self._feed_slow(buffer)
+        # One multiline reply (an EHLO's), all of it in this read.
+        if whole and len(replies) == 1 and self._code == -1 and replies[0].raw == data:
+            _share(data, replies[0])
+        return replies
 
     def _feed_slow(self, buffer: bytes) -> list[Reply]:
         replies: list[Reply] = []
