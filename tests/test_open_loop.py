@@ -15,7 +15,7 @@ import trio
 
 from smtpload.load.arrivals import OpenLoop, Stage, arrival_offsets, stages_of
 from smtpload.net.client import new_session, resolve_target, run_session
-from smtpload.net.runner import RunSettings, run_scenario_to_summary
+from smtpload.net.runner import RunControl, RunSettings, run_scenario_to_summary
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.protocol.outcome import Outcome
 from smtpload.report.stats import RunStats
@@ -258,3 +258,39 @@ async def test_a_session_that_starts_early_is_timed_from_its_start(
     assert corrected is not None
     assert uncorrected is not None
     assert corrected["max"] == uncorrected["max"]
+
+
+async def test_no_session_starts_once_an_open_loop_run_is_cut_off() -> None:
+    # A high rate against the built-in sink: the scheduler has spawned session tasks that have
+    # not run yet when the run is cut off (RunControl.cancel, as a second Ctrl-C). None of
+    # them may start after it: they are not started, and every started one is accounted for.
+    scenario = compile_scenario(load_scenario(scenario_path("quickstart")), timeout_s=10)
+    stats = RunStats(["connect", *scenario.step_names])
+    started_when_cut: list[int] = []
+    under_way = trio.Event()
+
+    def progress(elapsed_s: float) -> None:  # the run's own progress ticks, every 5 ms here
+        if stats.started >= 200:
+            under_way.set()
+
+    async def cut_off(control: RunControl) -> None:
+        await under_way.wait()
+        started_when_cut.append(stats.started)
+        control.cancel()
+
+    load = OpenLoop(stages=stages_of(20_000, 2), max_in_flight=1000)
+    settings = RunSettings(
+        sessions=1,
+        concurrency=1,
+        run_id="cut",
+        handle_signals=False,
+        open_loop=load,
+        control=cut_off,
+        progress_interval_s=0.005,
+    )
+    with trio.fail_after(60):
+        summary = await run_scenario_to_summary(scenario, None, settings, stats, progress)
+    sessions = summary["sessions"]
+    assert started_when_cut, "the run ended before the cut"
+    assert sessions["started"] == started_when_cut[0], (started_when_cut, sessions)
+    assert stats.finished == stats.started

@@ -313,8 +313,11 @@ class _Run:
 
         async def run_then_free(session: int, due_ns: int) -> None:
             try:
-                with self.cancellable():
-                    await self.one_session(session, due_ns)
+                # Spawned before the run began to stop, but not run until now: it is one of
+                # those not started (``planned`` has it), like the rest of the schedule.
+                if not self.stopping:
+                    with self.cancellable():
+                        await self.one_session(session, due_ns)
             finally:
                 slots.release()
 
