@@ -68,7 +68,7 @@ import math
 import os
 import socket as stdlib_socket
 import termios
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from time import time_ns
 
@@ -299,14 +299,16 @@ async def _connect(
     before_ns = time_ns()
     unix = raw.family == stdlib_socket.AF_UNIX
     error = raw.connect_ex(str(address[0]) if unix else address)
-    if error in (errno.EINPROGRESS, errno.EINTR) and not (unix or _established(raw)):
-        await _wait_writable(raw, deadline)
+    in_progress = error in (errno.EINPROGRESS, errno.EINTR)
+    if in_progress and (unix or not _established(raw)):
+        await _wait_for(trio.lowlevel.wait_writable, raw, deadline)
         error = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
     else:
         # Connected (or refused) at once, or, on loopback, the handshake already over when the
         # syscall returned EINPROGRESS (the peer's SYN-ACK is handled within it): no wait for
         # writability, and no cancel scope for one. Still a checkpoint.
-        error = 0 if error in (errno.EINPROGRESS, errno.EINTR) else error
+        if in_progress:
+            error = 0
         await trio.lowlevel.checkpoint()
     if error:
         raise OSError(error, os.strerror(error))
@@ -330,8 +332,13 @@ class _StepTimeout(Exception):
     """A wait for the socket outlasted the step's deadline: the step timed out."""
 
 
-async def _wait_readable(raw: stdlib_socket.socket, deadline: float) -> None:
-    """Wait until ``raw`` has something to read; raise _StepTimeout at ``deadline``.
+async def _wait_for(
+    ready: Callable[[stdlib_socket.socket], Awaitable[None]],
+    raw: stdlib_socket.socket,
+    deadline: float,
+) -> None:
+    """Wait until ``raw`` is ``ready`` (``trio.lowlevel.wait_readable``: something to read;
+    ``wait_writable``: room to send, or connected); raise _StepTimeout at ``deadline``.
 
     A cancel scope for each wait, not one per session whose deadline moves at every step:
     most reads and sends do not wait (the reply is there by the time a session reads it), and
@@ -339,15 +346,7 @@ async def _wait_readable(raw: stdlib_socket.socket, deadline: float) -> None:
     scope in its deadline heap through a context manager, each time).
     """
     with trio.move_on_at(deadline) as scope:
-        await trio.lowlevel.wait_readable(raw)
-    if scope.cancelled_caught:
-        raise _StepTimeout
-
-
-async def _wait_writable(raw: stdlib_socket.socket, deadline: float) -> None:
-    """Wait until ``raw`` can take more (or is connected); raise _StepTimeout at ``deadline``."""
-    with trio.move_on_at(deadline) as scope:
-        await trio.lowlevel.wait_writable(raw)
+        await ready(raw)
     if scope.cancelled_caught:
         raise _StepTimeout
 
@@ -368,7 +367,7 @@ async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview, deadlin
         try:
             sent = raw.send(view)
         except BlockingIOError:
-            await _wait_writable(raw, deadline)
+            await _wait_for(trio.lowlevel.wait_writable, raw, deadline)
             continue
         view = view[sent:]
         if not view:
@@ -390,7 +389,7 @@ async def _send_all_timed(
         try:
             sent = raw.send(view[done:])
         except BlockingIOError:
-            await _wait_writable(raw, deadline)
+            await _wait_for(trio.lowlevel.wait_writable, raw, deadline)
             continue
         done += sent
         while len(times) < len(ends) and ends[len(times)] <= done:
@@ -417,9 +416,8 @@ async def _send_payload(
     looked at (one ``ioctl``) before each syscall after the first.
     """
     if isinstance(data, bytes) and len(data) <= _SPLIT_TAIL_BYTES:
-        return await _send_all(
-            raw, data, deadline
-        ), False  # one syscall: the hot path, nothing to look at
+        # One syscall: the hot path, nothing to look at.
+        return await _send_all(raw, data, deadline), False
     fd = raw.fileno()
     if isinstance(data, bytes):
         # A large message: its end in a syscall of its own, so that the step starts when the
@@ -481,7 +479,7 @@ class _Wire:
         self.backlog_ns = 0  # every reply in the backlog came from one read, at this time
         self.reply_ns = 0
         # When the step under way times out (trio's clock): every wait for the socket ends
-        # there (_wait_readable, _wait_writable). Set as each step starts.
+        # there (_wait_for). Set as each step starts.
         self.deadline = math.inf
         self.untimed = False  # a read since the last step recorded had no kernel time
         self.tls_client = tls_client
@@ -629,7 +627,7 @@ class _Wire:
                 try:
                     data = raw.recv(_RECEIVE_BYTES)
                 except BlockingIOError:
-                    await _wait_readable(raw, self.deadline)
+                    await _wait_for(trio.lowlevel.wait_readable, raw, self.deadline)
                     continue
                 self.reply_ns = time_ns()
                 return data
@@ -637,7 +635,7 @@ class _Wire:
             try:
                 data, ancillary, _flags, _address = raw.recvmsg(_RECEIVE_BYTES, RECEIVE_TIME_SPACE)
             except BlockingIOError:
-                await _wait_readable(raw, self.deadline)
+                await _wait_for(trio.lowlevel.wait_readable, raw, self.deadline)
                 continue
             break
         handled_ns = time_ns()
@@ -707,13 +705,10 @@ async def _pipelined_group(
         assert len(commands) == sum(len(data) for data in payloads), "commands are bytes"
         ends = list(itertools.accumulate(len(data) for data in payloads))
         from_ns.extend(await wire.send_commands(commands, ends))
-    backlog = wire.backlog
     for at, started_ns in enumerate(from_ns):
         member = engine.begin_group_reply()
+        wire.deadline = trio.current_time() + member.timeout_s
         recipients = engine.replies_due(member)
-        if recipients or not backlog:
-            wire.deadline = trio.current_time() + member.timeout_s
-        # else its reply was read with an earlier one: taking it waits for nothing.
         if recipients:  # LMTP: the group starts with a message, one reply per recipient
             await _recipient_replies(wire, engine, stats, member, recipients, started_ns)
         else:
@@ -832,7 +827,7 @@ async def _converse(
 
     Each step's timeout bounds every wait for the socket within it, sending and receiving (a
     server that stops reading cannot block a large DATA forever): ``wire.deadline`` is set as
-    the step starts, and only a wait that happens opens a cancel scope (``_wait_readable``).
+    the step starts, and only a wait that happens opens a cancel scope (``_wait_for``).
     """
     now = trio.current_time
     sock = wire.sock
