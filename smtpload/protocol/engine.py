@@ -371,7 +371,7 @@ class SessionEngine:
             starting = starts.get(self._index)
             if starting is None:
                 return
-            block = self._repeat_entered_next(starting)
+            block = _first_not_in(starting, [loop.block for loop in loops])
             if block is None:
                 return
             count = self._repeat_count(block)
@@ -379,11 +379,6 @@ class SessionEngine:
                 self._index = block.end  # the block around it may end here
             else:
                 loops.append(_Loop(block, count))  # a repeat inside it may start here too
-
-    def _repeat_entered_next(self, starting: tuple[Block, ...]) -> Block | None:
-        """The outermost of ``starting`` (the repeats that start at the cursor, outermost
-        first) that the session is not in yet."""
-        return _first_not_in(starting, [loop.block for loop in self._loops])
 
     def _step_done(self, step: CompiledStep) -> None:
         """``step`` got its reply: an rcpt step goes on with its next recipient, if any."""
@@ -1203,7 +1198,8 @@ class SessionEngine:
 
 
 def _first_not_in(blocks: tuple[Block, ...], entered: list[Block]) -> Block | None:
-    """The first of ``blocks`` that is not one of ``entered`` (the repeats a cursor is in)."""
+    """The first of ``blocks`` (the repeats that start at a cursor, outermost first) that is
+    not one of ``entered`` (the repeats the cursor is in)."""
     for block in blocks:
         if block not in entered:  # by identity first: no two blocks of a scenario are equal
             return block
