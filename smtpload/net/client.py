@@ -1,9 +1,10 @@
 """One SMTP session over a real socket: the engine's steps turned into trio I/O.
 
-This is the only client code that touches sockets. It uses ``trio.socket`` directly rather than
-``SocketStream``: on this hot path the stream wrapper costs about a third more CPU per session
-(measured; see the notes on trio in the project's shared notes), and a session needs nothing from
-it but ``send`` and ``recv``.
+This is the only client code that touches sockets. It makes the socket calls itself, on a
+non-blocking stdlib socket, and asks trio only to wait (``trio.lowlevel.wait_readable`` and
+``wait_writable``) and to yield: on this hot path trio's ``SocketStream`` costs about a third more
+CPU per session (measured; see the notes on trio in the project's shared notes), and even
+``trio.socket``'s wrapper costs its construction, its close and a layer around every call.
 
 Timing, all in nanoseconds of the realtime clock (``time.time_ns()``, the clock of the kernel's
 receive times; trio's own clock still sets the timeouts):
@@ -237,7 +238,9 @@ async def run_session(
         # interrupted (the worker sees the run stopping before its next session).
         await trio.lowlevel.cancel_shielded_checkpoint()
         return
-    sock = trio.socket.from_stdlib_socket(raw)  # makes it non-blocking; closes `raw` with it
+    # The socket itself, not trio's wrapper of it: every call on it is ours (see _send_all and
+    # _Wire._receive_raw), and the wrapper's construction and close cost a session ~4 µs.
+    raw.setblocking(False)
     try:
         unix = target.family == stdlib_socket.AF_UNIX
         if not unix:
@@ -266,7 +269,7 @@ async def run_session(
         engine.on_connected(target.display)
         if greeting_from_ns is None:
             greeting_from_ns = connected_ns
-        wire = _Wire(sock, raw, ReplyParser(max_reply_bytes), kernel_clock, stats, tls)
+        wire = _Wire(raw, ReplyParser(max_reply_bytes), kernel_clock, stats, tls)
         await _converse(wire, engine, stats, greeting_from_ns)
         outcome = engine.outcome
         if outcome is Outcome.PASSED:
@@ -283,7 +286,10 @@ async def run_session(
         else:
             stats.record_session(outcome, None, engine.failure())
     finally:
-        sock.close()
+        # As trio's own sockets close: a task waiting on it is woken (with ClosedResourceError)
+        # and the loop forgets it before the descriptor number can be reused.
+        trio.lowlevel.notify_closing(raw)
+        raw.close()
 
 
 async def _connect(
@@ -349,6 +355,14 @@ async def _wait_for(
         await ready(raw)
     if scope.cancelled_caught:
         raise _StepTimeout
+
+
+def _send_now(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
+    """One send that does not wait: the bytes it sent, 0 when there was no room."""
+    try:
+        return raw.send(data)
+    except BlockingIOError:
+        return 0
 
 
 async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview, deadline: float) -> int:
@@ -451,7 +465,6 @@ class _Wire:
         "raw",
         "replied_early",
         "reply_ns",
-        "sock",
         "stats",
         "tls",
         "tls_client",
@@ -461,15 +474,13 @@ class _Wire:
 
     def __init__(
         self,
-        sock: trio.socket.SocketType,
         raw: stdlib_socket.socket,
         parser: ReplyParser,
         kernel_clock: bool,
         stats: RunStats,
         tls_client: TlsClient | None = None,
     ) -> None:
-        self.sock = sock
-        self.raw = raw  # the same socket, for sends (see _send_all)
+        self.raw = raw  # non-blocking; every syscall on it is ours (see _send_all)
         self.parser = parser
         self.kernel_clock = kernel_clock
         self.stats = stats
@@ -522,6 +533,17 @@ class _Wire:
         syscall that sent the last of them (see ``_send_all``)."""
         tls = self.tls
         if tls is None:
+            if type(data) is bytes and len(data) <= _SPLIT_TAIL_BYTES:
+                # The hot path (every command, a small message): _send_all's first syscall in
+                # line, as the step's yield then passes through two coroutines fewer.
+                self.replied_early = False
+                await trio.lowlevel.checkpoint_if_cancelled()
+                before_ns = time_ns()
+                sent = _send_now(self.raw, data)
+                if sent == len(data):
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return before_ns
+                return await _send_all(self.raw, memoryview(data)[sent:], self.deadline)
             before_ns, self.replied_early = await _send_payload(
                 self.raw, data, self.probe, self.deadline
             )
@@ -602,42 +624,35 @@ class _Wire:
                 self.backlog.extend(self.parser.feed(data))
                 self.backlog_ns = self.reply_ns
             await self._send_tls_output()  # a post-handshake message may want an answer
-            if self.tls_ended or not _bytes_waiting(self.sock.fileno(), probe):
+            if self.tls_ended or not _bytes_waiting(self.raw.fileno(), probe):
                 return bool(self.backlog) or self.parser.has_partial_reply
             raw = await self._receive_raw()  # never waits: the kernel holds bytes
             self.tls_ended = not raw
             tls.feed(raw)
 
-    async def _receive_raw(self) -> bytes:
-        """One read; sets ``reply_ns`` to its kernel time (or, on the loop clock, now).
+    def _read_now(self) -> bytes | None:
+        """One read that does not wait: the data (``b""`` at the end of the stream), or None
+        when the kernel holds none yet. Sets ``reply_ns`` to the read's kernel time (or, on the
+        loop clock, now).
 
-        The non-blocking loop is ours, not trio's ``recv``/``recvmsg``: the reply is nearly
+        The non-blocking syscall is ours, not trio's ``recv``/``recvmsg``: the reply is nearly
         always there by the time a session reads it (the send before it yielded to the loop;
         about 97 % of reads at 100 sessions), and then trio's wrapper, its ``_try_sync``
-        context manager and its yield after the syscall are all cost and no use. A read that
-        finds its data waits for nothing and does not yield: every step yields in its send,
-        and a read that must wait yields in ``wait_readable``. Cancellation (Ctrl-C) is still
-        seen before the syscall, as trio's own sockets see it; a step's timeout is seen in the
-        wait, and by ``reply`` after a read that completed no reply.
+        context manager, its checkpoints and the coroutines around them are all cost and no
+        use. A read that finds its data neither waits nor yields (every step yields in its
+        send); one that must wait yields in ``wait_readable``, where Ctrl-C and the step's
+        timeout are seen, and ``reply`` looks at the timeout after a read that completed no
+        reply.
         """
         raw = self.raw
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if not self.kernel_clock:
-            while True:
-                try:
-                    data = raw.recv(_RECEIVE_BYTES)
-                except BlockingIOError:
-                    await _wait_for(trio.lowlevel.wait_readable, raw, self.deadline)
-                    continue
+        try:
+            if not self.kernel_clock:
+                data = raw.recv(_RECEIVE_BYTES)
                 self.reply_ns = time_ns()
                 return data
-        while True:
-            try:
-                data, ancillary, _flags, _address = raw.recvmsg(_RECEIVE_BYTES, RECEIVE_TIME_SPACE)
-            except BlockingIOError:
-                await _wait_for(trio.lowlevel.wait_readable, raw, self.deadline)
-                continue
-            break
+            data, ancillary, _flags, _address = raw.recvmsg(_RECEIVE_BYTES, RECEIVE_TIME_SPACE)
+        except BlockingIOError:
+            return None
         handled_ns = time_ns()
         received_ns = receive_time_ns(ancillary)
         if received_ns is None:
@@ -653,13 +668,27 @@ class _Wire:
             self.stats.record_reply_lag((handled_ns - received_ns) // 1000)
         return data
 
+    async def _receive_raw(self) -> bytes:
+        """One read (``_read_now``), waiting for data within the step's deadline."""
+        while (data := self._read_now()) is None:
+            await _wait_for(trio.lowlevel.wait_readable, self.raw, self.deadline)
+        return data
+
     async def reply(self) -> Reply | None:
         """The next complete reply, or None when the server closed the connection first."""
         if self.backlog:
             self.reply_ns = self.backlog_ns
             return self.backlog.pop(0)
         while True:
-            chunk = await self.receive()
+            if self.tls is None:
+                # The hot path: the read in line, not through receive() and _receive_raw(),
+                # coroutines whose creation costs more than the syscall.
+                chunk = self._read_now()
+                if chunk is None:
+                    await _wait_for(trio.lowlevel.wait_readable, self.raw, self.deadline)
+                    continue
+            else:
+                chunk = await self.receive()
             if not chunk:
                 # A close in the middle of a reply is still a close: the partial reply is lost.
                 return None
@@ -790,7 +819,7 @@ async def _early_reply(wire: _Wire, probe: bytearray) -> Reply | bytes | None:
 
     Only called when something is there, so the one read here never waits.
     """
-    if not wire.backlog and wire.tls is None and _bytes_waiting(wire.sock.fileno(), probe):
+    if not wire.backlog and wire.tls is None and _bytes_waiting(wire.raw.fileno(), probe):
         wire.backlog.extend(wire.parser.feed(await wire.receive()))
         wire.backlog_ns = wire.reply_ns
     if wire.backlog:
@@ -806,7 +835,7 @@ async def _injected(wire: _Wire, probe: bytearray) -> str:
     """What the server sent after its 220 to STARTTLS and before the handshake, in words (the
     bytes already read, and one read of what the kernel holds: it never waits)."""
     injected = b"".join(reply.raw for reply in wire.backlog) + wire.parser.partial_reply
-    if _bytes_waiting(wire.sock.fileno(), probe):
+    if _bytes_waiting(wire.raw.fileno(), probe):
         injected += await wire.receive()
     preview = injected[:_INJECTION_PREVIEW_BYTES].decode("utf-8", "replace")
     return (
@@ -830,13 +859,12 @@ async def _converse(
     the step starts, and only a wait that happens opens a cancel scope (``_wait_for``).
     """
     now = trio.current_time
-    sock = wire.sock
     backlog = wire.backlog
     parser = wire.parser
     step = None
     messages = 0
     step_from_ns = greeting_from_ns
-    fd = sock.fileno()
+    fd = wire.raw.fileno()
     probe = wire.probe  # one per session: ioctl writes into it
     proxy_pending = engine.has_proxy_header
     while (step := engine.next_step()) is not None:
