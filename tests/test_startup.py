@@ -4,9 +4,12 @@ Every run, and every worker process of one, imports what it uses before its firs
 short benchmark row (3,000 connections) that fixed cost is a large share of the CPU per message.
 The commands a run never uses (record/compare, import/replay), the YAML reader in a worker
 (which gets its scenario compiled), RE2 without a pattern, the ``email`` package's MIME builder
-without a generated message, and the XML parser are imported where they are needed, not with
-the modules that mention them. The module list is the invariant tested here, not the time: it
-holds on any machine, and an eager import added anywhere on the path shows up by name.
+without a generated message, the mail file and CSV readers without a file to read, difflib
+without a "did you mean", the XML parser, and the workers' channel in a run of one process are
+imported where they are needed (never on a session's path: a run out of files cannot open a
+module), not with the modules that mention them. The module list is the invariant tested here,
+not the time: it holds on any machine, and an eager import added anywhere on the path shows up
+by name.
 
 Each case runs in a fresh interpreter (this test process has imported everything), with a
 positive control where it can be: a scenario that does use a pattern or a generated message
@@ -94,6 +97,21 @@ _NOT_FOR_A_RUN = (
     "email.message",
     "xml.etree",
     "mailbox",
+    "smtpload.protocol.messages",
+    "smtpload.scenario.mail_files",
+    "mimetypes",
+    "smtpload.scenario.feeds",
+    "csv",
+    "difflib",
+)
+
+#: What a run in one process (``--workers 1``) must not import besides: the workers' channel
+#: and the merging of their reports.
+_NOT_FOR_ONE_PROCESS = (
+    "smtpload.net.workers",
+    "smtpload.net.shard",
+    "smtpload.report.shards",
+    "pickle",
 )
 
 #: What a worker must not import besides: the scenario's reader (its scenario comes compiled)
@@ -152,6 +170,7 @@ def test_a_plain_run_imports_nothing_it_does_not_use(
     modules = _run_modules(scenario, aiosmtpd_server, tmp_path / "results")
     assert {"hdrh.histogram", "trio"} <= set(modules)  # what a run does use
     assert _imported(modules, _NOT_FOR_A_RUN) == []
+    assert _imported(modules, _NOT_FOR_ONE_PROCESS) == []
 
 
 def test_a_run_imports_re2_and_email_when_its_scenario_uses_them(
@@ -161,7 +180,7 @@ def test_a_run_imports_re2_and_email_when_its_scenario_uses_them(
     scenario = tmp_path / "pattern-and-mime.yaml"
     scenario.write_text(_PATTERN_AND_MIME)
     modules = _run_modules(scenario, aiosmtpd_server, tmp_path / "results")
-    assert {"re2", "email.policy", "email.message"} <= set(modules)
+    assert {"re2", "email.policy", "email.message", "smtpload.protocol.messages"} <= set(modules)
     assert _imported(modules, ("smtpload.regression", "smtpload.transcripts")) == []
 
 
@@ -191,3 +210,13 @@ def test_compare_s_default_latency_floor_is_the_comparison_s_own() -> None:
     # parsers imports no smtpload.regression: it must stay regression.compare's constant.
     args = build_parser().parse_args(["compare", "quickstart", "--baseline", "b.json"])
     assert args.min_latency_delta == DEFAULT_MIN_LATENCY_DELTA_MS
+
+
+def test_a_run_catches_the_workers_error_it_no_longer_imports_up_front() -> None:
+    # cli/main.py names WorkerError through _worker_error(), evaluated as an exception passes:
+    # it must be the class net/workers.py raises, or a worker that fails to start would
+    # escape as a traceback instead of exit status 1.
+    from smtpload.cli.main import _worker_error
+    from smtpload.net.workers import WorkerError
+
+    assert _worker_error() is WorkerError

@@ -16,6 +16,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -55,7 +56,6 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.net.source import check_sources
 from smtpload.net.tls import tls_context
-from smtpload.net.workers import WorkerError, worker_count
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
@@ -80,6 +80,12 @@ from smtpload.report.thresholds import (
 from smtpload.scenario.bundled import scenario_path
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import ProxySpec, Scenario, Target
+
+if TYPE_CHECKING:
+    from smtpload.net.workers import WorkerError
+
+# net/workers.py (pickle, the merging of shards' reports) is imported where a run has worker
+# processes: a run in this one never uses it (tests/test_startup.py).
 
 __all__ = ["build_parser", "main"]
 
@@ -347,6 +353,10 @@ def _run_workers(
     more than can each have a session at a time (the concurrency, the sessions, or the open
     loop's sessions in flight). A closed-loop run is a load run from more than
     :data:`AUTO_WORKERS_SESSIONS` sessions, or as many messages (persistent sessions)."""
+    if requested == 1:
+        return 1  # as worker_count and the bound below make it, without importing workers.py
+    from smtpload.net.workers import worker_count
+
     count = worker_count(
         requested,
         load_run=load is not None or max(sessions, messages) > AUTO_WORKERS_SESSIONS,
@@ -354,6 +364,14 @@ def _run_workers(
     )
     room = load.max_in_flight if load is not None else min(concurrency, sessions)
     return max(1, min(count, room))
+
+
+def _worker_error() -> type[WorkerError]:
+    """net/workers.py's error, for an ``except``: its expression is evaluated only when an
+    exception passes, and a run with workers has imported the module by then."""
+    from smtpload.net.workers import WorkerError
+
+    return WorkerError
 
 
 #: ``--workers auto`` runs one process per core for a closed-loop run of more sessions.
@@ -474,7 +492,7 @@ def _command_run(args: argparse.Namespace) -> int:
     )
     try:
         summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
-    except WorkerError as error:
+    except _worker_error() as error:
         print(f"smtpload: {error}", file=sys.stderr)
         return EXIT_FAILED
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)

@@ -18,6 +18,7 @@ import email.utils
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from smtpload.errors import UsageError, clipped, shown
 from smtpload.protocol.auth import AuthExchange
@@ -30,7 +31,6 @@ from smtpload.protocol.lmtp import (
     transaction_recipients,
 )
 from smtpload.protocol.message_size import message_octets
-from smtpload.protocol.messages import MessageSource, compile_messages
 from smtpload.protocol.proxy import ProxyHeaderError, ProxyHeaderTemplate
 from smtpload.protocol.recipients import (
     RECIPIENT_NUMBER_VARIABLE,
@@ -62,6 +62,15 @@ from smtpload.scenario.model import (
 from smtpload.scenario.patterns import ReplyPattern, compile_capture
 from smtpload.scenario.saslprep import SaslprepError, saslprep
 from smtpload.scenario.template import Template, parse_template
+
+if TYPE_CHECKING:
+    from smtpload.protocol.messages import MessageSource
+
+# protocol/messages.py and the email package's MIME builder are imported where a scenario has a
+# generated or real message (message:), when it is compiled: a plain run uses neither
+# (tests/test_startup.py). email.utils stays above: a session renders {date} with it, and
+# nothing may be imported on a session's path (a run out of files cannot open a module:
+# tests/test_limits.py).
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -671,6 +680,8 @@ def compile_scenario(
             uses_date = uses_date or "date" in names
         messages = None
         if step.message is not None:
+            from smtpload.protocol.messages import compile_messages
+
             messages = compile_messages(step.message, stuffed=step.kind is StepKind.DATA)
             uses_variables = True  # a Message-ID from the session's uid, templates
         xclient = None

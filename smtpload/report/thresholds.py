@@ -48,7 +48,6 @@ crossed: a CI gate fails closed. So is a percentage of zero sessions started.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -352,6 +351,10 @@ def _read_metric(
         return word, Kind.RATE, None, start
     if word is None:
         raise reader.error(f"expected a metric ({_METRICS_SHOWN}), {_EXAMPLE}")
+    # difflib is for a "did you mean", on an error only: imported here, not at start-up
+    # (tests/test_startup.py).
+    import difflib
+
     close = difflib.get_close_matches(
         word, [*LATENCY_METRICS, *COUNT_METRICS, *RATE_METRICS, "step"], n=1
     )
@@ -404,6 +407,8 @@ def _step_written(step: str) -> str:
 
 
 def _unknown_step(step: str, step_names: Collection[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(step, list(step_names), n=1)
     hint = f"; did you mean step:{clipped(_step_written(close[0]))}?" if close else ""
     listed = clipped(", ".join(step_names), 200)

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smtpload.errors import Problem, shown
-from smtpload.scenario.feeds import FeedError, FeedTable, missing_column, read_feed
 from smtpload.scenario.model import FeedColumn, FeedOrder
 from smtpload.scenario.yaml_nodes import NodeReader
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode
+
+if TYPE_CHECKING:
+    from smtpload.scenario.feeds import FeedTable
+
+# scenario/feeds.py (the CSV reader) is imported where a scenario names a feed: a scenario
+# without one does not need it (tests/test_startup.py).
 
 __all__ = ["FEED_KEYS", "feed_table", "read_feed_column", "value_problem_at"]
 
@@ -55,6 +61,8 @@ def read_feed_column(
 ) -> FeedColumn | None:
     """The feed column that ``keys`` (``node``'s, holding ``feed``) name, or None after
     reporting why there is none. ``what`` names the value in messages (``variable 'user'``)."""
+    from smtpload.scenario.feeds import FeedError, missing_column, read_feed
+
     written = reader.text(keys["feed"][1], f"{what}: feed")
     order = FeedOrder.IN_ORDER
     if "order" in keys:

@@ -28,8 +28,6 @@ command line's options override the block is load/plan.py's.
 
 from __future__ import annotations
 
-import difflib
-
 from smtpload.errors import clipped, shown
 from smtpload.scenario.durations import MAX_DURATION_S, DurationError, parse_duration
 from smtpload.scenario.model import ARRIVALS, Load, LoadStage, ThresholdText
@@ -208,6 +206,10 @@ def _arrivals(node: Node | None, reader: NodeReader) -> str | None:
         return None
     if written in ARRIVALS:
         return written
+    # difflib is for a "did you mean", on an error only: imported here, not at start-up
+    # (tests/test_startup.py).
+    import difflib
+
     close = difflib.get_close_matches(written.lower(), ARRIVALS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     reader.problem(

@@ -13,7 +13,6 @@ I/O beyond reading the file, compiles nothing for the engine, and never imports 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -875,6 +874,10 @@ _MESSAGE_KINDS = (StepKind.DATA, StepKind.BDAT)
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
+    # difflib is for a "did you mean", on an error only: imported here, not at start-up
+    # (tests/test_startup.py).
+    import difflib
+
     close = difflib.get_close_matches(name, sorted(available), n=1)
     hint = f", or did you mean {{{clipped(close[0])}}}?" if close else ""
     return f"unknown variable {{{clipped(name)}}} (declare it under variables:{hint})"

@@ -18,21 +18,13 @@ offending node; a file's problem at its key.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import re
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from smtpload.errors import clipped, shown
-from smtpload.scenario.mail_files import (
-    LoadBudget,
-    MailFileError,
-    load_eml,
-    load_maildir,
-    load_mbox,
-    read_attachment,
-)
 from smtpload.scenario.model import (
     MAX_DATA_SIZE_BYTES,
     MessageAttachment,
@@ -41,6 +33,12 @@ from smtpload.scenario.model import (
 )
 from smtpload.scenario.yaml_nodes import BOOL_TAG, TEXT_TAGS, NodeReader, is_true
 from smtpload.scenario.yaml_tree import MappingNode, Node, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:
+    from smtpload.scenario.mail_files import LoadBudget
+
+# scenario/mail_files.py (the mail file readers) and mimetypes are imported where a scenario
+# names a file, mailbox or attachment: a plain message needs neither (tests/test_startup.py).
 
 __all__ = ["MESSAGE_KEYS", "byte_count", "read_message", "read_size", "uses_message_syntax"]
 
@@ -234,6 +232,8 @@ def _base_folder(reader: NodeReader) -> str:
 
 
 def _budget(reader: NodeReader) -> LoadBudget:
+    from smtpload.scenario.mail_files import LoadBudget
+
     budget = _BUDGETS.get(reader)
     if budget is None:
         budget = _BUDGETS[reader] = LoadBudget()
@@ -275,6 +275,8 @@ def _real(
     if not written.strip():
         reader.problem(value_node, f"data: {source} needs a path")
         return None
+    from smtpload.scenario.mail_files import MailFileError, load_eml, load_maildir, load_mbox
+
     path = os.path.join(_base_folder(reader), written)
     load = {"file": load_eml, "mbox": load_mbox, "maildir": load_maildir}[source]
     try:
@@ -409,6 +411,10 @@ def _headers(
 
 
 def _attachments(node: Node, reader: NodeReader) -> tuple[MessageAttachment, ...] | None:
+    import mimetypes
+
+    from smtpload.scenario.mail_files import MailFileError, read_attachment
+
     example = "such as [{file: report.pdf}, {size: 100KiB, name: blob.bin}]"
     if not isinstance(node, SequenceNode) or not node.value:
         reader.problem(node, f"data: attachments takes a list of parts, {example}")

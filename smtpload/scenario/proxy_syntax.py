@@ -18,7 +18,6 @@ renders it (protocol/proxy.py), and a bad one fails that session.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Iterable
 
@@ -143,6 +142,10 @@ def _variables_known(template: Template, node: Node, reader: NodeReader, allowed
         if name in PER_MESSAGE_VARIABLES:
             message = f"{{{name}}} is new for each message; the PROXY header has no message"
         else:
+            # difflib is for a "did you mean", on an error only: imported here, not at start-up
+            # (tests/test_startup.py).
+            import difflib
+
             close = difflib.get_close_matches(name, sorted(allowed), n=1)
             hint = f", or did you mean {{{clipped(close[0])}}}?" if close else ""
             message = (

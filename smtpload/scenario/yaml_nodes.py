@@ -15,7 +15,6 @@ particular file format.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -423,6 +422,10 @@ def _pyyaml(node: ScalarNode) -> yaml.nodes.ScalarNode:
 
 
 def _suggest(key: str, valid: tuple[str, ...]) -> str:
+    # difflib is for a "did you mean", on an error only: imported here, not at start-up
+    # (tests/test_startup.py).
+    import difflib
+
     close = [key.lower()] if key.lower() in valid else difflib.get_close_matches(key, valid, n=1)
     if close:
         return f" (did you mean {close[0]!r}?)"
