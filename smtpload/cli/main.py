@@ -55,7 +55,7 @@ from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
 from smtpload.net.source import check_sources
 from smtpload.net.tls import tls_context
-from smtpload.net.workers import WorkerError, worker_count
+from smtpload.net.workers import WorkerError, forked_workers, kill_forked, worker_count
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.abort import DEFAULT_WARMUP_S, AbortCheck
 from smtpload.report.files import probe_output, write_text
@@ -473,7 +473,17 @@ def _command_run(args: argparse.Namespace) -> int:
         ),
     )
     try:
-        summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+        # Forked here, before the loop runs (a child of a running loop cannot start its own):
+        # each worker has this process's imports and scenario already (net/forked.py).
+        with (
+            forked_workers(settings.workers) as forked,
+            # Until the run handles signals itself, a second one leaves at once (interrupts.py):
+            # not without the workers.
+            interrupts.ending_with(lambda: kill_forked(forked)),
+        ):
+            summary = trio.run(
+                run_scenario_to_summary, compiled, target, settings, stats, progress, forked
+            )
     except WorkerError as error:
         print(f"smtpload: {error}", file=sys.stderr)
         return EXIT_FAILED
