@@ -6,11 +6,20 @@ The sessions are held open by the server: Postfix's ``smtp-sink -w HOLD`` waits 
 before it answers each DATA, so every session, once it has sent EHLO, MAIL, RCPT and DATA, waits
 on its connection; smtpload opens all 10,000 at once (``--concurrency 10000``), then they end as
 the held replies come (the 1 KiB message, QUIT). While it runs, the summed VmRSS of smtpload's
-process tree (the parent and any workers, /proc/PID/status) is sampled twice a second, with the
-number of connections the sink has (established on its side, /proc/net/tcp); the figure is the
-most resident while all were open (or, when they never all were, at the moment most were),
-with the run's peak. Both programs need more than 10,000 file descriptors: the soft limit is
-raised to the hard one (as root, the hard one too if needed).
+process tree (the parent and any workers, /proc/PID/status) and its summed PSS
+(/proc/PID/smaps_rollup) are sampled twice a second, with the number of connections the sink
+has (established on its side, /proc/net/tcp); the figures are the most while all were open (or,
+when they never all were, at the moment most were), with the run's peaks.
+
+RSS counts a page once in every process that maps it: workers forked from the parent share its
+pages copy-on-write (net/forked.py), and the interpreter's and libraries' pages are shared by
+any two Python processes, so the summed RSS of a tree counts them once per process. PSS (the
+proportional set size) divides each page among the processes that map it: summed over the tree
+it is the memory the tree holds, shared pages once, so "all of smtpload's processes together"
+is the PSS sum (RSS is shown beside it, as before; a fresh interpreter's workers share less).
+
+Both programs need more than 10,000 file descriptors: the soft limit is raised to the hard one
+(as root, the hard one too if needed).
 
 The sink is the limit here, not smtpload: smtp-sink is one process on the same cores, and the
 more connections it holds the slower it accepts. Its listen queue (4,096: the kernel's
@@ -50,8 +59,10 @@ GOALS_MB = {1: 150, 2: 200}
 class MemoryRun:
     label: str
     held_rss_mb: float  # the most while all sessions were open at once
+    held_pss_mb: float  # the same of the summed PSS: shared pages counted once
     all_open_after_s: float | None  # from the start until they were
     peak_rss_mb: float  # the most over the whole run
+    peak_pss_mb: float
     processes_at_peak: int
     open_at_peak: int
     most_open: int
@@ -83,21 +94,28 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def tree_rss_kib(root: int) -> tuple[int, int]:
-    """(summed VmRSS in KiB, processes) of ``root`` and its descendants."""
-    tree, pending, total, count = _children(), [root], 0, 0
+def _field_kib(text: str, name: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_memory_kib(root: int) -> tuple[int, int, int]:
+    """(summed VmRSS in KiB, summed PSS in KiB, processes) of ``root`` and its descendants."""
+    tree, pending, rss, pss, count = _children(), [root], 0, 0, 0
     while pending:
         pid = pending.pop()
         pending += tree.get(pid, [])
         try:
             status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-                count += 1
-    return total, count
+            continue  # it ended meanwhile
+        rss += _field_kib(status, "VmRSS:")
+        pss += _field_kib(rollup, "Pss:")
+        count += 1
+    return rss, pss, count
 
 
 def accepted_on(port: int) -> int:
@@ -145,18 +163,21 @@ def measure(label: str, options: list[str]) -> MemoryRun:
         overflows_before = listen_overflows()
         start = time.monotonic()
         process = subprocess.Popen(command, env=smtpload_env(), stdout=subprocess.DEVNULL)
-        peak = (0, 0, 0)  # KiB, processes, open then
-        most_open, held_kib, all_open_after_s = 0, 0, None
-        most_open_kib = 0  # resident when most were open
+        peak = (0, 0, 0)  # RSS KiB, processes, open then
+        peak_pss_kib = 0
+        most_open, held_kib, held_pss_kib, all_open_after_s = 0, 0, 0, None
+        most_open_kib = most_open_pss_kib = 0  # resident when most were open
         while process.poll() is None and time.monotonic() - start < RUN_LIMIT_S:
-            rss, count = tree_rss_kib(process.pid)
+            rss, pss, count = tree_memory_kib(process.pid)
             open_now = accepted_on(port)
             if open_now > most_open or (open_now == most_open and rss > most_open_kib):
-                most_open, most_open_kib = open_now, rss
+                most_open, most_open_kib, most_open_pss_kib = open_now, rss, pss
             if rss > peak[0]:
                 peak = (rss, count, open_now)
+            peak_pss_kib = max(peak_pss_kib, pss)
             if open_now >= SESSIONS:
                 held_kib = max(held_kib, rss)
+                held_pss_kib = max(held_pss_kib, pss)
                 if all_open_after_s is None:
                     all_open_after_s = time.monotonic() - start
             # Sampling another process tree; no figure depends on the pause's length.
@@ -172,11 +193,11 @@ def measure(label: str, options: list[str]) -> MemoryRun:
     if returncode != 0 or passed != SESSIONS:
         error = f"exit {returncode}, {passed} of {SESSIONS} sessions passed"
     if all_open_after_s is None:
-        held_kib = most_open_kib
+        held_kib, held_pss_kib = most_open_kib, most_open_pss_kib
         error = f"never {SESSIONS} open at once (at most {most_open}: the figure is then)"
     return MemoryRun(
-        label, held_kib / 1024, all_open_after_s, peak[0] / 1024, peak[1], peak[2], most_open,
-        passed, wall, overflows, error,
+        label, held_kib / 1024, held_pss_kib / 1024, all_open_after_s, peak[0] / 1024,
+        peak_pss_kib / 1024, peak[1], peak[2], most_open, passed, wall, overflows, error,
     )  # fmt: skip
 
 
@@ -189,24 +210,27 @@ def main(json_path: Path | None) -> int:
     runs = [measure(label, options) for label, options in variants]
     print(
         f"{SESSIONS} sessions held open (smtp-sink -w {HOLD_S}: each DATA reply held),"
-        " smtpload's summed resident memory (VmRSS of its process tree)"
+        " smtpload's memory, summed over its process tree: PSS (shared pages once: the"
+        " figure for the goals) and VmRSS (shared pages once per process)"
     )
     print(
-        f"{'smtpload':<28} {'RSS MB, all open':>16} {'all open at':>11} {'run peak MB':>11}"
-        f" {'procs':>5} {'open then':>9}"
+        f"{'smtpload':<28} {'PSS MB, all open':>16} {'RSS MB, all open':>16}"
+        f" {'all open at':>11} {'peak PSS':>8} {'peak RSS':>8} {'procs':>5} {'open then':>9}"
     )
     for run in runs:
         after = f"{run.all_open_after_s:.0f} s" if run.all_open_after_s is not None else "never"
         row = (
-            f"{run.label:<28} {run.held_rss_mb:>16.1f} {after:>11} {run.peak_rss_mb:>11.1f}"
-            f" {run.processes_at_peak:>5} {run.open_at_peak:>9}"
+            f"{run.label:<28} {run.held_pss_mb:>16.1f} {run.held_rss_mb:>16.1f} {after:>11}"
+            f" {run.peak_pss_mb:>8.1f} {run.peak_rss_mb:>8.1f} {run.processes_at_peak:>5}"
+            f" {run.open_at_peak:>9}"
         )
         if run.listen_overflows:
             row += f"  (listen queue overflows: {run.listen_overflows})"
         print(row + (f"  FAILED: {run.error}" if run.error else f"  (run: {run.wall_s:.0f} s)"))
     if len(variants) == 1:
         print("--workers 1 / --workers 2: n/a (this checkout's smtpload run has no --workers)")
-    print(f"goals: {', '.join(f'--workers {n} < {mb} MB' for n, mb in GOALS_MB.items())}")
+    goals = ", ".join(f"--workers {n} < {mb} MB" for n, mb in GOALS_MB.items())
+    print(f"goals (PSS, all processes together): {goals}")
     if json_path is not None:
         json_path.write_text(json.dumps([asdict(run) for run in runs], indent=2) + "\n")
     return 1 if any(run.error for run in runs) else 0

@@ -30,7 +30,7 @@ from smtpload.net import workers as workers_module
 from smtpload.net.client import resolve_target
 from smtpload.net.runner import RunSettings
 from smtpload.net.shard import ShardSpec, run_shard, shard_settings
-from smtpload.net.workers import worker_count
+from smtpload.net.workers import FORK_VARIABLE, worker_count
 from smtpload.protocol.compiler import compile_scenario
 from smtpload.report.intervals import IntervalLog
 from smtpload.report.shards import ShardMerger
@@ -41,6 +41,17 @@ from smtpload.scenario.patterns import compile_capture, compile_text
 from tests.cli import smtpload, start_smtpload
 from tests.peers import RecordingPeer
 from tests.test_intervals import read_hlog
+
+
+@pytest.fixture(params=["fork", "exec"])
+def worker_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the command starts its workers: forked from its own process (the default), or as
+    fresh interpreters (``python -m smtpload.net.workers``, where forking is not possible)."""
+    if request.param == "exec":
+        monkeypatch.setenv(FORK_VARIABLE, "0")
+    else:
+        monkeypatch.delenv(FORK_VARIABLE, raising=False)
+    return str(request.param)
 
 
 def run_json(tmp_path: Path, *args: str, name: str = "summary.json") -> dict[str, Any]:
@@ -63,7 +74,7 @@ def shape(value: object) -> object:
     return None
 
 
-def test_two_workers_run_one_run_whose_results_read_back(tmp_path: Path) -> None:
+def test_two_workers_run_one_run_whose_results_read_back(worker_start: str, tmp_path: Path) -> None:
     summary = run_json(
         tmp_path, "quickstart", "--sessions", "600", "--concurrency", "8", "--workers", "2"
     )
@@ -121,7 +132,7 @@ steps:
 
 
 def test_the_same_seed_gives_the_same_sessions_with_one_and_two_workers(
-    tmp_path: Path, aiosmtpd_server: RecordingPeer
+    worker_start: str, tmp_path: Path, aiosmtpd_server: RecordingPeer
 ) -> None:
     scenario = tmp_path / "draws.yaml"
     scenario.write_text(RANDOM_SCENARIO)
@@ -142,7 +153,9 @@ def test_the_same_seed_gives_the_same_sessions_with_one_and_two_workers(
     assert len({m.mail_from for m in aiosmtpd_server.handler.messages} - first) == 40
 
 
-def test_open_loop_shares_the_schedule_between_the_workers(tmp_path: Path) -> None:
+def test_open_loop_shares_the_schedule_between_the_workers(
+    worker_start: str, tmp_path: Path
+) -> None:
     summary = run_json(
         tmp_path, "quickstart", "--rate", "100", "--duration", "2s", "--workers", "2",
         "--seed", "3",
@@ -195,6 +208,7 @@ def start_stalled_run(
 
 
 def test_sigint_to_a_multi_worker_run_exits_130_with_merged_partial_results(
+    worker_start: str,
     tmp_path: Path,
 ) -> None:
     server = StallingServer()
@@ -235,7 +249,67 @@ def worker_pids(parent: int) -> list[int]:
     return children
 
 
-def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(tmp_path: Path) -> None:
+def pipes_of(pid: int, *, skip: tuple[int, ...] = ()) -> set[str]:
+    """The pipes process ``pid`` holds open (``pipe:[inode]``), but for the descriptors
+    ``skip``."""
+    pipes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        if int(fd.name) in skip:
+            continue
+        with contextlib.suppress(OSError):
+            if (link := os.readlink(fd)).startswith("pipe:"):
+                pipes.add(link)
+    return pipes
+
+
+def signal_mask(status: str, field: str) -> int:
+    """A signal set of /proc/PID/status (``SigIgn``, ``SigCgt``): bit n-1 is signal n."""
+    (value,) = [line.split()[1] for line in status.splitlines() if line.startswith(field + ":")]
+    return int(value, 16)
+
+
+def test_the_workers_are_forks_of_the_command_each_alone_on_its_pipes(
+    worker_start: str, tmp_path: Path
+) -> None:
+    server = StallingServer()
+    process = start_stalled_run(tmp_path, server, 8)
+    try:
+        server.hold(4)  # both workers run their sessions
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2
+        command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        for pid in workers:
+            worker_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if worker_start == "fork":
+                # No interpreter of its own: the command's process, forked.
+                assert worker_line == command_line
+            else:
+                assert worker_line.split(b"\0")[1:3] == [b"-m", b"smtpload.net.workers"]
+            # Its own process session (a terminal's Ctrl-C is the parent's), SIGINT ignored,
+            # SIGTERM's default (no handler: it ends the worker).
+            assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3]) == pid
+            status = Path(f"/proc/{pid}/status").read_text()
+            assert signal_mask(status, "SigIgn") & (1 << (signal.SIGINT - 1))
+            assert not signal_mask(status, "SigCgt") & (1 << (signal.SIGTERM - 1))
+        # Each worker's channel (its commands on fd 0, its reports) is between it and the
+        # parent only: a pipe the other worker held would never read its end of file when
+        # either end dies. (stdout and stderr, fds 1 and 2, are the command's, shared.)
+        first, second = (pipes_of(pid, skip=(1, 2)) for pid in workers)
+        parent = pipes_of(process.pid, skip=(1, 2))
+        assert len(first) == len(second) == 2, (first, second)
+        assert not first & second
+        assert first | second <= parent
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == 130, stderr
+
+
+def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(
+    worker_start: str, tmp_path: Path
+) -> None:
     server = StallingServer()
     process = start_stalled_run(tmp_path, server, 8)
     try:
@@ -260,7 +334,9 @@ def test_a_worker_that_dies_is_said_and_its_sessions_are_accounted_for(tmp_path:
     assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
 
 
-def test_an_open_loop_run_counts_a_dead_workers_share_of_the_schedule(tmp_path: Path) -> None:
+def test_an_open_loop_run_counts_a_dead_workers_share_of_the_schedule(
+    worker_start: str, tmp_path: Path
+) -> None:
     server = StallingServer()
     process = start_smtpload(
         "run", "quickstart", "--target", f"127.0.0.1:{server.port}", "--rate", "20",
@@ -304,6 +380,7 @@ def read_to_end(stream: IO[str], timeout_s: float) -> str:
 
 
 def test_the_workers_of_a_killed_parent_end_their_sessions_and_exit_quietly(
+    worker_start: str,
     tmp_path: Path,
 ) -> None:
     server = StallingServer()
@@ -342,7 +419,7 @@ def end_stopped(workers: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_stopped_worker_is_killed_and_the_run_ends(tmp_path: Path) -> None:
+def test_a_stopped_worker_is_killed_and_the_run_ends(worker_start: str, tmp_path: Path) -> None:
     server = StallingServer()
     process = start_stalled_run(tmp_path, server, 8)
     workers: list[int] = []
@@ -365,7 +442,9 @@ def test_a_stopped_worker_is_killed_and_the_run_ends(tmp_path: Path) -> None:
     assert sessions["failures"]["interrupted"] == sessions["failed"] == sessions["started"]
 
 
-def test_a_second_sigint_ends_a_run_with_a_stopped_worker_at_once(tmp_path: Path) -> None:
+def test_a_second_sigint_ends_a_run_with_a_stopped_worker_at_once(
+    worker_start: str, tmp_path: Path
+) -> None:
     server = StallingServer()
     process = start_stalled_run(tmp_path, server, 8)
     workers: list[int] = []
@@ -576,7 +655,7 @@ def big_scenario(tmp_path: Path, size_mib: int) -> Path:
 # to read it, which a stopped worker never does.
 @pytest.mark.parametrize("size_mib", [0, 1], ids=["small-spec", "spec-larger-than-the-pipe"])
 def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
-    tmp_path: Path, size_mib: int
+    worker_start: str, tmp_path: Path, size_mib: int
 ) -> None:
     server = StallingServer()
     scenario = "quickstart" if not size_mib else str(big_scenario(tmp_path, size_mib))
@@ -590,13 +669,24 @@ def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
     stuck = 0
     try:
         deadline = time.monotonic() + 30
-        while not (workers := worker_pids(process.pid)) and time.monotonic() < deadline:
-            # Its interpreter is starting: stop it before it can say it is ready. A poll
-            # every millisecond, not a spin, so that the run itself gets the cores.
+        while not (workers := started_workers(process.pid)) and time.monotonic() < deadline:
+            # It is starting (forked, or its interpreter importing): stop it before it can say
+            # it is ready. A poll every millisecond, not a spin, so that the run itself gets
+            # the cores.
             time.sleep(0.001)
         assert workers
         stuck = workers[0]
         os.kill(stuck, signal.SIGSTOP)
+        # The signals are for the run (not for the start-up before it, where a second one
+        # leaves at once without results, cli/interrupts.py): the parent's handling is in
+        # place once the other worker runs its loop, as it had its spec from the run.
+        while time.monotonic() < deadline:
+            others = [pid for pid in worker_pids(process.pid) if pid != stuck]
+            if others and runs_a_loop(others[0]):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the other worker never ran its loop")
         process.send_signal(signal.SIGINT)
         process.send_signal(signal.SIGTERM)
         # Not the 60 s the workers have to start (the other worker may still be importing on
@@ -611,6 +701,31 @@ def test_two_signals_while_a_worker_is_stuck_starting_end_the_run_at_once(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] is True
     assert summary["sessions"]["started"] + summary["sessions"]["not_started"] == 8
+
+
+def started_workers(parent: int) -> list[int]:
+    """The parent's workers, but for a fresh interpreter's that has not run it yet: a process
+    that subprocess forked and has not yet exec'd (a stop then would hold the parent's
+    open_process, not the worker's start)."""
+    command_line = Path(f"/proc/{parent}/cmdline").read_bytes()
+    workers = []
+    for pid in worker_pids(parent):
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{pid}/cmdline").read_bytes()
+            forked = os.environ.get(FORK_VARIABLE) != "0"
+            if line == command_line if forked else b"smtpload.net.workers" in line:
+                workers.append(pid)
+    return workers
+
+
+def runs_a_loop(pid: int) -> bool:
+    """Whether process ``pid`` has an epoll instance open: trio's loop runs in it."""
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == "anon_inode:[eventpoll]":
+                    return True
+    return False
 
 
 def parent_peak_rss_mib(tmp_path: Path, workers: int, scenario: Path) -> float:
@@ -656,8 +771,7 @@ async def test_a_worker_is_told_two_things_at_once_one_after_the_other() -> None
     finally:
         worker.process.kill()
         await worker.process.wait()
-        assert worker.process.stdin is not None
-        await worker.process.stdin.aclose()
+        await worker.stdin.aclose()
 
 
 def test_run_shard_is_a_unit_of_work_whose_totals_add_up_without_a_live_channel(

@@ -12,7 +12,9 @@ stops new sessions, a second cuts the running ones off. Outside the runner:
   run that has not yet put its own handling in place sees the note (:func:`pending`, handed to
   the runner) and stops at once; files being written are finished; the command then ends with
   130. A second signal while deferred stops the process at once (exit 130), so a write that
-  blocks (a stalled pipe, a hung network file system) can still be left.
+  blocks (a stalled pipe, a hung network file system) can still be left. What must not outlive
+  the process is ended first (:func:`ending_with`: a run's forked workers, which a stopped one
+  would otherwise survive, as it cannot read the end of its parent's pipe).
 
 A signal that arrives before Python has run any of smtpload's code (the interpreter's own
 start-up, ``site``) gets Python's defaults: smtpload cannot see it.
@@ -23,10 +25,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["EXIT_INTERRUPTED", "defer", "handling", "install", "pending", "restore_defaults"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "defer",
+    "ending_with",
+    "handling",
+    "install",
+    "pending",
+    "restore_defaults",
+]
 
 #: The exit status of an interrupted command (128 + SIGINT, as shells report Ctrl-C).
 EXIT_INTERRUPTED = 130
@@ -34,6 +44,7 @@ EXIT_INTERRUPTED = 130
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _noted: list[int] = []  # the signals received while deferring, in order
+_before_leaving: list[Callable[[], None]] = []  # ending_with's, newest last
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -45,6 +56,9 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def _note(signum: int, frame: FrameType | None) -> None:
     if _noted:
         # A second signal: the user insists. Leave now, whatever is being written.
+        for end in reversed(_before_leaving):
+            with contextlib.suppress(Exception):
+                end()
         os._exit(EXIT_INTERRUPTED)
     _noted.append(signum)
 
@@ -61,6 +75,17 @@ def defer() -> None:
     module docstring); :func:`pending` says whether one came."""
     for signum in SIGNALS:
         signal.signal(signum, _note)
+
+
+@contextlib.contextmanager
+def ending_with(end: Callable[[], None]) -> Iterator[None]:
+    """Inside: a second deferred signal, which leaves the process at once, calls ``end``
+    first (quick, and safe to call in a signal handler: ``os.kill``, say)."""
+    _before_leaving.append(end)
+    try:
+        yield
+    finally:
+        _before_leaving.remove(end)
 
 
 def pending() -> bool:

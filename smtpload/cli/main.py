@@ -491,7 +491,23 @@ def _command_run(args: argparse.Namespace) -> int:
         ),
     )
     try:
-        summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+        if settings.workers == 1:
+            summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
+        else:
+            # Imported here: a one-process run needs none of the workers' code (test_startup).
+            from smtpload.net.workers import forked_workers, kill_forked
+
+            # Forked here, before the loop runs (a child of a running loop cannot start its
+            # own): each worker has this process's imports and scenario already (net/forked.py).
+            with (
+                forked_workers(settings.workers) as forked,
+                # Until the run handles signals itself, a second one leaves at once
+                # (interrupts.py): not without the workers.
+                interrupts.ending_with(lambda: kill_forked(forked)),
+            ):
+                summary = trio.run(
+                    run_scenario_to_summary, compiled, target, settings, stats, progress, forked
+                )
     except _worker_error() as error:
         print(f"smtpload: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -30,9 +30,9 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -61,6 +61,9 @@ from smtpload.report.stats import KERNEL_CLOCK, PipeliningCounts, RunStats
 from smtpload.report.tls_counts import TlsCounts
 from smtpload.scenario.durations import MAX_DURATION_S
 from smtpload.scenario.model import StepKind, Target
+
+if TYPE_CHECKING:  # net/workers.py imports this module
+    from smtpload.net.workers import ForkedWorker
 
 __all__ = [
     "RunControl",
@@ -569,8 +572,10 @@ async def _run_scenario(
     on_progress: Callable[[float], None] | None = None,
     on_session_end: Callable[[SessionEngine], None] | None = None,
     on_step: Callable[[Observation], None] | None = None,
+    forked: Sequence[ForkedWorker] = (),
 ) -> tuple[str, float, bool, SourceBinder | None]:
-    """:func:`run_scenario`, and the run's source binder (for its counts) when it had one."""
+    """:func:`run_scenario`, and the run's source binder (for its counts) when it had one;
+    ``forked``: the workers forked for it (net/workers.py ``forked_workers``), if any."""
     mismatch: UsageError | None = None
     async with trio.open_nursery() as nursery:
         if target is None:
@@ -619,7 +624,7 @@ async def _run_scenario(
             from smtpload.net.workers import run_in_workers
 
             timing, shards = await run_in_workers(
-                scenario, resolution, settings, stats, on_progress
+                scenario, resolution, settings, stats, on_progress, forked
             )
             if source is not None:
                 for shard in shards:
@@ -712,6 +717,7 @@ async def run_scenario_to_summary(
     settings: RunSettings,
     stats: RunStats,
     on_progress: Callable[[float], None] | None = None,
+    forked: Sequence[ForkedWorker] = (),
 ) -> dict[str, Any]:
     """:func:`run_scenario`, then the run's summary (the summary.json contract): what both the
     command line and the Python API run.
@@ -719,9 +725,11 @@ async def run_scenario_to_summary(
     Args:
         stats: an empty ``RunStats`` for ``connect`` and the scenario's steps; the caller keeps
             it for the files and the table that are made from it.
+        forked: the ``settings.workers`` workers, forked before this trio run by
+            net/workers.py ``forked_workers``; without them they start as fresh interpreters.
     """
     shown_target, duration_s, interrupted, source = await _run_scenario(
-        scenario, target, settings, stats, on_progress
+        scenario, target, settings, stats, on_progress, forked=forked
     )
     return build_summary(
         scenario=scenario.name,

@@ -1,11 +1,19 @@
 """``--workers N``: one run in N worker processes, each with its own trio loop, on every core.
 
-One trio loop uses one core; a load run that needs more starts N copies of this module as
-worker processes (``python -m smtpload.net.workers FD``), gives each one shard of the run
-(net/shard.py: its share of the sessions, or of the open-loop schedule), starts them all at one
-common start time, and adds their reports up as they come (report/shards.py) into the run's own
-``RunStats``: the live view shows the sum, the results folder and summary.json are those of one
-run. The parent runs no session; it merges, draws, and handles the signals.
+One trio loop uses one core; a load run that needs more runs N worker processes, gives each one
+shard of the run (net/shard.py: its share of the sessions, or of the open-loop schedule), starts
+them all at one common start time, and adds their reports up as they come (report/shards.py)
+into the run's own ``RunStats``: the live view shows the sum, the results folder and
+summary.json are those of one run. The parent runs no session; it merges, draws, and handles
+the signals.
+
+How a worker starts: the command line forks its workers (:func:`forked_workers`, net/forked.py)
+before it enters ``trio.run`` (a child of a running loop cannot start one of its own), so a
+worker has the parent's imports and pages, shared copy-on-write, and costs no interpreter start
+(~0.3 s of CPU and ~39 MB each when it did). A caller already inside a trio run (the API,
+tests) has none to hand in: :func:`run_in_workers` then starts each as a fresh interpreter,
+``python -m smtpload.net.workers FD`` (also where forking is not possible, or with
+``SMTPLOAD_FORK_WORKERS=0``). Both run the same code from the spec on: the channel is one.
 
 The channel (parent and worker are the same code, so the frames are pickles, each behind its
 length as 4 bytes, big-endian):
@@ -20,16 +28,20 @@ length as 4 bytes, big-endian):
 - worker to parent, on the pipe ``FD``: ``("ready",)`` once the spec is loaded,
   ``("interval", IntervalReport)`` every second, ``("totals", ShardTotals)`` at its end.
 
-Workers run in a session of their own (``start_new_session``), so a Ctrl-C at the terminal
-reaches the parent only, which tells each worker once; they ignore SIGINT. A worker that dies
-before its totals is said on stderr; the sessions it had started and not finished count as
-``interrupted`` (report/shards.py) and the run goes on with the others.
+Workers run in a session of their own (``setsid``, or ``start_new_session``), so a Ctrl-C at the
+terminal reaches the parent only, which tells each worker once; they ignore SIGINT. For that end
+of file to come, a worker's pipes are held by it and the parent only: a forked worker closes
+those of the workers forked before it. Every forked worker is reaped, on every path.
+
+A worker that dies before its totals is said on stderr; the sessions it had started and not
+finished count as ``interrupted`` (report/shards.py) and the run goes on with the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import pickle
 import signal
@@ -37,13 +49,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from smtpload.net.client import ResolvedTarget
+from smtpload.net.forked import ForkedChild, can_fork, fork_child
 from smtpload.net.runner import RunControl, RunSettings, RunTiming, report_progress
 from smtpload.net.shard import ShardSpec, run_shard_async, shard_settings
 from smtpload.protocol.compiler import CompiledScenario
@@ -51,16 +64,28 @@ from smtpload.report.intervals import IntervalLog
 from smtpload.report.shards import ShardMerger, ShardTotals
 from smtpload.report.stats import RunStats
 
-__all__ = ["WorkerError", "run_in_workers", "worker_count"]
+__all__ = [
+    "FORK_VARIABLE",
+    "ForkedWorker",
+    "WorkerError",
+    "forked_workers",
+    "kill_forked",
+    "run_in_workers",
+    "worker_count",
+]
+
+#: Set to ``0`` in the environment: ``--workers`` starts its workers as fresh interpreters, as
+#: it does where forking is not possible (forked_workers).
+FORK_VARIABLE = "SMTPLOAD_FORK_WORKERS"
 
 # A frame's length prefix; and the largest frame read (a spec carries the scenario's messages:
 # up to 256 MiB of mail files, scenario/mail_files.py).
 _LENGTH = struct.Struct(">I")
 _MAX_FRAME_BYTES = 1 << 30
 
-# How long workers may take to start (interpreter, imports, the scenario) before the run gives
-# up on them; and how far ahead of "all ready" the common start is set, so that each worker has
-# its start message before it is due.
+# How long workers may take to start (the scenario; a fresh interpreter's imports too) before
+# the run gives up on them; and how far ahead of "all ready" the common start is set, so that
+# each worker has its start message before it is due.
 _READY_TIMEOUT_S = 60.0
 _START_AHEAD_S = 0.05
 
@@ -131,10 +156,26 @@ class _FrameReader:
 # -- the parent --------------------------------------------------------------------------------
 
 
+class _Process(Protocol):
+    """What the parent uses of a worker's process: a ``trio.Process`` (a fresh interpreter) or
+    a :class:`ForkedChild`."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
 @dataclasses.dataclass(slots=True)
 class _Worker:
     index: int
-    process: trio.Process
+    process: _Process
+    stdin: trio.abc.SendStream  # its fd 0: the commands
     messages: _FrameReader
     ready: bool = False
     totals: ShardTotals | None = None
@@ -147,16 +188,14 @@ class _Worker:
     async def send_spec(self, frames: tuple[bytes, ...]) -> None:
         """Its spec: frames larger than the pipe wait for it to read them (once its imports
         are done), so the workers are given theirs side by side."""
-        stdin = self.process.stdin
-        assert stdin is not None
+        stdin = self.stdin
         async with self.telling:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 for frame in frames:  # one that died at once: its end is read from its pipe
                     await stdin.send_all(frame)
 
     async def tell(self, message: object) -> None:
-        stdin = self.process.stdin
-        assert stdin is not None
+        stdin = self.stdin
         # One that has ended already cannot be told: its end is read from its pipe.
         async with self.telling:
             with (
@@ -196,7 +235,105 @@ async def _start_worker(index: int) -> _Worker:
         raise
     finally:
         os.close(write_fd)
-    return _Worker(index, process, _FrameReader(trio.lowlevel.FdStream(read_fd)))
+    assert process.stdin is not None
+    return _Worker(index, process, process.stdin, _FrameReader(trio.lowlevel.FdStream(read_fd)))
+
+
+@dataclasses.dataclass(eq=False)
+class ForkedWorker:
+    """A worker forked by :func:`forked_workers` before ``trio.run``: its process, and the
+    parent's ends of its two pipes until :func:`run_in_workers` takes them."""
+
+    child: ForkedChild
+    command_fd: int  # the write end of its fd 0
+    report_fd: int  # the read end of its out FD
+
+    def descriptors(self) -> list[int]:
+        """What the parent holds of it, which no later worker may hold: a worker holding
+        another's pipe end would keep that one's end of file from coming."""
+        return [fd for fd in (self.command_fd, self.report_fd, self.child.fileno()) if fd >= 0]
+
+    def take(self, index: int) -> _Worker:
+        """In the run: the pipes become its streams, which own them from now on."""
+        worker = _Worker(
+            index,
+            self.child,
+            trio.lowlevel.FdStream(self.command_fd),
+            _FrameReader(trio.lowlevel.FdStream(self.report_fd)),
+        )
+        self.command_fd = self.report_fd = -1
+        return worker
+
+    def end(self) -> None:
+        """After the run: its pipes closed if no run took them, and the process reaped."""
+        for fd in (self.command_fd, self.report_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.command_fd = self.report_fd = -1
+        self.child.reap()
+
+
+@contextlib.contextmanager
+def forked_workers(count: int) -> Iterator[list[ForkedWorker]]:
+    """``count`` workers forked from this process, for :func:`run_in_workers` (none for one
+    worker, where forking is not possible, or with :data:`FORK_VARIABLE` ``0``: it then starts
+    fresh interpreters). Call it
+    outside any trio run, with this process's modules imported (net/forked.py); on leaving,
+    every worker is killed if still there, and reaped.
+
+    Raises:
+        WorkerError: a worker could not be forked (out of processes or memory).
+    """
+    workers: list[ForkedWorker] = []
+    try:
+        if count > 1 and os.environ.get(FORK_VARIABLE) != "0" and can_fork():
+            sys.stdout.flush()  # the children would write what is buffered a second time
+            sys.stderr.flush()
+            for index in range(count):
+                try:
+                    workers.append(_fork_worker(workers))
+                except OSError as error:
+                    raise WorkerError(
+                        f"worker {index + 1} of {count} did not start: {error}"
+                    ) from None
+        yield workers
+    finally:
+        for worker in workers:
+            worker.end()
+
+
+def kill_forked(workers: Sequence[ForkedWorker]) -> None:
+    """SIGKILL every one still there (no waiting: for a process about to leave at once)."""
+    for worker in workers:
+        with contextlib.suppress(OSError):
+            worker.child.kill()
+
+
+def _fork_worker(earlier: list[ForkedWorker]) -> ForkedWorker:
+    command_read, command_write = os.pipe()
+    report_read, report_write = os.pipe()
+    inherited = [command_write, report_read]
+    for worker in earlier:
+        inherited += worker.descriptors()
+
+    def serve() -> int:
+        os.dup2(command_read, 0)  # the channel as a fresh interpreter has it
+        os.close(command_read)
+        # The parent's objects are never collected here: a collection that walks them would
+        # write to their pages, copying them (Python's gc.freeze documentation).
+        gc.freeze()
+        return _serve(report_write)
+
+    try:
+        child = fork_child(serve, inherited)
+    except BaseException:
+        os.close(command_write)
+        os.close(report_read)
+        raise
+    finally:
+        os.close(command_read)
+        os.close(report_write)
+    return ForkedWorker(child, command_write, report_read)
 
 
 async def run_in_workers(
@@ -205,10 +342,15 @@ async def run_in_workers(
     settings: RunSettings,
     stats: RunStats,
     on_progress: Callable[[float], None] | None = None,
+    forked: Sequence[ForkedWorker] = (),
 ) -> tuple[RunTiming, list[ShardTotals]]:
     """Run ``settings.sessions`` (or the open loop) of ``scenario`` in ``settings.workers``
     worker processes, into ``stats`` as one run; ``on_progress``, the signal handling and
     ``--abort-on-threshold`` of ``settings`` are the parent's, as in one process.
+
+    Args:
+        forked: the workers, forked by :func:`forked_workers` before this trio run; without
+            them, each is started as a fresh interpreter (``python -m smtpload.net.workers``).
 
     Returns:
         the run's timing, and each worker's totals that came (for the ``--source`` counts).
@@ -216,7 +358,9 @@ async def run_in_workers(
     Raises:
         WorkerError: a worker could not start.
     """
-    parent = _Parent(scenario, target, settings, stats)
+    if forked and len(forked) != settings.workers:
+        raise ValueError(f"{len(forked)} forked workers for a run of {settings.workers}")
+    parent = _Parent(scenario, target, settings, stats, forked)
     try:
         timing = await parent.run(on_progress)
     finally:
@@ -241,8 +385,10 @@ class _Parent:
         target: ResolvedTarget,
         settings: RunSettings,
         stats: RunStats,
+        forked: Sequence[ForkedWorker],
     ) -> None:
         self.settings = settings
+        self.forked = forked
         self.stats = stats
         self.count = settings.workers
         self.scenario = scenario
@@ -366,6 +512,9 @@ class _Parent:
                 _frame(shard_settings(settings, index, count, None)) for index in range(count)
             ]
             for index in range(count):
+                if self.forked:
+                    self.workers.append(self.forked[index].take(index))
+                    continue
                 try:
                     self.workers.append(await _start_worker(index))
                 except OSError as error:  # out of processes or memory
@@ -525,16 +674,20 @@ def _read_spec() -> ShardSpec:
     return ShardSpec(scenario, target, settings)
 
 
-def main(argv: list[str]) -> int:
-    """``python -m smtpload.net.workers FD``: one worker (module docstring)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent has the terminal's Ctrl-C
-    out_fd = int(argv[1])
+def _serve(out_fd: int) -> int:
+    """A worker, forked or a fresh interpreter: its spec from fd 0, then its run."""
     try:
         spec = _read_spec()
     except EOFError:
         return 1  # the parent ended before it gave the spec: there is no run to serve
     trio.run(_serve_shard, spec, out_fd)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m smtpload.net.workers FD``: one worker (module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent has the terminal's Ctrl-C
+    return _serve(int(argv[1]))
 
 
 if __name__ == "__main__":
