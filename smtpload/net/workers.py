@@ -277,9 +277,8 @@ class ForkedWorker:
 def forked_workers(count: int) -> Iterator[list[ForkedWorker]]:
     """``count`` workers forked from this process, for :func:`run_in_workers` (none for one
     worker, where forking is not possible, or with :data:`FORK_VARIABLE` ``0``: it then starts
-    fresh interpreters). Call it
-    outside any trio run, with this process's modules imported (net/forked.py); on leaving,
-    every worker is killed if still there, and reaped.
+    fresh interpreters). Call it outside any trio run, with this process's modules imported
+    (net/forked.py); on leaving, every worker is killed if still there, and reaped.
 
     Raises:
         WorkerError: a worker could not be forked (out of processes or memory).
