@@ -67,12 +67,15 @@ from benchmarks.smtp_sink import LOOPBACK, find_smtp_sink, free_port, smtp_sink 
 
 SIZES = {"1k": 1024, "100k": 100 * 1024}
 PARALLEL = (10, 100, 500)
-#: Messages per row by (connection per message?, size): about 2-10 s per client on 2 cores.
+#: Messages per row by (connection per message?, size): about 2-10 s per client on 2 cores,
+#: so that smtpload's start-up (printed under the table) stays a small share of a row. They were
+#: a third of these on a machine a third as fast, where that held; on a faster one (2026-12-02)
+#: smtp-source did 3,000 messages in 0.5 s and one smtpload start-up was a third of its row.
 DEFAULT_MESSAGES = {
-    (True, "1k"): 3000,
-    (True, "100k"): 1000,
-    (False, "1k"): 6000,
-    (False, "100k"): 1500,
+    (True, "1k"): 10000,
+    (True, "100k"): 3000,
+    (False, "1k"): 20000,
+    (False, "100k"): 5000,
 }
 QUICK_ROWS = "cpm-1k-100,persistent-1k-100"
 POSTFIX = f"{LOOPBACK}:10025"
