@@ -86,13 +86,19 @@ def test_the_handshake_ends_after_connect_was_called_and_before_it_is_seen() -> 
 
 # -- step latencies under a busy event loop ------------------------------------------------
 
-#: The hog's slices: far longer than the sink's replies (well under a millisecond).
-HOG_SLICE_S = 0.02
+#: The hog's slices: far longer than the sink's replies (well under a millisecond), and than
+#: this machine's own stalls: on a busy 2-core VM a kernel-timed reply now and then takes
+#: 15-40 ms of the host's time (seen at p99, and once at p90, with the old 20 ms slices).
+HOG_SLICE_S = 0.05
+#: The line between "our loop's delay" and "not": a quarter of a slice. A loop-timed reply
+#: waits for the hog's slice (p50 ~50 ms here), a kernel-timed one is the sink's time (~0.1 ms).
+QUARTER_SLICE_MS = HOG_SLICE_S * 1000 / 4
 
 
 async def run_beside_a_hog(port: int, clock: str) -> dict[str, dict[str, object]]:
     """100 quickstart sessions, 10 at a time, while a task in the same loop burns the CPU in
-    20 ms slices; the summary's steps by name. (100 samples, so that a p99 is not the max.)"""
+    HOG_SLICE_S slices; the summary's steps by name. (100 samples, so that a p90 is not the
+    max.)"""
     scenario = compile_scenario(load_scenario(scenario_path("quickstart")), timeout_s=10)
     stats = RunStats(["connect", *scenario.step_names])
     target = await resolve_target("127.0.0.1", port)
@@ -129,7 +135,7 @@ async def run_beside_a_hog(port: int, clock: str) -> dict[str, dict[str, object]
         interrupted=False,
     )
     assert summary["clock"] == clock
-    # The hog delays the loop by up to 20 ms a time: the run must say smtpload was the limit.
+    # The hog delays the loop by a slice a time: the run must say smtpload was the limit.
     assert summary["generator"]["saturated"] is True, summary["generator"]
     return {step["name"]: step for step in summary["steps"]}
 
@@ -143,7 +149,7 @@ async def test_a_busy_loop_inflates_loop_timed_steps(postfix_smtp_sink: SmtpPeer
         assert steps[name]["clock"] == "loop"
         latency = steps[name]["latency_ms"]
         assert isinstance(latency, dict)
-        assert latency["p50"] > 5, (name, latency)  # our own delay, not the server's
+        assert latency["p50"] > QUARTER_SLICE_MS, (name, latency)  # our delay, not the server's
 
 
 async def test_kernel_timed_steps_leave_the_busy_loop_out(postfix_smtp_sink: SmtpPeer) -> None:
@@ -152,12 +158,13 @@ async def test_kernel_timed_steps_leave_the_busy_loop_out(postfix_smtp_sink: Smt
         assert steps[name]["clock"] == "kernel"
         latency = steps[name]["latency_ms"]
         assert isinstance(latency, dict)
-        # The server's time, whatever our loop did: under a quarter of the hog's 20 ms at the
-        # median (the loop's clock sees over 5 ms there), and under its 20 ms at p99. The
-        # machine's other load alone can put the server's own median at a few ms (3.6 ms
-        # seen beside other test suites), which is no part of what this test is about.
-        assert latency["p50"] < 5, (name, latency)
-        assert latency["p99"] < 15, (name, latency)
+        # The server's time, whatever our loop did: under a quarter of a slice at the median
+        # (the loop's clock sees over that, test above), and for 9 in 10 replies under half a
+        # slice, which a loop-timed reply never is. Not the p99: on this VM one or two replies
+        # in 100 can take the host's 15-40 ms stalls (a CI run of 2026-12-03: mail p50 0.17 ms,
+        # p90 15 ms, p99 31 ms), which is no part of what this test is about.
+        assert latency["p50"] < QUARTER_SLICE_MS, (name, latency)
+        assert latency["p90"] < 2 * QUARTER_SLICE_MS, (name, latency)
     assert steps["connect"]["clock"] == "loop"
     assert steps["close"]["clock"] == "loop"
 
