@@ -615,3 +615,18 @@ def test_samples_buffered_before_intervals_start_stay_run_wide() -> None:
     interval = histogram.take_interval()
     assert (interval.count, interval.max_us) == (1, 30)
     assert histogram.count == 3
+
+
+def test_the_mean_takes_every_bucket_midpoint_as_hdrh_does() -> None:
+    # One sample at the lowest value of every 7th bucket from 1 µs to 1 h (ours clamps above
+    # it): the in-line bucket arithmetic of _mean_and_stddev_us against hdrh's own walk, in
+    # every bucket size.
+    reference = HdrHistogram(1, LATENCY_HIGHEST_US, 3)
+    lowest = (reference.get_value_from_index(index) for index in range(0, reference.counts_len, 7))
+    values = sorted(value for value in set(lowest) if 1 <= value <= LATENCY_HIGHEST_US)
+    for value in values:
+        assert reference.record_value(value)
+    ours = histogram_of(values)
+    mean_us, stddev_us = ours._mean_and_stddev_us()
+    assert mean_us == pytest.approx(reference.get_mean_value(), rel=1e-12)
+    assert stddev_us == pytest.approx(reference.get_stddev(), rel=1e-9)

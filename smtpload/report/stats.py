@@ -397,12 +397,21 @@ class LatencyHistogram:
             return 0.0, 0.0
         midpoints: list[tuple[int, int]] = []  # (midpoint_us, count)
         counts = _used_counts(histogram)
+        half_magnitude = histogram.sub_bucket_half_count_magnitude
+        half_count = histogram.sub_bucket_half_count
+        unit = histogram.unit_magnitude
         # Only the buckets that hold counts: compress() finds them in C (a Python loop over
-        # every counter took ~8 ms a histogram).
+        # every counter took ~8 ms a histogram). Each one's lowest value and width is hdrh's
+        # get_value_from_index and size_of_equivalent_value_range, the arithmetic in line:
+        # its method calls took ~4 ms a histogram of 10,000 varied samples, 24 a run.
         for index in itertools.compress(range(len(counts)), counts):
-            lowest = histogram.get_value_from_index(index)
-            width = histogram.get_highest_equivalent_value(lowest) - lowest + 1
-            midpoints.append((lowest + width // 2, counts[index]))
+            bucket = (index >> half_magnitude) - 1
+            sub_bucket = (index & (half_count - 1)) + half_count
+            if bucket < 0:
+                sub_bucket -= half_count
+                bucket = 0
+            shift = bucket + unit
+            midpoints.append(((sub_bucket << shift) + ((1 << shift) >> 1), counts[index]))
         mean = sum(value * count for value, count in midpoints) / total
         variance = sum((value - mean) ** 2 * count for value, count in midpoints) / total
         return mean, math.sqrt(variance)
