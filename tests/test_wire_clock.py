@@ -160,9 +160,11 @@ async def test_kernel_timed_steps_leave_the_busy_loop_out(postfix_smtp_sink: Smt
         assert isinstance(latency, dict)
         # The server's time, whatever our loop did: under a quarter of a slice at the median
         # (the loop's clock sees over that, test above), and for 9 in 10 replies under half a
-        # slice, which a loop-timed reply never is. Not the p99: on this VM one or two replies
-        # in 100 can take the host's 15-40 ms stalls (a CI run of 2026-12-03: mail p50 0.17 ms,
-        # p90 15 ms, p99 31 ms), which is no part of what this test is about.
+        # slice, which a loop-timed reply never is. Not the p99: on this VM the host's stalls
+        # of 15-40 ms reach it (alone, 1 run in 4: a greeting p99 over 15 ms beside a p90 of
+        # 0.4 ms; in a CI run of 2026-12-03 beside other load, mail p50 0.17 ms, p90 15 ms,
+        # p99 31 ms), which is no part of what this test is about. Half a slice is 25 ms: the
+        # bound has room over that CI run's p90, not over every stall the host can make.
         assert latency["p50"] < QUARTER_SLICE_MS, (name, latency)
         assert latency["p90"] < 2 * QUARTER_SLICE_MS, (name, latency)
     assert steps["connect"]["clock"] == "loop"

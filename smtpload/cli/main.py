@@ -51,7 +51,7 @@ from smtpload.errors import LocalError, OutputError, ScenarioError, UsageError, 
 from smtpload.load.arrivals import ARRIVALS, OpenLoop
 from smtpload.load.plan import MAX_IN_FLIGHT, LoadOptions, LoadPlan, LoadPlanError, plan_load
 from smtpload.load.sources import MAX_SOURCE_ADDRESSES, SourceError, SourceList, parse_sources
-from smtpload.net.collector import settle_for_load
+from smtpload.net.collector import restore_collector, settle_for_load
 from smtpload.net.fd_limit import ensure_open_files, most_connections
 from smtpload.net.runner import RunSettings, new_run_id, run_scenario_to_summary
 from smtpload.net.sink import DEFAULT_IDLE_TIMEOUT_S
@@ -491,7 +491,7 @@ def _command_run(args: argparse.Namespace) -> int:
             builtin_sink=target is None,
         ),
     )
-    settle_for_load()  # the collector set for many long-lived sessions (net/collector.py)
+    collector = settle_for_load()  # set for many long-lived sessions (net/collector.py)
     try:
         if settings.workers == 1:
             summary = trio.run(run_scenario_to_summary, compiled, target, settings, stats, progress)
@@ -513,6 +513,8 @@ def _command_run(args: argparse.Namespace) -> int:
     except _worker_error() as error:
         print(f"smtpload: {error}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        restore_collector(collector)
     summary["thresholds"] = evaluate_thresholds(thresholds, summary)
     if progress is not None:
         progress.end(summary["duration_s"])

@@ -56,6 +56,7 @@ from typing import Any, Protocol
 import trio
 
 from smtpload.net.client import ResolvedTarget
+from smtpload.net.collector import settle_for_load
 from smtpload.net.forked import ForkedChild, can_fork, fork_child
 from smtpload.net.runner import RunControl, RunSettings, RunTiming, report_progress
 from smtpload.net.shard import ShardSpec, run_shard_async, shard_settings
@@ -679,6 +680,8 @@ def _serve(out_fd: int) -> int:
         spec = _read_spec()
     except EOFError:
         return 1  # the parent ended before it gave the spec: there is no run to serve
+    # A forked worker has the parent's setting already; one started afresh has not.
+    settle_for_load()
     trio.run(_serve_shard, spec, out_fd)
     return 0
 
