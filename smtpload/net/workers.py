@@ -267,6 +267,11 @@ class ForkedWorker:
 
     def end(self) -> None:
         """After the run: its pipes closed if no run took them, and the process reaped."""
+        if self.command_fd >= 0:
+            # No run took it: killed before its pipe closes, or it could see the end of file
+            # first and leave by itself with 1 ("no run to serve"), a race that CI once saw.
+            with contextlib.suppress(OSError):
+                self.child.kill()
         for fd in (self.command_fd, self.report_fd):
             if fd >= 0:
                 os.close(fd)
