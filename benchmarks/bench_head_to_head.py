@@ -19,7 +19,10 @@ includes smtpload's worker processes and its start-up, and the driver's; the tab
 ``own msg/s`` is smtpload's summary, start-up excluded, and a 1-session run's cost is printed
 under it). A run counts only when every message was accepted: smtp-source's exit status,
 smtpload's summary.json, the driver's replies, and smtp-sink's own counters (``-c``) must
-agree; a row whose client failed shows why instead of a figure.
+agree; a row whose client failed shows why instead of a figure. ``waits/msg`` is how often the
+client's processes blocked (voluntary context switches) per message: near 0 where the client is
+the bottleneck (every reply is there when it reads), near 1 or more where it waits for the sink;
+on a VM each block and wake costs CPU of its own (benchmarks/bench_wake_cost.py).
 
 After the table, two server-bound rows (not targets): smtpload against its own built-in sink
 (no ``--target``: the sink's CPU is then counted too) and against Postfix's smtpd on
@@ -124,6 +127,13 @@ class Row:
     def cpu_us_per_message(self) -> float:
         return self.median(lambda r: r.cpu_s / r.messages * 1e6)
 
+    @property
+    def waits_per_message(self) -> float | None:
+        """How often the client blocked per message (None: a run without the count)."""
+        if any(r.waits is None for r in self.runs):
+            return None
+        return self.median(lambda r: (r.waits or 0) / r.messages)
+
     def as_json(self) -> dict[str, object]:
         figures: dict[str, object] = {}
         if self.error is None and self.runs:
@@ -132,6 +142,9 @@ class Row:
                 "sessions_per_s": round(self.sessions_per_s, 1),
                 "cpu_us_per_message": round(self.cpu_us_per_message, 1),
             }
+            waits = self.waits_per_message
+            if waits is not None:
+                figures["waits_per_message"] = round(waits, 2)
         return {
             "row": self.shape.key,
             "client": self.client,
@@ -154,7 +167,7 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
     header = (
         f"{'row':<21} {'client':<27} {'msg/s':>7} {'sess/s':>7} {'CPU µs/msg':>10}"
         f" {'own msg/s':>9} {'rate/src':>8} {'CPU/src':>8} {'rate/aio':>8} {'CPU/aio':>8}"
-        f" {'procs':>5}"
+        f" {'procs':>5} {'waits/msg':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -181,6 +194,7 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
                 f" {ratio(rate, aio, lambda r: r.rate_per_s):>8}"
                 f" {ratio(cpu, aio, lambda r: r.cpu_us_per_message):>8}"
                 f" {','.join(map(str, sorted(procs))) or '-':>5}"
+                f" {'-' if row.waits_per_message is None else f'{row.waits_per_message:.2f}':>9}"
             )
     print()
 

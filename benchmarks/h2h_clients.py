@@ -17,6 +17,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from benchmarks.smtp_sink import find_smtp_sink
 
@@ -65,6 +66,11 @@ class ClientRun:
     processes: int | None = None  # smtpload's worker processes, when its summary says
     error: str | None = None
     own_rate_per_s: float | None = None  # smtpload's summary: messages/s, start-up excluded
+    #: Times the client (all its processes) blocked for something: voluntary context switches
+    #: (getrusage's ru_nvcsw). A client that keeps up with its server blocks seldom; one that
+    #: waits for it blocks at about every reply, and each block and wake costs CPU (see
+    #: benchmarks/bench_wake_cost.py).
+    waits: int | None = None
 
 
 class SinkCounters:
@@ -105,13 +111,31 @@ class SinkCounters:
             time.sleep(0.05)
 
 
-def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run ``command`` to completion: (wall s, CPU s of it and its descendants, error or "")."""
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one client command cost: wall time, CPU (user + system) and voluntary context
+    switches of it and every descendant it waited for, and why it failed ("" if it did not)."""
+
+    wall_s: float
+    cpu_s: float
+    waits: int
+    error: str = ""
+
+
+def measure(
+    command: list[str], env: dict[str, str] | None = None, stdout: IO[bytes] | None = None
+) -> Usage:
+    """Run ``command`` to completion (its output to ``stdout``, else discarded) and measure it."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         done = subprocess.run(
-            command, capture_output=True, env=env, timeout=RUN_TIMEOUT_S, check=False
+            command,
+            stdout=stdout if stdout is not None else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
         )
         error = ""
         if done.returncode != 0:
@@ -122,7 +146,7 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[floa
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, error
+    return Usage(wall, cpu, after.ru_nvcsw - before.ru_nvcsw, error)
 
 
 def smtpload_env() -> dict[str, str]:
@@ -181,8 +205,9 @@ def run_smtpload(client: str, shape: Shape, target: str | None) -> ClientRun:
             command += ["--target", target]
         if smtpload_has_workers():
             command += ["--workers", "auto" if "auto" in client else "1"]
-        wall, cpu, error = measure(command, smtpload_env())
+        usage = measure(command, smtpload_env())
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    wall, cpu, error = usage.wall_s, usage.cpu_s, usage.error
     if summary is None:
         return ClientRun(wall, cpu, 0, 0, error=error or "failed: no summary.json")
     sent, outcomes = summary["throughput"]["messages"], summary["sessions"]
@@ -191,7 +216,9 @@ def run_smtpload(client: str, shape: Shape, target: str | None) -> ClientRun:
         failed = {k: v for k, v in outcomes.items() if v and k not in ("passed", "started")}
         error = f"failed: {sent} messages, {outcomes['passed']} passed, {failed}"
     own_rate = summary["throughput"]["messages_per_s"]
-    return ClientRun(wall, cpu, sent, outcomes["passed"], workers, error or None, own_rate)
+    return ClientRun(
+        wall, cpu, sent, outcomes["passed"], workers, error or None, own_rate, usage.waits
+    )
 
 
 def run_smtp_source(shape: Shape, target: str) -> ClientRun:
@@ -204,9 +231,12 @@ def run_smtp_source(shape: Shape, target: str) -> ClientRun:
     ]  # fmt: skip
     if not shape.per_message:
         command.insert(1, "-d")
-    wall, cpu, error = measure(command)
+    usage = measure(command)
     # Without -A, smtp-source exits non-zero at the first reply that is not the one expected.
-    return ClientRun(wall, cpu, shape.messages, shape.sessions, 1, error or None)
+    return ClientRun(
+        usage.wall_s, usage.cpu_s, shape.messages, shape.sessions, 1, usage.error or None,
+        waits=usage.waits,
+    )  # fmt: skip
 
 
 def run_aiosmtplib(shape: Shape, target: str) -> ClientRun:
@@ -218,22 +248,17 @@ def run_aiosmtplib(shape: Shape, target: str) -> ClientRun:
         "--per-connection", str(per_connection), "--size", str(shape.payload_bytes),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as output:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(command, stdout=output, stderr=subprocess.PIPE, check=False)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage = measure(command, stdout=output)
         output.seek(0)
         text = output.read()
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if done.returncode != 0:
-        last = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
-        return ClientRun(wall, cpu, 0, 0, error=f"failed: exit {done.returncode}: {last[:60]}")
+    wall, cpu = usage.wall_s, usage.cpu_s
+    if usage.error:
+        return ClientRun(wall, cpu, 0, 0, error=usage.error)
     tally = json.loads(text)
     error = None
     if tally["failures"] or tally["messages"] != shape.messages:
         error = f"failed: {tally['messages']} accepted, {tally['first_error']}"[:90]
-    return ClientRun(wall, cpu, tally["messages"], tally["sessions"], 1, error)
+    return ClientRun(wall, cpu, tally["messages"], tally["sessions"], 1, error, waits=usage.waits)
 
 
 def run_client(

@@ -1,0 +1,172 @@
+"""What one block-and-wake costs a process on this machine (issue 14: what bounds the rows
+where the client waits for its server).
+
+A client that keeps up with its server blocks seldom: its trio loop finds replies waiting and
+handles many per wake. A client that waits for the server (the 100 KiB head-to-head rows,
+where smtp-sink is the bottleneck, or an open-loop run below capacity) blocks at about every
+reply, and each block and wake is charged CPU of its own: the kernel's sleep and wake, and the
+code after a wake running on cold caches. This measures both, per cycle, with nothing else
+running in the process:
+
+- ``epoll.poll``: a bare ``epoll.poll(timeout)`` that times out, in a Python loop: the kernel's
+  share, about what a C client such as smtp-source pays per wait;
+- ``trio``: ``await trio.sleep(pause)`` in a trio loop: what a trio program pays per wait,
+  with trio's scheduler pass;
+- ``warm``: the same trio loop sleeping until a time already passed: the same code, with a
+  scheduler pass that never blocks;
+- ``work after a wake``: a fixed piece of pure-Python work timed right after a wake, against
+  the same work timed back to back.
+
+Each figure is CPU (user + system, ``getrusage``) per cycle; ``wall`` is the cycle's length.
+The pauses are the same for every loop, so only the ratios between them mean anything, and
+only on the machine they were measured on.
+
+Usage: python benchmarks/bench_wake_cost.py [--seconds 2] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import select
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+#: The pauses a loop sleeps for, in seconds: from a wait for a reply on loopback to a tick.
+PAUSES_S = (0.0005, 0.002, 0.01)
+
+#: Slack for the epoll timeout's whole milliseconds and the wake's lateness, per cycle, used
+#: only to size a loop to about ``--seconds``.
+CYCLE_SLACK_S = 0.0008
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def per_cycle(run: Callable[[int], None], cycles: int) -> tuple[float, float]:
+    """(CPU µs, wall µs) per cycle of ``run(cycles)``."""
+    cpu_before, wall_before = cpu_s(), time.perf_counter()
+    run(cycles)
+    cpu, wall = cpu_s() - cpu_before, time.perf_counter() - wall_before
+    return cpu / cycles * 1e6, wall / cycles * 1e6
+
+
+def bare_epoll(pause_s: float) -> Callable[[int], None]:
+    def run(cycles: int) -> None:
+        epoll = select.epoll()  # nothing registered: every poll times out
+        try:
+            for _ in range(cycles):
+                epoll.poll(pause_s)
+        finally:
+            epoll.close()
+
+    return run
+
+
+def trio_sleep(pause_s: float) -> Callable[[int], None]:
+    def run(cycles: int) -> None:
+        async def loop() -> None:
+            for _ in range(cycles):
+                await trio.sleep(pause_s)
+
+        trio.run(loop)
+
+    return run
+
+
+def fixed_work() -> int:
+    """About the Python work of a loop pass: a few dozen small objects made and read."""
+    table = {}
+    for number in range(60):
+        table[number] = str(number)
+    return sum(len(text) for text in table.values())
+
+
+def work_after_wake(pause_s: float | None, cycles: int) -> float:
+    """Median µs of ``fixed_work`` right after a ``pause_s`` sleep (None: back to back)."""
+    epoll = select.epoll()
+    timings = []
+    try:
+        for _ in range(cycles):
+            if pause_s is not None:
+                epoll.poll(pause_s)
+            before = time.perf_counter_ns()
+            fixed_work()
+            timings.append(time.perf_counter_ns() - before)
+    finally:
+        epoll.close()
+    return statistics.median(timings) / 1e3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per loop (default: 2)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also save the figures here")
+    args = parser.parse_args()
+    trio.run(trio.sleep, 0)  # trio's first run sets things up once: not in any figure
+
+    warm_cycles = 20000
+    warm_cpu, _ = per_cycle(lambda n: trio.run(_sleep_until_now, n), warm_cycles)
+    figures: dict[str, object] = {
+        "trio_warm_cpu_us": round(warm_cpu, 1),
+        "pauses": [],
+    }
+    print(f"trio loop, a sleep already due (never blocks): {warm_cpu:.1f} µs CPU a pass")
+    print()
+    header = f"{'pause':>8} {'loop':<10} {'CPU µs/cycle':>12} {'wall µs/cycle':>13} {'vs epoll':>8}"
+    print(header)
+    print("-" * len(header))
+    for pause in PAUSES_S:
+        cycles = max(int(args.seconds / (pause + CYCLE_SLACK_S)), 50)
+        epoll_cpu, epoll_wall = per_cycle(bare_epoll(pause), cycles)
+        trio_cpu, trio_wall = per_cycle(trio_sleep(pause), cycles)
+        for name, cpu, wall in (
+            ("epoll.poll", epoll_cpu, epoll_wall),
+            ("trio", trio_cpu, trio_wall),
+        ):
+            print(
+                f"{pause * 1e3:>6.1f}ms {name:<10} {cpu:>12.1f} {wall:>13.0f}"
+                f" {cpu / epoll_cpu:>7.2f}x"
+            )
+        figures["pauses"].append(  # type: ignore[attr-defined]
+            {
+                "pause_ms": pause * 1e3,
+                "cycles": cycles,
+                "epoll_cpu_us": round(epoll_cpu, 1),
+                "trio_cpu_us": round(trio_cpu, 1),
+                "epoll_wall_us": round(epoll_wall),
+                "trio_wall_us": round(trio_wall),
+            }
+        )
+    print()
+    cycles = max(int(args.seconds / (0.001 + CYCLE_SLACK_S)), 50)
+    back_to_back = work_after_wake(None, cycles)
+    after = work_after_wake(0.001, cycles)
+    print(
+        f"a fixed piece of Python work: {back_to_back:.1f} µs back to back, {after:.1f} µs"
+        f" right after a 1 ms sleep ({after / back_to_back:.2f}x; medians of {cycles})"
+    )
+    figures["work_back_to_back_us"] = round(back_to_back, 1)
+    figures["work_after_wake_us"] = round(after, 1)
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+async def _sleep_until_now(cycles: int) -> None:
+    # trio.sleep's own path (a cancel scope, a deadline in the heap, the scheduler's expiry)
+    # with a deadline already passed: the loop polls with a timeout of 0, never blocking.
+    for _ in range(cycles):
+        await trio.sleep_until(trio.current_time())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
