@@ -23,6 +23,9 @@ agree; a row whose client failed shows why instead of a figure. ``waits/msg`` is
 client's processes blocked (voluntary context switches) per message: near 0 where the client is
 the bottleneck (every reply is there when it reads), near 1 or more where it waits for the sink;
 on a VM each block and wake costs CPU of its own (benchmarks/bench_wake_cost.py).
+``preempt/msg`` is how often one of its processes was made to give up its core (involuntary
+context switches) per message: where the client shares its cores with the sink or with its own
+workers (``--workers auto`` on 2 cores), each one is a cold start of its own.
 
 After the table, two server-bound rows (not targets): smtpload against its own built-in sink
 (no ``--target``: the sink's CPU is then counted too) and against Postfix's smtpd on
@@ -127,12 +130,24 @@ class Row:
     def cpu_us_per_message(self) -> float:
         return self.median(lambda r: r.cpu_s / r.messages * 1e6)
 
+    def per_message(self, count: Callable[[ClientRun], int | None]) -> float | None:
+        """The median of ``count`` per message (None: a run without the count)."""
+        counts = [count(r) for r in self.runs]
+        if not counts or None in counts:
+            return None
+        return statistics.median(
+            (c or 0) / r.messages for c, r in zip(counts, self.runs, strict=True)
+        )
+
     @property
     def waits_per_message(self) -> float | None:
-        """How often the client blocked per message (None: a run without the count)."""
-        if any(r.waits is None for r in self.runs):
-            return None
-        return self.median(lambda r: (r.waits or 0) / r.messages)
+        """How often the client blocked, per message."""
+        return self.per_message(lambda r: r.waits)
+
+    @property
+    def preempted_per_message(self) -> float | None:
+        """How often one of the client's processes was preempted, per message."""
+        return self.per_message(lambda r: r.preempted)
 
     def as_json(self) -> dict[str, object]:
         figures: dict[str, object] = {}
@@ -142,9 +157,12 @@ class Row:
                 "sessions_per_s": round(self.sessions_per_s, 1),
                 "cpu_us_per_message": round(self.cpu_us_per_message, 1),
             }
-            waits = self.waits_per_message
-            if waits is not None:
-                figures["waits_per_message"] = round(waits, 2)
+            for name, value in (
+                ("waits_per_message", self.waits_per_message),
+                ("preempted_per_message", self.preempted_per_message),
+            ):
+                if value is not None:
+                    figures[name] = round(value, 2)
         return {
             "row": self.shape.key,
             "client": self.client,
@@ -162,12 +180,16 @@ def ratio(mine: float, theirs: Row | None, value: Callable[[Row], float]) -> str
     return f"{mine / value(theirs):.2f}x"
 
 
+def per_message(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def print_table(title: str, rows: Sequence[Row]) -> None:
     print(title)
     header = (
         f"{'row':<21} {'client':<27} {'msg/s':>7} {'sess/s':>7} {'CPU µs/msg':>10}"
         f" {'own msg/s':>9} {'rate/src':>8} {'CPU/src':>8} {'rate/aio':>8} {'CPU/aio':>8}"
-        f" {'procs':>5} {'waits/msg':>9}"
+        f" {'procs':>5} {'waits/msg':>9} {'preempt/msg':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -194,7 +216,8 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
                 f" {ratio(rate, aio, lambda r: r.rate_per_s):>8}"
                 f" {ratio(cpu, aio, lambda r: r.cpu_us_per_message):>8}"
                 f" {','.join(map(str, sorted(procs))) or '-':>5}"
-                f" {'-' if row.waits_per_message is None else f'{row.waits_per_message:.2f}':>9}"
+                f" {per_message(row.waits_per_message):>9}"
+                f" {per_message(row.preempted_per_message):>11}"
             )
     print()
 

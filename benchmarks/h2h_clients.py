@@ -71,6 +71,10 @@ class ClientRun:
     #: waits for it blocks at about every reply, and each block and wake costs CPU (see
     #: benchmarks/bench_wake_cost.py).
     waits: int | None = None
+    #: Times one of its processes was made to give up its core (involuntary context switches,
+    #: ru_nivcsw): on a machine where the client shares its cores with the sink or with its
+    #: own workers, each such switch is a cold start too.
+    preempted: int | None = None
 
 
 class SinkCounters:
@@ -113,12 +117,14 @@ class SinkCounters:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one client command cost: wall time, CPU (user + system) and voluntary context
-    switches of it and every descendant it waited for, and why it failed ("" if it did not)."""
+    """What one client command cost: wall time, CPU (user + system), voluntary and involuntary
+    context switches of it and every descendant it waited for, and why it failed ("" if it
+    did not)."""
 
     wall_s: float
     cpu_s: float
     waits: int
+    preempted: int
     error: str = ""
 
 
@@ -146,7 +152,8 @@ def measure(
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Usage(wall, cpu, after.ru_nvcsw - before.ru_nvcsw, error)
+    voluntary = after.ru_nvcsw - before.ru_nvcsw
+    return Usage(wall, cpu, voluntary, after.ru_nivcsw - before.ru_nivcsw, error)
 
 
 def smtpload_env() -> dict[str, str]:
@@ -217,8 +224,9 @@ def run_smtpload(client: str, shape: Shape, target: str | None) -> ClientRun:
         error = f"failed: {sent} messages, {outcomes['passed']} passed, {failed}"
     own_rate = summary["throughput"]["messages_per_s"]
     return ClientRun(
-        wall, cpu, sent, outcomes["passed"], workers, error or None, own_rate, usage.waits
-    )
+        wall, cpu, sent, outcomes["passed"], workers, error or None, own_rate, usage.waits,
+        usage.preempted,
+    )  # fmt: skip
 
 
 def run_smtp_source(shape: Shape, target: str) -> ClientRun:
@@ -235,7 +243,7 @@ def run_smtp_source(shape: Shape, target: str) -> ClientRun:
     # Without -A, smtp-source exits non-zero at the first reply that is not the one expected.
     return ClientRun(
         usage.wall_s, usage.cpu_s, shape.messages, shape.sessions, 1, usage.error or None,
-        waits=usage.waits,
+        waits=usage.waits, preempted=usage.preempted,
     )  # fmt: skip
 
 
@@ -258,7 +266,10 @@ def run_aiosmtplib(shape: Shape, target: str) -> ClientRun:
     error = None
     if tally["failures"] or tally["messages"] != shape.messages:
         error = f"failed: {tally['messages']} accepted, {tally['first_error']}"[:90]
-    return ClientRun(wall, cpu, tally["messages"], tally["sessions"], 1, error, waits=usage.waits)
+    return ClientRun(
+        wall, cpu, tally["messages"], tally["sessions"], 1, error,
+        waits=usage.waits, preempted=usage.preempted,
+    )  # fmt: skip
 
 
 def run_client(
