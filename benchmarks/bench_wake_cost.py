@@ -17,9 +17,12 @@ running in the process:
 - ``work after a wake``: a fixed piece of pure-Python work timed right after a wake, against
   the same work timed back to back.
 
-Each figure is CPU (user + system, ``getrusage``) per cycle; ``wall`` is the cycle's length.
-The pauses are the same for every loop, so only the ratios between them mean anything, and
-only on the machine they were measured on.
+The loop figures are CPU (user + system, ``getrusage``) per cycle, and ``wall`` is the cycle's
+length; the work-after-a-wake figures are wall-clock medians (``perf_counter_ns``) of the work
+alone, as CPU time cannot be read finely enough for a piece this small. The pauses are whole
+milliseconds because ``select.epoll.poll`` (and so trio) rounds a timeout up to one: a 0.5 ms
+pause would sleep 1 ms. The pauses are the same for every loop, so only the ratios between
+them mean anything, and only on the machine they were measured on.
 
 Usage: python benchmarks/bench_wake_cost.py [--seconds 2] [--json FILE]
 """
@@ -39,7 +42,8 @@ from pathlib import Path
 import trio
 
 #: The pauses a loop sleeps for, in seconds: from a wait for a reply on loopback to a tick.
-PAUSES_S = (0.0005, 0.002, 0.01)
+#: Whole milliseconds: epoll's timeout is in milliseconds and Python rounds a shorter one up.
+PAUSES_S = (0.001, 0.002, 0.01)
 
 #: Slack for the epoll timeout's whole milliseconds and the wake's lateness, per cycle, used
 #: only to size a loop to about ``--seconds``.
@@ -152,7 +156,8 @@ def main() -> int:
     after = work_after_wake(0.001, cycles)
     print(
         f"a fixed piece of Python work: {back_to_back:.1f} µs back to back, {after:.1f} µs"
-        f" right after a 1 ms sleep ({after / back_to_back:.2f}x; medians of {cycles})"
+        f" right after a 1 ms sleep ({after / back_to_back:.2f}x; wall-clock medians of"
+        f" {cycles})"
     )
     figures["work_back_to_back_us"] = round(back_to_back, 1)
     figures["work_after_wake_us"] = round(after, 1)
@@ -162,8 +167,10 @@ def main() -> int:
 
 
 async def _sleep_until_now(cycles: int) -> None:
-    # trio.sleep's own path (a cancel scope, a deadline in the heap, the scheduler's expiry)
-    # with a deadline already passed: the loop polls with a timeout of 0, never blocking.
+    # trio.sleep's own path with a deadline already passed: trio 0.35 cancels the scope as it
+    # is entered, so the sleep is rescheduled with its Cancelled at once (the deadline heap is
+    # not involved); each cycle is one scheduler pass polling with a timeout of 0, never
+    # blocking.
     for _ in range(cycles):
         await trio.sleep_until(trio.current_time())
 
