@@ -74,13 +74,13 @@ from benchmarks.smtp_sink import LOOPBACK, find_smtp_sink, free_port, smtp_sink 
 
 SIZES = {"1k": 1024, "100k": 100 * 1024}
 PARALLEL = (10, 100, 500)
-#: Messages per row by (connection per message?, size): about 2-10 s per client on 2 cores,
-#: so that smtpload's start-up (printed under the table) stays a small share of a row. They were
-#: a third of these on a machine a third as fast, where that held; on a faster one (2026-12-02)
-#: smtp-source did 3,000 messages in 0.5 s and one smtpload start-up was a third of its row.
-#: The connection-per-message 100 KiB rows were 3,000 too, where smtpload's start-up (0.45 s of
-#: CPU) was still ~150 µs of its ~850 µs a message (2026-12-04); at 10,000, as in the 1 KiB
-#: rows, it is ~45 µs in every connection-per-message row.
+#: Messages per row by (connection per message?, size): about 2-15 s per client on 2 cores
+#: (aiosmtplib up to 40 s), so that smtpload's start-up (printed under the table) stays a small
+#: share of a row. They were a third of these on a machine a third as fast, where that held; on
+#: a faster one (2026-12-02) smtp-source did 3,000 messages in 0.5 s and one smtpload start-up
+#: was a third of its row. The connection-per-message 100 KiB rows were 3,000 too, where
+#: smtpload's start-up (0.45-0.61 s of CPU) was still 150-200 µs of its 850-1,000 µs a message
+#: (2026-12-04); at 10,000, as in the 1 KiB rows, it is 45-61 µs in every such row.
 DEFAULT_MESSAGES = {
     (True, "1k"): 10000,
     (True, "100k"): 10000,
