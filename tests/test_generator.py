@@ -164,11 +164,26 @@ def test_a_run_starved_of_cpu_says_so(
 def test_a_quiet_run_against_postfix_does_not_say_so(
     tmp_path: Path, postfix_server: SmtpPeer
 ) -> None:
-    summary = run_summary(tmp_path, postfix_server, 200)
-    generator = summary["generator"]
-    assert isinstance(generator, dict)
-    assert generator["saturated"] is False, generator
-    assert "generator saturated" not in str(summary["stdout"])
+    # A light run (200 sessions, about a third of a core) never blames its own load. Whether
+    # its loop was late depends on the machine: Postfix delivers on the same 2 cores, and a
+    # late loop in a process using little CPU is rightly called saturated with the machine
+    # blamed (a fresh-clone trial saw cpu 33.5 %, lag max 11.5 ms once). So up to 3 runs, and
+    # at least one must not be called saturated at all.
+    verdicts = []
+    for attempt in range(3):
+        scratch = tmp_path / str(attempt)
+        scratch.mkdir()
+        summary = run_summary(scratch, postfix_server, 200)
+        generator = summary["generator"]
+        assert isinstance(generator, dict)
+        stdout = str(summary["stdout"])
+        assert "lower --concurrency" not in stdout, generator
+        if generator["saturated"] is False:
+            assert "generator saturated" not in stdout
+            return
+        assert "other processes are taking this machine's CPU" in stdout, generator
+        verdicts.append(generator)
+    pytest.fail(f"called saturated in all 3 runs: {verdicts}")
 
 
 def test_the_quickstart_does_not_call_itself_saturated(tmp_path: Path) -> None:
