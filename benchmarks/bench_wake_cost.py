@@ -1,5 +1,5 @@
-"""What one block-and-wake costs a process on this machine (issue 14: what bounds the rows
-where the client waits for its server).
+"""What one block-and-wake costs a process on this machine (issue 14, the head-to-head
+benchmark: what bounds its rows where the client waits for its server).
 
 A client that keeps up with its server blocks seldom: its trio loop finds replies waiting and
 handles many per wake. A client that waits for the server (the 100 KiB head-to-head rows,
@@ -12,8 +12,8 @@ running in the process:
   share, about what a C client such as smtp-source pays per wait;
 - ``trio``: ``await trio.sleep(pause)`` in a trio loop: what a trio program pays per wait,
   with trio's scheduler pass;
-- ``warm``: the same trio loop sleeping until a time already passed: the same code, with a
-  scheduler pass that never blocks;
+- a sleep already due: the same trio loop sleeping until a time already passed, the same
+  code with a scheduler pass that never blocks;
 - ``work after a wake``: a fixed piece of pure-Python work timed right after a wake, against
   the same work timed back to back.
 
@@ -26,6 +26,8 @@ loop, so only the ratios between them mean anything, and only on the machine the
 measured on.
 
 Usage: python benchmarks/bench_wake_cost.py [--seconds 2] [--json FILE]
+
+``--seconds`` is per loop: the whole run takes about 16 s with the default, about 5 s with 0.5.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ def work_after_wake(pause_s: float | None, cycles: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="per loop (default: 2)")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="per loop (default: 2; about 16 s in all)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the figures here")
     args = parser.parse_args()
     trio.run(trio.sleep, 0)  # trio's first run sets things up once: not in any figure
@@ -158,7 +162,7 @@ def main() -> int:
     print(
         f"a fixed piece of Python work: {back_to_back:.1f} µs back to back, {after:.1f} µs"
         f" right after a 1 ms sleep ({after / back_to_back:.2f}x; wall-clock medians of"
-        f" {cycles})"
+        f" {cycles} samples each)"
     )
     figures["work_back_to_back_us"] = round(back_to_back, 1)
     figures["work_after_wake_us"] = round(after, 1)
