@@ -416,6 +416,23 @@ def test_validate_goes_on_past_a_missing_file_or_a_folder(tmp_path: Path) -> Non
     assert "quickstart.yaml: ok (" in result.stdout
 
 
+def test_a_mistyped_bundled_name_gets_a_did_you_mean(tmp_path: Path) -> None:
+    result = smtpload(
+        "validate", "quikstart", "seed-telnet.yml", "zzzz", "sub/quikstart", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(
+        "smtpload: no scenario file 'quikstart' (did you mean 'quickstart'?); give a path, or"
+        " one of the bundled scenarios: "
+    ), lines
+    assert "no scenario file 'seed-telnet.yml' (did you mean 'seed-telnet'?)" in lines[1]
+    # Nothing close, or a path into a folder: no guess, the list only.
+    assert "no scenario file 'zzzz'; give a path" in lines[2]
+    assert "no scenario file 'sub/quikstart'; give a path" in lines[3]
+    assert "quickstart" in lines[2]
+
+
 def test_validate_reports_what_re2_cannot_match_and_nothing_else(tmp_path: Path) -> None:
     bad = tmp_path / "lookbehind.yaml"
     bad.write_text(

@@ -88,8 +88,22 @@ def scenario_path(name: str) -> Path:
     if path is None and is_dir(Path(name)):
         raise UsageError(f"{shown(name)} is a folder; give a scenario file in it")
     if path is None:
+        names = bundled_scenario_names()
         raise UsageError(
-            f"no scenario file {shown(name)}; give a path, or one of the bundled scenarios: "
-            + ", ".join(bundled_scenario_names())
+            f"no scenario file {shown(name)}{_suggestion(name, names)}; give a path, or one of"
+            " the bundled scenarios: " + ", ".join(names)
         )
     return path
+
+
+def _suggestion(name: str, names: list[str]) -> str:
+    """`` (did you mean 'quickstart'?)`` for a bare name close to a bundled one, else ''."""
+    if Path(name).parent != Path(".") or not names:
+        return ""  # a path elsewhere is not a mistyped bundled name
+    # difflib is for a "did you mean", on an error only: imported here, not at start-up
+    # (tests/test_startup.py).
+    import difflib
+
+    stem = name.removesuffix(".yaml")
+    close = difflib.get_close_matches(stem, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
