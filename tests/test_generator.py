@@ -165,10 +165,10 @@ def test_a_quiet_run_against_postfix_does_not_say_so(
     tmp_path: Path, postfix_server: SmtpPeer
 ) -> None:
     # A light run (200 sessions, about a third of a core) never blames its own load. Whether
-    # its loop was late depends on the machine: Postfix delivers on the same 2 cores, and a
-    # late loop in a process using little CPU is rightly called saturated with the machine
-    # blamed (a fresh-clone trial saw cpu 33.5 %, lag max 11.5 ms once). So up to 3 runs, and
-    # at least one must not be called saturated at all.
+    # its loop was late depends on the machine: Postfix's smtpd, cleanup and qmgr take the same
+    # 2 cores, and a late loop in a process using little CPU is rightly called saturated with
+    # the machine blamed (a fresh-clone trial saw cpu 33.5 %, lag max 11.5 ms once). So up to 3
+    # runs, and at least one must not be called saturated at all.
     verdicts = []
     for attempt in range(3):
         scratch = tmp_path / str(attempt)
