@@ -15,6 +15,7 @@ A remote error never escapes a session: the I/O layer turns it into a counted ou
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "SmtploadError",
     "UsageError",
     "clipped",
+    "closest",
     "counted",
     "shown",
 ]
@@ -59,6 +61,21 @@ def clipped(value: str, limit: int = ECHO_LIMIT) -> str:
     if len(value) <= limit:
         return value
     return f"{value[:limit]}... ({len(value):,} characters)"
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` most like ``word``, for a message's "did you mean", or None when
+    none is close (difflib's own measure and cut-off).
+
+    >>> closest("quikstart", ["dsn", "quickstart"]), closest("zzzz", ["dsn", "quickstart"])
+    ('quickstart', None)
+    """
+    # difflib is for an error message only: imported here, not at start-up
+    # (tests/test_startup.py).
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
 
 
 def counted(count: int, noun: str, plural: str | None = None) -> str:

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from smtpload.errors import Problem, ScenarioError, clipped, shown
+from smtpload.errors import Problem, ScenarioError, clipped, closest, shown
 from smtpload.scenario.model import ThresholdText
 
 __all__ = [
@@ -351,14 +351,8 @@ def _read_metric(
         return word, Kind.RATE, None, start
     if word is None:
         raise reader.error(f"expected a metric ({_METRICS_SHOWN}), {_EXAMPLE}")
-    # difflib is for a "did you mean", on an error only: imported here, not at start-up
-    # (tests/test_startup.py).
-    import difflib
-
-    close = difflib.get_close_matches(
-        word, [*LATENCY_METRICS, *COUNT_METRICS, *RATE_METRICS, "step"], n=1
-    )
-    hint = f"; did you mean {close[0]}?" if close else ""
+    close = closest(word, [*LATENCY_METRICS, *COUNT_METRICS, *RATE_METRICS, "step"])
+    hint = f"; did you mean {close}?" if close is not None else ""
     if word == "step":
         hint = "; a step is written step:NAME, e.g. step:rcpt.p99<50ms"
     raise reader.error(f"unknown metric {shown(word)} (metrics: {_METRICS_SHOWN}){hint}", start)
@@ -407,10 +401,8 @@ def _step_written(step: str) -> str:
 
 
 def _unknown_step(step: str, step_names: Collection[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(step, list(step_names), n=1)
-    hint = f"; did you mean step:{clipped(_step_written(close[0]))}?" if close else ""
+    close = closest(step, step_names)
+    hint = f"; did you mean step:{clipped(_step_written(close))}?" if close is not None else ""
     listed = clipped(", ".join(step_names), 200)
     return f"the scenario has no step {shown(step)} (its steps: {listed}){hint}"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smtpload.errors import UsageError, shown
+from smtpload.errors import UsageError, closest, shown
 
 __all__ = [
     "bundled_scenario_dir",
@@ -100,10 +100,5 @@ def _suggestion(name: str, names: list[str]) -> str:
     """`` (did you mean 'quickstart'?)`` for a bare name close to a bundled one, else ''."""
     if Path(name).parent != Path(".") or not names:
         return ""  # a path elsewhere is not a mistyped bundled name
-    # difflib is for a "did you mean", on an error only: imported here, not at start-up
-    # (tests/test_startup.py).
-    import difflib
-
-    stem = name.removesuffix(".yaml")
-    close = difflib.get_close_matches(stem, names, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(name.removesuffix(".yaml"), names)
+    return f" (did you mean {close!r}?)" if close is not None else ""

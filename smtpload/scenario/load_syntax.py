@@ -28,7 +28,7 @@ command line's options override the block is load/plan.py's.
 
 from __future__ import annotations
 
-from smtpload.errors import clipped, shown
+from smtpload.errors import clipped, closest, shown
 from smtpload.scenario.durations import MAX_DURATION_S, DurationError, parse_duration
 from smtpload.scenario.model import ARRIVALS, Load, LoadStage, ThresholdText
 from smtpload.scenario.yaml_nodes import TEXT_TAGS, NodeReader, is_blank, kind_of
@@ -206,12 +206,8 @@ def _arrivals(node: Node | None, reader: NodeReader) -> str | None:
         return None
     if written in ARRIVALS:
         return written
-    # difflib is for a "did you mean", on an error only: imported here, not at start-up
-    # (tests/test_startup.py).
-    import difflib
-
-    close = difflib.get_close_matches(written.lower(), ARRIVALS, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(written.lower(), ARRIVALS)
+    hint = f" (did you mean {close!r}?)" if close is not None else ""
     reader.problem(
         node, f"load: arrivals {shown(written)} must be one of {', '.join(ARRIVALS)}{hint}"
     )

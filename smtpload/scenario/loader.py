@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtpload.errors import Problem, ScenarioError, clipped, shown
+from smtpload.errors import Problem, ScenarioError, clipped, closest, shown
 from smtpload.scenario.block_syntax import BlockDraft, check_blocks, read_steps, to_blocks
 from smtpload.scenario.feed_syntax import value_problem_at
 from smtpload.scenario.input_file import InputTooLargeError, read_input
@@ -874,12 +874,8 @@ _MESSAGE_KINDS = (StepKind.DATA, StepKind.BDAT)
 
 
 def _unknown_variable(name: str, available: Iterable[str]) -> str:
-    # difflib is for a "did you mean", on an error only: imported here, not at start-up
-    # (tests/test_startup.py).
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(available), n=1)
-    hint = f", or did you mean {{{clipped(close[0])}}}?" if close else ""
+    close = closest(name, sorted(available))
+    hint = f", or did you mean {{{clipped(close)}}}?" if close is not None else ""
     return f"unknown variable {{{clipped(name)}}} (declare it under variables:{hint})"
 
 

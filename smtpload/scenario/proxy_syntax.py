@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from smtpload.errors import clipped, shown
+from smtpload.errors import clipped, closest, shown
 from smtpload.scenario.model import PER_MESSAGE_VARIABLES, ProxySpec
 from smtpload.scenario.step_syntax import read_template
 from smtpload.scenario.template import Template
@@ -142,12 +142,8 @@ def _variables_known(template: Template, node: Node, reader: NodeReader, allowed
         if name in PER_MESSAGE_VARIABLES:
             message = f"{{{name}}} is new for each message; the PROXY header has no message"
         else:
-            # difflib is for a "did you mean", on an error only: imported here, not at start-up
-            # (tests/test_startup.py).
-            import difflib
-
-            close = difflib.get_close_matches(name, sorted(allowed), n=1)
-            hint = f", or did you mean {{{clipped(close[0])}}}?" if close else ""
+            close = closest(name, sorted(allowed))
+            hint = f", or did you mean {{{clipped(close)}}}?" if close is not None else ""
             message = (
                 f"unknown variable {{{clipped(name)}}} (declare it under variables:{hint}; the"
                 " header goes out before any reply, so no capture can fill it)"

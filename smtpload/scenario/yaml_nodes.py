@@ -23,7 +23,7 @@ import yaml
 import yaml.nodes
 from yaml.constructor import SafeConstructor
 
-from smtpload.errors import Problem, clipped, shown
+from smtpload.errors import Problem, clipped, closest, shown
 from smtpload.scenario.yaml_tree import (
     ComposeError,
     MappingNode,
@@ -422,11 +422,7 @@ def _pyyaml(node: ScalarNode) -> yaml.nodes.ScalarNode:
 
 
 def _suggest(key: str, valid: tuple[str, ...]) -> str:
-    # difflib is for a "did you mean", on an error only: imported here, not at start-up
-    # (tests/test_startup.py).
-    import difflib
-
-    close = [key.lower()] if key.lower() in valid else difflib.get_close_matches(key, valid, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
+    close = key.lower() if key.lower() in valid else closest(key, valid)
+    if close is not None:
+        return f" (did you mean {close!r}?)"
     return f" (valid keys here: {', '.join(valid)})"
