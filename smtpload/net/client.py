@@ -99,6 +99,10 @@ from smtpload.protocol.wire import (
 from smtpload.report.stats import RunStats
 from smtpload.scenario.model import StepKind, Target
 
+# Enum members as module names: on CPython 3.11 an Enum class's attribute costs ~6x a plain one
+# (protocol/engine.py says why), and the session's loop compares with them at every step.
+_AUTH, _TLS, _PASSED = StepKind.AUTH, StepKind.TLS, Outcome.PASSED
+
 __all__ = ["ResolvedTarget", "resolve_target", "run_session"]
 
 _RECEIVE_BYTES = 65536
@@ -254,13 +258,15 @@ async def run_session(
             if source is not None:
                 source.bind(raw, engine.session)
             connect_deadline = trio.current_time() + scenario.timeout_s
-            greeting_from_ns = await _connect(raw, target.address, kernel_clock, connect_deadline)
+            greeting_from_ns = await _connect(
+                raw, target.address, unix=unix, kernel_clock=kernel_clock, deadline=connect_deadline
+            )
         except _StepTimeout:
             engine.on_connect_error(f"no connection within {scenario.timeout_s:g} s")
         except OSError as error:
             where = f" ({target.display})" if unix else ""
             engine.on_connect_error(_describe_os_error(error) + where)
-        if engine.outcome is not Outcome.PASSED:
+        if engine.outcome is not _PASSED:
             stats.record_step("connect", None, failed=True)
             stats.record_session(engine.outcome, None, engine.failure())
             return
@@ -272,7 +278,7 @@ async def run_session(
         wire = _Wire(raw, ReplyParser(max_reply_bytes), kernel_clock, stats, tls)
         await _converse(wire, engine, stats, greeting_from_ns)
         outcome = engine.outcome
-        if outcome is Outcome.PASSED:
+        if outcome is _PASSED:
             ended_ns = time_ns()
             uncorrected_us = (ended_ns - started_ns) // 1000
             # From when it was due, or from its start if that came first: the runner wakes a
@@ -293,17 +299,23 @@ async def run_session(
 
 
 async def _connect(
-    raw: stdlib_socket.socket, address: tuple[object, ...], kernel_clock: bool, deadline: float
+    raw: stdlib_socket.socket,
+    address: tuple[object, ...],
+    *,
+    unix: bool,
+    kernel_clock: bool,
+    deadline: float,
 ) -> int | None:
-    """Connect the non-blocking ``raw``; return when the handshake ended (the greeting's
+    """Connect the non-blocking ``raw`` (an AF_UNIX socket when ``unix``); return when the handshake ended (the greeting's
     start) where ``kernel_clock`` can estimate it, else None. Raises OSError as connect does,
     and _StepTimeout when it is not connected by ``deadline`` (trio's clock).
 
     The syscall is made here rather than by trio's ``connect`` so that the time just before it
     is ours to take (``wire_clock.handshake_end_ns``).
     """
+    # ``unix`` from the caller: the socket's ``family`` property makes an AddressFamily each
+    # time (an Enum call, costlier than the connect's own Python).
     before_ns = time_ns()
-    unix = raw.family == stdlib_socket.AF_UNIX
     error = raw.connect_ex(str(address[0]) if unix else address)
     in_progress = error in (errno.EINPROGRESS, errno.EINTR)
     if in_progress and (unix or not _established(raw)):
@@ -355,14 +367,6 @@ async def _wait_for(
         await ready(raw)
     if scope.cancelled_caught:
         raise _StepTimeout
-
-
-def _send_now(raw: stdlib_socket.socket, data: bytes | memoryview) -> int:
-    """One send that does not wait: the bytes it sent, 0 when there was no room."""
-    try:
-        return raw.send(data)
-    except BlockingIOError:
-        return 0
 
 
 async def _send_all(raw: stdlib_socket.socket, data: bytes | memoryview, deadline: float) -> int:
@@ -539,7 +543,10 @@ class _Wire:
                 self.replied_early = False
                 await trio.lowlevel.checkpoint_if_cancelled()
                 before_ns = time_ns()
-                sent = _send_now(self.raw, data)
+                try:
+                    sent = self.raw.send(data)
+                except BlockingIOError:
+                    sent = 0  # no room: _send_all waits for it
                 if sent == len(data):
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return before_ns
@@ -743,7 +750,7 @@ async def _pipelined_group(
         else:
             reply = await wire.reply()
             if reply is None:
-                if engine.outcome is Outcome.PASSED:
+                if engine.outcome is _PASSED:
                     engine.on_closed(member)
                 stats.record_step(member.name, None, failed=True)
                 break
@@ -879,7 +886,7 @@ async def _converse(
                     _tcp_address(wire.raw, peer=False), _tcp_address(wire.raw, peer=True)
                 )
                 step_from_ns = await wire.send(header)
-            if step.kind is StepKind.TLS:
+            if step.kind is _TLS:
                 if step.index > 0 and (
                     backlog or parser.has_partial_reply or _bytes_waiting(fd, probe)
                 ):
@@ -959,7 +966,7 @@ async def _converse(
                 raise RemoteProtocolError(
                     f"reply before the step's last byte was sent: {_reply_preview(reply)}"
                 )
-            if step.kind is StepKind.AUTH:
+            if step.kind is _AUTH:
                 # The rounds of an AUTH exchange are one step, timed from the AUTH command
                 # to the final reply, each round answered before the next is read.
                 while reply is not None and (line := engine.auth_response(step, reply)):

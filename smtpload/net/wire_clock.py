@@ -46,6 +46,9 @@ _SO_TIMESTAMPNS: int | None = getattr(
 
 #: The ``struct timespec`` of the ancillary message: seconds and nanoseconds, two 64-bit ints.
 _TIMESPEC = struct.Struct("qq")
+_TIMESPEC_BYTES = _TIMESPEC.size
+_unpack_timespec = _TIMESPEC.unpack_from
+_SOL_SOCKET = socket.SOL_SOCKET
 
 #: The ``ancbufsize`` for ``recvmsg`` that holds one receive time.
 RECEIVE_TIME_SPACE: int = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -124,10 +127,12 @@ class ReceiveTimesKept:
 def receive_time_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     """The kernel's receive time in ``recvmsg``'s ancillary data, in ns since the epoch, or
     None when it carries none (a read that returned EOF, a platform without timestamps)."""
+    # Every read of a session passes here: the constants are module names, not lookups.
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+        if kind == _SO_TIMESTAMPNS and level == _SOL_SOCKET and len(data) >= _TIMESPEC_BYTES:
+            seconds, nanoseconds = _unpack_timespec(data)
+            received_ns: int = seconds * 1_000_000_000 + nanoseconds  # struct gives ints
+            return received_ns
     return None
 
 

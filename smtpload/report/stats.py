@@ -135,6 +135,11 @@ def _fold(histogram: HdrHistogram, values: array.array[int]) -> None:
     half_count = histogram.sub_bucket_half_count
     counts = histogram.counts
     for value, count in Counter(values).items():
+        if value <= mask:
+            # Bucket 0 (below 2,048 µs at 3 digits: most loopback latencies), where the
+            # arithmetic below comes to this.
+            counts[value >> unit] += count
+            continue
         bucket = (value | mask).bit_length() - base
         counts[((bucket + 1) << half) + (value >> (bucket + unit)) - half_count] += count
     histogram.total_count += len(values)
