@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import trio
 
+from smtpload.net import client
 from smtpload.net.client import new_session, resolve_target, run_session
 from smtpload.net.runner import RunSettings, run_sessions
 from smtpload.net.sink import serve_sink
@@ -31,7 +32,7 @@ from smtpload.report.stats import RunStats
 from smtpload.scenario.loader import load_scenario
 from smtpload.scenario.model import Expectation, Scenario, Step, StepKind
 from tests.cli import smtpload
-from tests.misbehaving import BEHAVIOURS, HUGE_REPLY_BYTES, shuts_down_after_ehlo
+from tests.misbehaving import BEHAVIOURS, HUGE_REPLY_BYTES, shuts_down_after_ehlo, slow_greeting
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -121,6 +122,26 @@ async def test_misbehaving_server_is_counted_under_its_category(
     assert failure.outcome is outcome
     assert failure.step == step
     assert got in failure.got or any(got in line.text for line in failure.transcript)
+
+
+async def test_sockets_trio_waited_on_are_forgotten_as_they_close(nursery: trio.Nursery) -> None:
+    # Sessions that wait on their socket: a greeting 0.25 s late (a wait that ends with data)
+    # and a server that stops answering (one cut off by the step's timeout). run_session tells
+    # trio of the close only for such sockets (client._WAITED_ON); sessions after them reuse
+    # their descriptor numbers, from a fast server, where most never wait.
+    slow = await start_server(nursery, "stall")
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, slow_greeting, 0, host="127.0.0.1")
+    )
+    late = listeners[0].socket.getsockname()[1]
+    sink = await nursery.start(serve_sink, "127.0.0.1", 0)
+    scenario = quickstart(timeout_s=0.5)
+    runs = ((late, Outcome.PASSED), (slow, Outcome.TIMEOUT), (sink.port, Outcome.PASSED))
+    for port, outcome in runs:
+        stats = await run(port, scenario, sessions=6, concurrency=3)
+        assert_accounted(stats, 6)
+        assert stats.outcomes[outcome] == 6
+        assert not client._WAITED_ON  # nothing kept of a closed socket
 
 
 @pytest.mark.parametrize(

@@ -293,8 +293,14 @@ async def run_session(
             stats.record_session(outcome, None, engine.failure())
     finally:
         # As trio's own sockets close: a task waiting on it is woken (with ClosedResourceError)
-        # and the loop forgets it before the descriptor number can be reused.
-        trio.lowlevel.notify_closing(raw)
+        # and the loop forgets it before the descriptor number can be reused. Only where trio
+        # was asked to wait on it: a socket it never saw it holds nothing of, and most sessions
+        # at load never wait (the reply is there when read), where the call would cost them a
+        # failing epoll_ctl syscall and ~40 lines of trio's Python.
+        fd = raw.fileno()
+        if fd in _WAITED_ON:
+            _WAITED_ON.discard(fd)
+            trio.lowlevel.notify_closing(raw)
         raw.close()
 
 
@@ -306,9 +312,10 @@ async def _connect(
     kernel_clock: bool,
     deadline: float,
 ) -> int | None:
-    """Connect the non-blocking ``raw`` (an AF_UNIX socket when ``unix``); return when the handshake ended (the greeting's
-    start) where ``kernel_clock`` can estimate it, else None. Raises OSError as connect does,
-    and _StepTimeout when it is not connected by ``deadline`` (trio's clock).
+    """Connect the non-blocking ``raw`` (an AF_UNIX socket when ``unix``); return when the
+    handshake ended (the greeting's start) where ``kernel_clock`` can estimate it, else None.
+    Raises OSError as connect does, and _StepTimeout when it is not connected by ``deadline``
+    (trio's clock).
 
     The syscall is made here rather than by trio's ``connect`` so that the time just before it
     is ours to take (``wire_clock.handshake_end_ns``).
@@ -346,6 +353,12 @@ def _established(raw: stdlib_socket.socket) -> bool:
         return False
 
 
+#: The descriptors of the sessions' sockets that trio was asked to wait on (``_wait_for``), until
+#: they close (``run_session``): descriptor numbers are unique in a process while open, so one
+#: set serves every run, in every thread.
+_WAITED_ON: set[int] = set()
+
+
 class _StepTimeout(Exception):
     """A wait for the socket outlasted the step's deadline: the step timed out."""
 
@@ -363,6 +376,7 @@ async def _wait_for(
     moving a scope's deadline costs more than the rest of a step's handling (trio re-files the
     scope in its deadline heap through a context manager, each time).
     """
+    _WAITED_ON.add(raw.fileno())  # for run_session's notify_closing
     with trio.move_on_at(deadline) as scope:
         await ready(raw)
     if scope.cancelled_caught:
