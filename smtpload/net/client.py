@@ -715,8 +715,9 @@ class _Wire:
                 return None
             replies = self.parser.feed(chunk)
             if replies:
-                self.backlog.extend(replies[1:])
-                self.backlog_ns = self.reply_ns
+                if len(replies) > 1:  # read together: kept for the steps that come next
+                    self.backlog.extend(replies[1:])
+                    self.backlog_ns = self.reply_ns
                 return replies[0]
             # A read that completed no reply (rare: a reply is one read nearly always). The
             # step's timeout is a cancel scope only in a wait, and a server that writes a

@@ -265,6 +265,8 @@ class CompiledScenario:
     # The repeats that start at each step index, outermost first: what a session's cursor
     # looks up as it moves (engine.py), once per step, instead of a walk over every block.
     repeat_starts: Mapping[int, tuple[Block, ...]] = field(init=False, repr=False, compare=False)
+    #: Whether any step starts a pipeline group: asked by every session's engine as it starts.
+    has_pipeline_groups: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         starts: dict[int, tuple[Block, ...]] = {}
@@ -272,6 +274,8 @@ class CompiledScenario:
             if block.kind is BlockKind.REPEAT:
                 starts[block.start] = (*starts.get(block.start, ()), block)
         object.__setattr__(self, "repeat_starts", starts)
+        groups = any(block.kind is BlockKind.PIPELINE for block in self.blocks)
+        object.__setattr__(self, "has_pipeline_groups", groups)
 
     @property
     def least_messages_per_session(self) -> int:
@@ -287,11 +291,6 @@ class CompiledScenario:
                     times *= block.count_min
             total += times
         return total
-
-    @property
-    def has_pipeline_groups(self) -> bool:
-        """Whether any step starts a pipeline group."""
-        return any(block.kind is BlockKind.PIPELINE for block in self.blocks)
 
     def session_random(self, session: int) -> random.Random:
         """The random generator of session number ``session`` (session_random.py)."""
