@@ -1,11 +1,13 @@
-"""Instructions a session costs smtpload, counted by valgrind: a figure that does not drift.
+"""Instructions a session costs smtpload, counted by valgrind: a figure that drifts little.
 
 On the 2-core VMs this project is measured on, the CPU time of the same run drifts by 25 % from
 minute to minute (benchmarks/bench_head_to_head.py's rounds), so a hot-path change of a few per
 cent cannot be seen in CPU times. ``valgrind --tool=callgrind`` counts the user-space
-instructions a process executes instead: the same run gives the same count to about 0.02 %
-here, whatever else the machine is doing. The kernel's share (the syscalls, about the same as
-smtp-source's) is not in it.
+instructions a process executes instead. The start-up's count repeats to 0.2 %; a session's
+varies by up to ~3 % from run to run (830.6-853.4 k in 4 runs of one commit here: the sink's
+timing still decides how replies fall into reads and how the scheduler batches), whatever else
+the machine is doing. Compare trees over two or more runs each. The kernel's share (the
+syscalls, about the same as smtp-source's) is not in it.
 
 What it runs: the head-to-head benchmark's connection-per-message shape (1 KiB, 100 parallel,
 lock-step or ``--pipelined``) against Postfix's ``smtp-sink`` on loopback, once with 1 session
@@ -69,7 +71,11 @@ def count_instructions(checkout: Path, scenario: Path, sessions: int, target: st
             "--results", str(Path(scratch) / "results"), "--quiet", "--workers", "1",
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(checkout)}
-        done = subprocess.run(command, env=env, capture_output=True, timeout=1800, check=False)
+        # From the scratch folder: ``python -c`` puts the working directory first on the path,
+        # and run from a checkout it would import that one whatever ``checkout`` says.
+        done = subprocess.run(
+            command, env=env, cwd=scratch, capture_output=True, timeout=1800, check=False
+        )
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace")[-2000:]
             raise SystemExit(f"smtpload under valgrind exited {done.returncode}:\n{tail}")

@@ -124,11 +124,23 @@ async def test_misbehaving_server_is_counted_under_its_category(
     assert got in failure.got or any(got in line.text for line in failure.transcript)
 
 
-async def test_sockets_trio_waited_on_are_forgotten_as_they_close(nursery: trio.Nursery) -> None:
+async def test_sockets_trio_waited_on_are_forgotten_as_they_close(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Sessions that wait on their socket: a greeting 0.25 s late (a wait that ends with data)
     # and a server that stops answering (one cut off by the step's timeout). run_session tells
-    # trio of the close only for such sockets (client._WAITED_ON); sessions after them reuse
-    # their descriptor numbers, from a fast server, where most never wait.
+    # trio of the close for each of them, and only where trio was asked to wait
+    # (client._WAITED_ON); sessions after them reuse their descriptor numbers, from a fast
+    # server, where most never wait.
+    told: list[int] = []  # the peer's port of each socket trio heard was closing
+    notify_closing = trio.lowlevel.notify_closing
+
+    def counted(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the servers' sockets are told too: sorted below
+            told.append(sock.getpeername()[1])
+        notify_closing(sock)
+
+    monkeypatch.setattr(trio.lowlevel, "notify_closing", counted)
     slow = await start_server(nursery, "stall")
     listeners = await nursery.start(
         functools.partial(trio.serve_tcp, slow_greeting, 0, host="127.0.0.1")
@@ -136,12 +148,16 @@ async def test_sockets_trio_waited_on_are_forgotten_as_they_close(nursery: trio.
     late = listeners[0].socket.getsockname()[1]
     sink = await nursery.start(serve_sink, "127.0.0.1", 0)
     scenario = quickstart(timeout_s=0.5)
-    runs = ((late, Outcome.PASSED), (slow, Outcome.TIMEOUT), (sink.port, Outcome.PASSED))
-    for port, outcome in runs:
+    for port, outcome in ((late, Outcome.PASSED), (slow, Outcome.TIMEOUT)):
+        told.clear()
         stats = await run(port, scenario, sessions=6, concurrency=3)
         assert_accounted(stats, 6)
         assert stats.outcomes[outcome] == 6
+        assert told.count(port) == 6  # every session waited, and trio heard of each close
         assert not client._WAITED_ON  # nothing kept of a closed socket
+    stats = await run(sink.port, scenario, sessions=6, concurrency=3)
+    assert stats.outcomes[Outcome.PASSED] == 6
+    assert not client._WAITED_ON
 
 
 @pytest.mark.parametrize(
